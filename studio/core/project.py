@@ -1,0 +1,158 @@
+"""A project: one folder holding the database, frozen snapshots, training runs and exports.
+
+Only one Distill Studio process may hold a project at a time. The lock is an OS file lock
+(``filelock``), so it is released by the operating system when the holder dies, even under
+``kill -9``: a crashed app never leaves a project locked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from studio.core import db, schema
+from studio.core.errors import ProjectError, ProjectLockedError
+from studio.core.samples import SampleRepository
+from studio.core.seeds import SeedRepository
+
+DB_NAME = "project.sqlite"
+LOCK_NAME = ".studio.lock"
+OWNER_NAME = ".studio.owner"
+SUBFOLDERS = ("snapshots", "runs", "exports")
+
+
+class Project:
+    """An open project. Use :meth:`create` or :meth:`open`; close it (or use ``with``)."""
+
+    def __init__(self, root: Path, conn: sqlite3.Connection, lock: FileLock | None):
+        self.root = root
+        self.conn = conn
+        self._lock = lock
+        self.seeds = SeedRepository(conn)
+        self.samples = SampleRepository(conn)
+
+    # -- opening and closing -------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path | str, *, with_default_seeds: bool = False, exclusive: bool = True) -> Project:
+        """Make a new project folder (or adopt an empty one) and open it."""
+        root = Path(root).expanduser().resolve()
+        if (root / DB_NAME).exists():
+            raise ProjectError(f"{root} already holds a project; open it instead.")
+        if root.exists() and not root.is_dir():
+            raise ProjectError(f"{root} is a file, not a folder.")
+        root.mkdir(parents=True, exist_ok=True)
+        project = cls.open(root, exclusive=exclusive, create=True)
+        if with_default_seeds:
+            from studio.core.default_seeds import load_default_seeds
+
+            project.seeds.add_many(load_default_seeds())
+        return project
+
+    @classmethod
+    def open(cls, root: Path | str, *, exclusive: bool = True, create: bool = False) -> Project:
+        """Open an existing project.
+
+        ``exclusive`` takes the project lock (the GUI and every command that writes);
+        read-only commands pass ``False`` and may run beside an open app.
+        """
+        root = Path(root).expanduser().resolve()
+        db_path = root / DB_NAME
+        if not create and not db_path.exists():
+            raise ProjectError(f"No project at {root} (no {DB_NAME}). Create one with `distill-studio init {root}`.")
+        lock = _acquire_lock(root) if exclusive else None
+        try:
+            for name in SUBFOLDERS:
+                (root / name).mkdir(exist_ok=True)
+            try:
+                conn = db.connect(db_path)
+                schema.migrate(conn, db_path)
+            except sqlite3.DatabaseError as exc:
+                raise ProjectError(f"{db_path} is not a readable Distill Studio database: {exc}") from exc
+        except BaseException:
+            if lock is not None:
+                _release_lock(root, lock)
+            raise
+        return cls(root, conn, lock)
+
+    @classmethod
+    def open_or_create(cls, root: Path | str, *, with_default_seeds: bool = True) -> Project:
+        root = Path(root).expanduser()
+        if (root / DB_NAME).exists():
+            return cls.open(root)
+        return cls.create(root, with_default_seeds=with_default_seeds)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None  # type: ignore[assignment]
+        if self._lock is not None:
+            _release_lock(self.root, self._lock)
+            self._lock = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- facts ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_NAME
+
+    def new_connection(self) -> sqlite3.Connection:
+        """A separate connection for a worker thread (SQLite connections are per thread)."""
+        return db.connect(self.db_path)
+
+    def stats(self) -> dict:
+        by_status = self.samples.counts_by("status")
+        return {
+            "project": str(self.root),
+            "seed_tasks": self.seeds.count(),
+            "samples": self.samples.count(),
+            "by_status": {status: by_status.get(status, 0) for status in ("pending", "accepted", "rejected")},
+            "by_origin": self.samples.counts_by("origin"),
+        }
+
+
+def is_project(root: Path | str) -> bool:
+    return (Path(root) / DB_NAME).is_file()
+
+
+def _acquire_lock(root: Path) -> FileLock:
+    lock = FileLock(root / LOCK_NAME, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ProjectLockedError(_locked_message(root)) from None
+    owner = {"pid": os.getpid(), "host": socket.gethostname()}
+    (root / OWNER_NAME).write_text(json.dumps(owner), encoding="utf-8")
+    return lock
+
+
+def _release_lock(root: Path, lock: FileLock) -> None:
+    try:
+        (root / OWNER_NAME).unlink(missing_ok=True)
+    finally:
+        lock.release()
+
+
+def _locked_message(root: Path) -> str:
+    holder = "another Distill Studio window or command"
+    try:
+        owner = json.loads((root / OWNER_NAME).read_text(encoding="utf-8"))
+        holder = f"another Distill Studio process (pid {owner['pid']} on {owner['host']})"
+    except (OSError, ValueError, KeyError):
+        pass
+    return (
+        f"The project {root} is already open in {holder}. "
+        "Switch to that window, or close it and try again."
+    )

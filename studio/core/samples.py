@@ -1,0 +1,141 @@
+"""Samples: instruction / input / output triples that a student model is trained on."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+from studio.core.db import transaction
+
+
+class Status(str, Enum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Origin(str, Enum):
+    SEED = "seed"
+    GENERATED = "generated"
+    IMPORTED = "imported"
+    MANUAL = "manual"
+
+
+def content_hash(instruction: str, input: str, output: str) -> str:
+    """Identity of a sample's text; the unit separator keeps ("a b", "") apart from ("a", "b")."""
+    payload = "\x1f".join((instruction.strip(), input.strip(), output.strip())).encode("utf-8")
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
+@dataclass
+class Sample:
+    instruction: str
+    input: str = ""
+    output: str = ""
+    status: Status = Status.PENDING
+    origin: Origin = Origin.MANUAL
+    run_id: int | None = None
+    seed_ids: list[int] = field(default_factory=list)
+    teacher_model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+    filter_verdicts: dict = field(default_factory=dict)
+    rating: int | None = None
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
+    source: str | None = None
+    id: int | None = None
+    created_at: float | None = None
+    updated_at: float | None = None
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.instruction, self.input, self.output)
+
+
+_INSERT_SQL = (
+    "INSERT OR IGNORE INTO samples (instruction, input, output, status, origin, run_id, seed_ids,"
+    " teacher_model, prompt_tokens, completion_tokens, cost, filter_verdicts, rating, tags, note,"
+    " source, created_at, updated_at, content_hash)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _row_values(sample: Sample, now: float) -> tuple:
+    return (
+        sample.instruction, sample.input, sample.output, Status(sample.status).value, Origin(sample.origin).value,
+        sample.run_id, json.dumps(sample.seed_ids), sample.teacher_model, sample.prompt_tokens,
+        sample.completion_tokens, sample.cost, json.dumps(sample.filter_verdicts, ensure_ascii=False),
+        sample.rating, json.dumps(sample.tags, ensure_ascii=False), sample.note, sample.source,
+        sample.created_at or now, now, sample.content_hash,
+    )
+
+
+def row_to_sample(row: sqlite3.Row) -> Sample:
+    return Sample(
+        id=row["id"], instruction=row["instruction"], input=row["input"], output=row["output"],
+        status=Status(row["status"]), origin=Origin(row["origin"]), run_id=row["run_id"],
+        seed_ids=json.loads(row["seed_ids"]), teacher_model=row["teacher_model"],
+        prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"], cost=row["cost"],
+        filter_verdicts=json.loads(row["filter_verdicts"]), rating=row["rating"], tags=json.loads(row["tags"]),
+        note=row["note"], source=row["source"], created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    inserted: int
+    duplicates: int  # exact copies of samples already in the project, skipped
+
+
+class SampleRepository:
+    """Samples in the project database; every write commits before it returns."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def add(self, sample: Sample) -> int | None:
+        """Insert one sample; returns its id, or None when an identical sample already exists."""
+        with transaction(self._conn):
+            cursor = self._conn.execute(_INSERT_SQL, _row_values(sample, time.time()))
+            if cursor.rowcount == 0:
+                return None
+            sample.id = cursor.lastrowid
+            return sample.id
+
+    def add_many(self, samples: Iterable[Sample]) -> InsertResult:
+        """Insert all in one transaction (all or nothing); exact duplicates are skipped."""
+        now = time.time()
+        rows = [_row_values(sample, now) for sample in samples]
+        with transaction(self._conn):
+            before = self._conn.total_changes
+            self._conn.executemany(_INSERT_SQL, rows)
+            inserted = self._conn.total_changes - before
+        return InsertResult(inserted=inserted, duplicates=len(rows) - inserted)
+
+    def get(self, sample_id: int) -> Sample | None:
+        row = self._conn.execute("SELECT * FROM samples WHERE id = ?", (sample_id,)).fetchone()
+        return row_to_sample(row) if row else None
+
+    def iter(self, statuses: Iterable[Status | str] | None = None) -> Iterator[Sample]:
+        sql, params = "SELECT * FROM samples", []
+        if statuses is not None:
+            values = [Status(s).value for s in statuses]
+            sql += f" WHERE status IN ({','.join('?' * len(values))})"
+            params = values
+        for row in self._conn.execute(sql + " ORDER BY id", params):
+            yield row_to_sample(row)
+
+    def count(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+
+    def counts_by(self, column: str) -> dict[str, int]:
+        if column not in {"status", "origin"}:
+            raise ValueError(f"cannot count by {column!r}")
+        rows = self._conn.execute(f"SELECT {column}, COUNT(*) FROM samples GROUP BY {column}")
+        return {key: count for key, count in rows}

@@ -1,0 +1,178 @@
+"""The project database schema and its migrations.
+
+The schema version lives in SQLite's ``PRAGMA user_version``. Each migration moves the
+database up one version inside one transaction; before migrating a database that already
+holds data, a copy is saved beside it (``project.sqlite.v<N>.bak``) so a failed or unwanted
+upgrade can be undone by hand.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.core.errors import ProjectError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _v1_initial(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE seed_tasks (
+            id INTEGER PRIMARY KEY,
+            ext_id TEXT,                              -- id in the file it came from
+            name TEXT NOT NULL DEFAULT '',
+            instruction TEXT NOT NULL DEFAULT '',
+            instances TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(instances)),
+            is_classification INTEGER NOT NULL DEFAULT 0,
+            tags TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tags)),
+            position REAL NOT NULL,                   -- display order; REAL so inserts need no renumbering
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+
+        CREATE TABLE generation_runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            mode TEXT NOT NULL DEFAULT 'alpaca',
+            teacher_model TEXT,
+            base_url TEXT,
+            config TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(config)),
+            prompt_template TEXT,
+            status TEXT NOT NULL DEFAULT 'created',
+            requests INTEGER NOT NULL DEFAULT 0,
+            kept INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        );
+
+        CREATE TABLE samples (
+            id INTEGER PRIMARY KEY,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'accepted', 'rejected')),
+            origin TEXT NOT NULL DEFAULT 'manual'
+                CHECK (origin IN ('seed', 'generated', 'imported', 'manual')),
+            run_id INTEGER REFERENCES generation_runs(id) ON DELETE SET NULL,
+            seed_ids TEXT NOT NULL DEFAULT '[]',      -- seed tasks shown in the prompt that produced it
+            teacher_model TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost REAL,
+            filter_verdicts TEXT NOT NULL DEFAULT '{}',
+            rating INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+            tags TEXT NOT NULL DEFAULT '[]',
+            note TEXT NOT NULL DEFAULT '',
+            source TEXT,                              -- import file, or generation request key
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            content_hash TEXT NOT NULL UNIQUE         -- exact duplicates are never stored twice
+        );
+        CREATE INDEX samples_by_status ON samples(status);
+        CREATE INDEX samples_by_run ON samples(run_id);
+        CREATE INDEX samples_by_origin ON samples(origin);
+
+        CREATE TABLE snapshots (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            content_hash TEXT NOT NULL,
+            sample_count INTEGER NOT NULL,
+            filter TEXT NOT NULL DEFAULT '{}',
+            path TEXT NOT NULL,                       -- snapshots/<id>.jsonl, relative to the project
+            note TEXT NOT NULL DEFAULT ''
+        );
+        -- Rows are copied, not referenced: later edits to samples never change a snapshot.
+        CREATE TABLE snapshot_items (
+            snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sample_id INTEGER,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            PRIMARY KEY (snapshot_id, position)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE training_runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            snapshot_id INTEGER REFERENCES snapshots(id) ON DELETE RESTRICT,
+            base_model TEXT NOT NULL,
+            config TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(config)),
+            status TEXT NOT NULL DEFAULT 'created',
+            run_dir TEXT NOT NULL,                    -- runs/<id>, relative to the project
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        );
+
+        CREATE TABLE comparisons (
+            id INTEGER PRIMARY KEY,
+            prompt TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            system_a TEXT NOT NULL,
+            system_b TEXT NOT NULL,
+            output_a TEXT,
+            output_b TEXT,
+            shown_order TEXT NOT NULL DEFAULT 'ab' CHECK (shown_order IN ('ab', 'ba')),
+            verdict TEXT CHECK (verdict IS NULL OR verdict IN ('a', 'b', 'tie', 'both_bad')),
+            judge TEXT,
+            created_at REAL NOT NULL,
+            decided_at REAL
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", _v1_initial),
+]
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, db_path: Path | None = None) -> list[int]:
+    """Bring the database to ``LATEST_VERSION``; returns the versions applied.
+
+    A database from a newer Distill Studio is refused rather than touched.
+    """
+    version = current_version(conn)
+    if version > LATEST_VERSION:
+        raise ProjectError(
+            f"This project was written by a newer Distill Studio (schema {version}; "
+            f"this version knows up to {LATEST_VERSION}). Update Distill Studio to open it."
+        )
+    pending = [m for m in MIGRATIONS if m.version > version]
+    if pending and version > 0 and db_path is not None:
+        backup_path = db_path.with_name(f"{db_path.name}.v{version}.bak")
+        with sqlite3.connect(backup_path) as backup:
+            conn.backup(backup)
+    applied = []
+    for migration in pending:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migration.apply(conn)
+            conn.execute(f"PRAGMA user_version = {migration.version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)
+    return applied
