@@ -352,6 +352,8 @@ def detect_format(path: Path, text: str) -> str:
             start = text.index("[") + 1
             while start < len(text) and text[start] in " \t\r\n":
                 start += 1
+            if text[start:start + 1] == "]":
+                raise FormatError(path, "the file holds no records")
             first, _ = decoder.raw_decode(text, start)
         else:
             first_line = next(line for line in text.splitlines() if line.strip())

@@ -44,12 +44,18 @@ class Project:
             raise ProjectError(f"{root} already holds a project; open it instead.")
         if root.exists() and not root.is_dir():
             raise ProjectError(f"{root} is a file, not a folder.")
-        root.mkdir(parents=True, exist_ok=True)
-        project = cls.open(root, exclusive=exclusive, create=True)
-        if with_default_seeds:
+        seeds = []
+        if with_default_seeds:  # read before anything is created, so a failure leaves no half project
             from studio.core.default_seeds import load_default_seeds
 
-            project.seeds.add_many(load_default_seeds())
+            seeds = load_default_seeds()
+        root.mkdir(parents=True, exist_ok=True)
+        project = cls.open(root, exclusive=exclusive, create=True)
+        try:
+            project.seeds.add_many(seeds)
+        except BaseException:
+            project.close()
+            raise
         return project
 
     @classmethod

@@ -58,11 +58,14 @@ class Sample:
         return content_hash(self.instruction, self.input, self.output)
 
 
+# ON CONFLICT(content_hash) skips exact duplicates only; INSERT OR IGNORE would also
+# swallow CHECK violations (a bad status or rating) without a word.
 _INSERT_SQL = (
-    "INSERT OR IGNORE INTO samples (instruction, input, output, status, origin, run_id, seed_ids,"
+    "INSERT INTO samples (instruction, input, output, status, origin, run_id, seed_ids,"
     " teacher_model, prompt_tokens, completion_tokens, cost, filter_verdicts, rating, tags, note,"
     " source, created_at, updated_at, content_hash)"
     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT(content_hash) DO NOTHING"
 )
 
 

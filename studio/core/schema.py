@@ -17,14 +17,15 @@ from studio.core.errors import ProjectError
 
 @dataclass(frozen=True)
 class Migration:
+    """One step up. ``sql`` runs as a script; ``apply`` (optional) then runs Python in the same transaction."""
+
     version: int
     description: str
-    apply: Callable[[sqlite3.Connection], None]
+    sql: str
+    apply: Callable[[sqlite3.Connection], None] | None = None
 
 
-def _v1_initial(conn: sqlite3.Connection) -> None:
-    conn.executescript(
-        """
+V1_INITIAL = """
         CREATE TABLE seed_tasks (
             id INTEGER PRIMARY KEY,
             ext_id TEXT,                              -- id in the file it came from
@@ -134,12 +135,11 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
             created_at REAL NOT NULL,
             decided_at REAL
         );
-        """
-    )
+"""
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", _v1_initial),
+    Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 
@@ -166,13 +166,17 @@ def migrate(conn: sqlite3.Connection, db_path: Path | None = None) -> list[int]:
             conn.backup(backup)
     applied = []
     for migration in pending:
-        conn.execute("BEGIN IMMEDIATE")
+        # executescript() commits whatever is open before it runs, so the script carries
+        # its own BEGIN; the version bump and COMMIT come after the optional Python step.
         try:
-            migration.apply(conn)
+            conn.executescript("BEGIN IMMEDIATE;\n" + migration.sql)
+            if migration.apply is not None:
+                migration.apply(conn)
             conn.execute(f"PRAGMA user_version = {migration.version}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         applied.append(migration.version)
     return applied

@@ -1,0 +1,158 @@
+"""The project store: schema, migrations, repositories, and the one-app-per-project lock."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from studio.core import schema
+from studio.core.errors import ProjectError, ProjectLockedError
+from studio.core.project import Project
+from studio.core.samples import Origin, Sample, Status
+from studio.core.seeds import Instance, SeedTask
+
+
+def test_new_project_has_folders_latest_schema_wal_and_foreign_keys(tmp_path: Path) -> None:
+    with Project.create(tmp_path / "p") as project:
+        assert {p.name for p in project.root.iterdir()} >= {"project.sqlite", "snapshots", "runs", "exports"}
+        assert schema.current_version(project.conn) == schema.LATEST_VERSION
+        assert project.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert project.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        tables = {r[0] for r in project.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"seed_tasks", "samples", "generation_runs", "snapshots", "snapshot_items",
+                "training_runs", "comparisons"} <= tables
+
+
+def test_open_missing_project_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(ProjectError, match="distill-studio init"):
+        Project.open(tmp_path / "nothing-here")
+
+
+def test_creating_over_an_existing_project_is_refused(project: Project) -> None:
+    with pytest.raises(ProjectError, match="already holds a project"):
+        Project.create(project.root)
+
+
+def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path: Path) -> None:
+    Project.create(tmp_path / "p").close()
+    with sqlite3.connect(tmp_path / "p" / "project.sqlite") as conn:
+        conn.execute(f"PRAGMA user_version = {schema.LATEST_VERSION + 5}")
+    with pytest.raises(ProjectError, match="newer Distill Studio"):
+        Project.open(tmp_path / "p")
+
+
+def test_not_a_database_gives_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "project.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ProjectError, match="not a readable Distill Studio database"):
+        Project.open(tmp_path / "p")
+
+
+def test_migration_backs_up_and_applies_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with Project.create(tmp_path / "p") as project:
+        project.seeds.add(SeedTask(instruction="Keep me", instances=[Instance("", "ok")]))
+    extra = schema.Migration(schema.LATEST_VERSION + 1, "test column", "ALTER TABLE seed_tasks ADD COLUMN extra TEXT;")
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, extra])
+    monkeypatch.setattr(schema, "LATEST_VERSION", extra.version)
+    with Project.open(tmp_path / "p") as project:
+        assert schema.current_version(project.conn) == extra.version
+        columns = [r[1] for r in project.conn.execute("PRAGMA table_info(seed_tasks)")]
+        assert "extra" in columns
+        assert project.seeds.list()[0].instruction == "Keep me"
+    backup = tmp_path / "p" / f"project.sqlite.v{extra.version - 1}.bak"
+    with sqlite3.connect(backup) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == extra.version - 1
+        assert conn.execute("SELECT instruction FROM seed_tasks").fetchone()[0] == "Keep me"
+
+
+def test_a_failing_migration_leaves_the_old_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Project.create(tmp_path / "p").close()
+    broken = schema.Migration(schema.LATEST_VERSION + 1, "broken", "ALTER TABLE seed_tasks ADD COLUMN x TEXT; SELECT * FROM no_such_table;")
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, broken])
+    monkeypatch.setattr(schema, "LATEST_VERSION", broken.version)
+    with pytest.raises(ProjectError):
+        Project.open(tmp_path / "p")
+    with sqlite3.connect(tmp_path / "p" / "project.sqlite") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == broken.version - 1
+        assert "x" not in [r[1] for r in conn.execute("PRAGMA table_info(seed_tasks)")]
+
+
+def test_seed_crud_and_restoring_a_deleted_seed_keeps_its_id(project: Project) -> None:
+    seed = SeedTask(name="t", instruction="Say hi", instances=[Instance("", "hi"), Instance("x", "y")], tags=["a"])
+    seed_id = project.seeds.add(seed)
+    stored = project.seeds.get(seed_id)
+    assert stored == seed
+    stored.instruction = "Say hello"
+    stored.is_classification = True
+    project.seeds.update(stored)
+    assert project.seeds.get(seed_id).instruction == "Say hello"
+    assert project.seeds.get(seed_id).is_classification is True
+    position = project.seeds.position_of(seed_id)
+    project.seeds.delete(seed_id)
+    assert project.seeds.get(seed_id) is None
+    project.seeds.add(stored, position=position)
+    assert project.seeds.get(seed_id) == stored
+    assert [s.id for s in project.seeds.list("hello")] == [seed_id]
+    assert project.seeds.list("no such words") == []
+
+
+def test_samples_skip_exact_duplicates_and_count_by_status(project: Project) -> None:
+    batch = [Sample("a", "", "1", status=Status.ACCEPTED, origin=Origin.IMPORTED), Sample("b", "x", "2"), Sample("a", "", "1")]
+    result = project.samples.add_many(batch)
+    assert (result.inserted, result.duplicates) == (2, 1)
+    assert project.samples.add(Sample(" a ", "", "1 ")) is None  # same text once trimmed
+    stats = project.stats()
+    assert stats["samples"] == 2
+    assert stats["by_status"] == {"pending": 1, "accepted": 1, "rejected": 0}
+    assert [s.instruction for s in project.samples.iter([Status.ACCEPTED])] == ["a"]
+
+
+def test_rating_outside_one_to_five_is_rejected_by_the_database(project: Project) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        project.samples.add(Sample("a", "", "b", rating=9))
+    assert project.samples.count() == 0
+
+
+def test_second_open_in_the_same_process_is_refused_clearly(project: Project) -> None:
+    with pytest.raises(ProjectLockedError, match=f"already open in another Distill Studio process \\(pid {os.getpid()}"):
+        Project.open(project.root)
+    with Project.open(project.root, exclusive=False) as reader:  # read-only commands still work
+        assert reader.seeds.count() == 0
+
+
+HOLD_PROJECT = textwrap.dedent(
+    """
+    import sys, time
+    from studio.core.project import Project
+    project = Project.open(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_second_instance_in_another_process_gets_a_message_and_kill_9_frees_the_lock(tmp_path: Path) -> None:
+    Project.create(tmp_path / "p").close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_PROJECT, str(tmp_path / "p")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(ProjectLockedError, match=f"pid {holder.pid}"):
+            Project.open(tmp_path / "p")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    deadline = time.monotonic() + 10
+    while True:  # the OS drops the dead holder's lock
+        try:
+            Project.open(tmp_path / "p").close()
+            break
+        except ProjectLockedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
