@@ -1,0 +1,543 @@
+"""Seeds panel: the list of seed tasks on the left, the editor of the selected one on the right.
+
+Every change is an undo command that writes to the project at once, so closing the app (or
+killing it) never loses an edit, and Ctrl+Z / Ctrl+Shift+Z walk the same history.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractListModel, QEvent, QItemSelectionModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView,
+    QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QStyle, QToolButton, QVBoxLayout, QWidget,
+)
+
+from studio.core.project import Project
+from studio.core.seeds import Instance, SeedTask
+from studio.ui.panels import Panel
+from studio.ui.seed_commands import AddSeedsCommand, DeleteSeedsCommand, EditSeedCommand
+
+SEARCH_DEBOUNCE_MS = 150
+
+
+class UndoKeysToWindow(QObject):
+    """Lets Ctrl+Z / Ctrl+Shift+Z reach the window's undo stack instead of a text field's own undo."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ShortcutOverride:
+            if event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo):
+                event.ignore()
+                return True
+        return False
+
+
+class SeedListModel(QAbstractListModel):
+    """The seeds shown in the list (the search result), in display order."""
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._seeds: list[SeedTask] = []
+        self._warning_icon = None
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self._seeds)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        seed = self._seeds[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            title = seed.name or seed.instruction.split("\n", 1)[0][:60] or "(new seed task)"
+            detail = seed.instruction.replace("\n", " ")[:70]
+            kind = "classification · " if seed.is_classification else ""
+            return f"{title}\n{kind}{detail}" if seed.name else f"{title}\n{kind}{len(seed.instances)} instance(s)"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            problems = seed.problems()
+            return seed.instruction + ("\n\n⚠ " + " ".join(problems) if problems else "")
+        if role == Qt.ItemDataRole.DecorationRole and seed.problems():
+            if self._warning_icon is None:
+                from PySide6.QtWidgets import QApplication
+
+                self._warning_icon = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+            return self._warning_icon
+        if role == Qt.ItemDataRole.UserRole:
+            return seed.id
+        return None
+
+    def set_seeds(self, seeds: list[SeedTask]) -> None:
+        self.beginResetModel()
+        self._seeds = seeds
+        self.endResetModel()
+
+    def row_of(self, seed_id: int | None) -> int:
+        return next((row for row, seed in enumerate(self._seeds) if seed.id == seed_id), -1)
+
+    def seed_at(self, row: int) -> SeedTask | None:
+        return self._seeds[row] if 0 <= row < len(self._seeds) else None
+
+    def replace(self, seed: SeedTask) -> None:
+        row = self.row_of(seed.id)
+        if row >= 0:
+            self._seeds[row] = seed
+            index = self.index(row)
+            self.dataChanged.emit(index, index)
+
+
+class InstanceCard(QFrame):
+    """Input and output of one instance."""
+
+    changed = Signal(str)  # the field that changed: "input" or "output"
+    remove_requested = Signal()
+
+    def __init__(self, number: int, undo_keys: UndoKeysToWindow, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("InstanceCard")
+        layout = QVBoxLayout(self)
+        header = QHBoxLayout()
+        self.title = QLabel(f"Instance {number}")
+        self.title.setProperty("role", "muted")
+        self.remove_button = QToolButton(text="Remove")
+        self.remove_button.setToolTip("Remove this instance")
+        self.remove_button.clicked.connect(self.remove_requested)
+        header.addWidget(self.title)
+        header.addStretch()
+        header.addWidget(self.remove_button)
+        layout.addLayout(header)
+        self.input_edit = _text_edit("Input (optional): the text the instruction works on", 56, undo_keys)
+        self.output_edit = _text_edit("Output: the answer a good model gives", 72, undo_keys)
+        self.input_edit.setAccessibleName(f"Instance {number} input")
+        self.output_edit.setAccessibleName(f"Instance {number} output")
+        layout.addWidget(self.input_edit)
+        layout.addWidget(self.output_edit)
+        self.input_edit.textChanged.connect(lambda: self.changed.emit("input"))
+        self.output_edit.textChanged.connect(lambda: self.changed.emit("output"))
+
+    def value(self) -> Instance:
+        return Instance(self.input_edit.toPlainText(), self.output_edit.toPlainText())
+
+
+def _text_edit(placeholder: str, height: int, undo_keys: UndoKeysToWindow) -> QPlainTextEdit:
+    edit = QPlainTextEdit()
+    edit.setPlaceholderText(placeholder)
+    edit.setTabChangesFocus(True)  # Tab moves on, as in a form
+    edit.setUndoRedoEnabled(False)  # the panel's undo stack owns undo
+    edit.installEventFilter(undo_keys)
+    edit.setMinimumHeight(height)
+    return edit
+
+
+def _set_invalid(widget: QWidget, invalid: bool) -> None:
+    if widget.property("invalid") != invalid:
+        widget.setProperty("invalid", invalid)
+        widget.style().unpolish(widget)
+        widget.style().polish(widget)
+
+
+class SeedEditor(QWidget):
+    """The form for one seed task. Emits ``edited(field, seed)`` on every user change."""
+
+    edited = Signal(str, object)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._undo_keys = UndoKeysToWindow(self)
+        self._seed: SeedTask | None = None
+        self._loading = False
+        self._cards: list[InstanceCard] = []
+
+        self.name_edit = QLineEdit(placeholderText="short_snake_case_name")
+        self.instruction_edit = _text_edit("What should the model do? e.g. “Summarise the email below in one sentence.”",
+                                           80, self._undo_keys)
+        self.classification_box = QCheckBox("Classification task (the output is one of a few labels)")
+        self.tags_edit = QLineEdit(placeholderText="comma, separated, tags")
+        for line_edit in (self.name_edit, self.tags_edit):
+            line_edit.installEventFilter(self._undo_keys)
+        self.problems_label = QLabel()
+        self.problems_label.setProperty("role", "error")
+        self.problems_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("&Name", self.name_edit)
+        form.addRow("&Instruction", self.instruction_edit)
+        form.addRow("", self.classification_box)
+        form.addRow("&Tags", self.tags_edit)
+
+        self.instances_box = QVBoxLayout()
+        self.instances_box.setSpacing(8)
+        self.add_instance_button = QPushButton("Add instance")
+        self.add_instance_button.setToolTip("Add another input/output example (Ctrl+Shift+A)")
+        self.add_instance_button.clicked.connect(self.add_instance)
+        instances_header = QHBoxLayout()
+        heading = QLabel("Instances")
+        heading.setProperty("role", "heading")
+        instances_header.addWidget(heading)
+        instances_header.addStretch()
+        instances_header.addWidget(self.add_instance_button)
+
+        inner = QWidget()
+        column = QVBoxLayout(inner)
+        column.addLayout(form)
+        column.addWidget(self.problems_label)
+        column.addLayout(instances_header)
+        column.addLayout(self.instances_box)
+        column.addStretch()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        self.name_edit.textEdited.connect(lambda: self._emit("name"))
+        self.instruction_edit.textChanged.connect(lambda: self._emit("instruction"))
+        self.classification_box.toggled.connect(lambda: self._emit("structure"))
+        self.tags_edit.textEdited.connect(lambda: self._emit("tags"))
+        self.setEnabled(False)
+
+    # -- showing ----------------------------------------------------------------------------
+    def load(self, seed: SeedTask | None) -> None:
+        """Show ``seed`` (None: nothing selected), keeping the cursor where it was if possible."""
+        focus = self.focusWidget()
+        cursor_position = focus.textCursor().position() if isinstance(focus, QPlainTextEdit) else None
+        self._loading = True
+        try:
+            self._seed = seed.copy() if seed else None
+            self.setEnabled(seed is not None)
+            seed = seed or SeedTask(instances=[])
+            _set_text(self.name_edit, seed.name)
+            _set_text(self.instruction_edit, seed.instruction)
+            self.classification_box.setChecked(seed.is_classification)
+            _set_text(self.tags_edit, ", ".join(seed.tags))
+            while len(self._cards) > len(seed.instances):
+                self._cards.pop().deleteLater()
+            while len(self._cards) < len(seed.instances):
+                self._append_card()
+            for card, instance in zip(self._cards, seed.instances):
+                _set_text(card.input_edit, instance.input)
+                _set_text(card.output_edit, instance.output)
+                card.remove_button.setEnabled(len(seed.instances) > 1)
+        finally:
+            self._loading = False
+        self._show_problems()
+        if isinstance(focus, QPlainTextEdit) and cursor_position is not None and focus.isVisible():
+            cursor = focus.textCursor()
+            cursor.setPosition(min(cursor_position, len(focus.toPlainText())))
+            focus.setTextCursor(cursor)
+
+    def current(self) -> SeedTask | None:
+        if self._seed is None:
+            return None
+        return SeedTask(
+            id=self._seed.id, ext_id=self._seed.ext_id, name=self.name_edit.text().strip(),
+            instruction=self.instruction_edit.toPlainText(),
+            instances=[card.value() for card in self._cards],
+            is_classification=self.classification_box.isChecked(),
+            tags=[t.strip() for t in self.tags_edit.text().split(",") if t.strip()],
+        )
+
+    def _append_card(self) -> InstanceCard:
+        card = InstanceCard(len(self._cards) + 1, self._undo_keys)
+        index = len(self._cards)
+        card.changed.connect(lambda field, i=index: self._emit(f"instance{i}.{field}"))
+        card.remove_requested.connect(lambda i=index: self.remove_instance(i))
+        self._cards.append(card)
+        self.instances_box.addWidget(card)
+        return card
+
+    # -- editing ----------------------------------------------------------------------------
+    def add_instance(self) -> None:
+        seed = self.current()
+        if seed is None:
+            return
+        seed.instances.append(Instance())
+        self._seed = seed
+        self.edited.emit("structure", seed)
+        self.load(seed)
+        self._cards[-1].input_edit.setFocus()
+
+    def remove_instance(self, index: int) -> None:
+        seed = self.current()
+        if seed is None or len(seed.instances) <= 1:
+            return
+        del seed.instances[index]
+        self.edited.emit("structure", seed)
+        self.load(seed)
+
+    def _emit(self, field: str) -> None:
+        if self._loading or self._seed is None:
+            return
+        seed = self.current()
+        self._seed = seed
+        self._show_problems()
+        self.edited.emit(field, seed)
+
+    def _show_problems(self) -> None:
+        seed = self.current()
+        problems = seed.problems() if seed else []
+        self.problems_label.setText("  ".join(f"⚠ {p}" for p in problems))
+        self.problems_label.setVisible(bool(problems))
+        _set_invalid(self.instruction_edit, bool(seed) and not seed.instruction.strip())
+        for card, instance in zip(self._cards, seed.instances if seed else []):
+            _set_invalid(card.output_edit, not instance.output.strip())
+
+
+def _set_text(widget: QLineEdit | QPlainTextEdit, text: str) -> None:
+    current = widget.text() if isinstance(widget, QLineEdit) else widget.toPlainText()
+    if current != text:
+        widget.setText(text) if isinstance(widget, QLineEdit) else widget.setPlainText(text)
+
+
+class SeedsPanel(Panel):
+    """List, search, add, duplicate, delete and edit seed tasks, with undo/redo."""
+
+    title = "Seeds"
+    icon = "seeds.svg"
+    status_message = Signal(str)
+    seeds_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.project: Project | None = None
+        self._undo_stack = QUndoStack(self)
+        self.model = SeedListModel(self)
+
+        self.search_edit = QLineEdit(placeholderText="Search seed tasks  (Ctrl+F)")
+        self.search_edit.setClearButtonEnabled(True)
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
+        self._search_timer.timeout.connect(lambda: self.reload())
+        self.search_edit.textChanged.connect(self._search_timer.start)
+        self.search_edit.installEventFilter(self)
+
+        self.list_view = QListView()
+        self.list_view.setModel(self.model)
+        self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list_view.setAlternatingRowColors(True)
+        self.list_view.setSpacing(1)
+        self.list_view.selectionModel().currentChanged.connect(self._on_list_current_changed)
+        self.count_label = QLabel()
+        self.count_label.setProperty("role", "muted")
+
+        self.editor = SeedEditor()
+        self.editor.edited.connect(self._on_editor_edited)
+
+        self.add_action = self._action("New seed task", "Ctrl+N", self.add_seed, "Add an empty seed task")
+        self.duplicate_action = self._action("Duplicate", "Ctrl+D", self.duplicate_selected, "Copy the selected seed tasks")
+        self.delete_action = self._action("Delete", QKeySequence.StandardKey.Delete, self.delete_selected,
+                                          "Delete the selected seed tasks (undo with Ctrl+Z)")
+        self.delete_action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)  # not while typing
+        self.list_view.addAction(self.delete_action)
+        self.add_instance_action = self._action("Add instance", "Ctrl+Shift+A", self.editor.add_instance,
+                                                "Add an input/output example to this seed task")
+        self.find_action = self._action("Find", QKeySequence.StandardKey.Find, self.focus_search, "Search seed tasks")
+        for action in (self.add_action, self.duplicate_action, self.add_instance_action, self.find_action):
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.addAction(action)
+
+        buttons = QHBoxLayout()
+        for action in (self.add_action, self.duplicate_action, self.delete_action):
+            button = QToolButton()
+            button.setDefaultAction(action)
+            buttons.addWidget(button)
+        buttons.addStretch()
+        buttons.addWidget(self.count_label)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(8, 8, 4, 8)
+        left_layout.addWidget(self.search_edit)
+        left_layout.addWidget(self.list_view)
+        left_layout.addLayout(buttons)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(4, 8, 8, 8)
+        heading = QLabel("Seed task")
+        heading.setProperty("role", "heading")
+        right_layout.addWidget(heading)
+        right_layout.addWidget(self.editor)
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([360, 640])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self._update_enabled()
+
+    def _action(self, text: str, shortcut, slot, tip: str) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(shortcut))
+        action.setToolTip(f"{tip} ({QKeySequence(shortcut).toString(QKeySequence.SequenceFormat.NativeText)})")
+        action.triggered.connect(slot)
+        return action
+
+    def actions_for_menu(self) -> list[QAction]:
+        return [self.add_action, self.duplicate_action, self.delete_action, self.add_instance_action, self.find_action]
+
+    # -- panel contract -----------------------------------------------------------------------
+    def set_project(self, project: Project | None) -> None:
+        self.project = project
+        self._undo_stack.clear()
+        self.search_edit.clear()
+        self.reload()
+        if self.model.rowCount():
+            self.select_seed(self.model.seed_at(0).id)
+        self._update_enabled()
+
+    def undo_stack(self) -> QUndoStack:
+        return self._undo_stack
+
+    # -- list ---------------------------------------------------------------------------------
+    def reload(self, select_id: int | None = None) -> None:
+        """Re-read the (searched) list from the project; keeps or sets the selection."""
+        keep = select_id if select_id is not None else self.current_seed_id()
+        seeds = self.project.seeds.list(self.search_edit.text().strip()) if self.project else []
+        self.model.set_seeds(seeds)
+        total = self.project.seeds.count() if self.project else 0
+        shown = f"{len(seeds)} of {total}" if len(seeds) != total else f"{total}"
+        self.count_label.setText(f"{shown} seed tasks")
+        row = self.model.row_of(keep)
+        if row >= 0:
+            self._make_current(row)
+        else:
+            self.editor.load(None)
+        self._update_enabled()
+
+    def current_seed_id(self) -> int | None:
+        index = self.list_view.currentIndex()
+        return index.data(Qt.ItemDataRole.UserRole) if index.isValid() else None
+
+    def select_seed(self, seed_id: int | None) -> None:
+        row = self.model.row_of(seed_id)
+        if row < 0 and self.search_edit.text():
+            self.search_edit.clear()
+            self.reload(seed_id)
+            row = self.model.row_of(seed_id)
+        if row >= 0:
+            self._make_current(row)
+            self.list_view.scrollTo(self.model.index(row))
+
+    def _make_current(self, row: int) -> None:
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.list_view.selectionModel().setCurrentIndex(self.model.index(row), flags)
+
+    def selected_seeds(self) -> list[SeedTask]:
+        rows = sorted(index.row() for index in self.list_view.selectionModel().selectedIndexes())
+        if not rows and self.list_view.currentIndex().isValid():
+            rows = [self.list_view.currentIndex().row()]
+        return [self.model.seed_at(row) for row in rows]
+
+    def focus_search(self) -> None:
+        self.search_edit.setFocus()
+        self.search_edit.selectAll()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.search_edit and event.type() == QEvent.Type.KeyPress:
+            if event.key() == Qt.Key.Key_Escape:
+                self.search_edit.clear()
+                self.list_view.setFocus()
+                return True
+            if event.key() in (Qt.Key.Key_Down, Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self.list_view.setFocus()
+                return True
+        return super().eventFilter(watched, event)
+
+    def _on_list_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self.editor.load(self.model.seed_at(current.row()) if current.isValid() else None)
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        has_project = self.project is not None
+        has_current = self.list_view.currentIndex().isValid()
+        self.add_action.setEnabled(has_project)
+        self.search_edit.setEnabled(has_project)
+        for action in (self.duplicate_action, self.delete_action, self.add_instance_action):
+            action.setEnabled(has_project and has_current)
+
+    # -- user actions (each one an undo command) ----------------------------------------------
+    def add_seed(self) -> None:
+        if self.project is None:
+            return
+        self._undo_stack.push(AddSeedsCommand(self, [SeedTask()], [None], "New seed task"))
+        self.editor.instruction_edit.setFocus()
+
+    def duplicate_selected(self) -> None:
+        seeds = self.selected_seeds()
+        if not seeds or self.project is None:
+            return
+        copies, positions = [], []
+        for seed in seeds:
+            copy = seed.copy()
+            copy.id, copy.ext_id = None, None
+            copy.name = f"{seed.name}_copy" if seed.name else ""
+            copies.append(copy)
+            positions.append(self._position_after(seed.id))
+        label = "Duplicate seed task" if len(seeds) == 1 else f"Duplicate {len(seeds)} seed tasks"
+        self._undo_stack.push(AddSeedsCommand(self, copies, positions, label))
+
+    def delete_selected(self) -> None:
+        seeds = self.selected_seeds()
+        if not seeds or self.project is None:
+            return
+        positions = [self.project.seeds.position_of(seed.id) for seed in seeds]
+        label = "Delete seed task" if len(seeds) == 1 else f"Delete {len(seeds)} seed tasks"
+        self._undo_stack.push(DeleteSeedsCommand(self, seeds, positions, label))
+        self.status_message.emit(f"{label}: undo with Ctrl+Z")
+
+    def import_seeds(self, seeds: list[SeedTask], source: str) -> None:
+        """Add parsed seeds as one undoable step (parsing happens off the GUI thread)."""
+        self._undo_stack.push(AddSeedsCommand(self, seeds, [None] * len(seeds), f"Import {len(seeds)} seed tasks"))
+        self.status_message.emit(f"Imported {len(seeds)} seed tasks from {source}")
+
+    def _position_after(self, seed_id: int) -> float:
+        """A display position between this seed and the next one."""
+        here = self.project.seeds.position_of(seed_id)
+        row = self.project.conn.execute(
+            "SELECT MIN(position) FROM seed_tasks WHERE position > ?", (here,)
+        ).fetchone()
+        following = row[0] if row[0] is not None else here + 2
+        return (here + following) / 2
+
+    def _on_editor_edited(self, field: str, seed: SeedTask) -> None:
+        before = self.project.seeds.get(seed.id) if self.project else None
+        if before is None or before == seed:
+            return
+        label = {"name": "Edit name", "instruction": "Edit instruction", "tags": "Edit tags"}.get(field, "Edit seed task")
+        self._undo_stack.push(EditSeedCommand(self, before, seed, field, label))
+
+    # -- SeedSink: what undo commands call ------------------------------------------------------
+    def store_seed(self, seed: SeedTask, *, refresh_editor: bool) -> None:
+        self.project.seeds.update(seed)
+        self.model.replace(seed)
+        if refresh_editor:
+            if self.current_seed_id() != seed.id:
+                self.select_seed(seed.id)
+            self.editor.load(seed)
+        self.seeds_changed.emit()
+
+    def insert_seeds(self, pairs: list[tuple[SeedTask, float | None]]) -> None:
+        with_positions = [(seed, position) for seed, position in pairs if position is not None]
+        appended = [seed for seed, position in pairs if position is None]
+        for seed, position in with_positions:
+            self.project.seeds.add(seed, position=position)
+        if appended:
+            self.project.seeds.add_many(appended)
+        if self.search_edit.text():
+            self.search_edit.blockSignals(True)
+            self.search_edit.clear()
+            self.search_edit.blockSignals(False)
+        self.reload(select_id=pairs[0][0].id)
+        self.list_view.scrollTo(self.list_view.currentIndex())
+        self.seeds_changed.emit()
+
+    def remove_seeds(self, seed_ids: list[int]) -> None:
+        row = min((self.model.row_of(i) for i in seed_ids if self.model.row_of(i) >= 0), default=0)
+        for seed_id in seed_ids:
+            self.project.seeds.delete(seed_id)
+        self.reload(select_id=-1)
+        neighbour = self.model.seed_at(min(row, self.model.rowCount() - 1))
+        if neighbour is not None:
+            self.select_seed(neighbour.id)
+        self.seeds_changed.emit()

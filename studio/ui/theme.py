@@ -1,0 +1,81 @@
+"""Light and dark looks: Fusion style with our own palettes, so every platform looks the same."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
+from PySide6.QtWidgets import QApplication
+
+from studio.core.paths import resource
+
+THEMES = ("system", "light", "dark")
+
+_LIGHT = {
+    "window": "#f5f6f8", "base": "#ffffff", "alt": "#f0f2f5", "text": "#1d2330", "muted": "#6a7282",
+    "button": "#eceef2", "highlight": "#3a6ee8", "highlight_text": "#ffffff", "border": "#d5d9e0",
+    "nav": "#e9ecf1", "error": "#c62828", "tooltip": "#ffffff",
+}
+_DARK = {
+    "window": "#1e2128", "base": "#16181d", "alt": "#1b1e24", "text": "#e3e6ec", "muted": "#8b93a3",
+    "button": "#2a2e37", "highlight": "#4c7ef0", "highlight_text": "#ffffff", "border": "#343946",
+    "nav": "#191c22", "error": "#ef6b6b", "tooltip": "#2a2e37",
+}
+
+
+def resolve(mode: str) -> str:
+    """'system' becomes 'light' or 'dark' from the desktop's colour scheme."""
+    if mode in ("light", "dark"):
+        return mode
+    scheme = QGuiApplication.styleHints().colorScheme()
+    return "dark" if scheme == Qt.ColorScheme.Dark else "light"
+
+
+def colors(mode: str) -> dict[str, str]:
+    return _DARK if resolve(mode) == "dark" else _LIGHT
+
+
+def _palette(c: dict[str, str]) -> QPalette:
+    palette = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: c["window"], QPalette.ColorRole.WindowText: c["text"],
+        QPalette.ColorRole.Base: c["base"], QPalette.ColorRole.AlternateBase: c["alt"],
+        QPalette.ColorRole.Text: c["text"], QPalette.ColorRole.Button: c["button"],
+        QPalette.ColorRole.ButtonText: c["text"], QPalette.ColorRole.Highlight: c["highlight"],
+        QPalette.ColorRole.HighlightedText: c["highlight_text"], QPalette.ColorRole.ToolTipBase: c["tooltip"],
+        QPalette.ColorRole.ToolTipText: c["text"], QPalette.ColorRole.PlaceholderText: c["muted"],
+        QPalette.ColorRole.Link: c["highlight"], QPalette.ColorRole.Mid: c["border"],
+    }
+    for role, value in roles.items():
+        palette.setColor(role, QColor(value))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.WindowText, QPalette.ColorRole.ButtonText):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor(c["muted"]))
+    return palette
+
+
+def _style_sheet(c: dict[str, str]) -> str:
+    return f"""
+    QListWidget#PanelNav {{ background: {c['nav']}; border: none; border-right: 1px solid {c['border']};
+        padding-top: 8px; font-size: 13px; outline: 0; }}
+    QListWidget#PanelNav::item {{ padding: 10px 14px; margin: 2px 6px; border-radius: 6px; color: {c['text']}; }}
+    QListWidget#PanelNav::item:selected {{ background: {c['highlight']}; color: {c['highlight_text']}; }}
+    QListWidget#PanelNav::item:hover:!selected {{ background: {c['button']}; }}
+    QLabel[role="heading"] {{ font-size: 15px; font-weight: 600; }}
+    QLabel[role="muted"] {{ color: {c['muted']}; }}
+    QLabel[role="error"] {{ color: {c['error']}; }}
+    QPlainTextEdit[invalid="true"], QLineEdit[invalid="true"] {{ border: 1px solid {c['error']}; }}
+    QPlainTextEdit, QLineEdit {{ border: 1px solid {c['border']}; border-radius: 4px; padding: 3px;
+        background: {c['base']}; selection-background-color: {c['highlight']}; }}
+    QPlainTextEdit:focus, QLineEdit:focus {{ border: 1px solid {c['highlight']}; }}
+    QFrame#InstanceCard {{ border: 1px solid {c['border']}; border-radius: 6px; background: {c['alt']}; }}
+    QStatusBar {{ color: {c['muted']}; }}
+    """
+
+
+def apply_theme(app: QApplication, mode: str) -> None:
+    c = colors(mode)
+    app.setStyle("Fusion")
+    app.setPalette(_palette(c))
+    app.setStyleSheet(_style_sheet(c))
+
+
+def icon(name: str) -> QIcon:
+    return QIcon(str(resource("icons", name)))

@@ -1,0 +1,188 @@
+"""The Seeds panel in a real main window (offscreen): edit, persist, undo, redo, keyboard use."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QMessageBox
+
+from studio.core.project import Project
+from studio.ui.main_window import MainWindow
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text, *a, **k: shown.append(f"{title}: {text}"))
+    return shown
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path: Path, warnings):
+    """Factory for hidden-then-shown main windows on temporary settings; closed at teardown."""
+    windows: list[MainWindow] = []
+
+    def make(project_dir: Path | None = None) -> MainWindow:
+        settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(settings)
+        qtbot.addWidget(window)
+        window.show()
+        window.activateWindow()  # window shortcuts (Ctrl+Z, Ctrl+N ...) need the active window
+        qtbot.waitUntil(window.isActiveWindow)
+        window.open_initial_project(project_dir or tmp_path / "project")
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def db_seed(root: Path, seed_id: int):
+    with Project.open(root, exclusive=False) as project:
+        return project.seeds.get(seed_id)
+
+
+def test_window_opens_the_project_with_default_seeds(make_window, tmp_path: Path) -> None:
+    window = make_window()
+    panel = window.panels[0]
+    assert window.windowTitle() == "project — Distill Studio"
+    assert panel.model.rowCount() >= 40
+    assert panel.editor.isEnabled() and panel.editor.instruction_edit.toPlainText()
+    assert "seed tasks" in window.counts_label.text()
+
+
+def test_edit_is_persisted_at_once_and_undo_redo_walk_it(make_window, tmp_path: Path, qtbot) -> None:
+    window = make_window()
+    panel = window.panels[0]
+    seed_id = panel.current_seed_id()
+    original = db_seed(tmp_path / "project", seed_id).instruction
+    panel.editor.instruction_edit.setFocus()
+    panel.editor.instruction_edit.moveCursor(panel.editor.instruction_edit.textCursor().MoveOperation.End)
+    qtbot.keyClicks(panel.editor.instruction_edit, " Be brief.")
+    assert db_seed(tmp_path / "project", seed_id).instruction == original + " Be brief."
+    assert panel.undo_stack().count() == 1  # keystrokes in one field merge into one step
+
+    qtbot.keyClick(panel.editor.instruction_edit, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert db_seed(tmp_path / "project", seed_id).instruction == original
+    assert panel.editor.instruction_edit.toPlainText() == original
+
+    qtbot.keyClick(panel.editor.instruction_edit, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert db_seed(tmp_path / "project", seed_id).instruction == original + " Be brief."
+    assert panel.editor.instruction_edit.toPlainText() == original + " Be brief."
+
+
+def test_fields_instances_flag_and_tags_persist(make_window, tmp_path: Path, qtbot) -> None:
+    window = make_window()
+    panel = window.panels[0]
+    seed_id = panel.current_seed_id()
+    before_instances = len(db_seed(tmp_path / "project", seed_id).instances)
+    panel.add_instance_action.trigger()
+    card = panel.editor._cards[-1]
+    qtbot.keyClicks(card.input_edit, "new input")
+    qtbot.keyClicks(card.output_edit, "new output")
+    panel.editor.classification_box.click()
+    panel.editor.tags_edit.setFocus()
+    panel.editor.tags_edit.selectAll()
+    qtbot.keyClicks(panel.editor.tags_edit, "alpha, beta")
+    stored = db_seed(tmp_path / "project", seed_id)
+    assert len(stored.instances) == before_instances + 1
+    assert (stored.instances[-1].input, stored.instances[-1].output) == ("new input", "new output")
+    assert stored.tags == ["alpha", "beta"]
+    while panel.undo_stack().canUndo():
+        panel.undo_stack().undo()
+    assert len(db_seed(tmp_path / "project", seed_id).instances) == before_instances
+
+
+def test_validation_is_shown_inline(make_window, qtbot) -> None:
+    panel = make_window().panels[0]
+    panel.editor.instruction_edit.setPlainText("")
+    assert panel.editor.problems_label.isVisible()
+    assert "instruction is empty" in panel.editor.problems_label.text()
+    assert panel.editor.instruction_edit.property("invalid") is True
+    panel.editor._cards[0].output_edit.setPlainText("")
+    assert "Instance 1 has no output" in panel.editor.problems_label.text()
+    panel.editor.instruction_edit.setPlainText("Fixed")
+    assert panel.editor.instruction_edit.property("invalid") is False
+
+
+def test_add_duplicate_delete_with_keyboard_and_undo(make_window, tmp_path: Path, qtbot) -> None:
+    window = make_window()
+    panel = window.panels[0]
+    count = panel.model.rowCount()
+    panel.list_view.setFocus()
+    qtbot.keyClick(panel.list_view, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert panel.model.rowCount() == count + 1
+    new_id = panel.current_seed_id()
+    assert db_seed(tmp_path / "project", new_id) is not None
+    assert "instruction is empty" in panel.editor.problems_label.text()
+
+    panel.select_seed(panel.model.seed_at(0).id)
+    first = panel.model.seed_at(0)
+    panel.list_view.setFocus()
+    qtbot.keyClick(panel.list_view, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+    assert panel.model.seed_at(1).instruction == first.instruction  # the copy sits right after
+    assert panel.model.rowCount() == count + 2
+
+    panel.select_seed(first.id)
+    panel.list_view.setFocus()
+    qtbot.keyClick(panel.list_view, Qt.Key.Key_Delete)
+    assert db_seed(tmp_path / "project", first.id) is None
+    panel.undo_stack().undo()
+    restored = db_seed(tmp_path / "project", first.id)
+    assert restored == first and panel.model.seed_at(0).id == first.id
+    panel.undo_stack().redo()
+    assert db_seed(tmp_path / "project", first.id) is None
+
+
+def test_search_filters_the_list(make_window, qtbot) -> None:
+    panel = make_window().panels[0]
+    total = panel.model.rowCount()
+    panel.find_action.trigger()
+    qtbot.keyClicks(panel.search_edit, "zzz-no-such-seed")
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 0)
+    assert "0 of" in panel.count_label.text()
+    qtbot.keyClick(panel.search_edit, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: panel.model.rowCount() == total)
+
+
+def test_edits_survive_closing_and_reopening(make_window, tmp_path: Path) -> None:
+    window = make_window()
+    panel = window.panels[0]
+    seed_id = panel.current_seed_id()
+    panel.editor.name_edit.setText("renamed_task")
+    panel.editor.name_edit.textEdited.emit("renamed_task")
+    window.close()
+    reopened = make_window()
+    assert reopened.panels[0].model.seed_at(reopened.panels[0].model.row_of(seed_id)).name == "renamed_task"
+
+
+def test_second_instance_on_the_same_project_gets_a_clear_message(make_window, tmp_path: Path, warnings) -> None:
+    first = make_window()
+    second = make_window()
+    assert first.project is not None
+    assert second.project is None
+    assert len(warnings) == 1 and "already open in another Distill Studio process" in warnings[0]
+    assert second.stack.currentWidget() is second.no_project_label
+
+
+def test_geometry_is_remembered(make_window, qtbot) -> None:
+    window = make_window()
+    window.resize(760, 530)  # the offscreen screen is 800x600: stay inside it
+    window.close()
+    again = make_window()
+    assert (again.width(), again.height()) == (760, 530)
+
+
+def test_theme_switch_changes_the_palette(make_window) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    window = make_window()
+    window.set_theme("dark")
+    dark = QApplication.instance().palette().window().color().lightness()
+    window.set_theme("light")
+    light = QApplication.instance().palette().window().color().lightness()
+    assert dark < 80 < light
+    assert window.settings.value("theme") == "light"
