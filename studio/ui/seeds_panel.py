@@ -6,10 +6,12 @@ killing it) never loses an edit, and Ctrl+Z / Ctrl+Shift+Z walk the same history
 from __future__ import annotations
 
 from PySide6.QtCore import QAbstractListModel, QEvent, QItemSelectionModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeySequence, QPainter, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView,
-    QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QStyle, QToolButton, QVBoxLayout, QWidget,
+    QAbstractItemView, QApplication, QCheckBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView,
+    QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
+    QToolButton, QVBoxLayout, QWidget,
 )
 
 from studio.core.project import Project
@@ -56,8 +58,6 @@ class SeedListModel(QAbstractListModel):
             return seed.instruction + ("\n\n⚠ " + " ".join(problems) if problems else "")
         if role == Qt.ItemDataRole.DecorationRole and seed.problems():
             if self._warning_icon is None:
-                from PySide6.QtWidgets import QApplication
-
                 self._warning_icon = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
             return self._warning_icon
         if role == Qt.ItemDataRole.UserRole:
@@ -83,6 +83,44 @@ class SeedListModel(QAbstractListModel):
             self.dataChanged.emit(index, index)
 
 
+class SeedItemDelegate(QStyledItemDelegate):
+    """Two lines per seed: the name in bold, then the instruction, elided, in a muted colour."""
+
+    PADDING = 6
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802 - Qt's name
+        line = option.fontMetrics.lineSpacing()
+        return QSize(200, 2 * line + 2 * self.PADDING + 2)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        style_option = QStyleOptionViewItem(option)
+        self.initStyleOption(style_option, index)
+        style_option.text = ""
+        style = style_option.widget.style() if style_option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, style_option, painter, style_option.widget)
+        title, _, detail = (index.data(Qt.ItemDataRole.DisplayRole) or "").partition("\n")
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        palette = option.palette
+        rect = option.rect.adjusted(self.PADDING + 2, self.PADDING, -self.PADDING, -self.PADDING)
+        if index.data(Qt.ItemDataRole.DecorationRole) is not None:
+            rect.setLeft(rect.left() + 20)
+            index.data(Qt.ItemDataRole.DecorationRole).paint(painter, option.rect.left() + 4, rect.top() + 2, 16, 16)
+        line = option.fontMetrics.lineSpacing()
+        painter.save()
+        bold = QFont(option.font)
+        bold.setBold(True)
+        painter.setFont(bold)
+        painter.setPen(palette.highlightedText().color() if selected else palette.text().color())
+        painter.drawText(rect.left(), rect.top(), rect.width(), line, Qt.AlignmentFlag.AlignLeft,
+                         QFontMetrics(bold).elidedText(title, Qt.TextElideMode.ElideRight, rect.width()))
+        painter.setFont(option.font)
+        if not selected:
+            painter.setPen(palette.placeholderText().color())
+        painter.drawText(rect.left(), rect.top() + line, rect.width(), line, Qt.AlignmentFlag.AlignLeft,
+                         option.fontMetrics.elidedText(detail, Qt.TextElideMode.ElideRight, rect.width()))
+        painter.restore()
+
+
 class InstanceCard(QFrame):
     """Input and output of one instance."""
 
@@ -103,12 +141,15 @@ class InstanceCard(QFrame):
         header.addStretch()
         header.addWidget(self.remove_button)
         layout.addLayout(header)
-        self.input_edit = _text_edit("Input (optional): the text the instruction works on", 56, undo_keys)
-        self.output_edit = _text_edit("Output: the answer a good model gives", 72, undo_keys)
+        self.input_edit = _text_edit("Optional: the text the instruction works on", 56, undo_keys, 120)
+        self.output_edit = _text_edit("The answer a good model gives", 72, undo_keys, 200)
         self.input_edit.setAccessibleName(f"Instance {number} input")
         self.output_edit.setAccessibleName(f"Instance {number} output")
-        layout.addWidget(self.input_edit)
-        layout.addWidget(self.output_edit)
+        for caption, edit in (("Input", self.input_edit), ("Output", self.output_edit)):
+            label = QLabel(caption)
+            label.setBuddy(edit)
+            layout.addWidget(label)
+            layout.addWidget(edit)
         self.input_edit.textChanged.connect(lambda: self.changed.emit("input"))
         self.output_edit.textChanged.connect(lambda: self.changed.emit("output"))
 
@@ -116,13 +157,14 @@ class InstanceCard(QFrame):
         return Instance(self.input_edit.toPlainText(), self.output_edit.toPlainText())
 
 
-def _text_edit(placeholder: str, height: int, undo_keys: UndoKeysToWindow) -> QPlainTextEdit:
+def _text_edit(placeholder: str, height: int, undo_keys: UndoKeysToWindow, max_height: int = 160) -> QPlainTextEdit:
     edit = QPlainTextEdit()
     edit.setPlaceholderText(placeholder)
     edit.setTabChangesFocus(True)  # Tab moves on, as in a form
     edit.setUndoRedoEnabled(False)  # the panel's undo stack owns undo
     edit.installEventFilter(undo_keys)
     edit.setMinimumHeight(height)
+    edit.setMaximumHeight(max_height)
     return edit
 
 
@@ -313,7 +355,9 @@ class SeedsPanel(Panel):
         self.list_view.setModel(self.model)
         self.list_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.list_view.setAlternatingRowColors(True)
-        self.list_view.setSpacing(1)
+        self.list_view.setItemDelegate(SeedItemDelegate(self.list_view))
+        self.list_view.setUniformItemSizes(True)
+        self.list_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list_view.selectionModel().currentChanged.connect(self._on_list_current_changed)
         self.count_label = QLabel()
         self.count_label.setProperty("role", "muted")
