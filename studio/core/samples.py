@@ -69,12 +69,19 @@ _INSERT_SQL = (
 )
 
 
+def _json(value: list | dict) -> str:
+    # Most imported samples carry empty lists/dicts; json.dumps on them dominated bulk imports.
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _row_values(sample: Sample, now: float) -> tuple:
     return (
         sample.instruction, sample.input, sample.output, Status(sample.status).value, Origin(sample.origin).value,
-        sample.run_id, json.dumps(sample.seed_ids), sample.teacher_model, sample.prompt_tokens,
-        sample.completion_tokens, sample.cost, json.dumps(sample.filter_verdicts, ensure_ascii=False),
-        sample.rating, json.dumps(sample.tags, ensure_ascii=False), sample.note, sample.source,
+        sample.run_id, _json(sample.seed_ids), sample.teacher_model, sample.prompt_tokens,
+        sample.completion_tokens, sample.cost, _json(sample.filter_verdicts),
+        sample.rating, _json(sample.tags), sample.note, sample.source,
         sample.created_at or now, now, sample.content_hash,
     )
 
