@@ -91,11 +91,27 @@ def ensure_environment() -> None:
     log("environment ready")
 
 
+def warn_about_display() -> None:
+    """Qt's own error for a missing xcb library is misleading; say what to install instead."""
+    if platform.system() != "Linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        log("no DISPLAY or WAYLAND_DISPLAY is set: the window needs a desktop session (or Xvfb)")
+        return
+    import ctypes.util
+
+    missing = [lib for lib in ("xcb-cursor", "xkbcommon-x11", "EGL") if ctypes.util.find_library(lib) is None]
+    if missing:
+        log("Qt needs system libraries that seem to be missing: " + ", ".join(missing) + ". On Debian/Ubuntu: "
+            "sudo apt-get install libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1")
+
+
 def main(argv: list[str]) -> int:
     action, rest = (argv[0], argv[1:]) if argv else ("app", [])
     ensure_environment()
     python = str(venv_python())
     if action == "app":
+        warn_about_display()
         return subprocess.call([python, "-m", "studio", *rest])
     if action == "run":
         return subprocess.call([python, "-m", "studio", *rest])
