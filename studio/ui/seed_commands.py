@@ -50,14 +50,18 @@ class EditSeedCommand(QUndoCommand):
         self._sink.store_seed(self._before.copy(), refresh_editor=True)
 
 
-class AddSeedsCommand(QUndoCommand):
-    """Add seeds (new, duplicated or imported); undo removes them again."""
+class _SeedSetCommand(QUndoCommand):
+    """A set of whole seeds with their display positions (None: append at the end)."""
 
     def __init__(self, sink: SeedSink, seeds: list[SeedTask], positions: list[float | None], label: str):
         super().__init__(label)
         self._sink = sink
         self._seeds = [s.copy() for s in seeds]
         self._positions = positions
+
+
+class AddSeedsCommand(_SeedSetCommand):
+    """Add seeds (new, duplicated or imported); undo removes them again."""
 
     def redo(self) -> None:
         pairs = list(zip([s.copy() for s in self._seeds], self._positions))
@@ -70,12 +74,8 @@ class AddSeedsCommand(QUndoCommand):
         self._sink.remove_seeds([s.id for s in self._seeds if s.id is not None])
 
 
-class DeleteSeedsCommand(QUndoCommand):
-    def __init__(self, sink: SeedSink, seeds: list[SeedTask], positions: list[float | None], label: str):
-        super().__init__(label)
-        self._sink = sink
-        self._seeds = [s.copy() for s in seeds]
-        self._positions = positions
+class DeleteSeedsCommand(_SeedSetCommand):
+    """Delete seeds; undo puts them back with the same ids and positions."""
 
     def redo(self) -> None:
         self._sink.remove_seeds([s.id for s in self._seeds if s.id is not None])
