@@ -20,9 +20,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
     os.environ[_name] = "1"  # one core, set before numpy is imported
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,10 +30,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.standin import FULL_SIZE, load_sample, standin_records  # noqa: E402
 from studio.core.dedup import DEFAULT_THRESHOLD, NearDuplicateIndex  # noqa: E402
 
-FULL_SIZE = 52_002
-_WORD = re.compile(r"[A-Za-z0-9]+")
 
 
 def pin_one_core() -> str:
@@ -44,31 +41,6 @@ def pin_one_core() -> str:
         os.sched_setaffinity(0, {cpu})
         return f"pinned to CPU {cpu}"
     return "not pinned (no sched_setaffinity); thread pools limited to 1"
-
-
-def load_instructions(data: Path) -> list[str]:
-    path = data / "alpaca_sample_2000.json"
-    if not path.exists():
-        sys.exit(
-            f"error: {path} not found.\n"
-            "Pass --data DIR, the folder holding alpaca_sample_2000.json "
-            "(default: <repo>/../shared/data)."
-        )
-    return [record["instruction"] for record in json.loads(path.read_text(encoding="utf-8"))]
-
-
-def stand_in(real: list[str], size: int) -> list[str]:
-    """SOURCES.md's recipe: repeat k suffixes every alphanumeric word with 'zz<k>'."""
-    out: list[str] = []
-    k = 0
-    while len(out) < size:
-        if k == 0:
-            out.extend(real)
-        else:
-            suffix = f"zz{k}"
-            out.extend(_WORD.sub(lambda m: m.group(0) + suffix, text) for text in real)
-        k += 1
-    return out[:size]
 
 
 def run_ours(texts: list[str], checkpoints: tuple[int, ...] = ()) -> tuple[list[bool], list[float], dict[int, float], int]:
@@ -136,8 +108,8 @@ def main() -> None:
     import rouge_score  # noqa: F401  (fail early, before the long runs)
     from importlib.metadata import version
 
-    real = load_instructions(args.data)
-    texts = stand_in(real, FULL_SIZE)
+    real = [record["instruction"] for record in load_sample(args.data)]
+    texts = [record["instruction"] for record in standin_records(FULL_SIZE, args.data)]
     print("ROUGE-L near-duplicate filter (drop when F > 0.7 against any kept text)")
     print(f"python {platform.python_version()}, numpy {np.__version__}, "
           f"rouge-score {version('rouge-score')}, {affinity}, OMP_NUM_THREADS=1")
