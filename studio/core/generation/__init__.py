@@ -1,0 +1,1 @@
+"""Teacher-driven sample generation: prompts, filters, the async engine and its bookkeeping."""

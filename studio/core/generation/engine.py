@@ -1,0 +1,357 @@
+"""The generation engine: many teacher requests in flight, each result committed as it lands.
+
+One asyncio loop (on whatever thread calls :meth:`GenerationEngine.run`) owns its own SQLite
+connection; filtering and committing happen between awaits, so no two responses interleave
+inside the near-duplicate index or a transaction. Control (:meth:`pause`, :meth:`resume`,
+:meth:`stop`) is safe from any thread. Launch rules:
+
+* at most ``concurrency`` requests in flight;
+* no new request once kept + (in flight x expected yield) reaches the target, so a run stops
+  close to its target instead of overshooting by a whole wave;
+* no new request whose worst case (full ``max_tokens`` answer) could push spend, including
+  the worst case of those in flight, over the budget: the cap is hard.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from studio.core.generation import events as ev
+from studio.core.generation.config import RunConfig, estimate_cost, request_cost
+from studio.core.generation.filters import PARSE_ERROR, CandidateFilter, IndexFactory, default_index_factory
+from studio.core.generation.prompts import Example, build_prompt, default_template, parse_tasks, pick_examples
+from studio.core.generation.store import Completion, GenerationStore, Rejected, RequestRow
+from studio.core.generation.teacher import AUTH, MODEL, NETWORK, QUOTA, async_client, describe_error, resolve_api_key
+from studio.core.samples import Origin, Sample, Status
+
+EventSink = Callable[[ev.Event], None]
+REQUEST_KEY_HEADER = "X-Distill-Request-Key"
+FATAL_KINDS = {AUTH, QUOTA, MODEL}
+
+
+def create_run(store: GenerationStore, config: RunConfig, name: str = "") -> int:
+    """Store a new run with its full config (key-free) and the exact template it will use."""
+    if not config.template:
+        config.template = default_template()
+    return store.create_run(
+        name=name or f"{config.mode} x{config.target}", mode=config.mode, teacher_model=config.teacher.model,
+        base_url=config.teacher.base_url, config=config.to_dict(), prompt_template=config.template,
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    reason: str
+    counters: ev.Counters
+    message: str = ""
+
+
+class GenerationEngine:
+    """Runs (or resumes) one stored generation run until target, budget, max requests or Stop."""
+
+    def __init__(
+        self,
+        connect: Callable[[], object],
+        run_id: int,
+        *,
+        on_event: EventSink | None = None,
+        api_key: str | None = None,
+        index_factory: IndexFactory = default_index_factory,
+        client_factory: Callable = async_client,
+    ):
+        self._connect = connect
+        self.run_id = run_id
+        self._emit_to = on_event
+        self._api_key = api_key
+        self._index_factory = index_factory
+        self._client_factory = client_factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = threading.Event()
+        self._paused = threading.Event()
+        self._wake: asyncio.Event | None = None
+
+    # -- control (any thread) ------------------------------------------------------------------
+    def pause(self) -> None:
+        self._paused.set()
+        self._poke()
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._poke()
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+
+    def run_blocking(self) -> RunResult:
+        """Run on the calling thread with a fresh event loop (CLI, GUI worker thread)."""
+        return asyncio.run(self.run())
+
+    # -- the run ----------------------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        conn = self._connect()
+        try:
+            return await self._run(GenerationStore(conn))
+        finally:
+            conn.close()
+
+    async def _run(self, store: GenerationStore) -> RunResult:
+        run = store.run(self.run_id)
+        if run is None:
+            raise ValueError(f"no generation run {self.run_id}")
+        config = RunConfig.from_dict(run["config"])
+        config.template = run["prompt_template"] or config.template or default_template()
+        config.teacher.api_key = self._api_key
+        self._config, self._store = config, store
+        resumed = run["requests"] > 0 or bool(store.unfinished_requests(self.run_id))
+        self._counters = c = ev.Counters(self.run_id, config.target, config.budget_usd)
+        stored = store.counters(self.run_id)
+        c.requests_done, c.requests_failed, c.kept, c.rejected = (
+            stored["requests"], stored["failed_requests"], stored["kept"], stored["rejected"])
+        c.rejected_by_reason = stored["rejected_by_reason"]
+        c.prompt_tokens, c.completion_tokens, c.cost = stored["prompt_tokens"], stored["completion_tokens"], stored["cost"]
+        c.requests_failed = 0  # failed requests are retried on resume; count only this session's failures
+
+        seeds = [
+            Example(s["instruction"], _first(s["instances"], "input"), _first(s["instances"], "output"), s["id"])
+            for s in store.conn.execute("SELECT id, instruction, instances FROM seed_tasks ORDER BY position, id")
+        ]
+        if not seeds:
+            return self._finish("error", "The project has no seed tasks to show the teacher.")
+        self._seeds = seeds
+        self._filter = CandidateFilter(config.filters, self._index_factory)
+        self._filter.prime(e.instruction for e in seeds)
+        self._filter.prime(r[0] for r in store.conn.execute("SELECT instruction FROM samples"))
+
+        key_source = resolve_api_key(config.teacher).source
+        sample_prompt = build_prompt(config.template, seeds[: config.k_examples], config.num_tasks)
+        estimate = estimate_cost(config, len(sample_prompt))
+        self._worst_case = config.worst_case_cost(len(sample_prompt) // 3)
+        store.set_status(self.run_id, "running")
+        self._emit(ev.RunStarted(self.run_id, resumed, key_source, estimate.describe()))
+
+        self._client = self._client_factory(config.teacher)
+        self._fatal: ev.TeacherError | None = None
+        self._started = time.monotonic()
+        self._session_requests = 0
+        self._successes = 0
+        try:
+            reason = await self._launch_loop(store.unfinished_requests(self.run_id))
+        finally:
+            await _close(self._client)
+        status = {"target": "done", "budget": "done", "max_requests": "done", "stopped": "stopped"}.get(reason, "failed")
+        store.set_status(self.run_id, status, finished=status == "done")
+        message = self._fatal.message if self._fatal else ""
+        return self._finish(reason, message)
+
+    def _finish(self, reason: str, message: str = "") -> RunResult:
+        counters = self._counters.copy() if hasattr(self, "_counters") else ev.Counters(self.run_id, 0, None)
+        self._emit(ev.RunFinished(self.run_id, reason, counters, message))
+        return RunResult(self.run_id, reason, counters, message)
+
+    async def _launch_loop(self, backlog: list[RequestRow]) -> str:
+        config, c = self._config, self._counters
+        tasks: set[asyncio.Task] = set()
+        reserved: dict[str, float] = {}
+        reason = ""
+        while True:
+            self._wake.clear()
+            c.in_flight, c.paused = len(tasks), self._paused.is_set()
+            if self._fatal is not None:
+                reason = "error"
+            elif self._stop_requested.is_set():
+                reason = "stopped"
+            elif c.kept >= config.target:
+                reason = "target"
+            elif config.max_requests is not None and self._session_requests + len(tasks) >= config.max_requests:
+                reason = "max_requests" if not tasks else ""
+            if reason:
+                break
+            can_launch = (
+                not self._paused.is_set()
+                and len(tasks) < config.concurrency
+                and not (config.max_requests is not None and self._session_requests + len(tasks) >= config.max_requests)
+                and c.kept + len(tasks) * self._expected_yield() < config.target
+            )
+            if can_launch and config.budget_usd is not None:
+                if c.cost + sum(reserved.values()) + self._worst_case > config.budget_usd:
+                    can_launch = False
+                    if not tasks:
+                        reason = "budget"
+                        break
+            if can_launch:
+                request = backlog.pop(0) if backlog else self._new_request()
+                reserved[request.key] = self._worst_case
+                task = asyncio.create_task(self._send(request))
+                task.add_done_callback(lambda _t, key=request.key: reserved.pop(key, None))
+                tasks.add(task)
+                continue
+            waiters = [asyncio.create_task(self._wake.wait())]
+            done, _ = await asyncio.wait(tasks | set(waiters), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            tasks -= done
+            self._emit_progress()
+        for task in tasks:
+            if reason in ("stopped", "error"):
+                task.cancel()  # unfinished requests stay pending and are sent again on resume
+        await asyncio.gather(*tasks, return_exceptions=True)
+        c.in_flight = 0
+        self._emit_progress()
+        return reason
+
+    def _expected_yield(self) -> float:
+        done = self._session_requests
+        if done == 0:
+            return self._config.num_tasks * 0.75
+        return max(0.5, self._counters.kept_this_session / done)
+
+    def _new_request(self) -> RequestRow:
+        config = self._config
+        index = self._store.next_index(self.run_id)
+        rng = random.Random(f"{config.random_seed}:{self.run_id}:{index}")
+        accepted: list[Example] = []
+        if config.accepted_share > 0:
+            rows = self._store.conn.execute(
+                "SELECT instruction, input, output FROM samples WHERE status = 'accepted' ORDER BY random() LIMIT 50")
+            accepted = [Example(r[0], r[1], r[2]) for r in rows]
+        examples = pick_examples(rng, self._seeds, accepted, config.k_examples, config.accepted_share)
+        prompt = build_prompt(config.template, examples, config.num_tasks)
+        return self._store.add_request(self.run_id, index, prompt, [e.seed_id for e in examples if e.seed_id is not None])
+
+    async def _send(self, request: RequestRow) -> None:
+        import openai
+
+        config, attempts = self._config, request.attempts
+        while True:
+            attempts += 1
+            try:
+                response = await self._client.chat.completions.create(
+                    model=config.teacher.model, messages=[{"role": "user", "content": request.prompt}],
+                    temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+                    timeout=config.request_timeout_s, extra_headers={REQUEST_KEY_HEADER: request.key},
+                )
+                break
+            except openai.OpenAIError as exc:
+                problem = describe_error(exc, config.teacher)
+                # A refused connection before any success is a wrong URL or a server that is down,
+                # not a blip: say so at once instead of backing off for minutes.
+                first_contact = problem.kind == NETWORK and self._successes == 0
+                if problem.kind in FATAL_KINDS or first_contact:
+                    self._store.note_attempt(request.key, attempts, problem.message)
+                    if self._fatal is None:
+                        self._fatal = ev.TeacherError(self.run_id, problem.kind, problem.message)
+                        self._emit(self._fatal)
+                    self._wake.set()
+                    return
+                if problem.retryable and attempts < config.max_attempts:
+                    delay = self._backoff(attempts, problem.retry_after)
+                    self._store.note_attempt(request.key, attempts, problem.message)
+                    self._emit(ev.RetryScheduled(self.run_id, request.key, attempts, delay, problem.kind, problem.message))
+                    await asyncio.sleep(delay)
+                    continue
+                self._store.mark_failed(request.key, attempts, problem.message)
+                self._counters.requests_failed += 1
+                self._session_requests += 1
+                self._emit(ev.RequestFailed(self.run_id, request.key, problem.message))
+                return
+        self._successes += 1
+        self._accept_response(request, response, attempts)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential with full jitter; a server's Retry-After is a floor, never shortened."""
+        config = self._config
+        ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        return max(delay, retry_after or 0.0)
+
+    def _accept_response(self, request: RequestRow, response, attempts: int) -> None:
+        """Parse, filter and commit one response; runs without awaiting, so it is atomic in the loop."""
+        config, c = self._config, self._counters
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice else ""
+        finish_reason = choice.finish_reason if choice else None
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        cost = request_cost(config.prices, config.teacher.model, prompt_tokens, completion_tokens)
+
+        parsed = parse_tasks(text, finish_reason)
+        kept: list[Sample] = []
+        rejected: list[Rejected] = []
+        for candidate in parsed.candidates:
+            verdict = self._filter.check(candidate, request.key)
+            if verdict.kept:
+                kept.append(Sample(
+                    candidate.instruction, candidate.input, candidate.output, status=Status.PENDING,
+                    origin=Origin.GENERATED, run_id=self.run_id, seed_ids=list(request.seed_ids),
+                    teacher_model=config.teacher.model, source=request.key,
+                    filter_verdicts={"rouge_l_max": verdict.score, "nearest": verdict.nearest_instruction},
+                ))
+            else:
+                rejected.append(Rejected(candidate.instruction, candidate.input, candidate.output, verdict.reason,
+                                         verdict.detail, verdict.nearest_instruction, verdict.score))
+        for failure in parsed.failures:
+            rejected.append(Rejected("", "", failure.raw, failure.reason or PARSE_ERROR, failure.detail))
+        for sample in kept:  # each kept sample carries its share of the request's tokens and cost
+            sample.prompt_tokens = prompt_tokens // len(kept)
+            sample.completion_tokens = completion_tokens // len(kept)
+            sample.cost = cost / len(kept)
+        ids = self._store.complete_request(self.run_id, request.key, Completion(
+            text, finish_reason, prompt_tokens, completion_tokens, cost, attempts, kept, rejected))
+
+        self._session_requests += 1
+        c.requests_done += 1
+        c.kept += len(ids)
+        c.kept_this_session += len(ids)
+        c.rejected += len(rejected)
+        for r in rejected:
+            c.rejected_by_reason[r.reason] = c.rejected_by_reason.get(r.reason, 0) + 1
+        c.prompt_tokens += prompt_tokens
+        c.completion_tokens += completion_tokens
+        c.cost += cost
+        for sample in kept:
+            if sample.id is not None and sample.id in ids:
+                self._emit(ev.SampleKept(self.run_id, sample.id, sample.instruction, sample.input, sample.output,
+                                         tuple(sample.seed_ids)))
+        for r in rejected:
+            self._emit(ev.CandidateRejected(self.run_id, r.reason, r.instruction, r.detail, r.nearest_instruction, r.score))
+
+    # -- events ---------------------------------------------------------------------------------
+    def _emit_progress(self) -> None:
+        self._counters.elapsed_s = time.monotonic() - self._started
+        self._emit(ev.Progress(self.run_id, self._counters.copy()))
+
+    def _emit(self, event: ev.Event) -> None:
+        if self._emit_to is not None:
+            self._emit_to(event)
+
+
+def _first(instances_json: str, key: str) -> str:
+    import json
+
+    items = json.loads(instances_json)
+    return (items[0].get(key) or "") if items else ""
+
+
+async def _close(client) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
