@@ -64,7 +64,7 @@ class FakeTeacher:
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> FakeTeacher:
         handler = type("Handler", (_Handler,), {"teacher": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -114,9 +114,17 @@ def render(items: list[tuple[str, str, str]]) -> str:
     return "Here are the tasks.\n\n" + "\n\n".join(blocks) + "\n"
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 drops SYNs when 32+ clients connect at once, and each
+    # drop costs a 1 s retransmit: that would measure the kernel, not the engine.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class _Handler(BaseHTTPRequestHandler):
     teacher: FakeTeacher
     protocol_version = "HTTP/1.1"  # keep-alive, as the openai client expects
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: avoid 40 ms delayed-ACK stalls
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -208,7 +216,42 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
 
-if __name__ == "__main__":  # run by hand: python tests/fake_teacher.py
-    with FakeTeacher(latency_s=0.2) as server:
+class ServerProcess:
+    """The fake teacher in its own process, so its CPU and GIL are not the client's (benchmarks)."""
+
+    def __init__(self, latency_s: float, lifetime_s: float = 300.0):
+        self.latency_s = latency_s
+        self.lifetime_s = lifetime_s
+        self.api_key = FakeTeacher.api_key
+        self._process = None
+        self.base_url = ""
+
+    def __enter__(self) -> ServerProcess:
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--latency", str(self.latency_s), "--lifetime", str(self.lifetime_s)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        self.base_url = self._process.stdout.readline().strip()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+
+
+if __name__ == "__main__":  # python tests/fake_teacher.py --latency 0.5: prints the base URL, serves until killed
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--lifetime", type=float, default=300.0)
+    options = parser.parse_args()
+    with FakeTeacher(latency_s=options.latency, max_lifetime_s=options.lifetime) as server:
         print(server.base_url, flush=True)
-        time.sleep(server.max_lifetime_s)
+        deadline = time.monotonic() + options.lifetime
+        while server._server is not None and time.monotonic() < deadline:
+            time.sleep(0.5)

@@ -73,7 +73,6 @@ class GenerationEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = threading.Event()
         self._paused = threading.Event()
-        self._wake: asyncio.Event | None = None
 
     # -- control (any thread) ------------------------------------------------------------------
     def pause(self) -> None:
@@ -89,12 +88,18 @@ class GenerationEngine:
         self._poke()
 
     def _poke(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(wake.set)
+                loop.call_soon_threadsafe(self._on_control)
             except RuntimeError:  # the loop closed between the check and the call
                 pass
+
+    def _on_control(self) -> None:
+        if self._stop_requested.is_set():
+            self._halt.set()
+        self._counters.paused = self._paused.is_set()
+        self._pulse()
 
     def run_blocking(self) -> RunResult:
         """Run on the calling thread with a fresh event loop (CLI, GUI worker thread)."""
@@ -103,7 +108,10 @@ class GenerationEngine:
     # -- the run ----------------------------------------------------------------------------------
     async def run(self) -> RunResult:
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._halt = asyncio.Event()  # Stop, or a fatal teacher error
+        if self._stop_requested.is_set():
+            self._halt.set()
         conn = self._connect()
         try:
             return await self._run(GenerationStore(conn))
@@ -165,55 +173,68 @@ class GenerationEngine:
         return RunResult(self.run_id, reason, counters, message)
 
     async def _launch_loop(self, backlog: list[RequestRow]) -> str:
-        config, c = self._config, self._counters
-        tasks: set[asyncio.Task] = set()
-        reserved: dict[str, float] = {}
-        reason = ""
-        while True:
-            self._wake.clear()
-            c.in_flight, c.paused = len(tasks), self._paused.is_set()
-            if self._fatal is not None:
-                reason = "error"
-            elif self._stop_requested.is_set():
-                reason = "stopped"
-            elif c.kept >= config.target:
-                reason = "target"
-            elif config.max_requests is not None and self._session_requests + len(tasks) >= config.max_requests:
-                reason = "max_requests" if not tasks else ""
-            if reason:
-                break
-            can_launch = (
-                not self._paused.is_set()
-                and len(tasks) < config.concurrency
-                and not (config.max_requests is not None and self._session_requests + len(tasks) >= config.max_requests)
-                and c.kept + len(tasks) * self._expected_yield() < config.target
-            )
-            if can_launch and config.budget_usd is not None:
-                if c.cost + sum(reserved.values()) + self._worst_case > config.budget_usd:
-                    can_launch = False
-                    if not tasks:
-                        reason = "budget"
-                        break
-            if can_launch:
-                request = backlog.pop(0) if backlog else self._new_request()
-                reserved[request.key] = self._worst_case
-                task = asyncio.create_task(self._send(request))
-                task.add_done_callback(lambda _t, key=request.key: reserved.pop(key, None))
-                tasks.add(task)
-                continue
-            waiters = [asyncio.create_task(self._wake.wait())]
-            done, _ = await asyncio.wait(tasks | set(waiters), return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
-            tasks -= done
-            self._emit_progress()
-        for task in tasks:
-            if reason in ("stopped", "error"):
-                task.cancel()  # unfinished requests stay pending and are sent again on resume
-        await asyncio.gather(*tasks, return_exceptions=True)
-        c.in_flight = 0
+        """``concurrency`` workers, each sending one request at a time; returns why the run ended."""
+        self._backlog = backlog
+        self._reserved: dict[str, float] = {}
+        self._end_reason = ""
+        workers = asyncio.gather(*(self._worker() for _ in range(self._config.concurrency)))
+        halt = asyncio.ensure_future(self._halt.wait())
+        await asyncio.wait([workers, halt], return_when=asyncio.FIRST_COMPLETED)
+        if not workers.done():  # Stop or a fatal teacher error: unfinished requests stay pending for resume
+            workers.cancel()
+        halt.cancel()
+        await asyncio.gather(workers, return_exceptions=True)
+        self._counters.in_flight = 0
         self._emit_progress()
-        return reason
+        if self._fatal is not None:
+            return "error"
+        if self._stop_requested.is_set():
+            return "stopped"
+        return self._end_reason or "stopped"
+
+    async def _worker(self) -> None:
+        while True:
+            step = self._next_step()
+            if step == "go":
+                request = self._backlog.pop(0) if self._backlog else self._new_request()
+                self._reserved[request.key] = self._worst_case
+                self._counters.in_flight += 1
+                try:
+                    await self._send(request)
+                finally:
+                    self._counters.in_flight -= 1
+                    self._reserved.pop(request.key, None)
+                    self._emit_progress()
+                    self._pulse()
+            elif step == "wait":
+                await self._changed.wait()
+            else:
+                self._end_reason = self._end_reason or step
+                self._pulse()  # let waiting workers see the end too
+                return
+
+    def _next_step(self) -> str:
+        """'go', 'wait', or the reason the run is over. Called between awaits, so it sees a stable state."""
+        config, c = self._config, self._counters
+        if self._end_reason:
+            return self._end_reason
+        if c.kept >= config.target:
+            return "target"
+        in_flight = c.in_flight
+        if config.max_requests is not None and self._session_requests + in_flight >= config.max_requests:
+            return "max_requests" if in_flight == 0 else "wait"
+        if config.budget_usd is not None and c.cost + sum(self._reserved.values()) + self._worst_case > config.budget_usd:
+            return "budget" if in_flight == 0 else "wait"
+        if self._paused.is_set():
+            return "wait"
+        if in_flight and c.kept + in_flight * self._expected_yield() >= config.target:
+            return "wait"
+        return "go"
+
+    def _pulse(self) -> None:
+        """Wake every waiting worker once (state changed: a request ended, pause, resume)."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def _expected_yield(self) -> float:
         done = self._session_requests
@@ -257,7 +278,7 @@ class GenerationEngine:
                     if self._fatal is None:
                         self._fatal = ev.TeacherError(self.run_id, problem.kind, problem.message)
                         self._emit(self._fatal)
-                    self._wake.set()
+                    self._halt.set()
                     return
                 if problem.retryable and attempts < config.max_attempts:
                     delay = self._backoff(attempts, problem.retry_after)
