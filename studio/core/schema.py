@@ -150,6 +150,7 @@ V2_GENERATION = """
             stage TEXT NOT NULL DEFAULT 'generate',   -- self-instruct stages reuse the table
             prompt TEXT NOT NULL,
             seed_ids TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(seed_ids)),
+            payload TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(payload)),  -- what a later stage needs
             status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
             response TEXT,                            -- raw teacher text, kept for parse failures
             finish_reason TEXT,

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig, estimate_cost, request_cost
-from studio.core.generation.filters import PARSE_ERROR, CandidateFilter, IndexFactory, default_index_factory
-from studio.core.generation.prompts import Example, build_prompt, default_template, parse_tasks, pick_examples
-from studio.core.generation.store import Completion, GenerationStore, Rejected, RequestRow
+from studio.core.generation.filters import CandidateFilter, IndexFactory, default_index_factory
+from studio.core.generation.modes import ModeContext, SeedExample, make_mode
+from studio.core.generation.prompts import Example, build_prompt, default_template
+from studio.core.generation.store import Completion, GenerationStore, RequestRow
 from studio.core.generation.teacher import AUTH, MODEL, NETWORK, QUOTA, async_client, describe_error, resolve_api_key
-from studio.core.samples import Origin, Sample, Status
 
 EventSink = Callable[[ev.Event], None]
 REQUEST_KEY_HEADER = "X-Distill-Request-Key"
@@ -136,15 +136,18 @@ class GenerationEngine:
         c.requests_failed = 0  # failed requests are retried on resume; count only this session's failures
 
         seeds = [
-            Example(s["instruction"], _first(s["instances"], "input"), _first(s["instances"], "output"), s["id"])
-            for s in store.conn.execute("SELECT id, instruction, instances FROM seed_tasks ORDER BY position, id")
+            SeedExample(s["instruction"], _first(s["instances"], "input"), _first(s["instances"], "output"), s["id"],
+                        bool(s["is_classification"]))
+            for s in store.conn.execute(
+                "SELECT id, instruction, instances, is_classification FROM seed_tasks ORDER BY position, id")
         ]
         if not seeds:
             return self._finish("error", "The project has no seed tasks to show the teacher.")
-        self._seeds = seeds
-        self._filter = CandidateFilter(config.filters, self._index_factory)
-        self._filter.prime(e.instruction for e in seeds)
-        self._filter.prime(r[0] for r in store.conn.execute("SELECT instruction FROM samples"))
+        candidate_filter = CandidateFilter(config.filters, self._index_factory)
+        candidate_filter.prime(e.instruction for e in seeds)
+        candidate_filter.prime(r[0] for r in store.conn.execute("SELECT instruction FROM samples"))
+        self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, self._accepted_examples,
+                                           self._generated_instructions))
 
         key_source = resolve_api_key(config.teacher).source
         sample_prompt = build_prompt(config.template, seeds[: config.k_examples], config.num_tasks)
@@ -243,17 +246,21 @@ class GenerationEngine:
         return max(0.5, self._counters.kept_this_session / done)
 
     def _new_request(self) -> RequestRow:
-        config = self._config
-        index = self._store.next_index(self.run_id)
-        rng = random.Random(f"{config.random_seed}:{self.run_id}:{index}")
-        accepted: list[Example] = []
-        if config.accepted_share > 0:
-            rows = self._store.conn.execute(
-                "SELECT instruction, input, output FROM samples WHERE status = 'accepted' ORDER BY random() LIMIT 50")
-            accepted = [Example(r[0], r[1], r[2]) for r in rows]
-        examples = pick_examples(rng, self._seeds, accepted, config.k_examples, config.accepted_share)
-        prompt = build_prompt(config.template, examples, config.num_tasks)
-        return self._store.add_request(self.run_id, index, prompt, [e.seed_id for e in examples if e.seed_id is not None])
+        stage = self._mode.root_stage
+        index = self._store.next_index(self.run_id, stage)
+        rng = random.Random(f"{self._config.random_seed}:{self.run_id}:{index}")
+        prompt, seed_ids, payload = self._mode.new_prompt(rng, index)
+        return self._store.add_request(self.run_id, index, prompt, seed_ids, stage, payload)
+
+    def _accepted_examples(self) -> list[Example]:
+        rows = self._store.conn.execute(
+            "SELECT instruction, input, output FROM samples WHERE status = 'accepted' ORDER BY random() LIMIT 50")
+        return [Example(r[0], r[1], r[2]) for r in rows]
+
+    def _generated_instructions(self, count: int) -> list[str]:
+        rows = self._store.conn.execute(
+            "SELECT instruction FROM samples WHERE run_id = ? ORDER BY random() LIMIT ?", (self.run_id, count))
+        return [r[0] for r in rows]
 
     async def _send(self, request: RequestRow) -> None:
         import openai
@@ -264,7 +271,7 @@ class GenerationEngine:
             try:
                 response = await self._client.chat.completions.create(
                     model=config.teacher.model, messages=[{"role": "user", "content": request.prompt}],
-                    temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens,
+                    temperature=config.temperature, top_p=config.top_p, max_tokens=self._mode.max_tokens(request.stage),
                     timeout=config.request_timeout_s, extra_headers={REQUEST_KEY_HEADER: request.key},
                 )
                 break
@@ -312,29 +319,15 @@ class GenerationEngine:
         completion_tokens = usage.completion_tokens if usage else 0
         cost = request_cost(config.prices, config.teacher.model, prompt_tokens, completion_tokens)
 
-        parsed = parse_tasks(text, finish_reason)
-        kept: list[Sample] = []
-        rejected: list[Rejected] = []
-        for candidate in parsed.candidates:
-            verdict = self._filter.check(candidate, request.key)
-            if verdict.kept:
-                kept.append(Sample(
-                    candidate.instruction, candidate.input, candidate.output, status=Status.PENDING,
-                    origin=Origin.GENERATED, run_id=self.run_id, seed_ids=list(request.seed_ids),
-                    teacher_model=config.teacher.model, source=request.key,
-                    filter_verdicts={"rouge_l_max": verdict.score, "nearest": verdict.nearest_instruction},
-                ))
-            else:
-                rejected.append(Rejected(candidate.instruction, candidate.input, candidate.output, verdict.reason,
-                                         verdict.detail, verdict.nearest_instruction, verdict.score))
-        for failure in parsed.failures:
-            rejected.append(Rejected("", "", failure.raw, failure.reason or PARSE_ERROR, failure.detail))
+        outcome = self._mode.handle(request, text, finish_reason)
+        kept, rejected = outcome.kept, outcome.rejected
         for sample in kept:  # each kept sample carries its share of the request's tokens and cost
             sample.prompt_tokens = prompt_tokens // len(kept)
             sample.completion_tokens = completion_tokens // len(kept)
             sample.cost = cost / len(kept)
-        ids = self._store.complete_request(self.run_id, request.key, Completion(
-            text, finish_reason, prompt_tokens, completion_tokens, cost, attempts, kept, rejected))
+        ids, children = self._store.complete_request(self.run_id, request.key, Completion(
+            text, finish_reason, prompt_tokens, completion_tokens, cost, attempts, kept, rejected, outcome.children))
+        self._backlog[:0] = children  # finish started work before starting new work
 
         self._session_requests += 1
         c.requests_done += 1

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from studio.core.db import transaction
 from studio.core.samples import INSERT_SQL, Origin, Sample, Status, row_values
@@ -43,6 +43,17 @@ class RequestRow:
     seed_ids: list[int]
     attempts: int
     status: str
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChildRequest:
+    """A later-stage request born from a finished one (self-instruct); stored in the same transaction."""
+
+    stage: str
+    index: int
+    prompt: str
+    payload: dict
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class Completion:
     attempts: int
     kept: Sequence[Sample]
     rejected: Sequence[Rejected]
+    children: Sequence[ChildRequest] = ()
 
 
 class GenerationStore:
@@ -96,10 +108,10 @@ class GenerationStore:
             )
 
     # -- requests ------------------------------------------------------------------------------
-    def unfinished_requests(self, run_id: int, stage: str = "generate") -> list[RequestRow]:
+    def unfinished_requests(self, run_id: int) -> list[RequestRow]:
+        """Pending and failed requests of every stage, later stages first (finish started work first)."""
         rows = self.conn.execute(
-            "SELECT * FROM generation_requests WHERE run_id = ? AND stage = ? AND status != 'done'"
-            " ORDER BY request_index", (run_id, stage),
+            "SELECT * FROM generation_requests WHERE run_id = ? AND status != 'done' ORDER BY id DESC", (run_id,),
         )
         return [_request(r) for r in rows]
 
@@ -111,15 +123,19 @@ class GenerationStore:
         return row[0]
 
     def add_request(self, run_id: int, index: int, prompt: str, seed_ids: Sequence[int],
-                    stage: str = "generate") -> RequestRow:
-        key = request_key(run_id, index, stage)
+                    stage: str = "generate", payload: dict | None = None) -> RequestRow:
         with transaction(self.conn):
-            self.conn.execute(
-                "INSERT INTO generation_requests (run_id, request_key, request_index, stage, prompt, seed_ids,"
-                " created_at) VALUES (?,?,?,?,?,?,?)",
-                (run_id, key, index, stage, prompt, json.dumps(list(seed_ids)), time.time()),
-            )
-        return RequestRow(key, index, stage, prompt, list(seed_ids), 0, "pending")
+            return self._insert_request(run_id, index, prompt, seed_ids, stage, payload or {})
+
+    def _insert_request(self, run_id: int, index: int, prompt: str, seed_ids: Sequence[int], stage: str,
+                        payload: dict) -> RequestRow:
+        key = request_key(run_id, index, stage)
+        self.conn.execute(
+            "INSERT INTO generation_requests (run_id, request_key, request_index, stage, prompt, seed_ids, payload,"
+            " created_at) VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, key, index, stage, prompt, json.dumps(list(seed_ids)), json.dumps(payload), time.time()),
+        )
+        return RequestRow(key, index, stage, prompt, list(seed_ids), 0, "pending", payload)
 
     def note_attempt(self, key: str, attempts: int, error: str | None) -> None:
         with transaction(self.conn):
@@ -134,11 +150,12 @@ class GenerationStore:
                 " WHERE request_key = ?", (attempts, error, time.time(), key),
             )
 
-    def complete_request(self, run_id: int, key: str, done: Completion) -> list[int]:
-        """Commit the request's outcome atomically; returns the ids of the samples stored."""
+    def complete_request(self, run_id: int, key: str, done: Completion) -> tuple[list[int], list[RequestRow]]:
+        """Commit the request's outcome atomically; returns the ids of the samples stored and the child requests."""
         now = time.time()
         ids: list[int] = []
         with transaction(self.conn):
+            children = [self._insert_request(run_id, c.index, c.prompt, [], c.stage, c.payload) for c in done.children]
             for sample in done.kept:
                 cursor = self.conn.execute(INSERT_SQL, row_values(sample, now))
                 if cursor.rowcount:  # an exact copy of an existing sample is skipped, not an error
@@ -163,7 +180,7 @@ class GenerationStore:
                 " updated_at = ? WHERE id = ?",
                 (len(ids), len(done.rejected), done.prompt_tokens, done.completion_tokens, done.cost, now, run_id),
             )
-        return ids
+        return ids, children
 
     # -- reading back --------------------------------------------------------------------------
     def counters(self, run_id: int) -> dict:
@@ -197,12 +214,13 @@ class GenerationStore:
         if row is None or row["restored"]:
             return row["sample_id"] if row else None
         run = self.run(row["run_id"]) or {}
-        seeds = self.conn.execute(
-            "SELECT seed_ids FROM generation_requests WHERE request_key = ?", (row["request_key"],),
+        request = self.conn.execute(
+            "SELECT seed_ids, payload FROM generation_requests WHERE request_key = ?", (row["request_key"],),
         ).fetchone()
+        seed_ids = (json.loads(request[0]) or json.loads(request[1]).get("origin_seed_ids", [])) if request else []
         sample = Sample(
             row["instruction"], row["input"], row["output"], status=Status.PENDING, origin=Origin.GENERATED,
-            run_id=row["run_id"], seed_ids=json.loads(seeds[0]) if seeds else [], teacher_model=run.get("teacher_model"),
+            run_id=row["run_id"], seed_ids=seed_ids, teacher_model=run.get("teacher_model"),
             filter_verdicts={"restored_from": row["reason"]}, source=row["request_key"],
         )
         with transaction(self.conn):
@@ -214,14 +232,18 @@ class GenerationStore:
         return sample_id
 
     def seed_yield(self, run_id: int) -> dict[int, tuple[int, int]]:
-        """Per seed id: (finished requests that showed it, samples kept from those requests)."""
-        rows = self.conn.execute(
-            "SELECT CAST(j.value AS INTEGER), COUNT(*), SUM(r.kept) FROM generation_requests r, json_each(r.seed_ids) j"
+        """Per seed id: (finished requests whose prompt showed it, samples of this run made from those prompts)."""
+        shown = dict(self.conn.execute(
+            "SELECT CAST(j.value AS INTEGER), COUNT(*) FROM generation_requests r, json_each(r.seed_ids) j"
             " WHERE r.run_id = ? AND r.status = 'done' GROUP BY j.value", (run_id,),
-        )
-        return {seed: (shown, kept or 0) for seed, shown, kept in rows}
+        ).fetchall())
+        kept = dict(self.conn.execute(
+            "SELECT CAST(j.value AS INTEGER), COUNT(*) FROM samples s, json_each(s.seed_ids) j"
+            " WHERE s.run_id = ? GROUP BY j.value", (run_id,),
+        ).fetchall())
+        return {seed: (count, kept.get(seed, 0)) for seed, count in shown.items()}
 
 
 def _request(row: sqlite3.Row) -> RequestRow:
     return RequestRow(row["request_key"], row["request_index"], row["stage"], row["prompt"],
-                      json.loads(row["seed_ids"]), row["attempts"], row["status"])
+                      json.loads(row["seed_ids"]), row["attempts"], row["status"], json.loads(row["payload"]))
