@@ -114,6 +114,26 @@ def render(items: list[tuple[str, str, str]]) -> str:
     return "Here are the tasks.\n\n" + "\n\n".join(blocks) + "\n"
 
 
+def respond(teacher: FakeTeacher, key: str, prompt: str) -> str:
+    """Answer in the layout the prompt asks for: an Alpaca batch or one of the self-instruct stages."""
+    asked = re.search(r"numbered 1 to (\d+)", prompt)
+    count = teacher.tasks_per_batch or (int(asked.group(1)) if asked else 20)
+    if "Answer one line per task" in prompt:  # self-instruct: classification?
+        tasks = re.findall(r"^(\d+)\. (.*)$", prompt.split("Answer one line per task", 1)[1], re.MULTILINE)
+        return "\n".join(f"{n}: {'Yes' if text.startswith('Classify') else 'No'}" for n, text in tasks)
+    if "Class label: ..." in prompt:  # output-first instances
+        rng = random.Random(key)
+        return "\n\n".join(f"Example {n}\nClass label: {label}\nInput: A {rng.choice(WORDS)} {rng.choice(WORDS)} story."
+                            for n, label in enumerate(("positive", "negative"), start=1))
+    if "Output: ..." in prompt and "Task: " in prompt:  # input-first instances
+        rng = random.Random(key)
+        return "\n\n".join(f"Example {n}\nInput: The {rng.choice(WORDS)} near the {rng.choice(WORDS)}.\n"
+                            f"Output: It is about {rng.choice(WORDS)}." for n in (1, 2))
+    if "one per line" in prompt:  # self-instruct: new instructions
+        return "\n".join(f"{n}. {instruction}" for n, (instruction, _, _) in enumerate(teacher.batch(key, count), start=1))
+    return render(teacher.batch(key, count))
+
+
 class _Server(ThreadingHTTPServer):
     # The default listen backlog of 5 drops SYNs when 32+ clients connect at once, and each
     # drop costs a 1 s retransmit: that would measure the kernel, not the engine.
@@ -195,9 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "stall":
             time.sleep(f.stall_s)
-        asked = re.search(r"numbered 1 to (\d+)", prompt)
-        count = teacher.tasks_per_batch or (int(asked.group(1)) if asked else 20)
-        text = render(teacher.batch(key, count))
+        text = respond(teacher, key, prompt)
         finish = "stop"
         if fault == "malformed":
             text = "I'm sorry, here are some ideas:\n- something\n- something else\n"

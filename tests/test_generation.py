@@ -334,3 +334,68 @@ def test_killed_cli_run_resumes_without_loss_duplicates_or_resending(seeded: Pro
         per_request[source] = per_request.get(source, 0) + 1
     assert per_request == {k: v for k, v in kept_by_request.items() if v}
     reader.close()
+
+
+# -- self-instruct ----------------------------------------------------------------------------------------
+def test_self_instruct_parsers() -> None:
+    from studio.core.generation.self_instruct import parse_instances, parse_numbered
+
+    items, dropped = parse_numbered("Sure:\n1. Name a colour\nthat is warm.\n2) Sort these words.\n3. Cut o", "length")
+    assert items == ["Name a colour that is warm.", "Sort these words."] and dropped == ["Cut o"]
+    pairs = parse_instances("Example 1\nInput: I loved it.\nOutput: positive\n\nExample 2\nInput: <noinput>\nOutput: x", False)
+    assert pairs == [("I loved it.", "positive"), ("", "x")]
+    assert parse_instances("Class label: negative\nInput: Awful film.", True) == [("Awful film.", "negative")]
+
+
+def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(seeded: Project, teacher: FakeTeacher) -> None:
+    seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
+                              [Instance("Great food.", "positive")], is_classification=True))
+    store = GenerationStore(seeded.conn)
+    config = _config(teacher, mode="self-instruct", target=40, concurrency=3, num_tasks=6, max_requests=3)
+    run_id = create_run(store, config)
+    first = GenerationEngine(seeded.new_connection, run_id, api_key=KEY, index_factory=StandinIndex).run_blocking()
+    assert first.reason == "max_requests"
+    pending = store.unfinished_requests(run_id)
+    assert pending and {r.stage for r in pending} <= {"classify", "instances"}
+    done_before = {r[0] for r in seeded.conn.execute(
+        "SELECT request_key FROM generation_requests WHERE run_id = ? AND status = 'done'", (run_id,))}
+    seeded.conn.execute("UPDATE generation_runs SET config = json_set(config, '$.max_requests', NULL) WHERE id = ?",
+                        (run_id,))
+    second = GenerationEngine(seeded.new_connection, run_id, api_key=KEY, index_factory=StandinIndex).run_blocking()
+    assert second.reason == "target" and second.counters.kept >= 40
+    assert all(teacher.requests_by_key[key] == 1 for key in done_before)
+    stages = dict(seeded.conn.execute(
+        "SELECT stage, COUNT(*) FROM generation_requests WHERE run_id = ? AND status = 'done' GROUP BY stage", (run_id,)))
+    assert set(stages) == {"instructions", "classify", "instances"}
+    samples = seeded.conn.execute("SELECT instruction, input, output, seed_ids FROM samples WHERE run_id = ?",
+                                  (run_id,)).fetchall()
+    assert len(samples) == store.counters(run_id)["kept"]
+    labelled = [s for s in samples if s[0].startswith("Classify")]
+    assert labelled and all(s[2] in ("positive", "negative") for s in labelled)  # output-first for classification
+    assert all(json.loads(s[3]) for s in samples)  # seeds of the root prompt carried down the chain
+    assert GenerationStore(seeded.conn).seed_yield(run_id)
+
+
+# -- the CLI twin -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("base", "key", "code", "message"), [
+    ("ok", KEY, 0, ""),
+    ("ok", "sk-bad", 1, "refused the API key"),
+    ("down", KEY, 1, "Cannot reach"),
+])
+def test_cli_generate_exit_codes_and_one_line_errors(seeded: Project, teacher: FakeTeacher, capsys,
+                                                     monkeypatch: pytest.MonkeyPatch, base: str, key: str,
+                                                     code: int, message: str) -> None:
+    from studio.cli import main
+
+    monkeypatch.setenv("DISTILL_STUDIO_DEDUP_INDEX", "_rouge_standin:StandinIndex")
+    monkeypatch.setenv("TEACHER_KEY", key)
+    root = seeded.root
+    seeded.close()
+    url = teacher.base_url if base == "ok" else f"http://127.0.0.1:{_free_port()}/v1"
+    assert main(["generate", "--project", str(root), "--base-url", url, "--model", "fake-teacher", "--target", "25",
+                 "--concurrency", "2", "--api-key-env", "TEACHER_KEY"]) == code
+    out, err = capsys.readouterr()
+    if code == 0:
+        assert "target; kept" in out and "key from environment variable TEACHER_KEY" in err
+    else:
+        assert err.strip().splitlines()[-1].startswith("error: ") and message in err

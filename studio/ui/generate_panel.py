@@ -83,6 +83,7 @@ class GeneratePanel(Panel):
         pform = QFormLayout(params)
         self.mode = QComboBox(toolTip=HELP["mode"])
         self.mode.addItem("Alpaca", "alpaca")
+        self.mode.addItem("Self-Instruct (staged)", "self-instruct")
         self.target = self._spin(1, 1_000_000, 1000, "target")
         self.concurrency = self._spin(1, 512, 8, "concurrency")
         self.num_tasks = self._spin(1, 50, 20, "num_tasks")

@@ -53,12 +53,11 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         if not (args.base_url and args.model and args.target):
             raise StudioError("generate needs --base-url, --model and --target (or --resume).")
         config = config_from_args(args)
-        if config.mode != "alpaca":
-            raise StudioError("Self-instruct mode is not available yet; use --mode alpaca.")
         run_id = create_run(store, config)
     key = resolve_api_key(config.teacher)
     bar = ProgressBar(sys.stderr, quiet=args.quiet)
-    engine = GenerationEngine(project.new_connection, run_id, on_event=bar, api_key=key.value)
+    engine = GenerationEngine(project.new_connection, run_id, on_event=bar, api_key=key.value,
+                              key_source=key.source)
     result = engine.run_blocking()
     bar.close()
     c = result.counters

@@ -36,7 +36,7 @@ FATAL_KINDS = {AUTH, QUOTA, MODEL}
 def create_run(store: GenerationStore, config: RunConfig, name: str = "") -> int:
     """Store a new run with its full config (key-free) and the exact template it will use."""
     if not config.template:
-        config.template = default_template()
+        config.template = default_template(config.mode)
     return store.create_run(
         name=name or f"{config.mode} x{config.target}", mode=config.mode, teacher_model=config.teacher.model,
         base_url=config.teacher.base_url, config=config.to_dict(), prompt_template=config.template,
@@ -61,6 +61,7 @@ class GenerationEngine:
         *,
         on_event: EventSink | None = None,
         api_key: str | None = None,
+        key_source: str | None = None,
         index_factory: IndexFactory = default_index_factory,
         client_factory: Callable = async_client,
     ):
@@ -68,6 +69,7 @@ class GenerationEngine:
         self.run_id = run_id
         self._emit_to = on_event
         self._api_key = api_key
+        self._key_source = key_source  # where the caller found the key, said to the user
         self._index_factory = index_factory
         self._client_factory = client_factory
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,7 +125,7 @@ class GenerationEngine:
         if run is None:
             raise ValueError(f"no generation run {self.run_id}")
         config = RunConfig.from_dict(run["config"])
-        config.template = run["prompt_template"] or config.template or default_template()
+        config.template = run["prompt_template"] or config.template or default_template(config.mode)
         config.teacher.api_key = self._api_key
         self._config, self._store = config, store
         resumed = run["requests"] > 0 or bool(store.unfinished_requests(self.run_id))
@@ -149,7 +151,7 @@ class GenerationEngine:
         self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, self._accepted_examples,
                                            self._generated_instructions))
 
-        key_source = resolve_api_key(config.teacher).source
+        key_source = self._key_source or resolve_api_key(config.teacher).source
         sample_prompt = build_prompt(config.template, seeds[: config.k_examples], config.num_tasks)
         estimate = estimate_cost(config, len(sample_prompt))
         self._worst_case = config.worst_case_cost(len(sample_prompt) // 3)

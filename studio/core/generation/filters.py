@@ -22,8 +22,10 @@ from studio.core.generation.prompts import Candidate
 
 NEAR_DUPLICATE, BLACKLIST, TOO_SHORT, TOO_LONG = "near_duplicate", "blacklist", "too_short", "too_long"
 BAD_START, PROGRAM_TASK, EMPTY_OUTPUT = "bad_start", "program_task", "empty_output"
-PARSE_ERROR, TRUNCATED = "parse_error", "truncated"  # recorded by the engine, not by a filter
-REASONS = (NEAR_DUPLICATE, BLACKLIST, TOO_SHORT, TOO_LONG, BAD_START, PROGRAM_TASK, EMPTY_OUTPUT, PARSE_ERROR, TRUNCATED)
+PARSE_ERROR, TRUNCATED = "parse_error", "truncated"  # recorded by the modes, not by a filter
+BAD_INSTANCE = "bad_instance"  # self-instruct: output repeats the input, or the same input twice
+REASONS = (NEAR_DUPLICATE, BLACKLIST, TOO_SHORT, TOO_LONG, BAD_START, PROGRAM_TASK, EMPTY_OUTPUT, PARSE_ERROR,
+           TRUNCATED, BAD_INSTANCE)
 
 DEFAULT_BLACKLIST = (
     "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
@@ -104,10 +106,10 @@ class CandidateFilter:
             if text.strip():
                 self.index.add(text)
 
-    def static_check(self, c: Candidate) -> FilterVerdict:
+    def static_check(self, c: Candidate, *, need_output: bool = True) -> FilterVerdict:
         """Every check except the near-duplicate one."""
         s = self.settings
-        if s.require_output and not c.output.strip():
+        if need_output and s.require_output and not c.output.strip():
             return FilterVerdict(EMPTY_OUTPUT)
         count = len(c.instruction.split())
         if count < s.min_words:
@@ -125,9 +127,9 @@ class CandidateFilter:
                 return FilterVerdict(BLACKLIST, hit.group(1).lower())
         return FilterVerdict(None)
 
-    def check(self, c: Candidate, key: Any = None) -> FilterVerdict:
+    def check(self, c: Candidate, key: Any = None, *, need_output: bool = True) -> FilterVerdict:
         """Decide on one candidate; a kept one joins the index at once, so later ones compare against it."""
-        verdict = self.static_check(c)
+        verdict = self.static_check(c, need_output=need_output)
         if not verdict.kept:
             return verdict
         found = self.index.check_and_add(c.instruction, key)

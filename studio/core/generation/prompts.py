@@ -20,8 +20,10 @@ NO_INPUT = "<noinput>"
 _EMPTY_INPUTS = {"<noinput>", "<no input>", "noinput", "none", "n/a", "na", "-", "(none)", "no input", "empty"}
 
 
-def default_template() -> str:
-    return resource("templates", "generate_alpaca.txt").read_text(encoding="utf-8")
+def default_template(mode: str = "alpaca") -> str:
+    """The shipped template of a mode (self-instruct's is a JSON object of four stage prompts)."""
+    name = "self_instruct.json" if mode == "self-instruct" else "generate_alpaca.txt"
+    return resource("templates", name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
