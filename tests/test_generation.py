@@ -253,6 +253,8 @@ def test_connection_messages(teacher: FakeTeacher) -> None:
     assert not bad_key.ok and bad_key.problem.kind == "auth" and "API key" in bad_key.message
     unknown = test_connection(TeacherConfig(base_url=teacher.base_url, model="gpt-99", api_key=KEY))
     assert not unknown.ok and unknown.problem.kind == "model" and "gpt-99" in unknown.message
+    no_api = test_connection(TeacherConfig(base_url=teacher.base_url[:-3], model="fake-teacher", api_key=KEY))
+    assert not no_api.ok and "ends in /v1" in no_api.message
     down = test_connection(TeacherConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m", api_key=KEY),
                            timeout_s=2)
     assert not down.ok and down.problem.kind == "network" and "Cannot reach" in down.message

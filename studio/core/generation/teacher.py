@@ -144,7 +144,7 @@ def describe_error(exc: BaseException, config: TeacherConfig | None = None) -> T
     if isinstance(exc, openai.AuthenticationError):
         return TeacherProblem(AUTH, f"The teacher at {where} refused the API key (401). Check the key.")
     if isinstance(exc, openai.PermissionDeniedError):
-        return TeacherProblem(AUTH, f"The API key has no access to this model or endpoint (403).")
+        return TeacherProblem(AUTH, "The API key has no access to this model or endpoint (403).")
     if isinstance(exc, openai.NotFoundError):
         model = config.model if config else "the model"
         return TeacherProblem(MODEL, f"The teacher does not know the model {model!r} (404). Pick one from its list.")
@@ -208,6 +208,10 @@ def test_connection(config: TeacherConfig, timeout_s: float = 10.0) -> Connectio
     )
     try:
         models = sorted(m.id for m in client.models.list())
+    except openai.NotFoundError:  # the model list itself is missing: wrong path, not a wrong model
+        problem = TeacherProblem(NETWORK, f"No OpenAI-compatible API at {config.base_url} (404 on /models). "
+                                          "Check the base URL; it usually ends in /v1.")
+        return ConnectionReport(False, problem.message, key_source=key.source, problem=problem)
     except openai.OpenAIError as exc:
         problem = describe_error(exc, config)
         return ConnectionReport(False, problem.message, key_source=key.source, problem=problem)
