@@ -36,6 +36,7 @@ def test_panel_runs_a_short_generation_and_restores_a_reject(qtbot, panel: Gener
         panel.model.setCurrentText("fake-teacher")
         panel.api_key.setText(teacher.api_key)
         panel.target.setValue(30)
+        assert "requests" in panel.estimate_label.text()
         panel.concurrency.setValue(2)
         panel.test_button.click()
         qtbot.waitUntil(lambda: "Connected" in panel.connection_status.text(), timeout=10_000)

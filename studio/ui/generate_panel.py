@@ -16,9 +16,10 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.generation import events as ev
-from studio.core.generation.config import RunConfig
+from studio.core.generation.config import RunConfig, estimate_cost
 from studio.core.generation.engine import RunResult, create_run
 from studio.core.generation.filters import REASONS, default_index_factory
+from studio.core.generation.prompts import default_template
 from studio.core.generation.store import GenerationStore
 from studio.core.generation.teacher import PRESETS, ConnectionReport, TeacherConfig, store_api_key
 from studio.core.project import Project
@@ -91,10 +92,16 @@ class GeneratePanel(Panel):
         self.budget = QDoubleSpinBox(minimum=0, maximum=100_000, decimals=2, prefix="$ ", specialValueText="no cap",
                                      toolTip=HELP["budget_usd"])
         self.temperature = QDoubleSpinBox(minimum=0, maximum=2, singleStep=0.1, value=1.0, toolTip=HELP["temperature"])
+        self.estimate_label = QLabel(wordWrap=True)
         for label, widget in (("Mode", self.mode), ("Target samples", self.target), ("Concurrency", self.concurrency),
                               ("Tasks per request", self.num_tasks), ("Examples per prompt", self.k_examples),
-                              ("Budget", self.budget), ("Temperature", self.temperature)):
+                              ("Budget", self.budget), ("Temperature", self.temperature),
+                              ("Cost estimate", self.estimate_label)):
             pform.addRow(label, widget)
+        for spin in (self.target, self.num_tasks):
+            spin.valueChanged.connect(self._update_estimate)
+        self.model.currentTextChanged.connect(self._update_estimate)
+        self._update_estimate()
 
         self.start_button = QPushButton("Start", clicked=self._on_start_clicked, toolTip="Start a new run (Ctrl+Return)")
         self.pause_button = QPushButton("Pause", checkable=True, toggled=self._on_pause_toggled)
@@ -128,6 +135,7 @@ class GeneratePanel(Panel):
         self.tabs.addTab(self.feed, "New samples")
         self.tabs.addTab(rejected, "Rejected")
         self.tabs.addTab(self.seed_table, "Per seed")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
 
         left = QWidget()
         llayout = QVBoxLayout(left)
@@ -244,6 +252,17 @@ class GeneratePanel(Panel):
     def _on_stop_clicked(self) -> None:
         if self._worker is not None:
             self._worker.engine.stop()  # the worker thread winds down; finished arrives by signal
+
+    def _update_estimate(self) -> None:
+        config = self.run_config()
+        prompt_chars = len(default_template()) + 200 * config.k_examples
+        self.estimate_label.setText(estimate_cost(config, prompt_chars).describe())
+
+    def _on_tab_changed(self, index: int) -> None:
+        if index == 1:
+            self._refresh_rejected()
+        elif index == 2:
+            self._refresh_seed_table()
 
     def _on_worker_event(self, event: ev.Event) -> None:
         self._pending.append(event)  # drawn by the timer
