@@ -192,7 +192,15 @@ def test_stop_and_pause_from_another_thread(seeded: Project, teacher: FakeTeache
     while not any(isinstance(e, ev.SampleKept) for e in seen) and time.monotonic() < deadline:
         time.sleep(0.02)
     engine.pause()
-    time.sleep(0.3)  # in-flight requests finish; no new ones start
+
+    def drained() -> bool:  # paused: in-flight requests finish, no new ones start
+        progress = [e for e in seen if isinstance(e, ev.Progress)]
+        return bool(progress) and progress[-1].counters.in_flight == 0 and progress[-1].counters.paused
+
+    deadline = time.monotonic() + 20
+    while not drained() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert drained()
     count = teacher.total_requests
     time.sleep(0.3)
     assert teacher.total_requests == count

@@ -100,8 +100,11 @@ class GenerationEngine:
     def _on_control(self) -> None:
         if self._stop_requested.is_set():
             self._halt.set()
+        if not hasattr(self, "_started"):  # still setting up: the workers read the flags when they start
+            return
         self._counters.paused = self._paused.is_set()
         self._pulse()
+        self._emit_progress()  # the GUI shows "paused" at once, even with nothing in flight
 
     def run_blocking(self) -> RunResult:
         """Run on the calling thread with a fresh event loop (CLI, GUI worker thread)."""
