@@ -119,6 +119,13 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from studio.core.generation.cli_support import run_generate  # the openai client loads only here
+
+    with _open(args) as project:
+        return run_generate(project, args)
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -178,6 +185,25 @@ def build_parser() -> argparse.ArgumentParser:
     d_stats.add_argument("--json", action="store_true", help="print a JSON object")
     _project_arg(d_stats)
     d_stats.set_defaults(handler=cmd_data_stats)
+
+    gen = commands.add_parser("generate", help="expand the seed tasks into samples with a teacher LLM")
+    gen.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    gen.add_argument("--model", help="teacher model name")
+    gen.add_argument("--target", type=int, help="stop once this many samples are kept")
+    gen.add_argument("--mode", choices=("alpaca", "self-instruct"), default="alpaca")
+    gen.add_argument("--concurrency", type=int, help="requests in flight at once (default 8)")
+    gen.add_argument("--budget", type=float, metavar="USD", help="hard spending cap in US dollars")
+    gen.add_argument("--max-requests", type=int, help="stop after this many finished requests")
+    gen.add_argument("--timeout", type=float, metavar="S", help="seconds per request attempt (default 120)")
+    gen.add_argument("--num-tasks", type=int, help="tasks asked for per request (default 20)")
+    gen.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
+                     help="USD per 1M input and output tokens for this model (overrides the table)")
+    gen.add_argument("--resume", action="store_true", help="continue the project's latest run (or --run)")
+    gen.add_argument("--run", type=int, metavar="ID", help="the run to resume")
+    gen.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key (default OPENAI_API_KEY)")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    _project_arg(gen)
+    gen.set_defaults(handler=cmd_generate)
     return parser
 
 

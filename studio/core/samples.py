@@ -86,6 +86,11 @@ def _row_values(sample: Sample, now: float) -> tuple:
     )
 
 
+# Public names for other stores that write samples inside their own transaction.
+INSERT_SQL = _INSERT_SQL
+row_values = _row_values
+
+
 def row_to_sample(row: sqlite3.Row) -> Sample:
     return Sample(
         id=row["id"], instruction=row["instruction"], input=row["input"], output=row["output"],

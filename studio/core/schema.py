@@ -138,8 +138,57 @@ V1_INITIAL = """
 """
 
 
+# Generation bookkeeping. A request row is written (pending, with its prompt) before it is
+# sent; its samples, its rejected candidates and its 'done' mark commit in one transaction,
+# so a run killed at any instant resumes without re-paying for finished requests.
+V2_GENERATION = """
+        CREATE TABLE generation_requests (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES generation_runs(id) ON DELETE CASCADE,
+            request_key TEXT NOT NULL UNIQUE,         -- deterministic: run id + request index
+            request_index INTEGER NOT NULL,
+            stage TEXT NOT NULL DEFAULT 'generate',   -- self-instruct stages reuse the table
+            prompt TEXT NOT NULL,
+            seed_ids TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(seed_ids)),
+            payload TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(payload)),  -- what a later stage needs
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+            response TEXT,                            -- raw teacher text, kept for parse failures
+            finish_reason TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            kept INTEGER NOT NULL DEFAULT 0,
+            rejected INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            UNIQUE (run_id, request_index, stage)
+        );
+        CREATE INDEX generation_requests_by_status ON generation_requests(run_id, status);
+
+        CREATE TABLE rejected_candidates (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES generation_runs(id) ON DELETE CASCADE,
+            request_key TEXT NOT NULL,
+            instruction TEXT NOT NULL DEFAULT '',
+            input TEXT NOT NULL DEFAULT '',
+            output TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL,                     -- near_duplicate, blacklist, too_short, ...
+            detail TEXT NOT NULL DEFAULT '',          -- e.g. the blacklisted word, or the raw block
+            nearest_instruction TEXT,
+            score REAL,
+            restored INTEGER NOT NULL DEFAULT 0,
+            sample_id INTEGER REFERENCES samples(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX rejected_by_run_reason ON rejected_candidates(run_id, reason);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
+    Migration(2, "generation requests and rejected candidates", V2_GENERATION),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,116 @@
+"""The ``distill-studio generate`` command's body: config from arguments, a text progress bar.
+
+Kept beside the engine (not in ``studio/cli.py``) so the CLI module stays cheap to import.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from studio.core.errors import StudioError
+from studio.core.generation import events as ev
+from studio.core.generation.config import RunConfig
+from studio.core.generation.engine import GenerationEngine, create_run
+from studio.core.generation.store import GenerationStore
+from studio.core.generation.teacher import TeacherConfig, resolve_api_key
+from studio.core.project import Project
+
+EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    config = base or RunConfig()
+    if args.mode:
+        config.mode = args.mode
+    for attr, name in (("target", "target"), ("concurrency", "concurrency"), ("budget", "budget_usd"),
+                       ("max_requests", "max_requests"), ("timeout", "request_timeout_s"), ("num_tasks", "num_tasks")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            setattr(config, name, value)
+    if args.base_url:
+        config.teacher.base_url = args.base_url
+    if args.model:
+        config.teacher.model = args.model
+    if args.api_key_env:
+        config.teacher.api_key_env = args.api_key_env
+    if args.price:
+        config.prices[config.teacher.model] = (args.price[0], args.price[1])
+    return config
+
+
+def run_generate(project: Project, args: argparse.Namespace) -> int:
+    store = GenerationStore(project.conn)
+    if args.resume:
+        run_id = args.run or store.latest_run_id()
+        run = store.run(run_id) if run_id else None
+        if run is None:
+            raise StudioError("There is no generation run to resume in this project.")
+        config = RunConfig.from_dict(run["config"])
+        if args.api_key_env:
+            config.teacher.api_key_env = args.api_key_env
+    else:
+        if not (args.base_url and args.model and args.target):
+            raise StudioError("generate needs --base-url, --model and --target (or --resume).")
+        config = config_from_args(args)
+        run_id = create_run(store, config)
+    key = resolve_api_key(config.teacher)
+    bar = ProgressBar(sys.stderr, quiet=args.quiet)
+    engine = GenerationEngine(project.new_connection, run_id, on_event=bar, api_key=key.value,
+                              key_source=key.source)
+    result = engine.run_blocking()
+    bar.close()
+    c = result.counters
+    print(f"run {run_id}: {result.reason}; kept {c.kept}, rejected {c.rejected} {dict(sorted(c.rejected_by_reason.items()))},"
+          f" requests {c.requests_done} (+{c.requests_failed} failed), tokens {c.prompt_tokens}+{c.completion_tokens},"
+          f" cost ${c.cost:.4f}")
+    if result.reason == "error":
+        print(f"error: {result.message}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_STOPPED if result.reason == "stopped" else EXIT_OK
+
+
+class ProgressBar:
+    """One line on a terminal (redrawn at most 5 times a second); a line every 2 s into a file."""
+
+    def __init__(self, stream, quiet: bool = False):
+        self._stream = stream
+        self._quiet = quiet
+        self._tty = stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            self._line(f"run {event.run_id}{' (resumed)' if event.resumed else ''}: key from {event.key_source};"
+                       f" estimate {event.estimate}", force=True)
+        elif isinstance(event, ev.Progress):
+            self._progress(event.counters)
+
+    def _progress(self, c: ev.Counters) -> None:
+        now = time.monotonic()
+        if now - self._last < (0.2 if self._tty else 2.0):
+            return
+        self._last = now
+        done = min(1.0, c.kept / c.target) if c.target else 0.0
+        bar = "#" * int(done * 30) + "." * (30 - int(done * 30))
+        eta = f" eta {c.eta_s:.0f}s" if c.eta_s is not None else ""
+        text = (f"[{bar}] {c.kept}/{c.target} kept, {c.rejected} rejected, {c.requests_done} req,"
+                f" {c.in_flight} in flight, ${c.cost:.4f}{eta}")
+        if self._quiet:
+            return
+        if self._tty:
+            self._stream.write("\r" + text.ljust(100))
+            self._stream.flush()
+        else:
+            self._line(text)
+
+    def _line(self, text: str, force: bool = False) -> None:
+        if self._quiet and not force:
+            return
+        if self._tty:
+            self._stream.write("\r" + " " * 100 + "\r")
+        print(text, file=self._stream, flush=True)
+
+    def close(self) -> None:
+        if self._tty and not self._quiet:
+            self._stream.write("\n")

@@ -1,0 +1,376 @@
+"""The generation engine: many teacher requests in flight, each result committed as it lands.
+
+One asyncio loop (on whatever thread calls :meth:`GenerationEngine.run`) owns its own SQLite
+connection; filtering and committing happen between awaits, so no two responses interleave
+inside the near-duplicate index or a transaction. Control (:meth:`pause`, :meth:`resume`,
+:meth:`stop`) is safe from any thread. Launch rules:
+
+* at most ``concurrency`` requests in flight;
+* no new request once kept + (in flight x expected yield) reaches the target, so a run stops
+  close to its target instead of overshooting by a whole wave;
+* no new request whose worst case (full ``max_tokens`` answer) could push spend, including
+  the worst case of those in flight, over the budget: the cap is hard.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from studio.core.generation import events as ev
+from studio.core.generation.config import RunConfig, estimate_cost, request_cost
+from studio.core.generation.filters import CandidateFilter, IndexFactory, default_index_factory
+from studio.core.generation.modes import ModeContext, SeedExample, make_mode
+from studio.core.generation.prompts import Example, build_prompt, default_template
+from studio.core.generation.store import Completion, GenerationStore, RequestRow
+from studio.core.generation.teacher import AUTH, MODEL, NETWORK, QUOTA, async_client, describe_error, resolve_api_key
+
+EventSink = Callable[[ev.Event], None]
+REQUEST_KEY_HEADER = "X-Distill-Request-Key"
+FATAL_KINDS = {AUTH, QUOTA, MODEL}
+
+
+def create_run(store: GenerationStore, config: RunConfig, name: str = "") -> int:
+    """Store a new run with its full config (key-free) and the exact template it will use."""
+    if not config.template:
+        config.template = default_template(config.mode)
+    return store.create_run(
+        name=name or f"{config.mode} x{config.target}", mode=config.mode, teacher_model=config.teacher.model,
+        base_url=config.teacher.base_url, config=config.to_dict(), prompt_template=config.template,
+    )
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    reason: str
+    counters: ev.Counters
+    message: str = ""
+
+
+class GenerationEngine:
+    """Runs (or resumes) one stored generation run until target, budget, max requests or Stop."""
+
+    def __init__(
+        self,
+        connect: Callable[[], object],
+        run_id: int,
+        *,
+        on_event: EventSink | None = None,
+        api_key: str | None = None,
+        key_source: str | None = None,
+        index_factory: IndexFactory = default_index_factory,
+        client_factory: Callable = async_client,
+    ):
+        self._connect = connect
+        self.run_id = run_id
+        self._emit_to = on_event
+        self._api_key = api_key
+        self._key_source = key_source  # where the caller found the key, said to the user
+        self._index_factory = index_factory
+        self._client_factory = client_factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = threading.Event()
+        self._paused = threading.Event()
+
+    # -- control (any thread) ------------------------------------------------------------------
+    def pause(self) -> None:
+        self._paused.set()
+        self._poke()
+
+    def resume(self) -> None:
+        self._paused.clear()
+        self._poke()
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._on_control)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+
+    def _on_control(self) -> None:
+        if self._stop_requested.is_set():
+            self._halt.set()
+        if not hasattr(self, "_started"):  # still setting up: the workers read the flags when they start
+            return
+        self._counters.paused = self._paused.is_set()
+        self._pulse()
+        self._emit_progress()  # the GUI shows "paused" at once, even with nothing in flight
+
+    def run_blocking(self) -> RunResult:
+        """Run on the calling thread with a fresh event loop (CLI, GUI worker thread)."""
+        return asyncio.run(self.run())
+
+    # -- the run ----------------------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._halt = asyncio.Event()  # Stop, or a fatal teacher error
+        if self._stop_requested.is_set():
+            self._halt.set()
+        conn = self._connect()
+        try:
+            return await self._run(GenerationStore(conn))
+        finally:
+            conn.close()
+
+    async def _run(self, store: GenerationStore) -> RunResult:
+        run = store.run(self.run_id)
+        if run is None:
+            raise ValueError(f"no generation run {self.run_id}")
+        config = RunConfig.from_dict(run["config"])
+        config.template = run["prompt_template"] or config.template or default_template(config.mode)
+        config.teacher.api_key = self._api_key
+        self._config, self._store = config, store
+        resumed = run["requests"] > 0 or bool(store.unfinished_requests(self.run_id))
+        self._counters = c = ev.Counters(self.run_id, config.target, config.budget_usd)
+        stored = store.counters(self.run_id)
+        c.requests_done, c.requests_failed, c.kept, c.rejected = (
+            stored["requests"], stored["failed_requests"], stored["kept"], stored["rejected"])
+        c.rejected_by_reason = stored["rejected_by_reason"]
+        c.prompt_tokens, c.completion_tokens, c.cost = stored["prompt_tokens"], stored["completion_tokens"], stored["cost"]
+        c.requests_failed = 0  # failed requests are retried on resume; count only this session's failures
+
+        seeds = [
+            SeedExample(s["instruction"], _first(s["instances"], "input"), _first(s["instances"], "output"), s["id"],
+                        bool(s["is_classification"]))
+            for s in store.conn.execute(
+                "SELECT id, instruction, instances, is_classification FROM seed_tasks ORDER BY position, id")
+        ]
+        if not seeds:
+            return self._finish("error", "The project has no seed tasks to show the teacher.")
+        candidate_filter = CandidateFilter(config.filters, self._index_factory)
+        candidate_filter.prime(e.instruction for e in seeds)
+        candidate_filter.prime(r[0] for r in store.conn.execute("SELECT instruction FROM samples"))
+        self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, self._accepted_examples,
+                                           self._generated_instructions))
+
+        key_source = self._key_source or resolve_api_key(config.teacher).source
+        sample_prompt = build_prompt(config.template, seeds[: config.k_examples], config.num_tasks)
+        estimate = estimate_cost(config, len(sample_prompt))
+        self._worst_case = config.worst_case_cost(len(sample_prompt) // 3)
+        store.set_status(self.run_id, "running")
+        self._emit(ev.RunStarted(self.run_id, resumed, key_source, estimate.describe()))
+
+        self._client = self._client_factory(config.teacher)
+        self._fatal: ev.TeacherError | None = None
+        self._started = time.monotonic()
+        self._session_requests = 0
+        self._successes = 0
+        try:
+            reason = await self._launch_loop(store.unfinished_requests(self.run_id))
+        finally:
+            await _close(self._client)
+        status = {"target": "done", "budget": "done", "max_requests": "done", "stopped": "stopped"}.get(reason, "failed")
+        store.set_status(self.run_id, status, finished=status == "done")
+        message = self._fatal.message if self._fatal else ""
+        return self._finish(reason, message)
+
+    def _finish(self, reason: str, message: str = "") -> RunResult:
+        counters = self._counters.copy() if hasattr(self, "_counters") else ev.Counters(self.run_id, 0, None)
+        self._emit(ev.RunFinished(self.run_id, reason, counters, message))
+        return RunResult(self.run_id, reason, counters, message)
+
+    async def _launch_loop(self, backlog: list[RequestRow]) -> str:
+        """``concurrency`` workers, each sending one request at a time; returns why the run ended."""
+        self._backlog = backlog
+        self._reserved: dict[str, float] = {}
+        self._end_reason = ""
+        workers = asyncio.gather(*(self._worker() for _ in range(self._config.concurrency)))
+        halt = asyncio.ensure_future(self._halt.wait())
+        await asyncio.wait([workers, halt], return_when=asyncio.FIRST_COMPLETED)
+        if not workers.done():  # Stop or a fatal teacher error: unfinished requests stay pending for resume
+            workers.cancel()
+        halt.cancel()
+        await asyncio.gather(workers, return_exceptions=True)
+        self._counters.in_flight = 0
+        self._emit_progress()
+        if self._fatal is not None:
+            return "error"
+        if self._stop_requested.is_set():
+            return "stopped"
+        return self._end_reason or "stopped"
+
+    async def _worker(self) -> None:
+        while True:
+            step = self._next_step()
+            if step == "go":
+                request = self._backlog.pop(0) if self._backlog else self._new_request()
+                self._reserved[request.key] = self._worst_case
+                self._counters.in_flight += 1
+                try:
+                    await self._send(request)
+                finally:
+                    self._counters.in_flight -= 1
+                    self._reserved.pop(request.key, None)
+                    self._emit_progress()
+                    self._pulse()
+            elif step == "wait":
+                await self._changed.wait()
+            else:
+                self._end_reason = self._end_reason or step
+                self._pulse()  # let waiting workers see the end too
+                return
+
+    def _next_step(self) -> str:
+        """'go', 'wait', or the reason the run is over. Called between awaits, so it sees a stable state."""
+        config, c = self._config, self._counters
+        if self._end_reason:
+            return self._end_reason
+        if c.kept >= config.target:
+            return "target"
+        in_flight = c.in_flight
+        if config.max_requests is not None and self._session_requests + in_flight >= config.max_requests:
+            return "max_requests" if in_flight == 0 else "wait"
+        if config.budget_usd is not None and c.cost + sum(self._reserved.values()) + self._worst_case > config.budget_usd:
+            return "budget" if in_flight == 0 else "wait"
+        if self._paused.is_set():
+            return "wait"
+        if in_flight and c.kept + in_flight * self._expected_yield() >= config.target:
+            return "wait"
+        return "go"
+
+    def _pulse(self) -> None:
+        """Wake every waiting worker once (state changed: a request ended, pause, resume)."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _expected_yield(self) -> float:
+        done = self._session_requests
+        if done == 0:
+            return self._config.num_tasks * 0.75
+        return max(0.5, self._counters.kept_this_session / done)
+
+    def _new_request(self) -> RequestRow:
+        stage = self._mode.root_stage
+        index = self._store.next_index(self.run_id, stage)
+        rng = random.Random(f"{self._config.random_seed}:{self.run_id}:{index}")
+        prompt, seed_ids, payload = self._mode.new_prompt(rng, index)
+        return self._store.add_request(self.run_id, index, prompt, seed_ids, stage, payload)
+
+    def _accepted_examples(self) -> list[Example]:
+        rows = self._store.conn.execute(
+            "SELECT instruction, input, output FROM samples WHERE status = 'accepted' ORDER BY random() LIMIT 50")
+        return [Example(r[0], r[1], r[2]) for r in rows]
+
+    def _generated_instructions(self, count: int) -> list[str]:
+        rows = self._store.conn.execute(
+            "SELECT instruction FROM samples WHERE run_id = ? ORDER BY random() LIMIT ?", (self.run_id, count))
+        return [r[0] for r in rows]
+
+    async def _send(self, request: RequestRow) -> None:
+        import openai
+
+        config, attempts = self._config, request.attempts
+        while True:
+            attempts += 1
+            try:
+                response = await self._client.chat.completions.create(
+                    model=config.teacher.model, messages=[{"role": "user", "content": request.prompt}],
+                    temperature=config.temperature, top_p=config.top_p, max_tokens=self._mode.max_tokens(request.stage),
+                    timeout=config.request_timeout_s, extra_headers={REQUEST_KEY_HEADER: request.key},
+                )
+                break
+            except openai.OpenAIError as exc:
+                problem = describe_error(exc, config.teacher)
+                # A refused connection before any success is a wrong URL or a server that is down,
+                # not a blip: say so at once instead of backing off for minutes.
+                first_contact = problem.kind == NETWORK and self._successes == 0
+                if problem.kind in FATAL_KINDS or first_contact:
+                    self._store.note_attempt(request.key, attempts, problem.message)
+                    if self._fatal is None:
+                        self._fatal = ev.TeacherError(self.run_id, problem.kind, problem.message)
+                        self._emit(self._fatal)
+                    self._halt.set()
+                    return
+                if problem.retryable and attempts < config.max_attempts:
+                    delay = self._backoff(attempts, problem.retry_after)
+                    self._store.note_attempt(request.key, attempts, problem.message)
+                    self._emit(ev.RetryScheduled(self.run_id, request.key, attempts, delay, problem.kind, problem.message))
+                    await asyncio.sleep(delay)
+                    continue
+                self._store.mark_failed(request.key, attempts, problem.message)
+                self._counters.requests_failed += 1
+                self._session_requests += 1
+                self._emit(ev.RequestFailed(self.run_id, request.key, problem.message))
+                return
+        self._successes += 1
+        self._accept_response(request, response, attempts)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential with full jitter; a server's Retry-After is a floor, never shortened."""
+        config = self._config
+        ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        return max(delay, retry_after or 0.0)
+
+    def _accept_response(self, request: RequestRow, response, attempts: int) -> None:
+        """Parse, filter and commit one response; runs without awaiting, so it is atomic in the loop."""
+        config, c = self._config, self._counters
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice else ""
+        finish_reason = choice.finish_reason if choice else None
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        cost = request_cost(config.prices, config.teacher.model, prompt_tokens, completion_tokens)
+
+        outcome = self._mode.handle(request, text, finish_reason)
+        kept, rejected = outcome.kept, outcome.rejected
+        for sample in kept:  # each kept sample carries its share of the request's tokens and cost
+            sample.prompt_tokens = prompt_tokens // len(kept)
+            sample.completion_tokens = completion_tokens // len(kept)
+            sample.cost = cost / len(kept)
+        ids, children = self._store.complete_request(self.run_id, request.key, Completion(
+            text, finish_reason, prompt_tokens, completion_tokens, cost, attempts, kept, rejected, outcome.children))
+        self._backlog[:0] = children  # finish started work before starting new work
+
+        self._session_requests += 1
+        c.requests_done += 1
+        c.kept += len(ids)
+        c.kept_this_session += len(ids)
+        c.rejected += len(rejected)
+        for r in rejected:
+            c.rejected_by_reason[r.reason] = c.rejected_by_reason.get(r.reason, 0) + 1
+        c.prompt_tokens += prompt_tokens
+        c.completion_tokens += completion_tokens
+        c.cost += cost
+        for sample in kept:
+            if sample.id is not None and sample.id in ids:
+                self._emit(ev.SampleKept(self.run_id, sample.id, sample.instruction, sample.input, sample.output,
+                                         tuple(sample.seed_ids)))
+        for r in rejected:
+            self._emit(ev.CandidateRejected(self.run_id, r.reason, r.instruction, r.detail, r.nearest_instruction, r.score))
+
+    # -- events ---------------------------------------------------------------------------------
+    def _emit_progress(self) -> None:
+        self._counters.elapsed_s = time.monotonic() - self._started
+        self._emit(ev.Progress(self.run_id, self._counters.copy()))
+
+    def _emit(self, event: ev.Event) -> None:
+        if self._emit_to is not None:
+            self._emit_to(event)
+
+
+def _first(instances_json: str, key: str) -> str:
+    import json
+
+    items = json.loads(instances_json)
+    return (items[0].get(key) or "") if items else ""
+
+
+async def _close(client) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result

@@ -1,0 +1,100 @@
+"""Generation modes: how a run turns prompts into requests and answers into samples.
+
+A mode is pure bookkeeping over text: it builds prompts and judges answers, and never touches
+the network or the database. The engine sends, commits, retries and counts for every mode.
+A mode may answer a request with child requests (the next self-instruct stage); the engine
+stores them in the same transaction that marks their parent done.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from studio.core.generation.config import RunConfig
+from studio.core.generation.filters import CandidateFilter
+from studio.core.generation.prompts import Example, build_prompt, parse_tasks, pick_examples
+from studio.core.generation.store import ChildRequest, Rejected, RequestRow
+from studio.core.samples import Origin, Sample, Status
+
+
+@dataclass(frozen=True)
+class SeedExample(Example):
+    is_classification: bool = False
+
+
+@dataclass
+class ModeContext:
+    run_id: int
+    config: RunConfig
+    seeds: Sequence[SeedExample]
+    filter: CandidateFilter
+    accepted: Callable[[], list[Example]]  # accepted samples, for mixing into prompts
+    generated_instructions: Callable[[int], list[str]]  # a few instructions this run already kept
+
+
+@dataclass
+class Outcome:
+    kept: list[Sample] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    children: list[ChildRequest] = field(default_factory=list)
+
+
+class Mode(Protocol):
+    root_stage: str
+
+    def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]: ...
+    def max_tokens(self, stage: str) -> int: ...
+    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> Outcome: ...
+
+
+def make_sample(ctx: ModeContext, instruction: str, input: str, output: str, seed_ids: list[int], key: str,
+                verdicts: dict) -> Sample:
+    return Sample(instruction, input, output, status=Status.PENDING, origin=Origin.GENERATED, run_id=ctx.run_id,
+                  seed_ids=list(seed_ids), teacher_model=ctx.config.teacher.model, source=key,
+                  filter_verdicts=verdicts)
+
+
+class AlpacaMode:
+    """One request = k examples in, a numbered batch of complete tasks out (Stanford Alpaca)."""
+
+    root_stage = "generate"
+
+    def __init__(self, ctx: ModeContext):
+        self.ctx = ctx
+
+    def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]:
+        config = self.ctx.config
+        accepted = self.ctx.accepted() if config.accepted_share > 0 else []
+        examples = pick_examples(rng, self.ctx.seeds, accepted, config.k_examples, config.accepted_share)
+        prompt = build_prompt(config.template, examples, config.num_tasks)
+        return prompt, [e.seed_id for e in examples if e.seed_id is not None], {}
+
+    def max_tokens(self, stage: str) -> int:
+        return self.ctx.config.max_tokens
+
+    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> Outcome:
+        outcome = Outcome()
+        parsed = parse_tasks(text, finish_reason)
+        for candidate in parsed.candidates:
+            verdict = self.ctx.filter.check(candidate, request.key)
+            if verdict.kept:
+                outcome.kept.append(make_sample(
+                    self.ctx, candidate.instruction, candidate.input, candidate.output, request.seed_ids, request.key,
+                    {"rouge_l_max": verdict.score, "nearest": verdict.nearest_instruction}))
+            else:
+                outcome.rejected.append(Rejected(candidate.instruction, candidate.input, candidate.output,
+                                                 verdict.reason, verdict.detail, verdict.nearest_instruction,
+                                                 verdict.score))
+        for failure in parsed.failures:
+            outcome.rejected.append(Rejected("", "", failure.raw, failure.reason, failure.detail))
+        return outcome
+
+
+def make_mode(ctx: ModeContext) -> Mode:
+    if ctx.config.mode == "self-instruct":
+        from studio.core.generation.self_instruct import SelfInstructMode
+
+        return SelfInstructMode(ctx)
+    return AlpacaMode(ctx)

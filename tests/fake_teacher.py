@@ -1,0 +1,275 @@
+"""A loopback OpenAI-compatible teacher for tests and benchmarks (real HTTP, stdlib only).
+
+Answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with numbered task batches made
+by a deterministic word generator, so every instruction is distinct and the same request key
+always gets the same answer. Faults are drawn per (request key, attempt) from a seeded RNG:
+429 with Retry-After, 500, a stall past the client's timeout, malformed text, a batch cut off
+with ``finish_reason="length"``. A wrong bearer key gets 401. The server counts requests per
+request key so tests can prove finished requests are never sent again.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+WORDS = (
+    "apple river budget castle dolphin engine forest garden harbor island jacket kettle ladder meadow "
+    "needle orchard pepper quartz rocket saddle tunnel umbrella valley wagon yarn zebra anchor basket "
+    "candle desert elbow feather glacier hammer igloo jungle kitten lemon magnet nectar oyster parrot "
+    "quiver raven salmon tiger unicorn violin walrus xylophone yacht zipper acorn bamboo cactus donkey "
+    "eagle falcon goblet hazel iris jasmine koala lantern marble nutmeg olive panda quilt radish spruce "
+    "tulip urchin velvet willow yeast zinnia amber bronze copper denim ember fabric granite hollow ivory"
+).split()
+VERBS = ("Describe", "Explain", "Summarize", "Compare", "List", "Classify", "Rewrite", "Suggest", "Evaluate", "Outline")
+
+
+@dataclass
+class Faults:
+    """Probabilities per attempt; each attempt of each key draws once."""
+
+    rate_limit: float = 0.0
+    server_error: float = 0.0
+    stall: float = 0.0
+    malformed: float = 0.0
+    truncated: float = 0.0
+    retry_after_s: float = 0.05
+    stall_s: float = 3.0
+
+
+@dataclass
+class FakeTeacher:
+    latency_s: float = 0.0
+    faults: Faults = field(default_factory=Faults)
+    api_key: str = "sk-fake-teacher"
+    models: tuple[str, ...] = ("fake-teacher", "fake-small")
+    max_lifetime_s: float = 300.0
+    tasks_per_batch: int | None = None  # None: as many as the prompt asks for
+    bad_items_every: int = 0  # every n-th item gets a blacklisted or too-short instruction
+
+    def __post_init__(self) -> None:
+        self.requests_by_key: Counter[str] = Counter()
+        self.successes_by_key: Counter[str] = Counter()
+        self.total_requests = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> FakeTeacher:
+        handler = type("Handler", (_Handler,), {"teacher": self})
+        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        self._timer = threading.Timer(self.max_lifetime_s, self.stop)  # bounded lifetime, even if a test forgets
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeTeacher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    # -- content ----------------------------------------------------------------------------------
+    def batch(self, key: str, count: int) -> list[tuple[str, str, str]]:
+        rng = random.Random(key)
+        items = []
+        for n in range(count):
+            words = rng.sample(WORDS, 9)
+            instruction = f"{rng.choice(VERBS)} the {' '.join(words[:6])} in {words[6]} terms."
+            if self.bad_items_every and (n + 1) % self.bad_items_every == 0:
+                instruction = "Draw a map." if ((n + 1) // self.bad_items_every) % 2 else f"Describe this picture of a {words[0]} please."
+            input_text = "" if n % 3 else f"The {words[7]} and the {words[8]}."
+            items.append((instruction, input_text, f"An answer about {' and '.join(words[:3])}."))
+        return items
+
+
+def render(items: list[tuple[str, str, str]]) -> str:
+    blocks = [
+        f"Task {n}\nInstruction: {i}\nInput: {inp or '<noinput>'}\nOutput: {out}"
+        for n, (i, inp, out) in enumerate(items, start=1)
+    ]
+    return "Here are the tasks.\n\n" + "\n\n".join(blocks) + "\n"
+
+
+def respond(teacher: FakeTeacher, key: str, prompt: str) -> str:
+    """Answer in the layout the prompt asks for: an Alpaca batch or one of the self-instruct stages."""
+    asked = re.search(r"numbered 1 to (\d+)", prompt)
+    count = teacher.tasks_per_batch or (int(asked.group(1)) if asked else 20)
+    if "Answer one line per task" in prompt:  # self-instruct: classification?
+        tasks = re.findall(r"^(\d+)\. (.*)$", prompt.split("Answer one line per task", 1)[1], re.MULTILINE)
+        return "\n".join(f"{n}: {'Yes' if text.startswith('Classify') else 'No'}" for n, text in tasks)
+    if "Class label: ..." in prompt:  # output-first instances
+        rng = random.Random(key)
+        return "\n\n".join(f"Example {n}\nClass label: {label}\nInput: A {rng.choice(WORDS)} {rng.choice(WORDS)} story."
+                            for n, label in enumerate(("positive", "negative"), start=1))
+    if "Output: ..." in prompt and "Task: " in prompt:  # input-first instances
+        rng = random.Random(key)
+        return "\n\n".join(f"Example {n}\nInput: The {rng.choice(WORDS)} near the {rng.choice(WORDS)}.\n"
+                            f"Output: It is about {rng.choice(WORDS)}." for n in (1, 2))
+    if "one per line" in prompt:  # self-instruct: new instructions
+        return "\n".join(f"{n}. {instruction}" for n, (instruction, _, _) in enumerate(teacher.batch(key, count), start=1))
+    return render(teacher.batch(key, count))
+
+
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog of 5 drops SYNs when 32+ clients connect at once, and each
+    # drop costs a 1 s retransmit: that would measure the kernel, not the engine.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    teacher: FakeTeacher
+    protocol_version = "HTTP/1.1"  # keep-alive, as the openai client expects
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: avoid 40 ms delayed-ACK stalls
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorised(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.teacher.api_key}":
+            return True
+        self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                   "code": "invalid_api_key"}})
+        return False
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            return
+        if self.path.rstrip("/") == "/v1/models":
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.teacher.models]
+            self._send(200, {"object": "list", "data": data})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        teacher = self.teacher
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if not self._authorised():
+            return
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(404, {"error": {"message": "not found"}})
+            return
+        if body.get("model") not in teacher.models:
+            self._send(404, {"error": {"message": f"The model {body.get('model')} does not exist", "code": "model_not_found"}})
+            return
+        prompt = body["messages"][-1]["content"]
+        key = self.headers.get("X-Distill-Request-Key") or str(hash(prompt))
+        with teacher._lock:
+            teacher.requests_by_key[key] += 1
+            teacher.total_requests += 1
+            attempt = teacher.requests_by_key[key]
+        f = teacher.faults
+        roll = random.Random(f"{key}#{attempt}").random()
+        if teacher.latency_s:
+            time.sleep(teacher.latency_s)
+        edge = 0.0
+        for name, probability in (("rate_limit", f.rate_limit), ("server_error", f.server_error), ("stall", f.stall),
+                                  ("malformed", f.malformed), ("truncated", f.truncated)):
+            edge += probability
+            if roll < edge:
+                fault = name
+                break
+        else:
+            fault = ""
+        if fault == "rate_limit":
+            self._send(429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+                       {"Retry-After": str(f.retry_after_s)})
+            return
+        if fault == "server_error":
+            self._send(500, {"error": {"message": "The server had an error"}})
+            return
+        if fault == "stall":
+            time.sleep(f.stall_s)
+        text = respond(teacher, key, prompt)
+        finish = "stop"
+        if fault == "malformed":
+            text = "I'm sorry, here are some ideas:\n- something\n- something else\n"
+        elif fault == "truncated":
+            text = text[: int(len(text) * 0.6)]
+            finish = "length"
+        with teacher._lock:
+            teacher.successes_by_key[key] += 1
+        prompt_tokens, completion_tokens = len(prompt) // 4, len(text) // 4
+        self._send(200, {
+            "id": f"chatcmpl-{key}-{attempt}", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })
+
+
+class ServerProcess:
+    """The fake teacher in its own process, so its CPU and GIL are not the client's (benchmarks)."""
+
+    def __init__(self, latency_s: float, lifetime_s: float = 300.0):
+        self.latency_s = latency_s
+        self.lifetime_s = lifetime_s
+        self.api_key = FakeTeacher.api_key
+        self._process = None
+        self.base_url = ""
+
+    def __enter__(self) -> ServerProcess:
+        import subprocess
+        import sys
+
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--latency", str(self.latency_s), "--lifetime", str(self.lifetime_s)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        self.base_url = self._process.stdout.readline().strip()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+
+
+if __name__ == "__main__":  # python tests/fake_teacher.py --latency 0.5: prints the base URL, serves until killed
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--lifetime", type=float, default=300.0)
+    options = parser.parse_args()
+    with FakeTeacher(latency_s=options.latency, max_lifetime_s=options.lifetime) as server:
+        print(server.base_url, flush=True)
+        deadline = time.monotonic() + options.lifetime
+        while server._server is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
