@@ -1,6 +1,6 @@
 """Generation throughput against a loopback teacher with fixed latency.
 
-    python benchmarks/generation_throughput.py [--latency 0.5] [--waves 6]
+    python benchmarks/generation_throughput.py [--latency 0.5] [--waves 10]
 
 For each concurrency C the engine runs ``waves x C`` requests (1 request per wave at C=1
 is too few, so C=1 runs 10). With latency L, the latency-bound limit is C / L requests per
@@ -84,7 +84,7 @@ def measure(server: ServerProcess, workdir: Path, concurrency: int, requests: in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.5)
-    parser.add_argument("--waves", type=int, default=6)
+    parser.add_argument("--waves", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32, 128])
     args = parser.parse_args()
     factory, label = index_factory()

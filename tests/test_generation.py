@@ -150,7 +150,9 @@ def test_run_with_faults_completes_and_counters_add_up(seeded: Project, teacher:
     assert c.kept == stored["kept"] == len(samples) >= 120
     assert c.rejected == stored["rejected"] == sum(stored["rejected_by_reason"].values())
     assert c.rejected_by_reason == stored["rejected_by_reason"]
-    assert {"blacklist", "too_short"} <= set(c.rejected_by_reason)
+    assert {"blacklist", "too_short", "truncated", "parse_error"} <= set(c.rejected_by_reason)
+    raw = seeded.conn.execute("SELECT output FROM rejected_candidates WHERE reason = 'parse_error'").fetchone()[0]
+    assert "I'm sorry" in raw  # the malformed answer is kept for inspection
     requests = seeded.conn.execute("SELECT * FROM generation_requests WHERE run_id = ?", (run_id,)).fetchall()
     done = [r for r in requests if r["status"] == "done"]
     assert c.requests_done == stored["requests"] == len(done)
@@ -266,6 +268,31 @@ def test_connection_messages(teacher: FakeTeacher) -> None:
     down = test_connection(TeacherConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m", api_key=KEY),
                            timeout_s=2)
     assert not down.ok and down.problem.kind == "network" and "Cannot reach" in down.message
+
+
+def test_saving_a_key_without_a_keyring_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+    from keyring.errors import NoKeyringError
+
+    from studio.core.generation.teacher import store_api_key
+
+    def refuse(*args: object) -> None:
+        raise NoKeyringError("no backend")
+
+    monkeypatch.setattr(keyring, "set_password", refuse)
+    assert "environment variable" in store_api_key("http://127.0.0.1:1/v1", "sk-x")
+
+
+def test_accepted_samples_can_be_mixed_into_the_examples() -> None:
+    import random
+
+    from studio.core.generation.prompts import pick_examples
+
+    seeds = [Example(f"seed {i}", "", "o", i) for i in range(10)]
+    accepted = [Example(f"accepted {i}", "", "o") for i in range(10)]
+    chosen = pick_examples(random.Random(1), seeds, accepted, 3, accepted_share=0.34)
+    assert len(chosen) == 3 and sum(e.seed_id is None for e in chosen) == 1
+    assert all(e.seed_id is not None for e in pick_examples(random.Random(1), seeds, [], 3, 0.5))
 
 
 def test_key_comes_from_env_when_no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:

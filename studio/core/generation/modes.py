@@ -82,7 +82,7 @@ class AlpacaMode:
             if verdict.kept:
                 outcome.kept.append(make_sample(
                     self.ctx, candidate.instruction, candidate.input, candidate.output, request.seed_ids, request.key,
-                    {"rouge_l_max": verdict.score, "nearest": verdict.nearest_instruction}))
+                    {"rouge_l_max": verdict.score}))
             else:
                 outcome.rejected.append(Rejected(candidate.instruction, candidate.input, candidate.output,
                                                  verdict.reason, verdict.detail, verdict.nearest_instruction,

@@ -156,11 +156,16 @@ class GenerationStore:
         ids: list[int] = []
         with transaction(self.conn):
             children = [self._insert_request(run_id, c.index, c.prompt, [], c.stage, c.payload) for c in done.children]
-            for sample in done.kept:
-                cursor = self.conn.execute(INSERT_SQL, row_values(sample, now))
-                if cursor.rowcount:  # an exact copy of an existing sample is skipped, not an error
-                    sample.id = cursor.lastrowid
-                    ids.append(cursor.lastrowid)
+            if done.kept:
+                # One executemany, then the new ids by rowid range: we hold the write lock, so every
+                # row above the old maximum is ours. Exact copies of existing samples are skipped.
+                last = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM samples").fetchone()[0]
+                self.conn.executemany(INSERT_SQL, [row_values(sample, now) for sample in done.kept])
+                by_hash = {sample.content_hash: sample for sample in done.kept}
+                for sample_id, digest in self.conn.execute(
+                        "SELECT id, content_hash FROM samples WHERE id > ? ORDER BY id", (last,)):
+                    by_hash[digest].id = sample_id
+                    ids.append(sample_id)
             self.conn.executemany(
                 "INSERT INTO rejected_candidates (run_id, request_key, instruction, input, output, reason, detail,"
                 " nearest_instruction, score, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
