@@ -6,8 +6,8 @@ For each concurrency C the engine runs ``waves x C`` requests (1 request per wav
 is too few, so C=1 runs 10). With latency L, the latency-bound limit is C / L requests per
 second; the figure that matters is the share of that limit reached (target >= 90 % at C=32):
 it shows what the engine's own overhead (parsing, filtering, one SQLite transaction per
-request, event delivery) costs. The near-duplicate filter is ``studio.core.dedup`` when
-present, else a no-op index: this measures the engine, not ROUGE-L. The teacher runs in its
+request, event delivery) costs. The near-duplicate filter is the real one (``studio.core.dedup``),
+as users run it. The teacher runs in its
 own process, as a real one would, so its CPU does not count against the engine.
 """
 from __future__ import annotations
@@ -30,38 +30,6 @@ from studio.core.generation.teacher import TeacherConfig  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
 
-
-class _NoVerdict:
-    is_duplicate, score, nearest_key, nearest_text = False, 0.0, None, None
-
-
-class NullIndex:
-    """Keeps nothing, flags nothing: isolates the engine from the dedup cost."""
-
-    def __init__(self, threshold: float = 0.7):
-        self._n = 0
-
-    def add(self, text: str, key=None) -> None:
-        self._n += 1
-
-    def check(self, text: str) -> _NoVerdict:
-        return _NoVerdict()
-
-    def check_and_add(self, text: str, key=None) -> _NoVerdict:
-        self._n += 1
-        return _NoVerdict()
-
-    def __len__(self) -> int:
-        return self._n
-
-
-def index_factory():
-    try:
-        from studio.core.dedup import NearDuplicateIndex
-
-        return NearDuplicateIndex, "studio.core.dedup.NearDuplicateIndex"
-    except ImportError:
-        return NullIndex, "no-op index (studio.core.dedup not merged yet)"
 
 
 def measure(server: ServerProcess, workdir: Path, concurrency: int, requests: int, factory) -> dict:
@@ -87,7 +55,9 @@ def main() -> int:
     parser.add_argument("--waves", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 8, 32, 128])
     args = parser.parse_args()
-    factory, label = index_factory()
+    from studio.core.dedup import NearDuplicateIndex
+
+    factory, label = NearDuplicateIndex, "studio.core.dedup.NearDuplicateIndex"
     print(f"loopback teacher, {args.latency:.2f} s latency per request, 20 tasks per request; dedup: {label}")
     rows = []
     with ServerProcess(args.latency, lifetime_s=600) as server, tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,6 @@ from PySide6.QtCore import Qt
 
 pytest.importorskip("pytestqt")
 sys.path.insert(0, str(Path(__file__).parent))
-from _rouge_standin import StandinIndex  # noqa: E402
 from fake_teacher import FakeTeacher  # noqa: E402
 
 from studio.core.generation.store import GenerationStore  # noqa: E402
@@ -24,7 +23,6 @@ def panel(qtbot, project: Project):
                                      [Instance("", f"Example {i}.")]) for i in range(5)])
     widget = GeneratePanel()
     qtbot.addWidget(widget)
-    widget.index_factory = StandinIndex
     widget.set_project(project)
     yield widget
     widget.shutdown()

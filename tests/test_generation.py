@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _rouge_standin import StandinIndex  # noqa: E402
 from fake_teacher import FakeTeacher, Faults  # noqa: E402
 
 from studio.core import schema  # noqa: E402
@@ -60,7 +59,7 @@ def _config(server: FakeTeacher, **overrides) -> RunConfig:
 def _run(project: Project, config: RunConfig, *, api_key: str = KEY, events: list | None = None):
     run_id = create_run(GenerationStore(project.conn), config)
     engine = GenerationEngine(project.new_connection, run_id, on_event=(events.append if events is not None else None),
-                              api_key=api_key, index_factory=StandinIndex)
+                              api_key=api_key)
     return engine.run_blocking()
 
 
@@ -119,12 +118,12 @@ def test_prompt_shows_examples_and_asks_for_the_batch() -> None:
     ("Explain the mapping between keys and values.", "x", None),  # "map" only as a whole word
 ])
 def test_filters_give_alpaca_reason_codes(instruction: str, output: str, reason: str | None) -> None:
-    verdict = CandidateFilter(FilterSettings(), StandinIndex).check(Candidate(instruction, "", output))
+    verdict = CandidateFilter(FilterSettings()).check(Candidate(instruction, "", output))
     assert verdict.reason == reason
 
 
 def test_near_duplicates_are_caught_against_seeds_and_kept_instructions() -> None:
-    f = CandidateFilter(FilterSettings(), StandinIndex)
+    f = CandidateFilter(FilterSettings())
     f.prime(["Give three tips for staying healthy."])
     dup = f.check(Candidate("Give three tips for staying very healthy.", "", "x"))
     assert dup.reason == "near_duplicate" and dup.nearest_instruction == "Give three tips for staying healthy."
@@ -186,7 +185,7 @@ def test_stop_and_pause_from_another_thread(seeded: Project, teacher: FakeTeache
     store = GenerationStore(seeded.conn)
     run_id = create_run(store, _config(teacher, target=100_000, concurrency=2))
     seen: list = []
-    engine = GenerationEngine(seeded.new_connection, run_id, on_event=seen.append, api_key=KEY, index_factory=StandinIndex)
+    engine = GenerationEngine(seeded.new_connection, run_id, on_event=seen.append, api_key=KEY)
     outcome: list = []
     worker = threading.Thread(target=lambda: outcome.append(engine.run_blocking()))
     worker.start()
@@ -331,8 +330,7 @@ def test_killed_cli_run_resumes_without_loss_duplicates_or_resending(seeded: Pro
     teacher.latency_s = 0.15
     root = seeded.root
     seeded.close()  # the child takes the project lock
-    env = {**os.environ, "FAKE_KEY": KEY, "DISTILL_STUDIO_DEDUP_INDEX": "_rouge_standin:StandinIndex",
-           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    env = {**os.environ, "FAKE_KEY": KEY, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     cmd = [sys.executable, "-m", "studio", "generate", "--project", str(root), "--base-url", teacher.base_url,
            "--model", "fake-teacher", "--target", "300", "--concurrency", "3", "--api-key-env", "FAKE_KEY", "--quiet"]
     child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -390,7 +388,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(seeded:
     store = GenerationStore(seeded.conn)
     config = _config(teacher, mode="self-instruct", target=40, concurrency=3, num_tasks=6, max_requests=3)
     run_id = create_run(store, config)
-    first = GenerationEngine(seeded.new_connection, run_id, api_key=KEY, index_factory=StandinIndex).run_blocking()
+    first = GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
     assert first.reason == "max_requests"
     pending = store.unfinished_requests(run_id)
     assert pending and {r.stage for r in pending} <= {"classify", "instances"}
@@ -398,7 +396,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(seeded:
         "SELECT request_key FROM generation_requests WHERE run_id = ? AND status = 'done'", (run_id,))}
     seeded.conn.execute("UPDATE generation_runs SET config = json_set(config, '$.max_requests', NULL) WHERE id = ?",
                         (run_id,))
-    second = GenerationEngine(seeded.new_connection, run_id, api_key=KEY, index_factory=StandinIndex).run_blocking()
+    second = GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
     assert second.reason == "target" and second.counters.kept >= 40
     assert all(teacher.requests_by_key[key] == 1 for key in done_before)
     stages = dict(seeded.conn.execute(
@@ -424,7 +422,6 @@ def test_cli_generate_exit_codes_and_one_line_errors(seeded: Project, teacher: F
                                                      code: int, message: str) -> None:
     from studio.cli import main
 
-    monkeypatch.setenv("DISTILL_STUDIO_DEDUP_INDEX", "_rouge_standin:StandinIndex")
     monkeypatch.setenv("TEACHER_KEY", key)
     root = seeded.root
     seeded.close()

@@ -9,8 +9,6 @@ first, so the near-duplicate index only sees survivors and only grows with kept 
 """
 from __future__ import annotations
 
-import importlib
-import os
 import re
 import string
 from collections.abc import Callable, Iterable
@@ -31,7 +29,6 @@ DEFAULT_BLACKLIST = (
     "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
     "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
 )
-INDEX_ENV = "DISTILL_STUDIO_DEDUP_INDEX"  # "module:attr" of another index class (tests, plugins)
 
 
 class DuplicateIndex(Protocol):
@@ -47,14 +44,10 @@ IndexFactory = Callable[[float], DuplicateIndex]
 
 
 def default_index_factory(threshold: float) -> DuplicateIndex:
-    """The project's ROUGE-L index (``studio.core.dedup``), or the class named by ``$DISTILL_STUDIO_DEDUP_INDEX``."""
-    spec = os.environ.get(INDEX_ENV, "studio.core.dedup:NearDuplicateIndex")
-    module_name, _, attr = spec.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise StudioError(f"The near-duplicate filter {spec} is not available ({exc}).") from exc
-    return cls(threshold=threshold)
+    """The ROUGE-L index whose decisions equal rouge_score's (``studio.core.dedup``)."""
+    from studio.core.dedup import NearDuplicateIndex
+
+    return NearDuplicateIndex(threshold=threshold)
 
 
 @dataclass
@@ -134,5 +127,5 @@ class CandidateFilter:
             return verdict
         found = self.index.check_and_add(c.instruction, key)
         if found.is_duplicate:
-            return FilterVerdict(NEAR_DUPLICATE, "", found.nearest_text, float(found.score))
-        return FilterVerdict(None, "", found.nearest_text, float(found.score) if found.score is not None else None)
+            return FilterVerdict(NEAR_DUPLICATE, "", found.text, float(found.score))
+        return FilterVerdict(None, "", found.text, float(found.score) if found.score is not None else None)
