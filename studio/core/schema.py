@@ -138,8 +138,65 @@ V1_INITIAL = """
 """
 
 
+# Curation. Word lengths are VIRTUAL generated columns with indexes: the value lives only in
+# the index, so a bulk insert pays no second row write (a trigger UPDATE would double it).
+# ``studio_words`` is registered by db.connect. The FTS5 index borrows its text from
+# ``samples`` (external content), so triggers must feed it the old text on delete/update.
+V3_CURATION = """
+        ALTER TABLE samples ADD COLUMN instruction_words INTEGER
+            GENERATED ALWAYS AS (studio_words(instruction)) VIRTUAL;
+        ALTER TABLE samples ADD COLUMN output_words INTEGER
+            GENERATED ALWAYS AS (studio_words(output)) VIRTUAL;
+        CREATE INDEX samples_by_instruction_words ON samples(instruction_words);
+        CREATE INDEX samples_by_output_words ON samples(output_words);
+        CREATE INDEX samples_by_updated ON samples(updated_at);
+        CREATE INDEX samples_by_rating ON samples(rating);
+
+        CREATE VIRTUAL TABLE samples_fts USING fts5(
+            instruction, input, output, content='samples', content_rowid='id'
+        );
+        INSERT INTO samples_fts(samples_fts) VALUES ('rebuild');
+        CREATE TRIGGER samples_fts_insert AFTER INSERT ON samples BEGIN
+            INSERT INTO samples_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output);
+        END;
+        CREATE TRIGGER samples_fts_delete AFTER DELETE ON samples BEGIN
+            INSERT INTO samples_fts(samples_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output);
+        END;
+        CREATE TRIGGER samples_fts_update AFTER UPDATE OF instruction, input, output ON samples BEGIN
+            INSERT INTO samples_fts(samples_fts, rowid, instruction, input, output)
+            VALUES ('delete', old.id, old.instruction, old.input, old.output);
+            INSERT INTO samples_fts(rowid, instruction, input, output)
+            VALUES (new.id, new.instruction, new.input, new.output);
+        END;
+
+        -- Result of the last near-duplicate search; cleared and refilled as a whole.
+        CREATE TABLE duplicate_members (
+            sample_id INTEGER PRIMARY KEY REFERENCES samples(id) ON DELETE CASCADE,
+            cluster INTEGER NOT NULL
+        );
+        CREATE INDEX duplicate_members_by_cluster ON duplicate_members(cluster);
+
+        CREATE TABLE saved_views (
+            name TEXT PRIMARY KEY,
+            query TEXT NOT NULL CHECK (json_valid(query)),
+            created_at REAL NOT NULL
+        );
+
+        -- A snapshot is frozen: its rows can be deleted with it, never changed.
+        CREATE TRIGGER snapshot_items_frozen BEFORE UPDATE ON snapshot_items BEGIN
+            SELECT RAISE(ABORT, 'snapshots are immutable');
+        END;
+        CREATE TRIGGER snapshots_frozen BEFORE UPDATE OF content_hash, sample_count, path ON snapshots BEGIN
+            SELECT RAISE(ABORT, 'snapshots are immutable');
+        END;
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
+    Migration(3, "curation: full-text search, word lengths, duplicates, saved views, frozen snapshots", V3_CURATION),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 
