@@ -42,8 +42,10 @@ class PanelSpec:
 
 def panel_specs() -> list[PanelSpec]:
     # Imported here so that importing the registry stays cheap.
+    from studio.ui.curate_panel import CuratePanel
     from studio.ui.seeds_panel import SeedsPanel
 
     return [
         PanelSpec("seeds", SeedsPanel),
+        PanelSpec("curate", CuratePanel),
     ]
