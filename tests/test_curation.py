@@ -181,3 +181,15 @@ def test_find_clusters_uses_the_dedup_module(project: Project, dedup) -> None:
         Sample("Write a short poem about the sea please.", "", "b"),
     ])
     assert find_clusters(project.conn) == [[1, 3]]
+
+
+def test_word_lengths_are_kept_for_every_writer(project: Project) -> None:
+    sample_id = project.samples.add(Sample("Count  these\nthree", "", "one two"))
+    project.conn.execute(
+        "INSERT INTO samples (instruction, output, created_at, updated_at, content_hash)"
+        " VALUES ('a raw insert of six', '', 0, 0, 'raw')"
+    )
+    words = lambda: project.conn.execute("SELECT instruction_words, output_words FROM samples ORDER BY id").fetchall()  # noqa: E731
+    assert [tuple(r) for r in words()] == [(3, 2), (5, 0)]
+    project.curation.edit_text(sample_id, "Now four words here", "", "")
+    assert tuple(words()[0]) == (4, 0)

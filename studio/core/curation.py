@@ -352,9 +352,7 @@ class Curation:
     def delete(self, ids: Sequence[int]) -> Deletion:
         ids = list(dict.fromkeys(ids))
         cursor = self.conn.execute("SELECT * FROM samples LIMIT 0")
-        columns = tuple(
-            d[0] for d in cursor.description if d[0] not in {"instruction_words", "output_words"}  # generated
-        )
+        columns = tuple(d[0] for d in cursor.description)
         rows = [tuple(r) for r in _select_in(self.conn, ", ".join(columns), ids)]
         deletion = Deletion(f"delete {len(rows)}", columns, rows)
         deletion.apply(self.conn)

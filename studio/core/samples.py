@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from studio.core.db import transaction
+from studio.core.db import transaction, word_count
 from studio.core.search_index import deferred_indexing
 
 
@@ -64,8 +64,8 @@ class Sample:
 _INSERT_SQL = (
     "INSERT INTO samples (instruction, input, output, status, origin, run_id, seed_ids,"
     " teacher_model, prompt_tokens, completion_tokens, cost, filter_verdicts, rating, tags, note,"
-    " source, created_at, updated_at, content_hash)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " source, created_at, updated_at, content_hash, instruction_words, output_words)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     " ON CONFLICT(content_hash) DO NOTHING"
 )
 
@@ -81,7 +81,7 @@ def _row_values(sample: Sample, now: float) -> tuple:
         sample.run_id, _json(sample.seed_ids, "[]"), sample.teacher_model, sample.prompt_tokens,
         sample.completion_tokens, sample.cost, _json(sample.filter_verdicts, "{}"),
         sample.rating, _json(sample.tags, "[]"), sample.note, sample.source,
-        sample.created_at or now, now, sample.content_hash,
+        sample.created_at or now, now, sample.content_hash, word_count(sample.instruction), word_count(sample.output),
     )
 
 
