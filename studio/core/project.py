@@ -97,6 +97,10 @@ class Project:
 
     def close(self) -> None:
         if self.conn is not None:
+            try:
+                self.conn.execute("PRAGMA optimize")  # SQLite's advice: refresh planner statistics on close
+            except sqlite3.Error:
+                pass
             self.conn.close()
             self.conn = None  # type: ignore[assignment]
         if self._lock is not None:

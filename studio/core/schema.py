@@ -194,6 +194,8 @@ V3_CURATION = """
             created_at REAL NOT NULL
         );
 
+        ANALYZE;
+
         -- A snapshot is frozen: its rows can be deleted with it, never changed.
         CREATE TRIGGER snapshot_items_frozen BEFORE UPDATE ON snapshot_items BEGIN
             SELECT RAISE(ABORT, 'snapshots are immutable');

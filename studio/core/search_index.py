@@ -41,3 +41,6 @@ def deferred_indexing(conn: sqlite3.Connection, rows: int) -> Iterator[None]:
         (last_id,),
     )
     conn.execute(INSERT_TRIGGER_SQL)
+    # Fresh statistics let the planner walk a sort index and stop at a page's worth of rows
+    # instead of sorting every match of a filter (ANALYZE: ~20 ms per 50K rows).
+    conn.execute("ANALYZE samples")
