@@ -193,3 +193,22 @@ def test_word_lengths_are_kept_for_every_writer(project: Project) -> None:
     assert [tuple(r) for r in words()] == [(3, 2), (5, 0)]
     project.curation.edit_text(sample_id, "Now four words here", "", "")
     assert tuple(words()[0]) == (4, 0)
+
+
+def test_cached_search_results_follow_changes_from_any_connection(project: Project) -> None:
+    a = project.samples.add(Sample("Plant a tree.", "", "Dig."))
+    query = SampleQuery(search="tree")
+    assert project.curation.ids(query) == [a]
+    assert project.curation.count(query) == 1  # answered from the cached match table
+    project.curation.edit_text(a, "Plant a shrub.", "", "Dig.")
+    assert project.curation.count(query) == 0
+    other = project.new_connection()
+    try:
+        other.execute(
+            "INSERT INTO samples (instruction, output, created_at, updated_at, content_hash)"
+            " VALUES ('A tree from elsewhere.', '', 0, 0, 'other')"
+        )
+    finally:
+        other.close()
+    assert project.curation.count(query) == 1
+    assert [r[0] for r in project.curation.page(query, 0, 10)] == project.curation.ids(query)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from studio.core.db import transaction
 from studio.core.errors import StudioError
@@ -66,6 +66,11 @@ def fts_phrase(text: str) -> str:
     return " ".join(terms)
 
 
+def fts_subquery(expression: str) -> tuple[str, list]:
+    """Ids whose text matches an FTS5 expression, straight from the index."""
+    return "SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?", [expression]
+
+
 def blacklist_match() -> str:
     return "instruction : (" + " OR ".join('"' + word + '"' for word in BLACKLIST) + ")"
 
@@ -87,14 +92,18 @@ class SampleQuery:
     sort: str = "id"
     descending: bool = False
 
-    def where(self) -> tuple[str, list]:
-        """The WHERE clause (without the keyword; ``1`` when empty) and its parameters."""
+    def where(self, fts: Callable[[str], tuple[str, list]] = fts_subquery) -> tuple[str, list]:
+        """The WHERE clause (without the keyword; ``1`` when empty) and its parameters.
+
+        ``fts`` turns a MATCH expression into an id subquery (a cache may answer instead).
+        """
         clauses: list[str] = []
         params: list = []
         phrase = fts_phrase(self.search)
         if phrase:
-            clauses.append("samples.id IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?)")
-            params.append(phrase)
+            sub, sub_params = fts(phrase)
+            clauses.append(f"samples.id IN ({sub})")
+            params.extend(sub_params)
         for column, values in (("status", self.statuses), ("origin", self.origins)):
             if values:
                 clauses.append(f"samples.{column} IN ({','.join('?' * len(values))})")
@@ -128,8 +137,9 @@ class SampleQuery:
                 params.append(high)
         if self.blacklisted is not None:
             negate = "" if self.blacklisted else "NOT "
-            clauses.append(f"samples.id {negate}IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?)")
-            params.append(blacklist_match())
+            sub, sub_params = fts(blacklist_match())
+            clauses.append(f"samples.id {negate}IN ({sub})")
+            params.extend(sub_params)
         if self.duplicates is not None:
             negate = "" if self.duplicates else "NOT "
             clauses.append(f"samples.id {negate}IN (SELECT sample_id FROM duplicate_members)")
@@ -242,15 +252,53 @@ class Cluster:
 
 
 class Curation:
-    """Reads and changes samples for review. One per connection (SQLite is per thread)."""
+    """Reads and changes samples for review. One per connection (SQLite is per thread).
+
+    Full-text matches are kept in temporary tables while the data is unchanged: a table
+    then counts and pages a search without asking FTS5 again for every page (a common
+    word over 1M samples costs 100+ ms per FTS5 pass).
+    """
+
+    MAX_CACHED_MATCHES = 4
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
+        self._matches: dict[str, str] = {}  # MATCH expression -> temp table
+        self._matches_state: tuple[int, int] | None = None
+
+    def _data_state(self) -> tuple[int, int]:
+        # data_version moves when another connection commits; total_changes when this one writes.
+        return self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
+
+    def _cached_fts(self, expression: str) -> tuple[str, list]:
+        if self._matches_state != self._data_state() or len(self._matches) >= self.MAX_CACHED_MATCHES:
+            for table in self._matches.values():
+                self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            self._matches.clear()
+        table = self._matches.get(expression)
+        if table is None:
+            table = f"studio_matches_{len(self._matches)}"
+            self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            self.conn.execute(f"CREATE TEMP TABLE {table} (id INTEGER PRIMARY KEY)")
+            self.conn.execute(f"INSERT INTO temp.{table} SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?", (expression,))
+            self._matches[expression] = table
+        self._matches_state = self._data_state()  # after our own writes to the temp table
+        return f"SELECT id FROM temp.{table}", []
+
+    def _where(self, query: SampleQuery) -> tuple[str, list]:
+        if self.conn.in_transaction:  # inside someone's write: no temp-table side effects
+            return query.where()
+        return query.where(self._cached_fts)
 
     # reading
     def count(self, query: SampleQuery, *, cap: int | None = None) -> int:
         """How many samples match; with ``cap``, stop counting there (a quick "10,000+")."""
-        where, params = query.where()
+        phrase = fts_phrase(query.search)
+        if phrase and replace(query, sort="id", descending=False) == SampleQuery(search=query.search):
+            # A search alone: FTS5 counts its own doclist (5 ms for 74K of 1M hits) faster
+            # than any lookup of those ids in samples (65 ms).
+            return self.conn.execute("SELECT COUNT(*) FROM samples_fts WHERE samples_fts MATCH ?", (phrase,)).fetchone()[0]
+        where, params = self._where(query)
         if cap is None:
             return self.conn.execute(f"SELECT COUNT(*) FROM samples WHERE {where}", params).fetchone()[0]
         sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM samples WHERE {where} LIMIT ?)"
@@ -263,7 +311,7 @@ class Curation:
         sort cannot follow an index, SQLite's sorter then holds (key, id) pairs instead of
         whole rows with their text: 17K matches sort in 1 ms instead of 15.
         """
-        where, params = query.where()
+        where, params = self._where(query)
         sql = f"SELECT samples.id FROM samples WHERE {where} ORDER BY {query.order_by()} LIMIT ? OFFSET ?"
         ids = [row[0] for row in self.conn.execute(sql, [*params, limit, offset])]
         if not ids:
@@ -276,7 +324,7 @@ class Curation:
         return [by_id[i] for i in ids if i in by_id]
 
     def ids(self, query: SampleQuery) -> list[int]:
-        where, params = query.where()
+        where, params = self._where(query)
         sql = f"SELECT samples.id FROM samples WHERE {where} ORDER BY {query.order_by()}"
         return [row[0] for row in self.conn.execute(sql, params)]
 
@@ -284,7 +332,7 @@ class Curation:
         """Counts per status, origin or run among the matching samples (for the bar charts)."""
         if column not in {"status", "origin", "run_id", "rating"}:
             raise ValueError(f"cannot count by {column!r}")
-        where, params = (query or SampleQuery()).where()
+        where, params = self._where(query or SampleQuery())
         rows = self.conn.execute(f"SELECT {column}, COUNT(*) FROM samples WHERE {where} GROUP BY {column}", params)
         return {key: count for key, count in rows}
 
@@ -292,7 +340,7 @@ class Curation:
         """Word lengths of the matching samples (for histograms)."""
         if column not in {"instruction_words", "output_words"}:
             raise ValueError(f"no length column {column!r}")
-        where, params = (query or SampleQuery()).where()
+        where, params = self._where(query or SampleQuery())
         return [row[0] for row in self.conn.execute(f"SELECT {column} FROM samples WHERE {where}", params)]
 
     def tags(self) -> list[str]:

@@ -40,6 +40,11 @@ _NUMERIC = {"instruction_words", "output_words", "run_id", "rating"}
 _TEXT = {"instruction", "input", "output"}
 STATUS_MARK = {"pending": "· pending", "accepted": "✓ accepted", "rejected": "✗ rejected"}
 IdRole = Qt.ItemDataRole.UserRole + 1
+# Built once: enum arithmetic per cell shows up in the paint profile.
+_DISPLAY, _ALIGN = Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.TextAlignmentRole
+_SERVED = frozenset((_DISPLAY, _ALIGN, IdRole))
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 
 
 class SampleTableModel(QAbstractTableModel):
@@ -111,7 +116,7 @@ class SampleTableModel(QAbstractTableModel):
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
         # Early out: the view asks for a dozen roles per cell; only these are served.
-        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.TextAlignmentRole, IdRole):
+        if role not in _SERVED:
             return None
         if not index.isValid():
             return None
@@ -121,10 +126,8 @@ class SampleTableModel(QAbstractTableModel):
         if role == IdRole:
             return record[0]
         key = COLUMN_KEYS[index.column()]
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            if key in _NUMERIC:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return None
+        if role == _ALIGN:
+            return _RIGHT if key in _NUMERIC else None
         value = record[_COLUMN_FIELD[index.column()]]
         return _display(key, value)
 
@@ -138,7 +141,7 @@ class SampleTableModel(QAbstractTableModel):
     def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+        return _FLAGS
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if not 0 <= column < len(COLUMNS):
