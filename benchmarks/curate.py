@@ -77,7 +77,7 @@ def build_1m(root: Path, n: int = 1_000_000) -> float:
     from studio.core.db import transaction
     from studio.core.project import Project
     from studio.core.samples import content_hash
-    from studio.core.search_index import deferred_indexing
+    from studio.core.bulk_insert import bulk_insert
 
     started = time.perf_counter()
     now = time.time()
@@ -85,7 +85,7 @@ def build_1m(root: Path, n: int = 1_000_000) -> float:
     with Project.create(root) as project:
         rows = ((a, b, c, statuses[i % 3], "generated", now, now + i, content_hash(a, b, c), len(a.split()), len(c.split()))
                 for i, (a, b, c) in enumerate(stand_in(n)))
-        with transaction(project.conn), deferred_indexing(project.conn, n):
+        with transaction(project.conn), bulk_insert(project.conn, n):
             project.conn.executemany(
                 "INSERT INTO samples (instruction, input, output, status, origin, created_at, updated_at, content_hash,"
                 " instruction_words, output_words)"

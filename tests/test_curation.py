@@ -212,3 +212,16 @@ def test_cached_search_results_follow_changes_from_any_connection(project: Proje
         other.close()
     assert project.curation.count(query) == 1
     assert [r[0] for r in project.curation.page(query, 0, 10)] == project.curation.ids(query)
+
+
+def test_bulk_insert_keeps_every_index_trigger_and_the_duplicate_check(project: Project) -> None:
+    schema_sql = "SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN ('samples', 'samples_fts') ORDER BY name"
+    before = project.conn.execute(schema_sql).fetchall()
+    batch = [Sample(f"Bulk sample {i}.", "", "x") for i in range(2500)]
+    assert project.samples.add_many(batch).inserted == 2500
+    result = project.samples.add_many(batch + [Sample("One more sample.", "", "y")] * 2000)
+    assert (result.inserted, result.duplicates) == (1, 4499)
+    assert [tuple(r) for r in project.conn.execute(schema_sql)] == [tuple(r) for r in before]
+    assert project.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    project.conn.execute("INSERT INTO samples_fts(samples_fts) VALUES ('integrity-check')")
+    assert project.curation.count(SampleQuery(search="bulk")) == 2500

@@ -10,7 +10,7 @@ from studio.core.curation import SampleQuery
 from studio.core.db import transaction
 from studio.core.project import Project
 from studio.core.samples import Sample
-from studio.core.search_index import deferred_indexing
+from studio.core.bulk_insert import bulk_insert
 from studio.ui.sample_table_model import COLUMN_KEYS, MAX_PAGES, PAGE_SIZE, SampleTableModel
 
 
@@ -19,7 +19,7 @@ def bulk_fill(project: Project, n: int) -> None:
     now = time.time()
     rows = [(f"Instruction number {i} about topic {i % 97}", "", f"Output {i} " * (i % 7 + 1),
              ("pending", "accepted", "rejected")[i % 3], "generated", now, now, f"h{i}") for i in range(n)]
-    with transaction(project.conn), deferred_indexing(project.conn, n):
+    with transaction(project.conn), bulk_insert(project.conn, n):
         project.conn.executemany(
             "INSERT INTO samples (instruction, input, output, status, origin, created_at, updated_at, content_hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from studio.core.db import transaction, word_count
-from studio.core.search_index import deferred_indexing
+from studio.core.bulk_insert import bulk_insert
 
 
 class Status(str, Enum):
@@ -123,7 +123,7 @@ class SampleRepository:
         rows = [_row_values(sample, now) for sample in samples]
         with transaction(self._conn):
             # rowcount, not total_changes: the latter also counts rows written by triggers (FTS).
-            with deferred_indexing(self._conn, len(rows)):
+            with bulk_insert(self._conn, len(rows)):
                 inserted = self._conn.executemany(_INSERT_SQL, rows).rowcount
         return InsertResult(inserted=inserted, duplicates=len(rows) - inserted)
 
