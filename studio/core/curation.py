@@ -117,8 +117,11 @@ class SampleQuery:
             params.extend(runs)
         if self.tag:
             # instr() is a cheap pre-filter; json_each makes the match exact.
+            # tags != '[]' lets SQLite use the partial index of tagged samples; instr() is a
+            # cheap pre-filter; json_each makes the match exact.
             clauses.append(
-                "instr(samples.tags, ?) AND EXISTS (SELECT 1 FROM json_each(samples.tags) WHERE value = ?)"
+                "samples.tags != '[]' AND instr(samples.tags, ?)"
+                " AND EXISTS (SELECT 1 FROM json_each(samples.tags) WHERE value = ?)"
             )
             params.extend((json.dumps(self.tag, ensure_ascii=False), self.tag))
         if self.ratings:
@@ -345,7 +348,9 @@ class Curation:
         return [row[0] for row in self.conn.execute(f"SELECT {column} FROM samples WHERE {where}", params)]
 
     def tags(self) -> list[str]:
-        rows = self.conn.execute("SELECT DISTINCT value FROM samples, json_each(samples.tags) ORDER BY value")
+        rows = self.conn.execute(
+            "SELECT DISTINCT value FROM samples, json_each(samples.tags) WHERE samples.tags != '[]' ORDER BY value"
+        )
         return [row[0] for row in rows]
 
     def run_ids(self) -> list[int]:

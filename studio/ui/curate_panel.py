@@ -394,12 +394,12 @@ class CuratePanel(Panel):
         except StudioError as exc:
             self.detail_message.setText(str(exc))
         if changes:
-            self._push(changes, "edit sample", keep_rows=True)
+            self._push(changes, "edit sample", keep_rows=True, new_tags=tags != sample.tags)
             if not self.detail_message.text():
                 self.detail_message.setText("Saved.")
 
     # -- changes ---------------------------------------------------------------------------
-    def _push(self, changes: list[Change], text: str, *, keep_rows: bool = False) -> None:
+    def _push(self, changes: list[Change], text: str, *, keep_rows: bool = False, new_tags: bool = False) -> None:
         """Record already-committed changes on the undo stack, as one step."""
         conn = self.project.conn
         refresh = self._refresh_after_undo
@@ -415,7 +415,8 @@ class CuratePanel(Panel):
         else:
             self.model.refresh()
             self.count_label.setText(f"{self.model.rowCount():,} samples")
-        self._reload_choices()
+        if new_tags:  # the tag list is a query of its own: only when tags may have changed
+            self._reload_choices()
 
     def _refresh_after_undo(self) -> None:
         row = self.table.currentIndex().row()
@@ -445,7 +446,7 @@ class CuratePanel(Panel):
     def bulk_tag(self, tag: str) -> None:
         ids = self.target_ids()
         if ids and tag.strip():
-            self._push([self.project.curation.add_tag(ids, tag.strip())], "tag", keep_rows=True)
+            self._push([self.project.curation.add_tag(ids, tag.strip())], "tag", keep_rows=True, new_tags=True)
 
     def bulk_delete(self) -> None:
         ids = self.target_ids()
