@@ -65,9 +65,18 @@ def count_pairs(instructions: Iterable[str], parser=None, batch_size: int = 256)
 
 
 def top_pairs(counts: Counter, verbs: int = 20, objects: int = 4) -> dict[str, list[tuple[str, int]]]:
-    """The most common root verbs, each with its most common direct objects."""
+    """The most common root verbs, each with its most common direct objects.
+
+    Objects past the first ``objects`` are summed under "…", so a verb's entries add up
+    to its count ("" is a verb without a direct object).
+    """
     by_verb: dict[str, Counter] = {}
     for (verb, obj), n in counts.items():
         by_verb.setdefault(verb, Counter())[obj] += n
-    ranked = sorted(by_verb.items(), key=lambda item: -sum(item[1].values()))[:verbs]
-    return {verb: objs.most_common(objects) for verb, objs in ranked}
+    ranked = sorted(by_verb.items(), key=lambda item: (-sum(item[1].values()), item[0]))[:verbs]
+    result = {}
+    for verb, objs in ranked:
+        top = objs.most_common(objects)
+        rest = sum(objs.values()) - sum(n for _, n in top)
+        result[verb] = top + ([("…", rest)] if rest else [])
+    return result

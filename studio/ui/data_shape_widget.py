@@ -101,6 +101,35 @@ class _BarChart(pg.PlotWidget):
                 self.clicked.emit(self._keys[index])
 
 
+class _RootVerbChart(pg.PlotWidget):
+    """Alpaca's verb/object figure as stacked horizontal bars: one bar per root verb,
+    one segment per direct object (the verb's other objects in grey)."""
+
+    COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
+
+    def __init__(self):
+        super().__init__()
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.labels: list[str] = []
+
+    def show_pairs(self, pairs: dict[str, list[tuple[str, int]]]) -> None:
+        self.clear()
+        verbs = list(pairs)[::-1]  # most common on top
+        self.labels = []
+        for row, verb in enumerate(verbs):
+            start = 0
+            for n, (obj, count) in enumerate(pairs[verb]):
+                colour = "#888888" if obj == "…" else self.COLOURS[n % len(self.COLOURS)]
+                self.addItem(pg.BarGraphItem(x0=[start], y=[row], width=[count], height=0.8, brush=colour))
+                label = pg.TextItem(obj or "—", color="w", anchor=(0, 0.5))
+                label.setPos(start, row)
+                self.addItem(label)
+                self.labels.append(f"{verb}:{obj}")
+                start += count
+        self.getPlotItem().getAxis("left").setTicks([[(row, verb) for row, verb in enumerate(verbs)]])
+
+
 class DataShapeWidget(QWidget):
     """Emits ``filter_requested(field, value)``: field is status, origin, run_id or a length column."""
 
@@ -125,13 +154,16 @@ class DataShapeWidget(QWidget):
         self.verbs_button = QPushButton("Root verbs…")
         self.verbs_button.setToolTip("Most common root verbs and their direct objects (needs spaCy)")
         self.verbs_button.clicked.connect(self._on_verbs_clicked)
+        # The message line doubles as the chart's placeholder: why there is no chart, or a legend.
         self.verbs_view = QLabel("Root verbs: press the button to parse the instructions.")
         self.verbs_view.setWordWrap(True)
-        self.verbs_view.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.verbs_view.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.verbs_chart = _RootVerbChart()
+        self.verbs_chart.hide()
         verbs = QVBoxLayout()
         verbs.addWidget(self.verbs_button)
-        verbs.addWidget(self.verbs_view, 1)
+        verbs.addWidget(self.verbs_view)
+        verbs.addWidget(self.verbs_chart, 1)
         holder = QWidget()
         holder.setLayout(verbs)
         grid.addWidget(holder, 1, 2)
@@ -179,15 +211,19 @@ class DataShapeWidget(QWidget):
 
     def _on_verbs_errored(self, exc: Exception) -> None:
         # A missing spaCy or model is a message in the chart area, never a crash.
+        self.verbs_chart.hide()
         self.verbs_view.setText(str(exc))
 
     def _on_verbs_finished(self) -> None:
         self._verb_worker = None
 
     def _show_verbs(self, pairs: dict) -> None:
-        lines = [f"<b>{verb}</b>: " + ", ".join(f"{obj or '—'} ({n})" for obj, n in objects)
-                 for verb, objects in pairs.items()]
-        self.verbs_view.setText("<br>".join(lines) or "No verb-led instructions found.")
+        if not pairs:
+            self.verbs_view.setText("No verb-led instructions found.")
+            return
+        self.verbs_view.setText("Root verbs (bars) split by their most common direct objects.")
+        self.verbs_chart.show_pairs(pairs)
+        self.verbs_chart.show()
 
     def shutdown(self) -> None:
         for worker in (self._worker, self._verb_worker):
