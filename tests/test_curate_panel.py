@@ -179,3 +179,10 @@ def test_saved_view_and_snapshot_dialog(qtbot, panel: CuratePanel, project: Proj
     dialog.export_to(1, target, "alpaca", 0.0)
     qtbot.waitUntil(lambda: dialog.message.text().startswith("Exported"), timeout=10_000)
     assert target.is_file()
+
+
+def test_a_saved_view_brings_its_sort_order(panel: CuratePanel, project: Project) -> None:
+    panel.set_filters(SampleQuery(statuses=("accepted",), sort="output_words", descending=True))
+    expected = project.curation.ids(SampleQuery(statuses=("accepted",), sort="output_words", descending=True))
+    assert [panel.model.sample_id(r) for r in range(5)] == expected[:5]
+    assert panel.table.horizontalHeader().sortIndicatorSection() == 5

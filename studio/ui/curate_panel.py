@@ -304,7 +304,12 @@ class CuratePanel(Panel):
         finally:
             for widget in widgets:
                 widget.blockSignals(False)
-        self.model.set_query(replace(self.model.query, sort=query.sort, descending=query.descending))
+        self.model.set_sort_key(query.sort, query.descending)
+        header = self.table.horizontalHeader()
+        header.blockSignals(True)  # show the view's order without the header re-sorting
+        order = Qt.SortOrder.DescendingOrder if query.descending else Qt.SortOrder.AscendingOrder
+        header.setSortIndicator(COLUMN_KEYS.index(query.sort) if query.sort in COLUMN_KEYS else -1, order)
+        header.blockSignals(False)
         self.apply_filters()
 
     def _reload_choices(self) -> None:

@@ -71,6 +71,10 @@ class SampleTableModel(QAbstractTableModel):
         self._query = query
         self.refresh()
 
+    def set_sort_key(self, sort: str, descending: bool) -> None:
+        """Change the order without re-reading: it applies at the next set_query or refresh."""
+        self._query = replace(self._query, sort=sort, descending=descending)
+
     def refresh(self) -> None:
         """Re-read everything: after a change that may move rows in or out of the query."""
         self.beginResetModel()
