@@ -225,3 +225,21 @@ def test_bulk_insert_keeps_every_index_trigger_and_the_duplicate_check(project: 
     assert project.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     project.conn.execute("INSERT INTO samples_fts(samples_fts) VALUES ('integrity-check')")
     assert project.curation.count(SampleQuery(search="bulk")) == 2500
+
+
+def test_upgrading_a_v1_project_indexes_its_existing_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.core import schema
+
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+    monkeypatch.setattr(schema, "LATEST_VERSION", 1)
+    with Project.create(tmp_path / "p") as old:
+        old.conn.execute(
+            "INSERT INTO samples (instruction, output, tags, created_at, updated_at, content_hash)"
+            " VALUES ('Summarise this old text', 'short one', '[\"legacy\"]', 0, 0, 'h1')"
+        )
+    monkeypatch.undo()
+    with Project.open(tmp_path / "p") as project:
+        assert schema.current_version(project.conn) == schema.LATEST_VERSION
+        assert project.curation.count(SampleQuery(search="summarise", tag="legacy", instruction_words=(4, 4),
+                                                  output_words=(2, 2))) == 1
+    assert (tmp_path / "p" / "project.sqlite.v1.bak").is_file()
