@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.core import formats
+from studio.core import exports, formats
+from studio.core.curation import SampleQuery
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project
@@ -100,8 +101,186 @@ def cmd_data_export(args: argparse.Namespace) -> int:
     statuses = args.status or None
     with _open(args, exclusive=False) as project:
         records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter(statuses)]
-    count = formats.write_samples(args.file, records, fmt)
-    print(f"Exported {count} samples to {args.file} ({fmt}).")
+    written = exports.export(args.file, records, fmt, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"Exported {len(records)} samples to {_parts(written)} ({fmt}).")
+    return EXIT_OK
+
+
+def _parts(written: dict[str, Path]) -> str:
+    paths = dict.fromkeys(str(p) for p in written.values())
+    return ", ".join(paths)
+
+
+# -- curation ------------------------------------------------------------------------------
+def _filter_args(parser: argparse.ArgumentParser) -> None:
+    """The table's filters, as options: the CLI twin of the Curate panel's filter bar."""
+    group = parser.add_argument_group("filters (all must hold)")
+    group.add_argument("--search", default="", help="full-text search: every word must appear")
+    group.add_argument("--status", action="append", choices=[s.value for s in Status], help="repeatable")
+    group.add_argument("--origin", action="append", choices=[o.value for o in Origin], help="repeatable")
+    group.add_argument("--run", action="append", type=int, help="generation run id (0: none); repeatable")
+    group.add_argument("--tag", default="", help="samples carrying this tag")
+    group.add_argument("--rating", action="append", type=int, choices=range(6), help="1-5, 0 unrated; repeatable")
+    group.add_argument("--min-instruction-words", type=int)
+    group.add_argument("--max-instruction-words", type=int)
+    group.add_argument("--min-output-words", type=int)
+    group.add_argument("--max-output-words", type=int)
+    group.add_argument("--blacklisted", choices=("yes", "no"), help="instruction has a blacklisted word")
+    group.add_argument("--duplicates", choices=("yes", "no"), help="member of a near-duplicate cluster")
+    group.add_argument("--view", help="start from this saved view")
+
+
+def _yes_no(value: str | None) -> bool | None:
+    return None if value is None else value == "yes"
+
+
+def _query(args: argparse.Namespace, project: Project) -> SampleQuery:
+    base = SampleQuery()
+    if getattr(args, "view", None):
+        views = project.curation.views()
+        if args.view not in views:
+            raise StudioError(f"No saved view {args.view!r}; saved views: {', '.join(views) or 'none'}.")
+        base = views[args.view]
+    changes = {
+        "search": args.search or base.search,
+        "statuses": tuple(args.status or base.statuses),
+        "origins": tuple(args.origin or base.origins),
+        "run_ids": tuple(args.run or base.run_ids),
+        "tag": args.tag or base.tag,
+        "ratings": tuple(args.rating or base.ratings),
+        "instruction_words": (
+            args.min_instruction_words if args.min_instruction_words is not None else base.instruction_words[0],
+            args.max_instruction_words if args.max_instruction_words is not None else base.instruction_words[1],
+        ),
+        "output_words": (
+            args.min_output_words if args.min_output_words is not None else base.output_words[0],
+            args.max_output_words if args.max_output_words is not None else base.output_words[1],
+        ),
+        "blacklisted": _yes_no(args.blacklisted) if args.blacklisted else base.blacklisted,
+        "duplicates": _yes_no(args.duplicates) if args.duplicates else base.duplicates,
+    }
+    return SampleQuery(**{**base.__dict__, **changes})
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    with _open(args, exclusive=False) as project:
+        query = _query(args, project)
+        query.sort, query.descending = args.sort, args.desc
+        total = project.curation.count(query)
+        rows = project.curation.page(query, 0, args.limit)
+    for row in rows:
+        print(f"{row[0]:>7} {row[1]:<9} {row[2][:90].replace(chr(10), ' ')}")
+    print(f"{total} samples match", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_data_mark(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        ids = project.curation.ids(_query(args, project))
+        change = project.curation.set_status(ids, args.to)
+    print(f"Marked {len(change)} samples {args.to}.")
+    return EXIT_OK
+
+
+def cmd_data_tag(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        ids = project.curation.ids(_query(args, project))
+        if args.remove:
+            change = project.curation.remove_tag(ids, args.tag_name)
+        else:
+            change = project.curation.add_tag(ids, args.tag_name)
+    print(f"{'Untagged' if args.remove else 'Tagged'} {len(change)} samples '{args.tag_name}'.")
+    return EXIT_OK
+
+
+def cmd_data_delete(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        query = _query(args, project)
+        if query == SampleQuery() and not args.all:
+            raise StudioError("No filter given: add filters, or --all to delete every sample.")
+        change = project.curation.delete(project.curation.ids(query))
+    print(f"Deleted {len(change)} samples.")
+    return EXIT_OK
+
+
+def cmd_data_dedup(args: argparse.Namespace) -> int:
+    from studio.core.curation import find_clusters
+
+    with _open(args) as project:
+        clusters = find_clusters(project.conn, _query(args, project), threshold=args.threshold)
+        found = project.curation.store_clusters(clusters)
+        members = sum(len(c) for c in clusters)
+        if args.keep_first:
+            for cluster in clusters:
+                project.curation.keep_one(cluster, min(cluster))
+    action = "; kept the oldest of each, rejected the rest" if args.keep_first else ""
+    print(f"Found {found} near-duplicate clusters ({members} samples){action}.")
+    return EXIT_OK
+
+
+def cmd_view_save(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        project.curation.save_view(args.name, _query(args, project))
+    print(f"Saved view {args.name!r}.")
+    return EXIT_OK
+
+
+def cmd_view_list(args: argparse.Namespace) -> int:
+    with _open(args, exclusive=False) as project:
+        for name, query in project.curation.views().items():
+            print(f"{name}\t{query.to_json()}")
+    return EXIT_OK
+
+
+# -- snapshots -----------------------------------------------------------------------------
+def cmd_snapshot_create(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        query = _query(args, project)
+        if query == SampleQuery():
+            query = SampleQuery(statuses=("accepted",))
+        snapshot = project.snapshots.create(args.name, query, note=args.note)
+    print(f"Snapshot {snapshot.id} {snapshot.name!r}: {snapshot.sample_count} samples, hash {snapshot.content_hash[:16]}, "
+          f"{snapshot.path}")
+    return EXIT_OK
+
+
+def cmd_snapshot_list(args: argparse.Namespace) -> int:
+    with _open(args, exclusive=False) as project:
+        snapshots = project.snapshots.list()
+    if args.json:
+        print(json.dumps([s.__dict__ for s in snapshots], indent=2))
+        return EXIT_OK
+    for s in snapshots:
+        print(f"{s.id:>4} {s.name:<24} {s.sample_count:>8} {s.content_hash[:16]} {s.path}")
+    print(f"{len(snapshots)} snapshots", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_snapshot_diff(args: argparse.Namespace) -> int:
+    with _open(args, exclusive=False) as project:
+        diff = project.snapshots.diff(args.first, args.second)
+    if args.json:
+        print(json.dumps({
+            "added": [i.sample_id for i in diff.added], "removed": [i.sample_id for i in diff.removed],
+            "changed": [a.sample_id for a, _ in diff.changed], "unchanged": diff.unchanged,
+        }))
+        return EXIT_OK
+    for item in diff.added:
+        print(f"+ {item.sample_id:>7} {item.instruction[:90]}")
+    for item in diff.removed:
+        print(f"- {item.sample_id:>7} {item.instruction[:90]}")
+    for before, _after in diff.changed:
+        print(f"~ {before.sample_id:>7} {before.instruction[:90]}")
+    print(f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
+          f"{diff.unchanged} unchanged", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_snapshot_export(args: argparse.Namespace) -> int:
+    with _open(args, exclusive=False) as project:
+        records = project.snapshots.records(args.snapshot)
+    written = exports.export(args.path, records, args.format, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"Exported {len(records)} samples to {_parts(written)} ({args.format}).")
     return EXIT_OK
 
 
@@ -175,8 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     d_import.set_defaults(handler=cmd_data_import)
     d_export = data_commands.add_parser("export", help="write samples to a file")
     d_export.add_argument("file", type=Path, metavar="FILE")
-    d_export.add_argument("--format", choices=formats.SAMPLE_FORMATS,
-                          help="default: alpaca for .json, jsonl otherwise")
+    d_export.add_argument("--format", choices=exports.EXPORT_FORMATS,
+                          help="default: alpaca for .json, jsonl otherwise; hf writes a datasets folder")
+    _split_args(d_export)
     d_export.add_argument("--status", choices=[s.value for s in Status], action="append",
                           help="only samples with this status (repeatable; default: all)")
     _project_arg(d_export)
@@ -204,7 +384,69 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     _project_arg(gen)
     gen.set_defaults(handler=cmd_generate)
+    d_list = data_commands.add_parser("list", help="print the samples a filter selects")
+    d_list.add_argument("--sort", default="id", help="id, status, instruction_words, output_words, rating, updated_at ...")
+    d_list.add_argument("--desc", action="store_true", help="largest first")
+    d_list.add_argument("--limit", type=int, default=50)
+    d_mark = data_commands.add_parser("mark", help="set the status of every sample a filter selects")
+    d_mark.add_argument("to", choices=[s.value for s in Status], metavar="STATUS", help="pending, accepted or rejected")
+    d_tag = data_commands.add_parser("tag", help="tag (or --remove the tag from) every sample a filter selects")
+    d_tag.add_argument("tag_name", metavar="TAG")
+    d_tag.add_argument("--remove", action="store_true")
+    d_delete = data_commands.add_parser("delete", help="delete every sample a filter selects")
+    d_delete.add_argument("--all", action="store_true", help="allow deleting with no filter")
+    d_dedup = data_commands.add_parser("dedup", help="find near-duplicate clusters (ROUGE-L on instructions)")
+    d_dedup.add_argument("--threshold", type=float, default=0.7)
+    d_dedup.add_argument("--keep-first", action="store_true", help="accept the oldest of each cluster, reject the rest")
+    for sub, handler in ((d_list, cmd_data_list), (d_mark, cmd_data_mark), (d_tag, cmd_data_tag),
+                         (d_delete, cmd_data_delete), (d_dedup, cmd_data_dedup)):
+        _filter_args(sub)
+        _project_arg(sub)
+        sub.set_defaults(handler=handler)
+
+    view = commands.add_parser("view", help="saved filters of the Curate table")
+    view_commands = view.add_subparsers(title="view commands", metavar="ACTION", required=True)
+    v_save = view_commands.add_parser("save", help="save the given filters under a name")
+    v_save.add_argument("name", metavar="NAME")
+    _filter_args(v_save)
+    _project_arg(v_save)
+    v_save.set_defaults(handler=cmd_view_save)
+    v_list = view_commands.add_parser("list", help="print the saved views")
+    _project_arg(v_list)
+    v_list.set_defaults(handler=cmd_view_list)
+
+    snapshot = commands.add_parser("snapshot", help="frozen datasets: create, list, diff, export")
+    snap_commands = snapshot.add_subparsers(title="snapshot commands", metavar="ACTION", required=True)
+    sn_create = snap_commands.add_parser("create", help="freeze the accepted samples (or a filter's) under a name")
+    sn_create.add_argument("name", metavar="NAME")
+    sn_create.add_argument("--note", default="")
+    _filter_args(sn_create)
+    _project_arg(sn_create)
+    sn_create.set_defaults(handler=cmd_snapshot_create)
+    sn_list = snap_commands.add_parser("list", help="print the snapshots")
+    sn_list.add_argument("--json", action="store_true")
+    _project_arg(sn_list)
+    sn_list.set_defaults(handler=cmd_snapshot_list)
+    sn_diff = snap_commands.add_parser("diff", help="samples added, removed and changed from A to B")
+    sn_diff.add_argument("first", metavar="A")
+    sn_diff.add_argument("second", metavar="B")
+    sn_diff.add_argument("--json", action="store_true")
+    _project_arg(sn_diff)
+    sn_diff.set_defaults(handler=cmd_snapshot_diff)
+    sn_export = snap_commands.add_parser("export", help="write a snapshot as a training dataset")
+    sn_export.add_argument("snapshot", metavar="NAME", help="snapshot name or id")
+    sn_export.add_argument("path", type=Path, metavar="PATH")
+    sn_export.add_argument("--format", choices=exports.EXPORT_FORMATS, default=formats.ALPACA)
+    _split_args(sn_export)
+    _project_arg(sn_export)
+    sn_export.set_defaults(handler=cmd_snapshot_export)
     return parser
+
+
+def _split_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                        help="hold out this fraction as a validation split (default: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split's shuffle")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,14 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
+    # The schema's word-length columns call this; every connection that writes samples needs it.
+    conn.create_function("studio_words", 1, word_count, deterministic=True)
     return conn
+
+
+def word_count(text: str | None) -> int:
+    """Whitespace-separated words: the unit of the length filters and Alpaca's length plots."""
+    return len(text.split()) if text else 0
 
 
 @contextmanager

@@ -15,9 +15,11 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from studio.core import db, schema
+from studio.core.curation import Curation
 from studio.core.errors import ProjectError, ProjectLockedError
 from studio.core.samples import SampleRepository
 from studio.core.seeds import SeedRepository
+from studio.core.snapshots import SnapshotStore
 
 DB_NAME = "project.sqlite"
 LOCK_NAME = ".studio.lock"
@@ -34,6 +36,8 @@ class Project:
         self._lock = lock
         self.seeds = SeedRepository(conn)
         self.samples = SampleRepository(conn)
+        self.curation = Curation(conn)
+        self.snapshots = SnapshotStore(conn, root)
 
     # -- opening and closing -------------------------------------------------------------
     @classmethod
@@ -93,6 +97,10 @@ class Project:
 
     def close(self) -> None:
         if self.conn is not None:
+            try:
+                self.conn.execute("PRAGMA optimize")  # SQLite's advice: refresh planner statistics on close
+            except sqlite3.Error:
+                pass
             self.conn.close()
             self.conn = None  # type: ignore[assignment]
         if self._lock is not None:

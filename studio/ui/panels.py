@@ -43,9 +43,11 @@ class PanelSpec:
 def panel_specs() -> list[PanelSpec]:
     # Imported here so that importing the registry stays cheap.
     from studio.ui.generate_panel import GeneratePanel
+    from studio.ui.curate_panel import CuratePanel
     from studio.ui.seeds_panel import SeedsPanel
 
     return [
         PanelSpec("seeds", SeedsPanel),
         PanelSpec("generate", GeneratePanel),
+        PanelSpec("curate", CuratePanel),
     ]

@@ -1,0 +1,231 @@
+"""The data's shape: counts by status, origin and run, word-length histograms, root verbs.
+
+Numbers come from SQL in a worker thread (a million lengths take a moment); clicking a
+bar asks the panel to filter the table to it (``filter_requested``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from superqt.utils import create_worker
+
+from studio.core.curation import Curation, SampleQuery
+
+BINS = 30
+
+
+def compute_shape(db_path: Path, query: SampleQuery) -> dict:
+    """Everything the charts show, read on a connection of the worker's own."""
+    from studio.core.db import connect
+
+    conn = connect(db_path)
+    try:
+        curation = Curation(conn)
+        return {
+            "status": curation.counts_by("status", query),
+            "origin": curation.counts_by("origin", query),
+            "run_id": curation.counts_by("run_id", query),
+            "instruction_words": np.asarray(curation.lengths("instruction_words", query), dtype=np.int64),
+            "output_words": np.asarray(curation.lengths("output_words", query), dtype=np.int64),
+        }
+    finally:
+        conn.close()
+
+
+def root_verb_pairs(db_path: Path, query: SampleQuery):
+    """Generator for a worker: running verb/object counts (raises ShapeUnavailable early)."""
+    from studio.core import root_verbs
+    from studio.core.db import connect
+
+    parser = root_verbs.load_parser()
+    conn = connect(db_path)
+    try:
+        where, params = query.where()
+        texts = [r[0] for r in conn.execute(f"SELECT instruction FROM samples WHERE {where}", params)]
+    finally:
+        conn.close()
+    for counts in root_verbs.count_pairs(texts, parser):
+        yield root_verbs.top_pairs(counts)
+
+
+class _BarChart(pg.PlotWidget):
+    """Bars with text labels on the x axis; a click reports the bar's key."""
+
+    clicked = Signal(object)
+
+    def __init__(self, title: str):
+        super().__init__(title=title)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self._keys: list = []
+        self._edges: np.ndarray | None = None
+        self.scene().sigMouseClicked.connect(self._on_scene_clicked)
+
+    def show_counts(self, counts: dict) -> None:
+        self.clear()
+        self._edges = None
+        self._keys = sorted(counts, key=lambda k: (k is None, str(k)))
+        heights = [counts[k] for k in self._keys]
+        self.addItem(pg.BarGraphItem(x=np.arange(len(heights)), height=heights, width=0.7, brush="#4c78a8"))
+        labels = [(i, "none" if k is None else str(k)) for i, k in enumerate(self._keys)]
+        self.getPlotItem().getAxis("bottom").setTicks([labels])
+
+    def show_histogram(self, values: np.ndarray) -> None:
+        self.clear()
+        self._keys = []
+        if values.size == 0:
+            self._edges = None
+            return
+        # Whole-word bins: a fractional edge would leave empty bars between integer lengths.
+        low, high = int(values.min()), int(values.max())
+        step = max(1, -(-(high - low + 1) // BINS))
+        counts, edges = np.histogram(values, bins=np.arange(low, high + step + 1, step))
+        self._edges = edges
+        self.addItem(pg.BarGraphItem(x0=edges[:-1], x1=edges[1:], height=counts, brush="#72b7b2"))
+        self.getPlotItem().getAxis("bottom").setTicks(None)
+
+    def _on_scene_clicked(self, event) -> None:
+        point = self.getPlotItem().vb.mapSceneToView(event.scenePos())
+        x = point.x()
+        if self._edges is not None:
+            index = int(np.searchsorted(self._edges, x, side="right")) - 1
+            if 0 <= index < len(self._edges) - 1:
+                self.clicked.emit((int(self._edges[index]), int(self._edges[index + 1]) - 1))
+        elif self._keys:
+            index = int(round(x))
+            if 0 <= index < len(self._keys):
+                self.clicked.emit(self._keys[index])
+
+
+class _RootVerbChart(pg.PlotWidget):
+    """Alpaca's verb/object figure as stacked horizontal bars: one bar per root verb,
+    one segment per direct object (the verb's other objects in grey)."""
+
+    COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
+
+    def __init__(self):
+        super().__init__()
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.labels: list[str] = []
+
+    def show_pairs(self, pairs: dict[str, list[tuple[str, int]]]) -> None:
+        self.clear()
+        verbs = list(pairs)[::-1]  # most common on top
+        self.labels = []
+        for row, verb in enumerate(verbs):
+            start = 0
+            for n, (obj, count) in enumerate(pairs[verb]):
+                colour = "#888888" if obj == "…" else self.COLOURS[n % len(self.COLOURS)]
+                self.addItem(pg.BarGraphItem(x0=[start], y=[row], width=[count], height=0.8, brush=colour))
+                label = pg.TextItem(obj or "—", color="w", anchor=(0, 0.5))
+                label.setPos(start, row)
+                self.addItem(label)
+                self.labels.append(f"{verb}:{obj}")
+                start += count
+        self.getPlotItem().getAxis("left").setTicks([[(row, verb) for row, verb in enumerate(verbs)]])
+
+
+class DataShapeWidget(QWidget):
+    """Emits ``filter_requested(field, value)``: field is status, origin, run_id or a length column."""
+
+    filter_requested = Signal(str, object)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._db_path: Path | None = None
+        self._query = SampleQuery()
+        self._worker = None
+        self._verb_worker = None
+        grid = QGridLayout()
+        self.charts: dict[str, _BarChart] = {}
+        for n, (key, title) in enumerate((
+            ("status", "Samples by status"), ("origin", "by origin"), ("run_id", "by generation run"),
+            ("instruction_words", "Instruction length (words)"), ("output_words", "Output length (words)"),
+        )):
+            chart = _BarChart(title)
+            chart.clicked.connect(lambda value, key=key: self.filter_requested.emit(key, value))
+            self.charts[key] = chart
+            grid.addWidget(chart, n // 3, n % 3)
+        self.verbs_button = QPushButton("Root verbs…")
+        self.verbs_button.setToolTip("Most common root verbs and their direct objects (needs spaCy)")
+        self.verbs_button.clicked.connect(self._on_verbs_clicked)
+        # The message line doubles as the chart's placeholder: why there is no chart, or a legend.
+        self.verbs_view = QLabel("Root verbs: press the button to parse the instructions.")
+        self.verbs_view.setWordWrap(True)
+        self.verbs_view.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.verbs_chart = _RootVerbChart()
+        self.verbs_chart.hide()
+        verbs = QVBoxLayout()
+        verbs.addWidget(self.verbs_button)
+        verbs.addWidget(self.verbs_view)
+        verbs.addWidget(self.verbs_chart, 1)
+        holder = QWidget()
+        holder.setLayout(verbs)
+        grid.addWidget(holder, 1, 2)
+        self.status = QLabel("")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.status)
+        layout.addLayout(grid, 1)
+
+    def set_source(self, db_path: Path | None, query: SampleQuery) -> None:
+        self._db_path = db_path
+        self._query = query
+
+    def refresh(self) -> None:
+        """Recompute in a worker; a newer refresh replaces an older one."""
+        if self._db_path is None:
+            return
+        if self._worker is not None:
+            self._worker.quit()
+        self.status.setText("Counting…")
+        worker = create_worker(compute_shape, self._db_path, self._query, _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(self._on_shape_returned)
+        worker.errored.connect(lambda exc: self.status.setText(f"Could not count: {exc}"))
+        self._worker = worker
+        worker.start()
+
+    def _on_shape_returned(self, shape: dict) -> None:
+        for key in ("status", "origin", "run_id"):
+            self.charts[key].show_counts(shape[key])
+        for key in ("instruction_words", "output_words"):
+            self.charts[key].show_histogram(shape[key])
+        total = sum(shape["status"].values())
+        self.status.setText(f"{total:,} samples in the current filter. Click a bar to filter the table.")
+        self._worker = None
+
+    def _on_verbs_clicked(self) -> None:
+        if self._db_path is None or self._verb_worker is not None:
+            return
+        self.verbs_view.setText("Parsing instructions…")
+        worker = create_worker(root_verb_pairs, self._db_path, self._query, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(self._show_verbs)
+        worker.errored.connect(self._on_verbs_errored)
+        worker.finished.connect(self._on_verbs_finished)
+        self._verb_worker = worker
+        worker.start()
+
+    def _on_verbs_errored(self, exc: Exception) -> None:
+        # A missing spaCy or model is a message in the chart area, never a crash.
+        self.verbs_chart.hide()
+        self.verbs_view.setText(str(exc))
+
+    def _on_verbs_finished(self) -> None:
+        self._verb_worker = None
+
+    def _show_verbs(self, pairs: dict) -> None:
+        if not pairs:
+            self.verbs_view.setText("No verb-led instructions found.")
+            return
+        self.verbs_view.setText("Root verbs (bars) split by their most common direct objects.")
+        self.verbs_chart.show_pairs(pairs)
+        self.verbs_chart.show()
+
+    def shutdown(self) -> None:
+        for worker in (self._worker, self._verb_worker):
+            if worker is not None:
+                worker.quit()
