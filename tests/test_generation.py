@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher, Faults  # noqa: E402
 
-from studio.core import schema  # noqa: E402
+from studio.core import db, schema  # noqa: E402
 from studio.core.generation import events as ev  # noqa: E402
 from studio.core.generation.config import RunConfig, estimate_cost  # noqa: E402
 from studio.core.generation.engine import GenerationEngine, create_run  # noqa: E402
@@ -318,9 +318,9 @@ def test_api_key_never_reaches_the_project_file_or_exported_config(seeded: Proje
 
 def test_migration_adds_generation_tables_to_a_v1_project(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = db.connect(path)  # registers the SQL functions later migrations use
     conn.executescript("BEGIN;" + schema.V1_INITIAL + "PRAGMA user_version = 1; COMMIT;")
-    assert schema.migrate(conn, path) == [2]
+    assert schema.migrate(conn, path) == [2, 3]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"generation_requests", "rejected_candidates"} <= tables
 

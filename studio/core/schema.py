@@ -183,6 +183,9 @@ V2_GENERATION = """
             created_at REAL NOT NULL
         );
         CREATE INDEX rejected_by_run_reason ON rejected_candidates(run_id, reason);
+"""
+
+
 # Curation. Word lengths are plain columns: the insert path fills them from Python (cheapest
 # for bulk imports), a trigger fills them for any other writer, and edits recompute them.
 # (Virtual generated columns were tried: every filtered sort then called the Python word
