@@ -53,6 +53,19 @@ def test_the_gui_modules_do_not_import_the_torch_stack() -> None:
     assert loaded & set(HEAVY) == set()
 
 
+def test_the_started_window_loads_no_torch_stack_and_no_later_panel_libraries(tmp_path: Path) -> None:
+    """What the start-up benchmark counts on: only the first panel is built before the window shows."""
+    loaded = _modules_loaded_by(
+        "import os; os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        f"os.environ['DISTILL_STUDIO_HOME'] = {str(tmp_path)!r}\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from studio.ui.app import create_window\n"
+        f"window = create_window(__import__('pathlib').Path({str(tmp_path / 'p')!r}))\n"
+        "QApplication.processEvents(); assert window.project is not None"
+    )
+    assert loaded & set(HEAVY + ("pyqtgraph", "openai")) == set()
+
+
 def test_the_boundary_check_would_catch_a_qt_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from PySide6.QtCore import QObject\n")

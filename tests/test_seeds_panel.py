@@ -1,4 +1,5 @@
-"""The Seeds panel in a real main window (offscreen): edit, persist, undo, redo, keyboard use."""
+"""The main window and its Seeds panel (offscreen): edit, persist, undo, redo, keyboard use,
+lazy panels, and the window's Ctrl+Z reaching whichever panel is shown."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -186,3 +187,31 @@ def test_theme_switch_changes_the_palette(make_window) -> None:
     light = QApplication.instance().palette().window().color().lightness()
     assert dark < 80 < light
     assert window.settings.value("theme") == "light"
+
+
+def test_panels_other_than_seeds_are_built_on_first_visit(make_window, qtbot) -> None:
+    window = make_window()
+    assert [p is not None for p in window.panels] == [True, False, False]
+    qtbot.keyClick(window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    curate = window.panels[2]
+    assert curate is not None and window.stack.currentWidget() is curate
+    assert curate.project is window.project  # the open project was handed over
+    assert window.undo_group.activeStack() is curate.undo_stack()
+
+
+def test_window_undo_reaches_the_curate_panel(make_window, qtbot, tmp_path: Path) -> None:
+    from curate_data import fill
+
+    window = make_window()
+    fill(window.project, 30)
+    window.nav.setCurrentRow(2)
+    curate = window.panels[2]
+    curate.table.setFocus()
+    curate.table.selectRow(0)
+    sample_id = curate.model.sample_id(0)
+    qtbot.keyClick(curate.table, Qt.Key.Key_R)  # reject
+    assert window.project.samples.get(sample_id).status.value == "rejected"
+    qtbot.keyClick(curate.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.project.samples.get(sample_id).status.value != "rejected"
+    qtbot.keyClick(curate.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert window.project.samples.get(sample_id).status.value == "rejected"

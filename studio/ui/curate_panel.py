@@ -224,14 +224,11 @@ class CuratePanel(Panel):
             self.bulk_row.addWidget(button)
         self.bulk_row.addStretch(1)
         self.bulk_row.addWidget(QLabel("Keys: A accept · R reject · S skip · J/K move · E edit · 1–5 rate"))
-        undo = self._undo.createUndoAction(self, "Undo")
-        undo.setShortcut(QKeySequence.StandardKey.Undo)
-        redo = self._undo.createRedoAction(self, "Redo")
-        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo])
+        # Undo/redo shortcuts belong to the window's Edit menu (it drives undo_stack()); a
+        # second Ctrl+Z here would make the shortcut ambiguous and neither would fire.
         save = QAction("Save edits", self, shortcut=QKeySequence.StandardKey.Save, triggered=self.save_detail)
-        for action in (undo, redo, save):
-            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            self.addAction(action)
+        save.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.addAction(save)
 
     # -- panel contract --------------------------------------------------------------------
     def set_project(self, project: Project | None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
+    QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMenu, QMessageBox,
     QStackedWidget, QWidget,
 )
 from superqt.utils import create_worker
@@ -59,11 +59,12 @@ class MainWindow(QMainWindow):
         self.nav = QListWidget(objectName="PanelNav")
         self.nav.setFixedWidth(168)
         self.stack = QStackedWidget()
-        self.panels: list[Panel] = []
+        self.specs = panel_specs()
+        # Panels are built on first visit, so start-up imports none of their heavy libraries.
+        self.panels: list[Panel | None] = [None] * len(self.specs)
         self.undo_group = QUndoGroup(self)
-        for spec in panel_specs():
-            self._add_panel(spec.factory())
-        self.nav.currentRowChanged.connect(self._on_nav_row_changed)
+        for spec in self.specs:
+            QListWidgetItem(theme.icon(spec.icon), spec.title, self.nav)
 
         self.no_project_label = QLabel("No project is open.\nUse File ▸ New Project or File ▸ Open Project.")
         self.no_project_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -84,14 +85,31 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.counts_label)
         self._build_menus()
         self._restore_geometry()
+        self._ensure_panel(0)
+        self.nav.currentRowChanged.connect(self._on_nav_row_changed)
         self.nav.setCurrentRow(0)
         self._show_project_state()
 
     # -- construction ---------------------------------------------------------------------------
-    def _add_panel(self, panel: Panel) -> None:
-        self.panels.append(panel)
+    def _ensure_panel(self, row: int) -> Panel:
+        """The panel at ``row``, built (and given the open project) on first use."""
+        panel = self.panels[row]
+        if panel is not None:
+            return panel
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            panel = self.specs[row].create()
+        finally:
+            QApplication.restoreOverrideCursor()
+        self.panels[row] = panel
         self.stack.addWidget(panel)
-        QListWidgetItem(theme.icon(panel.icon), panel.title, self.nav)
+        if hasattr(panel, "actions_for_menu"):
+            panel_menu = QMenu(f"&{self.specs[row].title}", self)
+            for action in panel.actions_for_menu():
+                panel_menu.addAction(action)
+            self.menuBar().insertMenu(self.view_menu.menuAction(), panel_menu)
+        if self.project is not None:
+            panel.set_project(self.project)
         stack = panel.undo_stack()
         if stack is not None:
             self.undo_group.addStack(stack)
@@ -99,6 +117,10 @@ class MainWindow(QMainWindow):
             panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         if hasattr(panel, "seeds_changed"):
             panel.seeds_changed.connect(self.refresh_counts)
+        return panel
+
+    def live_panels(self) -> list[Panel]:
+        return [panel for panel in self.panels if panel is not None]
 
     def _menu_action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = menu.addAction(text)
@@ -134,15 +156,10 @@ class MainWindow(QMainWindow):
         redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence(QKeySequence.StandardKey.Redo)])
         edit_menu.addAction(undo)
         edit_menu.addAction(redo)
-        for panel in self.panels:
-            if hasattr(panel, "actions_for_menu"):
-                panel_menu = self.menuBar().addMenu(f"&{panel.title}")
-                for action in panel.actions_for_menu():
-                    panel_menu.addAction(action)
 
-        view_menu = self.menuBar().addMenu("&View")
-        for number, panel in enumerate(self.panels, start=1):
-            self._menu_action(view_menu, panel.title, lambda _=False, n=number - 1: self.nav.setCurrentRow(n),
+        view_menu = self.view_menu = self.menuBar().addMenu("&View")
+        for number, spec in enumerate(self.specs, start=1):
+            self._menu_action(view_menu, spec.title, lambda _=False, n=number - 1: self.nav.setCurrentRow(n),
                               f"Ctrl+{number}")
         view_menu.addSeparator()
         theme_menu = view_menu.addMenu("&Theme")
@@ -184,7 +201,7 @@ class MainWindow(QMainWindow):
             return False
         self.close_project()
         self.project = project
-        for panel in self.panels:
+        for panel in self.live_panels():
             panel.set_project(project)
         self._remember(project.root)
         self._show_project_state()
@@ -194,7 +211,7 @@ class MainWindow(QMainWindow):
     def close_project(self) -> None:
         if self.project is None:
             return
-        for panel in self.panels:
+        for panel in self.live_panels():
             panel.set_project(None)
         self.project.close()
         self.project = None
@@ -240,7 +257,7 @@ class MainWindow(QMainWindow):
         if has_project:
             self.setWindowTitle(f"{self.project.name} — Distill Studio")
             self.project_label.setText(str(self.project.root))
-            self.stack.setCurrentWidget(self.panels[max(self.nav.currentRow(), 0)])
+            self.stack.setCurrentWidget(self._ensure_panel(max(self.nav.currentRow(), 0)))
         else:
             self.setWindowTitle("Distill Studio")
             self.project_label.setText("No project")
@@ -261,7 +278,7 @@ class MainWindow(QMainWindow):
     def _on_nav_row_changed(self, row: int) -> None:
         if not 0 <= row < len(self.panels):
             return
-        panel = self.panels[row]
+        panel = self._ensure_panel(row)
         self.undo_group.setActiveStack(panel.undo_stack())
         if self.project is not None:
             self.stack.setCurrentWidget(panel)
@@ -284,7 +301,7 @@ class MainWindow(QMainWindow):
     def import_seeds(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import seed tasks", "", SEED_FILTER)
         if path:
-            seeds_panel = self._panel("seeds")
+            seeds_panel = self.panel("seeds")
             self._run_in_worker(formats.read_seeds, Path(path), what="Importing seed tasks",
                                 done=lambda seeds: seeds_panel.import_seeds(seeds, Path(path).name))
 
@@ -296,7 +313,7 @@ class MainWindow(QMainWindow):
                 skipped = f", {duplicates} exact duplicates skipped" if duplicates else ""
                 self.statusBar().showMessage(f"Imported {inserted} samples from {Path(path).name}{skipped}", 8000)
                 self.refresh_counts()
-                for panel in self.panels:
+                for panel in self.live_panels():
                     if hasattr(panel, "samples_changed_externally"):
                         panel.samples_changed_externally()
 
@@ -320,9 +337,8 @@ class MainWindow(QMainWindow):
             self._run_in_worker(_export_samples_job, self.project.root, Path(path), fmt, what="Exporting samples",
                                 done=lambda n: self.statusBar().showMessage(f"Exported {n} samples to {path}", 8000))
 
-    def _panel(self, key: str) -> Panel:
-        specs = panel_specs()
-        return self.panels[[spec.key for spec in specs].index(key)]
+    def panel(self, key: str) -> Panel:
+        return self._ensure_panel([spec.key for spec in self.specs].index(key))
 
     # -- look and feel ------------------------------------------------------------------------
     def set_theme(self, name: str) -> None:
@@ -350,7 +366,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
-        for panel in self.panels:
+        for panel in self.live_panels():
             panel.shutdown()
         for worker in list(self._workers):
             worker.quit()

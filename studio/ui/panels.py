@@ -9,7 +9,7 @@ Only panels that work are listed; later features add theirs here.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 
 from PySide6.QtGui import QUndoStack
@@ -36,18 +36,24 @@ class Panel(QWidget):
 
 @dataclass(frozen=True)
 class PanelSpec:
+    """A panel as data: the window lists it at once, imports and builds it on first visit."""
+
     key: str
-    factory: Callable[[], Panel]
+    title: str
+    icon: str
+    factory: str  # "module:Class"
+
+    def create(self) -> Panel:
+        module_name, _, class_name = self.factory.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)()
+
+
+PANELS = (
+    PanelSpec("seeds", "Seeds", "seeds.svg", "studio.ui.seeds_panel:SeedsPanel"),
+    PanelSpec("generate", "Generate", "generate.svg", "studio.ui.generate_panel:GeneratePanel"),
+    PanelSpec("curate", "Curate", "curate.svg", "studio.ui.curate_panel:CuratePanel"),
+)
 
 
 def panel_specs() -> list[PanelSpec]:
-    # Imported here so that importing the registry stays cheap.
-    from studio.ui.generate_panel import GeneratePanel
-    from studio.ui.curate_panel import CuratePanel
-    from studio.ui.seeds_panel import SeedsPanel
-
-    return [
-        PanelSpec("seeds", SeedsPanel),
-        PanelSpec("generate", GeneratePanel),
-        PanelSpec("curate", CuratePanel),
-    ]
+    return list(PANELS)
