@@ -85,12 +85,8 @@ def cmd_seeds_list(args: argparse.Namespace) -> int:
 
 def cmd_data_import(args: argparse.Namespace) -> int:
     records = formats.read_samples(args.file, args.format)
-    samples = (
-        Sample(r.instruction, r.input, r.output, status=Status(args.status), origin=Origin.IMPORTED, source=args.file.name)
-        for r in records
-    )
     with _open(args) as project:
-        result = project.samples.add_many(samples)
+        result = project.samples.import_texts(records, status=args.status, origin=Origin.IMPORTED, source=args.file.name)
     note = f"; {result.duplicates} exact duplicates skipped" if result.duplicates else ""
     print(f"Imported {result.inserted} samples from {args.file} as {args.status}{note}.")
     return EXIT_OK

@@ -20,6 +20,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: bulk imports and FTS builds stop spilling pages
     # The schema's word-length columns call this; every connection that writes samples needs it.
     conn.create_function("studio_words", 1, word_count, deterministic=True)
     return conn

@@ -19,9 +19,9 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from studio.core.errors import FormatError
 from studio.core.paths import resource
@@ -32,9 +32,8 @@ SAMPLE_FORMATS = (ALPACA, JSONL, MESSAGES)
 SEED_FORMATS = (SEED, ALPACA)
 
 
-@dataclass(frozen=True)
-class Record:
-    """One instruction-following example, as every sample format sees it."""
+class Record(NamedTuple):
+    """One instruction-following example, as every sample format sees it (a tuple: cheap in bulk)."""
 
     instruction: str
     input: str = ""

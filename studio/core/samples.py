@@ -125,7 +125,26 @@ class SampleRepository:
     def add_many(self, samples: Iterable[Sample]) -> InsertResult:
         """Insert all in one transaction (all or nothing); exact duplicates are skipped."""
         now = time.time()
-        rows = [_row_values(sample, now) for sample in samples]
+        return self._insert_rows([_row_values(sample, now) for sample in samples])
+
+    def import_texts(
+        self, texts: Iterable[tuple[str, str, str]], *, status: Status | str, origin: Origin | str, source: str | None
+    ) -> InsertResult:
+        """Bulk import of (instruction, input, output) triples sharing status, origin and source.
+
+        The file-import path: rows are built directly, without a Sample per record (a third
+        of the Python time of a 52K import).
+        """
+        now, status_value, origin_value = time.time(), Status(status).value, Origin(origin).value
+        rows = [
+            (instruction, input, output, status_value, origin_value, None, "[]", None, None, None, None, "{}",
+             None, "[]", "", source, now, now, content_hash(instruction, input, output),
+             word_count(instruction), word_count(output))
+            for instruction, input, output in texts
+        ]
+        return self._insert_rows(rows)
+
+    def _insert_rows(self, rows: list[tuple]) -> InsertResult:
         with transaction(self._conn):
             # rowcount, not total_changes: the latter also counts rows written by triggers (FTS).
             with bulk_insert(self._conn, len(rows)):

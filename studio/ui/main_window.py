@@ -33,10 +33,7 @@ def _import_samples_job(db_root: Path, path: Path, status: str) -> tuple[int, in
     """Runs in a worker thread, with its own connection (SQLite connections are per thread)."""
     records = formats.read_samples(path)
     with Project.open(db_root, exclusive=False) as project:
-        result = project.samples.add_many(
-            Sample(r.instruction, r.input, r.output, status=Status(status), origin=Origin.IMPORTED, source=path.name)
-            for r in records
-        )
+        result = project.samples.import_texts(records, status=status, origin=Origin.IMPORTED, source=path.name)
     return result.inserted, result.duplicates
 
 
