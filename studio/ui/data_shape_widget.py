@@ -52,12 +52,21 @@ def root_verb_pairs(db_path: Path, query: SampleQuery):
         yield root_verbs.top_pairs(counts)
 
 
+def _use_app_palette() -> None:
+    """Plots take the window's colours (pyqtgraph's default is white on black in every theme)."""
+    from PySide6.QtWidgets import QApplication
+
+    palette = QApplication.instance().palette()
+    pg.setConfigOptions(background=palette.base().color(), foreground=palette.text().color(), antialias=True)
+
+
 class _BarChart(pg.PlotWidget):
     """Bars with text labels on the x axis; a click reports the bar's key."""
 
     clicked = Signal(object)
 
     def __init__(self, title: str):
+        _use_app_palette()
         super().__init__(title=title)
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)
@@ -108,6 +117,7 @@ class _RootVerbChart(pg.PlotWidget):
     COLOURS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
 
     def __init__(self):
+        _use_app_palette()
         super().__init__()
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
@@ -33,6 +33,7 @@ HELP = {f.name: f.metadata.get("help", "") for f in fields(RunConfig)}
 class GeneratePanel(Panel):
     title = "Generate"
     icon = "generate.svg"
+    data_changed = Signal()  # a run ended: the window's sample counts are stale
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -303,6 +304,7 @@ class GeneratePanel(Panel):
                 self._counters = event.counters
             elif isinstance(event, ev.RunFinished):
                 self._counters = event.counters
+                self.data_changed.emit()
             elif isinstance(event, ev.SampleKept):
                 new_samples.append(event.instruction)
             elif isinstance(event, ev.TeacherError):

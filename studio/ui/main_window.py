@@ -112,8 +112,9 @@ class MainWindow(QMainWindow):
             self.undo_group.addStack(stack)
         if hasattr(panel, "status_message"):
             panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
-        if hasattr(panel, "seeds_changed"):
-            panel.seeds_changed.connect(self.refresh_counts)
+        for signal_name in ("seeds_changed", "data_changed"):
+            if hasattr(panel, signal_name):
+                getattr(panel, signal_name).connect(self.refresh_counts)
         return panel
 
     def live_panels(self) -> list[Panel]:
@@ -277,6 +278,7 @@ class MainWindow(QMainWindow):
             return
         panel = self._ensure_panel(row)
         self.undo_group.setActiveStack(panel.undo_stack())
+        self.refresh_counts()  # another panel may have added or reviewed samples
         if self.project is not None:
             self.stack.setCurrentWidget(panel)
 
