@@ -77,6 +77,16 @@ def blacklist_match() -> str:
     return "instruction : (" + " OR ".join('"' + word + '"' for word in BLACKLIST) + ")"
 
 
+def _in_or_null(column: str, values, clauses: list[str], params: list) -> None:
+    """``column IN (values)``, where the value 0 stands for NULL (no run, unrated)."""
+    present = [v for v in values if v]
+    parts = [f"{column} IN ({','.join('?' * len(present))})"] if present else []
+    if 0 in values:
+        parts.append(f"{column} IS NULL")
+    clauses.append("(" + " OR ".join(parts) + ")")
+    params.extend(present)
+
+
 @dataclass
 class SampleQuery:
     """Which samples, in what order. Empty fields do not filter."""
@@ -111,14 +121,8 @@ class SampleQuery:
                 clauses.append(f"samples.{column} IN ({','.join('?' * len(values))})")
                 params.extend(values)
         if self.run_ids:
-            runs = [r for r in self.run_ids if r]
-            parts = [f"samples.run_id IN ({','.join('?' * len(runs))})"] if runs else []
-            if 0 in self.run_ids:
-                parts.append("samples.run_id IS NULL")
-            clauses.append("(" + " OR ".join(parts) + ")")
-            params.extend(runs)
+            _in_or_null("samples.run_id", self.run_ids, clauses, params)
         if self.tag:
-            # instr() is a cheap pre-filter; json_each makes the match exact.
             # tags != '[]' lets SQLite use the partial index of tagged samples; instr() is a
             # cheap pre-filter; json_each makes the match exact.
             clauses.append(
@@ -127,12 +131,7 @@ class SampleQuery:
             )
             params.extend((json.dumps(self.tag, ensure_ascii=False), self.tag))
         if self.ratings:
-            rated = [r for r in self.ratings if r]
-            parts = [f"samples.rating IN ({','.join('?' * len(rated))})"] if rated else []
-            if 0 in self.ratings:
-                parts.append("samples.rating IS NULL")
-            clauses.append("(" + " OR ".join(parts) + ")")
-            params.extend(rated)
+            _in_or_null("samples.rating", self.ratings, clauses, params)
         for column, (low, high) in (("instruction_words", self.instruction_words), ("output_words", self.output_words)):
             if low is not None:
                 clauses.append(f"samples.{column} >= ?")
