@@ -16,7 +16,7 @@ from studio.core.curation import SampleQuery
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project
-from studio.core.samples import Origin, Sample, Status
+from studio.core.samples import Origin, Status
 
 EXIT_OK, EXIT_ERROR = 0, 1
 

@@ -20,7 +20,7 @@ from studio.core.default_seeds import load_default_seeds
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project, is_project
-from studio.core.samples import Origin, Sample, Status
+from studio.core.samples import Origin, Status
 from studio.ui import theme
 from studio.ui.panels import Panel, panel_specs
 

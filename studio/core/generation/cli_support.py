@@ -13,7 +13,7 @@ from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig
 from studio.core.generation.engine import GenerationEngine, create_run
 from studio.core.generation.store import GenerationStore
-from studio.core.generation.teacher import TeacherConfig, resolve_api_key
+from studio.core.generation.teacher import resolve_api_key
 from studio.core.project import Project
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
