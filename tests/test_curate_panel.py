@@ -170,11 +170,16 @@ def test_saved_view_and_snapshot_dialog(qtbot, panel: CuratePanel, project: Proj
 
     dialog = SnapshotDialog(project, panel.current_query())
     qtbot.addWidget(dialog)
-    dialog.create_snapshot("maths", use_filter=True)
+    dialog.create_snapshot("maths", use_filter=True)  # freezing runs in a worker
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1, timeout=10_000)
     dialog.create_snapshot("all accepted", use_filter=False)
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 2, timeout=10_000)
+    dialog.create_snapshot("maths", use_filter=False)  # a taken name: the worker's error is shown
+    qtbot.waitUntil(lambda: "already exists" in dialog.message.text(),
+                    timeout=10_000)
     assert dialog.table.rowCount() == 2
     dialog._on_diff_clicked()
-    assert "added" in dialog.diff_view.toPlainText()
+    qtbot.waitUntil(lambda: "added" in dialog.diff_view.toPlainText(), timeout=10_000)
     target = project.root / "exports" / "maths.json"
     dialog.export_to(1, target, "alpaca", 0.0)
     qtbot.waitUntil(lambda: dialog.message.text().startswith("Exported"), timeout=10_000)

@@ -16,16 +16,24 @@ from studio.core.errors import StudioError
 from studio.core.project import Project
 
 
-def export_snapshot(db_path: Path, root: Path, key: int, path: Path, fmt: str, val_fraction: float) -> dict:
-    """Worker body: ``datasets`` is slow to import and big snapshots are slow to write."""
+def _with_snapshots(db_path: Path, root: Path, work):
+    """Worker body: run ``work(SnapshotStore)`` on a connection of the worker's own thread.
+
+    Freezing, comparing and writing snapshots touch every row (50K+), so none of it runs
+    on the GUI thread.
+    """
     from studio.core.db import connect
     from studio.core.snapshots import SnapshotStore
 
     conn = connect(db_path)
     try:
-        records = SnapshotStore(conn, root).records(key)
+        return work(SnapshotStore(conn, root))
     finally:
         conn.close()
+
+
+def export_snapshot(db_path: Path, root: Path, key: int, path: Path, fmt: str, val_fraction: float) -> dict:
+    records = _with_snapshots(db_path, root, lambda store: store.records(key))
     return exports.export(path, records, fmt, val_fraction=val_fraction)
 
 
@@ -103,21 +111,34 @@ class SnapshotDialog(QDialog):
 
     def create_snapshot(self, name: str, use_filter: bool) -> None:
         query = self._query if use_filter else None
-        try:
-            snapshot = self._project.snapshots.create(name, query)
-        except StudioError as exc:
-            self.message.setText(str(exc))
-            return
-        self.message.setText(f"Froze {snapshot.sample_count:,} samples as {snapshot.name!r} ({snapshot.path}).")
-        self.reload()
+        self.message.setText(f"Freezing {name!r}…")
+
+        def done(snapshot) -> None:
+            self.message.setText(f"Froze {snapshot.sample_count:,} samples as {snapshot.name!r} ({snapshot.path}).")
+            self.reload()
+
+        self._start(lambda store: store.create(name, query), done)
+
+    def _start(self, work, done) -> None:
+        """Run ``work(SnapshotStore)`` in a worker; its result goes to ``done``, errors to the message line."""
+        worker = create_worker(_with_snapshots, self._project.db_path, self._project.root, work,
+                               _start_thread=False, _ignore_errors=True)
+        worker.returned.connect(done)
+        worker.errored.connect(lambda exc: self.message.setText(str(exc) if isinstance(exc, StudioError)
+                                                                else f"{type(exc).__name__}: {exc}"))
+        self._worker = worker
+        worker.start()
 
     def _on_create_clicked(self) -> None:
         self.create_snapshot(self.name.text(), self.scope.currentIndex() == 1)
 
     def _on_diff_clicked(self) -> None:
-        if not self.first.currentText() or not self.second.currentText():
-            return
-        diff = self._project.snapshots.diff(self.first.currentText(), self.second.currentText())
+        first, second = self.first.currentText(), self.second.currentText()
+        if first and second:
+            self.diff_view.setPlainText("Comparing…")
+            self._start(lambda store: store.diff(first, second), self._show_diff)
+
+    def _show_diff(self, diff) -> None:
         lines = [f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
                  f"{diff.unchanged} unchanged", ""]
         lines += [f"+ #{i.sample_id} {i.instruction[:100]}" for i in diff.added[:500]]
