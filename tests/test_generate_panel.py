@@ -71,3 +71,22 @@ def test_wrong_key_shows_a_banner(qtbot, panel: GeneratePanel) -> None:
     assert not panel.banner.isHidden()
     assert "API key" in panel.banner.text()
     assert GenerationStore(panel.project.conn).latest_run_id() is not None
+
+
+def test_save_key_runs_off_the_gui_thread_and_reports_the_outcome(qtbot, panel: GeneratePanel, monkeypatch) -> None:
+    import threading
+
+    import studio.ui.generate_panel as generate_panel
+
+    threads: list[threading.Thread] = []
+
+    def fake_store(base_url: str, key: str) -> str | None:
+        threads.append(threading.current_thread())
+        return "No OS keyring is available here; set the key variable instead."
+
+    monkeypatch.setattr(generate_panel, "store_api_key", fake_store)
+    panel.api_key.setText("sk-test")
+    panel.save_key.click()
+    qtbot.waitUntil(lambda: "No OS keyring" in panel.connection_status.text(), timeout=5_000)
+    assert threads and threads[0] is not threading.main_thread()
+    qtbot.waitUntil(panel.save_key.isEnabled, timeout=5_000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from superqt.utils import create_worker
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
@@ -232,8 +233,15 @@ class GeneratePanel(Panel):
             self.model.setCurrentText(current)
 
     def _on_save_key_clicked(self) -> None:
-        problem = store_api_key(self.base_url.text().strip(), self.api_key.text())
-        self.connection_status.setText(problem or "Key saved in the OS keyring.")
+        # A desktop keyring may wait on an unlock prompt: never on the GUI thread.
+        self.save_key.setEnabled(False)
+        self.connection_status.setText("Saving the key in the OS keyring…")
+        worker = create_worker(store_api_key, self.base_url.text().strip(), self.api_key.text(), _start_thread=False)
+        worker.returned.connect(lambda problem: self.connection_status.setText(problem or "Key saved in the OS keyring."))
+        worker.errored.connect(lambda exc: self.connection_status.setText(f"Could not save the key: {exc}"))
+        worker.finished.connect(lambda: self.save_key.setEnabled(True))
+        self._key_saver = worker
+        worker.start()
 
     def _on_start_clicked(self) -> None:
         if self.project is None or self.is_running():
