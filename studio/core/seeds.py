@@ -85,6 +85,14 @@ class SeedRepository:
         row = self._conn.execute("SELECT position FROM seed_tasks WHERE id = ?", (seed_id,)).fetchone()
         return row[0] if row else None
 
+    def position_after(self, seed_id: int) -> float:
+        """A display position between this seed and the next one (where a duplicate goes)."""
+        here = self.position_of(seed_id)
+        following = self._conn.execute(
+            "SELECT MIN(position) FROM seed_tasks WHERE position > ?", (here,)
+        ).fetchone()[0]
+        return (here + (following if following is not None else here + 2)) / 2
+
     def next_position(self) -> float:
         return self._conn.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM seed_tasks").fetchone()[0]
 

@@ -517,7 +517,7 @@ class SeedsPanel(Panel):
             copy.id, copy.ext_id = None, None
             copy.name = f"{seed.name}_copy" if seed.name else ""
             copies.append(copy)
-            positions.append(self._position_after(seed.id))
+            positions.append(self.project.seeds.position_after(seed.id))
         label = "Duplicate seed task" if len(seeds) == 1 else f"Duplicate {len(seeds)} seed tasks"
         self._undo_stack.push(AddSeedsCommand(self, copies, positions, label))
 
@@ -534,15 +534,6 @@ class SeedsPanel(Panel):
         """Add parsed seeds as one undoable step (parsing happens off the GUI thread)."""
         self._undo_stack.push(AddSeedsCommand(self, seeds, [None] * len(seeds), f"Import {len(seeds)} seed tasks"))
         self.status_message.emit(f"Imported {len(seeds)} seed tasks from {source}")
-
-    def _position_after(self, seed_id: int) -> float:
-        """A display position between this seed and the next one."""
-        here = self.project.seeds.position_of(seed_id)
-        row = self.project.conn.execute(
-            "SELECT MIN(position) FROM seed_tasks WHERE position > ?", (here,)
-        ).fetchone()
-        following = row[0] if row[0] is not None else here + 2
-        return (here + following) / 2
 
     def _on_editor_edited(self, field: str, seed: SeedTask) -> None:
         before = self.project.seeds.get(seed.id) if self.project else None
