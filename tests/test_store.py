@@ -114,6 +114,28 @@ def test_samples_skip_exact_duplicates_and_count_by_status(project: Project) -> 
     assert [s.instruction for s in project.samples.iter([Status.ACCEPTED])] == ["a"]
 
 
+def test_bulk_import_stores_the_same_row_as_a_sample_and_quotes_the_source_literally(project: Project) -> None:
+    """import_texts writes shared values as SQL literals; a hostile file name stays plain text."""
+    source = "bob's \"data\"'); DROP TABLE samples; --.json"
+    texts = [("a", "", "one two"), ("b", "x", "three"), ("a", "", "one two")]
+    result = project.samples.import_texts(texts, status=Status.ACCEPTED, origin=Origin.IMPORTED, source=source)
+    assert (result.inserted, result.duplicates) == (2, 1)
+    project.samples.add(Sample("c", "", "four five six", status=Status.ACCEPTED, origin=Origin.IMPORTED, source=source))
+    imported, added = project.samples.get(1), project.samples.get(3)
+    assert imported is not None and added is not None
+    assert imported.source == source
+    skip = {"id", "instruction", "input", "output", "created_at", "updated_at"}
+    assert {k: v for k, v in vars(imported).items() if k not in skip} == {k: v for k, v in vars(added).items() if k not in skip}
+    words = project.conn.execute("SELECT instruction_words, output_words FROM samples ORDER BY id").fetchall()
+    assert [tuple(w) for w in words] == [(1, 2), (1, 1), (1, 3)]
+    assert imported.created_at == imported.updated_at and imported.created_at is not None
+
+
+def test_the_search_index_buffers_four_mib_before_writing_a_segment(project: Project) -> None:
+    config = dict(project.conn.execute("SELECT k, v FROM samples_fts_config").fetchall())
+    assert config["hashsize"] == 4 * 1024 * 1024
+
+
 def test_rating_outside_one_to_five_is_rejected_by_the_database(project: Project) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         project.samples.add(Sample("a", "", "b", rating=9))

@@ -69,6 +69,29 @@ _INSERT_SQL = (
     " ON CONFLICT(content_hash) DO NOTHING"
 )
 
+# Imports: per-row values are bound; the values every row shares are formatted in as literals.
+_IMPORT_SQL = (
+    "INSERT INTO samples (instruction, input, output, content_hash, instruction_words, output_words,"
+    " status, origin, source, created_at, updated_at)"
+    " VALUES (?,?,?,?,?,?,{status},{origin},{source},{now},{now})"
+    " ON CONFLICT(content_hash) DO NOTHING"
+)
+
+
+def _sql_literal(value: str | float | None) -> str:
+    """An SQL literal for a trusted scalar; text is quoted by doubling its single quotes."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"no SQL literal for {value}")
+        return repr(value)
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text with a NUL character cannot be an SQL literal")
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
 
 def _json(value: list | dict, empty: str) -> str:
     # Most imported samples have no tags or verdicts; skipping json.dumps saves ~0.2 s per 52K.
@@ -133,22 +156,26 @@ class SampleRepository:
         """Bulk import of (instruction, input, output) triples sharing status, origin and source.
 
         The file-import path: rows are built directly, without a Sample per record (a third
-        of the Python time of a 52K import).
+        of the Python time of a 52K import), and hold only the six values that differ per row.
+        The shared values are SQL literals and the other columns take their defaults: binding
+        6 parameters a row instead of 21 saves a quarter of the ``executemany`` (~0.15 s per 52K).
         """
-        now, status_value, origin_value = time.time(), Status(status).value, Origin(origin).value
+        sql = _IMPORT_SQL.format(
+            status=_sql_literal(Status(status).value), origin=_sql_literal(Origin(origin).value),
+            source=_sql_literal(source), now=_sql_literal(time.time()),
+        )
         rows = [
-            (instruction, input, output, status_value, origin_value, None, "[]", None, None, None, None, "{}",
-             None, "[]", "", source, now, now, content_hash(instruction, input, output),
+            (instruction, input, output, content_hash(instruction, input, output),
              word_count(instruction), word_count(output))
             for instruction, input, output in texts
         ]
-        return self._insert_rows(rows)
+        return self._insert_rows(rows, sql)
 
-    def _insert_rows(self, rows: list[tuple]) -> InsertResult:
+    def _insert_rows(self, rows: list[tuple], sql: str = _INSERT_SQL) -> InsertResult:
         with transaction(self._conn):
             # rowcount, not total_changes: the latter also counts rows written by triggers (FTS).
             with bulk_insert(self._conn, len(rows)):
-                inserted = self._conn.executemany(_INSERT_SQL, rows).rowcount
+                inserted = self._conn.executemany(sql, rows).rowcount
         return InsertResult(inserted=inserted, duplicates=len(rows) - inserted)
 
     def get(self, sample_id: int) -> Sample | None:
