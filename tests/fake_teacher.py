@@ -176,6 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": "not found"}})
 
     def do_POST(self) -> None:
+        arrived = time.monotonic()
         teacher = self.teacher
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
@@ -195,8 +196,6 @@ class _Handler(BaseHTTPRequestHandler):
             attempt = teacher.requests_by_key[key]
         f = teacher.faults
         roll = random.Random(f"{key}#{attempt}").random()
-        if teacher.latency_s:
-            time.sleep(teacher.latency_s)
         edge = 0.0
         for name, probability in (("rate_limit", f.rate_limit), ("server_error", f.server_error), ("stall", f.stall),
                                   ("malformed", f.malformed), ("truncated", f.truncated)):
@@ -206,6 +205,11 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         else:
             fault = ""
+        # The answer is written first and sent when the latency is up, so every answer takes
+        # latency_s however long this (single-GIL) server takes to write 32 answers at once.
+        text = respond(teacher, key, prompt)
+        if teacher.latency_s:
+            time.sleep(max(0.0, arrived + teacher.latency_s - time.monotonic()))
         if fault == "rate_limit":
             self._send(429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
                        {"Retry-After": str(f.retry_after_s)})
@@ -215,7 +219,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault == "stall":
             time.sleep(f.stall_s)
-        text = respond(teacher, key, prompt)
         finish = "stop"
         if fault == "malformed":
             text = "I'm sorry, here are some ideas:\n- something\n- something else\n"

@@ -4,11 +4,15 @@ A mode is pure bookkeeping over text: it builds prompts and judges answers, and 
 the network or the database. The engine sends, commits, retries and counts for every mode.
 A mode may answer a request with child requests (the next self-instruct stage); the engine
 stores them in the same transaction that marks their parent done.
+
+Judging an answer is a generator that yields after each candidate it filters and returns the
+:class:`Outcome`: the engine resumes it between other work, so one 20-task answer (several ms
+of ROUGE-L) never holds up sending the next requests.
 """
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,12 +45,25 @@ class Outcome:
     children: list[ChildRequest] = field(default_factory=list)
 
 
+# Yields None after each filtered candidate; returns the request's outcome.
+JudgeSteps = Generator[None, None, Outcome]
+
+
 class Mode(Protocol):
     root_stage: str
 
     def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]: ...
     def max_tokens(self, stage: str) -> int: ...
-    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> Outcome: ...
+    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps: ...
+
+
+def judge_now(steps: JudgeSteps) -> Outcome:
+    """Run judging steps to the end in one go."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def make_sample(ctx: ModeContext, instruction: str, input: str, output: str, seed_ids: list[int], key: str,
@@ -74,10 +91,11 @@ class AlpacaMode:
     def max_tokens(self, stage: str) -> int:
         return self.ctx.config.max_tokens
 
-    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> Outcome:
+    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps:
         outcome = Outcome()
         parsed = parse_tasks(text, finish_reason)
         for candidate in parsed.candidates:
+            yield
             verdict = self.ctx.filter.check(candidate, request.key)
             if verdict.kept:
                 outcome.kept.append(make_sample(

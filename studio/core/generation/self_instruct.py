@@ -21,7 +21,7 @@ import re
 from string import Template
 
 from studio.core.generation.filters import BAD_INSTANCE, EMPTY_OUTPUT, PARSE_ERROR, TRUNCATED
-from studio.core.generation.modes import ModeContext, Outcome, make_sample
+from studio.core.generation.modes import JudgeSteps, ModeContext, Outcome, make_sample
 from studio.core.generation.prompts import NO_INPUT, Candidate, default_template
 from studio.core.generation.store import ChildRequest, Rejected, RequestRow
 
@@ -95,14 +95,14 @@ class SelfInstructMode:
         prompt = self._fill(INSTRUCTIONS, examples=examples, num_tasks=self.ctx.config.num_tasks)
         return prompt, [s.seed_id for s in seeds if s.seed_id is not None], {}
 
-    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> Outcome:
+    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps:
         if request.stage == INSTRUCTIONS:
-            return self._handle_instructions(request, text, finish_reason)
+            return (yield from self._handle_instructions(request, text, finish_reason))
         if request.stage == CLASSIFY:
             return self._handle_classify(request, text)
         return self._handle_instances(request, text, finish_reason)
 
-    def _handle_instructions(self, request: RequestRow, text: str, finish_reason: str | None) -> Outcome:
+    def _handle_instructions(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps:
         outcome = Outcome()
         items, dropped = parse_numbered(text, finish_reason)
         if not items and not dropped and text.strip():
@@ -111,6 +111,7 @@ class SelfInstructMode:
             outcome.rejected.append(Rejected(raw, "", "", TRUNCATED, "cut off by the token limit"))
         kept = []
         for instruction in items:
+            yield
             verdict = self.ctx.filter.check(Candidate(instruction, "", ""), request.key, need_output=False)
             if verdict.kept:
                 kept.append(instruction)
