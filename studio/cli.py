@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -452,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         return handler(args)
     except StudioError as exc:
         _say(f"error: {exc}")
+        return EXIT_ERROR
+    except sqlite3.Error as exc:  # disk full, read-only folder...: every committed write is kept
+        _say(f"error: the project database failed ({exc}); what was saved before it stays saved")
         return EXIT_ERROR
     except KeyboardInterrupt:
         _say("interrupted")

@@ -114,3 +114,21 @@ def test_shared_seed_tasks_and_alpaca_sample_import(tmp_path: Path, capsys, shar
         seeds = project.seeds.list()
     assert sum(s.is_classification for s in seeds) == 26
     assert sum(1 for s in seeds if s.instances[0].input == "") == 50
+
+
+def test_a_failing_database_is_a_one_line_error_not_a_traceback(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sqlite3
+
+    from studio.core.samples import SampleRepository
+
+    run(capsys, "init", tmp_path / "p", "--empty")
+    source = tmp_path / "a.json"
+    source.write_text(json.dumps([{"instruction": "Name a colour.", "input": "", "output": "Red."}]))
+
+    def disk_full(*_args, **_kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SampleRepository, "import_texts", disk_full)
+    code, _out, err = run(capsys, "data", "import", source, "--project", tmp_path / "p")
+    assert code == 1
+    assert "project database failed (database or disk is full)" in err and "Traceback" not in err

@@ -433,3 +433,75 @@ def test_cli_generate_exit_codes_and_one_line_errors(seeded: Project, teacher: F
         assert "target; kept" in out and "key from environment variable TEACHER_KEY" in err
     else:
         assert err.strip().splitlines()[-1].startswith("error: ") and message in err
+
+
+# -- the answer writer and failures inside a run -------------------------------------------------------
+def test_store_writer_runs_jobs_in_order_and_hands_back_their_errors(project: Project) -> None:
+    from studio.core.generation.writer import StoreWriter
+
+    writer = StoreWriter(project.new_connection)
+    order: list[int] = []
+    futures = [writer.submit(lambda store, n=n: order.append(n) or n) for n in range(5)]
+    failing = writer.submit(lambda store: store.conn.execute("SELECT * FROM no_such_table"))
+    after = writer.submit(lambda store: store.conn.execute("SELECT count(*) FROM samples").fetchone()[0])
+    writer.close()  # waits for every submitted job
+    assert [f.result() for f in futures] == order == [0, 1, 2, 3, 4]
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        failing.result()
+    assert after.result() == 0  # one failing job does not stop the writer
+    with pytest.raises(RuntimeError):
+        writer.submit(lambda store: None)
+
+
+def test_store_writer_that_cannot_connect_fails_in_the_caller(tmp_path: Path) -> None:
+    from studio.core.generation.writer import StoreWriter
+
+    def broken() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+        StoreWriter(broken)
+
+
+def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committed(
+        seeded: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = GenerationStore.complete_request
+    calls = {"n": 0}
+
+    def flaky(self, run_id, key, done):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, run_id, key, done)
+
+    monkeypatch.setattr(GenerationStore, "complete_request", flaky)
+    run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=20, concurrency=2))
+    engine = GenerationEngine(seeded.new_connection, run_id, api_key=KEY)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        engine.run_blocking()
+    store = GenerationStore(seeded.conn)
+    assert store.run(run_id)["status"] == "failed"
+    done = seeded.conn.execute("SELECT COUNT(*) FROM generation_requests WHERE run_id = ? AND status = 'done'",
+                               (run_id,)).fetchone()[0]
+    assert done >= 3  # the answers committed before the failure stay
+    kept = seeded.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0]
+    assert kept == store.counters(run_id)["kept"] > 0
+    assert store.unfinished_requests(run_id)  # the failed one is still pending, for a resume
+
+
+def test_an_error_while_adding_a_request_is_raised_not_reported_as_stopped(
+        seeded: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = GenerationStore.add_request
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(GenerationStore, "add_request", flaky)
+    run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=10, concurrency=2))
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+    assert GenerationStore(seeded.conn).run(run_id)["status"] == "failed"

@@ -1,11 +1,13 @@
 """The generation engine: many teacher requests in flight, each result committed as it lands.
 
-One asyncio loop (on whatever thread calls :meth:`GenerationEngine.run`) owns its own SQLite
-connection. A worker hands each answer to one judge coroutine and sends its next request at
-once; the judge parses, filters and commits one answer per loop iteration, between awaits,
-so no two answers interleave inside the near-duplicate index or a transaction, and sending
-never queues behind filtering (which costs several ms an answer: with 32 answers landing
-together, judging them before resending cost a fifth of the throughput). Control
+One asyncio loop (on whatever thread calls :meth:`GenerationEngine.run`) talks to the teacher
+over its own SQLite connection, which writes request rows. A worker hands each answer to one
+judge coroutine and sends its next request at once; the judge parses and filters one
+candidate per loop iteration, so no two answers interleave inside the near-duplicate index,
+and hands the judged answer to a :class:`~studio.core.generation.writer.StoreWriter` thread
+(its own connection) that commits answers in the order they were judged. Sending never
+queues behind filtering or committing, which cost ~5 ms an answer: with 32 answers landing
+together, judging and committing them before resending cost a fifth of the throughput. Control
 (:meth:`pause`, :meth:`resume`, :meth:`stop`) is safe from any thread. Launch rules:
 
 * at most ``concurrency`` requests in flight;
@@ -21,6 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from studio.core.generation import events as ev
@@ -29,6 +32,7 @@ from studio.core.generation.filters import CandidateFilter, IndexFactory, defaul
 from studio.core.generation.modes import ModeContext, Outcome, SeedExample, make_mode
 from studio.core.generation.prompts import Example, build_prompt, default_template
 from studio.core.generation.store import Completion, GenerationStore, RequestRow
+from studio.core.generation.writer import StoreWriter
 from studio.core.generation.teacher import AUTH, MODEL, NETWORK, QUOTA, async_client, describe_error, resolve_api_key
 
 EventSink = Callable[[ev.Event], None]
@@ -133,7 +137,7 @@ class GenerationEngine:
         config = RunConfig.from_dict(run["config"])
         config.template = run["prompt_template"] or config.template or default_template(config.mode)
         config.teacher.api_key = self._api_key
-        self._config, self._store = config, store
+        self._config, self._store = config, store  # the loop's connection: reads, and writes outside the launch loop
         resumed = run["requests"] > 0 or bool(store.unfinished_requests(self.run_id))
         self._counters = c = ev.Counters(self.run_id, config.target, config.budget_usd)
         stored = store.counters(self.run_id)
@@ -164,15 +168,22 @@ class GenerationEngine:
         store.set_status(self.run_id, "running")
         self._emit(ev.RunStarted(self.run_id, resumed, key_source, estimate.describe()))
 
-        self._client = self._client_factory(config.teacher)
         self._fatal: ev.TeacherError | None = None
         self._started = time.monotonic()
         self._session_requests = 0
         self._successes = 0
+        self._writer = StoreWriter(self._connect)
         try:
-            reason = await self._launch_loop(store.unfinished_requests(self.run_id))
-        finally:
-            await _close(self._client)
+            self._client = self._client_factory(config.teacher)
+            try:
+                reason = await self._launch_loop(store.unfinished_requests(self.run_id))
+            finally:
+                await _close(self._client)
+        except BaseException:
+            self._writer.close()
+            store.set_status(self.run_id, "failed")  # not left "running"; resuming picks up where it broke
+            raise
+        self._writer.close()  # every answer handed over is committed before the run's status is
         status = {"target": "done", "budget": "done", "max_requests": "done", "stopped": "stopped"}.get(reason, "failed")
         store.set_status(self.run_id, status, finished=status == "done")
         message = self._fatal.message if self._fatal else ""
@@ -189,18 +200,25 @@ class GenerationEngine:
         self._reserved: dict[str, float] = {}
         self._end_reason = ""
         self._answers: asyncio.Queue[_Answer | None] = asyncio.Queue()
-        self._judging = 0  # answers received, not yet filtered and committed
-        judge = asyncio.ensure_future(self._judge())
+        self._commits: asyncio.Queue[_Commit | None] = asyncio.Queue()
+        self._judging = 0  # answers received, not yet filtered, committed and counted
+        judge, record = asyncio.ensure_future(self._judge()), asyncio.ensure_future(self._record())
         workers = asyncio.gather(*(self._worker() for _ in range(self._config.concurrency)))
         halt = asyncio.ensure_future(self._halt.wait())
-        await asyncio.wait([workers, halt, judge], return_when=asyncio.FIRST_COMPLETED)
-        if not workers.done():  # Stop, a fatal teacher error or a failed judge: unfinished requests stay pending
+        await asyncio.wait([workers, halt, judge, record], return_when=asyncio.FIRST_COMPLETED)
+        if not workers.done():  # Stop, a fatal teacher error or a failed commit: unfinished requests stay pending
             workers.cancel()
         halt.cancel()
-        await asyncio.gather(workers, return_exceptions=True)
+        (ended,) = await asyncio.gather(workers, return_exceptions=True)
         # Every answer already received is paid for: judge and commit it before the run ends.
         self._answers.put_nowait(None)
-        await judge  # re-raises whatever broke the judge
+        try:
+            await judge  # re-raises whatever broke the judge
+        finally:
+            self._commits.put_nowait(None)
+            await record  # re-raises a failed commit
+        if isinstance(ended, BaseException) and not isinstance(ended, asyncio.CancelledError):
+            raise ended  # a bug in a worker must not pass for a stopped run
         self._counters.in_flight = 0
         self._emit_progress()
         if self._fatal is not None:
@@ -264,6 +282,7 @@ class GenerationEngine:
         return max(0.5, self._counters.kept_this_session / done)
 
     def _new_request(self) -> RequestRow:
+        """A new root-stage request, committed (pending) before it may be sent."""
         stage = self._mode.root_stage
         index = self._store.next_index(self.run_id, stage)
         rng = random.Random(f"{self._config.random_seed}:{self.run_id}:{index}")
@@ -281,21 +300,30 @@ class GenerationEngine:
         return [r[0] for r in rows]
 
     async def _judge(self) -> None:
-        """Filter and commit answers in arrival order, one per loop iteration, until the None sentinel."""
+        """Filter answers in arrival order, one candidate per loop iteration, and hand them to the writer."""
         while True:
             answer = await self._answers.get()
             if answer is None:
                 return
+            steps = self._mode.handle(answer.request, answer.text, answer.finish_reason)
+            while True:  # sends and reads run between candidates
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    outcome: Outcome = done.value
+                    break
+                await asyncio.sleep(0)
+            self._commits.put_nowait(self._submit_commit(answer, outcome))
+
+    async def _record(self) -> None:
+        """Count each committed answer, in commit order, until the None sentinel."""
+        while True:
+            commit = await self._commits.get()
+            if commit is None:
+                return
             try:
-                steps = self._mode.handle(answer.request, answer.text, answer.finish_reason)
-                while True:  # one candidate per loop iteration: sends and reads run in between
-                    try:
-                        next(steps)
-                    except StopIteration as done:
-                        outcome: Outcome = done.value
-                        break
-                    await asyncio.sleep(0)
-                self._commit_answer(answer, outcome)
+                ids, children = await asyncio.wrap_future(commit.future)
+                self._count_commit(commit, ids, children)
             finally:
                 self._judging -= 1
             self._pulse()
@@ -362,20 +390,24 @@ class GenerationEngine:
         c.cost += request_cost(self._config.prices, self._config.teacher.model, answer.prompt_tokens,
                                answer.completion_tokens)
 
-    def _commit_answer(self, answer: _Answer, outcome: Outcome) -> None:
-        """Commit one judged answer and count it; runs without awaiting, so it is atomic in the loop."""
-        config, c = self._config, self._counters
-        request, attempts = answer.request, answer.attempts
-        text, finish_reason = answer.text, answer.finish_reason
+    def _submit_commit(self, answer: _Answer, outcome: Outcome) -> _Commit:
+        """Queue one judged answer's transaction on the writer thread."""
+        config = self._config
         prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
         cost = request_cost(config.prices, config.teacher.model, prompt_tokens, completion_tokens)
-        kept, rejected = outcome.kept, outcome.rejected
-        for sample in kept:  # each kept sample carries its share of the request's tokens and cost
-            sample.prompt_tokens = prompt_tokens // len(kept)
-            sample.completion_tokens = completion_tokens // len(kept)
-            sample.cost = cost / len(kept)
-        ids, children = self._store.complete_request(self.run_id, request.key, Completion(
-            text, finish_reason, prompt_tokens, completion_tokens, cost, attempts, kept, rejected, outcome.children))
+        for sample in outcome.kept:  # each kept sample carries its share of the request's tokens and cost
+            sample.prompt_tokens = prompt_tokens // len(outcome.kept)
+            sample.completion_tokens = completion_tokens // len(outcome.kept)
+            sample.cost = cost / len(outcome.kept)
+        completion = Completion(answer.text, answer.finish_reason, prompt_tokens, completion_tokens, cost,
+                                answer.attempts, outcome.kept, outcome.rejected, outcome.children)
+        key = answer.request.key
+        future = self._writer.submit(lambda store: store.complete_request(self.run_id, key, completion))
+        return _Commit(outcome, future)
+
+    def _count_commit(self, commit: _Commit, ids: list[int], children: list[RequestRow]) -> None:
+        c = self._counters
+        kept, rejected = commit.outcome.kept, commit.outcome.rejected
         self._backlog[:0] = children  # finish started work before starting new work
 
         self._session_requests += 1
@@ -400,6 +432,14 @@ class GenerationEngine:
     def _emit(self, event: ev.Event) -> None:
         if self._emit_to is not None:
             self._emit_to(event)
+
+
+@dataclass(frozen=True)
+class _Commit:
+    """A judged answer whose transaction the writer runs; the future gives (sample ids, child requests)."""
+
+    outcome: Outcome
+    future: Future
 
 
 @dataclass(frozen=True)

@@ -57,15 +57,6 @@ class Mode(Protocol):
     def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps: ...
 
 
-def judge_now(steps: JudgeSteps) -> Outcome:
-    """Run judging steps to the end in one go."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-
-
 def make_sample(ctx: ModeContext, instruction: str, input: str, output: str, seed_ids: list[int], key: str,
                 verdicts: dict) -> Sample:
     return Sample(instruction, input, output, status=Status.PENDING, origin=Origin.GENERATED, run_id=ctx.run_id,
