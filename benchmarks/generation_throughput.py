@@ -7,8 +7,9 @@ is too few, so C=1 runs 10). With latency L, the latency-bound limit is C / L re
 second; the figure that matters is the share of that limit reached (target >= 90 % at C=32):
 it shows what the engine's own overhead (parsing, filtering, one SQLite transaction per
 request, event delivery) costs. The near-duplicate filter is the real one (``studio.core.dedup``),
-as users run it. The teacher runs in its
-own process, as a real one would, so its CPU does not count against the engine.
+as users run it; the fake teacher's 86-word vocabulary makes it work harder than real text
+does. The teacher runs in its own process, as a real one would, so its CPU does not count
+against the engine, and it answers exactly ``latency`` after each request arrives.
 """
 from __future__ import annotations
 
