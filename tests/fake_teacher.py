@@ -51,6 +51,7 @@ class FakeTeacher:
     max_lifetime_s: float = 300.0
     tasks_per_batch: int | None = None  # None: as many as the prompt asks for
     bad_items_every: int = 0  # every n-th item gets a blacklisted or too-short instruction
+    quota_after: int | None = None  # after this many answers, every request gets 429 insufficient_quota
 
     def __post_init__(self) -> None:
         self.requests_by_key: Counter[str] = Counter()
@@ -210,6 +211,12 @@ class _Handler(BaseHTTPRequestHandler):
         text = respond(teacher, key, prompt)
         if teacher.latency_s:
             time.sleep(max(0.0, arrived + teacher.latency_s - time.monotonic()))
+        with teacher._lock:
+            out_of_quota = teacher.quota_after is not None and sum(teacher.successes_by_key.values()) >= teacher.quota_after
+        if out_of_quota:
+            self._send(429, {"error": {"message": "You exceeded your current quota, please check your plan and billing"
+                                       " details.", "type": "insufficient_quota", "code": "insufficient_quota"}})
+            return
         if fault == "rate_limit":
             self._send(429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
                        {"Retry-After": str(f.retry_after_s)})

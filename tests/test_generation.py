@@ -220,6 +220,21 @@ def test_wrong_key_stops_the_run_with_a_plain_message(seeded: Project, teacher: 
     assert seeded.samples.count() == 0
 
 
+def test_running_out_of_quota_stops_at_once_and_keeps_what_was_paid_for(seeded: Project, teacher: FakeTeacher) -> None:
+    teacher.quota_after = 3
+    events: list = []
+    result = _run(seeded, _config(teacher, target=10_000, concurrency=1, max_attempts=8), events=events)
+    assert result.reason == "error"
+    assert "out of quota or credit" in result.message
+    assert not [e for e in events if isinstance(e, ev.RetryScheduled)]  # no point retrying an empty account
+    errors = [e for e in events if isinstance(e, ev.TeacherError)]
+    assert len(errors) == 1 and errors[0].kind == "quota"
+    store = GenerationStore(seeded.conn)
+    assert store.counters(result.run_id)["requests"] == 3 == result.counters.requests_done
+    assert store.run(result.run_id)["status"] == "failed"
+    assert teacher.total_requests == 4  # three answers, one refusal, nothing sent after it
+
+
 def test_rejected_candidate_can_be_restored_as_pending_sample(seeded: Project, teacher: FakeTeacher) -> None:
     teacher.bad_items_every = 4
     result = _run(seeded, _config(teacher, target=20, concurrency=1))
@@ -382,7 +397,8 @@ def test_self_instruct_parsers() -> None:
     assert parse_instances("Class label: negative\nInput: Awful film.", True) == [("Awful film.", "negative")]
 
 
-def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(seeded: Project, teacher: FakeTeacher) -> None:
+def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
+        seeded: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
     seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
                               [Instance("Great food.", "positive")], is_classification=True))
     store = GenerationStore(seeded.conn)
@@ -396,7 +412,19 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(seeded:
         "SELECT request_key FROM generation_requests WHERE run_id = ? AND status = 'done'", (run_id,))}
     seeded.conn.execute("UPDATE generation_runs SET config = json_set(config, '$.max_requests', NULL) WHERE id = ?",
                         (run_id,))
+    in_progress = {i for r in pending for i in r.payload.get("instructions", [r.payload.get("instruction")])}
+    assert in_progress and not in_progress & {r[0] for r in seeded.conn.execute("SELECT instruction FROM samples")}
+    primed: list[str] = []
+    real_prime = CandidateFilter.prime
+
+    def spy(self: CandidateFilter, texts) -> None:
+        texts = list(texts)
+        primed.extend(texts)
+        real_prime(self, texts)
+
+    monkeypatch.setattr(CandidateFilter, "prime", spy)
     second = GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+    assert in_progress <= set(primed)  # kept instructions still in the chain guard against near-duplicates
     assert second.reason == "target" and second.counters.kept >= 40
     assert all(teacher.requests_by_key[key] == 1 for key in done_before)
     stages = dict(seeded.conn.execute(

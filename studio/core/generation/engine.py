@@ -22,7 +22,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -138,7 +138,8 @@ class GenerationEngine:
         config.template = run["prompt_template"] or config.template or default_template(config.mode)
         config.teacher.api_key = self._api_key
         self._config, self._store = config, store  # the loop's connection: reads, and writes outside the launch loop
-        resumed = run["requests"] > 0 or bool(store.unfinished_requests(self.run_id))
+        backlog = store.unfinished_requests(self.run_id)
+        resumed = run["requests"] > 0 or bool(backlog)
         self._counters = c = ev.Counters(self.run_id, config.target, config.budget_usd)
         stored = store.counters(self.run_id)
         c.requests_done, c.requests_failed, c.kept, c.rejected = (
@@ -158,6 +159,7 @@ class GenerationEngine:
         candidate_filter = CandidateFilter(config.filters, self._index_factory)
         candidate_filter.prime(e.instruction for e in seeds)
         candidate_filter.prime(r[0] for r in store.conn.execute("SELECT instruction FROM samples"))
+        candidate_filter.prime(_instructions_in_progress(backlog))
         self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, self._accepted_examples,
                                            self._generated_instructions))
 
@@ -176,7 +178,7 @@ class GenerationEngine:
         try:
             self._client = self._client_factory(config.teacher)
             try:
-                reason = await self._launch_loop(store.unfinished_requests(self.run_id))
+                reason = await self._launch_loop(backlog)
             finally:
                 await _close(self._client)
         except BaseException:
@@ -257,6 +259,8 @@ class GenerationEngine:
         config, c = self._config, self._counters
         if self._end_reason:
             return self._end_reason
+        if self._halt.is_set():  # Stop or a fatal teacher error: send nothing more, even before the cancel lands
+            return "halted"
         if c.kept >= config.target:
             return "target"
         in_flight = c.in_flight + self._judging  # both may still add kept samples and requests
@@ -473,6 +477,17 @@ class _Answer:
     @property
     def completion_tokens(self) -> int:
         return int(self._usage.get("completion_tokens") or 0)
+
+
+def _instructions_in_progress(requests: list[RequestRow]) -> Iterator[str]:
+    """Instructions a resumed self-instruct chain kept but has not turned into samples yet.
+
+    Without them the near-duplicate filter would let the next batches repeat them.
+    """
+    for request in requests:
+        yield from request.payload.get("instructions", [])  # waiting to be classified
+        if request.payload.get("instruction"):  # waiting for its instances
+            yield request.payload["instruction"]
 
 
 def _first(instances_json: str, key: str) -> str:
