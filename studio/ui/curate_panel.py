@@ -78,6 +78,7 @@ class CuratePanel(Panel):
         splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        splitter.setSizes([600, 400])  # the table gets the larger share from the start, not only on resize
         table_page = QWidget()
         table_layout = QVBoxLayout(table_page)
         table_layout.setContentsMargins(0, 0, 0, 0)
@@ -135,23 +136,32 @@ class CuratePanel(Panel):
         first.addWidget(save_view)
         first.addWidget(self.columns_button)
         first.addWidget(snapshots)
+        # Categories on one row, lengths and quality checks on the next: one row of all of
+        # them needs ~1,450 px and clipped its labels on a 1280 px screen.
         second = QHBoxLayout()
         for label, widget in (("Status", self.status_filter), ("Origin", self.origin_filter), ("Run", self.run_filter),
                               ("Tag", self.tag_filter), ("Rating", self.rating_filter)):
             second.addWidget(QLabel(label))
             second.addWidget(widget)
-        second.addWidget(QLabel("Instr. words"))
-        second.addWidget(self.min_instruction)
-        second.addWidget(self.max_instruction)
-        second.addWidget(QLabel("Output words"))
-        second.addWidget(self.min_output)
-        second.addWidget(self.max_output)
-        second.addWidget(self.blacklist_filter)
-        second.addWidget(self.duplicate_filter)
         second.addStretch(1)
+        third = QHBoxLayout()
+        third.addWidget(QLabel("Instruction words"))
+        third.addWidget(self.min_instruction)
+        third.addWidget(QLabel("to"))
+        third.addWidget(self.max_instruction)
+        third.addSpacing(12)
+        third.addWidget(QLabel("Output words"))
+        third.addWidget(self.min_output)
+        third.addWidget(QLabel("to"))
+        third.addWidget(self.max_output)
+        third.addSpacing(12)
+        third.addWidget(self.blacklist_filter)
+        third.addWidget(self.duplicate_filter)
+        third.addStretch(1)
         self.filter_rows = QVBoxLayout()
         self.filter_rows.addLayout(first)
         self.filter_rows.addLayout(second)
+        self.filter_rows.addLayout(third)
 
     def _build_table(self) -> None:
         self.table = QTableView()
