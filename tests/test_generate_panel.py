@@ -40,9 +40,13 @@ def test_panel_runs_a_short_generation_and_restores_a_reject(qtbot, panel: Gener
         qtbot.waitUntil(lambda: "Connected" in panel.connection_status.text(), timeout=10_000)
         assert panel.model.findText("fake-small") >= 0
 
+        refreshes: list[int] = []
+        panel.data_changed.connect(lambda: refreshes.append(project.samples.count()))
         panel.start_button.click()
         assert panel.stop_button.isEnabled() and not panel.start_button.isEnabled()
         qtbot.waitUntil(lambda: not panel.is_running() and panel.start_button.isEnabled(), timeout=30_000)
+    # the window's counts are refreshed as samples arrive (throttled), not only when the run ends
+    assert len(refreshes) >= 2 and 0 < refreshes[0] and refreshes[-1] == project.samples.count()
     assert "Finished: target" in panel.eta.text()
     assert panel.progress.value() == 30
     assert panel.feed.count() >= 30
