@@ -45,12 +45,13 @@ def db_seed(root: Path, seed_id: int):
         return project.seeds.get(seed_id)
 
 
-def test_window_opens_the_project_with_default_seeds(make_window, tmp_path: Path) -> None:
+def test_window_opens_the_project_with_default_seeds(make_window, tmp_path: Path, qtbot) -> None:
     window = make_window()
     panel = window.panels[0]
     assert window.windowTitle() == "project — Distill Studio"
     assert panel.model.rowCount() >= 40
     assert panel.editor.isEnabled() and panel.editor.instruction_edit.toPlainText()
+    qtbot.waitUntil(lambda: "seed tasks" in window.counts_label.text(), timeout=5000)  # counted in a worker
     assert "seed tasks" in window.counts_label.text()
 
 

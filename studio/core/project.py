@@ -127,14 +127,20 @@ class Project:
         return db.connect(self.db_path)
 
     def stats(self) -> dict:
-        by_status = self.samples.counts_by("status")
-        return {
-            "project": str(self.root),
-            "seed_tasks": self.seeds.count(),
-            "samples": self.samples.count(),
-            "by_status": {status: by_status.get(status, 0) for status in ("pending", "accepted", "rejected")},
-            "by_origin": self.samples.counts_by("origin"),
-        }
+        return project_stats(self.conn, self.root)
+
+
+def project_stats(conn: sqlite3.Connection, root: Path) -> dict:
+    """Seed and sample counts; takes any connection, so a worker thread can count a big project."""
+    samples = SampleRepository(conn)
+    by_status = samples.counts_by("status")
+    return {
+        "project": str(root),
+        "seed_tasks": SeedRepository(conn).count(),
+        "samples": samples.count(),
+        "by_status": {status: by_status.get(status, 0) for status in ("pending", "accepted", "rejected")},
+        "by_origin": samples.counts_by("origin"),
+    }
 
 
 def is_project(root: Path | str) -> bool:

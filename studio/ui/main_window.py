@@ -15,11 +15,11 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from studio import __version__
-from studio.core import formats
+from studio.core import db, formats
 from studio.core.default_seeds import load_default_seeds
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
-from studio.core.project import Project, is_project
+from studio.core.project import Project, is_project, project_stats
 from studio.core.samples import Origin, Status
 from studio.ui import theme
 from studio.ui.panels import Panel, panel_specs
@@ -37,6 +37,15 @@ def _import_samples_job(db_root: Path, path: Path, status: str) -> tuple[int, in
     return result.inserted, result.duplicates
 
 
+def _count_job(db_path: Path, root: Path) -> dict:
+    """Counts for the status bar: GROUP BYs that take ~0.1 s on a million samples, so not on the GUI thread."""
+    conn = db.connect(db_path)
+    try:
+        return project_stats(conn, root)
+    finally:
+        conn.close()
+
+
 def _export_samples_job(db_root: Path, path: Path, fmt: str) -> int:
     with Project.open(db_root, exclusive=False) as project:
         records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter()]
@@ -49,6 +58,8 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.project: Project | None = None
         self._workers: set = set()
+        self._counting = False  # a count is running in a worker
+        self._recount = False  # asked again meanwhile: count once more when it ends
         self.setWindowTitle("Distill Studio")
         self.setWindowIcon(theme.icon("app.svg"))
         self.setMinimumSize(720, 480)
@@ -263,15 +274,36 @@ class MainWindow(QMainWindow):
         self.refresh_counts()
 
     def refresh_counts(self) -> None:
+        """Recount in a worker; requests that arrive while one runs are folded into one more count."""
         if self.project is None:
             self.counts_label.setText("")
             return
-        stats = self.project.stats()
+        if self._counting:
+            self._recount = True
+            return
+        self._counting, self._recount = True, False
+        root = self.project.root
+        worker = create_worker(_count_job, self.project.db_path, root, _start_thread=False)
+        worker.returned.connect(lambda stats: self._show_counts(root, stats))
+        worker.errored.connect(lambda exc: self.statusBar().showMessage(f"Could not count the samples: {exc}", 8000))
+        worker.finished.connect(lambda: self._on_count_finished(worker))
+        self._workers.add(worker)
+        worker.start()
+
+    def _show_counts(self, root: Path, stats: dict) -> None:
+        if self.project is None or self.project.root != root:
+            return  # another project was opened meanwhile
         by_status = stats["by_status"]
         self.counts_label.setText(
             f"{stats['seed_tasks']} seed tasks  ·  {stats['samples']} samples "
             f"({by_status['accepted']} accepted, {by_status['pending']} pending, {by_status['rejected']} rejected)"
         )
+
+    def _on_count_finished(self, worker: object) -> None:
+        self._workers.discard(worker)
+        self._counting = False
+        if self._recount:
+            self.refresh_counts()
 
     def _on_nav_row_changed(self, row: int) -> None:
         if not 0 <= row < len(self.panels):

@@ -137,7 +137,7 @@ class GenerationEngine:
         config = RunConfig.from_dict(run["config"])
         config.template = run["prompt_template"] or config.template or default_template(config.mode)
         config.teacher.api_key = self._api_key
-        self._config, self._store = config, store  # the loop's connection: reads, and writes outside the launch loop
+        self._config, self._store = config, store  # the loop's connection: reads, request rows, run status
         backlog = store.unfinished_requests(self.run_id)
         resumed = run["requests"] > 0 or bool(backlog)
         self._counters = c = ev.Counters(self.run_id, config.target, config.budget_usd)
@@ -175,17 +175,17 @@ class GenerationEngine:
         self._session_requests = 0
         self._successes = 0
         self._writer = StoreWriter(self._connect)
+        reason: str | None = None  # stays None when the launch loop raises
         try:
             self._client = self._client_factory(config.teacher)
             try:
                 reason = await self._launch_loop(backlog)
             finally:
                 await _close(self._client)
-        except BaseException:
-            self._writer.close()
-            store.set_status(self.run_id, "failed")  # not left "running"; resuming picks up where it broke
-            raise
-        self._writer.close()  # every answer handed over is committed before the run's status is
+        finally:
+            self._writer.close()  # every answer handed over is committed before the run's status is
+            if reason is None:  # not left "running"; resuming picks up where it broke
+                store.set_status(self.run_id, "failed")
         status = {"target": "done", "budget": "done", "max_requests": "done", "stopped": "stopped"}.get(reason, "failed")
         store.set_status(self.run_id, status, finished=status == "done")
         message = self._fatal.message if self._fatal else ""
@@ -377,7 +377,7 @@ class GenerationEngine:
                 self._emit(ev.RequestFailed(self.run_id, request.key, problem.message))
                 return None
         self._successes += 1
-        return _Answer(request, response, attempts)
+        return self._parse_answer(request, response, attempts)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential with full jitter; a server's Retry-After is a floor, never shortened."""
@@ -386,25 +386,31 @@ class GenerationEngine:
         delay = random.uniform(ceiling / 2, ceiling)
         return max(delay, retry_after or 0.0)
 
+    def _parse_answer(self, request: RequestRow, response: dict, attempts: int) -> _Answer:
+        choice = (response.get("choices") or [{}])[0]
+        usage = response.get("usage") or {}  # some local servers send no usage: count it as zero
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        config = self._config
+        return _Answer(request, attempts, (choice.get("message") or {}).get("content") or "",
+                       choice.get("finish_reason"), prompt_tokens, completion_tokens,
+                       request_cost(config.prices, config.teacher.model, prompt_tokens, completion_tokens))
+
     def _count_spend(self, answer: _Answer) -> None:
         """Tokens and cost count the moment an answer lands: the budget rule must not wait for the judge."""
         c = self._counters
         c.prompt_tokens += answer.prompt_tokens
         c.completion_tokens += answer.completion_tokens
-        c.cost += request_cost(self._config.prices, self._config.teacher.model, answer.prompt_tokens,
-                               answer.completion_tokens)
+        c.cost += answer.cost
 
     def _submit_commit(self, answer: _Answer, outcome: Outcome) -> _Commit:
         """Queue one judged answer's transaction on the writer thread."""
-        config = self._config
-        prompt_tokens, completion_tokens = answer.prompt_tokens, answer.completion_tokens
-        cost = request_cost(config.prices, config.teacher.model, prompt_tokens, completion_tokens)
         for sample in outcome.kept:  # each kept sample carries its share of the request's tokens and cost
-            sample.prompt_tokens = prompt_tokens // len(outcome.kept)
-            sample.completion_tokens = completion_tokens // len(outcome.kept)
-            sample.cost = cost / len(outcome.kept)
-        completion = Completion(answer.text, answer.finish_reason, prompt_tokens, completion_tokens, cost,
-                                answer.attempts, outcome.kept, outcome.rejected, outcome.children)
+            sample.prompt_tokens = answer.prompt_tokens // len(outcome.kept)
+            sample.completion_tokens = answer.completion_tokens // len(outcome.kept)
+            sample.cost = answer.cost / len(outcome.kept)
+        completion = Completion(answer.text, answer.finish_reason, answer.prompt_tokens, answer.completion_tokens,
+                                answer.cost, answer.attempts, outcome.kept, outcome.rejected, outcome.children)
         key = answer.request.key
         future = self._writer.submit(lambda store: store.complete_request(self.run_id, key, completion))
         return _Commit(outcome, future)
@@ -448,35 +454,15 @@ class _Commit:
 
 @dataclass(frozen=True)
 class _Answer:
-    """A teacher's answer to one request, waiting for the judge."""
+    """A teacher's answer to one request, read once, waiting for the judge."""
 
     request: RequestRow
-    response: dict
     attempts: int
-
-    @property
-    def _choice(self) -> dict:
-        return (self.response.get("choices") or [{}])[0]
-
-    @property
-    def text(self) -> str:
-        return (self._choice.get("message") or {}).get("content") or ""
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self._choice.get("finish_reason")
-
-    @property
-    def _usage(self) -> dict:
-        return self.response.get("usage") or {}  # some local servers send no usage: count it as zero
-
-    @property
-    def prompt_tokens(self) -> int:
-        return int(self._usage.get("prompt_tokens") or 0)
-
-    @property
-    def completion_tokens(self) -> int:
-        return int(self._usage.get("completion_tokens") or 0)
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
 
 
 def _instructions_in_progress(requests: list[RequestRow]) -> Iterator[str]:
