@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from studio.core.changes import SAMPLES, VIEWS, ChangeFeed
 from studio.core.db import transaction
 from studio.core.errors import StudioError
 from studio.core.samples import Status, content_hash
@@ -265,8 +266,9 @@ class Curation:
 
     MAX_CACHED_MATCHES = 4
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, changes: ChangeFeed | None = None):
         self.conn = conn
+        self.changes = changes or ChangeFeed()
         self._matches: dict[str, str] = {}  # MATCH expression -> temp table
         self._matches_state: tuple[int, int] | None = None
 
@@ -369,6 +371,7 @@ class Curation:
             [tuple(r)[1:] for r in old], [(*new_values(r), now) for r in old],
         )
         change.apply(self.conn)
+        self.changes.publish(SAMPLES)
         return change
 
     def set_status(self, ids: Sequence[int], status: Status | str) -> RowChange:
@@ -419,6 +422,7 @@ class Curation:
         rows = [tuple(r) for r in _select_in(self.conn, ", ".join(columns), ids)]
         deletion = Deletion(f"delete {len(rows)}", columns, rows)
         deletion.apply(self.conn)
+        self.changes.publish(SAMPLES)
         return deletion
 
     # duplicates
@@ -429,6 +433,7 @@ class Curation:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM duplicate_members")
             self.conn.executemany("INSERT OR IGNORE INTO duplicate_members (sample_id, cluster) VALUES (?, ?)", rows)
+        self.changes.publish(SAMPLES)
         return len({number for _, number in rows})
 
     def clusters(self) -> list[Cluster]:
@@ -456,6 +461,7 @@ class Curation:
                 " ON CONFLICT(name) DO UPDATE SET query = excluded.query",
                 (name, query.to_json(), time.time()),
             )
+        self.changes.publish(VIEWS)
 
     def views(self) -> dict[str, SampleQuery]:
         rows = self.conn.execute("SELECT name, query FROM saved_views ORDER BY name")
@@ -464,6 +470,7 @@ class Curation:
     def delete_view(self, name: str) -> None:
         with transaction(self.conn):
             self.conn.execute("DELETE FROM saved_views WHERE name = ?", (name,))
+        self.changes.publish(VIEWS)
 
 
 def find_clusters(conn: sqlite3.Connection, query: SampleQuery | None = None, threshold: float = 0.7) -> list[list[int]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from studio.core import db, schema
+from studio.core.changes import ChangeFeed
 from studio.core.curation import Curation
 from studio.core.errors import ProjectError, ProjectLockedError
 from studio.core.samples import SampleRepository
@@ -30,14 +31,16 @@ SUBFOLDERS = ("snapshots", "runs", "exports")
 class Project:
     """An open project. Use :meth:`create` or :meth:`open`; close it (or use ``with``)."""
 
-    def __init__(self, root: Path, conn: sqlite3.Connection, lock: FileLock | None):
+    def __init__(self, root: Path, conn: sqlite3.Connection, lock: FileLock | None, changes: ChangeFeed | None = None):
         self.root = root
         self.conn = conn
         self._lock = lock
-        self.seeds = SeedRepository(conn)
-        self.samples = SampleRepository(conn)
-        self.curation = Curation(conn)
-        self.snapshots = SnapshotStore(conn, root)
+        # Every repository publishes what it changed here; worker handles share the same feed.
+        self.changes = changes if changes is not None else ChangeFeed()
+        self.seeds = SeedRepository(conn, self.changes)
+        self.samples = SampleRepository(conn, self.changes)
+        self.curation = Curation(conn, self.changes)
+        self.snapshots = SnapshotStore(conn, root, self.changes)
 
     # -- opening and closing -------------------------------------------------------------
     @classmethod
@@ -123,8 +126,20 @@ class Project:
         return self.root / DB_NAME
 
     def new_connection(self) -> sqlite3.Connection:
-        """A separate connection for a worker thread (SQLite connections are per thread)."""
+        """A bare connection for code that takes one (the generation engine); prefer :meth:`worker`."""
         return db.connect(self.db_path)
+
+    def worker(self) -> Project:
+        """The one way a worker thread reaches the project: a handle of its own.
+
+        SQLite connections belong to one thread, so the handle has its own connection and
+        repositories, but shares this project's folder and change feed: what a worker writes
+        reaches every view like a write from the GUI thread. It holds no lock (the project
+        is already held by this process); close it when the work is done (``with`` does).
+        """
+        if self.conn is None:
+            raise ProjectError(f"The project {self.root} is closed.")
+        return Project(self.root, db.connect(self.db_path), None, self.changes)
 
     def stats(self) -> dict:
         return project_stats(self.conn, self.root)

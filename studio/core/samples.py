@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
+from studio.core.changes import SAMPLES, ChangeFeed
 from studio.core.db import transaction, word_count
 from studio.core.bulk_insert import bulk_insert
 
@@ -133,8 +134,9 @@ class InsertResult:
 class SampleRepository:
     """Samples in the project database; every write commits before it returns."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, changes: ChangeFeed | None = None):
         self._conn = conn
+        self._changes = changes or ChangeFeed()
 
     def add(self, sample: Sample) -> int | None:
         """Insert one sample; returns its id, or None when an identical sample already exists."""
@@ -143,7 +145,8 @@ class SampleRepository:
             if cursor.rowcount == 0:
                 return None
             sample.id = cursor.lastrowid
-            return sample.id
+        self._changes.publish(SAMPLES)
+        return sample.id
 
     def add_many(self, samples: Iterable[Sample]) -> InsertResult:
         """Insert all in one transaction (all or nothing); exact duplicates are skipped."""
@@ -176,6 +179,8 @@ class SampleRepository:
             # rowcount, not total_changes: the latter also counts rows written by triggers (FTS).
             with bulk_insert(self._conn, len(rows)):
                 inserted = self._conn.executemany(sql, rows).rowcount
+        if inserted:
+            self._changes.publish(SAMPLES)
         return InsertResult(inserted=inserted, duplicates=len(rows) - inserted)
 
     def get(self, sample_id: int) -> Sample | None:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from studio.core.changes import SEEDS, ChangeFeed
 from studio.core.db import transaction
 
 
@@ -61,8 +62,9 @@ def _instances_json(seed: SeedTask) -> str:
 class SeedRepository:
     """Seed tasks in the project database; every method commits before it returns."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, changes: ChangeFeed | None = None):
         self._conn = conn
+        self._changes = changes or ChangeFeed()
 
     def list(self, search: str = "") -> list[SeedTask]:
         sql = "SELECT * FROM seed_tasks"
@@ -99,7 +101,9 @@ class SeedRepository:
     def add(self, seed: SeedTask, position: float | None = None) -> int:
         """Insert ``seed``; keeps ``seed.id`` when set (undoing a delete restores the same id)."""
         with transaction(self._conn):
-            return self._insert(seed, self.next_position() if position is None else position)
+            seed_id = self._insert(seed, self.next_position() if position is None else position)
+        self._changes.publish(SEEDS)
+        return seed_id
 
     def add_many(self, seeds: Iterable[SeedTask]) -> list[int]:
         """Insert all or none."""
@@ -108,7 +112,8 @@ class SeedRepository:
             ids = []
             for offset, seed in enumerate(seeds):
                 ids.append(self._insert(seed, position + offset))
-            return ids
+        self._changes.publish(SEEDS)
+        return ids
 
     def _insert(self, seed: SeedTask, position: float) -> int:
         now = time.time()
@@ -135,7 +140,9 @@ class SeedRepository:
                     json.dumps(seed.tags, ensure_ascii=False), time.time(), seed.id,
                 ),
             )
+        self._changes.publish(SEEDS)
 
     def delete(self, seed_id: int) -> None:
         with transaction(self._conn):
             self._conn.execute("DELETE FROM seed_tasks WHERE id = ?", (seed_id,))
+        self._changes.publish(SEEDS)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.core.changes import SNAPSHOTS, ChangeFeed
 from studio.core.curation import SampleQuery
 from studio.core.db import transaction
 from studio.core.errors import StudioError
@@ -83,9 +84,10 @@ def _row_to_snapshot(row: sqlite3.Row) -> Snapshot:
 class SnapshotStore:
     """Snapshots of one project (``root`` is the project folder, for the JSONL copies)."""
 
-    def __init__(self, conn: sqlite3.Connection, root: Path):
+    def __init__(self, conn: sqlite3.Connection, root: Path, changes: ChangeFeed | None = None):
         self.conn = conn
         self.root = Path(root)
+        self._changes = changes or ChangeFeed()
 
     def create(self, name: str, query: SampleQuery | None = None, note: str = "") -> Snapshot:
         """Freeze the samples ``query`` selects (default: every accepted one), in id order."""
@@ -122,6 +124,7 @@ class SnapshotStore:
             # Written inside the transaction: a failed write rolls the database back too.
             (self.root / SNAPSHOT_DIR).mkdir(exist_ok=True)
             atomic_write_lines(self.root / relative, (_item_json(i) for i in items))
+        self._changes.publish(SNAPSHOTS)
         return self.get(snapshot_id)
 
     def list(self) -> list[Snapshot]:

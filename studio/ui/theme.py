@@ -13,11 +13,13 @@ _LIGHT = {
     "window": "#f5f6f8", "base": "#ffffff", "alt": "#f0f2f5", "text": "#1d2330", "muted": "#6a7282",
     "button": "#eceef2", "highlight": "#3a6ee8", "highlight_text": "#ffffff", "border": "#d5d9e0",
     "nav": "#e9ecf1", "error": "#c62828", "tooltip": "#ffffff",
+    "error_bg": "#fbeaea", "warning": "#8a5a00", "warning_bg": "#fff4dc", "info_bg": "#e8f0fd",
 }
 _DARK = {
     "window": "#1e2128", "base": "#16181d", "alt": "#1b1e24", "text": "#e3e6ec", "muted": "#8b93a3",
     "button": "#2a2e37", "highlight": "#4c7ef0", "highlight_text": "#ffffff", "border": "#343946",
     "nav": "#191c22", "error": "#ef6b6b", "tooltip": "#2a2e37",
+    "error_bg": "#3a2326", "warning": "#e8b64c", "warning_bg": "#3a3122", "info_bg": "#223049",
 }
 
 
@@ -67,6 +69,13 @@ def _style_sheet(c: dict[str, str]) -> str:
     QPlainTextEdit:focus, QLineEdit:focus {{ border: 1px solid {c['highlight']}; }}
     QFrame#InstanceCard {{ border: 1px solid {c['border']}; border-radius: 6px; background: {c['alt']}; }}
     QStatusBar {{ color: {c['muted']}; }}
+    QWidget#MessageArea[level="error"] {{ background: {c['error_bg']}; border: 1px solid {c['error']}; border-radius: 4px; }}
+    QWidget#MessageArea[level="warning"] {{ background: {c['warning_bg']}; border: 1px solid {c['warning']}; border-radius: 4px; }}
+    QWidget#MessageArea[level="info"] {{ background: {c['info_bg']}; border: 1px solid {c['border']}; border-radius: 4px; }}
+    QWidget#MessageArea[level="error"] QLabel#MessageMarker {{ color: {c['error']}; font-weight: 700; }}
+    QWidget#MessageArea[level="warning"] QLabel#MessageMarker {{ color: {c['warning']}; font-weight: 700; }}
+    QWidget#MessageArea[level="info"] QLabel#MessageMarker {{ color: {c['highlight']}; font-weight: 700; }}
+    QWidget#MessageArea QLabel#MessageText {{ color: {c['text']}; }}
     """
 
 

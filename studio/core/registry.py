@@ -1,0 +1,163 @@
+"""Registries: every extension point is a table of ``"module:attr"`` entries, imported on first use.
+
+Built-in entries are registered exactly as plugins will register theirs (plain data, see
+:mod:`studio.core.builtins`), so a plugin adds a generation mode, a dataset format or a
+trainer with one entry and no edit anywhere else. Nothing is imported until an entry is
+loaded: listing the choices for a combo box or ``--help`` never imports torch, Qt or a
+plugin's code. A failing import becomes a :class:`RegistryError` that names the entry and
+where it came from, so the rest of the app keeps working.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from studio.core.errors import StudioError
+
+BUILT_IN = "built-in"
+
+
+class RegistryError(StudioError):
+    """An entry is unknown, or its code could not be imported."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One contribution: a key users see in configs and CLIs, and the code behind it."""
+
+    key: str
+    target: str  # "package.module:attribute"
+    title: str = ""
+    help: str = ""
+    source: str = BUILT_IN  # "built-in" or the contributing plugin's name
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        module, sep, attr = self.target.partition(":")
+        if not (module and sep and attr):
+            raise RegistryError(f"Entry {self.key!r} ({self.source}): target {self.target!r} is not 'module:attribute'.")
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    @property
+    def label(self) -> str:
+        return self.title or self.key
+
+
+class Registry:
+    """Entries of one kind, in registration order; ``load`` imports an entry's target once."""
+
+    def __init__(self, name: str, description: str):
+        self.name = name
+        self.description = description
+        self._entries: dict[str, Entry] = {}
+        self._loaded: dict[str, Any] = {}
+
+    def register(self, key: str, target: str, *, title: str = "", help: str = "", source: str = BUILT_IN,
+                 replace: bool = False, **meta: Any) -> Entry:
+        if key in self._entries and not replace:
+            raise RegistryError(
+                f"{self.name}: {key!r} is already registered by {self._entries[key].source}; "
+                f"{source} cannot register it again."
+            )
+        entry = Entry(key, target, title, help, source, meta)
+        self._entries[key] = entry
+        self._loaded.pop(key, None)
+        return entry
+
+    def unregister(self, key: str) -> None:
+        self._entries.pop(key, None)
+        self._loaded.pop(key, None)
+
+    def get(self, key: str) -> Entry:
+        try:
+            return self._entries[key]
+        except KeyError:
+            known = ", ".join(self._entries) or "none"
+            raise RegistryError(f"Unknown {self.name} {key!r}; known: {known}.") from None
+
+    def load(self, key: str) -> Any:
+        """The entry's object (class, function, instance), imported on first use."""
+        if key in self._loaded:
+            return self._loaded[key]
+        entry = self.get(key)
+        module_name, _, attr_path = entry.target.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr_path.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # noqa: BLE001 - a plugin's broken import must not take the app down
+            raise RegistryError(
+                f"{self.name} {key!r} from {entry.source} could not be loaded ({entry.target}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        self._loaded[key] = obj
+        return obj
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(key, label) pairs for a combo box or a CLI ``choices=``."""
+        return [(e.key, e.label) for e in self._entries.values()]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# The extension points. Their keys appear in saved configs, so a key never changes meaning.
+GENERATION_MODES = Registry("generation mode", "How a run turns seed tasks into teacher prompts and answers into samples.")
+DATASET_FORMATS = Registry("dataset format", "File formats for importing and exporting seed tasks and samples.")
+DATASET_EXPORTERS = Registry("dataset exporter", "Ways to write a snapshot or a selection for training.")
+SAMPLE_FILTERS = Registry("sample filter", "Quality checks a generated candidate must pass, each with a reason code.")
+ENDPOINT_KINDS = Registry("endpoint kind", "Kinds of OpenAI-compatible LLM endpoints, with their presets.")
+TRAINERS = Registry("trainer", "Child-process commands that fine-tune a model and speak the training events protocol.")
+MODEL_EXPORTERS = Registry("model exporter", "Ways to write a trained model for other tools (merged weights, GGUF).")
+JUDGES = Registry("judge", "Ways to decide which of two answers is better.")
+PANELS = Registry("panel", "Pages of the main window (Qt widgets; only the UI loads them).")
+
+ALL: dict[str, Registry] = {
+    "generation_modes": GENERATION_MODES,
+    "dataset_formats": DATASET_FORMATS,
+    "dataset_exporters": DATASET_EXPORTERS,
+    "sample_filters": SAMPLE_FILTERS,
+    "endpoint_kinds": ENDPOINT_KINDS,
+    "trainers": TRAINERS,
+    "model_exporters": MODEL_EXPORTERS,
+    "judges": JUDGES,
+    "panels": PANELS,
+}
+
+
+def register_contributions(contributions: Mapping[str, list[Mapping[str, Any]]], source: str = BUILT_IN) -> list[Entry]:
+    """Register a manifest's contributions: ``{"generation_modes": [{"key": ..., "target": ...}, ...]}``."""
+    added = []
+    for registry_name, items in contributions.items():
+        registry = ALL.get(registry_name)
+        if registry is None:
+            raise RegistryError(f"{source}: no extension point {registry_name!r}; known: {', '.join(ALL)}.")
+        for item in items:
+            data = dict(item)
+            key, target = data.pop("key"), data.pop("target")
+            added.append(registry.register(key, target, source=source, **data))
+    return added
+
+
+def _register_builtins() -> None:
+    from studio.core.builtins import CONTRIBUTIONS
+
+    register_contributions(CONTRIBUTIONS)
+
+
+_register_builtins()

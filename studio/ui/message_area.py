@@ -1,0 +1,92 @@
+"""One message area for errors, warnings and notices: theme-aware, and it never moves the layout.
+
+Every panel shows its problems the same way: a strip with an icon-like marker, the message,
+an optional detail on hover, and a close button. Its height is reserved whether or not a
+message shows (no layout jump when one appears), its colours come from the palette (no fixed
+light-pink box in a dark theme), and :meth:`clear` — called when the next action succeeds —
+makes it go away.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+_MARKERS = {ERROR: "✖", WARNING: "▲", INFO: "ℹ"}
+
+
+class MessageArea(QWidget):
+    """``show_message(text, level)``; ``clear()``. Emits ``dismissed`` when the user closes it."""
+
+    dismissed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent, objectName="MessageArea")
+        self._level = ""
+        self.marker = QLabel(objectName="MessageMarker")
+        self.text = QLabel(objectName="MessageText")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.close_button = QToolButton(objectName="MessageClose", text="✕", autoRaise=True)
+        self.close_button.setToolTip("Dismiss")
+        self.close_button.clicked.connect(self._on_close_clicked)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.marker, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        # Two lines of text are always reserved: a message appearing never pushes the panel down.
+        line = self.fontMetrics().lineSpacing()
+        self.setFixedHeight(2 * line + 12)
+        self.clear()
+
+    @property
+    def level(self) -> str:
+        """The level shown now; empty when nothing is shown."""
+        return self._level
+
+    def message(self) -> str:
+        return self.text.text() if self._level else ""
+
+    def show_message(self, text: str, level: str = ERROR, detail: str = "") -> None:
+        if level not in _MARKERS:
+            raise ValueError(f"unknown message level {level!r}")
+        self._level = level
+        self.marker.setText(_MARKERS[level])
+        self.text.setText(text)
+        self.text.setToolTip(detail or text)
+        self.setProperty("level", level)
+        self.setToolTip(detail)
+        self._show_parts(True)
+        self._restyle()
+
+    def show_error(self, text: str, detail: str = "") -> None:
+        self.show_message(text, ERROR, detail)
+
+    def clear(self) -> None:
+        self._level = ""
+        self.text.setText("")
+        self.text.setToolTip("")
+        self.setProperty("level", "")
+        self._show_parts(False)
+        self._restyle()
+
+    def _show_parts(self, visible: bool) -> None:
+        # The widget itself stays: hiding it would give its height back and move the layout.
+        for part in (self.marker, self.text, self.close_button):
+            part.setVisible(visible)
+
+    def _restyle(self) -> None:
+        style = self.style()
+        style.unpolish(self)
+        style.polish(self)
+        self.update()
+
+    def _on_close_clicked(self) -> None:
+        self.clear()
+        self.dismissed.emit()
+
+    def is_shown(self) -> bool:
+        return bool(self._level)
