@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from studio.core import schema
-from studio.core.errors import ProjectError, ProjectLockedError
+from studio.core.errors import ProjectError, ProjectLockedError, StudioError
+from studio.core.jobs import Progress
 from studio.core.project import Project
 from studio.core.samples import Origin, Sample, Status
 from studio.core.seeds import Instance, SeedTask
@@ -178,3 +179,113 @@ def test_second_instance_in_another_process_gets_a_message_and_kill_9_frees_the_
         except ProjectLockedError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+
+
+# -- the trash -------------------------------------------------------------------------------
+def _rows(project: Project, where: str = "1") -> dict[int, tuple]:
+    return {r[0]: tuple(r) for r in project.conn.execute(f"SELECT * FROM samples WHERE {where}")}
+
+
+def _search_ids(project: Project, word: str) -> list[int]:
+    return [r[0] for r in project.conn.execute("SELECT rowid FROM samples_fts WHERE samples_fts MATCH ? ORDER BY 1", (word,))]
+
+
+def _check_index(project: Project) -> None:
+    project.conn.execute("INSERT INTO samples_fts(samples_fts) VALUES ('integrity-check')")
+    assert project.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    triggers = {r[0] for r in project.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert {"samples_fts_insert", "samples_fts_delete", "samples_fts_update"} <= triggers
+
+
+def test_the_trash_keeps_every_column_of_a_sample(project: Project) -> None:
+    sample_columns = [r[1] for r in project.conn.execute("PRAGMA table_info(samples)")]
+    trash_columns = [r[1] for r in project.conn.execute("PRAGMA table_info(trashed_samples)")]
+    assert trash_columns[:2] == ["entry", "batch_id"] and trash_columns[2:] == sample_columns
+
+
+@pytest.mark.parametrize("total,deleted", [(30, 12), (3000, 2500), (6000, 2100)],
+                         ids=["small: triggers", "most rows: FTS rebuilt", "a minority: FTS told per chunk"])
+def test_deleted_samples_survive_a_restart_in_the_trash_and_come_back_with_their_ids(
+    tmp_path: Path, total: int, deleted: int
+) -> None:
+    with Project.create(tmp_path / "p") as project:
+        project.samples.add_many(
+            Sample(f"Describe walrus number {i}.", "", f"Walrus {i} is {'big' if i % 2 else 'small'}.",
+                   tags=["t"] if i % 3 else [], rating=i % 5 + 1) for i in range(total)
+        )
+        before = _rows(project)
+        ids = sorted(before)[::2][:deleted] if deleted < total // 2 else sorted(before)[:deleted]
+        deletion = project.curation.delete(ids)
+        assert len(deletion) == deleted and project.samples.count() == total - deleted
+        assert _search_ids(project, "walrus") == sorted(set(before) - set(ids))
+        _check_index(project)
+    with Project.open(tmp_path / "p") as project:  # the app was closed: the batch is still there
+        [batch] = project.curation.trash.batches()
+        assert (batch.id, batch.sample_count, batch.description) == (deletion.batch_id, deleted,
+                                                                    f"delete {deleted:,} samples")
+        result = project.curation.trash.restore(batch.id)
+        assert sorted(result.ids) == sorted(ids) and (result.renumbered, result.skipped) == (0, 0)
+        assert _rows(project) == before
+        assert _search_ids(project, "walrus") == sorted(before)
+        assert project.curation.trash.batches() == []
+        assert project.conn.execute("SELECT count(*) FROM trashed_samples").fetchone()[0] == 0
+        _check_index(project)
+
+
+def test_the_deletions_undo_restores_its_batch_and_redo_trashes_again(project: Project) -> None:
+    ids = [project.samples.add(Sample(f"Name a river {i}.", "", "Nile.")) for i in range(5)]
+    seen: list[frozenset] = []
+    project.changes.subscribe(seen.append)
+    deletion = project.curation.delete(ids[1:3])
+    assert seen == [frozenset({"samples", "trash"})] and deletion.kinds == frozenset({"samples", "trash"})
+    deletion.apply(project.conn, undo=True)
+    assert sorted(_rows(project)) == ids and project.curation.trash.batches() == []
+    deletion.apply(project.conn)
+    assert sorted(_rows(project)) == [ids[0], ids[3], ids[4]]
+    assert [b.id for b in project.curation.trash.batches()] == [deletion.batch_id]
+
+
+def test_restoring_around_samples_added_since(project: Project) -> None:
+    ids = [project.samples.add(Sample(f"Count to {i}.", "", str(i))) for i in range(4)]
+    batch = project.curation.trash.move(ids[2:], "delete 2 samples")  # the two newest: their ids get reused
+    reused = project.samples.add(Sample("A new sample after the delete.", "", "x"))
+    again = project.samples.add(Sample("Count to 3.", "", "3"))  # the same text as a trashed one
+    assert reused == ids[2]
+    result = project.curation.trash.restore(batch.id)
+    assert (result.restored, result.renumbered, result.skipped) == (1, 1, 1)
+    texts = {r["instruction"] for r in project.conn.execute("SELECT instruction FROM samples")}
+    assert texts == {"Count to 0.", "Count to 1.", "Count to 2.", "Count to 3.", "A new sample after the delete."}
+    assert project.samples.get(again).instruction == "Count to 3."
+    assert result.ids[0] not in ids and project.samples.get(result.ids[0]).instruction == "Count to 2."
+    _check_index(project)
+
+
+def test_emptying_one_batch_or_all_of_them(project: Project) -> None:
+    ids = [project.samples.add(Sample(f"Spell word {i}.", "", "w")) for i in range(6)]
+    trash = project.curation.trash
+    first, second = trash.move(ids[:2], "a"), trash.move(ids[2:5], "b")
+    assert trash.sample_count() == 5 and [b.id for b in trash.batches()] == [second.id, first.id]
+    seen: list[frozenset] = []
+    project.changes.subscribe(seen.append)
+    assert trash.empty(first.id) == 2 and [b.id for b in trash.batches()] == [second.id]
+    with pytest.raises(StudioError, match=f"No trash batch {first.id}"):
+        trash.restore(first.id)
+    assert trash.empty() == 3 and trash.batches() == [] and trash.sample_count() == 0
+    assert seen == [frozenset({"trash"})] * 2
+    assert project.samples.count() == 1
+
+
+def test_a_cancelled_bulk_delete_or_restore_changes_nothing(project: Project) -> None:
+    project.samples.add_many(Sample(f"Paint fence {i}.", "", "ok") for i in range(2500))
+    before = _rows(project)
+    steps = project.curation.delete_steps(sorted(before))
+    assert isinstance(next(steps), Progress) and isinstance(next(steps), Progress)
+    steps.close()  # what the job runner does on Cancel
+    assert _rows(project) == before and project.curation.trash.batches() == []
+    _check_index(project)
+    deletion = project.curation.delete(sorted(before))
+    steps = project.curation.apply_steps(deletion, undo=True)
+    next(steps), next(steps)
+    steps.close()
+    assert project.samples.count() == 0 and project.curation.trash.sample_count() == 2500
+    _check_index(project)

@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from studio.core.changes import SAMPLES, VIEWS, ChangeFeed
+from studio.core.blacklist import DEFAULT_BLACKLIST
+from studio.core.changes import SAMPLES, TRASH, VIEWS, ChangeFeed
 from studio.core.db import transaction
 from studio.core.errors import StudioError
+from studio.core.jobs import Progress
 from studio.core.samples import Status, content_hash
-
-# Alpaca's generator drops instructions that need a modality a text model lacks.
-BLACKLIST = (
-    "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
-    "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
-)
+from studio.core.steps import CHUNK, Steps, drain
+from studio.core.trash import TrashRepository, restore_steps, trash_steps
 
 # Sort keys the table offers, and the SQL behind each (whitelisted: never user text in SQL).
 SORT_COLUMNS = {
@@ -33,6 +31,7 @@ SORT_COLUMNS = {
     "rating": "samples.rating", "tags": "samples.tags", "updated_at": "samples.updated_at",
     "created_at": "samples.created_at",
 }
+STEP_SECONDS = 0.02  # a step generator doing Python work yields at least this often
 PREVIEW_CHARS = 160  # table cells show a preview; the detail pane loads the full text
 
 # The columns a table page needs, with long text cut in SQL so it never crosses into Python.
@@ -74,8 +73,39 @@ def fts_subquery(expression: str) -> tuple[str, list]:
     return "SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?", [expression]
 
 
-def blacklist_match() -> str:
-    return "instruction : (" + " OR ".join('"' + word + '"' for word in BLACKLIST) + ")"
+def blacklist_match(words: Iterable[str] = DEFAULT_BLACKLIST) -> str:
+    """An FTS5 expression: the instruction holds one of ``words`` (each a word or a phrase)."""
+    quoted = ['"' + word.strip().replace('"', '""') + '"' for word in words if word.strip()]
+    return "instruction : (" + " OR ".join(quoted) + ")"
+
+
+def run_blacklists(conn: sqlite3.Connection) -> dict[int, tuple[str, ...]]:
+    """The generation runs whose filters used another blacklist than the default, with theirs.
+
+    A run's blacklist is what its samples were checked against, so the "blacklisted"
+    filter asks each sample about its own run's list (``config`` → ``filters.blacklist``).
+    """
+    rows = conn.execute(
+        "SELECT id, json_extract(config, '$.filters.blacklist') FROM generation_runs"
+        " WHERE json_type(config, '$.filters.blacklist') = 'array'"
+    )
+    default = {w.casefold() for w in DEFAULT_BLACKLIST}
+    found: dict[int, tuple[str, ...]] = {}
+    for run_id, text in rows:
+        words = tuple(w for w in json.loads(text) if isinstance(w, str) and w.strip())
+        if {w.strip().casefold() for w in words} != default:
+            found[run_id] = words
+    return found
+
+
+def where_sql(conn: sqlite3.Connection, query: SampleQuery) -> tuple[str, list]:
+    """``query``'s WHERE clause for code reading with a connection of its own (a worker, a snapshot)."""
+    return query.where(blacklists=run_blacklists(conn))
+
+
+def count_noun(count: int, noun: str, plural: str | None = None) -> str:
+    """A count that reads right: "1 sample", "52,002 samples"."""
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
 
 
 def _in_or_null(column: str, values, clauses: list[str], params: list) -> None:
@@ -105,10 +135,15 @@ class SampleQuery:
     sort: str = "id"
     descending: bool = False
 
-    def where(self, fts: Callable[[str], tuple[str, list]] = fts_subquery) -> tuple[str, list]:
+    def where(
+        self, fts: Callable[[str], tuple[str, list]] = fts_subquery,
+        blacklists: Mapping[int, Sequence[str]] | None = None,
+    ) -> tuple[str, list]:
         """The WHERE clause (without the keyword; ``1`` when empty) and its parameters.
 
         ``fts`` turns a MATCH expression into an id subquery (a cache may answer instead).
+        ``blacklists``: runs whose blacklist is not the default (:func:`run_blacklists`);
+        their samples are checked against their own list, all others against the default.
         """
         clauses: list[str] = []
         params: list = []
@@ -141,10 +176,9 @@ class SampleQuery:
                 clauses.append(f"samples.{column} <= ?")
                 params.append(high)
         if self.blacklisted is not None:
-            negate = "" if self.blacklisted else "NOT "
-            sub, sub_params = fts(blacklist_match())
-            clauses.append(f"samples.id {negate}IN ({sub})")
-            params.extend(sub_params)
+            expression, expression_params = _blacklisted(fts, blacklists or {})
+            clauses.append(expression if self.blacklisted else f"NOT {expression}")
+            params.extend(expression_params)
         if self.duplicates is not None:
             negate = "" if self.duplicates else "NOT "
             clauses.append(f"samples.id {negate}IN (SELECT sample_id FROM duplicate_members)")
@@ -170,6 +204,24 @@ class SampleQuery:
         return cls(**values)
 
 
+def _blacklisted(fts: Callable[[str], tuple[str, list]], blacklists: Mapping[int, Sequence[str]]) -> tuple[str, list]:
+    """Samples whose instruction holds a word of their run's blacklist (default: Alpaca's)."""
+    sub, params = fts(blacklist_match())
+    if not blacklists:
+        return f"samples.id IN ({sub})", list(params)
+    runs = list(blacklists)
+    parts = [f"((samples.run_id IS NULL OR samples.run_id NOT IN ({','.join('?' * len(runs))}))"
+             f" AND samples.id IN ({sub}))"]
+    values: list = [*runs, *params]
+    for run_id in runs:
+        words = [w for w in blacklists[run_id] if w.strip()]
+        if words:  # an emptied blacklist flags nothing
+            run_sub, run_params = fts(blacklist_match(words))
+            parts.append(f"(samples.run_id = ? AND samples.id IN ({run_sub}))")
+            values.extend((run_id, *run_params))
+    return "(" + " OR ".join(parts) + ")", values
+
+
 # -- changes that can be undone ------------------------------------------------------------
 TEXT_COLUMNS = ("instruction", "input", "output")
 EDITABLE = {"status", "tags", "rating", "note", *TEXT_COLUMNS}
@@ -177,25 +229,37 @@ EDITABLE = {"status", "tags", "rating", "note", *TEXT_COLUMNS}
 
 @dataclass
 class RowChange:
-    """New values for some columns of some rows, with the values they replaced."""
+    """New values for some columns of some rows, with the values they replaced.
+
+    ``apply_steps`` is the work as a step generator (52K rows: a job for the runner);
+    ``apply`` drains it. Neither publishes: whoever applies a change notifies ``kinds``.
+    """
 
     description: str
     columns: tuple[str, ...]
     ids: list[int]
     before: list[tuple]
     after: list[tuple]
+    kinds: frozenset[str] = frozenset({SAMPLES})
 
-    def apply(self, conn: sqlite3.Connection, *, undo: bool = False) -> None:
+    def apply_steps(self, conn: sqlite3.Connection, *, undo: bool = False) -> Steps[None]:
         values = self.before if undo else self.after
         sets = ", ".join(f"{c} = ?" for c in self.columns)
         hashed = any(c in TEXT_COLUMNS for c in self.columns)
+        total = len(self.ids)
         with transaction(conn):
-            conn.executemany(
-                f"UPDATE samples SET {sets} WHERE id = ?",
-                [(*row, sample_id) for row, sample_id in zip(values, self.ids)],
-            )
+            for start in range(0, total, CHUNK):
+                conn.executemany(
+                    f"UPDATE samples SET {sets} WHERE id = ?",
+                    [(*row, sample_id) for row, sample_id in
+                     zip(values[start:start + CHUNK], self.ids[start:start + CHUNK])],
+                )
+                yield Progress(min(start + CHUNK, total), total, self.description)
             if hashed:
                 _rehash(conn, self.ids)
+
+    def apply(self, conn: sqlite3.Connection, *, undo: bool = False) -> None:
+        drain(self.apply_steps(conn, undo=undo))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -203,22 +267,30 @@ class RowChange:
 
 @dataclass
 class Deletion:
-    """Deleted rows, kept whole so that undo puts them back with the same ids."""
+    """Samples moved to the Trash; undo restores their batch (same ids), redo trashes them again.
+
+    The rows live in the project's trash, not in this object, so the delete can be undone
+    from Curate ▸ Trash… (or ``data trash restore``) after the app was closed too.
+    """
 
     description: str
-    columns: tuple[str, ...]
-    rows: list[tuple]
+    ids: list[int]
+    batch_id: int
+    kinds: frozenset[str] = frozenset({SAMPLES, TRASH})
+
+    def apply_steps(self, conn: sqlite3.Connection, *, undo: bool = False) -> Steps[None]:
+        if undo:
+            result = yield from restore_steps(conn, self.batch_id)
+            self.ids = result.ids  # a renumbered sample is found again by a redo
+        else:
+            batch = yield from trash_steps(conn, self.ids, self.description)
+            self.batch_id = batch.id
 
     def apply(self, conn: sqlite3.Connection, *, undo: bool = False) -> None:
-        with transaction(conn):
-            if undo:
-                marks = ",".join("?" * len(self.columns))
-                conn.executemany(f"INSERT INTO samples ({','.join(self.columns)}) VALUES ({marks})", self.rows)
-            else:
-                _delete_ids(conn, [row[0] for row in self.rows])
+        drain(self.apply_steps(conn, undo=undo))
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.ids)
 
 
 Change = RowChange | Deletion
@@ -243,10 +315,6 @@ def _select_in(conn: sqlite3.Connection, columns: str, ids: Sequence[int]) -> li
         for row in conn.execute(f"SELECT {columns} FROM samples WHERE id IN ({','.join('?' * len(chunk))})", chunk):
             found[row[0]] = row
     return [found[i] for i in ids if i in found]
-
-
-def _delete_ids(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
-    conn.executemany("DELETE FROM samples WHERE id = ?", [(i,) for i in ids])
 
 
 # -- the query layer -----------------------------------------------------------------------
@@ -277,10 +345,8 @@ class Curation:
         return self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
 
     def _cached_fts(self, expression: str) -> tuple[str, list]:
-        if self._matches_state != self._data_state() or len(self._matches) >= self.MAX_CACHED_MATCHES:
-            for table in self._matches.values():
-                self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
-            self._matches.clear()
+        # Never evicts: one WHERE clause may name several tables (a search, and the
+        # blacklists of several runs); _where evicts before it starts compiling.
         table = self._matches.get(expression)
         if table is None:
             table = f"studio_matches_{len(self._matches)}"
@@ -292,9 +358,19 @@ class Curation:
         return f"SELECT id FROM temp.{table}", []
 
     def _where(self, query: SampleQuery) -> tuple[str, list]:
+        blacklists = run_blacklists(self.conn) if query.blacklisted is not None else None
         if self.conn.in_transaction:  # inside someone's write: no temp-table side effects
-            return query.where()
-        return query.where(self._cached_fts)
+            return query.where(blacklists=blacklists)
+        if self._matches_state != self._data_state() or len(self._matches) >= self.MAX_CACHED_MATCHES:
+            for table in self._matches.values():
+                self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+            self._matches.clear()
+        return query.where(self._cached_fts, blacklists)
+
+    @property
+    def trash(self) -> TrashRepository:
+        """The project's trash, on this connection and feed."""
+        return TrashRepository(self.conn, self.changes)
 
     # reading
     def count(self, query: SampleQuery, *, cap: int | None = None) -> int:
@@ -350,6 +426,22 @@ class Curation:
         where, params = self._where(query or SampleQuery())
         return [row[0] for row in self.conn.execute(f"SELECT {column} FROM samples WHERE {where}", params)]
 
+    def shape_steps(self, query: SampleQuery | None = None) -> Steps[dict]:
+        """Everything the Data shape tab charts: counts by status, origin, run; word lengths."""
+        query = query or SampleQuery()
+        shape: dict = {}
+        for column in ("status", "origin", "run_id"):
+            shape[column] = self.counts_by(column, query)
+            yield Progress(len(shape), 5, "Counting")
+        for column in ("instruction_words", "output_words"):
+            shape[column] = self.lengths(column, query)
+            yield Progress(len(shape), 5, "Counting")
+        return shape
+
+    def instructions(self, query: SampleQuery | None = None) -> list[str]:
+        where, params = self._where(query or SampleQuery())
+        return [row[0] for row in self.conn.execute(f"SELECT instruction FROM samples WHERE {where}", params)]
+
     def tags(self) -> list[str]:
         rows = self.conn.execute(
             "SELECT DISTINCT value FROM samples, json_each(samples.tags) WHERE samples.tags != '[]' ORDER BY value"
@@ -360,36 +452,60 @@ class Curation:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT run_id FROM samples WHERE run_id IS NOT NULL ORDER BY 1")]
 
     # changing
-    def _change(self, description: str, columns: tuple[str, ...], ids: Sequence[int], new_values) -> RowChange:
-        """Read the old values, compute new ones per row (``new_values(row) -> tuple``), write."""
+    # Every bulk change is a step generator (``*_steps``) for the job runner, with a plain
+    # twin that drains it. Both commit before they publish and return the committed change.
+    def _change_steps(self, description: str, columns: tuple[str, ...], ids: Sequence[int],
+                      new_values) -> Steps[RowChange]:
+        """Read the old values, compute new ones per row (``new_values(row) -> tuple``), write.
+
+        Read and write share one transaction, so no other writer slips in between.
+        """
         ids = list(dict.fromkeys(ids))
         wanted = ", ".join(("id", *columns, "updated_at"))
-        old = _select_in(self.conn, wanted, ids)
-        now = time.time()
-        change = RowChange(
-            description, (*columns, "updated_at"), [r["id"] for r in old],
-            [tuple(r)[1:] for r in old], [(*new_values(r), now) for r in old],
-        )
-        change.apply(self.conn)
-        self.changes.publish(SAMPLES)
+        total = len(ids)
+        with transaction(self.conn):
+            old: list[sqlite3.Row] = []
+            for start in range(0, total, CHUNK):
+                old.extend(_select_in(self.conn, wanted, ids[start:start + CHUNK]))
+                yield Progress(0, total, f"Reading {count_noun(min(start + CHUNK, total), 'sample')}")
+            now = time.time()
+            change = RowChange(
+                description, (*columns, "updated_at"), [r["id"] for r in old],
+                [tuple(r)[1:] for r in old], [(*new_values(r), now) for r in old],
+            )
+            yield from change.apply_steps(self.conn)
+        self.changes.publish(change.kinds)
         return change
 
-    def set_status(self, ids: Sequence[int], status: Status | str) -> RowChange:
-        value = Status(status).value
-        return self._change(f"mark {len(ids)} {value}", ("status",), ids, lambda r: (value,))
+    def _change(self, description: str, columns: tuple[str, ...], ids: Sequence[int], new_values) -> RowChange:
+        return drain(self._change_steps(description, columns, ids, new_values))
 
-    def add_tag(self, ids: Sequence[int], tag: str) -> RowChange:
+    def set_status_steps(self, ids: Sequence[int], status: Status | str) -> Steps[RowChange]:
+        value = Status(status).value
+        return self._change_steps(f"mark {count_noun(len(ids), 'sample')} {value}", ("status",), ids,
+                                  lambda r: (value,))
+
+    def set_status(self, ids: Sequence[int], status: Status | str) -> RowChange:
+        return drain(self.set_status_steps(ids, status))
+
+    def add_tag_steps(self, ids: Sequence[int], tag: str) -> Steps[RowChange]:
         def added(row: sqlite3.Row) -> tuple:
             tags = json.loads(row["tags"])
             return (json.dumps(tags if tag in tags else [*tags, tag], ensure_ascii=False),)
 
-        return self._change(f"tag {len(ids)} '{tag}'", ("tags",), ids, added)
+        return self._change_steps(f"tag {count_noun(len(ids), 'sample')} '{tag}'", ("tags",), ids, added)
 
-    def remove_tag(self, ids: Sequence[int], tag: str) -> RowChange:
+    def add_tag(self, ids: Sequence[int], tag: str) -> RowChange:
+        return drain(self.add_tag_steps(ids, tag))
+
+    def remove_tag_steps(self, ids: Sequence[int], tag: str) -> Steps[RowChange]:
         def removed(row: sqlite3.Row) -> tuple:
             return (json.dumps([t for t in json.loads(row["tags"]) if t != tag], ensure_ascii=False),)
 
-        return self._change(f"untag {len(ids)} '{tag}'", ("tags",), ids, removed)
+        return self._change_steps(f"untag {count_noun(len(ids), 'sample')} '{tag}'", ("tags",), ids, removed)
+
+    def remove_tag(self, ids: Sequence[int], tag: str) -> RowChange:
+        return drain(self.remove_tag_steps(ids, tag))
 
     def set_tags(self, sample_id: int, tags: Iterable[str]) -> RowChange:
         value = json.dumps(list(dict.fromkeys(t.strip() for t in tags if t.strip())), ensure_ascii=False)
@@ -398,7 +514,8 @@ class Curation:
     def set_rating(self, ids: Sequence[int], rating: int | None) -> RowChange:
         if rating is not None and not 1 <= rating <= 5:
             raise ValueError("a rating is 1 to 5 (or none)")
-        return self._change(f"rate {len(ids)} {rating or 'none'}", ("rating",), ids, lambda r: (rating,))
+        return self._change(f"rate {count_noun(len(ids), 'sample')} {rating or 'none'}", ("rating",), ids,
+                            lambda r: (rating,))
 
     def set_note(self, sample_id: int, note: str) -> RowChange:
         return self._change("edit note", ("note",), [sample_id], lambda r: (note,))
@@ -415,17 +532,29 @@ class Curation:
             raise DuplicateSampleError(f"This text is identical to sample #{other[0]}; edit it or reject one of them.")
         return self._change("edit text", TEXT_COLUMNS, [sample_id], lambda r: (instruction, input, output))
 
-    def delete(self, ids: Sequence[int]) -> Deletion:
+    def delete_steps(self, ids: Sequence[int]) -> Steps[Deletion]:
+        """Move the samples to the Trash (one batch); the Deletion's undo restores them."""
         ids = list(dict.fromkeys(ids))
-        cursor = self.conn.execute("SELECT * FROM samples LIMIT 0")
-        columns = tuple(d[0] for d in cursor.description)
-        rows = [tuple(r) for r in _select_in(self.conn, ", ".join(columns), ids)]
-        deletion = Deletion(f"delete {len(rows)}", columns, rows)
-        deletion.apply(self.conn)
-        self.changes.publish(SAMPLES)
-        return deletion
+        description = f"delete {count_noun(len(ids), 'sample')}"
+        batch = yield from trash_steps(self.conn, ids, description)
+        self.changes.publish(SAMPLES, TRASH)
+        return Deletion(description, ids, batch.id)
+
+    def delete(self, ids: Sequence[int]) -> Deletion:
+        return drain(self.delete_steps(ids))
+
+    def apply_steps(self, change: Change, *, undo: bool = False) -> Steps[Change]:
+        """Undo or redo ``change`` on this connection, then publish its kinds (a job's body)."""
+        yield from change.apply_steps(self.conn, undo=undo)
+        self.changes.publish(change.kinds)
+        return change
 
     # duplicates
+    def find_duplicates_steps(self, query: SampleQuery, threshold: float = 0.7) -> Steps[int]:
+        """Cluster the matching instructions and remember the clusters; returns how many."""
+        clusters = yield from find_clusters_steps(self.conn, query, threshold)
+        return self.store_clusters(clusters)
+
     def store_clusters(self, clusters: Iterable[Sequence[int]]) -> int:
         """Replace the remembered near-duplicate clusters (only those of two or more)."""
         rows = [(sample_id, number) for number, members in enumerate(c for c in clusters if len(c) > 1)
@@ -443,6 +572,11 @@ class Curation:
             by_number.setdefault(number, Cluster(number)).sample_ids.append(sample_id)
         found = [c for c in by_number.values() if len(c.sample_ids) > 1]
         return sorted(found, key=lambda c: (-len(c.sample_ids), c.number))
+
+    def texts(self, ids: Sequence[int]) -> dict[int, dict]:
+        """Status and full text of some samples (the Duplicates tab's side-by-side view)."""
+        rows = _select_in(self.conn, "id, status, instruction, input, output", list(ids))
+        return {row["id"]: dict(row) for row in rows}
 
     def keep_one(self, cluster: Sequence[int], keep: int) -> RowChange:
         """Accept ``keep`` and reject the rest of its cluster, as one change."""
@@ -473,14 +607,43 @@ class Curation:
         self.changes.publish(VIEWS)
 
 
-def find_clusters(conn: sqlite3.Connection, query: SampleQuery | None = None, threshold: float = 0.7) -> list[list[int]]:
-    """Near-duplicate clusters (sample ids) among the matching samples' instructions.
+def find_clusters_steps(conn: sqlite3.Connection, query: SampleQuery | None = None,
+                        threshold: float = 0.7) -> Steps[list[list[int]]]:
+    """Near-duplicate clusters (sample ids, two or more each) among the matching instructions.
 
-    Slow (pairwise ROUGE-L): run it off the GUI thread, on its own connection.
+    The connected components of "ROUGE-L F above ``threshold``", built one instruction at
+    a time against an index of the earlier ones, with a step between instructions.
+    Slow on big data: run it as a job, on the worker's own connection.
     """
-    from studio.core.dedup import cluster  # another module's job; imported when needed
+    from studio.core.dedup import NearDuplicateIndex  # another module's job; imported when needed
 
-    where, params = (query or SampleQuery()).where()
+    where, params = where_sql(conn, query or SampleQuery())
     rows = conn.execute(f"SELECT id, instruction FROM samples WHERE {where} ORDER BY id", params).fetchall()
-    groups = cluster([r[1] for r in rows], threshold=threshold)
-    return [[rows[i][0] for i in group] for group in groups if len(group) > 1]
+    parent = list(range(len(rows)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    index = NearDuplicateIndex(threshold)
+    total = len(rows)
+    last = time.perf_counter()
+    for i, (_sample_id, instruction) in enumerate(rows):
+        for match in index.matches_above(instruction):
+            a, b = root(i), root(match.key)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        index.add(instruction, key=i)
+        if time.perf_counter() - last > STEP_SECONDS:
+            yield Progress(i + 1, total, "Comparing instructions")
+            last = time.perf_counter()
+    groups: dict[int, list[int]] = {}
+    for i in range(total):
+        groups.setdefault(root(i), []).append(rows[i][0])
+    return [members for members in groups.values() if len(members) > 1]
+
+
+def find_clusters(conn: sqlite3.Connection, query: SampleQuery | None = None, threshold: float = 0.7) -> list[list[int]]:
+    return drain(find_clusters_steps(conn, query, threshold))

@@ -265,11 +265,56 @@ V4_SEARCH_BUFFER = """
 """
 
 
+# The trash: a delete moves whole sample rows here in the same transaction, so an undo
+# (or Curate > Trash..., or `data trash restore`) puts them back with their ids, also
+# after a restart. Plain columns without constraints: the same text may be trashed twice.
+# A migration that adds a column to samples adds it here too (tests/test_store.py checks).
+# rejected_candidates.sample_id gets an index: every deleted sample looks its rows up (the
+# ON DELETE SET NULL), a full scan per deleted row without one.
+V5_TRASH = """
+        CREATE TABLE trash_batches (
+            id INTEGER PRIMARY KEY,
+            description TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            sample_count INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE trashed_samples (
+            entry INTEGER PRIMARY KEY,                -- consecutive within a batch: restores go in ranges
+            batch_id INTEGER NOT NULL REFERENCES trash_batches(id) ON DELETE CASCADE,
+            id INTEGER NOT NULL,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            status TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            run_id INTEGER,
+            seed_ids TEXT NOT NULL,
+            teacher_model TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cost REAL,
+            filter_verdicts TEXT NOT NULL,
+            rating INTEGER,
+            tags TEXT NOT NULL,
+            note TEXT NOT NULL,
+            source TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            content_hash TEXT NOT NULL,
+            instruction_words INTEGER,
+            output_words INTEGER
+        );
+        CREATE INDEX trashed_by_batch ON trashed_samples(batch_id);
+        CREATE INDEX rejected_by_sample ON rejected_candidates(sample_id);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
     Migration(2, "generation requests and rejected candidates", V2_GENERATION),
     Migration(3, "curation: full-text search, word lengths, duplicates, saved views, frozen snapshots", V3_CURATION),
     Migration(4, "search index: a 4 MiB write buffer for bulk imports", V4_SEARCH_BUFFER),
+    Migration(5, "a trash for deleted samples that survives restarts", V5_TRASH),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.changes import SNAPSHOTS, ChangeFeed
-from studio.core.curation import SampleQuery
+from studio.core.curation import SampleQuery, where_sql
 from studio.core.db import transaction
 from studio.core.errors import StudioError
 from studio.core.formats import Record, atomic_write_lines
+from studio.core.jobs import Progress
+from studio.core.steps import Steps, drain
 
 SNAPSHOT_DIR = "snapshots"
 
@@ -91,13 +93,17 @@ class SnapshotStore:
 
     def create(self, name: str, query: SampleQuery | None = None, note: str = "") -> Snapshot:
         """Freeze the samples ``query`` selects (default: every accepted one), in id order."""
+        return drain(self.create_steps(name, query, note))
+
+    def create_steps(self, name: str, query: SampleQuery | None = None, note: str = "") -> Steps[Snapshot]:
+        """:meth:`create` as a step generator for the job runner (cancelling rolls it back)."""
         name = name.strip()
         if not name:
             raise SnapshotError("A snapshot needs a name.")
         if query is None:
             query = SampleQuery(statuses=("accepted",))
         query = SampleQuery(**{**query.__dict__, "sort": "id", "descending": False})
-        where, params = query.where()
+        where, params = where_sql(self.conn, query)
         with transaction(self.conn):
             if self.conn.execute("SELECT 1 FROM snapshots WHERE name = ?", (name,)).fetchone():
                 raise SnapshotError(f"A snapshot named {name!r} already exists; snapshots are never overwritten.")
@@ -107,6 +113,7 @@ class SnapshotStore:
             if not rows:
                 raise SnapshotError("Nothing to freeze: no sample matches (by default a snapshot holds accepted samples).")
             items = [Item(r[0], r[1], r[2], r[3]) for r in rows]
+            yield Progress(1, 3, f"Freezing {len(items):,} samples")
             # The write lock is held (BEGIN IMMEDIATE), so the next id is ours; the row is
             # written complete at once, because the schema refuses later changes to it.
             snapshot_id = self.conn.execute("SELECT coalesce(max(id), 0) + 1 FROM snapshots").fetchone()[0]
@@ -121,6 +128,7 @@ class SnapshotStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [(snapshot_id, n, i.sample_id, i.instruction, i.input, i.output) for n, i in enumerate(items)],
             )
+            yield Progress(2, 3, "Writing the snapshot file")
             # Written inside the transaction: a failed write rolls the database back too.
             (self.root / SNAPSHOT_DIR).mkdir(exist_ok=True)
             atomic_write_lines(self.root / relative, (_item_json(i) for i in items))
@@ -150,6 +158,15 @@ class SnapshotStore:
 
     def records(self, key: int | str) -> list[Record]:
         return [item.record for item in self.items(key)]
+
+    def export_steps(self, key: int | str, path: Path, fmt: str, *, val_fraction: float = 0.0,
+                     seed: int = 0) -> Steps[dict]:
+        """Write a snapshot as a training dataset; returns the files written per split."""
+        from studio.core import exports  # pulls in datasets/pyarrow only for those formats
+
+        records = self.records(key)
+        yield Progress(1, 2, f"Writing {len(records):,} samples")
+        return exports.export(path, records, fmt, val_fraction=val_fraction, seed=seed)
 
     def diff(self, first: int | str, second: int | str) -> SnapshotDiff:
         """What changed from ``first`` to ``second``, matching items by sample id."""
