@@ -243,3 +243,76 @@ def test_upgrading_a_v1_project_indexes_its_existing_samples(tmp_path: Path, mon
         assert project.curation.count(SampleQuery(search="summarise", tag="legacy", instruction_words=(4, 4),
                                                   output_words=(2, 2))) == 1
     assert (tmp_path / "p" / "project.sqlite.v1.bak").is_file()
+
+
+def test_the_blacklisted_filter_follows_a_runs_edited_blacklist(project: Project) -> None:
+    from studio.core.blacklist import DEFAULT_BLACKLIST
+
+    now = 0.0
+    configs = {1: {"filters": {"blacklist": ["spreadsheet"]}},  # edited: "image" allowed, "spreadsheet" not
+               2: {"filters": {"blacklist": list(DEFAULT_BLACKLIST)}},  # the default, spelled out
+               3: {"filters": {"blacklist": []}}}  # emptied: nothing is blacklisted
+    project.conn.executemany(
+        "INSERT INTO generation_runs (id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        [(run, f"run {run}", json.dumps(config), now, now) for run, config in configs.items()],
+    )
+    texts = {}
+    for run in (None, 1, 2, 3):
+        for word in ("image", "spreadsheet", "poem"):
+            texts[(run, word)] = project.samples.add(Sample(f"Make a {word} for run {run}.", "", "ok", run_id=run))
+    flagged = set(project.curation.ids(SampleQuery(blacklisted=True)))
+    assert flagged == {texts[(None, "image")], texts[(1, "spreadsheet")], texts[(2, "image")]}
+    assert set(project.curation.ids(SampleQuery(blacklisted=False))) == set(texts.values()) - flagged
+    # the same answer inside a write transaction (no cached match tables) and with a search
+    from studio.core.curation import where_sql
+
+    where, params = where_sql(project.conn, SampleQuery(blacklisted=True, search="run"))
+    assert {r[0] for r in project.conn.execute(f"SELECT id FROM samples WHERE {where}", params)} == flagged
+
+
+def test_clustering_in_steps_finds_what_the_dedup_module_finds(project: Project) -> None:
+    from studio.core.curation import find_clusters_steps
+    from studio.core.dedup import cluster
+
+    texts = [f"Write a short poem about the {w}." for w in ("sea", "sea please", "moon", "sea now")]
+    texts += [f"Convert {n} miles to kilometres." for n in range(8)] + ["List three fruits."]
+    ids = [project.samples.add(Sample(t, "", str(n))) for n, t in enumerate(texts)]
+    expected = [[ids[i] for i in group] for group in cluster(texts) if len(group) > 1]
+    steps = find_clusters_steps(project.conn)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            assert stop.value == expected and len(expected) == 2
+            break
+
+
+def test_bulk_changes_run_as_steps_that_yield_progress_and_return_the_change(project: Project) -> None:
+    from studio.core.jobs import Progress
+
+    fill(project, 2600)
+    ids = project.curation.ids(SampleQuery())
+    seen: list[frozenset] = []
+    project.changes.subscribe(seen.append)
+    steps = project.curation.set_status_steps(ids, "rejected")
+    progress = []
+    while True:
+        try:
+            progress.append(next(steps))
+        except StopIteration as stop:
+            change = stop.value
+            break
+    assert all(isinstance(p, Progress) for p in progress) and len(progress) >= 6
+    assert progress[-1] == Progress(2600, 2600, "mark 2,600 samples rejected")
+    assert change.kinds == frozenset({"samples"}) and seen == [change.kinds]
+    assert project.curation.count(SampleQuery(statuses=("rejected",))) == 2600
+    undo = project.curation.apply_steps(change, undo=True)
+    assert sum(1 for _ in undo) >= 3 and seen == [change.kinds] * 2
+    assert project.curation.count(SampleQuery(statuses=("rejected",))) < 2600
+
+
+def test_counts_read_right() -> None:
+    from studio.core.curation import count_noun
+
+    assert [count_noun(n, "sample") for n in (0, 1, 2, 52002)] == ["0 samples", "1 sample", "2 samples", "52,002 samples"]
+    assert count_noun(1, "cluster") == "1 cluster"

@@ -217,7 +217,7 @@ def _blacklisted(fts: Callable[[str], tuple[str, list]], blacklists: Mapping[int
         words = [w for w in blacklists[run_id] if w.strip()]
         if words:  # an emptied blacklist flags nothing
             run_sub, run_params = fts(blacklist_match(words))
-            parts.append(f"(samples.run_id = ? AND samples.id IN ({run_sub}))")
+            parts.append(f"(samples.run_id IS ? AND samples.id IN ({run_sub}))")  # IS: never NULL under NOT
             values.extend((run_id, *run_params))
     return "(" + " OR ".join(parts) + ")", values
 
