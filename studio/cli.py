@@ -9,11 +9,12 @@ import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from studio.core import exports, formats
-from studio.core.curation import SampleQuery
+from studio.core.curation import SampleQuery, count_noun
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project
@@ -167,7 +168,7 @@ def cmd_data_list(args: argparse.Namespace) -> int:
         rows = project.curation.page(query, 0, args.limit)
     for row in rows:
         print(f"{row[0]:>7} {row[1]:<9} {row[2][:90].replace(chr(10), ' ')}")
-    print(f"{total} samples match", file=sys.stderr)
+    print(f"{count_noun(total, 'sample')} match" + ("" if total else "; loosen the filters"), file=sys.stderr)
     return EXIT_OK
 
 
@@ -175,7 +176,7 @@ def cmd_data_mark(args: argparse.Namespace) -> int:
     with _open(args) as project:
         ids = project.curation.ids(_query(args, project))
         change = project.curation.set_status(ids, args.to)
-    print(f"Marked {len(change)} samples {args.to}.")
+    print(f"Marked {count_noun(len(change), 'sample')} {args.to}.")
     return EXIT_OK
 
 
@@ -186,7 +187,7 @@ def cmd_data_tag(args: argparse.Namespace) -> int:
             change = project.curation.remove_tag(ids, args.tag_name)
         else:
             change = project.curation.add_tag(ids, args.tag_name)
-    print(f"{'Untagged' if args.remove else 'Tagged'} {len(change)} samples '{args.tag_name}'.")
+    print(f"{'Untagged' if args.remove else 'Tagged'} {count_noun(len(change), 'sample')} '{args.tag_name}'.")
     return EXIT_OK
 
 
@@ -196,7 +197,42 @@ def cmd_data_delete(args: argparse.Namespace) -> int:
         if query == SampleQuery() and not args.all:
             raise StudioError("No filter given: add filters, or --all to delete every sample.")
         change = project.curation.delete(project.curation.ids(query))
-    print(f"Deleted {len(change)} samples.")
+    print(f"Moved {count_noun(len(change), 'sample')} to the Trash (batch {change.batch_id}); "
+          f"`data trash restore {change.batch_id}` brings them back.")
+    return EXIT_OK
+
+
+def cmd_data_trash_list(args: argparse.Namespace) -> int:
+    with _open(args, exclusive=False) as project:
+        batches = project.curation.trash.batches()
+    if args.json:
+        print(json.dumps([b.__dict__ for b in batches], indent=2))
+        return EXIT_OK
+    for b in batches:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(b.created_at))
+        print(f"{b.id:>5} {when} {b.sample_count:>8} {b.description}")
+    _say(f"{count_noun(len(batches), 'batch', 'batches')} in the Trash"
+         + ("" if batches else " (deleted samples land here)"))
+    return EXIT_OK
+
+
+def cmd_data_trash_restore(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        result = project.curation.trash.restore(args.batch)
+    notes = []
+    if result.renumbered:
+        notes.append(f"{count_noun(result.renumbered, 'sample')} under a new id (theirs was reused)")
+    if result.skipped:
+        notes.append(f"{count_noun(result.skipped, 'sample')} skipped (an identical sample exists)")
+    print(f"Restored {count_noun(result.restored, 'sample')} from batch {args.batch}"
+          + (f"; {'; '.join(notes)}" if notes else "") + ".")
+    return EXIT_OK
+
+
+def cmd_data_trash_empty(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        gone = project.curation.trash.empty(args.batch)
+    print(f"Deleted {count_noun(gone, 'sample')} for good" + (f" (batch {args.batch})." if args.batch else "."))
     return EXIT_OK
 
 
@@ -211,7 +247,7 @@ def cmd_data_dedup(args: argparse.Namespace) -> int:
             for cluster in clusters:
                 project.curation.keep_one(cluster, min(cluster))
     action = "; kept the oldest of each, rejected the rest" if args.keep_first else ""
-    print(f"Found {found} near-duplicate clusters ({members} samples){action}.")
+    print(f"Found {count_noun(found, 'near-duplicate cluster')} ({count_noun(members, 'sample')}){action}.")
     return EXIT_OK
 
 
@@ -390,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     d_tag = data_commands.add_parser("tag", help="tag (or --remove the tag from) every sample a filter selects")
     d_tag.add_argument("tag_name", metavar="TAG")
     d_tag.add_argument("--remove", action="store_true")
-    d_delete = data_commands.add_parser("delete", help="delete every sample a filter selects")
+    d_delete = data_commands.add_parser("delete", help="move every sample a filter selects to the Trash")
     d_delete.add_argument("--all", action="store_true", help="allow deleting with no filter")
     d_dedup = data_commands.add_parser("dedup", help="find near-duplicate clusters (ROUGE-L on instructions)")
     d_dedup.add_argument("--threshold", type=float, default=0.7)
@@ -398,6 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     for sub, handler in ((d_list, cmd_data_list), (d_mark, cmd_data_mark), (d_tag, cmd_data_tag),
                          (d_delete, cmd_data_delete), (d_dedup, cmd_data_dedup)):
         _filter_args(sub)
+        _project_arg(sub)
+        sub.set_defaults(handler=handler)
+
+    trash = data_commands.add_parser("trash", help="deleted samples: list, restore or empty the Trash")
+    trash_commands = trash.add_subparsers(title="trash commands", metavar="ACTION", required=True)
+    t_list = trash_commands.add_parser("list", help="print the batches of deleted samples, newest first")
+    t_list.add_argument("--json", action="store_true")
+    t_restore = trash_commands.add_parser("restore", help="put a batch's samples back (same ids)")
+    t_restore.add_argument("batch", type=int, metavar="ID")
+    t_empty = trash_commands.add_parser("empty", help="delete one batch (or every batch) for good")
+    t_empty.add_argument("batch", type=int, nargs="?", default=None, metavar="ID")
+    for sub, handler in ((t_list, cmd_data_trash_list), (t_restore, cmd_data_trash_restore),
+                         (t_empty, cmd_data_trash_empty)):
         _project_arg(sub)
         sub.set_defaults(handler=handler)
 

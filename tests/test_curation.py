@@ -316,3 +316,29 @@ def test_counts_read_right() -> None:
 
     assert [count_noun(n, "sample") for n in (0, 1, 2, 52002)] == ["0 samples", "1 sample", "2 samples", "52,002 samples"]
     assert count_noun(1, "cluster") == "1 cluster"
+
+
+def test_cli_delete_goes_to_the_trash_and_trash_restores_lists_and_empties(tmp_path: Path, capsys) -> None:
+    from studio.cli import main
+
+    root = tmp_path / "p"
+    with Project.create(root) as project:
+        ids = [project.samples.add(Sample(f"Fold paper shape {i}.", "", "ok")) for i in range(4)]
+    assert main(["data", "trash", "list", "--project", str(root)]) == 0
+    assert "0 batches in the Trash (deleted samples land here)" in capsys.readouterr().err
+    assert main(["data", "delete", "--search", "paper", "--project", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "Moved 4 samples to the Trash (batch 1)" in out and "data trash restore 1" in out
+    assert main(["data", "trash", "list", "--json", "--project", str(root)]) == 0
+    [batch] = json.loads(capsys.readouterr().out)
+    assert (batch["id"], batch["sample_count"], batch["description"]) == (1, 4, "delete 4 samples")
+    assert main(["data", "trash", "restore", "1", "--project", str(root)]) == 0
+    assert capsys.readouterr().out.strip() == "Restored 4 samples from batch 1."
+    assert main(["data", "trash", "restore", "1", "--project", str(root)]) == 1
+    assert "No trash batch 1" in capsys.readouterr().err
+    assert main(["data", "delete", "--search", "shape", "--project", str(root)]) == 0
+    assert main(["data", "trash", "empty", "--project", str(root)]) == 0
+    assert "Deleted 4 samples for good." in capsys.readouterr().out
+    with Project.open(root) as project:
+        assert project.samples.count() == 0 and project.curation.trash.batches() == []
+        assert ids == [1, 2, 3, 4]
