@@ -12,15 +12,15 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 from studio.core.blacklist import DEFAULT_BLACKLIST
 from studio.core.changes import SAMPLES, TRASH, VIEWS, ChangeFeed
 from studio.core.db import transaction
 from studio.core.errors import StudioError
-from studio.core.jobs import Progress
+from studio.core.jobs import Progress, Steps, run_to_end
 from studio.core.samples import Status, content_hash
-from studio.core.steps import CHUNK, Steps, drain
-from studio.core.trash import TrashRepository, restore_steps, trash_steps
+from studio.core.trash import CHUNK, TrashRepository, restore_steps, trash_steps
 
 # Sort keys the table offers, and the SQL behind each (whitelisted: never user text in SQL).
 SORT_COLUMNS = {
@@ -235,12 +235,13 @@ class RowChange:
     ``apply`` drains it. Neither publishes: whoever applies a change notifies ``kinds``.
     """
 
+    kinds: ClassVar[frozenset[str]] = frozenset({SAMPLES})
+
     description: str
     columns: tuple[str, ...]
     ids: list[int]
     before: list[tuple]
     after: list[tuple]
-    kinds: frozenset[str] = frozenset({SAMPLES})
 
     def apply_steps(self, conn: sqlite3.Connection, *, undo: bool = False) -> Steps[None]:
         values = self.before if undo else self.after
@@ -259,7 +260,7 @@ class RowChange:
                 _rehash(conn, self.ids)
 
     def apply(self, conn: sqlite3.Connection, *, undo: bool = False) -> None:
-        drain(self.apply_steps(conn, undo=undo))
+        run_to_end(self.apply_steps(conn, undo=undo))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -273,10 +274,11 @@ class Deletion:
     from Curate ▸ Trash… (or ``data trash restore``) after the app was closed too.
     """
 
+    kinds: ClassVar[frozenset[str]] = frozenset({SAMPLES, TRASH})
+
     description: str
     ids: list[int]
     batch_id: int
-    kinds: frozenset[str] = frozenset({SAMPLES, TRASH})
 
     def apply_steps(self, conn: sqlite3.Connection, *, undo: bool = False) -> Steps[None]:
         if undo:
@@ -287,7 +289,7 @@ class Deletion:
             self.batch_id = batch.id
 
     def apply(self, conn: sqlite3.Connection, *, undo: bool = False) -> None:
-        drain(self.apply_steps(conn, undo=undo))
+        run_to_end(self.apply_steps(conn, undo=undo))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -478,7 +480,7 @@ class Curation:
         return change
 
     def _change(self, description: str, columns: tuple[str, ...], ids: Sequence[int], new_values) -> RowChange:
-        return drain(self._change_steps(description, columns, ids, new_values))
+        return run_to_end(self._change_steps(description, columns, ids, new_values))
 
     def set_status_steps(self, ids: Sequence[int], status: Status | str) -> Steps[RowChange]:
         value = Status(status).value
@@ -486,7 +488,7 @@ class Curation:
                                   lambda r: (value,))
 
     def set_status(self, ids: Sequence[int], status: Status | str) -> RowChange:
-        return drain(self.set_status_steps(ids, status))
+        return run_to_end(self.set_status_steps(ids, status))
 
     def add_tag_steps(self, ids: Sequence[int], tag: str) -> Steps[RowChange]:
         def added(row: sqlite3.Row) -> tuple:
@@ -496,7 +498,7 @@ class Curation:
         return self._change_steps(f"tag {count_noun(len(ids), 'sample')} '{tag}'", ("tags",), ids, added)
 
     def add_tag(self, ids: Sequence[int], tag: str) -> RowChange:
-        return drain(self.add_tag_steps(ids, tag))
+        return run_to_end(self.add_tag_steps(ids, tag))
 
     def remove_tag_steps(self, ids: Sequence[int], tag: str) -> Steps[RowChange]:
         def removed(row: sqlite3.Row) -> tuple:
@@ -505,7 +507,7 @@ class Curation:
         return self._change_steps(f"untag {count_noun(len(ids), 'sample')} '{tag}'", ("tags",), ids, removed)
 
     def remove_tag(self, ids: Sequence[int], tag: str) -> RowChange:
-        return drain(self.remove_tag_steps(ids, tag))
+        return run_to_end(self.remove_tag_steps(ids, tag))
 
     def set_tags(self, sample_id: int, tags: Iterable[str]) -> RowChange:
         value = json.dumps(list(dict.fromkeys(t.strip() for t in tags if t.strip())), ensure_ascii=False)
@@ -541,7 +543,7 @@ class Curation:
         return Deletion(description, ids, batch.id)
 
     def delete(self, ids: Sequence[int]) -> Deletion:
-        return drain(self.delete_steps(ids))
+        return run_to_end(self.delete_steps(ids))
 
     def apply_steps(self, change: Change, *, undo: bool = False) -> Steps[Change]:
         """Undo or redo ``change`` on this connection, then publish its kinds (a job's body)."""
@@ -646,4 +648,4 @@ def find_clusters_steps(conn: sqlite3.Connection, query: SampleQuery | None = No
 
 
 def find_clusters(conn: sqlite3.Connection, query: SampleQuery | None = None, threshold: float = 0.7) -> list[list[int]]:
-    return drain(find_clusters_steps(conn, query, threshold))
+    return run_to_end(find_clusters_steps(conn, query, threshold))

@@ -19,8 +19,7 @@ from studio.core.curation import SampleQuery, where_sql
 from studio.core.db import transaction
 from studio.core.errors import StudioError
 from studio.core.formats import Record, atomic_write_lines
-from studio.core.jobs import Progress
-from studio.core.steps import Steps, drain
+from studio.core.jobs import Progress, Steps, run_to_end
 
 SNAPSHOT_DIR = "snapshots"
 
@@ -93,7 +92,7 @@ class SnapshotStore:
 
     def create(self, name: str, query: SampleQuery | None = None, note: str = "") -> Snapshot:
         """Freeze the samples ``query`` selects (default: every accepted one), in id order."""
-        return drain(self.create_steps(name, query, note))
+        return run_to_end(self.create_steps(name, query, note))
 
     def create_steps(self, name: str, query: SampleQuery | None = None, note: str = "") -> Steps[Snapshot]:
         """:meth:`create` as a step generator for the job runner (cancelling rolls it back)."""
