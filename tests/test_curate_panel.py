@@ -26,6 +26,7 @@ def panel(qtbot, project: Project):
     widget.show()
     yield widget
     widget.shutdown()
+    widget.set_context(None)
 
 
 def status_of(project: Project, sample_id: int) -> str:
@@ -108,20 +109,7 @@ def test_an_edit_in_the_detail_pane_survives_reopening(qtbot, panel: CuratePanel
         assert (sample.instruction, sample.note, sample.tags) == ("A freshly edited instruction.", "fixed typo", ["edited", "style"])
 
 
-def test_duplicates_found_in_a_worker_and_resolved_in_one_action(qtbot, tmp_path: Path, monkeypatch) -> None:
-    try:
-        import studio.core.dedup  # noqa: F401
-    except ImportError:  # until the dedup branch lands: exact-instruction clusters stand in
-        module = types.ModuleType("studio.core.dedup")
-
-        def cluster(texts: list[str], threshold: float = 0.7) -> list[list[int]]:
-            groups: dict[str, list[int]] = {}
-            for n, text in enumerate(texts):
-                groups.setdefault(text.rstrip(".!"), []).append(n)
-            return list(groups.values())
-
-        module.cluster = cluster
-        monkeypatch.setitem(sys.modules, "studio.core.dedup", module)
+def test_duplicates_found_in_a_job_and_resolved_in_one_action(qtbot, tmp_path: Path) -> None:
     with Project.create(tmp_path / "p") as project:
         project.samples.add_many([Sample("Name three primary colours.", "", "a"), Sample("Name three primary colours!", "", "b"),
                                   Sample("Name three primary colours", "", "c"), Sample("Translate hello.", "", "d")])
@@ -129,9 +117,11 @@ def test_duplicates_found_in_a_worker_and_resolved_in_one_action(qtbot, tmp_path
         qtbot.addWidget(panel)
         panel.set_context(ProjectContext(project))
         panel.tabs.setCurrentWidget(panel.duplicates)
-        panel.duplicates.find()  # clusters in a worker thread
+        assert "No search yet" in panel.duplicates.status.text()  # before the first search: what to do
+        panel.duplicates.find_button.click()  # clusters in a job on the runner
         qtbot.waitUntil(lambda: panel.duplicates.clusters.count() == 1, timeout=10_000)
         assert panel.duplicates.clusters.item(0).text().startswith("3 samples")
+        assert panel.duplicates.status.text() == "1 cluster, 3 samples."
         keep_buttons = [b for b in panel.duplicates.members.findChildren(type(panel.duplicates.find_button))
                         if b.text().startswith("Keep")]
         keep_buttons[1].click()
@@ -140,6 +130,11 @@ def test_duplicates_found_in_a_worker_and_resolved_in_one_action(qtbot, tmp_path
         assert {status_of(project, i) for i in (1, 2, 3)} == {"pending"}
         panel.set_filters(SampleQuery(duplicates=True))
         assert panel.model.rowCount() == 3
+        panel.set_filters(SampleQuery(search="translate"))
+        panel.tabs.setCurrentWidget(panel.duplicates)
+        panel.duplicates.find_button.click()
+        qtbot.waitUntil(lambda: "No near-duplicates in the current filter" in panel.duplicates.status.text(), timeout=10_000)
+        assert panel.duplicates.clusters.count() == 0
         panel.shutdown()
 
 
@@ -162,6 +157,7 @@ def test_saved_view_and_snapshot_dialog(qtbot, panel: CuratePanel, project: Proj
     monkeypatch.setattr("studio.ui.curate_panel.QInputDialog.getText", lambda *a, **k: ("math ok", True))
     panel._on_save_view_clicked()
     assert "math ok" in project.curation.views()
+    qtbot.waitUntil(lambda: panel.views.findText("math ok") >= 0, timeout=5000)  # the list follows views_changed
     panel.set_filters(SampleQuery())
     panel.views.setCurrentText("math ok")
     panel._on_views_activated(0)
@@ -169,10 +165,12 @@ def test_saved_view_and_snapshot_dialog(qtbot, panel: CuratePanel, project: Proj
 
     from studio.ui.snapshot_dialog import SnapshotDialog
 
-    dialog = SnapshotDialog(project, panel.current_query())
+    dialog = SnapshotDialog(panel.context, panel.jobs, panel.current_query())
     qtbot.addWidget(dialog)
+    assert dialog.hint.isVisibleTo(dialog) and "No snapshots yet" in dialog.hint.text()
     dialog.create_snapshot("maths", use_filter=True)  # freezing runs in a worker
-    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1, timeout=10_000)
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 1, timeout=10_000)  # via snapshots_changed
+    assert not dialog.hint.isVisibleTo(dialog) and dialog.message.text().startswith("Froze ")
     dialog.create_snapshot("all accepted", use_filter=False)
     qtbot.waitUntil(lambda: dialog.table.rowCount() == 2, timeout=10_000)
     dialog.create_snapshot("maths", use_filter=False)  # a taken name: the worker's error is shown

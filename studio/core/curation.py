@@ -342,8 +342,11 @@ class Curation:
         self._matches: dict[str, str] = {}  # MATCH expression -> temp table
         self._matches_state: tuple[int, int] | None = None
 
-    def _data_state(self) -> tuple[int, int]:
-        # data_version moves when another connection commits; total_changes when this one writes.
+    def data_state(self) -> tuple[int, int]:
+        """Changes whenever the data may have: a view that saw this state has nothing new to show.
+
+        data_version moves when another connection commits; total_changes when this one writes.
+        """
         return self.conn.execute("PRAGMA data_version").fetchone()[0], self.conn.total_changes
 
     def _cached_fts(self, expression: str) -> tuple[str, list]:
@@ -356,14 +359,14 @@ class Curation:
             self.conn.execute(f"CREATE TEMP TABLE {table} (id INTEGER PRIMARY KEY)")
             self.conn.execute(f"INSERT INTO temp.{table} SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?", (expression,))
             self._matches[expression] = table
-        self._matches_state = self._data_state()  # after our own writes to the temp table
+        self._matches_state = self.data_state()  # after our own writes to the temp table
         return f"SELECT id FROM temp.{table}", []
 
     def _where(self, query: SampleQuery) -> tuple[str, list]:
         blacklists = run_blacklists(self.conn) if query.blacklisted is not None else None
         if self.conn.in_transaction:  # inside someone's write: no temp-table side effects
             return query.where(blacklists=blacklists)
-        if self._matches_state != self._data_state() or len(self._matches) >= self.MAX_CACHED_MATCHES:
+        if self._matches_state != self.data_state() or len(self._matches) >= self.MAX_CACHED_MATCHES:
             for table in self._matches.values():
                 self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
             self._matches.clear()

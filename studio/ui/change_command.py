@@ -45,3 +45,18 @@ class ChangeCommand(QUndoCommand):
         self._context.notify(*self.change.kinds)
         if self._on_applied is not None:
             self._on_applied()
+
+
+class JobChangeCommand(ChangeCommand):
+    """A big change (52K rows) whose undo and redo run as jobs, never on the GUI thread.
+
+    ``run(change, undo)`` submits the job (the panel's, so its write actions wait for it);
+    the job's writes publish the change's kinds, so views refresh as after the original.
+    """
+
+    def __init__(self, context: ProjectContext, change: CoreChange, run: Callable[[CoreChange, bool], None]):
+        super().__init__(context, change)
+        self._run = run
+
+    def _apply(self, *, undo: bool) -> None:
+        self._run(self.change, undo)

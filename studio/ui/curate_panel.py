@@ -1,32 +1,41 @@
 """Curate: review tens of thousands of samples by keyboard, filter, fix, dedupe, freeze.
 
-The panel only gathers input and calls :mod:`studio.core.curation`; every change is
-committed at once and pushed on the undo stack as a :class:`ChangeCommand`. The table is a
-paged model over SQL, so its size never shows in memory or in the time to open.
+The panel only gathers input and calls :mod:`studio.core.curation`. Small changes (a review
+key, an edit, a few selected rows) commit at once on the GUI thread and go on the undo stack
+as a :class:`ChangeCommand`. Big ones ("Every filter result", selections above
+``BIG_CHANGE`` rows) run as jobs on the window's runner, on a worker's own project handle,
+and so do their undo and redo (:class:`JobChangeCommand`); while one runs, the panel's write
+actions are off (a GUI write would wait on SQLite's write lock) and the table says why.
+Deleting moves samples to the project's Trash (Curate ▸ Trash…), so a delete can be undone
+after a restart too. Views refresh from the project context's signals, whoever wrote.
+
+The panel's current query (``current_query()``) is its one source of truth: the table model
+shows it, and the Duplicates and Data shape jobs are handed it when they start.
 
 Review keys on the table: A accept, R reject, S/Space skip, J/K or Down/Up move,
 E edit, 1-5 rate, 0 clear rating.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
-    QMenu, QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTableView, QTabWidget, QToolButton,
+    QMenu, QMessageBox, QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTableView, QTabWidget, QToolButton,
     QVBoxLayout, QWidget,
 )
 
-from studio.core.curation import Change, SampleQuery
+from studio.core.curation import Change, SampleQuery, count_noun
 from studio.core.errors import StudioError
 from studio.core.project import Project
 from studio.core.samples import Origin, Status
-from studio.ui.change_command import ChangeCommand
-from studio.ui.data_shape_widget import DataShapeWidget
+from studio.ui.change_command import ChangeCommand, JobChangeCommand
+from studio.ui.data_shape_widget import DataShapeWidget, root_verb_pairs
 from studio.ui.duplicates_widget import DuplicatesWidget
-from studio.ui.jobs import JobRunner
+from studio.ui.jobs import Job, JobRunner
 from studio.ui.panels import Panel
 from studio.ui.project_context import ProjectContext
 from studio.ui.sample_table_model import COLUMN_KEYS, COLUMNS, SampleTableModel
@@ -35,6 +44,13 @@ SEARCH_DEBOUNCE_MS = 200
 ROW_HEIGHT = 22
 HIDDEN_BY_DEFAULT = {"input", "teacher_model", "tags"}
 ANY = "Any"
+BIG_CHANGE = 500  # rows: above this a change, its undo and its redo run as jobs
+CONFIRM_DELETE_ABOVE = 10  # deleting more samples than this asks first
+READ_JOBS = ("curate-shape", "curate-duplicates", "curate-verbs")  # latest wins; cancelled on shutdown
+NO_SAMPLES_HINT = "No samples yet: import a file (File ▸ Import Samples) or generate some on the Generate page."
+NO_MATCH_HINT = "No sample matches these filters: loosen them, or clear the search."
+
+Ids = list[int] | Callable[[Project], list[int]]  # ids, or how a job finds them on its own handle
 
 
 def _combo(items: list[tuple[str, object]]) -> QComboBox:
@@ -53,6 +69,46 @@ def _length_box(tip: str) -> QSpinBox:
     return box
 
 
+# -- job bodies: each runs on a worker thread with its own project handle ------------------
+def _resolve(project: Project, ids: Ids) -> list[int]:
+    return ids(project) if callable(ids) else ids
+
+
+def _status_job(project: Project, ids: Ids, status: str):
+    return project.curation.set_status_steps(_resolve(project, ids), status)
+
+
+def _tag_job(project: Project, ids: Ids, tag: str):
+    return project.curation.add_tag_steps(_resolve(project, ids), tag)
+
+
+def _delete_job(project: Project, ids: Ids):
+    return project.curation.delete_steps(_resolve(project, ids))
+
+
+def _apply_job(project: Project, change: Change, undo: bool):
+    return project.curation.apply_steps(change, undo=undo)
+
+
+def _shape_job(project: Project, query: SampleQuery):
+    return project.curation.shape_steps(query)
+
+
+def _duplicates_job(project: Project, query: SampleQuery, threshold: float):
+    return project.curation.find_duplicates_steps(query, threshold)
+
+
+class _RowsOf:
+    """Job-side ids of table rows: the query's ids at those positions (no paging on the GUI thread)."""
+
+    def __init__(self, query: SampleQuery, ranges: list[tuple[int, int]]):
+        self.query, self.ranges = query, ranges
+
+    def __call__(self, project: Project) -> list[int]:
+        ids = project.curation.ids(self.query)
+        return [ids[row] for top, bottom in self.ranges for row in range(top, min(bottom, len(ids) - 1) + 1)]
+
+
 class CuratePanel(Panel):
     title = "Curate"
     icon = "curate.svg"
@@ -61,7 +117,15 @@ class CuratePanel(Panel):
         super().__init__(parent, jobs=jobs)
         self._undo = QUndoStack(self)
         self.model = SampleTableModel(parent=self)
+        self.model.sort_changed.connect(self._on_model_sort_changed)
+        self._query = SampleQuery()
         self._current_id: int | None = None
+        self._write_job: Job | None = None
+        self._seen_state: tuple[int, int] | None = None  # the data the views last showed
+        self._shape_stale = True
+        self._connections: list[tuple[object, Callable]] = []
+        self.trash_dialog = None
+        self.snapshot_dialog = None
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
         self._search_timer.timeout.connect(self.apply_filters)
         self._build_filters()
@@ -70,12 +134,14 @@ class CuratePanel(Panel):
         self._build_actions()
 
         self.duplicates = DuplicatesWidget()
+        self.duplicates.find_requested.connect(self.find_duplicates)
         self.duplicates.keep_requested.connect(self._on_duplicates_keep_requested)
         self.shape = DataShapeWidget()
         self.shape.filter_requested.connect(self._on_shape_filter_requested)
+        self.shape.verbs_requested.connect(self.parse_root_verbs)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.table)
+        splitter.addWidget(self.table_holder)
         splitter.addWidget(self.detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
@@ -84,6 +150,7 @@ class CuratePanel(Panel):
         table_layout = QVBoxLayout(table_page)
         table_layout.setContentsMargins(0, 0, 0, 0)
         table_layout.addLayout(self.bulk_row)
+        table_layout.addWidget(self.busy_label)
         table_layout.addWidget(splitter, 1)
         self.tabs = QTabWidget()
         self.tabs.addTab(table_page, "Samples")
@@ -124,11 +191,15 @@ class CuratePanel(Panel):
         self.views.activated.connect(self._on_views_activated)
         save_view = QPushButton("Save view…")
         save_view.clicked.connect(self._on_save_view_clicked)
+        self._save_view_button = save_view
         self.columns_button = QToolButton()
         self.columns_button.setText("Columns")
         self.columns_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         snapshots = QPushButton("Snapshots…")
         snapshots.clicked.connect(self.open_snapshots)
+        trash = QPushButton("Trash…")
+        trash.setToolTip("Deleted samples: restore them, or empty the Trash")
+        trash.clicked.connect(self.open_trash)
 
         first = QHBoxLayout()
         first.addWidget(self.search, 1)
@@ -137,6 +208,7 @@ class CuratePanel(Panel):
         first.addWidget(save_view)
         first.addWidget(self.columns_button)
         first.addWidget(snapshots)
+        first.addWidget(trash)
         # Categories on one row, lengths and quality checks on the next: one row of all of
         # them needs ~1,450 px and clipped its labels on a 1280 px screen.
         second = QHBoxLayout()
@@ -195,6 +267,17 @@ class CuratePanel(Panel):
             self.table.setColumnHidden(column, key in HIDDEN_BY_DEFAULT)
             action.toggled.connect(lambda on, column=column: self.table.setColumnHidden(column, not on))
         self.columns_button.setMenu(menu)
+        # What an empty table means, and what to do about it.
+        self.empty_hint = QLabel("")
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setProperty("role", "muted")
+        self.empty_hint.hide()
+        self.table_holder = QWidget()
+        holder = QVBoxLayout(self.table_holder)
+        holder.setContentsMargins(0, 0, 0, 0)
+        holder.addWidget(self.empty_hint)
+        holder.addWidget(self.table, 1)
 
     def _build_detail(self) -> None:
         self.detail = QWidget()
@@ -226,6 +309,7 @@ class CuratePanel(Panel):
         self.bulk_row = QHBoxLayout()
         self.bulk_row.addWidget(QLabel("Apply to"))
         self.bulk_row.addWidget(self.scope)
+        self._write_widgets: list[QWidget | QAction] = [self.save_button, self._save_view_button]
         for text, slot in (("Accept", lambda: self.bulk_status(Status.ACCEPTED)),
                            ("Reject", lambda: self.bulk_status(Status.REJECTED)),
                            ("Pending", lambda: self.bulk_status(Status.PENDING)),
@@ -233,39 +317,140 @@ class CuratePanel(Panel):
             button = QPushButton(text)
             button.clicked.connect(slot)
             self.bulk_row.addWidget(button)
+            self._write_widgets.append(button)
         self.bulk_row.addStretch(1)
         self.bulk_row.addWidget(QLabel("Keys: A accept · R reject · S skip · J/K move · E edit · 1–5 rate"))
+        self.busy_label = QLabel("")
+        self.busy_label.setProperty("role", "muted")
+        self.busy_label.hide()
         # Undo/redo shortcuts belong to the window's Edit menu (it drives undo_stack()); a
         # second Ctrl+Z here would make the shortcut ambiguous and neither would fire.
         save = QAction("Save edits", self, shortcut=QKeySequence.StandardKey.Save, triggered=self.save_detail)
         save.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.addAction(save)
+        self.trash_action = QAction("Trash…", self, triggered=self.open_trash)
+        self.trash_action.setToolTip("Deleted samples: restore them, or empty the Trash")
+        self.find_duplicates_action = QAction("Find Duplicates", self, triggered=self._on_find_duplicates_triggered)
+        self.snapshots_action = QAction("Snapshots…", self, triggered=self.open_snapshots)
 
     # -- panel contract --------------------------------------------------------------------
     def set_context(self, context: ProjectContext | None) -> None:
+        for signal, slot in self._connections:
+            signal.disconnect(slot)
+        self._connections = []
+        for key in READ_JOBS:
+            self.jobs.cancel(key)
         super().set_context(context)
-        project = self.project
         self._undo.clear()
-        self.model.set_curation(project.curation if project else None)
+        curation = self.project.curation if self.project else None
+        self.model.set_curation(curation)
+        self.duplicates.set_curation(curation)
+        if context is not None:
+            for signal, slot in ((context.samples_changed, self._on_samples_changed),
+                                 (context.views_changed, self._reload_views)):
+                signal.connect(slot)
+                self._connections.append((signal, slot))
         self._reload_choices()
+        self._reload_views()
         self.apply_filters()
-        self.setEnabled(project is not None)
+        self.setEnabled(context is not None)
 
     def undo_stack(self) -> QUndoStack:
         return self._undo
 
+    def menu_actions(self) -> list[QAction]:
+        return [self.trash_action, self.find_duplicates_action, self.snapshots_action]
+
     def shutdown(self) -> None:
+        """Cancel this panel's jobs and return at once (a cancelled write rolls back)."""
         self._search_timer.stop()
-        self.duplicates.shutdown()
-        self.shape.shutdown()
+        for key in READ_JOBS:
+            self.jobs.cancel(key)
+        if self._write_job is not None:
+            self._write_job.cancel()
+
+    # -- one write at a time ---------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """A write job is running: the panel's write actions wait for it."""
+        return self._write_job is not None
+
+    def run_write(self, title: str, fn: Callable, *args, on_done: Callable | None = None,
+                  on_error: Callable[[str], None] | None = None, cancellable: bool = True) -> Job | None:
+        """Run a write ``fn(handle, *args)`` as a job, the panel read-only meanwhile; None if one runs."""
+        if self.context is None:
+            return None
+        if self._write_job is not None:
+            self.status_message.emit(f"Wait for “{self._write_job.title}” to finish.")
+            return None
+        job = self.jobs.submit(title, fn, *args, project=self.context, on_done=on_done, on_error=on_error,
+                               cancellable=cancellable)
+        self._write_job = job
+        job.finished.connect(lambda: self._on_write_finished(job))
+        self._show_busy(title)
+        return job
+
+    def _on_write_finished(self, job: Job) -> None:
+        if self._write_job is job:
+            self._write_job = None
+            self._show_busy(None)
+
+    def _show_busy(self, title: str | None) -> None:
+        busy = title is not None
+        for widget in self._write_widgets:
+            widget.setEnabled(not busy)
+        for action in (self.trash_action, self.find_duplicates_action):
+            action.setEnabled(not busy)
+        self.table.setEnabled(not busy)
+        self.detail.setEnabled(not busy and self._current_id is not None)
+        self.duplicates.set_busy(busy or self.jobs.is_busy("curate-duplicates"))
+        if self.trash_dialog is not None:
+            self.trash_dialog.setEnabled(not busy)
+        # The window's Edit ▸ Undo/Redo follow the active stack: none while a write runs.
+        if busy:
+            self._undo_was_active = self._undo.isActive()
+            self._undo.setActive(False)
+        elif getattr(self, "_undo_was_active", False):
+            self._undo.setActive(True)
+        self.busy_label.setText(f"{title}… The table is read-only until it finishes." if busy else "")
+        self.busy_label.setVisible(busy)
+
+    # -- refreshing from the project's change signals -------------------------------------
+    def _mark_seen(self) -> None:
+        self._seen_state = self.project.curation.data_state() if self.project else None
+
+    def _on_samples_changed(self) -> None:
+        """Someone wrote samples (this panel, a job, an import, the generator): show the new data."""
+        if self.project is None or self.project.conn is None:
+            return  # the project closed before the coalesced signal arrived
+        if self._seen_state == self.project.curation.data_state():
+            return  # this panel already showed its own change
+        row = self.table.currentIndex().row()
+        self.model.refresh()
+        self._show_count()
+        if self.model.rowCount():
+            self._select_row(max(row, 0))
+        else:
+            self._show_sample(None)
+        self._reload_choices()
+        self._shape_stale = True
+        if self.tabs.currentWidget() is self.duplicates:
+            self.duplicates.show_clusters()
+        elif self.tabs.currentWidget() is self.shape:
+            self.refresh_shape()
+        self._mark_seen()
 
     # -- filtering -------------------------------------------------------------------------
     def current_query(self) -> SampleQuery:
+        """The one query the table, the charts, duplicates, snapshots and bulk actions use."""
+        return self._query
+
+    def _query_from_controls(self) -> SampleQuery:
         def limit(box: QSpinBox) -> int | None:
             return None if box.value() < 0 else box.value()
 
         return replace(
-            self.model.query,
+            self._query,
             search=self.search.text(),
             statuses=self.status_filter.currentData(), origins=self.origin_filter.currentData(),
             run_ids=self.run_filter.currentData(), tag=self.tag_filter.currentData(),
@@ -277,16 +462,21 @@ class CuratePanel(Panel):
 
     def apply_filters(self) -> None:
         self._search_timer.stop()
-        query = self.current_query()
+        self._query = self._query_from_controls()
         if self.project is None:
             self.count_label.setText("")
+            self.empty_hint.hide()
             return
-        self.model.set_query(query)
+        self.model.set_query(self._query)
         self._after_reset()
-        self.duplicates.set_source(self.project.curation, self.project.db_path, query)
-        self.shape.set_source(self.project.db_path, query)
+        self._shape_stale = True
         if self.tabs.currentWidget() is self.shape:
-            self.shape.refresh()
+            self.refresh_shape()
+
+    def _on_model_sort_changed(self, sort: str, descending: bool) -> None:
+        """A header click sorted the model: the panel's query follows."""
+        self._query = replace(self._query, sort=sort, descending=descending)
+        self._after_reset()
 
     def set_filters(self, query: SampleQuery) -> None:
         """Put a query (a saved view, a chart click) into the filter controls and apply it."""
@@ -313,7 +503,7 @@ class CuratePanel(Panel):
         finally:
             for widget in widgets:
                 widget.blockSignals(False)
-        self.model.set_sort_key(query.sort, query.descending)
+        self._query = replace(self._query, sort=query.sort, descending=query.descending)
         header = self.table.horizontalHeader()
         header.blockSignals(True)  # show the view's order without the header re-sorting
         order = Qt.SortOrder.DescendingOrder if query.descending else Qt.SortOrder.AscendingOrder
@@ -335,18 +525,30 @@ class CuratePanel(Panel):
                 combo.addItem(label, value)
             combo.setCurrentIndex(max(0, combo.findData(current)))
             combo.blockSignals(False)
+
+    def _reload_views(self) -> None:
         self.views.clear()
-        if curation:
-            for name in curation.views():
+        if self.project is not None:
+            for name in self.project.curation.views():
                 self.views.addItem(name)
 
-    def _after_reset(self) -> None:
+    def _show_count(self) -> None:
         total = self.model.rowCount()
-        self.count_label.setText(f"{total:,} samples")
+        self.count_label.setText(count_noun(total, "sample"))
         if total:
+            self.empty_hint.hide()
+        else:
+            self.empty_hint.setText(NO_SAMPLES_HINT if self.project is None or self.project.samples.count() == 0
+                                    else NO_MATCH_HINT)
+            self.empty_hint.show()
+
+    def _after_reset(self) -> None:
+        self._show_count()
+        if self.model.rowCount():
             self._select_row(0)
         else:
             self._show_sample(None)
+        self._mark_seen()
 
     # -- the current sample ----------------------------------------------------------------
     def _select_row(self, row: int) -> None:
@@ -367,7 +569,7 @@ class CuratePanel(Panel):
     def _show_sample(self, sample_id: int | None) -> None:
         self._current_id = sample_id
         sample = self.project.samples.get(sample_id) if (self.project and sample_id is not None) else None
-        self.detail.setEnabled(sample is not None)
+        self.detail.setEnabled(sample is not None and not self.busy)
         self.detail_message.setText("")
         if sample is None:
             self.detail_header.setText("No sample selected")
@@ -387,7 +589,7 @@ class CuratePanel(Panel):
 
     def save_detail(self) -> None:
         """Write every field of the detail pane that differs, as one undoable step."""
-        if self.project is None or self._current_id is None:
+        if self.project is None or self._current_id is None or self.busy:
             return
         sample = self.project.samples.get(self._current_id)
         if sample is None:
@@ -413,60 +615,123 @@ class CuratePanel(Panel):
                 self.detail_message.setText("Saved.")
 
     # -- changes ---------------------------------------------------------------------------
+    def _command(self, change: Change) -> ChangeCommand:
+        if len(change) > BIG_CHANGE:
+            return JobChangeCommand(self.context, change, self._apply_as_job)
+        return ChangeCommand(self.context, change, self._refresh_after_undo)
+
     def _push(self, changes: list[Change], text: str, *, keep_rows: bool = False, new_tags: bool = False) -> None:
-        """Record already-committed changes on the undo stack, as one step."""
-        refresh = self._refresh_after_undo
+        """Record small, already-committed changes on the undo stack as one step, and show them now."""
         if len(changes) == 1:
-            self._undo.push(ChangeCommand(self.context, changes[0], refresh))
+            self._undo.push(self._command(changes[0]))
         else:
             self._undo.beginMacro(text)
             for change in changes:
-                self._undo.push(ChangeCommand(self.context, change, refresh))
+                self._undo.push(self._command(change))
             self._undo.endMacro()
         if keep_rows:
             self.model.refresh_rows()
         else:
             self.model.refresh()
-            self.count_label.setText(f"{self.model.rowCount():,} samples")
+            self._show_count()
         if new_tags:  # the tag list is a query of its own: only when tags may have changed
             self._reload_choices()
+        self._mark_seen()  # the change signal that follows finds nothing new to show
 
     def _refresh_after_undo(self) -> None:
         row = self.table.currentIndex().row()
         self.model.refresh()
-        self.count_label.setText(f"{self.model.rowCount():,} samples")
+        self._show_count()
         self._select_row(max(row, 0))
         if self.tabs.currentWidget() is self.duplicates:
             self.duplicates.show_clusters()
+        self._mark_seen()
+
+    def _apply_as_job(self, change: Change, undo: bool) -> None:
+        """Undo or redo of a big change: a job (not cancellable: the undo stack has moved already)."""
+        verb = "Undoing" if undo else "Redoing"
+        self.run_write(f"{verb} “{change.description}”", _apply_job, change, undo, cancellable=False)
+
+    def _on_job_change_done(self, change: Change) -> None:
+        """A big change committed in a job: onto the undo stack (its rows refresh from the signal)."""
+        self._undo.push(self._command(change))
+
+    def _targets(self) -> tuple[int, Ids]:
+        """How many samples a bulk action touches, and their ids (or how a job finds them)."""
+        if self.project is None:
+            return 0, []
+        query = self._query
+        if self.scope.currentData() == "all":
+            total = self.model.rowCount()
+            if total <= BIG_CHANGE:
+                return total, self.project.curation.ids(query)
+            return total, lambda project: project.curation.ids(query)
+        # Selection ranges, not selectedRows(): Ctrl+A on 52K rows must not build 52K indexes.
+        ranges = [(r.top(), r.bottom()) for r in self.table.selectionModel().selection()]
+        if not ranges and self.table.currentIndex().isValid():  # nothing selected: the current sample
+            row = self.table.currentIndex().row()
+            ranges = [(row, row)]
+        ranges = _merged(ranges)
+        total = sum(bottom - top + 1 for top, bottom in ranges)
+        if total <= BIG_CHANGE:
+            ids = [self.model.sample_id(row) for top, bottom in ranges for row in range(top, bottom + 1)]
+            return total, [i for i in ids if i is not None]
+        return total, _RowsOf(query, ranges)
 
     def target_ids(self) -> list[int]:
-        if self.project is None:
-            return []
-        if self.scope.currentData() == "all":
-            return self.project.curation.ids(self.model.query)
-        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
-        if not rows and self.table.currentIndex().isValid():  # nothing selected: the current sample
-            rows = [self.table.currentIndex().row()]
-        return [i for i in (self.model.sample_id(r) for r in rows) if i is not None]
+        """The ids a bulk action would touch now (resolved here: for tests and small scopes)."""
+        _count, ids = self._targets()
+        return _resolve(self.project, ids) if self.project else []
 
     def bulk_status(self, status: Status) -> None:
-        ids = self.target_ids()
-        if ids:
-            row = self.table.currentIndex().row()
-            self._push([self.project.curation.set_status(ids, status)], "status")
-            self._select_row(max(row, 0))
+        if self.busy:
+            return
+        count, ids = self._targets()
+        if not count:
+            return
+        if callable(ids):
+            self.run_write(f"Marking {count_noun(count, 'sample')} {status.value}", _status_job, ids, status.value,
+                           on_done=self._on_job_change_done)
+            return
+        row = self.table.currentIndex().row()
+        self._push([self.project.curation.set_status(ids, status)], "status")
+        self._select_row(max(row, 0))
 
     def bulk_tag(self, tag: str) -> None:
-        ids = self.target_ids()
-        if ids and tag.strip():
-            self._push([self.project.curation.add_tag(ids, tag.strip())], "tag", keep_rows=True, new_tags=True)
+        tag = tag.strip()
+        if self.busy or not tag:
+            return
+        count, ids = self._targets()
+        if not count:
+            return
+        if callable(ids):
+            self.run_write(f"Tagging {count_noun(count, 'sample')} '{tag}'", _tag_job, ids, tag,
+                           on_done=self._on_job_change_done)
+            return
+        self._push([self.project.curation.add_tag(ids, tag)], "tag", keep_rows=True, new_tags=True)
+
+    def confirm_delete(self, count: int) -> bool:
+        """More than a handful: ask, naming the count and where the samples go."""
+        answer = QMessageBox.question(
+            self, "Delete samples",
+            f"Delete {count_noun(count, 'sample')}? They go to the Trash (Curate ▸ Trash…) and can be restored.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def bulk_delete(self) -> None:
-        ids = self.target_ids()
-        if ids:
-            row = self.table.currentIndex().row()
-            self._push([self.project.curation.delete(ids)], "delete")
-            self._select_row(max(row, 0))
+        if self.busy:
+            return
+        count, ids = self._targets()
+        if not count or (count > CONFIRM_DELETE_ABOVE and not self.confirm_delete(count)):
+            return
+        if callable(ids):
+            self.run_write(f"Deleting {count_noun(count, 'sample')}", _delete_job, ids,
+                           on_done=self._on_job_change_done)
+            return
+        row = self.table.currentIndex().row()
+        self._push([self.project.curation.delete(ids)], "delete")
+        self._select_row(max(row, 0))
 
     def _on_tag_clicked(self) -> None:
         tag, ok = QInputDialog.getText(self, "Tag samples", "Tag:")
@@ -479,6 +744,9 @@ class CuratePanel(Panel):
         if self.project is None:
             return False
         row = self.table.currentIndex().row()
+        writes = key in (Qt.Key.Key_A, Qt.Key.Key_R) or Qt.Key.Key_0 <= key <= Qt.Key.Key_5
+        if writes and self.busy:
+            return True  # swallowed: the write waits for the running job
         if key in (Qt.Key.Key_J, Qt.Key.Key_Down, Qt.Key.Key_S, Qt.Key.Key_Space):
             self._select_row(row + 1)
         elif key in (Qt.Key.Key_K, Qt.Key.Key_Up):
@@ -507,19 +775,57 @@ class CuratePanel(Panel):
                 return True
         return super().eventFilter(watched, event)
 
-    # -- duplicates, charts, views, snapshots ----------------------------------------------
+    # -- duplicates, charts, views, snapshots, trash -----------------------------------------
     def _on_tabs_current_changed(self, _index: int) -> None:
-        if self.tabs.currentWidget() is self.shape:
-            self.shape.refresh()
+        if self.tabs.currentWidget() is self.shape and self._shape_stale:
+            self.refresh_shape()
         elif self.tabs.currentWidget() is self.duplicates:
             self.duplicates.show_clusters()
 
+    def refresh_shape(self) -> Job | None:
+        """Recount the charts for the current query as a job; a newer one replaces it."""
+        if self.context is None:
+            return None
+        self._shape_stale = False
+        self.shape.show_counting()
+        return self.jobs.submit("Counting the data's shape", _shape_job, self._query, project=self.context,
+                                key="curate-shape", quiet=True, on_done=self.shape.show_shape,
+                                on_error=self.shape.show_error)
+
+    def parse_root_verbs(self) -> Job | None:
+        if self.context is None:
+            return None
+        self.shape.show_verbs_started()
+        return self.jobs.submit("Parsing root verbs", root_verb_pairs, self._query, project=self.context,
+                                key="curate-verbs", on_yield=self.shape.show_verbs,
+                                on_done=lambda _result: self.shape.show_verbs_finished(),
+                                on_error=self.shape.show_verbs_error)
+
+    def find_duplicates(self, threshold: float = 0.7) -> Job | None:
+        """Cluster the current query's instructions as a job and remember the clusters."""
+        if self.context is None or self.jobs.is_busy("curate-duplicates"):
+            return None
+        self.duplicates.set_busy(True)
+        self.duplicates.show_searching()
+        job = self.jobs.submit("Finding near-duplicates", _duplicates_job, self._query, threshold,
+                               project=self.context, key="curate-duplicates",
+                               on_done=lambda _count: self.duplicates.search_finished(),
+                               on_error=self.duplicates.show_error)
+        job.finished.connect(lambda: self.duplicates.set_busy(self.busy))
+        return job
+
+    def _on_find_duplicates_triggered(self) -> None:
+        self.tabs.setCurrentWidget(self.duplicates)
+        self.find_duplicates(self.duplicates.threshold.value())
+
     def _on_duplicates_keep_requested(self, ids: list, keep: int) -> None:
+        if self.busy or self.project is None:
+            return
         self._push([self.project.curation.keep_one(ids, keep)], "keep one")
         self.duplicates.show_clusters()
 
     def _on_shape_filter_requested(self, field: str, value: object) -> None:
-        query = self.current_query()
+        query = self._query
         if field == "status":
             query = replace(query, statuses=(value,))
         elif field == "origin":
@@ -540,11 +846,36 @@ class CuratePanel(Panel):
     def _on_save_view_clicked(self) -> None:
         name, ok = QInputDialog.getText(self, "Save view", "Name of this view:")
         if ok and name.strip() and self.project is not None:
-            self.project.curation.save_view(name.strip(), self.current_query())
-            self._reload_choices()
+            self.project.curation.save_view(name.strip(), self._query)  # the views list follows views_changed
 
-    def open_snapshots(self) -> None:
+    def open_snapshots(self):
         from studio.ui.snapshot_dialog import SnapshotDialog
 
-        if self.project is not None:
-            SnapshotDialog(self.project, self.current_query(), self).exec()
+        if self.context is None:
+            return None
+        self.snapshot_dialog = SnapshotDialog(self.context, self.jobs, self._query, self)
+        self.snapshot_dialog.show()
+        return self.snapshot_dialog
+
+    def open_trash(self):
+        from studio.ui.trash_dialog import TrashDialog
+
+        if self.context is None:
+            return None
+        if self.trash_dialog is None or self.trash_dialog.parent() is not self or self.trash_dialog._context is not self.context:
+            self.trash_dialog = TrashDialog(self.context, self.run_write, self)
+        self.trash_dialog.setEnabled(not self.busy)
+        self.trash_dialog.show()
+        self.trash_dialog.raise_()
+        return self.trash_dialog
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping row ranges (a selection may list a row twice)."""
+    merged: list[tuple[int, int]] = []
+    for top, bottom in sorted(ranges):
+        if merged and top <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], bottom))
+        else:
+            merged.append((top, bottom))
+    return merged

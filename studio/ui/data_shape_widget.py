@@ -1,53 +1,31 @@
 """The data's shape: counts by status, origin and run, word-length histograms, root verbs.
 
-Numbers come from SQL in a worker thread (a million lengths take a moment); clicking a
-bar asks the panel to filter the table to it (``filter_requested``).
+A view only: the Curate panel computes the numbers as jobs on the window's runner
+(``Curation.shape_steps`` and :func:`root_verb_pairs`, on a worker's own project handle)
+and hands them to :meth:`DataShapeWidget.show_shape`. Clicking a bar asks the panel to
+filter the table to it (``filter_requested``).
 """
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
-from superqt.utils import create_worker
 
-from studio.core.curation import Curation, SampleQuery
+from studio.core.curation import SampleQuery, count_noun
+from studio.core.project import Project
 
 BINS = 30
 
 
-def compute_shape(db_path: Path, query: SampleQuery) -> dict:
-    """Everything the charts show, read on a connection of the worker's own."""
-    from studio.core.db import connect
-
-    conn = connect(db_path)
-    try:
-        curation = Curation(conn)
-        return {
-            "status": curation.counts_by("status", query),
-            "origin": curation.counts_by("origin", query),
-            "run_id": curation.counts_by("run_id", query),
-            "instruction_words": np.asarray(curation.lengths("instruction_words", query), dtype=np.int64),
-            "output_words": np.asarray(curation.lengths("output_words", query), dtype=np.int64),
-        }
-    finally:
-        conn.close()
-
-
-def root_verb_pairs(db_path: Path, query: SampleQuery):
-    """Generator for a worker: running verb/object counts (raises ShapeUnavailable early)."""
+def root_verb_pairs(project: Project, query: SampleQuery) -> Iterator[dict]:
+    """Job body: running verb/object counts as partial results (raises ShapeUnavailable early)."""
     from studio.core import root_verbs
-    from studio.core.db import connect
 
     parser = root_verbs.load_parser()
-    conn = connect(db_path)
-    try:
-        where, params = query.where()
-        texts = [r[0] for r in conn.execute(f"SELECT instruction FROM samples WHERE {where}", params)]
-    finally:
-        conn.close()
+    texts = project.curation.instructions(query)
     for counts in root_verbs.count_pairs(texts, parser):
         yield root_verbs.top_pairs(counts)
 
@@ -141,16 +119,16 @@ class _RootVerbChart(pg.PlotWidget):
 
 
 class DataShapeWidget(QWidget):
-    """Emits ``filter_requested(field, value)``: field is status, origin, run_id or a length column."""
+    """Emits ``filter_requested(field, value)``: field is status, origin, run_id or a length column.
+
+    ``verbs_requested`` asks the panel to parse the current filter's instructions.
+    """
 
     filter_requested = Signal(str, object)
+    verbs_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self._db_path: Path | None = None
-        self._query = SampleQuery()
-        self._worker = None
-        self._verb_worker = None
         grid = QGridLayout()
         self.charts: dict[str, _BarChart] = {}
         for n, (key, title) in enumerate((
@@ -163,7 +141,7 @@ class DataShapeWidget(QWidget):
             grid.addWidget(chart, n // 3, n % 3)
         self.verbs_button = QPushButton("Root verbs…")
         self.verbs_button.setToolTip("Most common root verbs and their direct objects (needs spaCy)")
-        self.verbs_button.clicked.connect(self._on_verbs_clicked)
+        self.verbs_button.clicked.connect(self.verbs_requested)
         # The message line doubles as the chart's placeholder: why there is no chart, or a legend.
         self.verbs_view = QLabel("Root verbs: press the button to parse the instructions.")
         self.verbs_view.setWordWrap(True)
@@ -182,60 +160,41 @@ class DataShapeWidget(QWidget):
         layout.addWidget(self.status)
         layout.addLayout(grid, 1)
 
-    def set_source(self, db_path: Path | None, query: SampleQuery) -> None:
-        self._db_path = db_path
-        self._query = query
-
-    def refresh(self) -> None:
-        """Recompute in a worker; a newer refresh replaces an older one."""
-        if self._db_path is None:
-            return
-        if self._worker is not None:
-            self._worker.quit()
+    def show_counting(self) -> None:
         self.status.setText("Counting…")
-        worker = create_worker(compute_shape, self._db_path, self._query, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_shape_returned)
-        worker.errored.connect(lambda exc: self.status.setText(f"Could not count: {exc}"))
-        self._worker = worker
-        worker.start()
 
-    def _on_shape_returned(self, shape: dict) -> None:
+    def show_error(self, message: str) -> None:
+        self.status.setText(f"Could not count: {message}")
+
+    def show_shape(self, shape: dict) -> None:
+        """Draw what ``Curation.shape_steps`` returned."""
         for key in ("status", "origin", "run_id"):
             self.charts[key].show_counts(shape[key])
         for key in ("instruction_words", "output_words"):
-            self.charts[key].show_histogram(shape[key])
+            self.charts[key].show_histogram(np.asarray(shape[key], dtype=np.int64))
         total = sum(shape["status"].values())
-        self.status.setText(f"{total:,} samples in the current filter. Click a bar to filter the table.")
-        self._worker = None
+        if total:
+            self.status.setText(f"{count_noun(total, 'sample')} in the current filter. Click a bar to filter the table.")
+        else:
+            self.status.setText("No sample matches the current filter: loosen the filters, or import samples (File ▸ Import Samples).")
 
-    def _on_verbs_clicked(self) -> None:
-        if self._db_path is None or self._verb_worker is not None:
-            return
+    def show_verbs_started(self) -> None:
+        self.verbs_button.setEnabled(False)
         self.verbs_view.setText("Parsing instructions…")
-        worker = create_worker(root_verb_pairs, self._db_path, self._query, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(self._show_verbs)
-        worker.errored.connect(self._on_verbs_errored)
-        worker.finished.connect(self._on_verbs_finished)
-        self._verb_worker = worker
-        worker.start()
 
-    def _on_verbs_errored(self, exc: Exception) -> None:
+    def show_verbs_finished(self) -> None:
+        self.verbs_button.setEnabled(True)
+
+    def show_verbs_error(self, message: str) -> None:
         # A missing spaCy or model is a message in the chart area, never a crash.
         self.verbs_chart.hide()
-        self.verbs_view.setText(str(exc))
+        self.verbs_view.setText(message)
+        self.verbs_button.setEnabled(True)
 
-    def _on_verbs_finished(self) -> None:
-        self._verb_worker = None
-
-    def _show_verbs(self, pairs: dict) -> None:
+    def show_verbs(self, pairs: dict) -> None:
         if not pairs:
             self.verbs_view.setText("No verb-led instructions found.")
             return
         self.verbs_view.setText("Root verbs (bars) split by their most common direct objects.")
         self.verbs_chart.show_pairs(pairs)
         self.verbs_chart.show()
-
-    def shutdown(self) -> None:
-        for worker in (self._worker, self._verb_worker):
-            if worker is not None:
-                worker.quit()

@@ -1,52 +1,45 @@
 """Near-duplicate clusters, largest first, with the members side by side.
 
-Clustering (pairwise ROUGE-L) runs in a worker thread on its own connection; the result is
-remembered in the project, so the table's "duplicates" filter works without recomputing.
+A view: "Find near-duplicates" asks the Curate panel (``find_requested(threshold)``), which
+runs the clustering as a job on the window's runner; the result is remembered in the
+project, so the table's "duplicates" filter works without recomputing. Reads go through
+the panel's :class:`~studio.core.curation.Curation` (no SQL here).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDoubleSpinBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton,
     QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
-from superqt.utils import create_worker
 
-from studio.core.curation import Cluster, Curation, SampleQuery
+from studio.core.curation import Cluster, Curation, count_noun
 
-
-def compute_clusters(db_path: Path, query: SampleQuery, threshold: float) -> list[list[int]]:
-    from studio.core.curation import find_clusters
-    from studio.core.db import connect
-
-    conn = connect(db_path)
-    try:
-        return find_clusters(conn, query, threshold)
-    finally:
-        conn.close()
+BEFORE_FIRST_SEARCH = ("No search yet: press “Find near-duplicates” to group the current filter's instructions "
+                       "whose ROUGE-L similarity passes the threshold.")
+NONE_FOUND = ("No near-duplicates in the current filter at this threshold: lower the threshold to group looser "
+              "matches, or widen the filter.")
 
 
 class DuplicatesWidget(QWidget):
-    """Emits ``keep_requested(cluster ids, kept id)``; the panel makes the undoable change."""
+    """Emits ``find_requested(threshold)`` and ``keep_requested(cluster ids, kept id)``; the panel acts."""
 
+    find_requested = Signal(float)
     keep_requested = Signal(list, int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._curation: Curation | None = None
-        self._db_path: Path | None = None
-        self._query = SampleQuery()
-        self._worker = None
+        self._searched = False
         self.find_button = QPushButton("Find near-duplicates")
-        self.find_button.clicked.connect(self.find)
+        self.find_button.clicked.connect(lambda: self.find_requested.emit(self.threshold.value()))
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.3, 1.0)
         self.threshold.setSingleStep(0.05)
         self.threshold.setValue(0.7)
         self.threshold.setPrefix("ROUGE-L > ")
-        self.status = QLabel("Clusters of instructions whose ROUGE-L similarity passes the threshold.")
+        self.status = QLabel(BEFORE_FIRST_SEARCH)
+        self.status.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.find_button)
         top.addWidget(self.threshold)
@@ -66,50 +59,41 @@ class DuplicatesWidget(QWidget):
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
 
-    def set_source(self, curation: Curation | None, db_path: Path | None, query: SampleQuery) -> None:
-        self._curation, self._db_path, self._query = curation, db_path, query
-
-    def find(self) -> None:
-        if self._db_path is None or self._worker is not None:
-            return
-        self.find_button.setEnabled(False)
-        self.status.setText("Comparing instructions…")
-        worker = create_worker(compute_clusters, self._db_path, self._query, self.threshold.value(), _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(self._on_worker_returned)
-        worker.errored.connect(self._on_worker_errored)
-        worker.finished.connect(self._on_worker_finished)
-        self._worker = worker
-        worker.start()
-
-    def _on_worker_returned(self, clusters: list[list[int]]) -> None:
-        if self._curation is None:
-            return
-        self._curation.store_clusters(clusters)
+    def set_curation(self, curation: Curation | None) -> None:
+        self._curation = curation
+        self._searched = bool(curation and curation.clusters())  # a project remembers its last search
         self.show_clusters()
 
-    def _on_worker_errored(self, exc: Exception) -> None:
-        self.status.setText(f"Could not find duplicates: {exc}")
+    def set_busy(self, busy: bool) -> None:
+        """A search or a write is running: no second search, no keep."""
+        self.find_button.setEnabled(not busy)
+        self.members.setEnabled(not busy)
 
-    def _on_worker_finished(self) -> None:
-        self._worker = None
-        self.find_button.setEnabled(True)
+    def show_searching(self) -> None:
+        self.status.setText("Comparing instructions…")
+
+    def show_error(self, message: str) -> None:
+        self.status.setText(f"Could not find duplicates: {message}")
+
+    def search_finished(self) -> None:
+        self._searched = True
+        self.show_clusters()
 
     def show_clusters(self) -> None:
         """List the remembered clusters (also after a keep/undo changed statuses)."""
         current = self.clusters.currentRow()
         self.clusters.clear()
-        if self._curation is None:
-            return
-        found: list[Cluster] = self._curation.clusters()
+        found: list[Cluster] = self._curation.clusters() if self._curation is not None else []
         for cluster in found:
-            item = QListWidgetItem(f"{len(cluster.sample_ids)} samples · cluster {cluster.number}")
+            item = QListWidgetItem(f"{count_noun(len(cluster.sample_ids), 'sample')} · cluster {cluster.number}")
             item.setData(Qt.ItemDataRole.UserRole, cluster.sample_ids)
             self.clusters.addItem(item)
         members = sum(len(c.sample_ids) for c in found)
-        self.status.setText(f"{len(found)} clusters, {members} samples.")
         if found:
+            self.status.setText(f"{count_noun(len(found), 'cluster')}, {count_noun(members, 'sample')}.")
             self.clusters.setCurrentRow(min(max(current, 0), len(found) - 1))
         else:
+            self.status.setText(NONE_FOUND if self._searched else BEFORE_FIRST_SEARCH)
             self._show_members([])
 
     def _on_clusters_current_changed(self, item: QListWidgetItem | None, _previous=None) -> None:
@@ -120,10 +104,11 @@ class DuplicatesWidget(QWidget):
             widget = self.members_layout.takeAt(0).widget()
             if widget is not None:
                 widget.deleteLater()
-        if self._curation is None:
+        if self._curation is None or not ids:
             return
+        texts = self._curation.texts(ids)
         for sample_id in ids:
-            sample = self._curation_sample(sample_id)
+            sample = texts.get(sample_id)
             if sample is None:
                 continue
             column = QWidget()
@@ -137,13 +122,3 @@ class DuplicatesWidget(QWidget):
             box.addWidget(keep)
             column.setMinimumWidth(260)
             self.members_layout.addWidget(column)
-
-    def _curation_sample(self, sample_id: int) -> dict | None:
-        row = self._curation.conn.execute(
-            "SELECT status, instruction, input, output FROM samples WHERE id = ?", (sample_id,)
-        ).fetchone()
-        return dict(row) if row else None
-
-    def shutdown(self) -> None:
-        if self._worker is not None:
-            self._worker.quit()

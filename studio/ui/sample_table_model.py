@@ -11,7 +11,7 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
 from studio.core.curation import PAGE_FIELDS, Curation, SampleQuery
 
@@ -48,6 +48,10 @@ _FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.
 
 
 class SampleTableModel(QAbstractTableModel):
+    """Shows one query; its owner (the Curate panel) keeps the query and hears of header sorts."""
+
+    sort_changed = Signal(str, bool)  # sort key, descending: after a header click re-sorted
+
     def __init__(self, curation: Curation | None = None, parent=None):
         super().__init__(parent)
         self._curation = curation
@@ -152,6 +156,7 @@ class SampleTableModel(QAbstractTableModel):
             return
         descending = order == Qt.SortOrder.DescendingOrder
         self.set_query(replace(self._query, sort=COLUMN_KEYS[column], descending=descending))
+        self.sort_changed.emit(COLUMN_KEYS[column], descending)
 
 
 def _display(key: str, value) -> str | None:

@@ -1,4 +1,11 @@
-"""Snapshots: freeze, list, compare and export (twin of ``distill-studio snapshot ...``)."""
+"""Snapshots: freeze, list, compare and export (twin of ``distill-studio snapshot ...``).
+
+Freezing, comparing and writing snapshots touch every row (50K+), so each runs as a job on
+the window's runner, on a worker's own project handle. (The old dialog's superqt workers
+shared Qt's global thread pool, two threads on a 2-core machine, with the Curate tabs'
+chart and clustering workers, which a newer filter never stopped: a freeze queued behind
+them for seconds. The runner gives every job its own thread, and stale chart jobs cancel.)
+"""
 from __future__ import annotations
 
 import time
@@ -8,43 +15,38 @@ from PySide6.QtWidgets import (
     QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
     QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
 )
-from superqt.utils import create_worker
 
 from studio.core import exports
-from studio.core.curation import SampleQuery
-from studio.core.errors import StudioError
+from studio.core.curation import SampleQuery, count_noun
 from studio.core.project import Project
+from studio.ui.jobs import Job, JobRunner
+from studio.ui.project_context import ProjectContext
+
+EMPTY_HINT = ("No snapshots yet: name one above and press Freeze to copy the accepted samples "
+              "(or the current filter's) into a frozen, hashed dataset for training.")
 
 
-def _with_snapshots(db_path: Path, root: Path, work):
-    """Worker body: run ``work(SnapshotStore)`` on a connection of the worker's own thread.
-
-    Freezing, comparing and writing snapshots touch every row (50K+), so none of it runs
-    on the GUI thread.
-    """
-    from studio.core.db import connect
-    from studio.core.snapshots import SnapshotStore
-
-    conn = connect(db_path)
-    try:
-        return work(SnapshotStore(conn, root))
-    finally:
-        conn.close()
+def _freeze_job(project: Project, name: str, query: SampleQuery | None):
+    return project.snapshots.create_steps(name, query)
 
 
-def export_snapshot(db_path: Path, root: Path, key: int, path: Path, fmt: str, val_fraction: float) -> dict:
-    records = _with_snapshots(db_path, root, lambda store: store.records(key))
-    return exports.export(path, records, fmt, val_fraction=val_fraction)
+def _diff_job(project: Project, first: str, second: str):
+    return project.snapshots.diff(first, second)
+
+
+def _export_job(project: Project, key: int, path: Path, fmt: str, val_fraction: float):
+    return project.snapshots.export_steps(key, path, fmt, val_fraction=val_fraction)
 
 
 class SnapshotDialog(QDialog):
-    def __init__(self, project: Project, current_query: SampleQuery, parent=None):
+    def __init__(self, context: ProjectContext, jobs: JobRunner, current_query: SampleQuery, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Snapshots")
         self.resize(820, 560)
-        self._project = project
+        self._context = context
+        self._jobs = jobs
         self._query = current_query
-        self._worker = None
+        self.job: Job | None = None  # the latest job started here
 
         self.name = QLineEdit()
         self.name.setPlaceholderText("name, e.g. v1-accepted")
@@ -85,17 +87,22 @@ class SnapshotDialog(QDialog):
 
         self.message = QLabel("")
         self.message.setWordWrap(True)
+        self.hint = QLabel(EMPTY_HINT)
+        self.hint.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.addLayout(create_row)
+        layout.addWidget(self.hint)
         layout.addWidget(self.table, 2)
         layout.addLayout(export_form)
         layout.addLayout(diff_row)
         layout.addWidget(self.diff_view, 1)
         layout.addWidget(self.message)
+        context.snapshots_changed.connect(self.reload)
         self.reload()
 
     def reload(self) -> None:
-        snapshots = self._project.snapshots.list()
+        snapshots = self._context.project.snapshots.list()
+        self.hint.setVisible(not snapshots)
         self.table.setRowCount(len(snapshots))
         for row, s in enumerate(snapshots):
             values = (str(s.id), s.name, f"{s.sample_count:,}", s.content_hash[:16],
@@ -109,25 +116,20 @@ class SnapshotDialog(QDialog):
             self.first.setCurrentIndex(len(snapshots) - 2)
             self.second.setCurrentIndex(len(snapshots) - 1)
 
-    def create_snapshot(self, name: str, use_filter: bool) -> None:
+    def create_snapshot(self, name: str, use_filter: bool) -> Job:
         query = self._query if use_filter else None
         self.message.setText(f"Freezing {name!r}…")
 
         def done(snapshot) -> None:
-            self.message.setText(f"Froze {snapshot.sample_count:,} samples as {snapshot.name!r} ({snapshot.path}).")
-            self.reload()
+            self.message.setText(f"Froze {count_noun(snapshot.sample_count, 'sample')} as {snapshot.name!r} ({snapshot.path}).")
 
-        self._start(lambda store: store.create(name, query), done)
+        return self._start(f"Freezing snapshot {name!r}", _freeze_job, name, query, on_done=done)
 
-    def _start(self, work, done) -> None:
-        """Run ``work(SnapshotStore)`` in a worker; its result goes to ``done``, errors to the message line."""
-        worker = create_worker(_with_snapshots, self._project.db_path, self._project.root, work,
-                               _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(done)
-        worker.errored.connect(lambda exc: self.message.setText(str(exc) if isinstance(exc, StudioError)
-                                                                else f"{type(exc).__name__}: {exc}"))
-        self._worker = worker
-        worker.start()
+    def _start(self, title: str, fn, *args, on_done) -> Job:
+        """Run ``fn(handle, *args)`` as a job; its result goes to ``on_done``, errors to the message line."""
+        self.job = self._jobs.submit(title, fn, *args, project=self._context, on_done=on_done,
+                                     on_error=self.message.setText)
+        return self.job
 
     def _on_create_clicked(self) -> None:
         self.create_snapshot(self.name.text(), self.scope.currentIndex() == 1)
@@ -136,7 +138,7 @@ class SnapshotDialog(QDialog):
         first, second = self.first.currentText(), self.second.currentText()
         if first and second:
             self.diff_view.setPlainText("Comparing…")
-            self._start(lambda store: store.diff(first, second), self._show_diff)
+            self._start("Comparing snapshots", _diff_job, first, second, on_done=self._show_diff)
 
     def _show_diff(self, diff) -> None:
         lines = [f"{len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed, "
@@ -152,7 +154,7 @@ class SnapshotDialog(QDialog):
             self.message.setText("Select a snapshot to export.")
             return
         fmt = self.format.currentText()
-        start = str(self._project.root / "exports")
+        start = str(self._context.root / "exports")
         if fmt == exports.HF:
             path = QFileDialog.getExistingDirectory(self, "Export folder", start)
             path = str(Path(path) / self.table.item(row, 1).text()) if path else ""
@@ -161,12 +163,11 @@ class SnapshotDialog(QDialog):
         if path:
             self.export_to(int(self.table.item(row, 0).text()), Path(path), fmt, self.val_fraction.value())
 
-    def export_to(self, snapshot_id: int, path: Path, fmt: str, val_fraction: float) -> None:
+    def export_to(self, snapshot_id: int, path: Path, fmt: str, val_fraction: float) -> Job:
         self.message.setText(f"Exporting to {path}…")
-        worker = create_worker(export_snapshot, self._project.db_path, self._project.root, snapshot_id, path, fmt,
-                               val_fraction, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda written: self.message.setText(
-            "Exported: " + ", ".join(dict.fromkeys(str(p) for p in written.values()))))
-        worker.errored.connect(lambda exc: self.message.setText(f"Export failed: {exc}"))
-        self._worker = worker
-        worker.start()
+
+        def done(written: dict) -> None:
+            self.message.setText("Exported: " + ", ".join(dict.fromkeys(str(p) for p in written.values())))
+
+        return self._start(f"Exporting snapshot {snapshot_id}", _export_job, snapshot_id, path, fmt, val_fraction,
+                           on_done=done)
