@@ -190,3 +190,157 @@ def test_a_saved_view_brings_its_sort_order(panel: CuratePanel, project: Project
     expected = project.curation.ids(SampleQuery(statuses=("accepted",), sort="output_words", descending=True))
     assert [panel.model.sample_id(r) for r in range(5)] == expected[:5]
     assert panel.table.horizontalHeader().sortIndicatorSection() == 5
+
+
+# -- big actions: confirmed, off the GUI thread, undoable after a restart ------------------------
+def _answer(monkeypatch, answers: list, asked: list) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    def question(_parent, _title, text, *args, **kwargs):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+
+
+def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbot, tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from PySide6.QtWidgets import QMessageBox
+
+    import studio.ui.curate_panel as curate_panel
+    from studio.ui.trash_dialog import TrashDialog
+
+    threads: list[str] = []
+    real_delete_job = curate_panel._delete_job
+    monkeypatch.setattr(curate_panel, "_delete_job",
+                        lambda *a: (threads.append(threading.current_thread().name), real_delete_job(*a))[1])
+    asked: list[str] = []
+    _answer(monkeypatch, [QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes], asked)
+    root = tmp_path / "p"
+    with Project.create(root) as project:
+        fill(project, 700)  # above BIG_CHANGE: a job
+        panel = CuratePanel()
+        qtbot.addWidget(panel)
+        context = ProjectContext(project)
+        panel.set_context(context)
+        panel.scope.setCurrentIndex(panel.scope.findData("all"))
+        panel.bulk_delete()  # cancelled at the question: nothing happens
+        assert asked == ["Delete 700 samples? They go to the Trash (Curate ▸ Trash…) and can be restored."]
+        assert project.samples.count() == 700 and not panel.busy
+        panel.bulk_delete()
+        assert panel.busy and not panel.table.isEnabled() and panel.busy_label.isVisibleTo(panel)
+        assert not any(b.isEnabled() for b in panel._write_widgets)  # no GUI write waits on the lock meanwhile
+        qtbot.waitUntil(lambda: not panel.busy, timeout=10_000)
+        assert threads and threads[0] != threading.main_thread().name
+        assert project.samples.count() == 0 and panel.undo_stack().count() == 1
+        qtbot.waitUntil(lambda: panel.model.rowCount() == 0, timeout=5000)  # refreshed from samples_changed
+        assert panel.empty_hint.isVisibleTo(panel) and "No samples yet" in panel.empty_hint.text()
+        panel.undo_stack().undo()  # a big undo is a job too
+        assert panel.busy
+        qtbot.waitUntil(lambda: not panel.busy and panel.model.rowCount() == 700, timeout=10_000)
+        assert project.samples.count() == 700 and not panel.empty_hint.isVisibleTo(panel)
+        panel.undo_stack().redo()
+        qtbot.waitUntil(lambda: not panel.busy and project.samples.count() == 0, timeout=10_000)
+        panel.set_context(None)
+        context.close()
+    with Project.open(root) as project:  # the app was closed: the delete can still be undone
+        panel = CuratePanel()
+        qtbot.addWidget(panel)
+        context = ProjectContext(project)
+        panel.set_context(context)
+        assert panel.menu_actions()[0].text() == "Trash…"
+        dialog = panel.open_trash()
+        assert isinstance(dialog, TrashDialog) and len(dialog.batches) == 1
+        assert dialog.table.item(0, 2).text() == "700" and dialog.table.item(0, 3).text() == "delete 700 samples"
+        dialog.restore_selected()
+        qtbot.waitUntil(lambda: panel.model.rowCount() == 700, timeout=10_000)
+        qtbot.waitUntil(lambda: dialog.hint.isVisibleTo(dialog), timeout=5000)  # follows trash_changed
+        assert "The Trash is empty" in dialog.hint.text() and dialog.message.text() == "Restored 700 samples."
+        panel.set_context(None)
+        context.close()
+
+
+def test_a_few_rows_delete_at_once_without_asking_and_big_selections_resolve_in_the_job(
+    qtbot, panel: CuratePanel, project: Project, monkeypatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    asked: list[str] = []
+    _answer(monkeypatch, [QMessageBox.StandardButton.Yes], asked)
+    panel.table.selectRow(0)
+    first = panel.model.sample_id(0)
+    panel.bulk_delete()  # one row: no question, no job
+    assert asked == [] and project.samples.get(first) is None and not panel.busy
+    ids = project.curation.ids(SampleQuery())[:12]
+    panel.table.clearSelection()
+    for row in range(12):
+        panel.table.selectionModel().select(panel.model.index(row, 0),
+                                            panel.table.selectionModel().SelectionFlag.Select
+                                            | panel.table.selectionModel().SelectionFlag.Rows)
+    assert panel.target_ids() == ids
+    panel.bulk_delete()
+    assert asked == ["Delete 12 samples? They go to the Trash (Curate ▸ Trash…) and can be restored."]
+    assert all(project.samples.get(i) is None for i in ids)
+    from studio.ui.curate_panel import _RowsOf
+
+    big = _RowsOf(SampleQuery(), [(0, 2), (5, 5)])
+    assert big(project) == [project.curation.ids(SampleQuery())[r] for r in (0, 1, 2, 5)]
+
+
+def test_shutdown_returns_at_once_and_cancels_the_running_write(qtbot, tmp_path: Path) -> None:
+    with Project.create(tmp_path / "p") as project:
+        fill(project, 700)
+        panel = CuratePanel()
+        qtbot.addWidget(panel)
+        panel.set_context(ProjectContext(project))
+        panel.scope.setCurrentIndex(panel.scope.findData("all"))
+        panel.bulk_status(Status.ACCEPTED)
+        job = panel._write_job
+        assert job is not None and job.running
+        panel.shutdown()
+        assert job.state == "cancelled" and not panel.busy and panel.undo_stack().count() == 0
+        panel.set_context(None)
+
+
+def test_no_match_hint_and_plural_counts(panel: CuratePanel) -> None:
+    panel.search.setText("nosuchwordanywhere")
+    panel.apply_filters()
+    assert panel.count_label.text() == "0 samples"
+    assert panel.empty_hint.isVisibleTo(panel) and panel.empty_hint.text().startswith("No sample matches")
+    panel.set_filters(SampleQuery(search="task17"))
+    assert panel.count_label.text() == "1 sample" and not panel.empty_hint.isVisibleTo(panel)
+
+
+# -- in the window ---------------------------------------------------------------------------------
+def _window(qtbot, tmp_path: Path):
+    from PySide6.QtCore import QSettings
+
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "w", create_if_missing=True)
+    window.show()
+    keys = [spec.key for spec in window.specs]
+    window.nav.setCurrentRow(keys.index("curate"))
+    return window, window.panel("curate")
+
+
+def test_import_refreshes_curate_and_a_curate_accept_refreshes_the_status_bar(qtbot, tmp_path: Path) -> None:
+    import json
+
+    window, panel = _window(qtbot, tmp_path)
+    assert panel.model.rowCount() == 0 and "No samples yet" in panel.empty_hint.text()
+    data = tmp_path / "three.json"
+    data.write_text(json.dumps([{"instruction": f"Say {n}.", "input": "", "output": str(n)} for n in range(3)]))
+    window.import_samples_from(data)  # File ▸ Import Samples: the table follows samples_changed alone
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 3, timeout=10_000)
+    assert panel.count_label.text() == "3 samples" and not panel.empty_hint.isVisibleTo(panel)
+    qtbot.waitUntil(lambda: "3 samples (0 accepted, 3 pending" in window.counts_label.text(), timeout=10_000)
+    panel.table.setFocus()
+    panel._select_row(0)
+    qtbot.keyClick(panel.table, Qt.Key.Key_A)
+    qtbot.waitUntil(lambda: "3 samples (1 accepted, 2 pending" in window.counts_label.text(), timeout=10_000)
+    assert [a.text() for a in panel.menu_actions()] == ["Trash…", "Find Duplicates", "Snapshots…"]
+    window.close()
