@@ -47,12 +47,29 @@ def test_model_tester_with_one_row(qtmodeltester, project: Project) -> None:
     assert model.data(model.index(0, COLUMN_KEYS.index("instruction"))) == "Only one."
 
 
-def test_model_tester_with_fifty_thousand_rows(qtmodeltester, big_project: Project) -> None:
-    model = SampleTableModel(big_project.curation)
-    assert model.rowCount() == 50_000
-    # Qt's tester walks every row (~10 s here): one pass, sorted so the SQL ORDER BY is in the path.
+def test_model_tester_across_several_pages_sorted_in_sql(qtmodeltester, project: Project) -> None:
+    # Qt's tester walks every row, so it gets a model of a few pages (paging, page edges and
+    # the SQL ORDER BY are all in its path); the 50,000-row model gets the checks below.
+    bulk_fill(project, 3 * PAGE_SIZE + 7)
+    model = SampleTableModel(project.curation)
     model.sort(COLUMN_KEYS.index("output_words"), Qt.SortOrder.DescendingOrder)
+    assert model.rowCount() == 3 * PAGE_SIZE + 7
     qtmodeltester.check(model)
+
+
+def test_fifty_thousand_rows_keep_the_model_contract_at_its_bounds(big_project: Project) -> None:
+    model = SampleTableModel(big_project.curation)
+    model.sort(COLUMN_KEYS.index("output_words"), Qt.SortOrder.DescendingOrder)
+    assert (model.rowCount(), model.columnCount()) == (50_000, len(COLUMN_KEYS))
+    last = model.index(49_999, len(COLUMN_KEYS) - 1)
+    assert last.isValid() and model.data(last) is not None
+    assert not model.index(50_000, 0).isValid() and not model.index(0, len(COLUMN_KEYS)).isValid()
+    assert model.rowCount(model.index(0, 0)) == 0 and model.columnCount(model.index(0, 0)) == 0  # a flat table
+    assert model.sample_id(50_000) is None and model.sample_id(-1) is None
+    words = [model.row_values(r)["output_words"] for r in (0, PAGE_SIZE - 1, PAGE_SIZE, 49_999)]
+    assert words == sorted(words, reverse=True)  # the order holds across page edges
+    assert model.headerData(len(COLUMN_KEYS) - 1, Qt.Orientation.Horizontal) == "Updated"
+    assert model.headerData(len(COLUMN_KEYS), Qt.Orientation.Horizontal) is None
 
 
 def test_pages_are_fetched_on_demand_and_bounded(big_project: Project) -> None:
