@@ -285,7 +285,7 @@ def cmd_snapshot_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for s in snapshots:
         print(f"{s.id:>4} {s.name:<24} {s.sample_count:>8} {s.content_hash[:16]} {s.path}")
-    print(f"{len(snapshots)} snapshots", file=sys.stderr)
+    print(count_noun(len(snapshots), "snapshot") + ("" if snapshots else " (`snapshot create NAME` freezes the accepted samples)"), file=sys.stderr)
     return EXIT_OK
 
 

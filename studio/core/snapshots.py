@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.core.changes import SNAPSHOTS, ChangeFeed
-from studio.core.curation import SampleQuery, where_sql
+from studio.core.curation import SampleQuery, fetch_steps, where_sql
 from studio.core.db import transaction
 from studio.core.errors import StudioError
 from studio.core.formats import Record, atomic_write_lines
@@ -106,9 +106,10 @@ class SnapshotStore:
         with transaction(self.conn):
             if self.conn.execute("SELECT 1 FROM snapshots WHERE name = ?", (name,)).fetchone():
                 raise SnapshotError(f"A snapshot named {name!r} already exists; snapshots are never overwritten.")
-            rows = self.conn.execute(
+            cursor = self.conn.execute(
                 f"SELECT id, instruction, input, output FROM samples WHERE {where} ORDER BY samples.id", params
-            ).fetchall()
+            )
+            rows = yield from fetch_steps(cursor)
             if not rows:
                 raise SnapshotError("Nothing to freeze: no sample matches (by default a snapshot holds accepted samples).")
             items = [Item(r[0], r[1], r[2], r[3]) for r in rows]

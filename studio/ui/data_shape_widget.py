@@ -198,3 +198,5 @@ class DataShapeWidget(QWidget):
         self.verbs_view.setText("Root verbs (bars) split by their most common direct objects.")
         self.verbs_chart.show_pairs(pairs)
         self.verbs_chart.show()
+
+    _show_verbs = show_verbs  # the name tests/test_root_verbs.py knows
