@@ -118,7 +118,7 @@ def gui_stalls(root: Path) -> dict[str, tuple[float, float]]:
     runner = JobRunner()
     results: dict[str, tuple[float, float]] = {}
     with Project.open(root) as project:
-        context = ProjectContext(project)
+        context = ProjectContext(project, app)  # parented: see tests/test_curate_panel.py's fixture
         ids = [r[0] for r in project.conn.execute("SELECT id FROM samples")]
         state: dict = {}
 
@@ -169,8 +169,8 @@ def panel_stalls(root: Path) -> list[tuple[str, float, float]]:
     app = QApplication.instance() or QApplication([])
     rows: list[tuple[str, float, float]] = []
     with Project.open(root) as project:
-        context = ProjectContext(project)
         panel = CuratePanel()
+        context = ProjectContext(project, panel)
         panel.confirm_delete = lambda count: True  # the question itself is tested in tests/
         panel.resize(1280, 800)
         panel.show()

@@ -21,7 +21,10 @@ def panel(qtbot, project: Project):
     fill(project, 200)
     widget = CuratePanel()
     qtbot.addWidget(widget)
-    widget.set_context(ProjectContext(project))
+    # A parent, as the window gives it: a job's thread holds the context while it runs, and a
+    # parentless QObject whose last reference drops on that thread is destroyed there, leaving
+    # its QTimer registered with the GUI thread (a segfault at the next timer tick).
+    widget.set_context(ProjectContext(project, widget))
     widget.resize(1200, 700)
     widget.show()
     yield widget
@@ -115,7 +118,7 @@ def test_duplicates_found_in_a_job_and_resolved_in_one_action(qtbot, tmp_path: P
                                   Sample("Name three primary colours", "", "c"), Sample("Translate hello.", "", "d")])
         panel = CuratePanel()
         qtbot.addWidget(panel)
-        panel.set_context(ProjectContext(project))
+        panel.set_context(ProjectContext(project, panel))
         panel.tabs.setCurrentWidget(panel.duplicates)
         assert "No search yet" in panel.duplicates.status.text()  # before the first search: what to do
         panel.duplicates.find_button.click()  # clusters in a job on the runner
@@ -222,7 +225,7 @@ def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbo
         fill(project, 700)  # above BIG_CHANGE: a job
         panel = CuratePanel()
         qtbot.addWidget(panel)
-        context = ProjectContext(project)
+        context = ProjectContext(project, panel)
         panel.set_context(context)
         panel.scope.setCurrentIndex(panel.scope.findData("all"))
         panel.bulk_delete()  # cancelled at the question: nothing happens
@@ -247,7 +250,7 @@ def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbo
     with Project.open(root) as project:  # the app was closed: the delete can still be undone
         panel = CuratePanel()
         qtbot.addWidget(panel)
-        context = ProjectContext(project)
+        context = ProjectContext(project, panel)
         panel.set_context(context)
         assert panel.menu_actions()[0].text() == "Trash…"
         dialog = panel.open_trash()
@@ -293,7 +296,7 @@ def test_shutdown_returns_at_once_and_cancels_the_running_write(qtbot, tmp_path:
         fill(project, 700)
         panel = CuratePanel()
         qtbot.addWidget(panel)
-        panel.set_context(ProjectContext(project))
+        panel.set_context(ProjectContext(project, panel))
         panel.scope.setCurrentIndex(panel.scope.findData("all"))
         panel.bulk_status(Status.ACCEPTED)
         job = panel._write_job
