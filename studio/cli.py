@@ -18,6 +18,7 @@ from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project
 from studio.core.samples import Origin, Status
+from studio.core.seeds import Instance, SeedTask
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -81,6 +82,87 @@ def cmd_seeds_list(args: argparse.Namespace) -> int:
         name = seed.name or "(unnamed)"
         print(f"{seed.id:>5} {flag} {name[:28]:<28} {seed.instruction[:80].replace(chr(10), ' ')}")
     print(f"{len(seeds)} seed tasks", file=sys.stderr)
+    return EXIT_OK
+
+
+def _require_usable(seed: SeedTask) -> None:
+    """The editor's own problem list, as the command line's error (nothing is stored)."""
+    problems = seed.problems()
+    if problems:
+        raise StudioError(f"Seed task not saved: {' '.join(problems)}")
+
+
+def cmd_seeds_add(args: argparse.Namespace) -> int:
+    seed = SeedTask(instruction=args.instruction, instances=[Instance(args.input, args.output)], name=args.name,
+                    is_classification=args.classification, tags=_clean_tags(args.tag))
+    _require_usable(seed)
+    with _open(args) as project:
+        change = project.seeds.create(seed)
+    print(f"Added seed task #{change.ids[0]}.")
+    return EXIT_OK
+
+
+def _clean_tags(tags: list[str] | None) -> list[str]:
+    return list(dict.fromkeys(t.strip() for t in tags or [] if t.strip()))
+
+
+def cmd_seeds_edit(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        seed = project.seeds.require(args.id)
+        changed = _apply_edit_options(seed, args)
+        if not changed:
+            raise StudioError("Nothing to change: give --instruction, --name, --input, --output, "
+                              "--classification/--no-classification, --tag or --no-tags.")
+        _require_usable(seed)
+        project.seeds.edit(seed, field=changed[0] if len(changed) == 1 else "structure")
+    print(f"Edited seed task #{seed.id}: {', '.join(changed)}.")
+    return EXIT_OK
+
+
+def _apply_edit_options(seed: SeedTask, args: argparse.Namespace) -> list[str]:
+    """Change ``seed`` as the options say; the names of the fields given."""
+    changed = []
+    for option in ("instruction", "name"):
+        value = getattr(args, option)
+        if value is not None:
+            setattr(seed, option, value)
+            changed.append(option)
+    if args.classification is not None:
+        seed.is_classification = args.classification
+        changed.append("classification")
+    if args.tag is not None or args.no_tags:
+        seed.tags = [] if args.no_tags else _clean_tags(args.tag)
+        changed.append("tags")
+    if args.input is not None or args.output is not None:
+        count = len(seed.instances)
+        if not 1 <= args.instance <= count + 1:
+            raise StudioError(f"Seed task #{seed.id} has {count} instance(s): --instance takes 1 to {count + 1} "
+                              f"({count + 1} adds one).")
+        if args.instance == count + 1:
+            seed.instances.append(Instance())
+        instance = seed.instances[args.instance - 1]
+        for option in ("input", "output"):
+            value = getattr(args, option)
+            if value is not None:
+                setattr(instance, option, value)
+                changed.append(f"instance {args.instance} {option}")
+    elif args.instance != 1:
+        raise StudioError("--instance says which instance --input/--output change; give one of them too.")
+    return changed
+
+
+def cmd_seeds_duplicate(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        change = project.seeds.duplicate(args.id)
+    print(f"Duplicated seed task #{args.id} as #{change.ids[0]}.")
+    return EXIT_OK
+
+
+def cmd_seeds_delete(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        change = project.seeds.delete(args.ids)
+    noun = "seed task" if len(change) == 1 else "seed tasks"
+    print(f"Deleted {len(change)} {noun} ({', '.join(f'#{i}' for i in change.ids)}).")
     return EXIT_OK
 
 
@@ -321,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--empty", action="store_true", help="start without the default seed tasks")
     init.set_defaults(handler=cmd_init)
 
-    seeds = commands.add_parser("seeds", help="seed tasks: import, export, list")
+    seeds = commands.add_parser("seeds", help="seed tasks: add, edit, duplicate, delete, import, export, list")
     seed_commands = seeds.add_subparsers(title="seed commands", metavar="ACTION", required=True)
     s_import = seed_commands.add_parser("import", help="add seed tasks from a file")
     s_import.add_argument("file", type=Path, metavar="FILE")
@@ -339,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     s_list.add_argument("--json", action="store_true", help="print seed JSON records")
     _project_arg(s_list)
     s_list.set_defaults(handler=cmd_seeds_list)
+    _seed_edit_parsers(seed_commands)
 
     data = commands.add_parser("data", help="samples: import, export, stats")
     data_commands = data.add_subparsers(title="data commands", metavar="ACTION", required=True)
@@ -438,6 +521,39 @@ def build_parser() -> argparse.ArgumentParser:
     _project_arg(sn_export)
     sn_export.set_defaults(handler=cmd_snapshot_export)
     return parser
+
+
+def _seed_edit_parsers(seed_commands: argparse._SubParsersAction) -> None:
+    """`seeds add|edit|duplicate|delete`: the Seeds panel's actions, one committed change each."""
+    s_add = seed_commands.add_parser("add", help="add one seed task")
+    s_add.add_argument("--instruction", default="", metavar="TEXT", help="what the model should do (required)")
+    s_add.add_argument("--input", default="", metavar="TEXT", help="the first instance's input (optional)")
+    s_add.add_argument("--output", default="", metavar="TEXT", help="the first instance's output (required)")
+    s_add.add_argument("--name", default="", metavar="NAME", help="short_snake_case_name")
+    s_add.add_argument("--classification", action="store_true", help="the output is one of a few labels")
+    s_add.add_argument("--tag", action="append", metavar="TAG", help="repeatable")
+    s_add.set_defaults(handler=cmd_seeds_add)
+    s_edit = seed_commands.add_parser("edit", help="change fields of one seed task (the others stay)")
+    s_edit.add_argument("id", type=int, metavar="ID", help="the seed task's id (see `seeds list`)")
+    s_edit.add_argument("--instruction", metavar="TEXT")
+    s_edit.add_argument("--name", metavar="NAME")
+    s_edit.add_argument("--input", metavar="TEXT", help="new input of instance --instance")
+    s_edit.add_argument("--output", metavar="TEXT", help="new output of instance --instance")
+    s_edit.add_argument("--instance", type=int, default=1, metavar="N",
+                        help="which instance --input/--output change (default 1; one past the last adds one)")
+    s_edit.add_argument("--classification", action=argparse.BooleanOptionalAction, default=None,
+                        help="mark (or --no-classification: unmark) as a classification task")
+    s_edit.add_argument("--tag", action="append", metavar="TAG", help="replace the tags (repeatable)")
+    s_edit.add_argument("--no-tags", action="store_true", help="remove every tag")
+    s_edit.set_defaults(handler=cmd_seeds_edit)
+    s_duplicate = seed_commands.add_parser("duplicate", help="copy a seed task; the copy goes right after it")
+    s_duplicate.add_argument("id", type=int, metavar="ID")
+    s_duplicate.set_defaults(handler=cmd_seeds_duplicate)
+    s_delete = seed_commands.add_parser("delete", help="delete seed tasks (all the ids must exist)")
+    s_delete.add_argument("ids", type=int, nargs="+", metavar="ID")
+    s_delete.set_defaults(handler=cmd_seeds_delete)
+    for sub in (s_add, s_edit, s_duplicate, s_delete):
+        _project_arg(sub)
 
 
 def _split_args(parser: argparse.ArgumentParser) -> None:
