@@ -118,9 +118,8 @@ def select_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> list[tuple]:
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple]) -> None:
+    taken = [row[0] for row in select_rows(conn, [row[0] for row in rows])]
+    if taken:
+        raise SeedChangeError(f"Seed task #{taken[0]} exists again (added elsewhere since); nothing was changed.")
     marks = ",".join("?" * len(SEED_COLUMNS))
-    try:
-        conn.executemany(f"INSERT INTO seed_tasks ({', '.join(SEED_COLUMNS)}) VALUES ({marks})", rows)
-    except sqlite3.IntegrityError:
-        taken = [row[0] for row in rows if conn.execute("SELECT 1 FROM seed_tasks WHERE id = ?", (row[0],)).fetchone()]
-        raise SeedChangeError(f"Seed task #{taken[0] if taken else '?'} exists again; nothing was changed.") from None
+    conn.executemany(f"INSERT INTO seed_tasks ({', '.join(SEED_COLUMNS)}) VALUES ({marks})", rows)
