@@ -141,6 +141,24 @@ def test_add_duplicate_delete_with_keyboard_and_undo(make_window, tmp_path: Path
     assert db_seed(tmp_path / "project", first.id) is None
 
 
+def test_file_import_is_one_step_of_the_windows_undo(make_window, tmp_path: Path, qtbot) -> None:
+    window = make_window()
+    panel = window.panels[0]
+    count = panel.model.rowCount()
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(
+        '{"id": "t%d", "instruction": "Imported task %d.", "instances": [{"input": "", "output": "ok"}]}\n' % (n, n)
+        for n in range(2)
+    ))
+    window.import_seeds_from(path)  # File ▸ Import Seed Tasks without the dialog
+    qtbot.waitUntil(lambda: panel.model.rowCount() == count + 2, timeout=5000)
+    assert panel.editor.instruction_edit.toPlainText() == "Imported task 0."
+    assert window.statusBar().currentMessage() == "Imported 2 seed tasks from two.jsonl"
+    panel.list_view.setFocus()
+    qtbot.keyClick(panel.list_view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert panel.model.rowCount() == count
+
+
 def test_search_filters_the_list(make_window, qtbot) -> None:
     panel = make_window().panels[0]
     total = panel.model.rowCount()
@@ -313,6 +331,20 @@ def test_the_list_follows_writes_made_elsewhere(panel: SeedsPanel, context: Proj
     with qtbot.waitSignal(context.seeds_changed):
         project.seeds.edit(edited)
     assert shown(panel)[-1] == "Delta, renamed elsewhere."
+
+
+def test_an_edit_that_leaves_the_search_keeps_the_seed_in_view(panel: SeedsPanel, context: ProjectContext, qtbot) -> None:
+    panel.search_edit.setText("Beta")
+    qtbot.waitUntil(lambda: shown(panel) == ["Beta task."])
+    panel.select_seed(panel.model.seed_at(0).id)
+    beta = panel.current_seed_id()
+    panel.editor.instruction_edit.selectAll()
+    with qtbot.waitSignal(context.seeds_changed):
+        qtbot.keyClicks(panel.editor.instruction_edit, "Second")
+    assert panel.current_seed_id() == beta and panel.editor.instruction_edit.toPlainText() == "Second"
+    assert shown(panel) == ["Second"]
+    panel.search_edit.setText("Gamma")  # a new search is a new list
+    qtbot.waitUntil(lambda: shown(panel) == ["Gamma task."])
 
 
 def test_import_is_one_undoable_step(panel: SeedsPanel, context: ProjectContext, qtbot) -> None:

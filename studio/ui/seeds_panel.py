@@ -344,7 +344,7 @@ def _set_text(widget: QLineEdit | QPlainTextEdit, text: str) -> None:
         widget.setText(text) if isinstance(widget, QLineEdit) else widget.setPlainText(text)
 
 
-EMPTY_PROJECT_HINT = "No seed tasks yet — Ctrl+N adds one, File ▸ Import Seed Tasks reads a file."
+EMPTY_PROJECT_HINT = "No seed tasks yet —\nCtrl+N adds one,\nFile ▸ Import Seed Tasks reads a file."
 
 
 def _import_job(project: Project, seeds: list[SeedTask], description: str) -> SeedRows:
@@ -388,6 +388,8 @@ class SeedsPanel(Panel):
         self.list_stack.addWidget(self.empty_label)
         self.count_label = QLabel()
         self.count_label.setProperty("role", "muted")
+        # Room for the longest count, so the splitter does not move when a search narrows the list.
+        self.count_label.setMinimumWidth(self.count_label.fontMetrics().horizontalAdvance("9,999 of 9,999 seed tasks"))
 
         self.editor = SeedEditor()
         self.editor.edited.connect(self._on_editor_edited)
@@ -470,11 +472,18 @@ class SeedsPanel(Panel):
         self._search_timer.stop()
 
     # -- list ---------------------------------------------------------------------------------
-    def reload(self, select_id: int | None = None) -> None:
-        """Re-read the (searched) list from the project; keeps or sets the selection."""
+    def reload(self, select_id: int | None = None, *, keep_current: bool = False) -> None:
+        """Re-read the (searched) list from the project; keeps or sets the selection.
+
+        ``keep_current``: the selected seed stays listed even when it no longer matches the
+        search — an edit that takes out the searched word must not move the editor away.
+        """
         keep = select_id if select_id is not None else self.current_seed_id()
         search = self.search_edit.text().strip()
         seeds = self.project.seeds.list(search) if self.project else []
+        if search and keep_current and keep is not None and all(seed.id != keep for seed in seeds):
+            matching = {seed.id for seed in seeds}
+            seeds = [seed for seed in self.project.seeds.list() if seed.id in matching or seed.id == keep]
         self.model.set_seeds(seeds)
         total = self.project.seeds.count() if self.project else 0
         shown = f"{len(seeds)} of {total}" if len(seeds) != total else f"{total}"
@@ -497,7 +506,7 @@ class SeedsPanel(Panel):
         """Someone changed the seeds (this panel included): show the list as it is now."""
         row = self.list_view.currentIndex().row()
         had_current = self.current_seed_id() is not None
-        self.reload()
+        self.reload(keep_current=True)
         if had_current and self.current_seed_id() is None:  # the shown seed went away
             self._select_row_near(row)
 
