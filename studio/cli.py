@@ -58,8 +58,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_seeds_import(args: argparse.Namespace) -> int:
     seeds = formats.read_seeds(args.file, args.format)
     with _open(args) as project:
-        project.seeds.add_many(seeds)
-        print(f"Imported {len(seeds)} seed tasks from {args.file} ({project.seeds.count()} in the project).")
+        change = project.seeds.import_many(seeds)
+        print(f"Imported {len(change)} seed tasks from {args.file} ({project.seeds.count()} in the project).")
     return EXIT_OK
 
 
@@ -114,7 +114,7 @@ def cmd_seeds_edit(args: argparse.Namespace) -> int:
             raise StudioError("Nothing to change: give --instruction, --name, --input, --output, "
                               "--classification/--no-classification, --tag or --no-tags.")
         _require_usable(seed)
-        project.seeds.edit(seed, field=changed[0] if len(changed) == 1 else "structure")
+        project.seeds.edit(seed)
     print(f"Edited seed task #{seed.id}: {', '.join(changed)}.")
     return EXIT_OK
 

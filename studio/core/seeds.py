@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from studio.core.changes import ChangeFeed
 from studio.core.db import transaction
 from studio.core.errors import StudioError
-from studio.core.seed_changes import CONTENT_COLUMNS, SeedChange, SeedEdit, SeedRows, select_rows
+from studio.core.seed_changes import CONTENT_COLUMNS, STRUCTURE_FIELD, SeedChange, SeedEdit, SeedRows, select_rows
 
 
 @dataclass
@@ -174,7 +174,7 @@ class SeedRepository:
             change = self._insert_all(_plural(len(copies), "Duplicate"), copies, positions)
         return self._published(change)
 
-    def edit(self, seed: SeedTask, *, field: str = "structure") -> SeedEdit:
+    def edit(self, seed: SeedTask, *, field: str = STRUCTURE_FIELD) -> SeedEdit:
         """Store the seed's new content; ``field`` says what changed, so keystrokes can merge."""
         if seed.id is None:
             raise ValueError("edit() needs a seed that has been added")
@@ -207,6 +207,7 @@ class SeedRepository:
         return self.import_many(seeds).ids
 
     def update(self, seed: SeedTask) -> SeedEdit:
+        """:meth:`edit` under its older name."""
         return self.edit(seed)
 
     # -- helpers ---------------------------------------------------------------------------------
