@@ -1,5 +1,6 @@
 """The main window and its Seeds panel (offscreen): edit, persist, undo, redo, keyboard use,
-lazy panels, and the window's Ctrl+Z reaching whichever panel is shown."""
+lazy panels, and the window's Ctrl+Z reaching whichever panel is shown; then the panel alone on
+a project context: the shared undo command, and the list following writes made anywhere."""
 from __future__ import annotations
 
 import threading
@@ -10,8 +11,11 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from studio.core.project import Project
-from studio.ui.project_context import ProjectContext
+from studio.core.seeds import Instance, SeedTask
+from studio.ui.change_command import ChangeCommand
 from studio.ui.main_window import MainWindow
+from studio.ui.project_context import ProjectContext
+from studio.ui.seeds_panel import EMPTY_PROJECT_HINT, SeedsPanel
 
 
 @pytest.fixture
@@ -239,9 +243,6 @@ def test_window_undo_reaches_the_curate_panel(make_window, qtbot, tmp_path: Path
 
 
 # -- the panel alone, on a project context: the shared undo command and refreshes from any writer --
-from studio.core.seeds import Instance, SeedTask  # noqa: E402
-from studio.ui.change_command import ChangeCommand  # noqa: E402
-from studio.ui.seeds_panel import EMPTY_PROJECT_HINT, SeedsPanel  # noqa: E402
 
 
 def task(text: str, output: str = "ok") -> SeedTask:
@@ -297,7 +298,7 @@ def test_typing_merges_into_one_step_and_a_refresh_never_rewrites_it(panel: Seed
     tags.setFocus()
     qtbot.keyClicks(tags, "alpha, ")
     with qtbot.waitSignal(context.seeds_changed):  # the list refreshes while the user pauses
-        pass
+        context.flush()
     assert tags.text() == "alpha, "  # the stored tags are ["alpha"]; the field keeps what was typed
     qtbot.keyClicks(tags, "beta")
     assert context.project.seeds.get(seed_id).tags == ["alpha", "beta"]

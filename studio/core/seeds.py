@@ -11,11 +11,12 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from studio.core.changes import ChangeFeed
 from studio.core.db import transaction
 from studio.core.errors import StudioError
-from studio.core.seed_changes import CONTENT_COLUMNS, STRUCTURE_FIELD, SeedChange, SeedEdit, SeedRows, select_rows
+from studio.core.seed_changes import CONTENT_COLUMNS, STRUCTURE_FIELD, SeedEdit, SeedRows, select_rows
 
 
 @dataclass
@@ -81,6 +82,8 @@ class UnknownSeedError(StudioError):
         super().__init__(f"No seed task {listed} in this project." if len(self.ids) == 1
                          else f"No seed tasks {listed} in this project.")
 
+
+AnyChange = TypeVar("AnyChange", SeedRows, SeedEdit)
 
 EDIT_LABELS = {"name": "Edit name", "instruction": "Edit instruction", "tags": "Edit tags"}
 
@@ -228,7 +231,7 @@ class SeedRepository:
                 ids.append(self._insert(seed, position))
             return SeedRows(description, select_rows(self._conn, ids), added=True)
 
-    def _published(self, change: SeedChange) -> SeedChange:
+    def _published(self, change: AnyChange) -> AnyChange:
         """Tell the feed, after the commit, unless the change is empty (an empty file)."""
         if len(change):
             self._changes.publish(*change.kinds)
