@@ -83,7 +83,10 @@ def write_file_parts(path: Path, parts: Parts, write_one: Callable[[Path, Sequen
             staged[name] = Path(temp_name)
             write_one(staged[name], records)
         for name, temp in staged.items():
+            os.chmod(temp, formats.NEW_FILE_MODE)
             os.replace(temp, targets[name])
+    except FileWriteError as exc:  # raised by write_one about a temporary name: name the user's path
+        raise FileWriteError(path, exc.reason) from exc
     except OSError as exc:
         raise FileWriteError(path, os_reason(exc)) from exc
     finally:
@@ -92,13 +95,17 @@ def write_file_parts(path: Path, parts: Parts, write_one: Callable[[Path, Sequen
     return targets
 
 
-def format_exporter(format_key: str, title: str) -> Exporter:
-    """An exporter writing a registered sample format (built-in or a plugin's), one file per part."""
+def format_exporter(format_key: str, title: str, extensions: tuple[str, ...] | None = None) -> Exporter:
+    """An exporter writing a registered sample format (built-in or a plugin's), one file per part.
+
+    ``extensions`` default to the format's; pass them when the format is not registered yet.
+    """
 
     def export(path: Path, parts: Parts) -> dict[str, Path]:
         return write_file_parts(path, parts, lambda target, records: formats.write_samples(target, records, format_key))
 
-    extensions = formats.get_format(format_key).extensions if format_key in registry.DATASET_FORMATS else ()
+    if extensions is None:
+        extensions = formats.get_format(format_key).extensions
     return Exporter(key=format_key, title=title, export=export, extensions=extensions)
 
 

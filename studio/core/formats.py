@@ -602,6 +602,16 @@ class FileWriteError(StudioError):
         super().__init__(f"cannot write {self.path}: {reason}")
 
 
+def _new_file_mode() -> int:
+    """The mode a plainly created file gets (0o644 under the usual umask); read once, at import."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()  # mkstemp makes 0o600 files: exports must stay readable by other tools
+
+
 def atomic_write_lines(path: Path | str, lines: Iterable[str]) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
@@ -623,6 +633,7 @@ def atomic_write_text(path: Path | str, text: str) -> None:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temp_name, NEW_FILE_MODE)
         os.replace(temp_name, path)
     except BaseException as exc:
         Path(temp_name).unlink(missing_ok=True)
