@@ -244,3 +244,22 @@ def test_an_os_error_escaping_a_command_names_its_path(tmp_path: Path, capsys, m
     monkeypatch.setattr(cli.exports, "export", denied)
     code, out, err = run(capsys, "data", "export", tmp_path / "x.json", "--project", tmp_path / "p")
     assert (code, out, err) == (1, "", "error: /somewhere/data.json: Permission denied\n")
+
+
+def test_a_default_project_that_cannot_be_made_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    (tmp_path / "a-file").write_text("a file, not a folder")
+    monkeypatch.setenv("DISTILL_STUDIO_HOME", str(tmp_path / "a-file"))
+    code, out, err = run(capsys, "data", "stats")
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: cannot open the project at {tmp_path / 'a-file'}") and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not LINUX_PROC, reason="/proc exists on Linux only")
+def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "studio", "init", "/proc/x"], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "error: cannot create the project at /proc/x: No such file or directory\n"
