@@ -35,6 +35,11 @@ def test_the_built_in_formats_come_from_the_registry() -> None:
     assert formats.SEED_FORMATS == (formats.SEED, *BUILT_IN_SAMPLE_FORMATS)
     assert exports.EXPORT_FORMATS == (*BUILT_IN_SAMPLE_FORMATS, exports.HF, exports.PARQUET)
     assert [f.key for f in formats.registered_formats()] == registry.DATASET_FORMATS.keys()
+    # Choosers show the entry's title without importing; file dialogs show the object's: the same words.
+    for entry in registry.DATASET_FORMATS:
+        assert formats.get_format(entry.key).title == entry.title
+    for entry in registry.DATASET_EXPORTERS:
+        assert exports.get_exporter(entry.key).title == entry.title
 
 
 @pytest.mark.parametrize("fmt", BUILT_IN_SAMPLE_FORMATS)
