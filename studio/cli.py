@@ -1,18 +1,21 @@
 """The `distill-studio` command: the GUI when called bare, headless twins of every GUI action otherwise.
 
-Errors go to stderr with exit status 1 (2 for a wrong command line); results go to stdout.
+Errors go to stderr as one line with exit status 1 (2 for a wrong command line, 130 when
+interrupted); results go to stdout. ``--format`` choices come from the registries, so a
+registered format or exporter is on the command line without an edit here.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.core import exports, formats
+from studio.core import exports, formats, registry
 from studio.core.curation import SampleQuery
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
@@ -20,7 +23,7 @@ from studio.core.project import Project
 from studio.core.samples import Origin, Status
 from studio.core.seeds import Instance, SeedTask
 
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def _project_arg(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
@@ -33,13 +36,24 @@ def _project_arg(parser: argparse.ArgumentParser, *, top_level: bool = False) ->
 
 def _open(args: argparse.Namespace, *, exclusive: bool = True) -> Project:
     root = args.project or default_project_dir()
-    if args.project is None and not (root / "project.sqlite").exists():
-        return Project.create(root, with_default_seeds=True)
-    return Project.open(root, exclusive=exclusive)
+    try:
+        if args.project is None and not (root / "project.sqlite").exists():
+            return Project.create(root, with_default_seeds=True)
+        return Project.open(root, exclusive=exclusive)
+    except OSError as exc:
+        raise StudioError(f"cannot open the project at {root}: {formats.os_reason(exc)}") from exc
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One line on stderr: a multi-line message is folded so scripts can read it as one."""
+    print(" ".join(message.split("\n")), file=sys.stderr)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``error: <path>: <reason>`` for an operating-system failure that escaped a command."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = f"{' -> '.join(paths)}: " if paths else ""
+    return f"error: {where}{formats.os_reason(exc)}"
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -50,9 +64,42 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    with Project.create(args.dir, with_default_seeds=not args.empty) as project:
-        print(f"Created project {project.root} with {project.seeds.count()} seed tasks.")
+    root = Path(args.dir).expanduser().absolute()
+    first_new = _first_missing_folder(root)
+    existing = set(root.iterdir()) if first_new is None and root.is_dir() else set()
+    try:
+        with Project.create(root, with_default_seeds=not args.empty) as project:
+            print(f"Created project {project.root} with {project.seeds.count()} seed tasks.")
+    except BaseException as exc:
+        _remove_created(root, first_new, existing)  # a failed init leaves no half project behind
+        if isinstance(exc, OSError):
+            raise StudioError(f"cannot create the project at {root}: {formats.os_reason(exc)}") from exc
+        raise
     return EXIT_OK
+
+
+def _first_missing_folder(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None if ``path`` exists)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder):
+            return missing
+        missing = folder
+    return missing
+
+
+def _remove_created(root: Path, first_new: Path | None, existing: set[Path]) -> None:
+    """Undo a failed init: the folders it made, or what it added to a folder that was there."""
+    if first_new is not None:
+        shutil.rmtree(first_new, ignore_errors=True)
+        return
+    if not root.is_dir():
+        return
+    for entry in set(root.iterdir()) - existing:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def cmd_seeds_import(args: argparse.Namespace) -> int:
@@ -176,7 +223,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
 
 def cmd_data_export(args: argparse.Namespace) -> int:
-    fmt = args.format or (formats.ALPACA if args.file.suffix == ".json" else formats.JSONL)
+    fmt = args.format or exports.exporter_for_path(args.file) or formats.JSONL
+    exports.get_exporter(fmt)  # an unusable exporter fails before the samples are read
     statuses = args.status or None
     with _open(args, exclusive=False) as project:
         records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter(statuses)]
@@ -356,10 +404,12 @@ def cmd_snapshot_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot_export(args: argparse.Namespace) -> int:
+    fmt = args.format or exports.exporter_for_path(args.path) or formats.ALPACA
+    exports.get_exporter(fmt)  # an unusable exporter fails before the snapshot is read
     with _open(args, exclusive=False) as project:
         records = project.snapshots.records(args.snapshot)
-    written = exports.export(args.path, records, args.format, val_fraction=args.val_fraction, seed=args.seed)
-    print(f"Exported {len(records)} samples to {_parts(written)} ({args.format}).")
+    written = exports.export(args.path, records, fmt, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"Exported {len(records)} samples to {_parts(written)} ({fmt}).")
     return EXIT_OK
 
 
@@ -427,15 +477,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(title="data commands", metavar="ACTION", required=True)
     d_import = data_commands.add_parser("import", help="add samples from a file")
     d_import.add_argument("file", type=Path, metavar="FILE")
-    d_import.add_argument("--format", choices=(*formats.SAMPLE_FORMATS, formats.SEED), help="default: detected")
+    d_import.add_argument("--format", choices=_format_choices(), help=f"{_titles(registry.DATASET_FORMATS)}; "
+                          "default: detected from the first record")
     d_import.add_argument("--status", choices=[s.value for s in Status], default=Status.PENDING.value,
                           help="status given to imported samples (default: pending)")
     _project_arg(d_import)
     d_import.set_defaults(handler=cmd_data_import)
     d_export = data_commands.add_parser("export", help="write samples to a file")
     d_export.add_argument("file", type=Path, metavar="FILE")
-    d_export.add_argument("--format", choices=exports.EXPORT_FORMATS,
-                          help="default: alpaca for .json, jsonl otherwise; hf writes a datasets folder")
+    d_export.add_argument("--format", choices=_exporter_choices(),
+                          help=f"{_titles(registry.DATASET_EXPORTERS)}; default: from FILE's extension, else jsonl")
     _split_args(d_export)
     d_export.add_argument("--status", choices=[s.value for s in Status], action="append",
                           help="only samples with this status (repeatable; default: all)")
@@ -516,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     sn_export = snap_commands.add_parser("export", help="write a snapshot as a training dataset")
     sn_export.add_argument("snapshot", metavar="NAME", help="snapshot name or id")
     sn_export.add_argument("path", type=Path, metavar="PATH")
-    sn_export.add_argument("--format", choices=exports.EXPORT_FORMATS, default=formats.ALPACA)
+    sn_export.add_argument("--format", choices=_exporter_choices(),
+                           help=f"{_titles(registry.DATASET_EXPORTERS)}; default: from PATH's extension, else alpaca")
     _split_args(sn_export)
     _project_arg(sn_export)
     sn_export.set_defaults(handler=cmd_snapshot_export)
@@ -556,6 +608,19 @@ def _seed_edit_parsers(seed_commands: argparse._SubParsersAction) -> None:
         _project_arg(sub)
 
 
+def _format_choices() -> list[str]:
+    """Every registered dataset format (each reads samples and seed tasks); listing imports none."""
+    return registry.DATASET_FORMATS.keys()
+
+
+def _exporter_choices() -> list[str]:
+    return registry.DATASET_EXPORTERS.keys()
+
+
+def _titles(points: registry.Registry) -> str:
+    return ", ".join(f"{e.key}: {e.label}" for e in points)
+
+
 def _split_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
                         help="hold out this fraction as a validation split (default: none)")
@@ -563,6 +628,7 @@ def _split_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure a user can cause or fix is one ``error:`` line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -574,11 +640,14 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: the project database failed ({exc}); what was saved before it stays saved")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
+        _say("Interrupted.")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `distill-studio seeds list | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return EXIT_OK
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        _say(_os_error_line(exc))
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":
