@@ -122,7 +122,9 @@ def cmd_seeds_list(args: argparse.Namespace) -> int:
     with _open(args, exclusive=False) as project:
         seeds = project.seeds.list(args.search or "")
     if args.json:
-        print(json.dumps([formats.seed_to_json(s, str(s.id)) for s in seeds], ensure_ascii=False, indent=2))
+        # "id" is the project's id (what `seeds edit ID` takes); the id from an imported file stays as "ext_id".
+        listed = [{**formats.seed_to_json(s, str(s.id)), "id": s.id, "ext_id": s.ext_id} for s in seeds]
+        print(json.dumps(listed, ensure_ascii=False, indent=2))
         return EXIT_OK
     for seed in seeds:
         flag = "C" if seed.is_classification else " "

@@ -171,7 +171,7 @@ def test_cli_add_edit_duplicate_delete(root: Path, capsys) -> None:
                        "--project", root)
     assert (code, out) == (0, "Added seed task #1.\n")
     assert listed(capsys, root) == [{
-        "id": "1", "name": "mood", "instruction": "Classify the mood.",
+        "id": 1, "ext_id": None, "name": "mood", "instruction": "Classify the mood.",
         "instances": [{"input": "I won!", "output": "happy"}], "is_classification": True, "tags": ["a", "b"],
     }]
     code, out, _ = run(capsys, "seeds", "edit", "1", "--instance", "2", "--input", "Rain.", "--output", "sad",
@@ -186,10 +186,10 @@ def test_cli_add_edit_duplicate_delete(root: Path, capsys) -> None:
     run(capsys, "seeds", "add", "--instruction", "Last.", "--output", "x", "--project", root)
     code, out, _ = run(capsys, "seeds", "duplicate", "1", "--project", root)
     assert (code, out) == (0, "Duplicated seed task #1 as #3.\n")
-    assert [(s["id"], s["name"]) for s in listed(capsys, root)] == [("1", "mood2"), ("3", "mood2_copy"), ("2", "")]
+    assert [(s["id"], s["name"]) for s in listed(capsys, root)] == [(1, "mood2"), (3, "mood2_copy"), (2, "")]
     code, out, _ = run(capsys, "seeds", "delete", "1", "2", "--project", root)
     assert (code, out) == (0, "Deleted 2 seed tasks (#1, #2).\n")
-    assert [s["id"] for s in listed(capsys, root)] == ["3"]
+    assert [s["id"] for s in listed(capsys, root)] == [3]
 
 
 @pytest.mark.parametrize("argv, message", [
