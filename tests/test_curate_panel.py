@@ -347,3 +347,27 @@ def test_import_refreshes_curate_and_a_curate_accept_refreshes_the_status_bar(qt
     qtbot.waitUntil(lambda: "3 samples (1 accepted, 2 pending" in window.counts_label.text(), timeout=10_000)
     assert [a.text() for a in panel.menu_actions()] == ["Trash…", "Find Duplicates", "Snapshots…"]
     window.close()
+
+
+def test_undoing_a_big_delete_whose_batch_was_emptied_says_so_and_drops_the_step(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    _answer(monkeypatch, [QMessageBox.StandardButton.Yes, QMessageBox.StandardButton.Yes], [])
+    with Project.create(tmp_path / "p") as project:
+        fill(project, 600)
+        panel = CuratePanel()
+        qtbot.addWidget(panel)
+        context = ProjectContext(project, panel)
+        panel.set_context(context)
+        panel.scope.setCurrentIndex(panel.scope.findData("all"))
+        panel.bulk_delete()
+        qtbot.waitUntil(lambda: not panel.busy and panel.undo_stack().count() == 1, timeout=10_000)
+        dialog = panel.open_trash()
+        dialog.empty(None)  # confirmed: gone for good
+        qtbot.waitUntil(lambda: not panel.busy and project.curation.trash.batches() == [], timeout=10_000)
+        with qtbot.waitSignal(context.problem, timeout=10_000) as problem:
+            panel.undo_stack().undo()
+        assert problem.args[0].startswith("Could not undo “delete 600 samples”: No trash batch")
+        qtbot.waitUntil(lambda: not panel.busy, timeout=5000)
+        assert project.samples.count() == 0 and panel.undo_stack().command(0).isObsolete()
+        panel.set_context(None)

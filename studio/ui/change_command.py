@@ -8,11 +8,13 @@ view refreshes the same way as after the original edit.
 """
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Protocol
 
 from PySide6.QtGui import QUndoCommand
 
+from studio.core.errors import StudioError
 from studio.ui.project_context import ProjectContext
 
 
@@ -41,7 +43,15 @@ class ChangeCommand(QUndoCommand):
         self._apply(undo=True)
 
     def _apply(self, *, undo: bool) -> None:
-        self.change.apply(self._context.project.conn, undo=undo)
+        try:
+            self.change.apply(self._context.project.conn, undo=undo)
+        except (StudioError, sqlite3.Error) as exc:
+            # The data moved on since (the seed was deleted elsewhere, the text now clashes):
+            # say so, change nothing, and drop the step rather than pretend it was undone.
+            verb = "undo" if undo else "redo"
+            self._context.report_problem(f"Could not {verb} “{self.change.description}”: {exc}")
+            self.setObsolete(True)
+            return
         self._context.notify(*self.change.kinds)
         if self._on_applied is not None:
             self._on_applied()
@@ -50,13 +60,22 @@ class ChangeCommand(QUndoCommand):
 class JobChangeCommand(ChangeCommand):
     """A big change (52K rows) whose undo and redo run as jobs, never on the GUI thread.
 
-    ``run(change, undo)`` submits the job (the panel's, so its write actions wait for it);
-    the job's writes publish the change's kinds, so views refresh as after the original.
+    ``run(change, undo, on_error)`` submits the job (the panel's, so its write actions wait
+    for it); the job's writes publish the change's kinds, so views refresh as after the
+    original. A job that fails (the batch was emptied from the Trash meanwhile) is reported
+    like a failed undo above, and the step is dropped.
     """
 
-    def __init__(self, context: ProjectContext, change: CoreChange, run: Callable[[CoreChange, bool], None]):
+    def __init__(self, context: ProjectContext, change: CoreChange,
+                 run: Callable[[CoreChange, bool, Callable[[str], None]], None]):
         super().__init__(context, change)
         self._run = run
 
     def _apply(self, *, undo: bool) -> None:
-        self._run(self.change, undo)
+        verb = "undo" if undo else "redo"
+
+        def failed(message: str) -> None:
+            self._context.report_problem(f"Could not {verb} “{self.change.description}”: {message}")
+            self.setObsolete(True)
+
+        self._run(self.change, undo, failed)

@@ -661,10 +661,12 @@ class CuratePanel(Panel):
             self.duplicates.show_clusters()
         self._mark_seen()
 
-    def _apply_as_job(self, change: Change, undo: bool) -> None:
+    def _apply_as_job(self, change: Change, undo: bool, on_error: Callable[[str], None]) -> None:
         """Undo or redo of a big change: a job (not cancellable: the undo stack has moved already)."""
         verb = "Undoing" if undo else "Redoing"
-        self.run_write(f"{verb} “{change.description}”", _apply_job, change, undo, cancellable=False)
+        if self.run_write(f"{verb} “{change.description}”", _apply_job, change, undo, cancellable=False,
+                          on_error=on_error) is None:
+            on_error("another change is still being written")
 
     def _on_job_change_done(self, change: Change) -> None:
         """A big change committed in a job: onto the undo stack (its rows refresh from the signal)."""
