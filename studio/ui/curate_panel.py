@@ -344,6 +344,11 @@ class CuratePanel(Panel):
         self._connections = []
         for key in READ_JOBS:
             self.jobs.cancel(key)
+        for dialog in (self.trash_dialog, self.snapshot_dialog):
+            if dialog is not None:  # they belong to the project that is going
+                dialog.close()
+                dialog.deleteLater()
+        self.trash_dialog = self.snapshot_dialog = None
         super().set_context(context)
         self._undo.clear()
         curation = self.project.curation if self.project else None
@@ -878,7 +883,7 @@ class CuratePanel(Panel):
 
         if self.context is None:
             return None
-        if self.trash_dialog is None or self.trash_dialog.parent() is not self or self.trash_dialog._context is not self.context:
+        if self.trash_dialog is None:
             self.trash_dialog = TrashDialog(self.context, self.run_write, self)
         self.trash_dialog.setEnabled(not self.busy)
         self.trash_dialog.show()

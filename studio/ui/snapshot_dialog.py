@@ -101,6 +101,8 @@ class SnapshotDialog(QDialog):
         self.reload()
 
     def reload(self) -> None:
+        if self._context.project.conn is None:
+            return  # the project closed before the coalesced signal arrived
         snapshots = self._context.project.snapshots.list()
         self.hint.setVisible(not snapshots)
         self.table.setRowCount(len(snapshots))

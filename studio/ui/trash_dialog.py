@@ -70,6 +70,8 @@ class TrashDialog(QDialog):
         self.reload()
 
     def reload(self) -> None:
+        if self._context.project.conn is None:
+            return  # the project closed before the coalesced signal arrived
         self.batches = self._context.project.curation.trash.batches()
         self.table.setRowCount(len(self.batches))
         for row, batch in enumerate(self.batches):
