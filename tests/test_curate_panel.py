@@ -1,8 +1,6 @@
 """The Curate panel, driven like a reviewer: keys, bulk actions, undo, edits, duplicates, charts."""
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -209,6 +207,7 @@ def _answer(monkeypatch, answers: list, asked: list) -> None:
 def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbot, tmp_path: Path, monkeypatch) -> None:
     import threading
 
+    from PySide6.QtGui import QUndoGroup
     from PySide6.QtWidgets import QMessageBox
 
     import studio.ui.curate_panel as curate_panel
@@ -225,6 +224,10 @@ def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbo
         fill(project, 700)  # above BIG_CHANGE: a job
         panel = CuratePanel()
         qtbot.addWidget(panel)
+        panel.show()
+        group = QUndoGroup(panel)  # the window's Edit ▸ Undo/Redo follow the group's active stack
+        group.addStack(panel.undo_stack())
+        group.setActiveStack(panel.undo_stack())
         context = ProjectContext(project, panel)
         panel.set_context(context)
         panel.scope.setCurrentIndex(panel.scope.findData("all"))
@@ -234,7 +237,9 @@ def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbo
         panel.bulk_delete()
         assert panel.busy and not panel.table.isEnabled() and panel.busy_label.isVisibleTo(panel)
         assert not any(b.isEnabled() for b in panel._write_widgets)  # no GUI write waits on the lock meanwhile
+        assert group.activeStack() is None  # nor an undo from Edit ▸ Undo
         qtbot.waitUntil(lambda: not panel.busy, timeout=10_000)
+        assert group.activeStack() is panel.undo_stack() and all(b.isEnabled() for b in panel._write_widgets)
         assert threads and threads[0] != threading.main_thread().name
         assert project.samples.count() == 0 and panel.undo_stack().count() == 1
         qtbot.waitUntil(lambda: panel.model.rowCount() == 0, timeout=5000)  # refreshed from samples_changed

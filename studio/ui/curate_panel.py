@@ -125,6 +125,7 @@ class CuratePanel(Panel):
         self._query = SampleQuery()
         self._current_id: int | None = None
         self._write_job: Job | None = None
+        self._undo_was_active = False  # the undo stack's state before a write job made it inactive
         self._seen_state: tuple[int, int] | None = None  # the data the views last showed
         self._shape_stale = True
         self._connections: list[tuple[object, Callable]] = []
@@ -419,7 +420,7 @@ class CuratePanel(Panel):
         if busy:
             self._undo_was_active = self._undo.isActive()
             self._undo.setActive(False)
-        elif getattr(self, "_undo_was_active", False):
+        elif self._undo_was_active and self.isVisible():  # not if the user moved to another panel meanwhile
             self._undo.setActive(True)
         self.busy_label.setText(f"{title}… The table is read-only until it finishes." if busy else "")
         self.busy_label.setVisible(busy)
