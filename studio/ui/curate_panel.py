@@ -345,6 +345,10 @@ class CuratePanel(Panel):
         self._connections = []
         for key in READ_JOBS:
             self.jobs.cancel(key)
+        if self._write_job is not None:  # a cancellable write rolls back; an undo or redo ends on its own
+            self._write_job.cancel()
+            self._write_job = None
+            self._show_busy(None)
         for dialog in (self.trash_dialog, self.snapshot_dialog):
             if dialog is not None:  # they belong to the project that is going
                 dialog.close()

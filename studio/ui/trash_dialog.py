@@ -119,6 +119,8 @@ class TrashDialog(QDialog):
         )
         if answer != QMessageBox.StandardButton.Yes:
             return
-        self._run_write("Emptying the Trash", _empty_job, batch_id, cancellable=False,
-                        on_done=lambda gone: self.message.setText(f"Deleted {count_noun(gone, 'sample')} for good."),
+        self._run_write("Emptying the Trash", _empty_job, batch_id, cancellable=False, on_done=self._on_emptied,
                         on_error=self.message.setText)
+
+    def _on_emptied(self, gone: int) -> None:
+        self.message.setText(f"Deleted {count_noun(gone, 'sample')} for good.")
