@@ -270,21 +270,25 @@ def test_the_blacklisted_filter_follows_a_runs_edited_blacklist(project: Project
     assert {r[0] for r in project.conn.execute(f"SELECT id FROM samples WHERE {where}", params)} == flagged
 
 
-def test_clustering_in_steps_finds_what_the_dedup_module_finds(project: Project) -> None:
-    from studio.core.curation import find_clusters_steps
+def test_clustering_in_steps_and_in_a_child_process_finds_what_the_dedup_module_finds(project: Project) -> None:
+    import multiprocessing
+
+    from studio.core.clustering import find_clusters_steps
     from studio.core.dedup import cluster
+    from studio.core.jobs import run_to_end
 
     texts = [f"Write a short poem about the {w}." for w in ("sea", "sea please", "moon", "sea now")]
     texts += [f"Convert {n} miles to kilometres." for n in range(8)] + ["List three fruits."]
     ids = [project.samples.add(Sample(t, "", str(n))) for n, t in enumerate(texts)]
     expected = [[ids[i] for i in group] for group in cluster(texts) if len(group) > 1]
-    steps = find_clusters_steps(project.conn)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            assert stop.value == expected and len(expected) == 2
-            break
+    assert len(expected) == 2
+    assert run_to_end(find_clusters_steps(project.conn)) == expected  # in this thread
+    assert run_to_end(find_clusters_steps(project.conn, child_threshold=1)) == expected  # in a child process
+    steps = find_clusters_steps(project.conn, child_threshold=1)
+    next(steps)  # the child is running
+    [child] = [p for p in multiprocessing.active_children() if p.name == "distill-studio-clustering"]
+    steps.close()  # what the job runner does on Cancel
+    assert not child.is_alive()
 
 
 def test_bulk_changes_run_as_steps_that_yield_progress_and_return_the_change(project: Project) -> None:

@@ -31,7 +31,6 @@ SORT_COLUMNS = {
     "rating": "samples.rating", "tags": "samples.tags", "updated_at": "samples.updated_at",
     "created_at": "samples.created_at",
 }
-STEP_SECONDS = 0.02  # a step generator doing Python work yields at least this often
 PREVIEW_CHARS = 160  # table cells show a preview; the detail pane loads the full text
 
 # The columns a table page needs, with long text cut in SQL so it never crosses into Python.
@@ -627,41 +626,10 @@ class Curation:
 
 def find_clusters_steps(conn: sqlite3.Connection, query: SampleQuery | None = None,
                         threshold: float = 0.7) -> Steps[list[list[int]]]:
-    """Near-duplicate clusters (sample ids, two or more each) among the matching instructions.
+    """See :func:`studio.core.clustering.find_clusters_steps` (imported when used: it needs numpy)."""
+    from studio.core import clustering
 
-    The connected components of "ROUGE-L F above ``threshold``", built one instruction at
-    a time against an index of the earlier ones, with a step between instructions.
-    Slow on big data: run it as a job, on the worker's own connection.
-    """
-    from studio.core.dedup import NearDuplicateIndex  # another module's job; imported when needed
-
-    where, params = where_sql(conn, query or SampleQuery())
-    cursor = conn.execute(f"SELECT id, instruction FROM samples WHERE {where} ORDER BY id", params)
-    rows = yield from fetch_steps(cursor, "Reading instructions")
-    parent = list(range(len(rows)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    index = NearDuplicateIndex(threshold)
-    total = len(rows)
-    last = time.perf_counter()
-    for i, (_sample_id, instruction) in enumerate(rows):
-        for match in index.matches_above(instruction):
-            a, b = root(i), root(match.key)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-        index.add(instruction, key=i)
-        if time.perf_counter() - last > STEP_SECONDS:
-            yield Progress(i + 1, total, "Comparing instructions")
-            last = time.perf_counter()
-    groups: dict[int, list[int]] = {}
-    for i in range(total):
-        groups.setdefault(root(i), []).append(rows[i][0])
-    return [members for members in groups.values() if len(members) > 1]
+    return (yield from clustering.find_clusters_steps(conn, query, threshold))
 
 
 def find_clusters(conn: sqlite3.Connection, query: SampleQuery | None = None, threshold: float = 0.7) -> list[list[int]]:
