@@ -329,6 +329,9 @@ def cmd_data_delete(args: argparse.Namespace) -> int:
         if query == SampleQuery() and not args.all:
             raise StudioError("No filter given: add filters, or --all to delete every sample.")
         change = project.curation.delete(project.curation.ids(query))
+    if not change.ids:
+        print("No sample matches those filters; nothing was deleted.")
+        return EXIT_OK
     print(f"Moved {count_noun(len(change), 'sample')} to the Trash (batch {change.batch_id}); "
           f"`data trash restore {change.batch_id}` brings them back.")
     return EXIT_OK

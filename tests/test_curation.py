@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -138,41 +136,7 @@ def test_duplicate_clusters_stored_filtered_and_resolved(project: Project) -> No
     assert {project.samples.get(i).status.value for i in ids[:3]} == {"pending"}
 
 
-def _brute_force_cluster(texts: list[str], threshold: float = 0.7) -> list[list[int]]:
-    """Stand-in for studio.core.dedup.cluster until that branch lands: all pairs, union-find."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
-    parent = list(range(len(texts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i in range(len(texts)):
-        for j in range(i + 1, len(texts)):
-            if scorer.score(texts[i], texts[j])["rougeL"].fmeasure > threshold:
-                parent[root(j)] = root(i)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(texts)):
-        groups.setdefault(root(i), []).append(i)
-    return list(groups.values())
-
-
-@pytest.fixture
-def dedup(monkeypatch: pytest.MonkeyPatch):
-    try:
-        import studio.core.dedup as module
-    except ImportError:
-        pytest.importorskip("rouge_score")
-        module = types.ModuleType("studio.core.dedup")
-        module.cluster = _brute_force_cluster
-        monkeypatch.setitem(sys.modules, "studio.core.dedup", module)
-    return module
-
-
-def test_find_clusters_uses_the_dedup_module(project: Project, dedup) -> None:
+def test_find_clusters_uses_the_dedup_module(project: Project) -> None:
     from studio.core.curation import find_clusters
 
     project.samples.add_many([

@@ -294,3 +294,12 @@ def test_a_cancelled_bulk_delete_or_restore_changes_nothing(project: Project) ->
     steps.close()
     assert project.samples.count() == 0 and project.curation.trash.sample_count() == 2500
     _check_index(project)
+
+
+def test_deleting_nothing_leaves_no_empty_batch(project: Project) -> None:
+    project.samples.add(Sample("Stay here.", "", "ok"))
+    for ids in ([], [999]):
+        deletion = project.curation.delete(ids)
+        assert deletion.ids == [] and project.curation.trash.batches() == []
+        deletion.apply(project.conn, undo=True)  # undoing nothing does nothing
+    assert project.samples.count() == 1

@@ -293,6 +293,8 @@ class Deletion:
     batch_id: int
 
     def apply_steps(self, conn: sqlite3.Connection, *, undo: bool = False) -> Steps[None]:
+        if not self.ids:
+            return  # nothing was deleted
         if undo:
             result = yield from restore_steps(conn, self.batch_id)
             self.ids = result.ids  # a renumbered sample is found again by a redo
@@ -553,7 +555,11 @@ class Curation:
         """Move the samples to the Trash (one batch); the Deletion's undo restores them."""
         ids = list(dict.fromkeys(ids))
         description = f"delete {count_noun(len(ids), 'sample')}"
+        if not ids:
+            return Deletion(description, [], 0)
         batch = yield from trash_steps(self.conn, ids, description)
+        if not batch.sample_count:
+            return Deletion(description, [], 0)
         self.changes.publish(SAMPLES, TRASH)
         return Deletion(description, ids, batch.id)
 

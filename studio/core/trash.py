@@ -109,7 +109,11 @@ def trash_steps(conn: sqlite3.Connection, ids: Sequence[int], description: str) 
             conn.execute(f"INSERT INTO samples_fts(samples_fts) VALUES ('{command}')")
         if trigger is not None:
             conn.execute(trigger)  # verbatim, as the schema defined it
-        conn.execute("UPDATE trash_batches SET sample_count = ? WHERE id = ?", (moved, batch_id))
+        if moved:
+            conn.execute("UPDATE trash_batches SET sample_count = ? WHERE id = ?", (moved, batch_id))
+        else:  # none of the ids exists (any more): no empty batch in the Trash
+            conn.execute("DELETE FROM trash_batches WHERE id = ?", (batch_id,))
+            batch_id = 0
         conn.execute(f"DELETE FROM {_IDS}")
     return TrashBatch(batch_id, description, now, moved)
 

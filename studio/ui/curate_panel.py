@@ -680,7 +680,8 @@ class CuratePanel(Panel):
 
     def _on_job_change_done(self, change: Change) -> None:
         """A big change committed in a job: onto the undo stack (its rows refresh from the signal)."""
-        self._undo.push(self._command(change))
+        if len(change):  # a delete of rows gone meanwhile changed nothing: nothing to undo
+            self._undo.push(self._command(change))
 
     def _targets(self) -> tuple[int, Ids]:
         """How many samples a bulk action touches, and their ids (or how a job finds them)."""
