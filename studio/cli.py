@@ -303,6 +303,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # -- parser --------------------------------------------------------------------------------
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1, refused with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distill-studio",
@@ -363,20 +384,29 @@ def build_parser() -> argparse.ArgumentParser:
     _project_arg(d_stats)
     d_stats.set_defaults(handler=cmd_data_stats)
 
-    gen = commands.add_parser("generate", help="expand the seed tasks into samples with a teacher LLM")
+    from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES  # data only: imports no mode's code
+
+    modes = GENERATION_MODES.choices()
+    kinds = ENDPOINT_KINDS.choices()
+    gen = commands.add_parser(
+        "generate", help="expand the seed tasks into samples with a teacher LLM",
+        epilog="modes: " + "; ".join(f"{key} ({label})" for key, label in modes)
+               + ". presets: " + "; ".join(f"{key} ({label})" for key, label in kinds) + ".")
+    gen.add_argument("--preset", choices=[key for key, _ in kinds],
+                     help="fill --base-url and --model from a known kind of endpoint")
     gen.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     gen.add_argument("--model", help="teacher model name")
-    gen.add_argument("--target", type=int, help="stop once this many samples are kept")
-    gen.add_argument("--mode", choices=("alpaca", "self-instruct"), default="alpaca")
-    gen.add_argument("--concurrency", type=int, help="requests in flight at once (default 8)")
-    gen.add_argument("--budget", type=float, metavar="USD", help="hard spending cap in US dollars")
-    gen.add_argument("--max-requests", type=int, help="stop after this many finished requests")
-    gen.add_argument("--timeout", type=float, metavar="S", help="seconds per request attempt (default 120)")
-    gen.add_argument("--num-tasks", type=int, help="tasks asked for per request (default 20)")
+    gen.add_argument("--target", type=_at_least_one, help="stop once this many samples are kept")
+    gen.add_argument("--mode", choices=[key for key, _ in modes], default="alpaca")
+    gen.add_argument("--concurrency", type=_at_least_one, help="requests in flight at once (default 8)")
+    gen.add_argument("--budget", type=_positive_float, metavar="USD", help="hard spending cap in US dollars")
+    gen.add_argument("--max-requests", type=_at_least_one, help="stop after this many finished requests")
+    gen.add_argument("--timeout", type=_positive_float, metavar="S", help="seconds per request attempt (default 120)")
+    gen.add_argument("--num-tasks", type=_at_least_one, help="tasks asked for per request (default 20)")
     gen.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
                      help="USD per 1M input and output tokens for this model (overrides the table)")
     gen.add_argument("--resume", action="store_true", help="continue the project's latest run (or --run)")
-    gen.add_argument("--run", type=int, metavar="ID", help="the run to resume")
+    gen.add_argument("--run", type=_at_least_one, metavar="ID", help="the run to resume")
     gen.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key (default OPENAI_API_KEY)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     _project_arg(gen)

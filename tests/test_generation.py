@@ -24,7 +24,7 @@ from studio.core.generation.engine import GenerationEngine, create_run  # noqa: 
 from studio.core.generation.filters import CandidateFilter, FilterSettings  # noqa: E402
 from studio.core.generation.prompts import Candidate, Example, build_prompt, default_template, parse_tasks  # noqa: E402
 from studio.core.generation.store import GenerationStore  # noqa: E402
-from studio.core.generation.teacher import TeacherConfig, resolve_api_key, test_connection  # noqa: E402
+from studio.core.llm import EndpointConfig  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
 
@@ -48,7 +48,7 @@ def teacher():
 
 
 def _config(server: FakeTeacher, **overrides) -> RunConfig:
-    config = RunConfig(teacher=TeacherConfig(base_url=server.base_url, model="fake-teacher", timeout_s=5),
+    config = RunConfig(teacher=EndpointConfig(base_url=server.base_url, model="fake-teacher", timeout_s=5),
                        backoff_base_s=0.01, backoff_max_s=0.05, request_timeout_s=5)
     config.prices = {"fake-teacher": (1.0, 2.0)}
     for name, value in overrides.items():
@@ -58,7 +58,7 @@ def _config(server: FakeTeacher, **overrides) -> RunConfig:
 
 def _run(project: Project, config: RunConfig, *, api_key: str = KEY, events: list | None = None):
     run_id = create_run(GenerationStore(project.conn), config)
-    engine = GenerationEngine(project.new_connection, run_id, on_event=(events.append if events is not None else None),
+    engine = GenerationEngine(project, run_id, on_event=(events.append if events is not None else None),
                               api_key=api_key)
     return engine.run_blocking()
 
@@ -185,7 +185,7 @@ def test_stop_and_pause_from_another_thread(seeded: Project, teacher: FakeTeache
     store = GenerationStore(seeded.conn)
     run_id = create_run(store, _config(teacher, target=100_000, concurrency=2))
     seen: list = []
-    engine = GenerationEngine(seeded.new_connection, run_id, on_event=seen.append, api_key=KEY)
+    engine = GenerationEngine(seeded, run_id, on_event=seen.append, api_key=KEY)
     outcome: list = []
     worker = threading.Thread(target=lambda: outcome.append(engine.run_blocking()))
     worker.start()
@@ -257,7 +257,7 @@ def test_seed_yield_counts_requests_and_kept(seeded: Project, teacher: FakeTeach
 
 
 def test_cost_estimate_uses_the_price_table() -> None:
-    config = RunConfig(target=1000, teacher=TeacherConfig(model="gpt-4o-mini"))
+    config = RunConfig(target=1000, teacher=EndpointConfig(model="gpt-4o-mini"))
     estimate = estimate_cost(config, prompt_chars=4000)
     assert estimate.requests == 100 and estimate.usd > 0
     assert "requests" in estimate.describe()
@@ -270,33 +270,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_connection_messages(teacher: FakeTeacher) -> None:
-    ok = test_connection(TeacherConfig(base_url=teacher.base_url, model="fake-teacher", api_key=KEY))
-    assert ok.ok and "fake-small" in ok.models and ok.key_source == "entered key"
-    bad_key = test_connection(TeacherConfig(base_url=teacher.base_url, model="fake-teacher", api_key="nope"))
-    assert not bad_key.ok and bad_key.problem.kind == "auth" and "API key" in bad_key.message
-    unknown = test_connection(TeacherConfig(base_url=teacher.base_url, model="gpt-99", api_key=KEY))
-    assert not unknown.ok and unknown.problem.kind == "model" and "gpt-99" in unknown.message
-    no_api = test_connection(TeacherConfig(base_url=teacher.base_url[:-3], model="fake-teacher", api_key=KEY))
-    assert not no_api.ok and "ends in /v1" in no_api.message
-    down = test_connection(TeacherConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m", api_key=KEY),
-                           timeout_s=2)
-    assert not down.ok and down.problem.kind == "network" and "Cannot reach" in down.message
-
-
-def test_saving_a_key_without_a_keyring_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    import keyring
-    from keyring.errors import NoKeyringError
-
-    from studio.core.generation.teacher import store_api_key
-
-    def refuse(*args: object) -> None:
-        raise NoKeyringError("no backend")
-
-    monkeypatch.setattr(keyring, "set_password", refuse)
-    assert "environment variable" in store_api_key("http://127.0.0.1:1/v1", "sk-x")
-
-
 def test_accepted_samples_can_be_mixed_into_the_examples() -> None:
     import random
 
@@ -307,13 +280,6 @@ def test_accepted_samples_can_be_mixed_into_the_examples() -> None:
     chosen = pick_examples(random.Random(1), seeds, accepted, 3, accepted_share=0.34)
     assert len(chosen) == 3 and sum(e.seed_id is None for e in chosen) == 1
     assert all(e.seed_id is not None for e in pick_examples(random.Random(1), seeds, [], 3, 0.5))
-
-
-def test_key_comes_from_env_when_no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MY_TEACHER_KEY", "sk-from-env")
-    monkeypatch.setattr("studio.core.generation.teacher._keyring_get", lambda url: None)
-    resolved = resolve_api_key(TeacherConfig(api_key_env="MY_TEACHER_KEY"))
-    assert resolved.value == "sk-from-env" and "MY_TEACHER_KEY" in resolved.source
 
 
 def test_api_key_never_reaches_the_project_file_or_exported_config(seeded: Project, teacher: FakeTeacher) -> None:
@@ -404,7 +370,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
     store = GenerationStore(seeded.conn)
     config = _config(teacher, mode="self-instruct", target=40, concurrency=3, num_tasks=6, max_requests=3)
     run_id = create_run(store, config)
-    first = GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+    first = GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert first.reason == "max_requests"
     pending = store.unfinished_requests(run_id)
     assert pending and {r.stage for r in pending} <= {"classify", "instances"}
@@ -423,7 +389,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
         real_prime(self, texts)
 
     monkeypatch.setattr(CandidateFilter, "prime", spy)
-    second = GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+    second = GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert in_progress <= set(primed)  # kept instructions still in the chain guard against near-duplicates
     assert second.reason == "target" and second.counters.kept >= 40
     assert all(teacher.requests_by_key[key] == 1 for key in done_before)
@@ -458,7 +424,7 @@ def test_cli_generate_exit_codes_and_one_line_errors(seeded: Project, teacher: F
                  "--concurrency", "2", "--api-key-env", "TEACHER_KEY"]) == code
     out, err = capsys.readouterr()
     if code == 0:
-        assert "target; kept" in out and "key from environment variable TEACHER_KEY" in err
+        assert "target; kept" in out and "API key from $TEACHER_KEY" in err
     else:
         assert err.strip().splitlines()[-1].startswith("error: ") and message in err
 
@@ -467,7 +433,7 @@ def test_cli_generate_exit_codes_and_one_line_errors(seeded: Project, teacher: F
 def test_store_writer_runs_jobs_in_order_and_hands_back_their_errors(project: Project) -> None:
     from studio.core.generation.writer import StoreWriter
 
-    writer = StoreWriter(project.new_connection)
+    writer = StoreWriter(project)
     order: list[int] = []
     futures = [writer.submit(lambda store, n=n: order.append(n) or n) for n in range(5)]
     failing = writer.submit(lambda store: store.conn.execute("SELECT * FROM no_such_table"))
@@ -484,11 +450,12 @@ def test_store_writer_runs_jobs_in_order_and_hands_back_their_errors(project: Pr
 def test_store_writer_that_cannot_connect_fails_in_the_caller(tmp_path: Path) -> None:
     from studio.core.generation.writer import StoreWriter
 
-    def broken() -> sqlite3.Connection:
-        raise sqlite3.OperationalError("unable to open database file")
+    class Unopenable:
+        def worker(self) -> Project:
+            raise sqlite3.OperationalError("unable to open database file")
 
     with pytest.raises(sqlite3.OperationalError, match="unable to open"):
-        StoreWriter(broken)
+        StoreWriter(Unopenable())  # type: ignore[arg-type]
 
 
 def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committed(
@@ -504,7 +471,7 @@ def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committe
 
     monkeypatch.setattr(GenerationStore, "complete_request", flaky)
     run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=20, concurrency=2))
-    engine = GenerationEngine(seeded.new_connection, run_id, api_key=KEY)
+    engine = GenerationEngine(seeded, run_id, api_key=KEY)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         engine.run_blocking()
     store = GenerationStore(seeded.conn)
@@ -531,5 +498,5 @@ def test_an_error_while_adding_a_request_is_raised_not_reported_as_stopped(
     monkeypatch.setattr(GenerationStore, "add_request", flaky)
     run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=10, concurrency=2))
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+        GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert GenerationStore(seeded.conn).run(run_id)["status"] == "failed"

@@ -18,14 +18,9 @@ from typing import Protocol
 
 from studio.core.generation.config import RunConfig
 from studio.core.generation.filters import CandidateFilter
-from studio.core.generation.prompts import Example, build_prompt, parse_tasks, pick_examples
+from studio.core.generation.prompts import Example, SeedExample, build_prompt, parse_tasks, pick_examples
 from studio.core.generation.store import ChildRequest, Rejected, RequestRow
 from studio.core.samples import Origin, Sample, Status
-
-
-@dataclass(frozen=True)
-class SeedExample(Example):
-    is_classification: bool = False
 
 
 @dataclass
@@ -102,8 +97,7 @@ class AlpacaMode:
 
 
 def make_mode(ctx: ModeContext) -> Mode:
-    if ctx.config.mode == "self-instruct":
-        from studio.core.generation.self_instruct import SelfInstructMode
+    """The registered mode named by ``config.mode`` (``GENERATION_MODES``), built for this run."""
+    from studio.core.registry import GENERATION_MODES
 
-        return SelfInstructMode(ctx)
-    return AlpacaMode(ctx)
+    return GENERATION_MODES.load(ctx.config.mode)(ctx)
