@@ -12,6 +12,7 @@ from curate_data import fill
 from studio.core.curation import SampleQuery
 from studio.core.project import Project
 from studio.core.samples import Sample, Status
+from studio.ui.project_context import ProjectContext
 from studio.ui.curate_panel import CuratePanel
 
 
@@ -20,7 +21,7 @@ def panel(qtbot, project: Project):
     fill(project, 200)
     widget = CuratePanel()
     qtbot.addWidget(widget)
-    widget.set_project(project)
+    widget.set_context(ProjectContext(project))
     widget.resize(1200, 700)
     widget.show()
     yield widget
@@ -52,7 +53,7 @@ def test_keyboard_review_changes_status_and_persists(qtbot, panel: CuratePanel, 
     panel.undo_stack().redo()
     assert project.samples.get(second).rating == 4
     root = project.root
-    panel.set_project(None)
+    panel.set_context(None)
     project.close()
     with Project.open(root) as reopened:
         assert status_of(reopened, first) == "accepted" and status_of(reopened, third) == "rejected"
@@ -100,7 +101,7 @@ def test_an_edit_in_the_detail_pane_survives_reopening(qtbot, panel: CuratePanel
     assert "identical to sample" in panel.detail_message.text()
     assert project.samples.get(other.id).instruction == other.instruction
     root = project.root
-    panel.set_project(None)
+    panel.set_context(None)
     project.close()
     with Project.open(root) as reopened:
         sample = reopened.samples.get(sample_id)
@@ -126,7 +127,7 @@ def test_duplicates_found_in_a_worker_and_resolved_in_one_action(qtbot, tmp_path
                                   Sample("Name three primary colours", "", "c"), Sample("Translate hello.", "", "d")])
         panel = CuratePanel()
         qtbot.addWidget(panel)
-        panel.set_project(project)
+        panel.set_context(ProjectContext(project))
         panel.tabs.setCurrentWidget(panel.duplicates)
         panel.duplicates.find()  # clusters in a worker thread
         qtbot.waitUntil(lambda: panel.duplicates.clusters.count() == 1, timeout=10_000)

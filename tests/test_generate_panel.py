@@ -14,6 +14,7 @@ from fake_teacher import FakeTeacher  # noqa: E402
 from studio.core.generation.store import GenerationStore  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
+from studio.ui.project_context import ProjectContext
 from studio.ui.generate_panel import GeneratePanel  # noqa: E402
 
 
@@ -23,7 +24,7 @@ def panel(qtbot, project: Project):
                                      [Instance("", f"Example {i}.")]) for i in range(5)])
     widget = GeneratePanel()
     qtbot.addWidget(widget)
-    widget.set_project(project)
+    widget.set_context(ProjectContext(project))
     yield widget
     widget.shutdown()
 

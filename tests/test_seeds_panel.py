@@ -9,6 +9,7 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from studio.core.project import Project
+from studio.ui.project_context import ProjectContext
 from studio.ui.main_window import MainWindow
 
 

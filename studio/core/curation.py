@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import ClassVar
 
 from studio.core.changes import SAMPLES, VIEWS, ChangeFeed
 from studio.core.db import transaction
@@ -179,6 +180,8 @@ EDITABLE = {"status", "tags", "rating", "note", *TEXT_COLUMNS}
 class RowChange:
     """New values for some columns of some rows, with the values they replaced."""
 
+    kinds: ClassVar[frozenset[str]] = frozenset({SAMPLES})
+
     description: str
     columns: tuple[str, ...]
     ids: list[int]
@@ -204,6 +207,8 @@ class RowChange:
 @dataclass
 class Deletion:
     """Deleted rows, kept whole so that undo puts them back with the same ids."""
+
+    kinds: ClassVar[frozenset[str]] = frozenset({SAMPLES})
 
     description: str
     columns: tuple[str, ...]

@@ -1,23 +1,33 @@
-"""A core curation change on the Qt undo stack.
+"""A committed core change on the Qt undo stack — the one undo path for every panel.
 
-Changes are committed the moment the user makes them; pushing the command must not apply
-it a second time, so the first ``redo`` (which ``QUndoStack.push`` calls) does nothing.
+Core changes (Curate's row changes and deletions, seed edits) are committed the moment the
+user makes them; pushing the command must not apply them a second time, so the first ``redo``
+(which ``QUndoStack.push`` calls) does nothing. Undo and redo apply the change through the
+project's connection and then tell the project context what kinds of thing changed, so every
+view refreshes the same way as after the original edit.
 """
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
+from typing import Protocol
 
 from PySide6.QtGui import QUndoCommand
 
-from studio.core.curation import Change
+from studio.ui.project_context import ProjectContext
+
+
+class CoreChange(Protocol):
+    description: str
+    kinds: frozenset[str]
+
+    def apply(self, conn, *, undo: bool = False) -> None: ...
 
 
 class ChangeCommand(QUndoCommand):
-    def __init__(self, conn: sqlite3.Connection, change: Change, on_applied: Callable[[], None]):
+    def __init__(self, context: ProjectContext, change: CoreChange, on_applied: Callable[[], None] | None = None):
         super().__init__(change.description)
-        self._conn = conn
-        self._change = change
+        self._context = context
+        self.change = change
         self._on_applied = on_applied
         self._done = True  # already committed by the caller
 
@@ -25,9 +35,13 @@ class ChangeCommand(QUndoCommand):
         if self._done:
             self._done = False
             return
-        self._change.apply(self._conn)
-        self._on_applied()
+        self._apply(undo=False)
 
     def undo(self) -> None:
-        self._change.apply(self._conn, undo=True)
-        self._on_applied()
+        self._apply(undo=True)
+
+    def _apply(self, *, undo: bool) -> None:
+        self.change.apply(self._context.project.conn, undo=undo)
+        self._context.notify(*self.change.kinds)
+        if self._on_applied is not None:
+            self._on_applied()

@@ -26,7 +26,9 @@ from studio.core.samples import Origin, Status
 from studio.ui.change_command import ChangeCommand
 from studio.ui.data_shape_widget import DataShapeWidget
 from studio.ui.duplicates_widget import DuplicatesWidget
+from studio.ui.jobs import JobRunner
 from studio.ui.panels import Panel
+from studio.ui.project_context import ProjectContext
 from studio.ui.sample_table_model import COLUMN_KEYS, COLUMNS, SampleTableModel
 
 SEARCH_DEBOUNCE_MS = 200
@@ -55,9 +57,8 @@ class CuratePanel(Panel):
     title = "Curate"
     icon = "curate.svg"
 
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.project: Project | None = None
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
+        super().__init__(parent, jobs=jobs)
         self._undo = QUndoStack(self)
         self.model = SampleTableModel(parent=self)
         self._current_id: int | None = None
@@ -93,7 +94,7 @@ class CuratePanel(Panel):
         layout = QVBoxLayout(self)
         layout.addLayout(self.filter_rows)
         layout.addWidget(self.tabs, 1)
-        self.set_project(None)
+        self.set_context(None)
 
     # -- building --------------------------------------------------------------------------
     def _build_filters(self) -> None:
@@ -241,8 +242,9 @@ class CuratePanel(Panel):
         self.addAction(save)
 
     # -- panel contract --------------------------------------------------------------------
-    def set_project(self, project: Project | None) -> None:
-        self.project = project
+    def set_context(self, context: ProjectContext | None) -> None:
+        super().set_context(context)
+        project = self.project
         self._undo.clear()
         self.model.set_curation(project.curation if project else None)
         self._reload_choices()
@@ -413,14 +415,13 @@ class CuratePanel(Panel):
     # -- changes ---------------------------------------------------------------------------
     def _push(self, changes: list[Change], text: str, *, keep_rows: bool = False, new_tags: bool = False) -> None:
         """Record already-committed changes on the undo stack, as one step."""
-        conn = self.project.conn
         refresh = self._refresh_after_undo
         if len(changes) == 1:
-            self._undo.push(ChangeCommand(conn, changes[0], refresh))
+            self._undo.push(ChangeCommand(self.context, changes[0], refresh))
         else:
             self._undo.beginMacro(text)
             for change in changes:
-                self._undo.push(ChangeCommand(conn, change, refresh))
+                self._undo.push(ChangeCommand(self.context, change, refresh))
             self._undo.endMacro()
         if keep_rows:
             self.model.refresh_rows()

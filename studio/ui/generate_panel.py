@@ -26,7 +26,9 @@ from studio.core.generation.store import GenerationStore
 from studio.core.generation.teacher import PRESETS, ConnectionReport, TeacherConfig, store_api_key
 from studio.core.project import Project
 from studio.ui.generate_worker import ConnectionTester, GenerationWorker
+from studio.ui.jobs import JobRunner
 from studio.ui.panels import Panel
+from studio.ui.project_context import ProjectContext
 
 FEED_LIMIT = 200
 COUNTS_INTERVAL_S = 2.0  # how often a run refreshes the window's sample counts
@@ -38,9 +40,8 @@ class GeneratePanel(Panel):
     icon = "generate.svg"
     data_changed = Signal()  # samples were added: the window's sample counts are stale
 
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.project: Project | None = None
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
+        super().__init__(parent, jobs=jobs)
         self.index_factory = default_index_factory  # tests inject a stand-in
         self._worker: GenerationWorker | None = None
         self._run_id: int | None = None
@@ -163,9 +164,10 @@ class GeneratePanel(Panel):
         return QSpinBox(minimum=low, maximum=high, value=value, toolTip=HELP[name])
 
     # -- panel contract -----------------------------------------------------------------------------
-    def set_project(self, project: Project | None) -> None:
+    def set_context(self, context: ProjectContext | None) -> None:
         self.shutdown()
-        self.project = project
+        super().set_context(context)
+        project = self.project
         self._run_id = GenerationStore(project.conn).latest_run_id() if project else None
         self._set_running(False)
 

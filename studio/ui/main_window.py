@@ -1,6 +1,9 @@
 """The main window: a composition root that wires panels, menus, the status bar and the project.
 
-It holds no feature logic: panels do the work, core does the data, workers do the waiting.
+It holds no feature logic: panels do the work, core does the data, the job runner does the
+waiting. It owns the one :class:`ProjectContext` of the open project (every panel subscribes
+to it; the status bar's counts follow its change signals) and the one :class:`JobRunner`
+(whose progress shows in the status bar and whose errors show in the window's message area).
 """
 from __future__ import annotations
 
@@ -10,46 +13,49 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMenu, QMessageBox,
-    QStackedWidget, QWidget,
+    QStackedWidget, QVBoxLayout, QWidget,
 )
-from superqt.utils import create_worker
 
 from studio import __version__
-from studio.core import db, formats
-from studio.core.default_seeds import load_default_seeds
+from studio.core import changes, formats
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project, is_project, project_stats
 from studio.core.samples import Origin, Status
 from studio.ui import theme
+from studio.ui.job_status import JobStatus
+from studio.ui.jobs import Job, JobRunner
+from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel, panel_specs
+from studio.ui.project_context import ProjectContext
 
 MAX_RECENT = 8
 SEED_FILTER = "Seed tasks (*.jsonl *.json);;All files (*)"
 SAMPLE_FILTER = "Alpaca JSON (*.json);;JSONL prompt/completion or chat messages (*.jsonl);;All files (*)"
 
 
-def _import_samples_job(db_root: Path, path: Path, status: str) -> tuple[int, int]:
-    """Runs in a worker thread, with its own connection (SQLite connections are per thread)."""
+COUNT_CHANGES = {changes.SEEDS, changes.SAMPLES, changes.TRASH}  # what the status bar's counts show
+
+
+# Jobs: each runs on a worker thread with a project handle of its own (``project=context``).
+def _import_samples_job(project: Project, path: Path, status: str) -> tuple[int, int]:
     records = formats.read_samples(path)
-    with Project.open(db_root, exclusive=False) as project:
-        result = project.samples.import_texts(records, status=status, origin=Origin.IMPORTED, source=path.name)
+    result = project.samples.import_texts(records, status=status, origin=Origin.IMPORTED, source=path.name)
     return result.inserted, result.duplicates
 
 
-def _count_job(db_path: Path, root: Path) -> dict:
+def _count_job(project: Project) -> dict:
     """Counts for the status bar: GROUP BYs that take ~0.1 s on a million samples, so not on the GUI thread."""
-    conn = db.connect(db_path)
-    try:
-        return project_stats(conn, root)
-    finally:
-        conn.close()
+    return project_stats(project.conn, project.root)
 
 
-def _export_samples_job(db_root: Path, path: Path, fmt: str) -> int:
-    with Project.open(db_root, exclusive=False) as project:
-        records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter()]
+def _export_samples_job(project: Project, path: Path, fmt: str) -> int:
+    records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter()]
     return formats.write_samples(path, records, fmt)
+
+
+def _export_seeds_job(project: Project, path: Path, fmt: str) -> int:
+    return formats.write_seeds(path, project.seeds.list(), fmt)
 
 
 class MainWindow(QMainWindow):
@@ -57,9 +63,11 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings
         self.project: Project | None = None
-        self._workers: set = set()
-        self._counting = False  # a count is running in a worker
-        self._recount = False  # asked again meanwhile: count once more when it ends
+        self.context: ProjectContext | None = None
+        self.jobs = JobRunner(self)
+        self.jobs.job_failed.connect(self._on_job_failed)
+        self.jobs.job_succeeded.connect(self._on_job_succeeded)
+        self._error_job_title = ""  # the job whose failure the message area shows
         self.setWindowTitle("Distill Studio")
         self.setWindowIcon(theme.icon("app.svg"))
         self.setMinimumSize(720, 480)
@@ -79,17 +87,28 @@ class MainWindow(QMainWindow):
         self.no_project_label.setProperty("role", "muted")
         self.stack.addWidget(self.no_project_label)
 
+        # One message area for what went wrong in any job; one line reserved, so nothing jumps.
+        self.messages = MessageArea(lines=1)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(6, 4, 6, 0)
+        right_layout.setSpacing(4)
+        right_layout.addWidget(self.messages)
+        right_layout.addWidget(self.stack, 1)
+
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.nav)
-        layout.addWidget(self.stack, 1)
+        layout.addWidget(right, 1)
         self.setCentralWidget(central)
 
         self.project_label = QLabel()
         self.counts_label = QLabel()
+        self.job_status = JobStatus(self.jobs)
         self.statusBar().addWidget(self.project_label)
+        self.statusBar().addPermanentWidget(self.job_status)
         self.statusBar().addPermanentWidget(self.counts_label)
         self._build_menus()
         self._restore_geometry()
@@ -106,26 +125,23 @@ class MainWindow(QMainWindow):
             return panel
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            panel = self.specs[row].create()
+            panel = self.specs[row].create(self.jobs)
         finally:
             QApplication.restoreOverrideCursor()
         self.panels[row] = panel
         self.stack.addWidget(panel)
-        if hasattr(panel, "actions_for_menu"):
+        actions = panel.menu_actions()
+        if actions:
             panel_menu = QMenu(f"&{self.specs[row].title}", self)
-            for action in panel.actions_for_menu():
+            for action in actions:
                 panel_menu.addAction(action)
             self.menuBar().insertMenu(self.view_menu.menuAction(), panel_menu)
-        if self.project is not None:
-            panel.set_project(self.project)
+        if self.context is not None:
+            panel.set_context(self.context)
         stack = panel.undo_stack()
         if stack is not None:
             self.undo_group.addStack(stack)
-        if hasattr(panel, "status_message"):
-            panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
-        for signal_name in ("seeds_changed", "data_changed"):
-            if hasattr(panel, signal_name):
-                getattr(panel, signal_name).connect(self.refresh_counts)
+        panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         return panel
 
     def live_panels(self) -> list[Panel]:
@@ -210,8 +226,10 @@ class MainWindow(QMainWindow):
             return False
         self.close_project()
         self.project = project
+        self.context = ProjectContext(project, self)
+        self.context.changed.connect(self._on_project_changed)
         for panel in self.live_panels():
-            panel.set_project(project)
+            panel.set_context(self.context)
         self._remember(project.root)
         self._show_project_state()
         self.statusBar().showMessage(f"Opened {project.root}", 4000)
@@ -221,9 +239,13 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         for panel in self.live_panels():
-            panel.set_project(None)
+            panel.set_context(None)
+        self.context.close()
+        self.context.deleteLater()
+        self.context = None
         self.project.close()
         self.project = None
+        self.messages.clear()
         self._show_project_state()
 
     def new_project(self) -> None:
@@ -273,100 +295,93 @@ class MainWindow(QMainWindow):
             self.stack.setCurrentWidget(self.no_project_label)
         self.refresh_counts()
 
+    def _on_project_changed(self, kinds: frozenset[str]) -> None:
+        if kinds & COUNT_CHANGES:
+            self.refresh_counts()
+
     def refresh_counts(self) -> None:
-        """Recount in a worker; requests that arrive while one runs are folded into one more count."""
-        if self.project is None:
+        """Recount in a worker; "latest wins", so a burst of changes ends in one current count."""
+        if self.context is None:
             self.counts_label.setText("")
             return
-        if self._counting:
-            self._recount = True
-            return
-        self._counting, self._recount = True, False
-        root = self.project.root
-        worker = create_worker(_count_job, self.project.db_path, root, _start_thread=False)
-        worker.returned.connect(lambda stats: self._show_counts(root, stats))
-        worker.errored.connect(lambda exc: self.statusBar().showMessage(f"Could not count the samples: {exc}", 8000))
-        worker.finished.connect(lambda: self._on_count_finished(worker))
-        self._workers.add(worker)
-        worker.start()
+        root = self.context.root
+        self.jobs.submit("Counting samples", _count_job, project=self.context, key="status-bar-counts", quiet=True,
+                         on_done=lambda stats: self._show_counts(root, stats),
+                         on_error=lambda message: self.statusBar().showMessage(f"Could not count the samples: {message}", 8000))
 
     def _show_counts(self, root: Path, stats: dict) -> None:
         if self.project is None or self.project.root != root:
             return  # another project was opened meanwhile
         by_status = stats["by_status"]
         self.counts_label.setText(
-            f"{stats['seed_tasks']} seed tasks  ·  {stats['samples']} samples "
-            f"({by_status['accepted']} accepted, {by_status['pending']} pending, {by_status['rejected']} rejected)"
+            f"{_plural(stats['seed_tasks'], 'seed task')}  ·  {_plural(stats['samples'], 'sample')} "
+            f"({by_status['accepted']:,} accepted, {by_status['pending']:,} pending, {by_status['rejected']:,} rejected)"
         )
-
-    def _on_count_finished(self, worker: object) -> None:
-        self._workers.discard(worker)
-        self._counting = False
-        if self._recount:
-            self.refresh_counts()
 
     def _on_nav_row_changed(self, row: int) -> None:
         if not 0 <= row < len(self.panels):
             return
         panel = self._ensure_panel(row)
         self.undo_group.setActiveStack(panel.undo_stack())
-        self.refresh_counts()  # another panel may have added or reviewed samples
         if self.project is not None:
             self.stack.setCurrentWidget(panel)
 
-    # -- files (parsing and big writes run in worker threads) ---------------------------------
-    def _run_in_worker(self, job, *args, done, what: str) -> None:
-        worker = create_worker(job, *args, _start_thread=False)
-        worker.returned.connect(done)
-        worker.errored.connect(lambda exc: self._show_error(what, exc))
-        worker.finished.connect(lambda: self._workers.discard(worker))
-        self._workers.add(worker)
-        self.statusBar().showMessage(f"{what}…")
-        worker.start()
+    # -- jobs' outcomes ---------------------------------------------------------------------------
+    def _on_job_failed(self, title: str, message: str) -> None:
+        """Every job without its own error handling ends up here: one place, one look."""
+        self._error_job_title = title
+        self.messages.show_error(f"{title} failed: {message}", detail=message)
 
-    def _show_error(self, what: str, exc: BaseException) -> None:
-        self.statusBar().clearMessage()
-        message = str(exc) if isinstance(exc, StudioError) else f"{type(exc).__name__}: {exc}"
-        QMessageBox.warning(self, f"{what} failed", f"{message}\n\nNothing was changed.")
+    def _on_job_succeeded(self, job: Job) -> None:
+        # The message goes away when the next action of the same kind succeeds.
+        if self.messages.is_shown() and not job.quiet and job.title == self._error_job_title:
+            self.messages.clear()
 
+    # -- files (parsing and big writes run as jobs) ---------------------------------------------
     def import_seeds(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import seed tasks", "", SEED_FILTER)
         if path:
-            seeds_panel = self.panel("seeds")
-            self._run_in_worker(formats.read_seeds, Path(path), what="Importing seed tasks",
-                                done=lambda seeds: seeds_panel.import_seeds(seeds, Path(path).name))
+            self.import_seeds_from(Path(path))
+
+    def import_seeds_from(self, path: Path) -> Job:
+        seeds_panel = self.panel("seeds")
+        return self.jobs.submit("Importing seed tasks", formats.read_seeds, path,
+                                on_done=lambda seeds: seeds_panel.import_seeds(seeds, path.name))
 
     def import_samples(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import samples", "", SAMPLE_FILTER)
-        if path and self.project:
-            def done(result: tuple[int, int]) -> None:
-                inserted, duplicates = result
-                skipped = f", {duplicates} exact duplicates skipped" if duplicates else ""
-                self.statusBar().showMessage(f"Imported {inserted} samples from {Path(path).name}{skipped}", 8000)
-                self.refresh_counts()
-                for panel in self.live_panels():
-                    if hasattr(panel, "samples_changed_externally"):
-                        panel.samples_changed_externally()
+        if path:
+            self.import_samples_from(Path(path))
 
-            self._run_in_worker(_import_samples_job, self.project.root, Path(path), Status.PENDING.value,
-                                what="Importing samples", done=done)
+    def import_samples_from(self, path: Path) -> Job | None:
+        """Import as pending; every view learns of the new samples through the project context."""
+        if self.context is None:
+            return None
+
+        def done(result: tuple[int, int]) -> None:
+            inserted, duplicates = result
+            skipped = f", {_plural(duplicates, 'exact duplicate')} skipped" if duplicates else ""
+            self.statusBar().showMessage(f"Imported {_plural(inserted, 'sample')} from {path.name}{skipped}", 8000)
+
+        return self.jobs.submit("Importing samples", _import_samples_job, path, Status.PENDING.value,
+                                project=self.context, on_done=done, cancellable=False)
 
     def export_seeds(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export seed tasks", "seed_tasks.jsonl", SEED_FILTER)
-        if path and self.project:
+        if path and self.context:
             fmt = formats.SEED if path.endswith(".jsonl") else formats.ALPACA
-            count = formats.write_seeds(Path(path), self.project.seeds.list(), fmt)
-            self.statusBar().showMessage(f"Exported {count} seed tasks to {path}", 6000)
+            self.jobs.submit("Exporting seed tasks", _export_seeds_job, Path(path), fmt, project=self.context,
+                             on_done=lambda n: self.statusBar().showMessage(f"Exported {_plural(n, 'seed task')} to {path}", 6000))
 
     def export_samples(self) -> None:
         path, chosen = QFileDialog.getSaveFileName(
             self, "Export samples", "samples.json",
             "Alpaca JSON (*.json);;JSONL prompt/completion (*.jsonl);;Chat messages JSONL (*.jsonl)",
         )
-        if path and self.project:
+        if path and self.context:
             fmt = formats.MESSAGES if chosen.startswith("Chat") else formats.JSONL if path.endswith(".jsonl") else formats.ALPACA
-            self._run_in_worker(_export_samples_job, self.project.root, Path(path), fmt, what="Exporting samples",
-                                done=lambda n: self.statusBar().showMessage(f"Exported {n} samples to {path}", 8000))
+            self.jobs.submit("Exporting samples", _export_samples_job, Path(path), fmt, project=self.context,
+                             on_done=lambda n: self.statusBar().showMessage(f"Exported {_plural(n, 'sample')} to {path}", 8000))
 
     def panel(self, key: str) -> Panel:
         return self._ensure_panel([spec.key for spec in self.specs].index(key))
@@ -377,11 +392,14 @@ class MainWindow(QMainWindow):
         theme.apply_theme(QApplication.instance(), name)
 
     def show_about(self) -> None:
+        # Only what this version does: the panels that exist, read from the registry.
+        panels = ", ".join(spec.title for spec in self.specs)
         QMessageBox.about(
             self, "About Distill Studio",
-            f"<b>Distill Studio {__version__}</b><p>Distill a capable teacher model into a small local one: "
-            f"seed tasks, generation, curation, LoRA training and evaluation on your own workstation.</p>"
-            f"<p>{len(load_default_seeds())} default seed tasks ship with the app.</p>",
+            f"<b>Distill Studio {__version__}</b><p>Distill a capable teacher model into a small local one. "
+            f"This version has: {panels} — write seed tasks, expand them into samples with a teacher "
+            f"LLM, and curate and freeze the samples as training datasets.</p>"
+            f"<p>Training, chat and evaluation are not in this version yet.</p>",
         )
 
     def _restore_geometry(self) -> None:
@@ -399,11 +417,14 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         for panel in self.live_panels():
             panel.shutdown()
-        for worker in list(self._workers):
-            worker.quit()
+        self.jobs.shutdown()
         self.close_project()
         self.settings.sync()
         super().closeEvent(event)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def startup_probe() -> None:

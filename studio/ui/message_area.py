@@ -20,7 +20,7 @@ class MessageArea(QWidget):
 
     dismissed = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, parent: QWidget | None = None, *, lines: int = 2):
         super().__init__(parent, objectName="MessageArea")
         self._level = ""
         self.marker = QLabel(objectName="MessageMarker")
@@ -37,9 +37,11 @@ class MessageArea(QWidget):
         layout.addWidget(self.text, 1)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        # Two lines of text are always reserved: a message appearing never pushes the panel down.
+        # The lines are always reserved: a message appearing never pushes the panel down. Longer
+        # text is cut to them; the tooltip holds all of it.
         line = self.fontMetrics().lineSpacing()
-        self.setFixedHeight(2 * line + 12)
+        self.setFixedHeight(lines * line + 12)
+        self.text.setWordWrap(lines > 1)
         self.clear()
 
     @property

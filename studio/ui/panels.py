@@ -1,59 +1,69 @@
-"""The panel registry: the main window shows one page per entry, in this order.
+"""The panel contract, and the panels as registry entries.
 
-A panel is a QWidget with a ``title``, an ``icon`` file name (in resources/icons), and:
-    set_project(project: Project | None)  -- the open project changed (None: closed)
-    undo_stack() -> QUndoStack | None      -- joins the window's Edit > Undo / Redo
-    shutdown()                             -- stop workers before the window closes
-Panels never do network, model or large-disk work on the GUI thread.
-Only panels that work are listed; later features add theirs here.
+Every hook a panel may implement is declared on :class:`Panel` with a do-nothing default, so
+the window calls them all without probing. Panels are ``PANELS`` registry entries (built-ins
+in ``studio/core/builtins.py``, plugins' in their manifests): the window lists them at once and
+imports and builds each on first visit. Panels never do network, model or large-disk work on
+the GUI thread: they hand it to ``self.jobs``.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
-from PySide6.QtGui import QUndoStack
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QAction, QUndoStack
 from PySide6.QtWidgets import QWidget
 
+from studio.core import registry
 from studio.core.project import Project
+from studio.ui.jobs import JobRunner
+from studio.ui.project_context import ProjectContext
 
 
 class Panel(QWidget):
-    """Base class with the do-nothing defaults of the panel contract."""
+    """Base class with the defaults of the panel contract."""
 
     title = "Panel"
     icon = "app.svg"
+    status_message = Signal(str)  # a short notice for the window's status bar
 
-    def set_project(self, project: Project | None) -> None:
-        self.project = project
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
+        super().__init__(parent)
+        # The window passes its runner; a panel built alone (tests) gets one of its own.
+        self.jobs = jobs if jobs is not None else JobRunner(self)
+        self.context: ProjectContext | None = None
+        self.project: Project | None = None
+
+    def set_context(self, context: ProjectContext | None) -> None:
+        """The open project changed (None: closed). Subscribe to ``context``'s signals here."""
+        self.context = context
+        self.project = context.project if context is not None else None
 
     def undo_stack(self) -> QUndoStack | None:
+        """A stack that joins the window's Edit ▸ Undo / Redo while this panel is shown."""
         return None
 
+    def menu_actions(self) -> list[QAction]:
+        """Actions for a menu named after the panel (empty: no menu)."""
+        return []
+
     def shutdown(self) -> None:
-        pass
+        """The window is closing: cancel work and return at once (never wait for a thread)."""
 
 
 @dataclass(frozen=True)
 class PanelSpec:
-    """A panel as data: the window lists it at once, imports and builds it on first visit."""
+    """A panel as the window sees it before it is built."""
 
     key: str
     title: str
     icon: str
     factory: str  # "module:Class"
 
-    def create(self) -> Panel:
-        module_name, _, class_name = self.factory.partition(":")
-        return getattr(importlib.import_module(module_name), class_name)()
-
-
-PANELS = (
-    PanelSpec("seeds", "Seeds", "seeds.svg", "studio.ui.seeds_panel:SeedsPanel"),
-    PanelSpec("generate", "Generate", "generate.svg", "studio.ui.generate_panel:GeneratePanel"),
-    PanelSpec("curate", "Curate", "curate.svg", "studio.ui.curate_panel:CuratePanel"),
-)
+    def create(self, jobs: JobRunner | None = None) -> Panel:
+        cls = registry.PANELS.load(self.key)
+        return cls(jobs=jobs)
 
 
 def panel_specs() -> list[PanelSpec]:
-    return list(PANELS)
+    return [PanelSpec(e.key, e.label, str(e.meta.get("icon", "app.svg")), e.target) for e in registry.PANELS]

@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (
 
 from studio.core.project import Project
 from studio.core.seeds import Instance, SeedTask
+from studio.ui.jobs import JobRunner
 from studio.ui.panels import Panel
+from studio.ui.project_context import ProjectContext
 from studio.ui.seed_commands import AddSeedsCommand, DeleteSeedsCommand, EditSeedCommand
 
 SEARCH_DEBOUNCE_MS = 150
@@ -335,12 +337,10 @@ class SeedsPanel(Panel):
 
     title = "Seeds"
     icon = "seeds.svg"
-    status_message = Signal(str)
     seeds_changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.project: Project | None = None
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
+        super().__init__(parent, jobs=jobs)
         self._undo_stack = QUndoStack(self)
         self.model = SeedListModel(self)
 
@@ -417,12 +417,12 @@ class SeedsPanel(Panel):
         action.triggered.connect(slot)
         return action
 
-    def actions_for_menu(self) -> list[QAction]:
+    def menu_actions(self) -> list[QAction]:
         return [self.add_action, self.duplicate_action, self.delete_action, self.add_instance_action, self.find_action]
 
     # -- panel contract -----------------------------------------------------------------------
-    def set_project(self, project: Project | None) -> None:
-        self.project = project
+    def set_context(self, context: ProjectContext | None) -> None:
+        super().set_context(context)
         self._undo_stack.clear()
         self.search_edit.clear()
         self.reload()

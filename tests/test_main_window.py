@@ -1,0 +1,74 @@
+"""The window: status-bar counts and every panel follow changes from any writer; errors in one place."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from studio.core.project import Project
+from studio.core.samples import Sample, Status
+from studio.ui.main_window import MainWindow
+
+
+def open_window(qtbot, tmp_path: Path) -> MainWindow:
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    window.show()
+    return window
+
+
+def test_import_samples_updates_the_status_bar_counts(qtbot, tmp_path: Path) -> None:
+    window = open_window(qtbot, tmp_path)
+    qtbot.waitUntil(lambda: "0 samples" in window.counts_label.text(), timeout=5000)
+    data = tmp_path / "three.json"
+    data.write_text(json.dumps([{"instruction": f"Say {n}.", "input": "", "output": str(n)} for n in range(3)]))
+    window.import_samples_from(data)
+    qtbot.waitUntil(lambda: "3 samples (0 accepted, 3 pending" in window.counts_label.text(), timeout=5000)
+    window.close()
+
+
+def test_a_write_from_any_panel_or_worker_updates_the_counts(qtbot, tmp_path: Path) -> None:
+    window = open_window(qtbot, tmp_path)
+    project = window.project
+    sample_id = project.samples.add(Sample("Count me.", output="ok"))
+    qtbot.waitUntil(lambda: "1 sample (0 accepted, 1 pending" in window.counts_label.text(), timeout=5000)
+    with project.worker() as handle:  # as a job on a worker thread would
+        handle.curation.set_status([sample_id], Status.ACCEPTED)
+    qtbot.waitUntil(lambda: "1 sample (1 accepted, 0 pending" in window.counts_label.text(), timeout=5000)
+    window.close()
+
+
+def test_a_failed_job_shows_in_the_message_area_and_a_success_clears_it(qtbot, tmp_path: Path) -> None:
+    window = open_window(qtbot, tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"instruction": "fine", "output": "x"},\n {"output": "no instruction"}]')
+    window.import_samples_from(bad)
+    qtbot.waitUntil(window.messages.is_shown, timeout=5000)
+    assert "bad.json, line 2" in window.messages.message() and "instruction" in window.messages.message()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([{"instruction": "Fine now.", "output": "x"}]))
+    window.import_samples_from(good)
+    qtbot.waitUntil(lambda: not window.messages.is_shown(), timeout=5000)
+    window.close()
+
+
+def test_the_about_box_names_only_panels_that_exist(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "about", lambda _parent, _title, text: shown.append(text))
+    window = open_window(qtbot, tmp_path)
+    window.show_about()
+    assert "Seeds, Generate, Curate" in shown[0] and "not in this version yet" in shown[0]
+    window.close()
+
+
+def test_the_window_reopens_a_project_it_closed(qtbot, tmp_path: Path) -> None:
+    window = open_window(qtbot, tmp_path)
+    window.close_project()
+    assert window.context is None
+    assert window.open_project(tmp_path / "p")
+    assert isinstance(window.project, Project)
+    window.close()
