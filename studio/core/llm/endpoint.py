@@ -39,7 +39,7 @@ class EndpointConfig:
     base_url: str = OPENAI.base_url
     model: str = OPENAI.model
     api_key_env: str = DEFAULT_KEY_ENV
-    extra_headers: dict[str, str] = field(default_factory=dict)
+    extra_headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a credential
     timeout_s: float = 120.0
     # Set from the GUI's key field or by tests; never serialised.
     api_key: str | None = field(default=None, repr=False, compare=False)
