@@ -368,7 +368,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
     seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
                               [Instance("Great food.", "positive")], is_classification=True))
     store = GenerationStore(seeded.conn)
-    config = _config(teacher, mode="self-instruct", target=40, concurrency=3, num_tasks=6, max_requests=3)
+    config = _config(teacher, mode="self-instruct", target=100, concurrency=3, num_tasks=6, max_requests=3)
     run_id = create_run(store, config)
     first = GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert first.reason == "max_requests"
@@ -391,7 +391,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
     monkeypatch.setattr(CandidateFilter, "prime", spy)
     second = GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert in_progress <= set(primed)  # kept instructions still in the chain guard against near-duplicates
-    assert second.reason == "target" and second.counters.kept >= 40
+    assert second.reason == "target" and second.counters.kept == 100
     assert all(teacher.requests_by_key[key] == 1 for key in done_before)
     stages = dict(seeded.conn.execute(
         "SELECT stage, COUNT(*) FROM generation_requests WHERE run_id = ? AND status = 'done' GROUP BY stage", (run_id,)))
@@ -500,3 +500,146 @@ def test_an_error_while_adding_a_request_is_raised_not_reported_as_stopped(
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert GenerationStore(seeded.conn).run(run_id)["status"] == "failed"
+
+
+# -- the target is a promise; the change feed hears every commit ---------------------------------------------
+def test_self_instruct_stops_at_its_target_exactly(seeded: Project, teacher: FakeTeacher) -> None:
+    seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
+                              [Instance("Great food.", "positive")], is_classification=True))
+    events: list = []
+    result = _run(seeded, _config(teacher, mode="self-instruct", target=60, concurrency=8, num_tasks=20), events=events)
+    assert result.reason == "target"
+    stored = seeded.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (result.run_id,)).fetchone()[0]
+    assert stored == result.counters.kept == 60  # 60 asked, 60 stored
+    assert len([e for e in events if isinstance(e, ev.SampleKept)]) == 60
+    store = GenerationStore(seeded.conn)
+    extra = store.rejected(result.run_id, "over_target")
+    assert all(r["detail"] == "the target of 60 was reached" for r in extra)  # paid for, so kept restorable
+    # the chain was not started again and again: few instruction batches, instance requests about as many as needed
+    sent = dict(seeded.conn.execute("SELECT stage, COUNT(*) FROM generation_requests WHERE run_id = ? AND status = 'done'"
+                                    " GROUP BY stage", (result.run_id,)))
+    assert sent["instructions"] <= 4 and sent["instances"] <= 30 + 8
+    assert len(extra) <= 8 * 2
+
+
+def test_alpaca_keeps_no_more_than_its_target(seeded: Project, teacher: FakeTeacher) -> None:
+    result = _run(seeded, _config(teacher, target=25, concurrency=4))
+    assert result.reason == "target" and seeded.samples.count() == 25 == result.counters.kept
+    assert GenerationStore(seeded.conn).counters(result.run_id)["kept"] == 25
+
+
+def test_the_engine_publishes_samples_and_runs_on_the_projects_feed(seeded: Project, teacher: FakeTeacher) -> None:
+    from studio.core import changes
+
+    heard: list[frozenset] = []
+    threads: set[str] = set()
+
+    def listen(kinds: frozenset) -> None:
+        heard.append(kinds)
+        threads.add(threading.current_thread().name)
+
+    unsubscribe = seeded.changes.subscribe(listen)
+    try:
+        result = _run(seeded, _config(teacher, target=40, concurrency=1))
+    finally:
+        unsubscribe()
+    assert result.reason == "target"
+    with_samples = [k for k in heard if changes.SAMPLES in k]
+    assert len(with_samples) >= 2 and all(changes.GENERATION_RUNS in k for k in with_samples)  # one per commit
+    assert sum(changes.GENERATION_RUNS in k for k in heard) > len(with_samples)  # status changes too
+    assert "generation-writer" in threads  # commits from the writer thread reach the same feed
+
+
+# -- a failed start leaves no run row ----------------------------------------------------------------------
+def test_a_start_that_fails_its_checks_stores_no_run(seeded: Project, teacher: FakeTeacher) -> None:
+    from studio.core.generation.config import ConfigError
+    from studio.core.generation.engine import prepare_run
+    from studio.core.llm import LLMError
+
+    def runs() -> int:
+        return seeded.conn.execute("SELECT COUNT(*) FROM generation_runs").fetchone()[0]
+
+    with pytest.raises(LLMError, match="refused the API key"):
+        prepare_run(seeded, _config(teacher, target=10), api_key="sk-bad")
+    with pytest.raises(LLMError, match="Cannot reach"):
+        prepare_run(seeded, _config(teacher, target=10, teacher=EndpointConfig(
+            base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m", timeout_s=2)), api_key=KEY)
+    with pytest.raises(LLMError, match="no model 'gpt-99'"):
+        prepare_run(seeded, _config(teacher, target=10, teacher=EndpointConfig(base_url=teacher.base_url,
+                                                                             model="gpt-99")), api_key=KEY)
+    for bad in ({"target": 0}, {"concurrency": 0}, {"mode": "no-such-mode"}, {"budget_usd": 0.0}):
+        with pytest.raises(ConfigError):
+            prepare_run(seeded, _config(teacher, **bad), api_key=KEY)
+    assert runs() == 0
+    run_id = prepare_run(seeded, _config(teacher, target=10), api_key=KEY)
+    assert runs() == 1 and GenerationStore(seeded.conn).run(run_id)["status"] == "created"
+
+
+def test_a_run_refused_before_any_answer_removes_its_fresh_row_but_a_resumed_one_stays(
+        seeded: Project, teacher: FakeTeacher) -> None:
+    events: list = []
+    result = _run(seeded, _config(teacher, target=50), api_key="sk-wrong", events=events)
+    assert result.reason == "error" and result.discarded and events[-1].discarded
+    assert GenerationStore(seeded.conn).run(result.run_id) is None
+    assert seeded.conn.execute("SELECT COUNT(*) FROM generation_requests").fetchone()[0] == 0
+
+    done = _run(seeded, _config(teacher, target=100, max_requests=1))
+    assert done.reason == "max_requests"
+    again = GenerationEngine(seeded, done.run_id, api_key="sk-wrong").run_blocking()
+    assert again.reason == "error" and not again.discarded  # a resumed run holds work: it stays, marked failed
+    assert GenerationStore(seeded.conn).run(done.run_id)["status"] == "failed"
+
+
+# -- the CLI: refused arguments, Ctrl+C ---------------------------------------------------------------------
+@pytest.mark.parametrize(("flag", "value"), [("--concurrency", "0"), ("--target", "0"), ("--target", "-3"),
+                                             ("--max-requests", "0"), ("--concurrency", "two")])
+def test_cli_refuses_counts_below_one(flag: str, value: str, capsys) -> None:
+    from studio.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["generate", "--base-url", "http://h/v1", "--model", "m", flag, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and ("must be at least 1" in err or "not a whole number" in err)
+
+
+def test_cli_failed_start_stores_no_run(seeded: Project, teacher: FakeTeacher, capsys,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.cli import main
+
+    monkeypatch.setenv("TEACHER_KEY", "sk-bad")
+    root = seeded.root
+    seeded.close()
+    for _ in range(2):
+        assert main(["generate", "--project", str(root), "--base-url", teacher.base_url, "--model", "fake-teacher",
+                     "--target", "5", "--api-key-env", "TEACHER_KEY"]) == 1
+    assert "refused the API key" in capsys.readouterr().err
+    with Project.open(root) as reopened:
+        assert reopened.conn.execute("SELECT COUNT(*) FROM generation_runs").fetchone()[0] == 0
+
+
+def test_ctrl_c_during_generate_prints_one_summary_line_and_no_traceback(seeded: Project,
+                                                                         teacher: FakeTeacher) -> None:
+    teacher.latency_s = 0.2
+    root = seeded.root
+    seeded.close()
+    env = {**os.environ, "FAKE_KEY": KEY, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    cmd = [sys.executable, "-m", "studio", "generate", "--project", str(root), "--base-url", teacher.base_url,
+           "--model", "fake-teacher", "--target", "100000", "--concurrency", "2", "--api-key-env", "FAKE_KEY"]
+    child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while teacher.total_requests < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run 1: stopped; kept ")
+    assert "stopping" in err
+    with Project.open(root) as reopened:
+        assert GenerationStore(reopened.conn).run(1)["status"] == "stopped"

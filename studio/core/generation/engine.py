@@ -15,8 +15,10 @@ every commit it makes is published on the project's change feed (``samples``,
 :class:`~studio.core.llm.LLMClient` (retries, backoff, Retry-After, plain errors). Launch rules:
 
 * at most ``concurrency`` requests in flight;
-* no new request once kept + (in flight or awaiting judgement x expected yield) reaches the
-  target, so a run stops close to its target instead of overshooting by a whole wave;
+* no new request once kept + the expected yield of the work under way (requests in flight,
+  answers being judged, later stages they will create; the mode says what a staged request
+  should yield) reaches the target, so a run stops close to its target instead of
+  overshooting by a whole wave, or, in self-instruct, by a whole chain;
 * never more kept samples than the target: good samples that land after it was reached are
   stored as ``over_target`` rejects (paid for, so restorable, never silently dropped);
 * no new request whose worst case (full ``max_tokens`` answer) could push spend, including
@@ -260,6 +262,8 @@ class GenerationEngine:
         self._answers: asyncio.Queue[_Answer | None] = asyncio.Queue()
         self._commits: asyncio.Queue[_Commit | None] = asyncio.Queue()
         self._judging = 0  # answers received, not yet filtered, committed and counted
+        self._outstanding: dict[str, float] = {}  # sent, not yet judged: the kept samples each should bring
+        self._children_expected: dict[str, float] = {}  # judged, not yet stored: what their later stages should bring
         judge, record = asyncio.ensure_future(self._judge()), asyncio.ensure_future(self._record())
         workers = asyncio.gather(*(self._worker() for _ in range(self._config.concurrency)))
         halt = asyncio.ensure_future(self._halt.wait())
@@ -290,6 +294,7 @@ class GenerationEngine:
             step = self._next_step()
             if step == "go":
                 request = self._backlog.pop(0) if self._backlog else self._new_request()
+                self._outstanding[request.key] = self._expected_kept(request.stage, request.payload)
                 self._reserved[request.key] = self._worst_case
                 self._counters.in_flight += 1
                 try:
@@ -298,6 +303,8 @@ class GenerationEngine:
                         self._count_spend(answer)
                         self._judging += 1
                         self._answers.put_nowait(answer)
+                    else:
+                        self._outstanding.pop(request.key, None)
                 finally:
                     self._counters.in_flight -= 1
                     self._reserved.pop(request.key, None)
@@ -328,9 +335,19 @@ class GenerationEngine:
             return "budget" if in_flight == 0 else "wait"
         if self._paused.is_set():
             return "wait"
-        if in_flight and c.kept + in_flight * self._expected_yield() >= config.target:
+        if in_flight and self._outlook() >= config.target:
             return "wait"
         return "go"
+
+    def _outlook(self) -> float:
+        """Kept samples committed or on their way, plus what the work under way should still yield."""
+        return self._promised + sum(self._outstanding.values()) + sum(self._children_expected.values())
+
+    def _expected_kept(self, stage: str, payload: dict) -> float:
+        """What one request should add to the kept count: the mode's guess for staged requests, else the observed rate."""
+        guess = getattr(self._mode, "expected_kept", None)
+        value = guess(stage, payload) if guess is not None else None
+        return self._expected_yield() if value is None else value
 
     def _pulse(self) -> None:
         """Wake every waiting worker once (state changed: a request ended, pause, resume)."""
@@ -366,6 +383,9 @@ class GenerationEngine:
                     break
                 await asyncio.sleep(0)
             self._hold_to_target(outcome)
+            key = answer.request.key
+            self._outstanding.pop(key, None)  # its yield is now in _promised, its children's here until stored
+            self._children_expected[key] = sum(self._expected_kept(ch.stage, ch.payload) for ch in outcome.children)
             self._commits.put_nowait(self._submit_commit(answer, outcome))
 
     def _hold_to_target(self, outcome: Outcome) -> None:
@@ -442,12 +462,13 @@ class GenerationEngine:
                                 answer.cost, answer.attempts, outcome.kept, outcome.rejected, outcome.children)
         key = answer.request.key
         future = self._writer.submit(lambda store: store.complete_request(self.run_id, key, completion))
-        return _Commit(outcome, future)
+        return _Commit(key, outcome, future)
 
     def _count_commit(self, commit: _Commit, ids: list[int], children: list[RequestRow]) -> None:
         c = self._counters
         kept, rejected = commit.outcome.kept, commit.outcome.rejected
         self._backlog[:0] = children  # finish started work before starting new work
+        self._children_expected.pop(commit.key, None)  # now in the backlog, which is sent before any new request
 
         self._session_requests += 1
         self._promised -= len(kept) - len(ids)  # exact copies of stored samples were skipped
@@ -478,6 +499,7 @@ class GenerationEngine:
 class _Commit:
     """A judged answer whose transaction the writer runs; the future gives (sample ids, child requests)."""
 
+    key: str
     outcome: Outcome
     future: Future
 
