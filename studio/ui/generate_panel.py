@@ -37,6 +37,7 @@ from studio.ui.project_context import ProjectContext
 
 FEED_LIMIT = 200
 TABLE_REFRESH_MS = 1500  # a run changes its tables many times a second: redraw the visible one at this pace
+SETTINGS_SHARE = 0.36  # of the panel's width, when there is room
 MAX_EXAMPLES = 10  # the most examples a prompt may show (the spin box's maximum)
 HELP = {f.name: f.metadata.get("help", "") for f in fields(RunConfig)}
 
@@ -101,6 +102,7 @@ class GeneratePanel(Panel):
         self._seed_count = 0
         self._pending: list[ev.Event] = []
         self._counters: ev.Counters | None = None
+        self._splitter_sized = False
         self._build()
         self._redraw_timer = QTimer(self, interval=100)
         self._redraw_timer.timeout.connect(self._redraw)
@@ -251,6 +253,14 @@ class GeneratePanel(Panel):
         layout.addWidget(self.messages)
         layout.addWidget(self.splitter, 1)
         self._update_estimate()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._splitter_sized:  # first show: the settings get a third of the width, never less than they need
+            self._splitter_sized = True
+            total = self.splitter.width()
+            left = max(self.settings_scroll.minimumWidth(), int(total * SETTINGS_SHARE))
+            self.splitter.setSizes([left, max(1, total - left)])
 
     def _spin(self, low: int, high: int, value: int, name: str) -> QSpinBox:
         return QSpinBox(minimum=low, maximum=high, value=value, toolTip=HELP[name])
