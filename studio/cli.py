@@ -302,6 +302,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return run_generate(project, args)
 
 
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    from studio.core.llm import presets
+
+    for key, preset in presets().items():
+        print(f"{key:<16} {preset.base_url:<34} {preset.title}{' (needs a key)' if preset.needs_key else ''}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from studio.core.llm import EndpointConfig, list_models, presets, resolve_key  # openai loads only here
+
+    if not (args.base_url or args.preset):
+        raise StudioError("models needs --base-url or --preset.")
+    base_url = args.base_url or presets()[args.preset].base_url
+    endpoint = EndpointConfig(base_url=base_url, api_key_env=args.api_key_env or "OPENAI_API_KEY")
+    key = resolve_key(endpoint)
+    _say(f"{base_url}: {key.describe()}")
+    for model in list_models(endpoint, key=key, timeout_s=args.timeout):
+        print(model)
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------
 def _at_least_one(text: str) -> int:
     """An argparse type: a whole number >= 1, refused with a message that says so."""
@@ -411,6 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     _project_arg(gen)
     gen.set_defaults(handler=cmd_generate)
+    endpoints = commands.add_parser("endpoints", help="list the known kinds of LLM endpoints (presets)")
+    endpoints.set_defaults(handler=cmd_endpoints)
+    models = commands.add_parser("models", help="list the models an OpenAI-compatible endpoint offers")
+    models.add_argument("--preset", choices=[key for key, _ in kinds], help="a known kind of endpoint")
+    models.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    models.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key (default OPENAI_API_KEY)")
+    models.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S", help="seconds to wait (default 10)")
+    models.set_defaults(handler=cmd_models)
     d_list = data_commands.add_parser("list", help="print the samples a filter selects")
     d_list.add_argument("--sort", default="id", help="id, status, instruction_words, output_words, rating, updated_at ...")
     d_list.add_argument("--desc", action="store_true", help="largest first")

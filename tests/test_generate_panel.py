@@ -75,6 +75,7 @@ def test_panel_runs_a_short_generation_and_restores_a_reject(qtbot, panel: Gener
 
         counts: list[int] = []
         context.samples_changed.connect(lambda: counts.append(project.samples.count()))
+        shown_before = panel.estimate_label.text()
         panel.start_button.click()
         assert panel.stop_button.isEnabled() and not panel.start_button.isEnabled()
         assert panel.resume_button.isHidden()  # no second "resume" control while a run runs
@@ -83,6 +84,7 @@ def test_panel_runs_a_short_generation_and_restores_a_reject(qtbot, panel: Gener
     qtbot.waitUntil(lambda: bool(counts) and counts[-1] == 30, timeout=5_000)
     assert len(counts) >= 2 and 0 < counts[0]
     assert "Finished: target reached" in panel.eta.text()
+    assert f"Estimate: {shown_before}" in panel.connection_status.text()  # one estimate: the engine's
     assert panel.progress.value() == 30 and project.samples.count() == 30  # the target, not a wave more
     assert panel.feed.count() >= 1 and not panel.feed_view.hint_shown()
     assert "kept" in panel.counters_label.text() and "blacklist" in panel.counters_label.text()

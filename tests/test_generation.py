@@ -643,3 +643,34 @@ def test_ctrl_c_during_generate_prints_one_summary_line_and_no_traceback(seeded:
     assert "stopping" in err
     with Project.open(root) as reopened:
         assert GenerationStore(reopened.conn).run(1)["status"] == "stopped"
+
+
+def test_a_registered_sample_filter_runs_in_order_with_its_reason_code() -> None:
+    from studio.core.generation.filters import reasons
+    from studio.core.registry import SAMPLE_FILTERS
+
+    SAMPLE_FILTERS.register("no_questions", "plugin_filters:NoQuestions", reason="question", source="test-plugin")
+    try:
+        assert "question" in reasons()
+        candidate_filter = CandidateFilter(FilterSettings(), index_factory=lambda t: _NoIndex())
+        assert [name for name, _ in candidate_filter.checks][-2:] == ["no_questions", "near_duplicate"]  # index last
+        verdict = candidate_filter.check(Candidate("Is the sky blue on a clear day?", "", "Yes."))
+        assert verdict.reason == "question" and verdict.detail == "ends with ?"
+        assert candidate_filter.check(Candidate("Draw the sky on a clear day?", "", "x")).reason == "blacklist"
+        assert candidate_filter.check(Candidate("Explain why the sky is blue.", "", "Light.")).kept
+    finally:
+        SAMPLE_FILTERS.unregister("no_questions")
+    assert "question" not in reasons()
+
+
+class _NoIndex:
+    def add(self, text, key=None) -> None:
+        pass
+
+    def check_and_add(self, text, key=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(is_duplicate=False, text=None, score=None)
+
+    def __len__(self) -> int:
+        return 0

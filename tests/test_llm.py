@@ -243,3 +243,19 @@ def test_presets_are_registry_entries() -> None:
     assert {"openai", "vllm", "ollama", "llama-cpp", "lm-studio", "distill-studio"} <= set(known)
     assert known["distill-studio"].base_url == "http://127.0.0.1:8765/v1" and not known["distill-studio"].needs_key
     assert known["openai"].needs_key and EndpointConfig.from_preset(known["ollama"]).base_url.endswith(":11434/v1")
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------------
+def test_cli_lists_endpoint_kinds_and_an_endpoints_models(teacher: FakeTeacher, capsys, monkeypatch) -> None:
+    from studio.cli import main
+
+    assert main(["endpoints"]) == 0
+    out = capsys.readouterr().out
+    assert "distill-studio" in out and "http://127.0.0.1:8765/v1" in out and "OpenAI (needs a key)" in out
+    monkeypatch.setenv("TEACHER_KEY", KEY)
+    assert main(["models", "--base-url", teacher.base_url, "--api-key-env", "TEACHER_KEY"]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == ["fake-small", "fake-teacher"] and "API key from $TEACHER_KEY" in err
+    monkeypatch.setenv("TEACHER_KEY", "sk-bad")
+    assert main(["models", "--base-url", teacher.base_url, "--api-key-env", "TEACHER_KEY"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: The teacher at")

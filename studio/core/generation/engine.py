@@ -345,8 +345,7 @@ class GenerationEngine:
 
     def _expected_kept(self, stage: str, payload: dict) -> float:
         """What one request should add to the kept count: the mode's guess for staged requests, else the observed rate."""
-        guess = getattr(self._mode, "expected_kept", None)
-        value = guess(stage, payload) if guess is not None else None
+        value = self._mode.expected_kept(stage, payload)
         return self._expected_yield() if value is None else value
 
     def _pulse(self) -> None:

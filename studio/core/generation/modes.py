@@ -49,8 +49,9 @@ class Mode(Protocol):
 
     def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]: ...
     def max_tokens(self, stage: str) -> int: ...
-    # Optional: ``expected_kept(stage, payload) -> float | None``, what a request of a stage should
-    # add to the kept count (None or absent: the engine uses the rate it observes).
+    def expected_kept(self, stage: str, payload: dict) -> float | None:
+        """What a request of ``stage`` should add to the kept count, counting the later stages it
+        starts (None: the engine uses the rate it observes). Keeps staged runs near their target."""
     def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps: ...
 
 
@@ -78,6 +79,9 @@ class AlpacaMode:
 
     def max_tokens(self, stage: str) -> int:
         return self.ctx.config.max_tokens
+
+    def expected_kept(self, stage: str, payload: dict) -> float | None:
+        return None  # one stage: the observed keep rate is the best guess
 
     def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps:
         outcome = Outcome()
