@@ -1,25 +1,29 @@
 """The `distill-studio` command: the GUI when called bare, headless twins of every GUI action otherwise.
 
-Errors go to stderr with exit status 1 (2 for a wrong command line); results go to stdout.
+Errors go to stderr as one line with exit status 1 (2 for a wrong command line, 130 when
+interrupted); results go to stdout. ``--format`` choices come from the registries, so a
+registered format or exporter is on the command line without an edit here.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.core import exports, formats
+from studio.core import exports, formats, registry
 from studio.core.curation import SampleQuery
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project
 from studio.core.samples import Origin, Status
+from studio.core.seeds import Instance, SeedTask
 
-EXIT_OK, EXIT_ERROR = 0, 1
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def _project_arg(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
@@ -32,13 +36,24 @@ def _project_arg(parser: argparse.ArgumentParser, *, top_level: bool = False) ->
 
 def _open(args: argparse.Namespace, *, exclusive: bool = True) -> Project:
     root = args.project or default_project_dir()
-    if args.project is None and not (root / "project.sqlite").exists():
-        return Project.create(root, with_default_seeds=True)
-    return Project.open(root, exclusive=exclusive)
+    try:
+        if args.project is None and not (root / "project.sqlite").exists():
+            return Project.create(root, with_default_seeds=True)
+        return Project.open(root, exclusive=exclusive)
+    except OSError as exc:
+        raise StudioError(f"cannot open the project at {root}: {formats.os_reason(exc)}") from exc
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One line on stderr: a multi-line message is folded so scripts can read it as one."""
+    print(" ".join(message.split("\n")), file=sys.stderr)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``error: <path>: <reason>`` for an operating-system failure that escaped a command."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    where = f"{' -> '.join(paths)}: " if paths else ""
+    return f"error: {where}{formats.os_reason(exc)}"
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -49,16 +64,49 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    with Project.create(args.dir, with_default_seeds=not args.empty) as project:
-        print(f"Created project {project.root} with {project.seeds.count()} seed tasks.")
+    root = Path(args.dir).expanduser().absolute()
+    first_new = _first_missing_folder(root)
+    existing = set(root.iterdir()) if first_new is None and root.is_dir() else set()
+    try:
+        with Project.create(root, with_default_seeds=not args.empty) as project:
+            print(f"Created project {project.root} with {project.seeds.count()} seed tasks.")
+    except BaseException as exc:
+        _remove_created(root, first_new, existing)  # a failed init leaves no half project behind
+        if isinstance(exc, OSError):
+            raise StudioError(f"cannot create the project at {root}: {formats.os_reason(exc)}") from exc
+        raise
     return EXIT_OK
+
+
+def _first_missing_folder(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (None if ``path`` exists)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if os.path.lexists(folder):
+            return missing
+        missing = folder
+    return missing
+
+
+def _remove_created(root: Path, first_new: Path | None, existing: set[Path]) -> None:
+    """Undo a failed init: the folders it made, or what it added to a folder that was there."""
+    if first_new is not None:
+        shutil.rmtree(first_new, ignore_errors=True)
+        return
+    if not root.is_dir():
+        return
+    for entry in set(root.iterdir()) - existing:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def cmd_seeds_import(args: argparse.Namespace) -> int:
     seeds = formats.read_seeds(args.file, args.format)
     with _open(args) as project:
-        project.seeds.add_many(seeds)
-        print(f"Imported {len(seeds)} seed tasks from {args.file} ({project.seeds.count()} in the project).")
+        change = project.seeds.import_many(seeds)
+        print(f"Imported {len(change)} seed tasks from {args.file} ({project.seeds.count()} in the project).")
     return EXIT_OK
 
 
@@ -74,13 +122,96 @@ def cmd_seeds_list(args: argparse.Namespace) -> int:
     with _open(args, exclusive=False) as project:
         seeds = project.seeds.list(args.search or "")
     if args.json:
-        print(json.dumps([formats.seed_to_json(s, str(s.id)) for s in seeds], ensure_ascii=False, indent=2))
+        # "id" is the project's id (what `seeds edit ID` takes); the id from an imported file stays as "ext_id".
+        listed = [{**formats.seed_to_json(s, str(s.id)), "id": s.id, "ext_id": s.ext_id} for s in seeds]
+        print(json.dumps(listed, ensure_ascii=False, indent=2))
         return EXIT_OK
     for seed in seeds:
         flag = "C" if seed.is_classification else " "
         name = seed.name or "(unnamed)"
         print(f"{seed.id:>5} {flag} {name[:28]:<28} {seed.instruction[:80].replace(chr(10), ' ')}")
     print(f"{len(seeds)} seed tasks", file=sys.stderr)
+    return EXIT_OK
+
+
+def _require_usable(seed: SeedTask) -> None:
+    """The editor's own problem list, as the command line's error (nothing is stored)."""
+    problems = seed.problems()
+    if problems:
+        raise StudioError(f"Seed task not saved: {' '.join(problems)}")
+
+
+def cmd_seeds_add(args: argparse.Namespace) -> int:
+    seed = SeedTask(instruction=args.instruction, instances=[Instance(args.input, args.output)], name=args.name,
+                    is_classification=args.classification, tags=_clean_tags(args.tag))
+    _require_usable(seed)
+    with _open(args) as project:
+        change = project.seeds.create(seed)
+    print(f"Added seed task #{change.ids[0]}.")
+    return EXIT_OK
+
+
+def _clean_tags(tags: list[str] | None) -> list[str]:
+    return list(dict.fromkeys(t.strip() for t in tags or [] if t.strip()))
+
+
+def cmd_seeds_edit(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        seed = project.seeds.require(args.id)
+        changed = _apply_edit_options(seed, args)
+        if not changed:
+            raise StudioError("Nothing to change: give --instruction, --name, --input, --output, "
+                              "--classification/--no-classification, --tag or --no-tags.")
+        _require_usable(seed)
+        project.seeds.edit(seed)
+    print(f"Edited seed task #{seed.id}: {', '.join(changed)}.")
+    return EXIT_OK
+
+
+def _apply_edit_options(seed: SeedTask, args: argparse.Namespace) -> list[str]:
+    """Change ``seed`` as the options say; the names of the fields given."""
+    changed = []
+    for option in ("instruction", "name"):
+        value = getattr(args, option)
+        if value is not None:
+            setattr(seed, option, value)
+            changed.append(option)
+    if args.classification is not None:
+        seed.is_classification = args.classification
+        changed.append("classification")
+    if args.tag is not None or args.no_tags:
+        seed.tags = [] if args.no_tags else _clean_tags(args.tag)
+        changed.append("tags")
+    if args.input is not None or args.output is not None:
+        count = len(seed.instances)
+        if not 1 <= args.instance <= count + 1:
+            raise StudioError(f"Seed task #{seed.id} has {count} instance(s): --instance takes 1 to {count + 1} "
+                              f"({count + 1} adds one).")
+        if args.instance == count + 1:
+            seed.instances.append(Instance())
+        instance = seed.instances[args.instance - 1]
+        for option in ("input", "output"):
+            value = getattr(args, option)
+            if value is not None:
+                setattr(instance, option, value)
+                changed.append(f"instance {args.instance} {option}")
+    elif args.instance != 1:
+        raise StudioError("--instance says which instance --input/--output change; give one of them too.")
+    return changed
+
+
+def cmd_seeds_duplicate(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        change = project.seeds.duplicate(args.id)
+    print(f"Duplicated seed task #{args.id} as #{change.ids[0]}.")
+    return EXIT_OK
+
+
+def cmd_seeds_delete(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        change = project.seeds.delete(args.ids)
+    noun = "seed task" if len(change) == 1 else "seed tasks"
+    print(f"Deleted {len(change)} {noun} ({', '.join(f'#{i}' for i in change.ids)}).")
     return EXIT_OK
 
 
@@ -94,7 +225,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
 
 def cmd_data_export(args: argparse.Namespace) -> int:
-    fmt = args.format or (formats.ALPACA if args.file.suffix == ".json" else formats.JSONL)
+    fmt = args.format or exports.exporter_for_path(args.file) or formats.JSONL
+    exports.get_exporter(fmt)  # an unusable exporter fails before the samples are read
     statuses = args.status or None
     with _open(args, exclusive=False) as project:
         records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter(statuses)]
@@ -274,10 +406,12 @@ def cmd_snapshot_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot_export(args: argparse.Namespace) -> int:
+    fmt = args.format or exports.exporter_for_path(args.path) or formats.ALPACA
+    exports.get_exporter(fmt)  # an unusable exporter fails before the snapshot is read
     with _open(args, exclusive=False) as project:
         records = project.snapshots.records(args.snapshot)
-    written = exports.export(args.path, records, args.format, val_fraction=args.val_fraction, seed=args.seed)
-    print(f"Exported {len(records)} samples to {_parts(written)} ({args.format}).")
+    written = exports.export(args.path, records, fmt, val_fraction=args.val_fraction, seed=args.seed)
+    print(f"Exported {len(records)} samples to {_parts(written)} ({fmt}).")
     return EXIT_OK
 
 
@@ -364,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--empty", action="store_true", help="start without the default seed tasks")
     init.set_defaults(handler=cmd_init)
 
-    seeds = commands.add_parser("seeds", help="seed tasks: import, export, list")
+    seeds = commands.add_parser("seeds", help="seed tasks: add, edit, duplicate, delete, import, export, list")
     seed_commands = seeds.add_subparsers(title="seed commands", metavar="ACTION", required=True)
     s_import = seed_commands.add_parser("import", help="add seed tasks from a file")
     s_import.add_argument("file", type=Path, metavar="FILE")
@@ -382,20 +516,22 @@ def build_parser() -> argparse.ArgumentParser:
     s_list.add_argument("--json", action="store_true", help="print seed JSON records")
     _project_arg(s_list)
     s_list.set_defaults(handler=cmd_seeds_list)
+    _seed_edit_parsers(seed_commands)
 
     data = commands.add_parser("data", help="samples: import, export, stats")
     data_commands = data.add_subparsers(title="data commands", metavar="ACTION", required=True)
     d_import = data_commands.add_parser("import", help="add samples from a file")
     d_import.add_argument("file", type=Path, metavar="FILE")
-    d_import.add_argument("--format", choices=(*formats.SAMPLE_FORMATS, formats.SEED), help="default: detected")
+    d_import.add_argument("--format", choices=_format_choices(), help=f"{_titles(registry.DATASET_FORMATS)}; "
+                          "default: detected from the first record")
     d_import.add_argument("--status", choices=[s.value for s in Status], default=Status.PENDING.value,
                           help="status given to imported samples (default: pending)")
     _project_arg(d_import)
     d_import.set_defaults(handler=cmd_data_import)
     d_export = data_commands.add_parser("export", help="write samples to a file")
     d_export.add_argument("file", type=Path, metavar="FILE")
-    d_export.add_argument("--format", choices=exports.EXPORT_FORMATS,
-                          help="default: alpaca for .json, jsonl otherwise; hf writes a datasets folder")
+    d_export.add_argument("--format", choices=_exporter_choices(),
+                          help=f"{_titles(registry.DATASET_EXPORTERS)}; default: from FILE's extension, else jsonl")
     _split_args(d_export)
     d_export.add_argument("--status", choices=[s.value for s in Status], action="append",
                           help="only samples with this status (repeatable; default: all)")
@@ -493,11 +629,58 @@ def build_parser() -> argparse.ArgumentParser:
     sn_export = snap_commands.add_parser("export", help="write a snapshot as a training dataset")
     sn_export.add_argument("snapshot", metavar="NAME", help="snapshot name or id")
     sn_export.add_argument("path", type=Path, metavar="PATH")
-    sn_export.add_argument("--format", choices=exports.EXPORT_FORMATS, default=formats.ALPACA)
+    sn_export.add_argument("--format", choices=_exporter_choices(),
+                           help=f"{_titles(registry.DATASET_EXPORTERS)}; default: from PATH's extension, else alpaca")
     _split_args(sn_export)
     _project_arg(sn_export)
     sn_export.set_defaults(handler=cmd_snapshot_export)
     return parser
+
+
+def _seed_edit_parsers(seed_commands: argparse._SubParsersAction) -> None:
+    """`seeds add|edit|duplicate|delete`: the Seeds panel's actions, one committed change each."""
+    s_add = seed_commands.add_parser("add", help="add one seed task")
+    s_add.add_argument("--instruction", default="", metavar="TEXT", help="what the model should do (required)")
+    s_add.add_argument("--input", default="", metavar="TEXT", help="the first instance's input (optional)")
+    s_add.add_argument("--output", default="", metavar="TEXT", help="the first instance's output (required)")
+    s_add.add_argument("--name", default="", metavar="NAME", help="short_snake_case_name")
+    s_add.add_argument("--classification", action="store_true", help="the output is one of a few labels")
+    s_add.add_argument("--tag", action="append", metavar="TAG", help="repeatable")
+    s_add.set_defaults(handler=cmd_seeds_add)
+    s_edit = seed_commands.add_parser("edit", help="change fields of one seed task (the others stay)")
+    s_edit.add_argument("id", type=int, metavar="ID", help="the seed task's id (see `seeds list`)")
+    s_edit.add_argument("--instruction", metavar="TEXT")
+    s_edit.add_argument("--name", metavar="NAME")
+    s_edit.add_argument("--input", metavar="TEXT", help="new input of instance --instance")
+    s_edit.add_argument("--output", metavar="TEXT", help="new output of instance --instance")
+    s_edit.add_argument("--instance", type=int, default=1, metavar="N",
+                        help="which instance --input/--output change (default 1; one past the last adds one)")
+    s_edit.add_argument("--classification", action=argparse.BooleanOptionalAction, default=None,
+                        help="mark (or --no-classification: unmark) as a classification task")
+    s_edit.add_argument("--tag", action="append", metavar="TAG", help="replace the tags (repeatable)")
+    s_edit.add_argument("--no-tags", action="store_true", help="remove every tag")
+    s_edit.set_defaults(handler=cmd_seeds_edit)
+    s_duplicate = seed_commands.add_parser("duplicate", help="copy a seed task; the copy goes right after it")
+    s_duplicate.add_argument("id", type=int, metavar="ID")
+    s_duplicate.set_defaults(handler=cmd_seeds_duplicate)
+    s_delete = seed_commands.add_parser("delete", help="delete seed tasks (all the ids must exist)")
+    s_delete.add_argument("ids", type=int, nargs="+", metavar="ID")
+    s_delete.set_defaults(handler=cmd_seeds_delete)
+    for sub in (s_add, s_edit, s_duplicate, s_delete):
+        _project_arg(sub)
+
+
+def _format_choices() -> list[str]:
+    """Every registered dataset format (each reads samples and seed tasks); listing imports none."""
+    return registry.DATASET_FORMATS.keys()
+
+
+def _exporter_choices() -> list[str]:
+    return registry.DATASET_EXPORTERS.keys()
+
+
+def _titles(points: registry.Registry) -> str:
+    return ", ".join(f"{e.key}: {e.label}" for e in points)
 
 
 def _split_args(parser: argparse.ArgumentParser) -> None:
@@ -507,6 +690,7 @@ def _split_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure a user can cause or fix is one ``error:`` line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -518,11 +702,14 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"error: the project database failed ({exc}); what was saved before it stays saved")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        _say("interrupted")
-        return 130
+        _say("Interrupted.")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `distill-studio seeds list | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return EXIT_OK
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        _say(_os_error_line(exc))
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
-"""Every format round-trips losslessly; every malformed file is refused whole, with file and line."""
+"""Every format round-trips losslessly; every malformed file is refused whole, with file and line;
+a format or exporter registered like a plugin's is read, written, detected and offered like a built-in."""
 from __future__ import annotations
 
+import csv
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from studio.core import formats
-from studio.core.errors import FormatError
+from studio.core import exports, formats, registry
+from studio.core.errors import FormatError, StudioError
 from studio.core.formats import Record
+from studio.core.registry import RegistryError
 from studio.core.seeds import Instance, SeedTask
+
+BUILT_IN_SAMPLE_FORMATS = (formats.ALPACA, formats.JSONL, formats.MESSAGES)
 
 TRICKY = [
     Record("Summarise the text.", "A long text.\n\nWith a second paragraph.", "Short."),
@@ -23,7 +30,19 @@ TRICKY = [
 ]
 
 
-@pytest.mark.parametrize("fmt", formats.SAMPLE_FORMATS)
+def test_the_built_in_formats_come_from_the_registry() -> None:
+    assert formats.SAMPLE_FORMATS == formats.sample_formats() == BUILT_IN_SAMPLE_FORMATS
+    assert formats.SEED_FORMATS == (formats.SEED, *BUILT_IN_SAMPLE_FORMATS)
+    assert exports.EXPORT_FORMATS == (*BUILT_IN_SAMPLE_FORMATS, exports.HF, exports.PARQUET)
+    assert [f.key for f in formats.registered_formats()] == registry.DATASET_FORMATS.keys()
+    # Choosers show the entry's title without importing; file dialogs show the object's: the same words.
+    for entry in registry.DATASET_FORMATS:
+        assert formats.get_format(entry.key).title == entry.title
+    for entry in registry.DATASET_EXPORTERS:
+        assert exports.get_exporter(entry.key).title == entry.title
+
+
+@pytest.mark.parametrize("fmt", BUILT_IN_SAMPLE_FORMATS)
 def test_sample_formats_round_trip_losslessly(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / f"data.{fmt}"
     assert formats.write_samples(path, TRICKY, fmt) == len(TRICKY)
@@ -144,6 +163,157 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> 
 def test_real_alpaca_data_round_trips_through_every_format(tmp_path: Path, shared_data: Path) -> None:
     records = formats.read_samples(shared_data / "alpaca_sample_2000.json")
     assert len(records) == 2000
-    for fmt in formats.SAMPLE_FORMATS:
+    for fmt in BUILT_IN_SAMPLE_FORMATS:
         formats.write_samples(tmp_path / f"out-{fmt}", records, fmt)
         assert formats.read_samples(tmp_path / f"out-{fmt}") == records
+
+
+def test_detection_prefers_the_specific_shape_over_the_generic_one(tmp_path: Path) -> None:
+    """Prompt, chat and seed records may carry an "instruction" key too; Alpaca is only the fallback."""
+    cases = {
+        formats.JSONL: {"prompt": "p", "completion": "c", "instruction": "i", "input": ""},
+        formats.MESSAGES: {"messages": [], "instruction": "i"},
+        formats.SEED: {"instruction": "i", "instances": []},
+        formats.ALPACA: {"instruction": "i", "output": "o"},
+    }
+    for expected, record in cases.items():
+        assert formats.detect_format(tmp_path / "x.jsonl", "\n\n" + json.dumps(record) + "\n") == expected
+        assert formats.detect_format(tmp_path / "x.json", " [\n " + json.dumps(record) + "]") == expected
+
+
+def test_writing_samples_in_the_seed_format_is_refused_in_words(tmp_path: Path) -> None:
+    with pytest.raises(StudioError, match="holds seed tasks, not samples; write samples as one of alpaca"):
+        formats.write_samples(tmp_path / "s.jsonl", TRICKY, formats.SEED)
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+def test_a_write_failure_names_the_target_not_the_temporary_file(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    target = tmp_path / "a-file" / "out.json"
+    with pytest.raises(formats.FileWriteError) as caught:
+        formats.write_samples(target, TRICKY, formats.ALPACA)
+    assert str(caught.value).startswith(f"cannot write {target}: ") and ".tmp" not in str(caught.value)
+
+
+def test_a_split_export_is_all_or_nothing(tmp_path: Path) -> None:
+    """A failure writing the second part leaves neither part, no temporary file, and the old files."""
+    (tmp_path / "data-train.json").write_text("old train")
+    calls = []
+
+    def second_fails(target: Path, records) -> None:
+        calls.append(target)
+        if len(calls) == 2:
+            formats.atomic_write_text(target / "under-a-file", "")  # fails, naming the temporary part file
+        formats.write_samples(target, records, formats.ALPACA)
+
+    parts = exports.split(TRICKY, 0.25, seed=1)
+    with pytest.raises(formats.FileWriteError) as caught:
+        exports.write_file_parts(tmp_path / "data.json", parts, second_fails)
+    assert str(caught.value).startswith(f"cannot write {tmp_path / 'data.json'}: ")
+    assert len(calls) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data-train.json"]
+    assert (tmp_path / "data-train.json").read_text() == "old train"
+    written = exports.export(tmp_path / "data.json", TRICKY, formats.ALPACA, val_fraction=0.25, seed=1)
+    assert formats.read_samples(written["train"]) == parts["train"]
+    assert formats.read_samples(written["validation"]) == parts["validation"]
+
+
+def test_exported_files_get_the_usual_mode_not_the_temporary_files_0600(tmp_path: Path) -> None:
+    written = exports.export(tmp_path / "d.parquet", TRICKY, exports.PARQUET, val_fraction=0.25)
+    formats.write_samples(tmp_path / "d.json", TRICKY, formats.ALPACA)
+    for path in (*written.values(), tmp_path / "d.json"):
+        assert path.stat().st_mode & 0o777 == formats.NEW_FILE_MODE != 0o600
+
+
+def test_an_unknown_exporter_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(StudioError, match="Unknown export format 'nope'; use one of alpaca, jsonl, messages, hf"):
+        exports.export(tmp_path / "x", TRICKY, "nope")
+
+
+# -- a format and an exporter registered the way a plugin registers them ------------------------
+CSV_COLUMNS = ["instruction", "input", "output"]
+
+
+def _read_csv(path: Path, text: str) -> list[Record]:
+    rows = csv.reader(io.StringIO(text, newline=""))
+    if next(rows) != CSV_COLUMNS:
+        raise FormatError(path, f"the first line must be {','.join(CSV_COLUMNS)}", line=1)
+    records = []
+    for row in rows:
+        if len(row) != len(CSV_COLUMNS):
+            raise FormatError(path, f"expected 3 columns, found {len(row)}", line=rows.line_num)
+        records.append(Record(*row))
+    return records
+
+
+def _write_csv(path: Path, records: list[Record]) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(records)
+    formats.atomic_write_text(path, buffer.getvalue())
+
+
+CSV_FORMAT = formats.DatasetFormat(
+    key="csv", title="CSV (plugin)", extensions=(".csv",), sniff=lambda path, _text: path.suffix == ".csv",
+    read_samples=_read_csv, write_samples=_write_csv, shape="an instruction,input,output header",
+)
+CSV_EXPORTER = exports.format_exporter("csv", "CSV (plugin)", extensions=(".csv",))
+
+
+@pytest.fixture
+def csv_plugin() -> Iterator[str]:
+    """Registers "csv" in both registries, by "module:attr" entries as a plugin manifest would."""
+    registry.register_contributions({
+        "dataset_formats": [{"key": "csv", "target": "test_formats:CSV_FORMAT", "title": "CSV (plugin)"}],
+        "dataset_exporters": [{"key": "csv", "target": "test_formats:CSV_EXPORTER", "title": "CSV (plugin)"}],
+    }, source="test-plugin")
+    yield "csv"
+    registry.DATASET_FORMATS.unregister("csv")
+    registry.DATASET_EXPORTERS.unregister("csv")
+
+
+def test_a_registered_format_is_detected_read_written_and_offered(tmp_path: Path, csv_plugin: str) -> None:
+    path = tmp_path / "data.csv"
+    assert formats.write_samples(path, TRICKY, csv_plugin) == len(TRICKY)
+    assert formats.read_samples(path) == TRICKY  # detected by its sniff
+    assert [s.instruction for s in formats.read_seeds(path)] == [r.instruction for r in TRICKY]
+    assert formats.SAMPLE_FORMATS == (*BUILT_IN_SAMPLE_FORMATS, "csv")
+    assert formats.format_for_path("more.csv", formats.SAMPLES) == "csv"
+    save_filter = formats.file_dialog_filter(formats.SAMPLES, writing=True)
+    assert save_filter.split(";;") == [
+        "Alpaca JSON (*.json)", "Prompt/completion JSONL (*.jsonl)", "Chat messages JSONL (*.jsonl)",
+        "CSV (plugin) (*.csv)", "All files (*)",
+    ]
+    assert formats.format_for_filter("CSV (plugin) (*.csv)") == "csv"
+    assert formats.file_dialog_filter(formats.SEEDS).startswith("All supported files (*.jsonl *.json *.csv);;")
+
+    assert "csv" in exports.EXPORT_FORMATS and exports.exporter_for_path(tmp_path / "x.csv") == "csv"
+    written = exports.export(tmp_path / "out.csv", TRICKY, "csv", val_fraction=0.25, seed=2)
+    assert [p.name for p in written.values()] == ["out-train.csv", "out-validation.csv"]
+    assert sorted(formats.read_samples(written["train"]) + formats.read_samples(written["validation"])) == sorted(TRICKY)
+
+    registry.DATASET_FORMATS.unregister(csv_plugin)
+    registry.DATASET_EXPORTERS.unregister(csv_plugin)
+    assert "csv" not in formats.SAMPLE_FORMATS and "csv" not in exports.EXPORT_FORMATS
+    with pytest.raises(FormatError, match="Unknown dataset format 'csv'"):
+        formats.read_samples(path, csv_plugin)
+    with pytest.raises(FormatError, match="line 1: invalid JSON"):  # no longer anyone's: read as JSON
+        formats.read_samples(path)
+
+
+def test_a_broken_plugin_format_is_named_and_the_rest_keep_working(tmp_path: Path) -> None:
+    registry.DATASET_FORMATS.register("broken", "no_such_plugin_module:FORMAT", source="plugin-b")
+    registry.DATASET_FORMATS.register("not-a-format", "json:dumps", source="plugin-n")
+    try:
+        path = tmp_path / "a.json"
+        formats.write_samples(path, TRICKY, formats.ALPACA)
+        assert formats.read_samples(path) == TRICKY
+        assert "broken" not in formats.SAMPLE_FORMATS
+        with pytest.raises(FormatError, match="plugin-b"):
+            formats.read_samples(path, "broken")
+        with pytest.raises(RegistryError, match="plugin-n .*is not a DatasetFormat"):
+            formats.get_format("not-a-format")
+    finally:
+        registry.DATASET_FORMATS.unregister("broken")
+        registry.DATASET_FORMATS.unregister("not-a-format")

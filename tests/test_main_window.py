@@ -72,3 +72,21 @@ def test_the_window_reopens_a_project_it_closed(qtbot, tmp_path: Path) -> None:
     assert window.open_project(tmp_path / "p")
     assert isinstance(window.project, Project)
     window.close()
+
+
+def test_an_undo_that_no_longer_applies_says_so_and_leaves_the_stack(qtbot, tmp_path: Path) -> None:
+    from studio.ui.change_command import ChangeCommand
+
+    window = open_window(qtbot, tmp_path)
+    project = window.project
+    first = project.samples.add(Sample("First text.", output="same"))
+    second = project.samples.add(Sample("Second text.", output="same"))
+    edit = project.curation.edit_text(second, "Second, edited.", "", "same")
+    stack = window.panels[0].undo_stack()
+    stack.push(ChangeCommand(window.context, edit))
+    project.curation.edit_text(first, "Second text.", "", "same")  # the old text is now taken by another
+    stack.undo()
+    assert "Could not undo" in window.messages.message() and "identical" in window.messages.message()
+    assert stack.count() == 0
+    assert project.samples.get(second).instruction == "Second, edited."
+    window.close()

@@ -1,7 +1,9 @@
 """The main window and its Seeds panel (offscreen): edit, persist, undo, redo, keyboard use,
-lazy panels, and the window's Ctrl+Z reaching whichever panel is shown."""
+lazy panels, and the window's Ctrl+Z reaching whichever panel is shown; then the panel alone on
+a project context: the shared undo command, and the list following writes made anywhere."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,11 @@ from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QMessageBox
 
 from studio.core.project import Project
-from studio.ui.project_context import ProjectContext
+from studio.core.seeds import Instance, SeedTask
+from studio.ui.change_command import ChangeCommand
 from studio.ui.main_window import MainWindow
+from studio.ui.project_context import ProjectContext
+from studio.ui.seeds_panel import EMPTY_PROJECT_HINT, SeedsPanel
 
 
 @pytest.fixture
@@ -140,6 +145,24 @@ def test_add_duplicate_delete_with_keyboard_and_undo(make_window, tmp_path: Path
     assert db_seed(tmp_path / "project", first.id) is None
 
 
+def test_file_import_is_one_step_of_the_windows_undo(make_window, tmp_path: Path, qtbot) -> None:
+    window = make_window()
+    panel = window.panels[0]
+    count = panel.model.rowCount()
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(
+        '{"id": "t%d", "instruction": "Imported task %d.", "instances": [{"input": "", "output": "ok"}]}\n' % (n, n)
+        for n in range(2)
+    ))
+    window.import_seeds_from(path)  # File ▸ Import Seed Tasks without the dialog
+    qtbot.waitUntil(lambda: panel.model.rowCount() == count + 2, timeout=5000)
+    assert panel.editor.instruction_edit.toPlainText() == "Imported task 0."
+    assert window.statusBar().currentMessage() == "Imported 2 seed tasks from two.jsonl"
+    panel.list_view.setFocus()
+    qtbot.keyClick(panel.list_view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert panel.model.rowCount() == count
+
+
 def test_search_filters_the_list(make_window, qtbot) -> None:
     panel = make_window().panels[0]
     total = panel.model.rowCount()
@@ -217,3 +240,140 @@ def test_window_undo_reaches_the_curate_panel(make_window, qtbot, tmp_path: Path
     assert window.project.samples.get(sample_id).status.value != "rejected"
     qtbot.keyClick(curate.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert window.project.samples.get(sample_id).status.value == "rejected"
+
+
+# -- the panel alone, on a project context: the shared undo command and refreshes from any writer --
+
+
+def task(text: str, output: str = "ok") -> SeedTask:
+    return SeedTask(instruction=text, instances=[Instance("", output)])
+
+
+@pytest.fixture
+def context(project: Project):
+    ctx = ProjectContext(project)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def panel(qtbot, context: ProjectContext) -> SeedsPanel:
+    context.project.seeds.add_many([task("Alpha task."), task("Beta task."), task("Gamma task.")])
+    widget = SeedsPanel()
+    qtbot.addWidget(widget)
+    widget.set_context(context)
+    widget.show()
+    return widget
+
+
+def shown(panel: SeedsPanel) -> list[str]:
+    return [panel.model.seed_at(row).instruction for row in range(panel.model.rowCount())]
+
+
+def test_undo_and_redo_go_through_the_shared_change_command(panel: SeedsPanel, context: ProjectContext, qtbot) -> None:
+    project = context.project
+    ids = [s.id for s in project.seeds.list()]
+    panel.select_seed(ids[1])
+    panel.delete_selected()
+    assert shown(panel) == ["Alpha task.", "Gamma task."] and panel.current_seed_id() == ids[2]
+    panel.add_seed()
+    new_id = panel.current_seed_id()
+    assert all(type(panel.undo_stack().command(i)) is ChangeCommand for i in range(2))
+    assert [panel.undo_stack().text(i) for i in range(2)] == ["Delete seed task", "New seed task"]
+
+    with qtbot.waitSignal(context.seeds_changed):  # an undo tells every view, not only this panel
+        panel.undo_stack().undo()
+    assert project.seeds.get(new_id) is None
+    panel.undo_stack().undo()
+    assert shown(panel) == ["Alpha task.", "Beta task.", "Gamma task."]
+    assert panel.current_seed_id() == ids[1] and panel.editor.instruction_edit.toPlainText() == "Beta task."
+    panel.undo_stack().redo()
+    panel.undo_stack().redo()
+    assert [s.id for s in project.seeds.list()] == [ids[0], ids[2], new_id]  # redo restores the same id
+
+
+def test_typing_merges_into_one_step_and_a_refresh_never_rewrites_it(panel: SeedsPanel, context: ProjectContext, qtbot) -> None:
+    seed_id = panel.current_seed_id()
+    tags = panel.editor.tags_edit
+    tags.setFocus()
+    qtbot.keyClicks(tags, "alpha, ")
+    with qtbot.waitSignal(context.seeds_changed):  # the list refreshes while the user pauses
+        context.flush()
+    assert tags.text() == "alpha, "  # the stored tags are ["alpha"]; the field keeps what was typed
+    qtbot.keyClicks(tags, "beta")
+    assert context.project.seeds.get(seed_id).tags == ["alpha", "beta"]
+    assert panel.undo_stack().count() == 1 and panel.undo_stack().text(0) == "Edit tags"
+    panel.undo_stack().undo()
+    assert context.project.seeds.get(seed_id).tags == [] and tags.text() == ""
+
+
+def test_the_list_follows_writes_made_elsewhere(panel: SeedsPanel, context: ProjectContext, qtbot) -> None:
+    project = context.project
+    with qtbot.waitSignal(context.seeds_changed):
+        added = project.seeds.create(task("Delta task, from a script."))
+    assert shown(panel)[-1] == "Delta task, from a script."
+    current = panel.current_seed_id()
+    assert current == project.seeds.list()[0].id
+
+    def delete_on_a_worker_thread() -> None:
+        with project.worker() as handle:
+            handle.seeds.delete(current)
+
+    worker = threading.Thread(target=delete_on_a_worker_thread)
+    with qtbot.waitSignal(context.seeds_changed):
+        worker.start()
+        worker.join()
+    assert "Alpha task." not in shown(panel)
+    assert panel.current_seed_id() == project.seeds.list()[0].id  # the neighbour is shown instead
+    assert panel.editor.instruction_edit.toPlainText() == "Beta task."
+
+    edited = project.seeds.require(added.ids[0])
+    edited.instruction = "Delta, renamed elsewhere."
+    with qtbot.waitSignal(context.seeds_changed):
+        project.seeds.edit(edited)
+    assert shown(panel)[-1] == "Delta, renamed elsewhere."
+
+
+def test_an_edit_that_leaves_the_search_keeps_the_seed_in_view(panel: SeedsPanel, context: ProjectContext, qtbot) -> None:
+    panel.search_edit.setText("Beta")
+    qtbot.waitUntil(lambda: shown(panel) == ["Beta task."])
+    panel.select_seed(panel.model.seed_at(0).id)
+    beta = panel.current_seed_id()
+    panel.editor.instruction_edit.selectAll()
+    with qtbot.waitSignal(context.seeds_changed):
+        qtbot.keyClicks(panel.editor.instruction_edit, "Second")
+    assert panel.current_seed_id() == beta and panel.editor.instruction_edit.toPlainText() == "Second"
+    assert shown(panel) == ["Second"]
+    panel.search_edit.setText("Gamma")  # a new search is a new list
+    qtbot.waitUntil(lambda: shown(panel) == ["Gamma task."])
+
+
+def test_import_is_one_undoable_step(panel: SeedsPanel, context: ProjectContext, qtbot) -> None:
+    job = panel.import_seeds([task(f"Imported {n}.") for n in range(5)], "five.jsonl")
+    with qtbot.waitSignal(job.succeeded, timeout=5000):
+        pass
+    assert len(shown(panel)) == 8 and panel.editor.instruction_edit.toPlainText() == "Imported 0."
+    imported = [s.id for s in context.project.seeds.list()][3:]
+    assert panel.undo_stack().text(panel.undo_stack().count() - 1) == "Import 5 seed tasks"
+    panel.undo_stack().undo()
+    assert len(shown(panel)) == 3
+    panel.undo_stack().redo()
+    assert [s.id for s in context.project.seeds.list()][3:] == imported
+
+
+def test_empty_states_say_what_to_do(qtbot, tmp_path: Path) -> None:
+    with Project.create(tmp_path / "empty") as project:
+        ctx = ProjectContext(project)
+        widget = SeedsPanel()
+        qtbot.addWidget(widget)
+        widget.set_context(ctx)
+        widget.show()
+        assert widget.list_stack.currentWidget() is widget.empty_label
+        assert widget.empty_label.text() == EMPTY_PROJECT_HINT and "Ctrl+N" in EMPTY_PROJECT_HINT
+        widget.add_seed()
+        assert widget.list_stack.currentWidget() is widget.list_view
+        widget.search_edit.setText("no such words")
+        qtbot.waitUntil(lambda: widget.list_stack.currentWidget() is widget.empty_label)
+        assert "No seed task matches “no such words”" in widget.empty_label.text()
+        widget.set_context(None)
+        ctx.close()

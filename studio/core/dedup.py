@@ -21,10 +21,22 @@ score, orders of magnitude faster:
   scores at most 2c/(c+n): once the texts with the largest overlap have given a best
   score, every smaller overlap that cannot reach it is ruled out in one vectorised
   comparison. The rest are visited in decreasing order of their bound, and the exact
-  LCS (bit-parallel, on Python integers) is computed only while the bound can still
-  beat (or tie, for the earliest-added rule) the best score found so far, or the
-  threshold where only the threshold matters (``matches_above``, ``cluster``).
-  Bounds carry a 1e-9 slack, so pruning never depends on rounding.
+  LCS (bit-parallel, on Python integers) is computed for every text whose bound is
+  not more than 1e-9 below the best score found so far (or the threshold, where only
+  the threshold matters: ``matches_above``, ``cluster``).
+
+Why the 1e-9 slack, and why it is applied to every text alike: two kept texts can
+score the same on paper against a new one (2*14/(14+26) and 2*21/(34+26) are both
+0.7) and still differ by one rounding step in ``rouge_score``'s ``2*p*r/(p+r)``
+(0.7000000000000001 and 0.7), one on each side of the threshold. A float score is
+within a few ulps (~1e-15) of its value on paper, which is at most the bound, so a
+text is ruled out only when its bound is clearly below the best: whatever its
+insertion order, it may otherwise hold the true float maximum. Among equal float
+scores the nearest text is the earliest added: ``scores.index(max(scores))`` over
+the kept texts in insertion order (Python's ``max`` and ``index`` both return the
+first maximal item; Alpaca itself uses only the value of ``max`` for its decision). The F-measure is symmetric bit for bit (``2*p`` is exact, so
+``(2*p)*r == (2*r)*p``), so ``score(kept, new)`` and Alpaca's
+``_score_lcs(new, kept)`` are the same float.
 
 Pure Python and numpy; no Qt, no torch.
 """
@@ -51,8 +63,9 @@ __all__ = [
 #: Alpaca's (and self-instruct's) rejection threshold: drop when ROUGE-L F > 0.7.
 DEFAULT_THRESHOLD = 0.7
 
-# Bounds are compared with this much slack, so that rounding in the bound can never
-# prune a text whose exactly computed score would pass.
+# Bounds are compared with this much slack, so that rounding (a few ulps, ~1e-15 near
+# 0.7) in the bound or in rouge_score's float F-measure can never prune a text whose
+# exactly computed score would win or pass.
 _EPS = 1e-9
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+")
@@ -313,7 +326,8 @@ class NearDuplicateIndex:
 
         Candidates are scored in rounds, highest bounds first (a partial sort of a
         growing batch each round); after every round only the texts whose bound can
-        still beat the best score, or tie it with an earlier text, stay in the running.
+        still reach the best score (within the rounding slack) stay in the running; the
+        exact float score, compared with ``>``, and the earlier id on equality, decide.
         """
         tokens = self._tokens
         batch = 8
@@ -329,13 +343,16 @@ class NearDuplicateIndex:
             order = np.lexsort((take_docs, -take_bound))  # bound down, then id up
             for doc, ub in zip(take_docs[order].tolist(), take_bound[order].tolist()):
                 if ub + _EPS < best:
-                    break
+                    break  # sorted: no later one in this batch can reach the best either
                 other = tokens[doc]
                 score = _f_measure(_lcs_masks(masks, n, other), n, len(other))
                 if score > best or (score == best and doc < best_doc):
                     best_doc, best = doc, score
             if len(docs):
-                alive = (bound > best + _EPS) | ((bound + _EPS >= best) & (docs < best_doc))
+                # The same test for every text, earlier or later than the best one: a
+                # bound within _EPS of the best may hide a float score one rounding step
+                # above it (equal F-measures on paper, different roundings of 2pr/(p+r)).
+                alive = bound + _EPS >= best
                 docs, bound = docs[alive], bound[alive]
             batch *= 4
         return best_doc, best

@@ -1,4 +1,9 @@
-"""Reading and writing the dataset formats practitioners already have.
+"""Dataset formats: how seed tasks and samples are read from and written to files.
+
+Each format is a :class:`DatasetFormat` registered in ``registry.DATASET_FORMATS``, the
+built-ins exactly as a plugin's will be, so adding a format is one registry entry: the
+functions below (reading, writing, detection, the choices a CLI or a file dialog offers)
+dispatch through the registry and name no format themselves. The built-ins:
 
 * ``seed``       self-instruct seed JSONL: ``id``, ``name``, ``instruction``,
                  ``instances[{input, output}]``, ``is_classification``
@@ -17,19 +22,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from studio.core.errors import FormatError
+from studio.core import registry
+from studio.core.errors import FormatError, StudioError
 from studio.core.paths import resource
+from studio.core.registry import RegistryError
 from studio.core.seeds import Instance, SeedTask
 
+# Keys of the built-in formats (they appear in saved settings and on command lines).
 SEED, ALPACA, JSONL, MESSAGES = "seed", "alpaca", "jsonl", "messages"
-SAMPLE_FORMATS = (ALPACA, JSONL, MESSAGES)
-SEED_FORMATS = (SEED, ALPACA)
+# What a file holds.
+SEEDS, SAMPLES = "seeds", "samples"
 
 
 class Record(NamedTuple):
@@ -38,6 +48,46 @@ class Record(NamedTuple):
     instruction: str
     input: str = ""
     output: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One file format. ``key`` must equal its registry key.
+
+    Every format reads both kinds: a sample file gives one seed task per record, and a seed
+    file gives each of its instances as a sample. Writing needs ``write_samples`` (which also
+    writes seed tasks, one record per instance) or ``write_seeds``; a format without
+    ``write_samples`` is offered only where seed tasks are written.
+    """
+
+    key: str
+    title: str  # what a chooser shows, e.g. "Alpaca JSON"
+    extensions: tuple[str, ...]  # the first is the one a save dialog suggests
+    sniff: Callable[[Path, str], bool]  # (path, text) -> "this file is mine"; must not raise
+    read_samples: Callable[[Path, str], list[Record]]  # validates everything or raises FormatError
+    write_samples: Callable[[Path, list[Record]], None] | None = None  # atomic
+    read_seeds: Callable[[Path, str], list[SeedTask]] | None = None
+    write_seeds: Callable[[Path, list[SeedTask]], None] | None = None  # atomic
+    shape: str = ""  # the record's keys, for the "cannot tell the format" message
+    generic: bool = False  # sniff accepts a wide shape, so detection tries it after the specific ones
+
+    @property
+    def holds(self) -> str:
+        """The kind one record of this format is."""
+        return SEEDS if self.read_seeds is not None else SAMPLES
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return frozenset((SEEDS, SAMPLES))
+
+    @property
+    def writes(self) -> frozenset[str]:
+        kinds = set()
+        if self.write_samples is not None:
+            kinds.update((SAMPLES, SEEDS))
+        if self.write_seeds is not None:
+            kinds.add(SEEDS)
+        return frozenset(kinds)
 
 
 # -- reading raw text ----------------------------------------------------------------------
@@ -179,7 +229,7 @@ def split_chat_user_content(content: str) -> tuple[str, str]:
     return instruction, input
 
 
-# -- sample formats ------------------------------------------------------------------------
+# -- the built-in record shapes -------------------------------------------------------------
 def _alpaca_record(record: dict) -> Record:
     return Record(
         instruction=_string(record, "instruction", required=True, non_empty=True),
@@ -225,22 +275,6 @@ def _messages_record(record: dict) -> Record:
     return Record(instruction, input, assistant)
 
 
-def read_samples(path: Path | str, fmt: str | None = None) -> list[Record]:
-    """Every record of a sample file, validated; raises FormatError on the first problem."""
-    path = Path(path)
-    text = read_text(path)
-    fmt = fmt or detect_format(path, text)
-    if fmt == ALPACA:
-        return _parse_records(path, text, _alpaca_record, array=_is_json_array(text))
-    if fmt == JSONL:
-        return _parse_records(path, text, _prompt_completion_record, array=False)
-    if fmt == MESSAGES:
-        return _parse_records(path, text, _messages_record, array=_is_json_array(text))
-    if fmt == SEED:
-        return [Record(seed.instruction, i.input, i.output) for seed in _seeds_from_text(path, text) for i in seed.instances]
-    raise FormatError(path, f"unknown format {fmt!r}; use one of {', '.join(SAMPLE_FORMATS)}")
-
-
 def _prompt_completion_json(record: Record) -> dict:
     out = {"prompt": alpaca_prompt(record.instruction, record.input), "completion": record.output}
     if split_alpaca_prompt(out["prompt"]) != (record.instruction, record.input):
@@ -254,21 +288,6 @@ def _messages_json(record: Record) -> dict:
     if split_chat_user_content(content) != (record.instruction, record.input):
         out.update(instruction=record.instruction, input=record.input)
     return out
-
-
-def write_samples(path: Path | str, records: Iterable[Record], fmt: str) -> int:
-    """Write records atomically in ``fmt``; returns how many were written."""
-    records = list(records)
-    if fmt == ALPACA:
-        payload = [{"instruction": r.instruction, "input": r.input, "output": r.output} for r in records]
-        atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
-    elif fmt == JSONL:
-        atomic_write_lines(path, (json.dumps(_prompt_completion_json(r), ensure_ascii=False) for r in records))
-    elif fmt == MESSAGES:
-        atomic_write_lines(path, (json.dumps(_messages_json(r), ensure_ascii=False) for r in records))
-    else:
-        raise ValueError(f"unknown sample format {fmt!r}; use one of {', '.join(SAMPLE_FORMATS)}")
-    return len(records)
 
 
 # -- seed formats --------------------------------------------------------------------------
@@ -298,23 +317,6 @@ def _seed_record(record: dict) -> SeedTask:
     )
 
 
-def _seeds_from_text(path: Path, text: str) -> list[SeedTask]:
-    return _parse_records(path, text, _seed_record, array=_is_json_array(text))
-
-
-def read_seeds(path: Path | str, fmt: str | None = None) -> list[SeedTask]:
-    """Seed tasks from a seed JSONL file, or from any sample file (one instance per record)."""
-    path = Path(path)
-    text = read_text(path)
-    fmt = fmt or detect_format(path, text)
-    if fmt == SEED:
-        return _seeds_from_text(path, text)
-    return [
-        SeedTask(instruction=r.instruction, instances=[Instance(r.input, r.output)])
-        for r in read_samples(path, fmt)
-    ]
-
-
 def seed_to_json(seed: SeedTask, fallback_id: str) -> dict:
     out = {
         "id": seed.ext_id or fallback_id,
@@ -328,72 +330,318 @@ def seed_to_json(seed: SeedTask, fallback_id: str) -> dict:
     return out
 
 
-def write_seeds(path: Path | str, seeds: Iterable[SeedTask], fmt: str = SEED) -> int:
-    seeds = list(seeds)
-    if fmt == SEED:
-        lines = (json.dumps(seed_to_json(s, f"seed_task_{n}"), ensure_ascii=False) for n, s in enumerate(seeds))
-        atomic_write_lines(path, lines)
-        return len(seeds)
-    records = [Record(s.instruction, i.input, i.output) for s in seeds for i in s.instances]
-    return write_samples(path, records, fmt)
+
+# -- the first record, for detection ----------------------------------------------------------
+_LEADING_SPACE = re.compile(r"[\ufeff \t\r\n]*")
+_DECODER = json.JSONDecoder()
 
 
-# -- detection -----------------------------------------------------------------------------
 def _is_json_array(text: str) -> bool:
-    return text.lstrip("\ufeff \t\r\n").startswith("[")
+    return text.startswith("[", _LEADING_SPACE.match(text).end())
 
 
-def detect_format(path: Path, text: str) -> str:
-    """Guess the format from the first record's keys."""
+def _first_record_at(text: str) -> tuple[int, Any]:
+    """(offset, value) of the first record of a JSON array or JSONL text, without parsing the rest."""
+    start = _LEADING_SPACE.match(text).end()
+    if text.startswith("[", start):
+        start = _LEADING_SPACE.match(text, start + 1).end()
+        if text.startswith("]", start):
+            raise ValueError("empty array")
+        return start, _DECODER.raw_decode(text, start)[0]
+    end = text.find("\n", start)
+    return start, json.loads(text[start:] if end < 0 else text[start:end])
+
+
+def first_record(text: str) -> Any:
+    """The first record of a JSON array or JSONL file, or None if it does not parse: for sniffers."""
     try:
-        if _is_json_array(text):
-            decoder = json.JSONDecoder()
-            start = text.index("[") + 1
-            while start < len(text) and text[start] in " \t\r\n":
-                start += 1
-            if text[start:start + 1] == "]":
-                raise FormatError(path, "the file holds no records")
-            first, _ = decoder.raw_decode(text, start)
-        else:
-            first_line = next(line for line in text.splitlines() if line.strip())
-            first = json.loads(first_line)
-    except (json.JSONDecodeError, StopIteration, ValueError):
-        # Let the real parser produce the precise error with a line number.
-        if _is_json_array(text):
-            _load_json(path, text)
-        list(_iter_jsonl(path, text))
+        return _first_record_at(text)[1]
+    except ValueError:  # json.JSONDecodeError is a ValueError
+        return None
+
+
+def _first_keys(text: str) -> frozenset[str]:
+    record = first_record(text)
+    return frozenset(record) if isinstance(record, dict) else frozenset()
+
+
+# -- the built-in formats ---------------------------------------------------------------------
+def _read_alpaca(path: Path, text: str) -> list[Record]:
+    return _parse_records(path, text, _alpaca_record, array=_is_json_array(text))
+
+
+def _write_alpaca(path: Path, records: list[Record]) -> None:
+    payload = [{"instruction": r.instruction, "input": r.input, "output": r.output} for r in records]
+    atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+
+
+def _read_prompt_completion(path: Path, text: str) -> list[Record]:
+    return _parse_records(path, text, _prompt_completion_record, array=False)
+
+
+def _write_prompt_completion(path: Path, records: list[Record]) -> None:
+    atomic_write_lines(path, (json.dumps(_prompt_completion_json(r), ensure_ascii=False) for r in records))
+
+
+def _read_messages(path: Path, text: str) -> list[Record]:
+    return _parse_records(path, text, _messages_record, array=_is_json_array(text))
+
+
+def _write_messages(path: Path, records: list[Record]) -> None:
+    atomic_write_lines(path, (json.dumps(_messages_json(r), ensure_ascii=False) for r in records))
+
+
+def _read_seed_tasks(path: Path, text: str) -> list[SeedTask]:
+    return _parse_records(path, text, _seed_record, array=_is_json_array(text))
+
+
+def _read_seed_instances(path: Path, text: str) -> list[Record]:
+    return [Record(seed.instruction, i.input, i.output) for seed in _read_seed_tasks(path, text) for i in seed.instances]
+
+
+def _write_seed_tasks(path: Path, seeds: list[SeedTask]) -> None:
+    atomic_write_lines(path, (json.dumps(seed_to_json(s, f"seed_task_{n}"), ensure_ascii=False) for n, s in enumerate(seeds)))
+
+
+SEED_FORMAT = DatasetFormat(
+    key=SEED, title="Self-instruct seed JSONL", extensions=(".jsonl",),
+    sniff=lambda _path, text: "instances" in _first_keys(text),
+    read_samples=_read_seed_instances, read_seeds=_read_seed_tasks, write_seeds=_write_seed_tasks,
+    shape="instruction, instances",
+)
+ALPACA_FORMAT = DatasetFormat(
+    key=ALPACA, title="Alpaca JSON", extensions=(".json",),
+    sniff=lambda _path, text: "instruction" in _first_keys(text),
+    read_samples=_read_alpaca, write_samples=_write_alpaca,
+    shape="instruction, input, output", generic=True,  # seed, chat and prompt records may carry "instruction" too
+)
+PROMPT_COMPLETION_FORMAT = DatasetFormat(
+    key=JSONL, title="Prompt/completion JSONL", extensions=(".jsonl",),
+    sniff=lambda _path, text: "prompt" in _first_keys(text),
+    read_samples=_read_prompt_completion, write_samples=_write_prompt_completion,
+    shape="prompt, completion",
+)
+MESSAGES_FORMAT = DatasetFormat(
+    key=MESSAGES, title="Chat messages JSONL", extensions=(".jsonl",),
+    sniff=lambda _path, text: bool(_first_keys(text) & {"messages", "conversations"}),
+    read_samples=_read_messages, write_samples=_write_messages,
+    shape="messages",
+)
+
+
+# -- the registry's formats -------------------------------------------------------------------
+def get_format(key: str) -> DatasetFormat:
+    """The registered format ``key`` (imported on first use); RegistryError if unknown or broken."""
+    loaded = registry.DATASET_FORMATS.load(key)
+    if not isinstance(loaded, DatasetFormat) or loaded.key != key:
+        entry = registry.DATASET_FORMATS.get(key)
+        raise RegistryError(
+            f"dataset format {key!r} from {entry.source} ({entry.target}) is not a DatasetFormat with key {key!r}."
+        )
+    return loaded
+
+
+def registered_formats() -> list[DatasetFormat]:
+    """Every format that loads, in registration order. A broken plugin is left out here (so the
+    rest keep working) and reported when it is asked for by name."""
+    loaded = []
+    for key in registry.DATASET_FORMATS.keys():
+        try:
+            loaded.append(get_format(key))
+        except RegistryError:
+            continue
+    return loaded
+
+
+def format_keys(kind: str, *, writing: bool = False) -> tuple[str, ...]:
+    """Keys of the formats that read (or, with ``writing``, write) ``kind``: SEEDS or SAMPLES."""
+    return tuple(f.key for f in registered_formats() if kind in (f.writes if writing else f.reads))
+
+
+def sample_formats() -> tuple[str, ...]:
+    """Formats samples can be written in (and read back from)."""
+    return format_keys(SAMPLES, writing=True)
+
+
+def seed_formats() -> tuple[str, ...]:
+    """Formats seed tasks can be written in."""
+    return format_keys(SEEDS, writing=True)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    # The old constants, computed on each use so a format registered later shows up.
+    if name == "SAMPLE_FORMATS":
+        return sample_formats()
+    if name == "SEED_FORMATS":
+        return seed_formats()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _chosen(path: Path, key: str) -> DatasetFormat:
+    try:
+        return get_format(key)
+    except RegistryError as exc:
+        raise FormatError(path, str(exc)) from None
+
+
+def detect_format(path: Path | str, text: str) -> str:
+    """The key of the first format whose sniff accepts the file: specific shapes first, generic last."""
+    path = Path(path)
+    candidates = registered_formats()
+    for dataset_format in sorted(candidates, key=lambda f: f.generic):  # stable: registration order otherwise
+        if dataset_format.sniff(path, text):
+            return dataset_format.key
+    try:
+        offset, _ = _first_record_at(text)
+    except ValueError:
+        _raise_first_record_error(path, text)
         raise FormatError(path, "cannot tell the format of this file") from None
-    if isinstance(first, dict):
-        if "instances" in first:
-            return SEED
-        if "messages" in first or "conversations" in first:
-            return MESSAGES
-        if "prompt" in first:
-            return JSONL
-        if "instruction" in first:
-            return ALPACA
-    raise FormatError(
-        path, "cannot tell the format: expected records with instruction/input/output, "
-        "instances, prompt/completion or messages", line=1,
-    )
+    shapes = "; ".join(f"{f.shape} ({f.key})" for f in candidates if f.shape)
+    raise FormatError(path, f"cannot tell the format: expected records with {shapes}", line=text.count("\n", 0, offset) + 1)
+
+
+def _raise_first_record_error(path: Path, text: str) -> None:
+    """The precise error (line, column) for a file whose first record does not parse."""
+    if _is_json_array(text):
+        if _load_json(path, text) == []:
+            raise FormatError(path, "the file holds no records")
+    else:
+        next(_iter_jsonl(path, text), None)
+
+
+def read_samples(path: Path | str, fmt: str | None = None) -> list[Record]:
+    """Every record of a file (``fmt``, or detected), validated; raises FormatError on the first problem."""
+    path = Path(path)
+    text = read_text(path)
+    return _chosen(path, fmt or detect_format(path, text)).read_samples(path, text)
+
+
+def write_samples(path: Path | str, records: Iterable[Record], fmt: str) -> int:
+    """Write records atomically in ``fmt``; returns how many were written."""
+    path = Path(path)
+    dataset_format = _chosen(path, fmt)
+    if dataset_format.write_samples is None:
+        raise StudioError(
+            f"{path}: the {fmt} format holds seed tasks, not samples; write samples as one of "
+            f"{', '.join(sample_formats())}."
+        )
+    records = list(records)
+    dataset_format.write_samples(path, records)
+    return len(records)
+
+
+def read_seeds(path: Path | str, fmt: str | None = None) -> list[SeedTask]:
+    """Seed tasks from a seed file, or from any sample file (one task per record)."""
+    path = Path(path)
+    text = read_text(path)
+    dataset_format = _chosen(path, fmt or detect_format(path, text))
+    if dataset_format.read_seeds is not None:
+        return dataset_format.read_seeds(path, text)
+    return [
+        SeedTask(instruction=r.instruction, instances=[Instance(r.input, r.output)])
+        for r in dataset_format.read_samples(path, text)
+    ]
+
+
+def write_seeds(path: Path | str, seeds: Iterable[SeedTask], fmt: str = SEED) -> int:
+    """Write seed tasks atomically; a sample format gets one record per instance. Returns records written."""
+    path = Path(path)
+    dataset_format = _chosen(path, fmt)
+    seeds = list(seeds)
+    if dataset_format.write_seeds is not None:
+        dataset_format.write_seeds(path, seeds)
+        return len(seeds)
+    return write_samples(path, (Record(s.instruction, i.input, i.output) for s in seeds for i in s.instances), fmt)
+
+
+# -- what a file dialog offers ----------------------------------------------------------------
+def _dialog_label(dataset_format: DatasetFormat) -> str:
+    return f"{dataset_format.title} ({' '.join('*' + e for e in dataset_format.extensions)})"
+
+
+def file_dialog_filter(kind: str, *, writing: bool = False) -> str:
+    """A Qt file-dialog filter string listing the registered formats for ``kind`` (SEEDS or SAMPLES).
+
+    Open dialogs start with every known extension at once; :func:`format_for_filter` maps the
+    chosen entry of a save dialog back to a format key.
+    """
+    chosen = [f for f in registered_formats() if kind in (f.writes if writing else f.reads)]
+    items = [_dialog_label(f) for f in chosen]
+    if not writing:
+        patterns = dict.fromkeys("*" + e for f in chosen for e in f.extensions)
+        items.insert(0, f"All supported files ({' '.join(patterns)})")
+    items.append("All files (*)")
+    return ";;".join(items)
+
+
+def format_for_filter(selected_filter: str) -> str | None:
+    """The key behind an entry of :func:`file_dialog_filter` (None for the catch-all entries)."""
+    for dataset_format in registered_formats():
+        if _dialog_label(dataset_format) == selected_filter:
+            return dataset_format.key
+    return None
+
+
+def format_for_path(path: Path | str, kind: str) -> str | None:
+    """The first format writing ``kind`` whose extensions include the file's (None if none does)."""
+    suffix = Path(path).suffix.lower()
+    for dataset_format in registered_formats():
+        if kind in dataset_format.writes and suffix in dataset_format.extensions:
+            return dataset_format.key
+    return None
+
 
 
 # -- atomic writes -------------------------------------------------------------------------
+class FileWriteError(StudioError):
+    """A file could not be written; whatever was at ``path`` before is left as it was."""
+
+    def __init__(self, path: Path | str, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot write {self.path}: {reason}")
+
+
+def _new_file_mode() -> int:
+    """The mode a plainly created file gets (0o644 under the usual umask); read once, at import."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()  # mkstemp makes 0o600 files: exports must stay readable by other tools
+
+
 def atomic_write_lines(path: Path | str, lines: Iterable[str]) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write to a temporary file beside ``path``, flush it to disk, then rename over it."""
+    """Write to a temporary file beside ``path``, flush it to disk, then rename over it.
+
+    An operating-system failure (no such folder, read-only disk, disk full) becomes a
+    :class:`FileWriteError` naming ``path`` rather than the temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise FileWriteError(path, os_reason(exc)) from exc
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temp_name, NEW_FILE_MODE)
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise FileWriteError(path, os_reason(exc)) from exc
         raise
+
+
+def os_reason(exc: OSError) -> str:
+    """The operating system's words for a failure, without errno numbers or temporary names."""
+    return exc.strerror or str(exc) or type(exc).__name__

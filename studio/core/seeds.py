@@ -1,14 +1,22 @@
-"""Seed tasks: the hand-written examples a generation run starts from."""
+"""Seed tasks: the hand-written examples a generation run starts from.
+
+Every user action on seeds (add, edit, duplicate, delete, import) is a repository method that
+commits, publishes SEEDS and returns the :mod:`~studio.core.seed_changes` record of what it did,
+so the panel, the CLI and scripts share one write path and any of them can undo it.
+"""
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from studio.core.changes import SEEDS, ChangeFeed
+from studio.core.changes import ChangeFeed
 from studio.core.db import transaction
+from studio.core.errors import StudioError
+from studio.core.seed_changes import CONTENT_COLUMNS, STRUCTURE_FIELD, SeedEdit, SeedRows, select_rows
 
 
 @dataclass
@@ -59,13 +67,48 @@ def _instances_json(seed: SeedTask) -> str:
     return json.dumps([{"input": i.input, "output": i.output} for i in seed.instances], ensure_ascii=False)
 
 
+def _content(seed: SeedTask) -> tuple:
+    """The seed's values for CONTENT_COLUMNS."""
+    return (seed.ext_id, seed.name, seed.instruction, _instances_json(seed), int(seed.is_classification),
+            json.dumps(seed.tags, ensure_ascii=False))
+
+
+class UnknownSeedError(StudioError):
+    """An id names no seed task in this project."""
+
+    def __init__(self, ids: Sequence[int]):
+        self.ids = list(ids)
+        listed = ", ".join(f"#{i}" for i in self.ids)
+        super().__init__(f"No seed task {listed} in this project." if len(self.ids) == 1
+                         else f"No seed tasks {listed} in this project.")
+
+
+AnyChange = TypeVar("AnyChange", SeedRows, SeedEdit)
+
+EDIT_LABELS = {"name": "Edit name", "instruction": "Edit instruction", "tags": "Edit tags"}
+
+
+def _plural(count: int, verb: str) -> str:
+    return f"{verb} seed task" if count == 1 else f"{verb} {count} seed tasks"
+
+
+def _as_ids(seed_ids: int | Iterable[int]) -> list[int]:
+    return [seed_ids] if isinstance(seed_ids, int) else list(dict.fromkeys(seed_ids))
+
+
 class SeedRepository:
-    """Seed tasks in the project database; every method commits before it returns."""
+    """Seed tasks in the project database; every method commits before it returns.
+
+    The user actions (:meth:`create`, :meth:`edit`, :meth:`duplicate`, :meth:`delete`,
+    :meth:`import_many`) return the change they committed; :meth:`add`, :meth:`add_many`
+    and :meth:`update` are the same writes for callers that want only ids.
+    """
 
     def __init__(self, conn: sqlite3.Connection, changes: ChangeFeed | None = None):
         self._conn = conn
         self._changes = changes or ChangeFeed()
 
+    # -- reading -------------------------------------------------------------------------------
     def list(self, search: str = "") -> list[SeedTask]:
         sql = "SELECT * FROM seed_tasks"
         params: tuple = ()
@@ -79,6 +122,13 @@ class SeedRepository:
     def get(self, seed_id: int) -> SeedTask | None:
         row = self._conn.execute("SELECT * FROM seed_tasks WHERE id = ?", (seed_id,)).fetchone()
         return _row_to_seed(row) if row else None
+
+    def require(self, seed_id: int) -> SeedTask:
+        """The seed, or :class:`UnknownSeedError` (what a command line says for a wrong id)."""
+        seed = self.get(seed_id)
+        if seed is None:
+            raise UnknownSeedError([seed_id])
+        return seed
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM seed_tasks").fetchone()[0]
@@ -98,51 +148,101 @@ class SeedRepository:
     def next_position(self) -> float:
         return self._conn.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM seed_tasks").fetchone()[0]
 
-    def add(self, seed: SeedTask, position: float | None = None) -> int:
-        """Insert ``seed``; keeps ``seed.id`` when set (undoing a delete restores the same id)."""
+    # -- user actions: each commits, publishes and returns its change ----------------------------
+    def create(self, seed: SeedTask | None = None, *, position: float | None = None) -> SeedRows:
+        """Add one seed (an empty one by default) at ``position`` or at the end.
+
+        Gives ``seed`` its id; keeps ``seed.id`` when set.
+        """
+        return self._published(self._insert_all("New seed task", [seed or SeedTask()], [position]))
+
+    def import_many(self, seeds: Iterable[SeedTask], *, description: str | None = None) -> SeedRows:
+        """Append all seeds or none, as one change (one undo step for a whole file)."""
+        seeds = list(seeds)
+        description = description or f"Import {len(seeds)} seed tasks"
+        return self._published(self._insert_all(description, seeds, [None] * len(seeds)))
+
+    def duplicate(self, seed_ids: int | Iterable[int]) -> SeedRows:
+        """Copy seeds, each copy right after its original; a named seed's copy is ``name_copy``."""
+        ids = _as_ids(seed_ids)
         with transaction(self._conn):
-            seed_id = self._insert(seed, self.next_position() if position is None else position)
-        self._changes.publish(SEEDS)
-        return seed_id
+            originals = self._require_all(ids)
+            positions = [self.position_after(seed.id) for seed in originals]
+            copies = []
+            for seed in originals:
+                copy = seed.copy()
+                copy.id, copy.ext_id = None, None
+                copy.name = f"{seed.name}_copy" if seed.name else ""
+                copies.append(copy)
+            change = self._insert_all(_plural(len(copies), "Duplicate"), copies, positions)
+        return self._published(change)
+
+    def edit(self, seed: SeedTask, *, field: str = STRUCTURE_FIELD) -> SeedEdit:
+        """Store the seed's new content; ``field`` says what changed, so keystrokes can merge."""
+        if seed.id is None:
+            raise ValueError("edit() needs a seed that has been added")
+        with transaction(self._conn):
+            columns = ", ".join((*CONTENT_COLUMNS, "updated_at"))
+            row = self._conn.execute(f"SELECT {columns} FROM seed_tasks WHERE id = ?", (seed.id,)).fetchone()
+            if row is None:
+                raise UnknownSeedError([seed.id])
+            change = SeedEdit(EDIT_LABELS.get(field, "Edit seed task"), seed.id, field, tuple(row),
+                              (*_content(seed), time.time()))
+            change.apply(self._conn)
+        return self._published(change)
+
+    def delete(self, seed_ids: int | Iterable[int]) -> SeedRows:
+        """Delete seeds (all named ids must exist); undo puts them back with ids and positions."""
+        ids = _as_ids(seed_ids)
+        with transaction(self._conn):
+            self._require_all(ids)
+            change = SeedRows(_plural(len(ids), "Delete"), select_rows(self._conn, ids), added=False)
+            change.apply(self._conn)
+        return self._published(change)
+
+    # -- the same writes, for callers that want ids ------------------------------------------
+    def add(self, seed: SeedTask, position: float | None = None) -> int:
+        """Insert ``seed`` and return its id; keeps ``seed.id`` when set."""
+        return self.create(seed, position=position).ids[0]
 
     def add_many(self, seeds: Iterable[SeedTask]) -> list[int]:
-        """Insert all or none."""
+        """Insert all or none; the ids in order."""
+        return self.import_many(seeds).ids
+
+    def update(self, seed: SeedTask) -> SeedEdit:
+        """:meth:`edit` under its older name."""
+        return self.edit(seed)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _require_all(self, ids: list[int]) -> list[SeedTask]:
+        seeds = [self.get(i) for i in ids]
+        missing = [i for i, seed in zip(ids, seeds) if seed is None]
+        if missing:
+            raise UnknownSeedError(missing)
+        return seeds
+
+    def _insert_all(self, description: str, seeds: list[SeedTask], positions: list[float | None]) -> SeedRows:
         with transaction(self._conn):
-            position = self.next_position()
+            end = self.next_position()
             ids = []
-            for offset, seed in enumerate(seeds):
-                ids.append(self._insert(seed, position + offset))
-        self._changes.publish(SEEDS)
-        return ids
+            for seed, position in zip(seeds, positions):
+                if position is None:
+                    position, end = end, end + 1
+                ids.append(self._insert(seed, position))
+            return SeedRows(description, select_rows(self._conn, ids), added=True)
+
+    def _published(self, change: AnyChange) -> AnyChange:
+        """Tell the feed, after the commit, unless the change is empty (an empty file)."""
+        if len(change):
+            self._changes.publish(*change.kinds)
+        return change
 
     def _insert(self, seed: SeedTask, position: float) -> int:
         now = time.time()
         cursor = self._conn.execute(
             "INSERT INTO seed_tasks (id, ext_id, name, instruction, instances, is_classification,"
             " tags, position, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                seed.id, seed.ext_id, seed.name, seed.instruction, _instances_json(seed),
-                int(seed.is_classification), json.dumps(seed.tags, ensure_ascii=False), position, now, now,
-            ),
+            (seed.id, *_content(seed), position, now, now),
         )
         seed.id = cursor.lastrowid
         return seed.id
-
-    def update(self, seed: SeedTask) -> None:
-        if seed.id is None:
-            raise ValueError("update() needs a seed that has been added")
-        with transaction(self._conn):
-            self._conn.execute(
-                "UPDATE seed_tasks SET ext_id=?, name=?, instruction=?, instances=?, is_classification=?,"
-                " tags=?, updated_at=? WHERE id=?",
-                (
-                    seed.ext_id, seed.name, seed.instruction, _instances_json(seed), int(seed.is_classification),
-                    json.dumps(seed.tags, ensure_ascii=False), time.time(), seed.id,
-                ),
-            )
-        self._changes.publish(SEEDS)
-
-    def delete(self, seed_id: int) -> None:
-        with transaction(self._conn):
-            self._conn.execute("DELETE FROM seed_tasks WHERE id = ?", (seed_id,))
-        self._changes.publish(SEEDS)

@@ -8,11 +8,13 @@ view refreshes the same way as after the original edit.
 """
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Protocol
 
 from PySide6.QtGui import QUndoCommand
 
+from studio.core.errors import StudioError
 from studio.ui.project_context import ProjectContext
 
 
@@ -41,7 +43,15 @@ class ChangeCommand(QUndoCommand):
         self._apply(undo=True)
 
     def _apply(self, *, undo: bool) -> None:
-        self.change.apply(self._context.project.conn, undo=undo)
+        try:
+            self.change.apply(self._context.project.conn, undo=undo)
+        except (StudioError, sqlite3.Error) as exc:
+            # The data moved on since (the seed was deleted elsewhere, the text now clashes):
+            # say so, change nothing, and drop the step rather than pretend it was undone.
+            verb = "undo" if undo else "redo"
+            self._context.report_problem(f"Could not {verb} “{self.change.description}”: {exc}")
+            self.setObsolete(True)
+            return
         self._context.notify(*self.change.kinds)
         if self._on_applied is not None:
             self._on_applied()

@@ -30,8 +30,6 @@ from studio.ui.panels import Panel, panel_specs
 from studio.ui.project_context import ProjectContext
 
 MAX_RECENT = 8
-SEED_FILTER = "Seed tasks (*.jsonl *.json);;All files (*)"
-SAMPLE_FILTER = "Alpaca JSON (*.json);;JSONL prompt/completion or chat messages (*.jsonl);;All files (*)"
 
 
 COUNT_CHANGES = {changes.SEEDS, changes.SAMPLES, changes.TRASH}  # what the status bar's counts show
@@ -228,6 +226,7 @@ class MainWindow(QMainWindow):
         self.project = project
         self.context = ProjectContext(project, self)
         self.context.changed.connect(self._on_project_changed)
+        self.context.problem.connect(self.messages.show_error)
         for panel in self.live_panels():
             panel.set_context(self.context)
         self._remember(project.root)
@@ -339,7 +338,7 @@ class MainWindow(QMainWindow):
 
     # -- files (parsing and big writes run as jobs) ---------------------------------------------
     def import_seeds(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import seed tasks", "", SEED_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Import seed tasks", "", formats.file_dialog_filter(formats.SEEDS))
         if path:
             self.import_seeds_from(Path(path))
 
@@ -349,7 +348,7 @@ class MainWindow(QMainWindow):
                                 on_done=lambda seeds: seeds_panel.import_seeds(seeds, path.name))
 
     def import_samples(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import samples", "", SAMPLE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Import samples", "", formats.file_dialog_filter(formats.SAMPLES))
         if path:
             self.import_samples_from(Path(path))
 
@@ -367,19 +366,18 @@ class MainWindow(QMainWindow):
                                 project=self.context, on_done=done, cancellable=False)
 
     def export_seeds(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export seed tasks", "seed_tasks.jsonl", SEED_FILTER)
+        path, chosen = QFileDialog.getSaveFileName(self, "Export seed tasks", "seed_tasks.jsonl",
+                                                   formats.file_dialog_filter(formats.SEEDS, writing=True))
         if path and self.context:
-            fmt = formats.SEED if path.endswith(".jsonl") else formats.ALPACA
+            fmt = formats.format_for_filter(chosen) or formats.format_for_path(path, formats.SEEDS) or formats.ALPACA
             self.jobs.submit("Exporting seed tasks", _export_seeds_job, Path(path), fmt, project=self.context,
                              on_done=lambda n: self.statusBar().showMessage(f"Exported {_plural(n, 'seed task')} to {path}", 6000))
 
     def export_samples(self) -> None:
-        path, chosen = QFileDialog.getSaveFileName(
-            self, "Export samples", "samples.json",
-            "Alpaca JSON (*.json);;JSONL prompt/completion (*.jsonl);;Chat messages JSONL (*.jsonl)",
-        )
+        path, chosen = QFileDialog.getSaveFileName(self, "Export samples", "samples.json",
+                                                   formats.file_dialog_filter(formats.SAMPLES, writing=True))
         if path and self.context:
-            fmt = formats.MESSAGES if chosen.startswith("Chat") else formats.JSONL if path.endswith(".jsonl") else formats.ALPACA
+            fmt = formats.format_for_filter(chosen) or formats.format_for_path(path, formats.SAMPLES) or formats.ALPACA
             self.jobs.submit("Exporting samples", _export_samples_job, Path(path), fmt, project=self.context,
                              on_done=lambda n: self.statusBar().showMessage(f"Exported {_plural(n, 'sample')} to {path}", 8000))
 

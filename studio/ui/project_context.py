@@ -31,6 +31,7 @@ class ProjectContext(QObject):
     comparisons_changed = Signal()
     views_changed = Signal()
     trash_changed = Signal()
+    problem = Signal(str)  # something the user must read (a failed undo...): the window's message area shows it
 
     _published = Signal(object)  # internal: feed listener (any thread) -> GUI thread, queued by Qt
 
@@ -74,6 +75,10 @@ class ProjectContext(QObject):
     def notify(self, *kinds: str) -> None:
         """Say that something changed without a repository having said it (undo of a core change)."""
         self.project.changes.publish(*kinds)
+
+    def report_problem(self, text: str) -> None:
+        """Show ``text`` in the window's message area (the one place errors appear)."""
+        self.problem.emit(text)
 
     def flush(self) -> None:
         """Deliver pending signals now (tests; the window before it reads counts)."""

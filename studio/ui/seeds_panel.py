@@ -1,7 +1,10 @@
 """Seeds panel: the list of seed tasks on the left, the editor of the selected one on the right.
 
-Every change is an undo command that writes to the project at once, so closing the app (or
-killing it) never loses an edit, and Ctrl+Z / Ctrl+Shift+Z walk the same history.
+Every user action is a seed-repository call that commits at once and returns a core change
+record (closing or killing the app never loses an edit); the change goes on the undo stack as
+the same :class:`ChangeCommand` Curate uses, so Ctrl+Z / Ctrl+Shift+Z replay it through core.
+The list follows the project context's ``seeds_changed``: an import job, an undo or any other
+writer reaches it the same way.
 """
 from __future__ import annotations
 
@@ -10,16 +13,18 @@ from PySide6.QtCore import QSize
 from PySide6.QtGui import QAction, QFont, QFontMetrics, QKeySequence, QPainter, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QApplication, QCheckBox, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView,
-    QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
-    QToolButton, QVBoxLayout, QWidget,
+    QPlainTextEdit, QPushButton, QScrollArea, QSplitter, QStackedWidget, QStyle, QStyledItemDelegate,
+    QStyleOptionViewItem, QToolButton, QVBoxLayout, QWidget,
 )
 
 from studio.core.project import Project
+from studio.core.seed_changes import SeedChange, SeedRows
 from studio.core.seeds import Instance, SeedTask
-from studio.ui.jobs import JobRunner
+from studio.ui.change_command import ChangeCommand
+from studio.ui.jobs import Job, JobRunner
 from studio.ui.panels import Panel
 from studio.ui.project_context import ProjectContext
-from studio.ui.seed_commands import AddSeedsCommand, DeleteSeedsCommand, EditSeedCommand
+from studio.ui.seed_commands import SeedEditCommand
 
 SEARCH_DEBOUNCE_MS = 150
 
@@ -67,6 +72,13 @@ class SeedListModel(QAbstractListModel):
         return None
 
     def set_seeds(self, seeds: list[SeedTask]) -> None:
+        """Show ``seeds``; the same ids in the same order update in place (selection and scroll stay)."""
+        if [s.id for s in seeds] == [s.id for s in self._seeds]:
+            changed = [row for row, (old, new) in enumerate(zip(self._seeds, seeds)) if old != new]
+            self._seeds = seeds
+            if changed:
+                self.dataChanged.emit(self.index(min(changed)), self.index(max(changed)))
+            return
         self.beginResetModel()
         self._seeds = seeds
         self.endResetModel()
@@ -332,12 +344,19 @@ def _set_text(widget: QLineEdit | QPlainTextEdit, text: str) -> None:
         widget.setText(text) if isinstance(widget, QLineEdit) else widget.setPlainText(text)
 
 
+EMPTY_PROJECT_HINT = "No seed tasks yet —\nCtrl+N adds one,\nFile ▸ Import Seed Tasks reads a file."
+
+
+def _import_job(project: Project, seeds: list[SeedTask], description: str) -> SeedRows:
+    """On a worker thread: append the parsed seeds as one change (the list hears of it by the feed)."""
+    return project.seeds.import_many(seeds, description=description)
+
+
 class SeedsPanel(Panel):
     """List, search, add, duplicate, delete and edit seed tasks, with undo/redo."""
 
     title = "Seeds"
     icon = "seeds.svg"
-    seeds_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
         super().__init__(parent, jobs=jobs)
@@ -359,8 +378,18 @@ class SeedsPanel(Panel):
         self.list_view.setUniformItemSizes(True)
         self.list_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list_view.selectionModel().currentChanged.connect(self._on_list_current_changed)
+        # The empty state takes the list's place (same size: nothing around it moves).
+        self.empty_label = QLabel(EMPTY_PROJECT_HINT)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setProperty("role", "muted")
+        self.list_stack = QStackedWidget()
+        self.list_stack.addWidget(self.list_view)
+        self.list_stack.addWidget(self.empty_label)
         self.count_label = QLabel()
         self.count_label.setProperty("role", "muted")
+        # Room for the longest count, so the splitter does not move when a search narrows the list.
+        self.count_label.setMinimumWidth(self.count_label.fontMetrics().horizontalAdvance("9,999 of 9,999 seed tasks"))
 
         self.editor = SeedEditor()
         self.editor.edited.connect(self._on_editor_edited)
@@ -390,7 +419,7 @@ class SeedsPanel(Panel):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(8, 8, 4, 8)
         left_layout.addWidget(self.search_edit)
-        left_layout.addWidget(self.list_view)
+        left_layout.addWidget(self.list_stack)
         left_layout.addLayout(buttons)
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -417,14 +446,17 @@ class SeedsPanel(Panel):
         action.triggered.connect(slot)
         return action
 
-    def menu_actions(self) -> list[QAction]:
-        return [self.add_action, self.duplicate_action, self.delete_action, self.add_instance_action, self.find_action]
-
     # -- panel contract -----------------------------------------------------------------------
     def set_context(self, context: ProjectContext | None) -> None:
+        if self.context is not None:
+            self.context.seeds_changed.disconnect(self._on_seeds_changed)
         super().set_context(context)
         self._undo_stack.clear()
+        self.search_edit.blockSignals(True)
         self.search_edit.clear()
+        self.search_edit.blockSignals(False)
+        if context is not None:
+            context.seeds_changed.connect(self._on_seeds_changed)
         self.reload()
         if self.model.rowCount():
             self.select_seed(self.model.seed_at(0).id)
@@ -433,21 +465,50 @@ class SeedsPanel(Panel):
     def undo_stack(self) -> QUndoStack:
         return self._undo_stack
 
+    def menu_actions(self) -> list[QAction]:
+        return [self.add_action, self.duplicate_action, self.delete_action, self.add_instance_action, self.find_action]
+
+    def shutdown(self) -> None:
+        self._search_timer.stop()
+
     # -- list ---------------------------------------------------------------------------------
-    def reload(self, select_id: int | None = None) -> None:
-        """Re-read the (searched) list from the project; keeps or sets the selection."""
+    def reload(self, select_id: int | None = None, *, keep_current: bool = False) -> None:
+        """Re-read the (searched) list from the project; keeps or sets the selection.
+
+        ``keep_current``: the selected seed stays listed even when it no longer matches the
+        search — an edit that takes out the searched word must not move the editor away.
+        """
         keep = select_id if select_id is not None else self.current_seed_id()
-        seeds = self.project.seeds.list(self.search_edit.text().strip()) if self.project else []
+        search = self.search_edit.text().strip()
+        seeds = self.project.seeds.list(search) if self.project else []
+        if search and keep_current and keep is not None and all(seed.id != keep for seed in seeds):
+            matching = {seed.id for seed in seeds}
+            seeds = [seed for seed in self.project.seeds.list() if seed.id in matching or seed.id == keep]
         self.model.set_seeds(seeds)
         total = self.project.seeds.count() if self.project else 0
         shown = f"{len(seeds)} of {total}" if len(seeds) != total else f"{total}"
         self.count_label.setText(f"{shown} seed tasks")
+        if seeds:
+            self.list_stack.setCurrentWidget(self.list_view)
+        else:
+            self.empty_label.setText(f"No seed task matches “{search}”.\nEsc clears the search."
+                                     if search and total else EMPTY_PROJECT_HINT)
+            self.list_stack.setCurrentWidget(self.empty_label)
         row = self.model.row_of(keep)
         if row >= 0:
             self._make_current(row)
+            self._show_in_editor(self.model.seed_at(row))
         else:
             self.editor.load(None)
         self._update_enabled()
+
+    def _on_seeds_changed(self) -> None:
+        """Someone changed the seeds (this panel included): show the list as it is now."""
+        row = self.list_view.currentIndex().row()
+        had_current = self.current_seed_id() is not None
+        self.reload(keep_current=True)
+        if had_current and self.current_seed_id() is None:  # the shown seed went away
+            self._select_row_near(row)
 
     def current_seed_id(self) -> int | None:
         index = self.list_view.currentIndex()
@@ -456,16 +517,32 @@ class SeedsPanel(Panel):
     def select_seed(self, seed_id: int | None) -> None:
         row = self.model.row_of(seed_id)
         if row < 0 and self.search_edit.text():
-            self.search_edit.clear()
+            self._clear_search_quietly()
             self.reload(seed_id)
             row = self.model.row_of(seed_id)
         if row >= 0:
             self._make_current(row)
             self.list_view.scrollTo(self.model.index(row))
 
+    def _clear_search_quietly(self) -> None:
+        self.search_edit.blockSignals(True)
+        self.search_edit.clear()
+        self.search_edit.blockSignals(False)
+
+    def _select_row_near(self, row: int) -> None:
+        neighbour = self.model.seed_at(min(max(row, 0), self.model.rowCount() - 1))
+        if neighbour is not None:
+            self.select_seed(neighbour.id)
+
     def _make_current(self, row: int) -> None:
         flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
         self.list_view.selectionModel().setCurrentIndex(self.model.index(row), flags)
+
+    def _show_in_editor(self, seed: SeedTask | None) -> None:
+        """Load ``seed`` unless the editor already shows it: a refresh after the user's own
+        keystroke must not rewrite what is being typed (a trailing space, "alpha, " in tags)."""
+        if seed is None or self.editor.current() != seed:
+            self.editor.load(seed)
 
     def selected_seeds(self) -> list[SeedTask]:
         rows = sorted(index.row() for index in self.list_view.selectionModel().selectedIndexes())
@@ -489,7 +566,7 @@ class SeedsPanel(Panel):
         return super().eventFilter(watched, event)
 
     def _on_list_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        self.editor.load(self.model.seed_at(current.row()) if current.isValid() else None)
+        self._show_in_editor(self.model.seed_at(current.row()) if current.isValid() else None)
         self._update_enabled()
 
     def _update_enabled(self) -> None:
@@ -500,79 +577,69 @@ class SeedsPanel(Panel):
         for action in (self.duplicate_action, self.delete_action, self.add_instance_action):
             action.setEnabled(has_project and has_current)
 
-    # -- user actions (each one an undo command) ----------------------------------------------
+    # -- user actions: each a committed core change on the shared undo command ------------------
     def add_seed(self) -> None:
         if self.project is None:
             return
-        self._undo_stack.push(AddSeedsCommand(self, [SeedTask()], [None], "New seed task"))
+        self._record(self.project.seeds.create())
         self.editor.instruction_edit.setFocus()
 
     def duplicate_selected(self) -> None:
         seeds = self.selected_seeds()
         if not seeds or self.project is None:
             return
-        copies, positions = [], []
-        for seed in seeds:
-            copy = seed.copy()
-            copy.id, copy.ext_id = None, None
-            copy.name = f"{seed.name}_copy" if seed.name else ""
-            copies.append(copy)
-            positions.append(self.project.seeds.position_after(seed.id))
-        label = "Duplicate seed task" if len(seeds) == 1 else f"Duplicate {len(seeds)} seed tasks"
-        self._undo_stack.push(AddSeedsCommand(self, copies, positions, label))
+        self._record(self.project.seeds.duplicate([seed.id for seed in seeds]))
 
     def delete_selected(self) -> None:
         seeds = self.selected_seeds()
         if not seeds or self.project is None:
             return
-        positions = [self.project.seeds.position_of(seed.id) for seed in seeds]
-        label = "Delete seed task" if len(seeds) == 1 else f"Delete {len(seeds)} seed tasks"
-        self._undo_stack.push(DeleteSeedsCommand(self, seeds, positions, label))
-        self.status_message.emit(f"{label}: undo with Ctrl+Z")
+        change = self.project.seeds.delete([seed.id for seed in seeds])
+        self._record(change)
+        self.status_message.emit(f"{change.description}: undo with Ctrl+Z")
 
-    def import_seeds(self, seeds: list[SeedTask], source: str) -> None:
-        """Add parsed seeds as one undoable step (parsing happens off the GUI thread)."""
-        self._undo_stack.push(AddSeedsCommand(self, seeds, [None] * len(seeds), f"Import {len(seeds)} seed tasks"))
-        self.status_message.emit(f"Imported {len(seeds)} seed tasks from {source}")
+    def import_seeds(self, seeds: list[SeedTask], source: str) -> Job | None:
+        """Add parsed seeds as one undoable step; the write runs as a job (a file may be big)."""
+        context = self.context
+        if context is None:
+            return None
+        if not seeds:
+            self.status_message.emit(f"{source} holds no seed tasks")
+            return None
+
+        def done(change: SeedRows) -> None:
+            if self.context is not context:  # the project was closed meanwhile: its undo stack is gone
+                return
+            self._record(change)
+            self.status_message.emit(f"Imported {len(change)} seed tasks from {source}")
+
+        return self.jobs.submit("Importing seed tasks", _import_job, seeds, f"Import {len(seeds)} seed tasks",
+                                project=context, on_done=done, cancellable=False)
 
     def _on_editor_edited(self, field: str, seed: SeedTask) -> None:
         before = self.project.seeds.get(seed.id) if self.project else None
         if before is None or before == seed:
             return
-        label = {"name": "Edit name", "instruction": "Edit instruction", "tags": "Edit tags"}.get(field, "Edit seed task")
-        self._undo_stack.push(EditSeedCommand(self, before, seed, field, label))
-
-    # -- SeedSink: what undo commands call ------------------------------------------------------
-    def store_seed(self, seed: SeedTask, *, refresh_editor: bool) -> None:
-        self.project.seeds.update(seed)
+        change = self.project.seeds.edit(seed, field=field)
+        # The editor already shows the text: only the list row needs it now.
+        self._undo_stack.push(SeedEditCommand(self.context, change, lambda: self._show_result(change)))
         self.model.replace(seed)
-        if refresh_editor:
-            if self.current_seed_id() != seed.id:
-                self.select_seed(seed.id)
-            self.editor.load(seed)
-        self.seeds_changed.emit()
 
-    def insert_seeds(self, pairs: list[tuple[SeedTask, float | None]]) -> None:
-        with_positions = [(seed, position) for seed, position in pairs if position is not None]
-        appended = [seed for seed, position in pairs if position is None]
-        for seed, position in with_positions:
-            self.project.seeds.add(seed, position=position)
-        if appended:
-            self.project.seeds.add_many(appended)
-        if self.search_edit.text():
-            self.search_edit.blockSignals(True)
-            self.search_edit.clear()
-            self.search_edit.blockSignals(False)
-        self.reload(select_id=pairs[0][0].id)
-        self.list_view.scrollTo(self.list_view.currentIndex())
-        self.seeds_changed.emit()
+    def _record(self, change: SeedChange) -> None:
+        """Put a committed change on the undo stack and show its result at once."""
+        self._undo_stack.push(ChangeCommand(self.context, change, lambda: self._show_result(change)))
+        self._show_result(change)
 
-    def remove_seeds(self, seed_ids: list[int]) -> None:
-        row = min((self.model.row_of(i) for i in seed_ids if self.model.row_of(i) >= 0), default=0)
-        for seed_id in seed_ids:
-            self.project.seeds.delete(seed_id)
-        self.reload(select_id=-1)
-        neighbour = self.model.seed_at(min(row, self.model.rowCount() - 1))
-        if neighbour is not None:
-            self.select_seed(neighbour.id)
-        self.seeds_changed.emit()
+    def _show_result(self, change: SeedChange) -> None:
+        """After a change is made, undone or redone: select what it touched, or a neighbour of what went."""
+        ids = change.ids
+        if not ids or self.project is None:
+            return
+        old_rows = [row for row in map(self.model.row_of, ids) if row >= 0]  # the list still shows the old state
+        if self.project.seeds.get(ids[0]) is not None:  # added, restored or edited
+            self.reload(select_id=ids[0])
+            self.select_seed(ids[0])  # clears a search that hides it
+            return
+        self.reload()
+        if self.current_seed_id() is None:
+            self._select_row_near(min(old_rows, default=0))
