@@ -1,4 +1,6 @@
-"""A generation run's settings, the price table, and the cost estimate shown before starting.
+"""A generation run's settings, their validation, and the cost estimate shown before starting.
+
+Prices come from :mod:`studio.core.llm.pricing` (the table is saved with each run).
 
 Every setting carries a ``help`` string: one text for the CLI, the GUI tooltip and the saved
 run config. The config is stored with the run (without the API key) so ``--resume`` and the

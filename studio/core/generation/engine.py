@@ -262,8 +262,10 @@ class GenerationEngine:
         self._answers: asyncio.Queue[_Answer | None] = asyncio.Queue()
         self._commits: asyncio.Queue[_Commit | None] = asyncio.Queue()
         self._judging = 0  # answers received, not yet filtered, committed and counted
-        self._outstanding: dict[str, float] = {}  # sent, not yet judged: the kept samples each should bring
-        self._children_expected: dict[str, float] = {}  # judged, not yet stored: what their later stages should bring
+        # What the work under way should still bring, by request key: sent and not yet judged, or
+        # judged and not yet stored (the later stages it starts). One running total, read per step.
+        self._expected_by_key: dict[str, float] = {}
+        self._expected_total = 0.0
         judge, record = asyncio.ensure_future(self._judge()), asyncio.ensure_future(self._record())
         workers = asyncio.gather(*(self._worker() for _ in range(self._config.concurrency)))
         halt = asyncio.ensure_future(self._halt.wait())
@@ -294,7 +296,7 @@ class GenerationEngine:
             step = self._next_step()
             if step == "go":
                 request = self._backlog.pop(0) if self._backlog else self._new_request()
-                self._outstanding[request.key] = self._expected_kept(request.stage, request.payload)
+                self._expect(request.key, self._expected_kept(request.stage, request.payload))
                 self._reserved[request.key] = self._worst_case
                 self._counters.in_flight += 1
                 try:
@@ -304,7 +306,7 @@ class GenerationEngine:
                         self._judging += 1
                         self._answers.put_nowait(answer)
                     else:
-                        self._outstanding.pop(request.key, None)
+                        self._expect(request.key, 0.0)
                 finally:
                     self._counters.in_flight -= 1
                     self._reserved.pop(request.key, None)
@@ -341,7 +343,13 @@ class GenerationEngine:
 
     def _outlook(self) -> float:
         """Kept samples committed or on their way, plus what the work under way should still yield."""
-        return self._promised + sum(self._outstanding.values()) + sum(self._children_expected.values())
+        return self._promised + self._expected_total
+
+    def _expect(self, key: str, kept: float) -> None:
+        """Set what request ``key`` should still bring (0: nothing more)."""
+        self._expected_total += kept - self._expected_by_key.pop(key, 0.0)
+        if kept:
+            self._expected_by_key[key] = kept
 
     def _expected_kept(self, stage: str, payload: dict) -> float:
         """What one request should add to the kept count: the mode's guess for staged requests, else the observed rate."""
@@ -383,8 +391,8 @@ class GenerationEngine:
                 await asyncio.sleep(0)
             self._hold_to_target(outcome)
             key = answer.request.key
-            self._outstanding.pop(key, None)  # its yield is now in _promised, its children's here until stored
-            self._children_expected[key] = sum(self._expected_kept(ch.stage, ch.payload) for ch in outcome.children)
+            # Its own yield is now in _promised; until stored, it stands for the later stages it starts.
+            self._expect(key, sum(self._expected_kept(ch.stage, ch.payload) for ch in outcome.children))
             self._commits.put_nowait(self._submit_commit(answer, outcome))
 
     def _hold_to_target(self, outcome: Outcome) -> None:
@@ -467,7 +475,7 @@ class GenerationEngine:
         c = self._counters
         kept, rejected = commit.outcome.kept, commit.outcome.rejected
         self._backlog[:0] = children  # finish started work before starting new work
-        self._children_expected.pop(commit.key, None)  # now in the backlog, which is sent before any new request
+        self._expect(commit.key, 0.0)  # its children are in the backlog, which is sent before any new request
 
         self._session_requests += 1
         self._promised -= len(kept) - len(ids)  # exact copies of stored samples were skipped
