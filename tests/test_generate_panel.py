@@ -14,7 +14,6 @@ pytest.importorskip("pytestqt")
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher  # noqa: E402
 
-from studio.core.generation.config import RunConfig  # noqa: E402
 from studio.core.generation.engine import run_estimate  # noqa: E402
 from studio.core.generation.store import GenerationStore  # noqa: E402
 from studio.core.project import Project  # noqa: E402

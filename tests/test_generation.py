@@ -674,3 +674,12 @@ class _NoIndex:
 
     def __len__(self) -> int:
         return 0
+
+
+def test_a_project_without_seed_tasks_cannot_start(project: Project, teacher: FakeTeacher) -> None:
+    from studio.core.generation.config import ConfigError
+    from studio.core.generation.engine import prepare_run
+
+    with pytest.raises(ConfigError, match="no seed tasks"):
+        prepare_run(project, _config(teacher, target=5), api_key=KEY)
+    assert GenerationStore(project.conn).latest_run_id() is None

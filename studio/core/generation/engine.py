@@ -35,11 +35,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from studio.core.errors import StudioError
 from studio.core.generation import events as ev
-from studio.core.generation.config import CostEstimate, RunConfig, estimate_cost
+from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, estimate_cost
 from studio.core.generation.filters import OVER_TARGET, CandidateFilter, IndexFactory, default_index_factory
-from studio.core.generation.modes import ModeContext, Outcome, SeedExample, make_mode
+from studio.core.generation.modes import ModeContext, Outcome, make_mode
 from studio.core.generation.prompts import Example, build_prompt, default_template
 from studio.core.generation.store import Completion, GenerationStore, Rejected, RequestRow
 from studio.core.generation.writer import StoreWriter
@@ -95,7 +94,7 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
     config.validate()
     store = GenerationStore(project.conn, project.changes)
     if not store.seed_examples(limit=1):
-        raise StudioError("The project has no seed tasks to show the teacher: add some on the Seeds page.")
+        raise ConfigError("The project has no seed tasks to show the teacher: add some on the Seeds page.")
     if check_teacher:
         endpoint = config.teacher
         if api_key is not None:
