@@ -130,6 +130,17 @@ def test_unreachable_teacher_is_said_plainly_and_stores_no_run(qtbot, panel: Gen
     assert _runs(project) == 0
 
 
+def test_an_unknown_model_is_refused_by_the_first_request_and_stores_no_run(qtbot, panel: GeneratePanel,
+                                                                           project: Project) -> None:
+    with FakeTeacher(max_lifetime_s=60) as teacher:
+        _point_at(panel, teacher)
+        panel.model.setCurrentText("gpt-99")
+        panel.start_button.click()
+        qtbot.waitUntil(lambda: panel.messages.is_shown() and not panel.is_running(), timeout=20_000)
+    assert "does not know the model 'gpt-99'" in panel.messages.message()
+    assert "Nothing was stored" in panel.eta.text() and _runs(project) == 0
+
+
 def test_a_setting_that_cannot_work_is_said_before_anything_starts(qtbot, panel: GeneratePanel,
                                                                    project: Project) -> None:
     panel.base_url.setText("")

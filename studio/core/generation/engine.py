@@ -43,7 +43,7 @@ from studio.core.generation.prompts import Example, build_prompt, default_templa
 from studio.core.generation.store import Completion, GenerationStore, Rejected, RequestRow
 from studio.core.generation.writer import StoreWriter
 from studio.core.llm.client import LLMClient, RetryNotice, RetryPolicy
-from studio.core.llm.errors import NETWORK, LLMError
+from studio.core.llm.errors import MODEL, NETWORK, LLMError
 from studio.core.llm.keys import resolve_key
 from studio.core.llm.models import check_connection
 
@@ -88,8 +88,8 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
     """Check everything a start can check, then store the run; a failed start stores nothing.
 
     Raises :class:`~studio.core.generation.config.ConfigError` (a setting that cannot work, no
-    seed tasks) or :class:`~studio.core.llm.LLMError` (bad key, unreachable teacher, unknown
-    model, found by listing the teacher's models). Blocking: call off the GUI thread.
+    seed tasks) or :class:`~studio.core.llm.LLMError` (bad key, no quota, unreachable teacher,
+    found by listing the teacher's models). Blocking: call off the GUI thread.
     """
     config.validate()
     store = GenerationStore(project.conn, project.changes)
@@ -101,8 +101,11 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
             endpoint = type(endpoint).from_dict(endpoint.to_dict())
             endpoint.api_key = api_key
         report = check_connection(endpoint, timeout_s=min(10.0, endpoint.timeout_s))
-        # A server without a model list (404 on /models) may still answer chat requests: let it try.
-        if not report.ok and report.error is not None and report.error.status_code != 404:
+        # A server without a model list (404 on /models) may still answer chat requests, and some
+        # local servers answer for any model name (llama.cpp lists a file path): let the first
+        # request decide. A run refused before any answer removes its own row (GenerationEngine).
+        if not report.ok and report.error is not None and report.error.status_code != 404 \
+                and report.error.kind != MODEL:
             raise report.error
     return create_run(store, config, name)
 
