@@ -243,6 +243,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, {"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}},
                        {"Retry-After": formatdate(time.time() + 2, usegmt=True)})
             return
+        if fault == "bad_request":
+            self._send(400, {"error": {"message": "max_tokens is too large for this model", "type": "invalid_request_error"}})
+            return
         if fault == "server_error":
             self._send(500, {"error": {"message": "The server had an error"}})
             return

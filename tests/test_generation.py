@@ -686,3 +686,11 @@ def test_a_project_without_seed_tasks_cannot_start(project: Project, teacher: Fa
     with pytest.raises(ConfigError, match="no seed tasks"):
         prepare_run(project, _config(teacher, target=5), api_key=KEY)
     assert GenerationStore(project.conn).latest_run_id() is None
+
+
+def test_a_request_the_teacher_rejects_before_any_answer_stops_the_run(seeded: Project, teacher: FakeTeacher) -> None:
+    teacher.faulty_attempts, teacher.fault_cycle = 99, ("bad_request",)
+    result = _run(seeded, _config(teacher, target=100, concurrency=2))
+    assert result.reason == "error" and "rejected the request (400): " in result.message
+    assert "max_tokens is too large" in result.message and result.discarded
+    assert teacher.total_requests <= 2  # not one failed request after another

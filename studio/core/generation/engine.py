@@ -43,7 +43,7 @@ from studio.core.generation.prompts import Example, build_prompt, default_templa
 from studio.core.generation.store import Completion, GenerationStore, Rejected, RequestRow
 from studio.core.generation.writer import StoreWriter
 from studio.core.llm.client import LLMClient, RetryNotice, RetryPolicy
-from studio.core.llm.errors import MODEL, NETWORK, LLMError
+from studio.core.llm.errors import BAD_REQUEST, MODEL, NETWORK, LLMError
 from studio.core.llm.keys import resolve_key
 from studio.core.llm.models import check_connection
 
@@ -437,9 +437,11 @@ class GenerationEngine:
                 prior_attempts=request.attempts, on_retry=on_retry, temperature=config.temperature,
                 top_p=config.top_p, max_tokens=self._mode.max_tokens(request.stage))
         except LLMError as error:
-            # No retry fixes a bad key, an empty account or an unknown model; a refused connection
-            # before any answer is a wrong URL or a server that is down: stop the run and say so.
-            if error.fatal or (error.kind == NETWORK and self._client.answers == 0):
+            # No retry fixes a bad key, an empty account or an unknown model; before any answer, a
+            # refused connection is a wrong URL or a server that is down, and a rejected request a
+            # setting the teacher cannot take (max_tokens too large...): stop the run and say so,
+            # instead of failing every request of it one by one.
+            if error.fatal or (error.kind in (NETWORK, BAD_REQUEST) and self._client.answers == 0):
                 self._store.note_attempt(request.key, error.attempts, error.message)
                 if self._fatal is None:
                     self._fatal = ev.TeacherError(self.run_id, error.kind, error.message)
