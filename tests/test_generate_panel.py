@@ -252,6 +252,12 @@ def test_a_registered_mode_and_preset_show_up_in_the_panel_and_the_cli(qtbot, ca
         assert widget.preset.findData("test-server") >= 0
         widget.preset.setCurrentIndex(widget.preset.findData("test-server"))
         assert widget.base_url.text() == "http://127.0.0.1:8000/v1"
+        ENDPOINT_KINDS.register("broken", "no_such_plugin.presets:SERVER", title="Broken", source="bad-plugin")
+        broken = GeneratePanel()
+        qtbot.addWidget(broken)
+        broken.preset.setCurrentIndex(broken.preset.findData("broken"))  # the rest keeps working
+        assert "bad-plugin" in broken.messages.message() and "could not be loaded" in broken.messages.message()
+        ENDPOINT_KINDS.unregister("broken")
         args = build_parser().parse_args(["generate", "--mode", "test-mode", "--preset", "test-server"])
         assert args.mode == "test-mode" and args.preset == "test-server"
         with pytest.raises(SystemExit):

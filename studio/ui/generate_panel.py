@@ -24,11 +24,11 @@ from studio.core.generation.engine import RunResult, run_estimate
 from studio.core.generation.filters import default_index_factory, reasons
 from studio.core.generation.prompts import SeedExample
 from studio.core.generation.store import GenerationStore
-from studio.core.llm.endpoint import EndpointConfig, presets
+from studio.core.llm.endpoint import EndpointConfig, preset
 from studio.core.llm.keys import DEFAULT_KEY_ENV, store_key
 from studio.core.llm.models import ConnectionReport, check_connection
 from studio.core.project import Project
-from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES
+from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES, RegistryError
 from studio.ui.generate_worker import GenerationWorker
 from studio.ui.jobs import JobRunner
 from studio.ui.message_area import MessageArea
@@ -123,10 +123,8 @@ class GeneratePanel(Panel):
         for key, label in ENDPOINT_KINDS.choices():
             self.preset.addItem(label, key)
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
-        first = presets()[self.preset.currentData()] if self.preset.count() else None
-        self.base_url = QLineEdit(first.base_url if first else "")
+        self.base_url = QLineEdit()
         self.model = QComboBox(editable=True)
-        self.model.setCurrentText(first.model if first else "")
         self.key_env = QLineEdit(DEFAULT_KEY_ENV, toolTip="Environment variable read when the OS keyring has no key.")
         self.api_key = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="from keyring or environment",
                                  toolTip="Kept in memory only; 'Save key' puts it in the OS keyring, never in the project.")
@@ -170,6 +168,7 @@ class GeneratePanel(Panel):
                               ("Seed tasks", self.seed_count_label)):
             pform.addRow(label, widget)
         pform.addRow("Cost estimate", self.estimate_label)
+        self._on_preset_changed()
         for spin in (self.target, self.num_tasks, self.k_examples, self.concurrency):
             spin.valueChanged.connect(self._update_estimate)
         self.mode.currentIndexChanged.connect(self._update_estimate)
@@ -431,10 +430,16 @@ class GeneratePanel(Panel):
 
     # -- slots ------------------------------------------------------------------------------------
     def _on_preset_changed(self) -> None:
-        preset = presets().get(self.preset.currentData())
-        if preset is not None:
-            self.base_url.setText(preset.base_url)
-            self.model.setCurrentText(preset.model)
+        key = self.preset.currentData()
+        if key is None:
+            return
+        try:
+            chosen = preset(key)
+        except RegistryError as exc:  # a plugin's broken preset: say so, keep the rest working
+            self.messages.show_error(str(exc))
+            return
+        self.base_url.setText(chosen.base_url)
+        self.model.setCurrentText(chosen.model)
 
     def _on_test_clicked(self) -> None:
         self.test_button.setEnabled(False)

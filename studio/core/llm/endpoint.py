@@ -67,6 +67,13 @@ def is_secret_header(name: str) -> bool:
     return lowered in {"authorization", "api-key", "x-api-key"} or "key" in lowered or "token" in lowered
 
 
+def preset(key: str) -> EndpointPreset:
+    """One registered preset; a plugin's broken entry raises ``RegistryError`` naming it."""
+    from studio.core.registry import ENDPOINT_KINDS
+
+    return ENDPOINT_KINDS.load(key)
+
+
 def presets() -> dict[str, EndpointPreset]:
     """The registered presets by key, in registry order (built-ins first, then plugins')."""
     from studio.core.registry import ENDPOINT_KINDS
