@@ -257,7 +257,6 @@ def test_a_registered_mode_and_preset_show_up_in_the_panel_and_the_cli(qtbot, ca
         qtbot.addWidget(broken)
         broken.preset.setCurrentIndex(broken.preset.findData("broken"))  # the rest keeps working
         assert "bad-plugin" in broken.messages.message() and "could not be loaded" in broken.messages.message()
-        ENDPOINT_KINDS.unregister("broken")
         args = build_parser().parse_args(["generate", "--mode", "test-mode", "--preset", "test-server"])
         assert args.mode == "test-mode" and args.preset == "test-server"
         with pytest.raises(SystemExit):
@@ -267,6 +266,7 @@ def test_a_registered_mode_and_preset_show_up_in_the_panel_and_the_cli(qtbot, ca
     finally:
         GENERATION_MODES.unregister("test-mode")
         ENDPOINT_KINDS.unregister("test-server")
+        ENDPOINT_KINDS.unregister("broken")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["generate", "--mode", "test-mode"])
 
