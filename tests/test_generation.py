@@ -567,6 +567,14 @@ def test_a_start_that_fails_its_checks_stores_no_run(seeded: Project, teacher: F
     for bad in ({"target": 0}, {"concurrency": 0}, {"mode": "no-such-mode"}, {"budget_usd": 0.0}):
         with pytest.raises(ConfigError):
             prepare_run(seeded, _config(teacher, **bad), api_key=KEY)
+    from studio.core.registry import GENERATION_MODES, RegistryError
+
+    GENERATION_MODES.register("broken-mode", "no_such_plugin.modes:Mode", source="bad-plugin")
+    try:
+        with pytest.raises(RegistryError, match="bad-plugin"):
+            prepare_run(seeded, _config(teacher, mode="broken-mode"), api_key=KEY)
+    finally:
+        GENERATION_MODES.unregister("broken-mode")
     assert runs() == 0
     # a model the list lacks is left to the first request (local servers answer for any name) ...
     unknown = prepare_run(seeded, _config(teacher, target=10, teacher=EndpointConfig(base_url=teacher.base_url,

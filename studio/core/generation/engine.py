@@ -91,7 +91,10 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
     seed tasks) or :class:`~studio.core.llm.LLMError` (bad key, no quota, unreachable teacher,
     found by listing the teacher's models). Blocking: call off the GUI thread.
     """
+    from studio.core.registry import GENERATION_MODES
+
     config.validate()
+    GENERATION_MODES.load(config.mode)  # a plugin mode that cannot be imported fails here, before a row exists
     store = GenerationStore(project.conn, project.changes)
     if not store.seed_examples(limit=1):
         raise ConfigError("The project has no seed tasks to show the teacher: add some on the Seeds page.")
