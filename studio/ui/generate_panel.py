@@ -4,7 +4,7 @@ Teacher traffic never touches the GUI thread: the connection test, model listing
 and every read of the generation tables are ``self.jobs`` jobs; a run is a
 :class:`GenerationWorker` thread. Engine events are only collected in the slot; a 10 Hz timer
 redraws, so a fast teacher never floods the GUI thread. Slots gather parameters and call core.
-Problems show in the panel's :class:`MessageArea`, cleared when the next action succeeds.
+Problems show in the window's one :class:`MessageArea` (``self.messages``), cleared when the next action succeeds.
 """
 from __future__ import annotations
 
@@ -92,8 +92,9 @@ class GeneratePanel(Panel):
     title = "Generate"
     icon = "generate.svg"
 
-    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
-        super().__init__(parent, jobs=jobs)
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None,
+                 messages: MessageArea | None = None):
+        super().__init__(parent, jobs=jobs, messages=messages)
         self.index_factory = default_index_factory  # tests inject a stand-in
         self._worker: GenerationWorker | None = None
         self._run_id: int | None = None  # the run the tables show
@@ -114,7 +115,6 @@ class GeneratePanel(Panel):
 
     # -- layout -------------------------------------------------------------------------------------
     def _build(self) -> None:
-        self.messages = MessageArea()
 
         teacher = QGroupBox("Teacher")
         form = QFormLayout(teacher)
@@ -249,7 +249,6 @@ class GeneratePanel(Panel):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.messages)
         layout.addWidget(self.splitter, 1)
         self._update_estimate()
 
