@@ -27,7 +27,7 @@ from fake_teacher import ServerProcess  # noqa: E402
 from studio.core.generation.config import RunConfig  # noqa: E402
 from studio.core.generation.engine import GenerationEngine, create_run  # noqa: E402
 from studio.core.generation.store import GenerationStore  # noqa: E402
-from studio.core.generation.teacher import TeacherConfig  # noqa: E402
+from studio.core.llm import EndpointConfig  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
 
@@ -38,9 +38,9 @@ def measure(server: ServerProcess, workdir: Path, concurrency: int, requests: in
         project.seeds.add_many([SeedTask(f"Write a short note about seed subject number {i} today.",
                                          [Instance("", f"Note {i}.")]) for i in range(10)])
         config = RunConfig(target=10**9, max_requests=requests, concurrency=concurrency,
-                           teacher=TeacherConfig(base_url=server.base_url, model="fake-teacher"))
+                           teacher=EndpointConfig(base_url=server.base_url, model="fake-teacher"))
         run_id = create_run(GenerationStore(project.conn), config)
-        engine = GenerationEngine(project.new_connection, run_id, api_key=server.api_key, index_factory=factory)
+        engine = GenerationEngine(project, run_id, api_key=server.api_key, index_factory=factory)
         started = time.perf_counter()
         result = engine.run_blocking()
         elapsed = time.perf_counter() - started

@@ -475,7 +475,50 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return run_generate(project, args)
 
 
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    from studio.core.llm import presets
+
+    for key, preset in presets().items():
+        print(f"{key:<16} {preset.base_url:<34} {preset.title}{' (needs a key)' if preset.needs_key else ''}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from studio.core.llm import EndpointConfig, list_models, presets, resolve_key  # openai loads only here
+
+    if not (args.base_url or args.preset):
+        raise StudioError("models needs --base-url or --preset.")
+    base_url = args.base_url or presets()[args.preset].base_url
+    endpoint = EndpointConfig(base_url=base_url, api_key_env=args.api_key_env or "OPENAI_API_KEY")
+    key = resolve_key(endpoint)
+    _say(f"{base_url}: {key.describe()}")
+    for model in list_models(endpoint, key=key, timeout_s=args.timeout):
+        print(model)
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1, refused with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="distill-studio",
@@ -538,24 +581,41 @@ def build_parser() -> argparse.ArgumentParser:
     _project_arg(d_stats)
     d_stats.set_defaults(handler=cmd_data_stats)
 
-    gen = commands.add_parser("generate", help="expand the seed tasks into samples with a teacher LLM")
+    from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES  # data only: imports no mode's code
+
+    modes = GENERATION_MODES.choices()
+    kinds = ENDPOINT_KINDS.choices()
+    gen = commands.add_parser(
+        "generate", help="expand the seed tasks into samples with a teacher LLM",
+        epilog="modes: " + "; ".join(f"{key} ({label})" for key, label in modes)
+               + ". presets: " + "; ".join(f"{key} ({label})" for key, label in kinds) + ".")
+    gen.add_argument("--preset", choices=[key for key, _ in kinds],
+                     help="fill --base-url and --model from a known kind of endpoint")
     gen.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     gen.add_argument("--model", help="teacher model name")
-    gen.add_argument("--target", type=int, help="stop once this many samples are kept")
-    gen.add_argument("--mode", choices=("alpaca", "self-instruct"), default="alpaca")
-    gen.add_argument("--concurrency", type=int, help="requests in flight at once (default 8)")
-    gen.add_argument("--budget", type=float, metavar="USD", help="hard spending cap in US dollars")
-    gen.add_argument("--max-requests", type=int, help="stop after this many finished requests")
-    gen.add_argument("--timeout", type=float, metavar="S", help="seconds per request attempt (default 120)")
-    gen.add_argument("--num-tasks", type=int, help="tasks asked for per request (default 20)")
+    gen.add_argument("--target", type=_at_least_one, help="stop once this many samples are kept")
+    gen.add_argument("--mode", choices=[key for key, _ in modes], default="alpaca")
+    gen.add_argument("--concurrency", type=_at_least_one, help="requests in flight at once (default 8)")
+    gen.add_argument("--budget", type=_positive_float, metavar="USD", help="hard spending cap in US dollars")
+    gen.add_argument("--max-requests", type=_at_least_one, help="stop after this many finished requests")
+    gen.add_argument("--timeout", type=_positive_float, metavar="S", help="seconds per request attempt (default 120)")
+    gen.add_argument("--num-tasks", type=_at_least_one, help="tasks asked for per request (default 20)")
     gen.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
                      help="USD per 1M input and output tokens for this model (overrides the table)")
     gen.add_argument("--resume", action="store_true", help="continue the project's latest run (or --run)")
-    gen.add_argument("--run", type=int, metavar="ID", help="the run to resume")
+    gen.add_argument("--run", type=_at_least_one, metavar="ID", help="the run to resume")
     gen.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key (default OPENAI_API_KEY)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     _project_arg(gen)
     gen.set_defaults(handler=cmd_generate)
+    endpoints = commands.add_parser("endpoints", help="list the known kinds of LLM endpoints (presets)")
+    endpoints.set_defaults(handler=cmd_endpoints)
+    models = commands.add_parser("models", help="list the models an OpenAI-compatible endpoint offers")
+    models.add_argument("--preset", choices=[key for key, _ in kinds], help="a known kind of endpoint")
+    models.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    models.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key (default OPENAI_API_KEY)")
+    models.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S", help="seconds to wait (default 10)")
+    models.set_defaults(handler=cmd_models)
     d_list = data_commands.add_parser("list", help="print the samples a filter selects")
     d_list.add_argument("--sort", default="id", help="id, status, instruction_words, output_words, rating, updated_at ...")
     d_list.add_argument("--desc", action="store_true", help="largest first")

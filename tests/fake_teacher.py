@@ -5,7 +5,11 @@ by a deterministic word generator, so every instruction is distinct and the same
 always gets the same answer. Faults are drawn per (request key, attempt) from a seeded RNG:
 429 with Retry-After, 500, a stall past the client's timeout, malformed text, a batch cut off
 with ``finish_reason="length"``. A wrong bearer key gets 401. The server counts requests per
-request key so tests can prove finished requests are never sent again.
+request key so tests can prove finished requests are never sent again. With ``"stream": true``
+it answers as OpenAI does: server-sent ``chat.completion.chunk`` events of a few characters,
+a last chunk with ``finish_reason``, with ``stream_options.include_usage`` one more with
+``choices: []`` and ``usage``, then ``data: [DONE]``; ``stream_break_after`` chunks cuts the
+connection mid-stream.
 """
 from __future__ import annotations
 
@@ -52,6 +56,10 @@ class FakeTeacher:
     tasks_per_batch: int | None = None  # None: as many as the prompt asks for
     bad_items_every: int = 0  # every n-th item gets a blacklisted or too-short instruction
     quota_after: int | None = None  # after this many answers, every request gets 429 insufficient_quota
+    chunk_chars: int = 7  # characters per streamed delta
+    stream_break_after: int | None = None  # streamed chunks sent before the connection is cut
+    faulty_attempts: int = 0  # the first n attempts of each key get the next fault in ``fault_cycle``
+    fault_cycle: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.requests_by_key: Counter[str] = Counter()
@@ -141,6 +149,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     daemon_threads = True
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # a client gave up: fine
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     teacher: FakeTeacher
@@ -206,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         else:
             fault = ""
+        if attempt <= teacher.faulty_attempts and teacher.fault_cycle:
+            fault = teacher.fault_cycle[(attempt - 1) % len(teacher.fault_cycle)]
         # The answer is written first and sent when the latency is up, so every answer takes
         # latency_s however long this (single-GIL) server takes to write 32 answers at once.
         text = respond(teacher, key, prompt)
@@ -221,6 +237,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
                        {"Retry-After": str(f.retry_after_s)})
             return
+        if fault == "rate_limit_date":  # Retry-After as an HTTP date, as some proxies send it
+            from email.utils import formatdate
+
+            self._send(429, {"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}},
+                       {"Retry-After": formatdate(time.time() + 2, usegmt=True)})
+            return
+        if fault == "bad_request":
+            self._send(400, {"error": {"message": "max_tokens is too large for this model", "type": "invalid_request_error"}})
+            return
         if fault == "server_error":
             self._send(500, {"error": {"message": "The server had an error"}})
             return
@@ -235,6 +260,12 @@ class _Handler(BaseHTTPRequestHandler):
         with teacher._lock:
             teacher.successes_by_key[key] += 1
         prompt_tokens, completion_tokens = len(prompt) // 4, len(text) // 4
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(f"chatcmpl-{key}-{attempt}", body["model"], text, finish, include_usage,
+                         {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens})
+            return
         self._send(200, {
             "id": f"chatcmpl-{key}-{attempt}", "object": "chat.completion", "created": int(time.time()),
             "model": body["model"],
@@ -242,6 +273,47 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })
+
+
+def _chunk(chunk_id: str, model: str, choices: list, usage: dict | None = None) -> bytes:
+    event = {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+             "choices": choices}
+    if usage is not None:
+        event["usage"] = usage
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+def _stream(self: _Handler, chunk_id: str, model: str, text: str, finish: str, include_usage: bool,
+            usage: dict) -> None:
+    """Server-sent events, chunked transfer: the layout the openai client's stream parser reads."""
+    teacher = self.teacher
+    self.send_response(200)
+    self.send_header("Content-Type", "text/event-stream")
+    self.send_header("Transfer-Encoding", "chunked")
+    self.end_headers()
+
+    def write(data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    write(_chunk(chunk_id, model, [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))
+    step = max(1, teacher.chunk_chars)
+    for n, start in enumerate(range(0, len(text), step)):
+        if teacher.stream_break_after is not None and n >= teacher.stream_break_after:
+            self.close_connection = True
+            self.wfile.flush()
+            self.connection.shutdown(2)  # cut mid-answer, as a dying server or proxy does
+            return
+        write(_chunk(chunk_id, model, [{"index": 0, "delta": {"content": text[start:start + step]},
+                                        "finish_reason": None}]))
+    write(_chunk(chunk_id, model, [{"index": 0, "delta": {}, "finish_reason": finish}]))
+    if include_usage:
+        write(_chunk(chunk_id, model, [], usage))
+    write(b"data: [DONE]\n\n")
+    write(b"")  # the last chunk of a chunked body
+
+
+_Handler._stream = _stream  # type: ignore[attr-defined]
 
 
 class ServerProcess:

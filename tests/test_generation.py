@@ -24,7 +24,7 @@ from studio.core.generation.engine import GenerationEngine, create_run  # noqa: 
 from studio.core.generation.filters import CandidateFilter, FilterSettings  # noqa: E402
 from studio.core.generation.prompts import Candidate, Example, build_prompt, default_template, parse_tasks  # noqa: E402
 from studio.core.generation.store import GenerationStore  # noqa: E402
-from studio.core.generation.teacher import TeacherConfig, resolve_api_key, test_connection  # noqa: E402
+from studio.core.llm import EndpointConfig  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
 
@@ -48,7 +48,7 @@ def teacher():
 
 
 def _config(server: FakeTeacher, **overrides) -> RunConfig:
-    config = RunConfig(teacher=TeacherConfig(base_url=server.base_url, model="fake-teacher", timeout_s=5),
+    config = RunConfig(teacher=EndpointConfig(base_url=server.base_url, model="fake-teacher", timeout_s=5),
                        backoff_base_s=0.01, backoff_max_s=0.05, request_timeout_s=5)
     config.prices = {"fake-teacher": (1.0, 2.0)}
     for name, value in overrides.items():
@@ -58,7 +58,7 @@ def _config(server: FakeTeacher, **overrides) -> RunConfig:
 
 def _run(project: Project, config: RunConfig, *, api_key: str = KEY, events: list | None = None):
     run_id = create_run(GenerationStore(project.conn), config)
-    engine = GenerationEngine(project.new_connection, run_id, on_event=(events.append if events is not None else None),
+    engine = GenerationEngine(project, run_id, on_event=(events.append if events is not None else None),
                               api_key=api_key)
     return engine.run_blocking()
 
@@ -185,7 +185,7 @@ def test_stop_and_pause_from_another_thread(seeded: Project, teacher: FakeTeache
     store = GenerationStore(seeded.conn)
     run_id = create_run(store, _config(teacher, target=100_000, concurrency=2))
     seen: list = []
-    engine = GenerationEngine(seeded.new_connection, run_id, on_event=seen.append, api_key=KEY)
+    engine = GenerationEngine(seeded, run_id, on_event=seen.append, api_key=KEY)
     outcome: list = []
     worker = threading.Thread(target=lambda: outcome.append(engine.run_blocking()))
     worker.start()
@@ -257,7 +257,7 @@ def test_seed_yield_counts_requests_and_kept(seeded: Project, teacher: FakeTeach
 
 
 def test_cost_estimate_uses_the_price_table() -> None:
-    config = RunConfig(target=1000, teacher=TeacherConfig(model="gpt-4o-mini"))
+    config = RunConfig(target=1000, teacher=EndpointConfig(model="gpt-4o-mini"))
     estimate = estimate_cost(config, prompt_chars=4000)
     assert estimate.requests == 100 and estimate.usd > 0
     assert "requests" in estimate.describe()
@@ -270,33 +270,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_connection_messages(teacher: FakeTeacher) -> None:
-    ok = test_connection(TeacherConfig(base_url=teacher.base_url, model="fake-teacher", api_key=KEY))
-    assert ok.ok and "fake-small" in ok.models and ok.key_source == "entered key"
-    bad_key = test_connection(TeacherConfig(base_url=teacher.base_url, model="fake-teacher", api_key="nope"))
-    assert not bad_key.ok and bad_key.problem.kind == "auth" and "API key" in bad_key.message
-    unknown = test_connection(TeacherConfig(base_url=teacher.base_url, model="gpt-99", api_key=KEY))
-    assert not unknown.ok and unknown.problem.kind == "model" and "gpt-99" in unknown.message
-    no_api = test_connection(TeacherConfig(base_url=teacher.base_url[:-3], model="fake-teacher", api_key=KEY))
-    assert not no_api.ok and "ends in /v1" in no_api.message
-    down = test_connection(TeacherConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m", api_key=KEY),
-                           timeout_s=2)
-    assert not down.ok and down.problem.kind == "network" and "Cannot reach" in down.message
-
-
-def test_saving_a_key_without_a_keyring_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    import keyring
-    from keyring.errors import NoKeyringError
-
-    from studio.core.generation.teacher import store_api_key
-
-    def refuse(*args: object) -> None:
-        raise NoKeyringError("no backend")
-
-    monkeypatch.setattr(keyring, "set_password", refuse)
-    assert "environment variable" in store_api_key("http://127.0.0.1:1/v1", "sk-x")
-
-
 def test_accepted_samples_can_be_mixed_into_the_examples() -> None:
     import random
 
@@ -307,13 +280,6 @@ def test_accepted_samples_can_be_mixed_into_the_examples() -> None:
     chosen = pick_examples(random.Random(1), seeds, accepted, 3, accepted_share=0.34)
     assert len(chosen) == 3 and sum(e.seed_id is None for e in chosen) == 1
     assert all(e.seed_id is not None for e in pick_examples(random.Random(1), seeds, [], 3, 0.5))
-
-
-def test_key_comes_from_env_when_no_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MY_TEACHER_KEY", "sk-from-env")
-    monkeypatch.setattr("studio.core.generation.teacher._keyring_get", lambda url: None)
-    resolved = resolve_api_key(TeacherConfig(api_key_env="MY_TEACHER_KEY"))
-    assert resolved.value == "sk-from-env" and "MY_TEACHER_KEY" in resolved.source
 
 
 def test_api_key_never_reaches_the_project_file_or_exported_config(seeded: Project, teacher: FakeTeacher) -> None:
@@ -402,9 +368,9 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
     seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
                               [Instance("Great food.", "positive")], is_classification=True))
     store = GenerationStore(seeded.conn)
-    config = _config(teacher, mode="self-instruct", target=40, concurrency=3, num_tasks=6, max_requests=3)
+    config = _config(teacher, mode="self-instruct", target=100, concurrency=3, num_tasks=6, max_requests=3)
     run_id = create_run(store, config)
-    first = GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+    first = GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert first.reason == "max_requests"
     pending = store.unfinished_requests(run_id)
     assert pending and {r.stage for r in pending} <= {"classify", "instances"}
@@ -423,9 +389,9 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
         real_prime(self, texts)
 
     monkeypatch.setattr(CandidateFilter, "prime", spy)
-    second = GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+    second = GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert in_progress <= set(primed)  # kept instructions still in the chain guard against near-duplicates
-    assert second.reason == "target" and second.counters.kept >= 40
+    assert second.reason == "target" and second.counters.kept == 100
     assert all(teacher.requests_by_key[key] == 1 for key in done_before)
     stages = dict(seeded.conn.execute(
         "SELECT stage, COUNT(*) FROM generation_requests WHERE run_id = ? AND status = 'done' GROUP BY stage", (run_id,)))
@@ -458,7 +424,7 @@ def test_cli_generate_exit_codes_and_one_line_errors(seeded: Project, teacher: F
                  "--concurrency", "2", "--api-key-env", "TEACHER_KEY"]) == code
     out, err = capsys.readouterr()
     if code == 0:
-        assert "target; kept" in out and "key from environment variable TEACHER_KEY" in err
+        assert "target; kept" in out and "API key from $TEACHER_KEY" in err
     else:
         assert err.strip().splitlines()[-1].startswith("error: ") and message in err
 
@@ -467,7 +433,7 @@ def test_cli_generate_exit_codes_and_one_line_errors(seeded: Project, teacher: F
 def test_store_writer_runs_jobs_in_order_and_hands_back_their_errors(project: Project) -> None:
     from studio.core.generation.writer import StoreWriter
 
-    writer = StoreWriter(project.new_connection)
+    writer = StoreWriter(project)
     order: list[int] = []
     futures = [writer.submit(lambda store, n=n: order.append(n) or n) for n in range(5)]
     failing = writer.submit(lambda store: store.conn.execute("SELECT * FROM no_such_table"))
@@ -484,11 +450,12 @@ def test_store_writer_runs_jobs_in_order_and_hands_back_their_errors(project: Pr
 def test_store_writer_that_cannot_connect_fails_in_the_caller(tmp_path: Path) -> None:
     from studio.core.generation.writer import StoreWriter
 
-    def broken() -> sqlite3.Connection:
-        raise sqlite3.OperationalError("unable to open database file")
+    class Unopenable:
+        def worker(self) -> Project:
+            raise sqlite3.OperationalError("unable to open database file")
 
     with pytest.raises(sqlite3.OperationalError, match="unable to open"):
-        StoreWriter(broken)
+        StoreWriter(Unopenable())  # type: ignore[arg-type]
 
 
 def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committed(
@@ -504,7 +471,7 @@ def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committe
 
     monkeypatch.setattr(GenerationStore, "complete_request", flaky)
     run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=20, concurrency=2))
-    engine = GenerationEngine(seeded.new_connection, run_id, api_key=KEY)
+    engine = GenerationEngine(seeded, run_id, api_key=KEY)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         engine.run_blocking()
     store = GenerationStore(seeded.conn)
@@ -531,5 +498,207 @@ def test_an_error_while_adding_a_request_is_raised_not_reported_as_stopped(
     monkeypatch.setattr(GenerationStore, "add_request", flaky)
     run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=10, concurrency=2))
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        GenerationEngine(seeded.new_connection, run_id, api_key=KEY).run_blocking()
+        GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
     assert GenerationStore(seeded.conn).run(run_id)["status"] == "failed"
+
+
+# -- the target is a promise; the change feed hears every commit ---------------------------------------------
+def test_self_instruct_stops_at_its_target_exactly(seeded: Project, teacher: FakeTeacher) -> None:
+    seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
+                              [Instance("Great food.", "positive")], is_classification=True))
+    events: list = []
+    result = _run(seeded, _config(teacher, mode="self-instruct", target=60, concurrency=8, num_tasks=20), events=events)
+    assert result.reason == "target"
+    stored = seeded.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (result.run_id,)).fetchone()[0]
+    assert stored == result.counters.kept == 60  # 60 asked, 60 stored
+    assert len([e for e in events if isinstance(e, ev.SampleKept)]) == 60
+    store = GenerationStore(seeded.conn)
+    extra = store.rejected(result.run_id, "over_target")
+    assert all(r["detail"] == "the target of 60 was reached" for r in extra)  # paid for, so kept restorable
+    # the chain was not started again and again: few instruction batches, instance requests about as many as needed
+    sent = dict(seeded.conn.execute("SELECT stage, COUNT(*) FROM generation_requests WHERE run_id = ? AND status = 'done'"
+                                    " GROUP BY stage", (result.run_id,)))
+    assert sent["instructions"] <= 4 and sent["instances"] <= 30 + 8
+    assert len(extra) <= 8 * 2
+
+
+def test_alpaca_keeps_no_more_than_its_target(seeded: Project, teacher: FakeTeacher) -> None:
+    result = _run(seeded, _config(teacher, target=25, concurrency=4))
+    assert result.reason == "target" and seeded.samples.count() == 25 == result.counters.kept
+    assert GenerationStore(seeded.conn).counters(result.run_id)["kept"] == 25
+
+
+def test_the_engine_publishes_samples_and_runs_on_the_projects_feed(seeded: Project, teacher: FakeTeacher) -> None:
+    from studio.core import changes
+
+    heard: list[frozenset] = []
+    threads: set[str] = set()
+
+    def listen(kinds: frozenset) -> None:
+        heard.append(kinds)
+        threads.add(threading.current_thread().name)
+
+    unsubscribe = seeded.changes.subscribe(listen)
+    try:
+        result = _run(seeded, _config(teacher, target=40, concurrency=1))
+    finally:
+        unsubscribe()
+    assert result.reason == "target"
+    with_samples = [k for k in heard if changes.SAMPLES in k]
+    assert len(with_samples) >= 2 and all(changes.GENERATION_RUNS in k for k in with_samples)  # one per commit
+    assert sum(changes.GENERATION_RUNS in k for k in heard) > len(with_samples)  # status changes too
+    assert "generation-writer" in threads  # commits from the writer thread reach the same feed
+
+
+# -- a failed start leaves no run row ----------------------------------------------------------------------
+def test_a_start_that_fails_its_checks_stores_no_run(seeded: Project, teacher: FakeTeacher) -> None:
+    from studio.core.generation.config import ConfigError
+    from studio.core.generation.engine import prepare_run
+    from studio.core.llm import LLMError
+
+    def runs() -> int:
+        return seeded.conn.execute("SELECT COUNT(*) FROM generation_runs").fetchone()[0]
+
+    with pytest.raises(LLMError, match="refused the API key"):
+        prepare_run(seeded, _config(teacher, target=10), api_key="sk-bad")
+    with pytest.raises(LLMError, match="Cannot reach"):
+        prepare_run(seeded, _config(teacher, target=10, teacher=EndpointConfig(
+            base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m", timeout_s=2)), api_key=KEY)
+    for bad in ({"target": 0}, {"concurrency": 0}, {"mode": "no-such-mode"}, {"budget_usd": 0.0}):
+        with pytest.raises(ConfigError):
+            prepare_run(seeded, _config(teacher, **bad), api_key=KEY)
+    from studio.core.registry import GENERATION_MODES, RegistryError
+
+    GENERATION_MODES.register("broken-mode", "no_such_plugin.modes:Mode", source="bad-plugin")
+    try:
+        with pytest.raises(RegistryError, match="bad-plugin"):
+            prepare_run(seeded, _config(teacher, mode="broken-mode"), api_key=KEY)
+    finally:
+        GENERATION_MODES.unregister("broken-mode")
+    assert runs() == 0
+    # a model the list lacks is left to the first request (local servers answer for any name) ...
+    unknown = prepare_run(seeded, _config(teacher, target=10, teacher=EndpointConfig(base_url=teacher.base_url,
+                                                                                   model="gpt-99")), api_key=KEY)
+    result = GenerationEngine(seeded, unknown, api_key=KEY).run_blocking()
+    assert result.reason == "error" and "does not know the model 'gpt-99'" in result.message
+    assert result.discarded and runs() == 0  # ... and a refusal there leaves no run either
+    run_id = prepare_run(seeded, _config(teacher, target=10), api_key=KEY)
+    assert runs() == 1 and GenerationStore(seeded.conn).run(run_id)["status"] == "created"
+
+
+def test_a_run_refused_before_any_answer_removes_its_fresh_row_but_a_resumed_one_stays(
+        seeded: Project, teacher: FakeTeacher) -> None:
+    events: list = []
+    result = _run(seeded, _config(teacher, target=50), api_key="sk-wrong", events=events)
+    assert result.reason == "error" and result.discarded and events[-1].discarded
+    assert GenerationStore(seeded.conn).run(result.run_id) is None
+    assert seeded.conn.execute("SELECT COUNT(*) FROM generation_requests").fetchone()[0] == 0
+
+    done = _run(seeded, _config(teacher, target=100, max_requests=1))
+    assert done.reason == "max_requests"
+    again = GenerationEngine(seeded, done.run_id, api_key="sk-wrong").run_blocking()
+    assert again.reason == "error" and not again.discarded  # a resumed run holds work: it stays, marked failed
+    assert GenerationStore(seeded.conn).run(done.run_id)["status"] == "failed"
+
+
+# -- the CLI: refused arguments, Ctrl+C ---------------------------------------------------------------------
+@pytest.mark.parametrize(("flag", "value"), [("--concurrency", "0"), ("--target", "0"), ("--target", "-3"),
+                                             ("--max-requests", "0"), ("--concurrency", "two")])
+def test_cli_refuses_counts_below_one(flag: str, value: str, capsys) -> None:
+    from studio.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["generate", "--base-url", "http://h/v1", "--model", "m", flag, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and ("must be at least 1" in err or "not a whole number" in err)
+
+
+def test_cli_failed_start_stores_no_run(seeded: Project, teacher: FakeTeacher, capsys,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.cli import main
+
+    monkeypatch.setenv("TEACHER_KEY", "sk-bad")
+    root = seeded.root
+    seeded.close()
+    for _ in range(2):
+        assert main(["generate", "--project", str(root), "--base-url", teacher.base_url, "--model", "fake-teacher",
+                     "--target", "5", "--api-key-env", "TEACHER_KEY"]) == 1
+    assert "refused the API key" in capsys.readouterr().err
+    with Project.open(root) as reopened:
+        assert reopened.conn.execute("SELECT COUNT(*) FROM generation_runs").fetchone()[0] == 0
+
+
+def test_ctrl_c_during_generate_prints_one_summary_line_and_no_traceback(seeded: Project,
+                                                                         teacher: FakeTeacher) -> None:
+    teacher.latency_s = 0.2
+    root = seeded.root
+    seeded.close()
+    env = {**os.environ, "FAKE_KEY": KEY, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    cmd = [sys.executable, "-m", "studio", "generate", "--project", str(root), "--base-url", teacher.base_url,
+           "--model", "fake-teacher", "--target", "100000", "--concurrency", "2", "--api-key-env", "FAKE_KEY"]
+    child = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while teacher.total_requests < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run 1: stopped; kept ")
+    assert "stopping" in err
+    with Project.open(root) as reopened:
+        assert GenerationStore(reopened.conn).run(1)["status"] == "stopped"
+
+
+def test_a_registered_sample_filter_runs_in_order_with_its_reason_code() -> None:
+    from studio.core.generation.filters import reasons
+    from studio.core.registry import SAMPLE_FILTERS
+
+    SAMPLE_FILTERS.register("no_questions", "plugin_filters:NoQuestions", reason="question", source="test-plugin")
+    try:
+        assert "question" in reasons()
+        candidate_filter = CandidateFilter(FilterSettings(), index_factory=lambda t: _NoIndex())
+        assert [name for name, _ in candidate_filter.checks][-2:] == ["no_questions", "near_duplicate"]  # index last
+        verdict = candidate_filter.check(Candidate("Is the sky blue on a clear day?", "", "Yes."))
+        assert verdict.reason == "question" and verdict.detail == "ends with ?"
+        assert candidate_filter.check(Candidate("Draw the sky on a clear day?", "", "x")).reason == "blacklist"
+        assert candidate_filter.check(Candidate("Explain why the sky is blue.", "", "Light.")).kept
+    finally:
+        SAMPLE_FILTERS.unregister("no_questions")
+    assert "question" not in reasons()
+
+
+class _NoIndex:
+    def add(self, text, key=None) -> None:
+        pass
+
+    def check_and_add(self, text, key=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(is_duplicate=False, text=None, score=None)
+
+    def __len__(self) -> int:
+        return 0
+
+
+def test_a_project_without_seed_tasks_cannot_start(project: Project, teacher: FakeTeacher) -> None:
+    from studio.core.generation.config import ConfigError
+    from studio.core.generation.engine import prepare_run
+
+    with pytest.raises(ConfigError, match="no seed tasks"):
+        prepare_run(project, _config(teacher, target=5), api_key=KEY)
+    assert GenerationStore(project.conn).latest_run_id() is None
+
+
+def test_a_request_the_teacher_rejects_before_any_answer_stops_the_run(seeded: Project, teacher: FakeTeacher) -> None:
+    teacher.faulty_attempts, teacher.fault_cycle = 99, ("bad_request",)
+    result = _run(seeded, _config(teacher, target=100, concurrency=2))
+    assert result.reason == "error" and "rejected the request (400): " in result.message
+    assert "max_tokens is too large" in result.message and result.discarded
+    assert teacher.total_requests <= 2  # not one failed request after another

@@ -30,10 +30,34 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "hf", "target": "studio.core.exports:HF_EXPORTER", "title": "Hugging Face dataset folder"},
         {"key": "parquet", "target": "studio.core.exports:PARQUET_EXPORTER", "title": "Parquet"},
     ],
-    # -- sample filters: a check (candidate, settings) -> FilterVerdict, in this order ---------------
-    "sample_filters": [],
+    # -- sample filters: a check class (settings, index) -> check(candidate) -> FilterVerdict | None, run in
+    #    this order (meta: reason code; indexes=True: runs last, adds kept instructions to the index) ------
+    "sample_filters": [
+        {"key": "empty_output", "target": "studio.core.generation.filters:EmptyOutput", "title": "Empty output",
+         "reason": "empty_output", "help": "The task has no output (tasks without one teach nothing)."},
+        {"key": "too_short", "target": "studio.core.generation.filters:TooShort", "title": "Too short",
+         "reason": "too_short", "help": "The instruction has fewer words than the minimum (Alpaca: more than 3)."},
+        {"key": "too_long", "target": "studio.core.generation.filters:TooLong", "title": "Too long",
+         "reason": "too_long", "help": "The instruction has more words than the maximum (Alpaca: 150)."},
+        {"key": "bad_start", "target": "studio.core.generation.filters:BadStart", "title": "Bad start",
+         "reason": "bad_start", "help": "The instruction starts with punctuation or a non-ASCII character."},
+        {"key": "program_task", "target": "studio.core.generation.filters:ProgramTask", "title": "Program task",
+         "reason": "program_task", "help": "The instruction starts with 'Write a program' (over-produced by teachers)."},
+        {"key": "blacklist", "target": "studio.core.generation.filters:Blacklisted", "title": "Blacklisted word",
+         "reason": "blacklist", "help": "The instruction names something a text-only model cannot do (image, draw...)."},
+        {"key": "near_duplicate", "target": "studio.core.generation.filters:NearDuplicate", "title": "Near duplicate",
+         "reason": "near_duplicate", "indexes": True,
+         "help": "ROUGE-L against a seed or a kept instruction is above the threshold (Alpaca: 0.7)."},
+    ],
     # -- LLM endpoint kinds: a studio.core.llm.EndpointPreset ----------------------------------------
-    "endpoint_kinds": [],
+    "endpoint_kinds": [
+        {"key": "openai", "target": "studio.core.llm.endpoint:OPENAI", "title": "OpenAI"},
+        {"key": "vllm", "target": "studio.core.llm.endpoint:VLLM", "title": "vLLM (local)"},
+        {"key": "ollama", "target": "studio.core.llm.endpoint:OLLAMA", "title": "Ollama"},
+        {"key": "llama-cpp", "target": "studio.core.llm.endpoint:LLAMA_CPP", "title": "llama.cpp server"},
+        {"key": "lm-studio", "target": "studio.core.llm.endpoint:LM_STUDIO", "title": "LM Studio"},
+        {"key": "distill-studio", "target": "studio.core.llm.endpoint:DISTILL_STUDIO", "title": "Distill Studio server"},
+    ],
     # -- for the next issues -------------------------------------------------------------------------
     "trainers": [],
     "model_exporters": [],

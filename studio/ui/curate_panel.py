@@ -36,6 +36,7 @@ from studio.ui.change_command import ChangeCommand, JobChangeCommand
 from studio.ui.data_shape_widget import DataShapeWidget, root_verb_pairs
 from studio.ui.duplicates_widget import DuplicatesWidget
 from studio.ui.jobs import Job, JobRunner
+from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
 from studio.ui.project_context import ProjectContext
 from studio.ui.sample_table_model import COLUMN_KEYS, COLUMNS, SampleTableModel
@@ -117,8 +118,9 @@ class CuratePanel(Panel):
     title = "Curate"
     icon = "curate.svg"
 
-    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
-        super().__init__(parent, jobs=jobs)
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None,
+                 messages: MessageArea | None = None):
+        super().__init__(parent, jobs=jobs, messages=messages)
         self._undo = QUndoStack(self)
         self.model = SampleTableModel(parent=self)
         self.model.sort_changed.connect(self._on_model_sort_changed)

@@ -1,355 +1,408 @@
 """The Generate page: pick a teacher, set the run, watch samples and cost arrive.
 
-All teacher traffic happens in :class:`GenerationWorker` / :class:`ConnectionTester` threads.
-Engine events are only collected in the slot; a 10 Hz timer redraws, so a fast teacher never
-floods the GUI thread. Slots only gather parameters and call core.
+Teacher traffic never touches the GUI thread: the connection test, model listing, key saving
+and every read of the generation tables are ``self.jobs`` jobs; a run is a
+:class:`GenerationWorker` thread. Engine events are only collected in the slot; a 10 Hz timer
+redraws, so a fast teacher never floods the GUI thread. Slots gather parameters and call core.
+Problems show in the window's one :class:`MessageArea` (``self.messages``), cleared when the next action succeeds.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import fields
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from superqt.utils import create_worker
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-    QProgressBar, QPushButton, QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
+    QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+    QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QStackedWidget, QTableWidget,
+    QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from studio.core.generation import events as ev
-from studio.core.generation.config import RunConfig, estimate_cost
-from studio.core.generation.engine import RunResult, create_run
-from studio.core.generation.filters import REASONS, default_index_factory
-from studio.core.generation.prompts import default_template
+from studio.core.generation.config import ConfigError, RunConfig
+from studio.core.generation.engine import RunResult, run_estimate
+from studio.core.generation.filters import default_index_factory, reasons
+from studio.core.generation.prompts import SeedExample
 from studio.core.generation.store import GenerationStore
-from studio.core.generation.teacher import PRESETS, ConnectionReport, TeacherConfig, store_api_key
+from studio.core.llm.endpoint import EndpointConfig, preset
+from studio.core.llm.keys import DEFAULT_KEY_ENV, store_key
+from studio.core.llm.models import ConnectionReport, check_connection
 from studio.core.project import Project
-from studio.ui.generate_worker import ConnectionTester, GenerationWorker
+from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES, RegistryError
+from studio.ui.generate_worker import GenerationWorker
 from studio.ui.jobs import JobRunner
+from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
 from studio.ui.project_context import ProjectContext
 
 FEED_LIMIT = 200
-COUNTS_INTERVAL_S = 2.0  # how often a run refreshes the window's sample counts
+TABLE_REFRESH_MS = 1500  # a run changes its tables many times a second: redraw the visible one at this pace
+SETTINGS_SHARE = 0.36  # of the panel's width, when there is room
+MAX_EXAMPLES = 10  # the most examples a prompt may show (the spin box's maximum)
 HELP = {f.name: f.metadata.get("help", "") for f in fields(RunConfig)}
+
+
+# -- reads for jobs (worker thread, on a project handle) ------------------------------------------
+def read_seeds(project: Project) -> tuple[int, list[SeedExample]]:
+    return project.seeds.count(), GenerationStore(project.conn).seed_examples(limit=MAX_EXAMPLES)
+
+
+def read_resumable(project: Project) -> dict | None:
+    return GenerationStore(project.conn).latest_unfinished_run()
+
+
+def read_rejected(project: Project, run_id: int, reason: str | None) -> list[dict]:
+    return GenerationStore(project.conn).rejected(run_id, reason)
+
+
+def read_seed_yield(project: Project, run_id: int) -> list[tuple[str, int, int]]:
+    yields = GenerationStore(project.conn).seed_yield(run_id)
+    rows = []
+    for seed_id, (shown, kept) in sorted(yields.items()):
+        seed = project.seeds.get(seed_id)
+        rows.append(((seed.name or seed.instruction[:60]) if seed else f"#{seed_id} (deleted)", shown, kept))
+    return rows
+
+
+def restore_rejected(project: Project, rejected_id: int) -> int | None:
+    return GenerationStore(project.conn, project.changes).restore(rejected_id)
+
+
+class HintedView(QStackedWidget):
+    """A list or table that says what will appear in it while it is empty."""
+
+    def __init__(self, view: QWidget, hint: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.view = view
+        self.hint = QLabel(hint, wordWrap=True, alignment=Qt.AlignmentFlag.AlignCenter)
+        self.hint.setProperty("role", "muted")
+        self.hint.setMargin(16)
+        self.addWidget(self.hint)
+        self.addWidget(view)
+        self.show_hint(True)
+
+    def show_hint(self, empty: bool) -> None:
+        self.setCurrentIndex(0 if empty else 1)
+
+    def hint_shown(self) -> bool:
+        return self.currentIndex() == 0
 
 
 class GeneratePanel(Panel):
     title = "Generate"
     icon = "generate.svg"
-    data_changed = Signal()  # samples were added: the window's sample counts are stale
 
-    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
-        super().__init__(parent, jobs=jobs)
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None,
+                 messages: MessageArea | None = None):
+        super().__init__(parent, jobs=jobs, messages=messages)
         self.index_factory = default_index_factory  # tests inject a stand-in
         self._worker: GenerationWorker | None = None
-        self._run_id: int | None = None
+        self._run_id: int | None = None  # the run the tables show
+        self._resumable: dict | None = None  # the newest stopped or failed run
+        self._seeds: list[SeedExample] | None = None  # None: not read yet
+        self._seed_count = 0
         self._pending: list[ev.Event] = []
-        self._counts_emitted_at = 0.0
         self._counters: ev.Counters | None = None
-        self._tester = ConnectionTester(self)
-        self._tester.done.connect(self._on_tester_done)
+        self._splitter_sized = False
         self._build()
         self._redraw_timer = QTimer(self, interval=100)
         self._redraw_timer.timeout.connect(self._redraw)
+        self._table_timer = QTimer(self, singleShot=True, interval=TABLE_REFRESH_MS)
+        self._table_timer.timeout.connect(self._refresh_visible_table)
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self._on_start_clicked)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self._on_stop_clicked)
         self._set_running(False)
 
     # -- layout -------------------------------------------------------------------------------------
     def _build(self) -> None:
-        self.banner = QLabel(wordWrap=True, visible=False)
-        self.banner.setStyleSheet("background:#fde2e1; color:#7a1712; padding:8px; border-radius:4px;")
 
         teacher = QGroupBox("Teacher")
         form = QFormLayout(teacher)
-        self.preset = QComboBox()
-        self.preset.addItems(list(PRESETS))
-        self.preset.currentTextChanged.connect(self._on_preset_changed)
-        self.base_url = QLineEdit(PRESETS["OpenAI"].base_url)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.preset = QComboBox(toolTip="Known kinds of OpenAI-compatible endpoints; picking one fills the URL and model.")
+        for key, label in ENDPOINT_KINDS.choices():
+            self.preset.addItem(label, key)
+        self.preset.currentIndexChanged.connect(self._on_preset_changed)
+        self.base_url = QLineEdit()
         self.model = QComboBox(editable=True)
-        self.model.setCurrentText(PRESETS["OpenAI"].model)
-        self.key_env = QLineEdit("OPENAI_API_KEY", toolTip="Environment variable read when the OS keyring has no key.")
+        self.key_env = QLineEdit(DEFAULT_KEY_ENV, toolTip="Environment variable read when the OS keyring has no key.")
         self.api_key = QLineEdit(echoMode=QLineEdit.EchoMode.Password, placeholderText="from keyring or environment",
                                  toolTip="Kept in memory only; 'Save key' puts it in the OS keyring, never in the project.")
-        self.save_key = QPushButton("Save key", clicked=self._on_save_key_clicked)
-        self.test_button = QPushButton("Test connection", clicked=self._on_test_clicked)
+        self.save_key = QPushButton("Save key", clicked=self._on_save_key_clicked,
+                                    toolTip="Store the key in the OS keyring for this base URL.")
+        self.test_button = QPushButton("Test connection", clicked=self._on_test_clicked,
+                                       toolTip="List the teacher's models and check the key (fills the model list).")
         self.connection_status = QLabel(wordWrap=True)
+        self.connection_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         key_row = QHBoxLayout()
-        key_row.addWidget(self.api_key)
+        key_row.addWidget(self.api_key, 1)
         key_row.addWidget(self.save_key)
         form.addRow("Preset", self.preset)
         form.addRow("Base URL", self.base_url)
         form.addRow("Model", self.model)
         form.addRow("API key", key_row)
         form.addRow("Key variable", self.key_env)
-        form.addRow(self.test_button, self.connection_status)
+        form.addRow(self.test_button)
+        form.addRow(self.connection_status)
 
         params = QGroupBox("Run")
         pform = QFormLayout(params)
+        pform.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.mode = QComboBox(toolTip=HELP["mode"])
-        self.mode.addItem("Alpaca", "alpaca")
-        self.mode.addItem("Self-Instruct (staged)", "self-instruct")
+        for key, label in GENERATION_MODES.choices():
+            self.mode.addItem(label, key)
+            self.mode.setItemData(self.mode.count() - 1, GENERATION_MODES.get(key).help, Qt.ItemDataRole.ToolTipRole)
         self.target = self._spin(1, 1_000_000, 1000, "target")
         self.concurrency = self._spin(1, 512, 8, "concurrency")
         self.num_tasks = self._spin(1, 50, 20, "num_tasks")
-        self.k_examples = self._spin(1, 10, 3, "k_examples")
+        self.k_examples = self._spin(1, MAX_EXAMPLES, 3, "k_examples")
         self.budget = QDoubleSpinBox(minimum=0, maximum=100_000, decimals=2, prefix="$ ", specialValueText="no cap",
                                      toolTip=HELP["budget_usd"])
         self.temperature = QDoubleSpinBox(minimum=0, maximum=2, singleStep=0.1, value=1.0, toolTip=HELP["temperature"])
-        self.estimate_label = QLabel(wordWrap=True)
+        self.seed_count_label = QLabel()
+        self.estimate_label = QLabel(wordWrap=True, toolTip="The estimate the run itself will announce: the prompt"
+                                     " is built from your seed tasks, tokens are ~4 characters.")
         for label, widget in (("Mode", self.mode), ("Target samples", self.target), ("Concurrency", self.concurrency),
                               ("Tasks per request", self.num_tasks), ("Examples per prompt", self.k_examples),
                               ("Budget", self.budget), ("Temperature", self.temperature),
-                              ("Cost estimate", self.estimate_label)):
+                              ("Seed tasks", self.seed_count_label)):
             pform.addRow(label, widget)
-        for spin in (self.target, self.num_tasks):
+        pform.addRow("Cost estimate", self.estimate_label)
+        self._on_preset_changed()
+        for spin in (self.target, self.num_tasks, self.k_examples, self.concurrency):
             spin.valueChanged.connect(self._update_estimate)
+        self.mode.currentIndexChanged.connect(self._update_estimate)
         self.model.currentTextChanged.connect(self._update_estimate)
-        self._update_estimate()
 
-        self.start_button = QPushButton("Start", clicked=self._on_start_clicked, toolTip="Start a new run (Ctrl+Return)")
-        self.pause_button = QPushButton("Pause", checkable=True, toggled=self._on_pause_toggled)
+        self.start_button = QPushButton("Start new run", clicked=self._on_start_clicked,
+                                        toolTip="Check the teacher, then start a new run (Ctrl+Return)")
+        self.pause_button = QPushButton("Pause", checkable=True, toggled=self._on_pause_toggled,
+                                        toolTip="Send no new requests; those in flight finish")
         self.stop_button = QPushButton("Stop", clicked=self._on_stop_clicked, toolTip="Stop; finished work is kept (Esc)")
-        self.resume_button = QPushButton("Resume last run", clicked=self._on_resume_clicked)
+        self.resume_button = QPushButton(clicked=self._on_resume_clicked)
         buttons = QHBoxLayout()
-        for button in (self.start_button, self.pause_button, self.stop_button, self.resume_button):
+        for button in (self.start_button, self.pause_button, self.stop_button):
             buttons.addWidget(button)
+        buttons.addStretch(1)
+
+        settings = QWidget()
+        llayout = QVBoxLayout(settings)
+        llayout.setContentsMargins(0, 0, 4, 0)
+        for widget in (teacher, params):
+            llayout.addWidget(widget)
+        llayout.addLayout(buttons)
+        llayout.addWidget(self.resume_button, 0, Qt.AlignmentFlag.AlignLeft)
+        llayout.addStretch(1)
+        # The settings scroll (never sideways) instead of squeezing: at the window's minimum size
+        # no label is cut, whatever the font.
+        self.settings_scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        self.settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.settings_scroll.setWidget(settings)
+        self.settings_scroll.setMinimumWidth(settings.minimumSizeHint().width()
+                                             + self.settings_scroll.verticalScrollBar().sizeHint().width())
 
         self.progress = QProgressBar(format="%v / %m kept")
-        self.eta = QLabel()
+        self.eta = QLabel(wordWrap=True)
         self.counters_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.counters_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.feed = QListWidget()
-        self.reason_filter = QComboBox()
+        self.feed_view = HintedView(self.feed, "New samples appear here as the teacher's answers pass the filters.\n"
+                                               "Start a run to see them.")
+        self.reason_filter = QComboBox(toolTip="Show the candidates one filter rejected")
         self.reason_filter.addItem("all reasons", "")
-        for reason in REASONS:
+        for reason in reasons():
             self.reason_filter.addItem(reason, reason)
         self.reason_filter.currentIndexChanged.connect(self._refresh_rejected)
         self.rejected_table = QTableWidget(0, 4, selectionBehavior=QTableWidget.SelectionBehavior.SelectRows)
         self.rejected_table.setHorizontalHeaderLabels(["Reason", "Instruction", "Nearest", "Score"])
+        self.rejected_table.horizontalHeader().setStretchLastSection(True)
+        self.rejected_view = HintedView(self.rejected_table, "Candidates the filters rejected in this run appear here,"
+                                                             " with the reason; restore any you want to keep.")
         self.restore_button = QPushButton("Restore as pending sample", clicked=self._on_restore_clicked)
         rejected = QWidget()
         rlayout = QVBoxLayout(rejected)
         rlayout.addWidget(self.reason_filter)
-        rlayout.addWidget(self.rejected_table)
+        rlayout.addWidget(self.rejected_view)
         rlayout.addWidget(self.restore_button)
         self.seed_table = QTableWidget(0, 4)
         self.seed_table.setHorizontalHeaderLabels(["Seed", "Shown", "Kept", "Kept per request"])
+        self.seed_table.horizontalHeader().setStretchLastSection(True)
+        self.seed_view = HintedView(self.seed_table, "How often each seed task was shown to the teacher, and how many"
+                                                     " kept samples its prompts gave, appear here once a run has"
+                                                     " finished requests.")
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.feed, "New samples")
+        self.tabs.addTab(self.feed_view, "New samples")
         self.tabs.addTab(rejected, "Rejected")
-        self.tabs.addTab(self.seed_table, "Per seed")
-        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.tabs.addTab(self.seed_view, "Per seed")
+        self.tabs.currentChanged.connect(self._refresh_visible_table)
 
-        left = QWidget()
-        llayout = QVBoxLayout(left)
-        for widget in (teacher, params):
-            llayout.addWidget(widget)
-        llayout.addLayout(buttons)
-        llayout.addStretch(1)
         right = QWidget()
         rl = QVBoxLayout(right)
-        for widget in (self.progress, self.eta, self.counters_label, self.tabs):
+        rl.setContentsMargins(4, 0, 0, 0)
+        for widget in (self.progress, self.eta, self.counters_label):
             rl.addWidget(widget)
-        splitter = QSplitter()
-        splitter.addWidget(left)
-        splitter.addWidget(right)
+        rl.addWidget(self.tabs, 1)
+        self.splitter = QSplitter(childrenCollapsible=False)
+        self.splitter.addWidget(self.settings_scroll)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.banner)
-        layout.addWidget(splitter)
+        layout.addWidget(self.splitter, 1)
+        self._update_estimate()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self._splitter_sized:  # first show: the settings get a third of the width, never less than they need
+            self._splitter_sized = True
+            total = self.splitter.width()
+            left = max(self.settings_scroll.minimumWidth(), int(total * SETTINGS_SHARE))
+            self.splitter.setSizes([left, max(1, total - left)])
 
     def _spin(self, low: int, high: int, value: int, name: str) -> QSpinBox:
         return QSpinBox(minimum=low, maximum=high, value=value, toolTip=HELP[name])
 
     # -- panel contract -----------------------------------------------------------------------------
     def set_context(self, context: ProjectContext | None) -> None:
-        self.shutdown()
+        if self.context is not None:
+            for signal, slot in self._subscriptions():
+                signal.disconnect(slot)
+        self._stop_worker()
         super().set_context(context)
-        project = self.project
-        self._run_id = GenerationStore(project.conn).latest_run_id() if project else None
+        self._run_id = None
+        self._resumable = None
+        self._seeds = None
+        self._counters = None
+        self.feed.clear()
+        self.feed_view.show_hint(True)
+        self.rejected_table.setRowCount(0)
+        self.rejected_view.show_hint(True)
+        self.seed_table.setRowCount(0)
+        self.seed_view.show_hint(True)
+        self.messages.clear()
+        if context is not None:
+            for signal, slot in self._subscriptions():
+                signal.connect(slot)
+            self._read_seeds()
+            self._read_resumable()
+        self._update_estimate()
         self._set_running(False)
 
+    def _subscriptions(self) -> list:
+        assert self.context is not None
+        return [(self.context.seeds_changed, self._read_seeds),
+                (self.context.generation_runs_changed, self._on_runs_changed)]
+
     def shutdown(self) -> None:
-        if self._worker is not None:
-            self._worker.stop_and_wait()
-            self._worker = None
+        """Ask a run to stop and return at once: the engine commits what it has on its own thread."""
+        self._stop_worker()
         self._redraw_timer.stop()
+        self._table_timer.stop()
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            for signal in (self._worker.event, self._worker.finished, self._worker.crashed,
+                           self._worker.start_failed, self._worker.created):
+                signal.disconnect()
+            self._worker = None
 
     # -- building a run -----------------------------------------------------------------------------
-    def teacher_config(self) -> TeacherConfig:
-        return TeacherConfig(base_url=self.base_url.text().strip(), model=self.model.currentText().strip(),
-                             api_key_env=self.key_env.text().strip() or "OPENAI_API_KEY",
-                             api_key=self.api_key.text() or None)
+    def teacher_config(self) -> EndpointConfig:
+        return EndpointConfig(base_url=self.base_url.text().strip(), model=self.model.currentText().strip(),
+                              api_key_env=self.key_env.text().strip() or DEFAULT_KEY_ENV,
+                              api_key=self.api_key.text() or None)
 
     def run_config(self) -> RunConfig:
-        config = RunConfig(mode=self.mode.currentData(), target=self.target.value(),
+        config = RunConfig(mode=self.mode.currentData() or "alpaca", target=self.target.value(),
                            concurrency=self.concurrency.value(), num_tasks=self.num_tasks.value(),
                            k_examples=self.k_examples.value(), temperature=self.temperature.value(),
                            budget_usd=self.budget.value() or None)
         config.teacher = self.teacher_config()
         return config
 
-    def _launch(self, run_id: int) -> None:
-        self.banner.hide()
-        self._run_id = run_id
+    def _launch(self, *, config: RunConfig | None = None, run_id: int | None = None) -> None:
+        assert self.project is not None
         self._pending.clear()
+        self._counters = None
         self.feed.clear()
-        self._worker = GenerationWorker(self.project.new_connection, run_id, self.api_key.text() or None,
-                                        self.index_factory, self)
-        self._worker.event.connect(self._on_worker_event)
-        self._worker.finished.connect(self._on_worker_finished)
-        self._worker.crashed.connect(self._on_worker_crashed)
+        self.feed_view.show_hint(True)
+        self.eta.setText("Checking the teacher…" if config is not None else f"Resuming run #{run_id}…")
+        worker = GenerationWorker(self.project, config=config, run_id=run_id, api_key=self.api_key.text() or None,
+                                  index_factory=self.index_factory, parent=self)
+        worker.created.connect(self._on_run_created)
+        worker.event.connect(self._on_worker_event)
+        worker.start_failed.connect(self._on_start_failed)
+        worker.finished.connect(self._on_worker_finished)
+        worker.crashed.connect(self._on_worker_crashed)
+        self._worker = worker
+        if run_id is not None:
+            self._run_id = run_id
         self._set_running(True)
         self._redraw_timer.start()
-        self._worker.start()
+        worker.start()
 
     def _set_running(self, running: bool) -> None:
         has_project = self.project is not None
         self.start_button.setEnabled(has_project and not running)
-        self.resume_button.setEnabled(has_project and not running and self._run_id is not None)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         if not running:
             self.pause_button.setChecked(False)
+        run = self._resumable
+        # Only shown when there is something to pick up, and never during a run: one control per action.
+        self.resume_button.setVisible(has_project and not running and run is not None)
+        if run is not None:
+            self.resume_button.setText(f"Resume run #{run['id']} ({run['status']}, {run['kept']} kept)")
+            self.resume_button.setToolTip(
+                f"Continue run #{run['id']} where it ended, with its saved settings: unfinished requests first,"
+                " nothing already answered is paid for again.")
 
     def is_running(self) -> bool:
         return self._worker is not None and self._worker.is_running()
 
-    # -- slots ------------------------------------------------------------------------------------
-    def _on_preset_changed(self, name: str) -> None:
-        preset = PRESETS[name]
-        self.base_url.setText(preset.base_url)
-        self.model.setCurrentText(preset.model)
+    # -- reads (jobs) ---------------------------------------------------------------------------------
+    def _read_seeds(self) -> None:
+        if self.context is not None:
+            self.jobs.submit("Reading seed tasks", read_seeds, key="generate-seeds", project=self.context,
+                             on_done=self._on_seeds_read, quiet=True)
 
-    def _on_test_clicked(self) -> None:
-        self.test_button.setEnabled(False)
-        self.connection_status.setText("Testing...")
-        self._tester.run(self.teacher_config())
+    def _on_seeds_read(self, result: tuple[int, list[SeedExample]]) -> None:
+        self._seed_count, self._seeds = result
+        self._update_estimate()
 
-    def _on_tester_done(self, report: ConnectionReport) -> None:
-        self.test_button.setEnabled(True)
-        self.connection_status.setText(report.message)
-        if report.models:
-            current = self.model.currentText()
-            self.model.clear()
-            self.model.addItems(report.models)
-            self.model.setCurrentText(current)
+    def _read_resumable(self) -> None:
+        if self.context is not None:
+            self.jobs.submit("Reading generation runs", read_resumable, key="generate-runs", project=self.context,
+                             on_done=self._on_resumable_read, quiet=True)
 
-    def _on_save_key_clicked(self) -> None:
-        # A desktop keyring may wait on an unlock prompt: never on the GUI thread.
-        self.save_key.setEnabled(False)
-        self.connection_status.setText("Saving the key in the OS keyring…")
-        worker = create_worker(store_api_key, self.base_url.text().strip(), self.api_key.text(), _start_thread=False)
-        worker.returned.connect(lambda problem: self.connection_status.setText(problem or "Key saved in the OS keyring."))
-        worker.errored.connect(lambda exc: self.connection_status.setText(f"Could not save the key: {exc}"))
-        worker.finished.connect(lambda: self.save_key.setEnabled(True))
-        self._key_saver = worker
-        worker.start()
+    def _on_resumable_read(self, run: dict | None) -> None:
+        self._resumable = run
+        if self._run_id is None and run is not None:
+            self._run_id = run["id"]  # the tables show the run a user would resume
+            self._refresh_visible_table()
+        self._set_running(self.is_running())
 
-    def _on_start_clicked(self) -> None:
-        if self.project is None or self.is_running():
-            return
-        run_id = create_run(GenerationStore(self.project.conn), self.run_config())
-        self._launch(run_id)
+    def _on_runs_changed(self) -> None:
+        if not self._table_timer.isActive():
+            self._table_timer.start()
 
-    def _on_resume_clicked(self) -> None:
-        if self.project is not None and self._run_id is not None and not self.is_running():
-            self._launch(self._run_id)
-
-    def _on_pause_toggled(self, paused: bool) -> None:
-        if self._worker is not None:
-            (self._worker.engine.pause if paused else self._worker.engine.resume)()
-        self.pause_button.setText("Resume" if paused else "Pause")
-
-    def _on_stop_clicked(self) -> None:
-        if self._worker is not None:
-            self._worker.engine.stop()  # the worker thread winds down; finished arrives by signal
-
-    def _update_estimate(self) -> None:
-        config = self.run_config()
-        prompt_chars = len(default_template()) + 200 * config.k_examples
-        self.estimate_label.setText(estimate_cost(config, prompt_chars).describe())
-
-    def _on_tab_changed(self, index: int) -> None:
+    def _refresh_visible_table(self) -> None:
+        index = self.tabs.currentIndex()
         if index == 1:
             self._refresh_rejected()
         elif index == 2:
             self._refresh_seed_table()
 
-    def _on_worker_event(self, event: ev.Event) -> None:
-        self._pending.append(event)  # drawn by the timer
-
-    def _on_worker_finished(self, result: RunResult) -> None:
-        self._redraw()
-        self._redraw_timer.stop()
-        self._worker = None
-        self._set_running(False)
-        self.eta.setText(f"Finished: {result.reason}. {result.message}")
-        self._refresh_rejected()
-        self._refresh_seed_table()
-
-    def _on_worker_crashed(self, message: str) -> None:
-        self._show_banner(f"The run stopped unexpectedly: {message}")
-        self._worker = None
-        self._redraw_timer.stop()
-        self._set_running(False)
-
-    def _on_restore_clicked(self) -> None:
-        row = self.rejected_table.currentRow()
-        item = self.rejected_table.item(row, 0) if row >= 0 else None
-        if item is None or self.project is None:
-            return
-        GenerationStore(self.project.conn).restore(item.data(Qt.ItemDataRole.UserRole))
-        self._refresh_rejected()
-
-    # -- drawing ------------------------------------------------------------------------------------
-    def _show_banner(self, text: str) -> None:
-        self.banner.setText(text)
-        self.banner.show()
-
-    def _redraw(self) -> None:
-        events, self._pending = self._pending, []
-        new_samples = []
-        for event in events:
-            if isinstance(event, ev.Progress):
-                self._counters = event.counters
-            elif isinstance(event, ev.RunFinished):
-                self._counters = event.counters
-                self.data_changed.emit()
-            elif isinstance(event, ev.SampleKept):
-                new_samples.append(event.instruction)
-            elif isinstance(event, ev.TeacherError):
-                self._show_banner(f"{event.kind.upper()}: {event.message}")
-            elif isinstance(event, ev.RunStarted):
-                self.connection_status.setText(f"Key from {event.key_source}. Estimate: {event.estimate}")
-        if new_samples:
-            # The status bar's counts follow a run, at a pace that keeps their query off the critical path.
-            if time.monotonic() - self._counts_emitted_at >= COUNTS_INTERVAL_S:
-                self._counts_emitted_at = time.monotonic()
-                self.data_changed.emit()
-            self.feed.insertItems(0, list(reversed(new_samples[-FEED_LIMIT:])))
-            while self.feed.count() > FEED_LIMIT:
-                self.feed.takeItem(self.feed.count() - 1)
-        c = self._counters
-        if c is None:
-            return
-        self.progress.setMaximum(max(1, c.target))
-        self.progress.setValue(min(c.kept, c.target))
-        eta = f"ETA {c.eta_s:.0f} s" if c.eta_s is not None else "ETA --"
-        self.eta.setText(f"{eta} · {c.samples_per_min:.0f} samples/min" + (" · paused" if c.paused else ""))
-        by_reason = ", ".join(f"{k} {v}" for k, v in sorted(c.rejected_by_reason.items())) or "none"
-        per_kept = f"${c.cost_per_kept:.4f}" if c.cost_per_kept is not None else "--"
-        self.counters_label.setText(
-            f"In flight {c.in_flight} · requests {c.requests_done} (+{c.requests_failed} failed) · kept {c.kept} · "
-            f"rejected {c.rejected} ({by_reason}) · tokens {c.prompt_tokens:,} in / {c.completion_tokens:,} out · "
-            f"cost ${c.cost:.4f} · per kept sample {per_kept}")
-
     def _refresh_rejected(self) -> None:
-        if self.project is None or self._run_id is None:
+        if self.context is None or self._run_id is None:
             return
-        rows = GenerationStore(self.project.conn).rejected(self._run_id, self.reason_filter.currentData() or None)
+        self.jobs.submit("Reading rejected candidates", read_rejected, self._run_id,
+                         self.reason_filter.currentData() or None, key="generate-rejected", project=self.context,
+                         on_done=self._fill_rejected, quiet=True)
+
+    def _fill_rejected(self, rows: list[dict]) -> None:
         self.rejected_table.setRowCount(len(rows))
         for n, row in enumerate(rows):
             reason = QTableWidgetItem(row["reason"] + (" (restored)" if row["restored"] else ""))
@@ -359,14 +412,210 @@ class GeneratePanel(Panel):
             for col, item in enumerate((reason, QTableWidgetItem(text), QTableWidgetItem(row["nearest_instruction"] or ""),
                                         QTableWidgetItem(score))):
                 self.rejected_table.setItem(n, col, item)
+        self.rejected_view.show_hint(not rows)
 
     def _refresh_seed_table(self) -> None:
-        if self.project is None or self._run_id is None:
+        if self.context is None or self._run_id is None:
             return
-        yields = GenerationStore(self.project.conn).seed_yield(self._run_id)
-        self.seed_table.setRowCount(len(yields))
-        for n, (seed_id, (shown, kept)) in enumerate(sorted(yields.items())):
-            seed = self.project.seeds.get(seed_id)
-            name = (seed.name or seed.instruction[:60]) if seed else f"#{seed_id} (deleted)"
+        self.jobs.submit("Reading seed yield", read_seed_yield, self._run_id, key="generate-seed-yield",
+                         project=self.context, on_done=self._fill_seed_table, quiet=True)
+
+    def _fill_seed_table(self, rows: list[tuple[str, int, int]]) -> None:
+        self.seed_table.setRowCount(len(rows))
+        for n, (name, shown, kept) in enumerate(rows):
             for col, text in enumerate((name, str(shown), str(kept), f"{kept / shown:.1f}" if shown else "")):
                 self.seed_table.setItem(n, col, QTableWidgetItem(text))
+        self.seed_view.show_hint(not rows)
+
+    # -- slots ------------------------------------------------------------------------------------
+    def _on_preset_changed(self) -> None:
+        key = self.preset.currentData()
+        if key is None:
+            return
+        try:
+            chosen = preset(key)
+        except RegistryError as exc:  # a plugin's broken preset: say so, keep the rest working
+            self.messages.show_error(str(exc))
+            return
+        self.base_url.setText(chosen.base_url)
+        self.model.setCurrentText(chosen.model)
+
+    def _on_test_clicked(self) -> None:
+        self.test_button.setEnabled(False)
+        self.connection_status.setText("Testing…")
+        self.jobs.submit("Testing the teacher connection", check_connection, self.teacher_config(),
+                         key="generate-connection", on_done=self._on_tested, on_error=self._on_test_error)
+
+    def _on_tested(self, report: ConnectionReport) -> None:
+        self.test_button.setEnabled(True)
+        self.connection_status.setText(report.message)
+        if report.ok:
+            self.messages.clear()
+        else:
+            self.messages.show_error(report.message)
+        if report.models:
+            current = self.model.currentText()
+            self.model.clear()
+            self.model.addItems(report.models)
+            self.model.setCurrentText(current)
+
+    def _on_test_error(self, message: str) -> None:
+        self.test_button.setEnabled(True)
+        self.connection_status.setText("")
+        self.messages.show_error(f"The connection test failed: {message}")
+
+    def _on_save_key_clicked(self) -> None:
+        # A desktop keyring may wait on an unlock prompt: never on the GUI thread.
+        self.save_key.setEnabled(False)
+        self.connection_status.setText("Saving the key in the OS keyring…")
+        self.jobs.submit("Saving the API key", store_key, self.base_url.text().strip(), self.api_key.text(),
+                         key="generate-save-key", on_done=self._on_key_saved, on_error=self._on_key_not_saved)
+
+    def _on_key_saved(self, problem: str | None) -> None:
+        self.save_key.setEnabled(True)
+        self.connection_status.setText(problem or "Key saved in the OS keyring.")
+        if problem:
+            self.messages.show_message(problem, "warning")
+        else:
+            self.messages.clear()
+
+    def _on_key_not_saved(self, message: str) -> None:
+        self.save_key.setEnabled(True)
+        self.connection_status.setText("")
+        self.messages.show_error(f"Could not save the key: {message}")
+
+    def _on_start_clicked(self) -> None:
+        if self.project is None or self.is_running():
+            return
+        config = self.run_config()
+        try:
+            config.validate()  # plain arithmetic: a setting that cannot work is said at once
+        except ConfigError as exc:
+            self.messages.show_error(str(exc))
+            return
+        self._launch(config=config)
+
+    def _on_resume_clicked(self) -> None:
+        if self.project is not None and self._resumable is not None and not self.is_running():
+            self._launch(run_id=self._resumable["id"])
+
+    def _on_pause_toggled(self, paused: bool) -> None:
+        if self._worker is not None:
+            self._worker.pause(paused)
+        self.pause_button.setText("Continue" if paused else "Pause")
+        self.pause_button.setToolTip("Send requests again" if paused else "Send no new requests; those in flight finish")
+
+    def _on_stop_clicked(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()  # the worker thread winds down; finished arrives by signal
+
+    def _update_estimate(self) -> None:
+        if self._seeds is None:
+            self.seed_count_label.setText("—" if self.project is None else "reading…")
+            self.estimate_label.setText("Open a project to see the estimate." if self.project is None else "…")
+            return
+        self.seed_count_label.setText(f"{self._seed_count} in this project")
+        if not self._seeds:
+            self.estimate_label.setText("No seed tasks yet: add some on the Seeds page.")
+            return
+        self.estimate_label.setText(run_estimate(self.run_config(), self._seeds).describe())
+
+    def _on_worker_event(self, event: ev.Event) -> None:
+        self._pending.append(event)  # drawn by the timer
+
+    def _on_run_created(self, run_id: int) -> None:
+        self._run_id = run_id
+        self.rejected_table.setRowCount(0)
+        self.rejected_view.show_hint(True)
+        self.seed_table.setRowCount(0)
+        self.seed_view.show_hint(True)
+
+    def _on_start_failed(self, message: str) -> None:
+        self._end_run()
+        self.eta.setText("Not started: nothing was stored.")
+        self.messages.show_error(message)
+
+    def _on_worker_finished(self, result: RunResult) -> None:
+        self._end_run()
+        if result.discarded:
+            self._run_id = None
+            self.eta.setText(f"Not started: {result.message or 'the teacher did not answer'}. Nothing was stored.")
+            if not self.messages.is_shown():
+                self.messages.show_error(result.message or "The run failed before any answer.")
+        else:
+            text = {"target": "target reached", "budget": "budget reached", "max_requests": "request limit reached",
+                    "stopped": "stopped", "error": "stopped by an error"}.get(result.reason, result.reason)
+            self.eta.setText(f"Finished: {text}." + (f" {result.message}" if result.message else ""))
+        self._read_resumable()
+        self._refresh_visible_table()
+
+    def _on_worker_crashed(self, message: str) -> None:
+        self._end_run()
+        self.messages.show_error(f"The run stopped unexpectedly: {message}")
+        self._read_resumable()
+
+    def _end_run(self) -> None:
+        self._redraw()
+        self._redraw_timer.stop()
+        self._worker = None
+        self._set_running(False)
+
+    def _on_restore_clicked(self) -> None:
+        row = self.rejected_table.currentRow()
+        item = self.rejected_table.item(row, 0) if row >= 0 else None
+        if item is None or self.context is None:
+            return
+        self.jobs.submit("Restoring a rejected candidate", restore_rejected, item.data(Qt.ItemDataRole.UserRole),
+                         project=self.context, on_done=lambda _id: self._refresh_rejected())
+
+    # -- drawing ------------------------------------------------------------------------------------
+    def _redraw(self) -> None:
+        events, self._pending = self._pending, []
+        new_samples: list[str] = []
+        for event in events:
+            if isinstance(event, (ev.Progress, ev.RunFinished)):
+                self._counters = event.counters
+            elif isinstance(event, ev.SampleKept):
+                new_samples.append(event.instruction)
+            elif isinstance(event, ev.TeacherError):
+                self.messages.show_error(event.message)
+            elif isinstance(event, ev.RunStarted):
+                self.messages.clear()  # the teacher answered the pre-check: whatever went wrong before is over
+                self.connection_status.setText(f"{event.key_source}. Estimate: {event.estimate}")
+        if new_samples:
+            self._add_to_feed(new_samples)
+        c = self._counters
+        if c is None:
+            return
+        self.progress.setMaximum(max(1, c.target))
+        self.progress.setValue(min(c.kept, c.target))
+        if self.is_running():
+            eta = f"ETA {c.eta_s:.0f} s" if c.eta_s is not None else "ETA --"
+            self.eta.setText(f"{eta} · {c.samples_per_min:.0f} samples/min" + (" · paused" if c.paused else ""))
+        by_reason = ", ".join(f"{k} {v}" for k, v in sorted(c.rejected_by_reason.items())) or "none"
+        per_kept = f"${c.cost_per_kept:.4f}" if c.cost_per_kept is not None else "--"
+        self.counters_label.setText(
+            f"In flight {c.in_flight} · requests {c.requests_done} (+{c.requests_failed} failed) · kept {c.kept} · "
+            f"rejected {c.rejected} ({by_reason}) · tokens {c.prompt_tokens:,} in / {c.completion_tokens:,} out · "
+            f"cost ${c.cost:.4f} · per kept sample {per_kept}")
+
+    def _add_to_feed(self, instructions: list[str]) -> None:
+        """Newest first; samples of one instruction (self-instruct's instances) share one line."""
+        lines: list[list] = []  # [instruction, count], oldest first
+        for text in instructions[-FEED_LIMIT * 4:]:
+            if lines and lines[-1][0] == text:
+                lines[-1][1] += 1
+            else:
+                lines.append([text, 1])
+        top = self.feed.item(0)
+        if top is not None and lines and top.data(Qt.ItemDataRole.UserRole) == lines[0][0]:
+            lines[0][1] += top.data(Qt.ItemDataRole.UserRole + 1)
+            self.feed.takeItem(0)
+        for text, count in lines:
+            self.feed.insertItem(0, text if count == 1 else f"{text}  ·  {count} examples")
+            item = self.feed.item(0)
+            item.setData(Qt.ItemDataRole.UserRole, text)
+            item.setData(Qt.ItemDataRole.UserRole + 1, count)
+        while self.feed.count() > FEED_LIMIT:
+            self.feed.takeItem(self.feed.count() - 1)
+        self.feed_view.show_hint(self.feed.count() == 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMenu, QMessageBox,
@@ -33,6 +33,7 @@ MAX_RECENT = 8
 
 
 COUNT_CHANGES = {changes.SEEDS, changes.SAMPLES, changes.TRASH}  # what the status bar's counts show
+COUNT_INTERVAL_MS = 1000  # a running generation changes samples 25 times a second: recount at most once a second
 
 
 # Jobs: each runs on a worker thread with a project handle of its own (``project=context``).
@@ -66,6 +67,9 @@ class MainWindow(QMainWindow):
         self.jobs.job_failed.connect(self._on_job_failed)
         self.jobs.job_succeeded.connect(self._on_job_succeeded)
         self._error_job_title = ""  # the job whose failure the message area shows
+        self._count_timer = QTimer(self, singleShot=True)
+        self._count_timer.timeout.connect(self._start_count)
+        self._count_clock = QElapsedTimer()
         self.setWindowTitle("Distill Studio")
         self.setWindowIcon(theme.icon("app.svg"))
         self.setMinimumSize(720, 480)
@@ -85,8 +89,9 @@ class MainWindow(QMainWindow):
         self.no_project_label.setProperty("role", "muted")
         self.stack.addWidget(self.no_project_label)
 
-        # One message area for what went wrong in any job; one line reserved, so nothing jumps.
-        self.messages = MessageArea(lines=1)
+        # The one message area: what went wrong in any job, panel or undo. Two lines are always
+        # reserved, so nothing jumps when a message appears.
+        self.messages = MessageArea()
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(6, 4, 6, 0)
@@ -123,7 +128,7 @@ class MainWindow(QMainWindow):
             return panel
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            panel = self.specs[row].create(self.jobs)
+            panel = self.specs[row].create(self.jobs, self.messages)
         finally:
             QApplication.restoreOverrideCursor()
         self.panels[row] = panel
@@ -299,10 +304,20 @@ class MainWindow(QMainWindow):
             self.refresh_counts()
 
     def refresh_counts(self) -> None:
-        """Recount in a worker; "latest wins", so a burst of changes ends in one current count."""
+        """Recount soon: at once after a quiet second, else at the end of it (one count per burst)."""
         if self.context is None:
+            self._count_timer.stop()
             self.counts_label.setText("")
             return
+        if not self._count_timer.isActive():
+            since = self._count_clock.elapsed() if self._count_clock.isValid() else COUNT_INTERVAL_MS
+            self._count_timer.start(max(0, COUNT_INTERVAL_MS - since))
+
+    def _start_count(self) -> None:
+        """Count in a worker; "latest wins", so only the newest count reaches the label."""
+        if self.context is None:
+            return
+        self._count_clock.restart()
         root = self.context.root
         self.jobs.submit("Counting samples", _count_job, project=self.context, key="status-bar-counts", quiet=True,
                          on_done=lambda stats: self._show_counts(root, stats),

@@ -33,9 +33,9 @@ class MessageArea(QWidget):
         self.close_button.clicked.connect(self._on_close_clicked)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
-        layout.addWidget(self.marker, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.marker, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.text, 1)
-        layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         # The lines are always reserved: a message appearing never pushes the panel down. Longer
         # text is cut to them; the tooltip holds all of it.

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QWidget
 from studio.core import registry
 from studio.core.project import Project
 from studio.ui.jobs import JobRunner
+from studio.ui.message_area import MessageArea
 from studio.ui.project_context import ProjectContext
 
 
@@ -27,10 +28,13 @@ class Panel(QWidget):
     icon = "app.svg"
     status_message = Signal(str)  # a short notice for the window's status bar
 
-    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None,
+                 messages: MessageArea | None = None):
         super().__init__(parent)
-        # The window passes its runner; a panel built alone (tests) gets one of its own.
+        # The window passes its runner and its one message area; a panel built alone (tests)
+        # gets its own (the area then sits outside any layout: its state is still readable).
         self.jobs = jobs if jobs is not None else JobRunner(self)
+        self.messages = messages if messages is not None else MessageArea()
         self.context: ProjectContext | None = None
         self.project: Project | None = None
 
@@ -60,9 +64,9 @@ class PanelSpec:
     icon: str
     factory: str  # "module:Class"
 
-    def create(self, jobs: JobRunner | None = None) -> Panel:
+    def create(self, jobs: JobRunner | None = None, messages: MessageArea | None = None) -> Panel:
         cls = registry.PANELS.load(self.key)
-        return cls(jobs=jobs)
+        return cls(jobs=jobs, messages=messages)
 
 
 def panel_specs() -> list[PanelSpec]:

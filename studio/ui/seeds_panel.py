@@ -22,6 +22,7 @@ from studio.core.seed_changes import SeedChange, SeedRows
 from studio.core.seeds import Instance, SeedTask
 from studio.ui.change_command import ChangeCommand
 from studio.ui.jobs import Job, JobRunner
+from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
 from studio.ui.project_context import ProjectContext
 from studio.ui.seed_commands import SeedEditCommand
@@ -358,8 +359,9 @@ class SeedsPanel(Panel):
     title = "Seeds"
     icon = "seeds.svg"
 
-    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None):
-        super().__init__(parent, jobs=jobs)
+    def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None,
+                 messages: MessageArea | None = None):
+        super().__init__(parent, jobs=jobs, messages=messages)
         self._undo_stack = QUndoStack(self)
         self.model = SeedListModel(self)
 

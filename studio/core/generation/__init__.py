@@ -1,12 +1,12 @@
-"""Teacher-driven sample generation.
+"""Teacher-driven sample generation (teacher calls go through the shared client, ``studio.core.llm``).
 
-    teacher.py      endpoint config, presets, API key lookup (keyring, then env var), plain-words errors
     prompts.py      Alpaca prompt builder and the forgiving numbered-batch parser
-    filters.py      quality filters with reason codes; the near-duplicate index is injected
-    config.py       RunConfig (saved with the run, never with the key), price table, cost estimate
-    modes.py        a mode builds prompts and judges answers (Alpaca); self_instruct.py (four stages)
-    store.py        runs, requests, rejected candidates; a request's outcome commits in one transaction
-    engine.py       asyncio worker pool: retries, backoff, budget, pause/stop, events
+    filters.py      the quality checks (SAMPLE_FILTERS entries) with reason codes; the near-duplicate index is injected
+    config.py       RunConfig (saved with the run, never with the key), its validation, the cost estimate
+    modes.py        a mode builds prompts and judges answers (GENERATION_MODES: Alpaca; self_instruct.py, four stages)
+    store.py        the repository of runs, requests, rejected candidates; a request's outcome commits in one transaction
+    writer.py       the thread that commits judged answers
+    engine.py       asyncio worker pool: budget, target, pause/stop, events; the start's pre-check (prepare_run)
     events.py       the dataclasses the engine reports through (no Qt)
     cli_support.py  `distill-studio generate` and its text progress bar
 """

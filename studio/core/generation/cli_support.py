@@ -5,15 +5,18 @@ Kept beside the engine (not in ``studio/cli.py``) so the CLI module stays cheap 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 
 from studio.core.errors import StudioError
 from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig
-from studio.core.generation.engine import GenerationEngine, create_run
+from studio.core.generation.engine import GenerationEngine, prepare_run
 from studio.core.generation.store import GenerationStore
-from studio.core.generation.teacher import resolve_api_key
+from studio.core.llm.endpoint import presets
+from studio.core.llm.keys import resolve_key
 from studio.core.project import Project
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
@@ -21,6 +24,9 @@ EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
     config = base or RunConfig()
+    if getattr(args, "preset", None):
+        preset = presets()[args.preset]
+        config.teacher.base_url, config.teacher.model = preset.base_url, preset.model
     if args.mode:
         config.mode = args.mode
     for attr, name in (("target", "target"), ("concurrency", "concurrency"), ("budget", "budget_usd"),
@@ -40,7 +46,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
 
 
 def run_generate(project: Project, args: argparse.Namespace) -> int:
-    store = GenerationStore(project.conn)
+    store = GenerationStore(project.conn, project.changes)
     if args.resume:
         run_id = args.run or store.latest_run_id()
         run = store.run(run_id) if run_id else None
@@ -49,25 +55,52 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(run["config"])
         if args.api_key_env:
             config.teacher.api_key_env = args.api_key_env
+        key = resolve_key(config.teacher)
     else:
-        if not (args.base_url and args.model and args.target):
-            raise StudioError("generate needs --base-url, --model and --target (or --resume).")
         config = config_from_args(args)
-        run_id = create_run(store, config)
-    key = resolve_api_key(config.teacher)
+        if not ((args.base_url or getattr(args, "preset", None)) and config.teacher.model and args.target):
+            raise StudioError("generate needs --base-url (or --preset), --model and --target (or --resume).")
+        key = resolve_key(config.teacher)
+        # Bad settings, a refused key or an unreachable teacher fail here, before a run row exists.
+        run_id = prepare_run(project, config, api_key=key.value)
     bar = ProgressBar(sys.stderr, quiet=args.quiet)
-    engine = GenerationEngine(project.new_connection, run_id, on_event=bar, api_key=key.value,
-                              key_source=key.source)
-    result = engine.run_blocking()
+    engine = GenerationEngine(project, run_id, on_event=bar, api_key=key.value, key_source=key.describe())
+    with _ctrl_c_stops(engine, bar):
+        result = engine.run_blocking()
     bar.close()
     c = result.counters
     print(f"run {run_id}: {result.reason}; kept {c.kept}, rejected {c.rejected} {dict(sorted(c.rejected_by_reason.items()))},"
           f" requests {c.requests_done} (+{c.requests_failed} failed), tokens {c.prompt_tokens}+{c.completion_tokens},"
-          f" cost ${c.cost:.4f}")
+          f" cost ${c.cost:.4f}" + (" (nothing was stored)" if result.discarded else ""))
     if result.reason == "error":
         print(f"error: {result.message}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_STOPPED if result.reason == "stopped" else EXIT_OK
+
+
+class _ctrl_c_stops:
+    """Ctrl+C asks the engine to stop (finished work is committed, then one summary line); a second one quits."""
+
+    def __init__(self, engine: GenerationEngine, bar: ProgressBar):
+        self._engine, self._bar = engine, bar
+        self._previous = None
+        self._pressed = False
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self._pressed:
+            raise KeyboardInterrupt
+        self._pressed = True
+        self._bar.note("stopping: finishing the requests in flight (Ctrl+C again to quit at once)")
+        self._engine.stop()
+
+    def __enter__(self) -> _ctrl_c_stops:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class ProgressBar:
@@ -81,7 +114,7 @@ class ProgressBar:
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
-            self._line(f"run {event.run_id}{' (resumed)' if event.resumed else ''}: key from {event.key_source};"
+            self._line(f"run {event.run_id}{' (resumed)' if event.resumed else ''}: {event.key_source};"
                        f" estimate {event.estimate}", force=True)
         elif isinstance(event, ev.Progress):
             self._progress(event.counters)
@@ -103,6 +136,9 @@ class ProgressBar:
             self._stream.flush()
         else:
             self._line(text)
+
+    def note(self, text: str) -> None:
+        self._line(text, force=True)
 
     def _line(self, text: str, force: bool = False) -> None:
         if self._quiet and not force:

@@ -1,4 +1,6 @@
-"""A generation run's settings, the price table, and the cost estimate shown before starting.
+"""A generation run's settings, their validation, and the cost estimate shown before starting.
+
+Prices come from :mod:`studio.core.llm.pricing` (the table is saved with each run).
 
 Every setting carries a ``help`` string: one text for the CLI, the GUI tooltip and the saved
 run config. The config is stored with the run (without the API key) so ``--resume`` and the
@@ -9,23 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from studio.core.errors import StudioError
 from studio.core.generation.filters import FilterSettings
-from studio.core.generation.teacher import TeacherConfig
+from studio.core.llm.endpoint import EndpointConfig
+from studio.core.llm.pricing import DEFAULT_PRICES, request_cost
 
-# USD per 1M tokens (input, output). Prices change: the table is editable and saved per run.
-DEFAULT_PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-3.5-turbo": (0.50, 1.50),
-}
+__all__ = ["CostEstimate", "ConfigError", "DEFAULT_PRICES", "RunConfig", "estimate_cost", "request_cost"]
 
 
-def request_cost(prices: dict[str, tuple[float, float]], model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD for one request; a model missing from the table (a local server) costs nothing."""
-    price_in, price_out = prices.get(model, (0.0, 0.0))
-    return (prompt_tokens * price_in + completion_tokens * price_out) / 1_000_000
+class ConfigError(StudioError):
+    """A run setting that cannot work; said before anything is stored or sent."""
 
 
 def _help(text: str, default=None, factory=None):
@@ -54,7 +49,7 @@ class RunConfig:
     backoff_max_s: float = _help("Longest retry delay.", 60.0)
     random_seed: int = _help("Makes the choice of examples per request repeatable.", 0)
     template: str = _help("The prompt template ($num_tasks, $examples).", "")
-    teacher: TeacherConfig = _help("The teacher endpoint and model.", factory=TeacherConfig)
+    teacher: EndpointConfig = _help("The teacher endpoint and model.", factory=EndpointConfig)
     filters: FilterSettings = _help("Quality and near-duplicate filters.", factory=FilterSettings)
     prices: dict[str, tuple[float, float]] = _help("USD per 1M input/output tokens per model.", factory=lambda: dict(DEFAULT_PRICES))
 
@@ -70,11 +65,32 @@ class RunConfig:
     def from_dict(cls, data: dict) -> RunConfig:
         simple = {f.name: data[f.name] for f in fields(cls) if f.name in data and f.name not in ("teacher", "filters", "prices")}
         config = cls(**simple)
-        config.teacher = TeacherConfig.from_dict(data.get("teacher", {}))
+        config.teacher = EndpointConfig.from_dict(data.get("teacher", {}))
         config.filters = FilterSettings.from_dict(data.get("filters", {}))
         if "prices" in data:
             config.prices = {model: (float(a), float(b)) for model, (a, b) in data["prices"].items()}
         return config
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first setting that cannot work."""
+        from studio.core.registry import GENERATION_MODES
+
+        if self.mode not in GENERATION_MODES:
+            known = ", ".join(GENERATION_MODES.keys())
+            raise ConfigError(f"Unknown generation mode {self.mode!r}; known: {known}.")
+        for name in ("target", "concurrency", "num_tasks", "k_examples", "max_tokens", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', ' ').capitalize()} must be at least 1 (it is {getattr(self, name)}).")
+        if self.max_requests is not None and self.max_requests < 1:
+            raise ConfigError(f"Max requests must be at least 1 (it is {self.max_requests}).")
+        if self.budget_usd is not None and self.budget_usd <= 0:
+            raise ConfigError(f"The budget must be more than $0 (it is ${self.budget_usd}); leave it empty for no cap.")
+        if not self.teacher.base_url.strip():
+            raise ConfigError("The teacher's base URL is empty (e.g. http://127.0.0.1:8000/v1).")
+        if not self.teacher.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"The teacher's base URL {self.teacher.base_url!r} must start with http:// or https://.")
+        if not self.teacher.model.strip():
+            raise ConfigError("No teacher model is set: pick one from the teacher's list (Test connection).")
 
     def worst_case_cost(self, prompt_tokens: int) -> float:
         """The most one request can cost: its prompt plus a full ``max_tokens`` answer."""

@@ -8,11 +8,19 @@ and hands the judged answer to a :class:`~studio.core.generation.writer.StoreWri
 (its own connection) that commits answers in the order they were judged. Sending never
 queues behind filtering or committing, which cost ~5 ms an answer: with 32 answers landing
 together, judging and committing them before resending cost a fifth of the throughput. Control
-(:meth:`pause`, :meth:`resume`, :meth:`stop`) is safe from any thread. Launch rules:
+(:meth:`pause`, :meth:`resume`, :meth:`stop`) is safe from any thread. The engine reaches the
+project only through :meth:`Project.worker` handles (one for the loop, one for the writer), so
+every commit it makes is published on the project's change feed (``samples``,
+``generation_runs``) like any other write. Teacher calls go through the shared
+:class:`~studio.core.llm.LLMClient` (retries, backoff, Retry-After, plain errors). Launch rules:
 
 * at most ``concurrency`` requests in flight;
-* no new request once kept + (in flight or awaiting judgement x expected yield) reaches the
-  target, so a run stops close to its target instead of overshooting by a whole wave;
+* no new request once kept + the expected yield of the work under way (requests in flight,
+  answers being judged, later stages they will create; the mode says what a staged request
+  should yield) reaches the target, so a run stops close to its target instead of
+  overshooting by a whole wave, or, in self-instruct, by a whole chain;
+* never more kept samples than the target: good samples that land after it was reached are
+  stored as ``over_target`` rejects (paid for, so restorable, never silently dropped);
 * no new request whose worst case (full ``max_tokens`` answer) could push spend, including
   the worst case of those in flight, over the budget: the cap is hard.
 """
@@ -22,22 +30,36 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from studio.core.generation import events as ev
-from studio.core.generation.config import RunConfig, estimate_cost, request_cost
-from studio.core.generation.filters import CandidateFilter, IndexFactory, default_index_factory
-from studio.core.generation.modes import ModeContext, Outcome, SeedExample, make_mode
+from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, estimate_cost
+from studio.core.generation.filters import OVER_TARGET, CandidateFilter, IndexFactory, default_index_factory
+from studio.core.generation.modes import ModeContext, Outcome, make_mode
 from studio.core.generation.prompts import Example, build_prompt, default_template
-from studio.core.generation.store import Completion, GenerationStore, RequestRow
+from studio.core.generation.store import Completion, GenerationStore, Rejected, RequestRow
 from studio.core.generation.writer import StoreWriter
-from studio.core.generation.teacher import AUTH, MODEL, NETWORK, QUOTA, async_client, describe_error, resolve_api_key
+from studio.core.llm.client import LLMClient, RetryNotice, RetryPolicy
+from studio.core.llm.errors import BAD_REQUEST, MODEL, NETWORK, LLMError
+from studio.core.llm.keys import resolve_key
+from studio.core.llm.models import check_connection
+
+if TYPE_CHECKING:
+    from studio.core.project import Project
 
 EventSink = Callable[[ev.Event], None]
+ClientFactory = Callable[[RunConfig, "str | None"], LLMClient]
 REQUEST_KEY_HEADER = "X-Distill-Request-Key"
-FATAL_KINDS = {AUTH, QUOTA, MODEL}
+
+
+def teacher_client(config: RunConfig, api_key: str | None) -> LLMClient:
+    """The run's client: its retry settings and price table; the key resolved now if none is given."""
+    retry = RetryPolicy(max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
+                        backoff_max_s=config.backoff_max_s)
+    return LLMClient(config.teacher, api_key=api_key, retry=retry, prices=config.prices)
 
 
 def create_run(store: GenerationStore, config: RunConfig, name: str = "") -> int:
@@ -50,12 +72,54 @@ def create_run(store: GenerationStore, config: RunConfig, name: str = "") -> int
     )
 
 
+def sample_prompt_chars(config: RunConfig, seeds: Sequence[Example]) -> int:
+    """Length of a typical first prompt: the run's template filled with the first k seeds."""
+    template = config.template or default_template(config.mode)
+    return len(build_prompt(template, list(seeds)[: config.k_examples], config.num_tasks))
+
+
+def run_estimate(config: RunConfig, seeds: Sequence[Example]) -> CostEstimate:
+    """The estimate the engine announces when a run starts; the panel shows this same one beforehand."""
+    return estimate_cost(config, sample_prompt_chars(config, seeds))
+
+
+def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = None, check_teacher: bool = True,
+                name: str = "") -> int:
+    """Check everything a start can check, then store the run; a failed start stores nothing.
+
+    Raises :class:`~studio.core.generation.config.ConfigError` (a setting that cannot work, no
+    seed tasks) or :class:`~studio.core.llm.LLMError` (bad key, no quota, unreachable teacher,
+    found by listing the teacher's models). Blocking: call off the GUI thread.
+    """
+    from studio.core.registry import GENERATION_MODES
+
+    config.validate()
+    GENERATION_MODES.load(config.mode)  # a plugin mode that cannot be imported fails here, before a row exists
+    store = GenerationStore(project.conn, project.changes)
+    if not store.seed_examples(limit=1):
+        raise ConfigError("The project has no seed tasks to show the teacher: add some on the Seeds page.")
+    if check_teacher:
+        endpoint = config.teacher
+        if api_key is not None:
+            endpoint = type(endpoint).from_dict(endpoint.to_dict())
+            endpoint.api_key = api_key
+        report = check_connection(endpoint, timeout_s=min(10.0, endpoint.timeout_s))
+        # A server without a model list (404 on /models) may still answer chat requests, and some
+        # local servers answer for any model name (llama.cpp lists a file path): let the first
+        # request decide. A run refused before any answer removes its own row (GenerationEngine).
+        if not report.ok and report.error is not None and report.error.status_code != 404 \
+                and report.error.kind != MODEL:
+            raise report.error
+    return create_run(store, config, name)
+
+
 @dataclass(frozen=True)
 class RunResult:
     run_id: int
     reason: str
     counters: ev.Counters
     message: str = ""
+    discarded: bool = False  # the run failed before any answer and its fresh row was removed
 
 
 class GenerationEngine:
@@ -63,16 +127,16 @@ class GenerationEngine:
 
     def __init__(
         self,
-        connect: Callable[[], object],
+        project: Project,
         run_id: int,
         *,
         on_event: EventSink | None = None,
         api_key: str | None = None,
         key_source: str | None = None,
         index_factory: IndexFactory = default_index_factory,
-        client_factory: Callable = async_client,
+        client_factory: ClientFactory = teacher_client,
     ):
-        self._connect = connect
+        self._project = project
         self.run_id = run_id
         self._emit_to = on_event
         self._api_key = api_key
@@ -124,11 +188,8 @@ class GenerationEngine:
         self._halt = asyncio.Event()  # Stop, or a fatal teacher error
         if self._stop_requested.is_set():
             self._halt.set()
-        conn = self._connect()
-        try:
-            return await self._run(GenerationStore(conn))
-        finally:
-            conn.close()
+        with self._project.worker() as handle:
+            return await self._run(GenerationStore(handle.conn, handle.changes))
 
     async def _run(self, store: GenerationStore) -> RunResult:
         run = store.run(self.run_id)
@@ -148,53 +209,55 @@ class GenerationEngine:
         c.prompt_tokens, c.completion_tokens, c.cost = stored["prompt_tokens"], stored["completion_tokens"], stored["cost"]
         c.requests_failed = 0  # failed requests are retried on resume; count only this session's failures
 
-        seeds = [
-            SeedExample(s["instruction"], _first(s["instances"], "input"), _first(s["instances"], "output"), s["id"],
-                        bool(s["is_classification"]))
-            for s in store.conn.execute(
-                "SELECT id, instruction, instances, is_classification FROM seed_tasks ORDER BY position, id")
-        ]
+        seeds = store.seed_examples()
         if not seeds:
+            self._discard_if_fresh(store, resumed)
             return self._finish("error", "The project has no seed tasks to show the teacher.")
         candidate_filter = CandidateFilter(config.filters, self._index_factory)
         candidate_filter.prime(e.instruction for e in seeds)
-        candidate_filter.prime(r[0] for r in store.conn.execute("SELECT instruction FROM samples"))
+        candidate_filter.prime(store.all_instructions())
         candidate_filter.prime(_instructions_in_progress(backlog))
-        self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, self._accepted_examples,
-                                           self._generated_instructions))
+        self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, store.accepted_examples,
+                                           lambda count: store.run_instructions(self.run_id, count)))
 
-        key_source = self._key_source or resolve_api_key(config.teacher).source
-        sample_prompt = build_prompt(config.template, seeds[: config.k_examples], config.num_tasks)
-        estimate = estimate_cost(config, len(sample_prompt))
-        self._worst_case = config.worst_case_cost(len(sample_prompt) // 3)
+        key_source = self._key_source or resolve_key(config.teacher).describe()
+        prompt_chars = sample_prompt_chars(config, seeds)
+        estimate = estimate_cost(config, prompt_chars)
+        self._worst_case = config.worst_case_cost(prompt_chars // 3)
+        self._promised = c.kept  # kept samples committed or on their way to the writer
         store.set_status(self.run_id, "running")
         self._emit(ev.RunStarted(self.run_id, resumed, key_source, estimate.describe()))
 
         self._fatal: ev.TeacherError | None = None
         self._started = time.monotonic()
         self._session_requests = 0
-        self._successes = 0
-        self._writer = StoreWriter(self._connect)
+        self._writer = StoreWriter(self._project)
         reason: str | None = None  # stays None when the launch loop raises
         try:
-            self._client = self._client_factory(config.teacher)
+            self._client = self._client_factory(config, self._api_key)
             try:
                 reason = await self._launch_loop(backlog)
             finally:
-                await _close(self._client)
+                await self._client.aclose()
         finally:
             self._writer.close()  # every answer handed over is committed before the run's status is
             if reason is None:  # not left "running"; resuming picks up where it broke
                 store.set_status(self.run_id, "failed")
+        message = self._fatal.message if self._fatal else ""
+        if reason == "error" and self._client.answers == 0 and self._discard_if_fresh(store, resumed):
+            return self._finish(reason, message, discarded=True)
         status = {"target": "done", "budget": "done", "max_requests": "done", "stopped": "stopped"}.get(reason, "failed")
         store.set_status(self.run_id, status, finished=status == "done")
-        message = self._fatal.message if self._fatal else ""
         return self._finish(reason, message)
 
-    def _finish(self, reason: str, message: str = "") -> RunResult:
+    def _discard_if_fresh(self, store: GenerationStore, resumed: bool) -> bool:
+        """A new run that failed before any answer (bad key, server down) leaves no row behind."""
+        return not resumed and store.discard_run(self.run_id)
+
+    def _finish(self, reason: str, message: str = "", *, discarded: bool = False) -> RunResult:
         counters = self._counters.copy() if hasattr(self, "_counters") else ev.Counters(self.run_id, 0, None)
-        self._emit(ev.RunFinished(self.run_id, reason, counters, message))
-        return RunResult(self.run_id, reason, counters, message)
+        self._emit(ev.RunFinished(self.run_id, reason, counters, message, discarded))
+        return RunResult(self.run_id, reason, counters, message, discarded)
 
     async def _launch_loop(self, backlog: list[RequestRow]) -> str:
         """``concurrency`` workers, each sending one request at a time; returns why the run ended."""
@@ -204,6 +267,10 @@ class GenerationEngine:
         self._answers: asyncio.Queue[_Answer | None] = asyncio.Queue()
         self._commits: asyncio.Queue[_Commit | None] = asyncio.Queue()
         self._judging = 0  # answers received, not yet filtered, committed and counted
+        # What the work under way should still bring, by request key: sent and not yet judged, or
+        # judged and not yet stored (the later stages it starts). One running total, read per step.
+        self._expected_by_key: dict[str, float] = {}
+        self._expected_total = 0.0
         judge, record = asyncio.ensure_future(self._judge()), asyncio.ensure_future(self._record())
         workers = asyncio.gather(*(self._worker() for _ in range(self._config.concurrency)))
         halt = asyncio.ensure_future(self._halt.wait())
@@ -234,6 +301,7 @@ class GenerationEngine:
             step = self._next_step()
             if step == "go":
                 request = self._backlog.pop(0) if self._backlog else self._new_request()
+                self._expect(request.key, self._expected_kept(request.stage, request.payload))
                 self._reserved[request.key] = self._worst_case
                 self._counters.in_flight += 1
                 try:
@@ -242,6 +310,8 @@ class GenerationEngine:
                         self._count_spend(answer)
                         self._judging += 1
                         self._answers.put_nowait(answer)
+                    else:
+                        self._expect(request.key, 0.0)
                 finally:
                     self._counters.in_flight -= 1
                     self._reserved.pop(request.key, None)
@@ -264,15 +334,32 @@ class GenerationEngine:
         if c.kept >= config.target:
             return "target"
         in_flight = c.in_flight + self._judging  # both may still add kept samples and requests
+        if self._promised >= config.target:  # enough is on its way to the writer: wait for it to land
+            return "wait" if in_flight else "target"
         if config.max_requests is not None and self._session_requests + in_flight >= config.max_requests:
             return "max_requests" if in_flight == 0 else "wait"
         if config.budget_usd is not None and c.cost + sum(self._reserved.values()) + self._worst_case > config.budget_usd:
             return "budget" if in_flight == 0 else "wait"
         if self._paused.is_set():
             return "wait"
-        if in_flight and c.kept + in_flight * self._expected_yield() >= config.target:
+        if in_flight and self._outlook() >= config.target:
             return "wait"
         return "go"
+
+    def _outlook(self) -> float:
+        """Kept samples committed or on their way, plus what the work under way should still yield."""
+        return self._promised + self._expected_total
+
+    def _expect(self, key: str, kept: float) -> None:
+        """Set what request ``key`` should still bring (0: nothing more)."""
+        self._expected_total += kept - self._expected_by_key.pop(key, 0.0)
+        if kept:
+            self._expected_by_key[key] = kept
+
+    def _expected_kept(self, stage: str, payload: dict) -> float:
+        """What one request should add to the kept count: the mode's guess for staged requests, else the observed rate."""
+        value = self._mode.expected_kept(stage, payload)
+        return self._expected_yield() if value is None else value
 
     def _pulse(self) -> None:
         """Wake every waiting worker once (state changed: a request ended, pause, resume)."""
@@ -293,16 +380,6 @@ class GenerationEngine:
         prompt, seed_ids, payload = self._mode.new_prompt(rng, index)
         return self._store.add_request(self.run_id, index, prompt, seed_ids, stage, payload)
 
-    def _accepted_examples(self) -> list[Example]:
-        rows = self._store.conn.execute(
-            "SELECT instruction, input, output FROM samples WHERE status = 'accepted' ORDER BY random() LIMIT 50")
-        return [Example(r[0], r[1], r[2]) for r in rows]
-
-    def _generated_instructions(self, count: int) -> list[str]:
-        rows = self._store.conn.execute(
-            "SELECT instruction FROM samples WHERE run_id = ? ORDER BY random() LIMIT ?", (self.run_id, count))
-        return [r[0] for r in rows]
-
     async def _judge(self) -> None:
         """Filter answers in arrival order, one candidate per loop iteration, and hand them to the writer."""
         while True:
@@ -317,7 +394,22 @@ class GenerationEngine:
                     outcome: Outcome = done.value
                     break
                 await asyncio.sleep(0)
+            self._hold_to_target(outcome)
+            key = answer.request.key
+            # Its own yield is now in _promised; until stored, it stands for the later stages it starts.
+            self._expect(key, sum(self._expected_kept(ch.stage, ch.payload) for ch in outcome.children))
             self._commits.put_nowait(self._submit_commit(answer, outcome))
+
+    def _hold_to_target(self, outcome: Outcome) -> None:
+        """Keep no more than the target; what lands after it is stored as restorable ``over_target`` rejects."""
+        room = max(0, self._config.target - self._promised)
+        if len(outcome.kept) > room:
+            extra, outcome.kept = outcome.kept[room:], outcome.kept[:room]
+            outcome.rejected.extend(Rejected(s.instruction, s.input, s.output, OVER_TARGET,
+                                             f"the target of {self._config.target} was reached") for s in extra)
+        if room == 0:
+            outcome.children = []  # nothing more is needed: no later stages for work past the target
+        self._promised += len(outcome.kept)
 
     async def _record(self) -> None:
         """Count each committed answer, in commit order, until the None sentinel."""
@@ -334,67 +426,38 @@ class GenerationEngine:
             self._emit_progress()
 
     async def _send(self, request: RequestRow) -> _Answer | None:
-        """The teacher's answer, after retries; None when the request failed or the run halted."""
-        import openai
+        """The teacher's answer, after the client's retries; None when the request failed or the run halted."""
+        config = self._config
 
-        config, attempts = self._config, request.attempts
-        while True:
-            attempts += 1
-            try:
-                # The client's generic post() (its documented path for custom requests) with a plain
-                # dict: same auth, errors and timeouts as chat.completions.create(), without its
-                # per-call parameter transform and pydantic parse, which cost ~20 % of a request's
-                # CPU on the event loop and so cap throughput at high concurrency.
-                response = await self._client.post(
-                    "/chat/completions", cast_to=dict,
-                    body={"model": config.teacher.model, "messages": [{"role": "user", "content": request.prompt}],
-                          "temperature": config.temperature, "top_p": config.top_p,
-                          "max_tokens": self._mode.max_tokens(request.stage)},
-                    options={"timeout": config.request_timeout_s, "headers": {REQUEST_KEY_HEADER: request.key}},
-                )
-                break
-            except openai.OpenAIError as exc:
-                problem = describe_error(exc, config.teacher)
-                # A refused connection before any success is a wrong URL or a server that is down,
-                # not a blip: say so at once instead of backing off for minutes.
-                first_contact = problem.kind == NETWORK and self._successes == 0
-                if problem.kind in FATAL_KINDS or first_contact:
-                    self._store.note_attempt(request.key, attempts, problem.message)
-                    if self._fatal is None:
-                        self._fatal = ev.TeacherError(self.run_id, problem.kind, problem.message)
-                        self._emit(self._fatal)
-                    self._halt.set()
-                    return None
-                if problem.retryable and attempts < config.max_attempts:
-                    delay = self._backoff(attempts, problem.retry_after)
-                    self._store.note_attempt(request.key, attempts, problem.message)
-                    self._emit(ev.RetryScheduled(self.run_id, request.key, attempts, delay, problem.kind, problem.message))
-                    await asyncio.sleep(delay)
-                    continue
-                self._store.mark_failed(request.key, attempts, problem.message)
-                self._counters.requests_failed += 1
-                self._session_requests += 1
-                self._emit(ev.RequestFailed(self.run_id, request.key, problem.message))
+        def on_retry(notice: RetryNotice) -> None:
+            self._store.note_attempt(request.key, notice.attempt, notice.error.message)
+            self._emit(ev.RetryScheduled(self.run_id, request.key, notice.attempt, notice.delay_s, notice.error.kind,
+                                         notice.error.message))
+
+        try:
+            done = await self._client.complete(
+                request.prompt, headers={REQUEST_KEY_HEADER: request.key}, timeout_s=config.request_timeout_s,
+                prior_attempts=request.attempts, on_retry=on_retry, temperature=config.temperature,
+                top_p=config.top_p, max_tokens=self._mode.max_tokens(request.stage))
+        except LLMError as error:
+            # No retry fixes a bad key, an empty account or an unknown model; before any answer, a
+            # refused connection is a wrong URL or a server that is down, and a rejected request a
+            # setting the teacher cannot take (max_tokens too large...): stop the run and say so,
+            # instead of failing every request of it one by one.
+            if error.fatal or (error.kind in (NETWORK, BAD_REQUEST) and self._client.answers == 0):
+                self._store.note_attempt(request.key, error.attempts, error.message)
+                if self._fatal is None:
+                    self._fatal = ev.TeacherError(self.run_id, error.kind, error.message)
+                    self._emit(self._fatal)
+                self._halt.set()
                 return None
-        self._successes += 1
-        return self._parse_answer(request, response, attempts)
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential with full jitter; a server's Retry-After is a floor, never shortened."""
-        config = self._config
-        ceiling = min(config.backoff_max_s, config.backoff_base_s * 2 ** (attempt - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
-        return max(delay, retry_after or 0.0)
-
-    def _parse_answer(self, request: RequestRow, response: dict, attempts: int) -> _Answer:
-        choice = (response.get("choices") or [{}])[0]
-        usage = response.get("usage") or {}  # some local servers send no usage: count it as zero
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        config = self._config
-        return _Answer(request, attempts, (choice.get("message") or {}).get("content") or "",
-                       choice.get("finish_reason"), prompt_tokens, completion_tokens,
-                       request_cost(config.prices, config.teacher.model, prompt_tokens, completion_tokens))
+            self._store.mark_failed(request.key, error.attempts, error.message)
+            self._counters.requests_failed += 1
+            self._session_requests += 1
+            self._emit(ev.RequestFailed(self.run_id, request.key, error.message))
+            return None
+        return _Answer(request, done.attempts, done.text, done.finish_reason, done.usage.prompt_tokens,
+                       done.usage.completion_tokens, done.cost)
 
     def _count_spend(self, answer: _Answer) -> None:
         """Tokens and cost count the moment an answer lands: the budget rule must not wait for the judge."""
@@ -413,14 +476,16 @@ class GenerationEngine:
                                 answer.cost, answer.attempts, outcome.kept, outcome.rejected, outcome.children)
         key = answer.request.key
         future = self._writer.submit(lambda store: store.complete_request(self.run_id, key, completion))
-        return _Commit(outcome, future)
+        return _Commit(key, outcome, future)
 
     def _count_commit(self, commit: _Commit, ids: list[int], children: list[RequestRow]) -> None:
         c = self._counters
         kept, rejected = commit.outcome.kept, commit.outcome.rejected
         self._backlog[:0] = children  # finish started work before starting new work
+        self._expect(commit.key, 0.0)  # its children are in the backlog, which is sent before any new request
 
         self._session_requests += 1
+        self._promised -= len(kept) - len(ids)  # exact copies of stored samples were skipped
         c.requests_done += 1
         c.kept += len(ids)
         c.kept_this_session += len(ids)
@@ -448,6 +513,7 @@ class GenerationEngine:
 class _Commit:
     """A judged answer whose transaction the writer runs; the future gives (sample ids, child requests)."""
 
+    key: str
     outcome: Outcome
     future: Future
 
@@ -474,18 +540,3 @@ def _instructions_in_progress(requests: list[RequestRow]) -> Iterator[str]:
         yield from request.payload.get("instructions", [])  # waiting to be classified
         if request.payload.get("instruction"):  # waiting for its instances
             yield request.payload["instruction"]
-
-
-def _first(instances_json: str, key: str) -> str:
-    import json
-
-    items = json.loads(instances_json)
-    return (items[0].get(key) or "") if items else ""
-
-
-async def _close(client) -> None:
-    close = getattr(client, "close", None)
-    if close is not None:
-        result = close()
-        if asyncio.iscoroutine(result):
-            await result

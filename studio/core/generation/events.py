@@ -105,3 +105,4 @@ class RunFinished(Event):
     reason: str  # target | budget | max_requests | stopped | error
     counters: Counters
     message: str = ""
+    discarded: bool = False  # a new run that failed before any answer: its row was removed

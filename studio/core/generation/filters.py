@@ -4,8 +4,12 @@ Defaults follow Stanford Alpaca's ``generate_instruction.py``: an instruction is
 3 < words <= 150 (so at least 4 words), it contains no blacklisted word (whole-word,
 case-insensitive), it does not start with "Write a program", its first character is neither
 punctuation nor non-ASCII, and its ROUGE-L against the seeds and every kept instruction is at
-most 0.7. We add ``empty_output`` (Alpaca only dropped malformed blocks). Cheap checks run
-first, so the near-duplicate index only sees survivors and only grows with kept tasks.
+most 0.7. We add ``empty_output`` (Alpaca only dropped malformed blocks).
+
+Each check is a ``SAMPLE_FILTERS`` registry entry (``studio.core.builtins``), run in registry
+order; a plugin adds one with one entry. The checks that consult the near-duplicate index
+(meta ``indexes=True``) run after every other one, so the index only sees survivors and only
+grows with kept tasks.
 """
 from __future__ import annotations
 
@@ -15,19 +19,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from studio.core.blacklist import DEFAULT_BLACKLIST
 from studio.core.generation.prompts import Candidate
 
 NEAR_DUPLICATE, BLACKLIST, TOO_SHORT, TOO_LONG = "near_duplicate", "blacklist", "too_short", "too_long"
 BAD_START, PROGRAM_TASK, EMPTY_OUTPUT = "bad_start", "program_task", "empty_output"
 PARSE_ERROR, TRUNCATED = "parse_error", "truncated"  # recorded by the modes, not by a filter
 BAD_INSTANCE = "bad_instance"  # self-instruct: output repeats the input, or the same input twice
-REASONS = (NEAR_DUPLICATE, BLACKLIST, TOO_SHORT, TOO_LONG, BAD_START, PROGRAM_TASK, EMPTY_OUTPUT, PARSE_ERROR,
-           TRUNCATED, BAD_INSTANCE)
+OVER_TARGET = "over_target"  # a good sample that arrived after the run reached its target (restorable)
+MODE_REASONS = (PARSE_ERROR, TRUNCATED, BAD_INSTANCE, OVER_TARGET)
 
-DEFAULT_BLACKLIST = (
-    "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
-    "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
-)
+
+def reasons() -> list[str]:
+    """Every reason code a rejected candidate can carry: the registered filters', then the modes'."""
+    from studio.core.registry import SAMPLE_FILTERS
+
+    codes = [entry.meta.get("reason", entry.key) for entry in SAMPLE_FILTERS]
+    return codes + [r for r in MODE_REASONS if r not in codes]
 
 
 class DuplicateIndex(Protocol):
@@ -80,17 +88,103 @@ class FilterVerdict:
         return self.reason is None
 
 
+class CandidateCheck(Protocol):
+    """One registered check: built once per run from the settings; None means "passes"."""
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None: ...
+
+
+CheckFactory = Callable[[FilterSettings, DuplicateIndex], CandidateCheck]
+
+
+class EmptyOutput:
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex):
+        self.enabled = settings.require_output
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None:
+        if need_output and self.enabled and not c.output.strip():
+            return FilterVerdict(EMPTY_OUTPUT)
+        return None
+
+
+class TooShort:
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex):
+        self.min_words = settings.min_words
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None:
+        count = len(c.instruction.split())
+        return FilterVerdict(TOO_SHORT, f"{count} words") if count < self.min_words else None
+
+
+class TooLong:
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex):
+        self.max_words = settings.max_words
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None:
+        count = len(c.instruction.split())
+        return FilterVerdict(TOO_LONG, f"{count} words") if count > self.max_words else None
+
+
+class BadStart:
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex):
+        pass
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None:
+        first = c.instruction.lstrip()[:1]
+        if not first:
+            return FilterVerdict(TOO_SHORT, "0 words")
+        if first in string.punctuation or not first.isascii():
+            return FilterVerdict(BAD_START, f"starts with {first!r}")
+        return None
+
+
+class ProgramTask:
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex):
+        self.prefixes = tuple(p.lower() for p in settings.program_prefixes)
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None:
+        if self.prefixes and c.instruction.lower().startswith(self.prefixes):
+            return FilterVerdict(PROGRAM_TASK)
+        return None
+
+
+class Blacklisted:
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex):
+        words = sorted(settings.blacklist, key=len, reverse=True)
+        self.pattern = (re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
+                        if words else None)
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None:
+        hit = self.pattern.search(c.instruction) if self.pattern is not None else None
+        return FilterVerdict(BLACKLIST, hit.group(1).lower()) if hit else None
+
+
+class NearDuplicate:
+    """ROUGE-L against seeds and kept instructions; a survivor joins the index at once."""
+
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex):
+        self.index = index
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict:
+        found = self.index.check_and_add(c.instruction, key)
+        if found.is_duplicate:
+            return FilterVerdict(NEAR_DUPLICATE, "", found.text, float(found.score))
+        # Kept: the verdict still carries the nearest instruction and its score, for the sample's record.
+        return FilterVerdict(None, "", found.text, float(found.score) if found.score is not None else None)
+
+
 class CandidateFilter:
-    """Runs the checks in order; the near-duplicate index is injected so the real one drops in."""
+    """Runs the registered checks in order; the near-duplicate index is injected so the real one drops in."""
 
     def __init__(self, settings: FilterSettings, index_factory: IndexFactory = default_index_factory):
+        from studio.core.registry import SAMPLE_FILTERS
+
         self.settings = settings
         self.index = index_factory(settings.rouge_threshold)
-        words = sorted(settings.blacklist, key=len, reverse=True)
-        self._blacklist = (
-            re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE) if words else None
-        )
-        self._prefixes = tuple(p.lower() for p in settings.program_prefixes)
+        entries = sorted(SAMPLE_FILTERS.entries(), key=lambda e: bool(e.meta.get("indexes")))  # stable: order kept
+        self.checks: list[tuple[str, CandidateCheck]] = [
+            (entry.key, SAMPLE_FILTERS.load(entry.key)(settings, self.index)) for entry in entries
+        ]
 
     def prime(self, instructions: Iterable[str]) -> None:
         """Seed instructions and kept ones from earlier (or resumed) runs."""
@@ -98,33 +192,14 @@ class CandidateFilter:
             if text.strip():
                 self.index.add(text)
 
-    def static_check(self, c: Candidate, *, need_output: bool = True) -> FilterVerdict:
-        """Every check except the near-duplicate one."""
-        s = self.settings
-        if need_output and s.require_output and not c.output.strip():
-            return FilterVerdict(EMPTY_OUTPUT)
-        count = len(c.instruction.split())
-        if count < s.min_words:
-            return FilterVerdict(TOO_SHORT, f"{count} words")
-        if count > s.max_words:
-            return FilterVerdict(TOO_LONG, f"{count} words")
-        first = c.instruction[0]
-        if first in string.punctuation or not first.isascii():
-            return FilterVerdict(BAD_START, f"starts with {first!r}")
-        if self._prefixes and c.instruction.lower().startswith(self._prefixes):
-            return FilterVerdict(PROGRAM_TASK)
-        if self._blacklist is not None:
-            hit = self._blacklist.search(c.instruction)
-            if hit:
-                return FilterVerdict(BLACKLIST, hit.group(1).lower())
-        return FilterVerdict(None)
-
     def check(self, c: Candidate, key: Any = None, *, need_output: bool = True) -> FilterVerdict:
         """Decide on one candidate; a kept one joins the index at once, so later ones compare against it."""
-        verdict = self.static_check(c, need_output=need_output)
-        if not verdict.kept:
-            return verdict
-        found = self.index.check_and_add(c.instruction, key)
-        if found.is_duplicate:
-            return FilterVerdict(NEAR_DUPLICATE, "", found.text, float(found.score))
-        return FilterVerdict(None, "", found.text, float(found.score) if found.score is not None else None)
+        kept = FilterVerdict(None)
+        for _name, check in self.checks:
+            verdict = check(c, key=key, need_output=need_output)
+            if verdict is None:
+                continue
+            if not verdict.kept:
+                return verdict
+            kept = verdict  # a passing verdict with details (the nearest instruction and its score)
+        return kept

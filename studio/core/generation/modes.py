@@ -18,14 +18,9 @@ from typing import Protocol
 
 from studio.core.generation.config import RunConfig
 from studio.core.generation.filters import CandidateFilter
-from studio.core.generation.prompts import Example, build_prompt, parse_tasks, pick_examples
+from studio.core.generation.prompts import Example, SeedExample, build_prompt, parse_tasks, pick_examples
 from studio.core.generation.store import ChildRequest, Rejected, RequestRow
 from studio.core.samples import Origin, Sample, Status
-
-
-@dataclass(frozen=True)
-class SeedExample(Example):
-    is_classification: bool = False
 
 
 @dataclass
@@ -54,6 +49,9 @@ class Mode(Protocol):
 
     def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]: ...
     def max_tokens(self, stage: str) -> int: ...
+    def expected_kept(self, stage: str, payload: dict) -> float | None:
+        """What a request of ``stage`` should add to the kept count, counting the later stages it
+        starts (None: the engine uses the rate it observes). Keeps staged runs near their target."""
     def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps: ...
 
 
@@ -82,6 +80,9 @@ class AlpacaMode:
     def max_tokens(self, stage: str) -> int:
         return self.ctx.config.max_tokens
 
+    def expected_kept(self, stage: str, payload: dict) -> float | None:
+        return None  # one stage: the observed keep rate is the best guess
+
     def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps:
         outcome = Outcome()
         parsed = parse_tasks(text, finish_reason)
@@ -102,8 +103,7 @@ class AlpacaMode:
 
 
 def make_mode(ctx: ModeContext) -> Mode:
-    if ctx.config.mode == "self-instruct":
-        from studio.core.generation.self_instruct import SelfInstructMode
+    """The registered mode named by ``config.mode`` (``GENERATION_MODES``), built for this run."""
+    from studio.core.registry import GENERATION_MODES
 
-        return SelfInstructMode(ctx)
-    return AlpacaMode(ctx)
+    return GENERATION_MODES.load(ctx.config.mode)(ctx)

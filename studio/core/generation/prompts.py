@@ -36,6 +36,13 @@ class Example:
     seed_id: int | None = None
 
 
+@dataclass(frozen=True)
+class SeedExample(Example):
+    """A seed task as a mode shows it; self-instruct asks classification tasks output-first."""
+
+    is_classification: bool = False
+
+
 def format_task(number: int, instruction: str, input: str, output: str) -> str:
     return f"Task {number}\nInstruction: {instruction.strip()}\nInput: {input.strip() or NO_INPUT}\nOutput: {output.strip()}"
 

@@ -86,6 +86,15 @@ class SelfInstructMode:
         limit = self.ctx.config.max_tokens
         return {INSTRUCTIONS: limit, CLASSIFY: min(limit, 512)}.get(stage, min(limit, 1024))
 
+    def expected_kept(self, stage: str, payload: dict) -> float:
+        """Samples a request should lead to: its own instances, or those of the stages it starts."""
+        per_instruction = self.ctx.config.num_instances * 0.9
+        if stage == INSTANCES:
+            return per_instruction
+        if stage == CLASSIFY:
+            return len(payload.get("instructions", [])) * per_instruction
+        return self.ctx.config.num_tasks * 0.5 * per_instruction  # about half the new instructions pass the filters
+
     # -- stage 1 ------------------------------------------------------------------------------------
     def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]:
         seeds = rng.sample(list(self.ctx.seeds), min(SEEDS_SHOWN, len(self.ctx.seeds)))

@@ -5,6 +5,10 @@ prompt) before it is sent, and :meth:`GenerationStore.complete_request` writes t
 kept samples, its rejected candidates, its ``done`` mark and the run counters in ONE
 transaction. Whatever instant a run dies at, a request is either wholly done (never sent
 again) or not done at all (sent again on resume, nothing of it stored).
+
+The store is the generation tables' repository: the engine and the Generate panel run no SQL
+of their own. Every commit that changes what a view shows is published on the change feed
+(``generation_runs``; ``samples`` when samples were stored) after it commits.
 """
 from __future__ import annotations
 
@@ -14,7 +18,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from studio.core.changes import GENERATION_RUNS, SAMPLES, ChangeFeed
 from studio.core.db import transaction
+from studio.core.generation.prompts import Example, SeedExample
 from studio.core.samples import INSERT_SQL, Origin, Sample, Status, row_values
 
 
@@ -72,8 +78,9 @@ class Completion:
 
 
 class GenerationStore:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, changes: ChangeFeed | None = None):
         self.conn = conn
+        self._changes = changes or ChangeFeed()
 
     # -- runs ----------------------------------------------------------------------------------
     def create_run(self, *, name: str, mode: str, teacher_model: str, base_url: str, config: dict,
@@ -85,6 +92,7 @@ class GenerationStore:
                 " status, created_at, updated_at) VALUES (?,?,?,?,?,?,'created',?,?)",
                 (name, mode, teacher_model, base_url, json.dumps(config), prompt_template, now, now),
             )
+        self._changes.publish(GENERATION_RUNS)
         return cursor.lastrowid
 
     def run(self, run_id: int) -> dict | None:
@@ -99,6 +107,25 @@ class GenerationStore:
         row = self.conn.execute("SELECT MAX(id) FROM generation_runs").fetchone()
         return row[0]
 
+    def latest_unfinished_run(self) -> dict | None:
+        """The newest run, when it stopped or failed before its end (what "Resume run" continues)."""
+        run_id = self.latest_run_id()
+        run = self.run(run_id) if run_id is not None else None
+        return run if run is not None and run["status"] in ("created", "running", "stopped", "failed") else None
+
+    def discard_run(self, run_id: int) -> bool:
+        """Remove a run that produced nothing (a failed start); False, and nothing removed, if it has any result."""
+        with transaction(self.conn):
+            row = self.conn.execute(
+                "SELECT requests, kept, rejected FROM generation_runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or any(row):
+                return False
+            if self.conn.execute("SELECT 1 FROM samples WHERE run_id = ? LIMIT 1", (run_id,)).fetchone():
+                return False
+            self.conn.execute("DELETE FROM generation_runs WHERE id = ?", (run_id,))  # requests cascade
+        self._changes.publish(GENERATION_RUNS)
+        return True
+
     def set_status(self, run_id: int, status: str, *, finished: bool = False) -> None:
         now = time.time()
         with transaction(self.conn):
@@ -106,6 +133,7 @@ class GenerationStore:
                 "UPDATE generation_runs SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
                 (status, now, now if finished else None, run_id),
             )
+        self._changes.publish(GENERATION_RUNS)
 
     # -- requests ------------------------------------------------------------------------------
     def unfinished_requests(self, run_id: int) -> list[RequestRow]:
@@ -149,6 +177,7 @@ class GenerationStore:
                 "UPDATE generation_requests SET status = 'failed', attempts = ?, error = ?, finished_at = ?"
                 " WHERE request_key = ?", (attempts, error, time.time(), key),
             )
+        self._changes.publish(GENERATION_RUNS)
 
     def complete_request(self, run_id: int, key: str, done: Completion) -> tuple[list[int], list[RequestRow]]:
         """Commit the request's outcome atomically; returns the ids of the samples stored and the child requests."""
@@ -185,6 +214,7 @@ class GenerationStore:
                 " updated_at = ? WHERE id = ?",
                 (len(ids), len(done.rejected), done.prompt_tokens, done.completion_tokens, done.cost, now, run_id),
             )
+        self._changes.publish((SAMPLES, GENERATION_RUNS) if ids else GENERATION_RUNS)
         return ids, children
 
     # -- reading back --------------------------------------------------------------------------
@@ -234,7 +264,36 @@ class GenerationStore:
             self.conn.execute(
                 "UPDATE rejected_candidates SET restored = 1, sample_id = ? WHERE id = ?", (sample_id, rejected_id),
             )
+        self._changes.publish(SAMPLES, GENERATION_RUNS)
         return sample_id
+
+    # -- what the engine shows the teacher and primes its filter with ------------------------------
+    def seed_examples(self, limit: int | None = None) -> list[SeedExample]:
+        """The project's seed tasks in their order, each with its first instance."""
+        sql = "SELECT id, instruction, instances, is_classification FROM seed_tasks ORDER BY position, id"
+        rows = self.conn.execute(sql + (" LIMIT ?" if limit is not None else ""), (() if limit is None else (limit,)))
+        examples = []
+        for row in rows:
+            instances = json.loads(row["instances"])
+            first = instances[0] if instances else {}
+            examples.append(SeedExample(row["instruction"], first.get("input") or "", first.get("output") or "",
+                                        row["id"], bool(row["is_classification"])))
+        return examples
+
+    def all_instructions(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT instruction FROM samples")]
+
+    def accepted_examples(self, limit: int = 50) -> list[Example]:
+        rows = self.conn.execute(
+            "SELECT instruction, input, output FROM samples WHERE status = 'accepted' ORDER BY random() LIMIT ?",
+            (limit,))
+        return [Example(r[0], r[1], r[2]) for r in rows]
+
+    def run_instructions(self, run_id: int, count: int) -> list[str]:
+        """A few instructions this run already kept, at random (self-instruct shows them to the teacher)."""
+        rows = self.conn.execute(
+            "SELECT instruction FROM samples WHERE run_id = ? ORDER BY random() LIMIT ?", (run_id, count))
+        return [r[0] for r in rows]
 
     def seed_yield(self, run_id: int) -> dict[int, tuple[int, int]]:
         """Per seed id: (finished requests whose prompt showed it, samples of this run made from those prompts)."""

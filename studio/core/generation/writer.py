@@ -13,25 +13,30 @@ up for several ms, while SQLite's write lock is rarely held here for more than a
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from studio.core.generation.store import GenerationStore
+
+if TYPE_CHECKING:
+    from studio.core.project import Project
 
 T = TypeVar("T")
 
 
 class StoreWriter:
-    """Runs ``job(store)`` callables in order on one thread that owns a :class:`GenerationStore`."""
+    """Runs ``job(store)`` callables in order on one thread that owns a :class:`GenerationStore`.
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]):
+    The store sits on a :meth:`Project.worker` handle, so its commits reach the change feed.
+    """
+
+    def __init__(self, project: Project):
         self._jobs: queue.SimpleQueue[tuple[Callable[[GenerationStore], Any], Future] | None] = queue.SimpleQueue()
         self._closed = False
         ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._serve, args=(connect, ready), name="generation-writer",
+        self._thread = threading.Thread(target=self._serve, args=(project, ready), name="generation-writer",
                                         daemon=True)
         self._thread.start()
         ready.result()  # a connection that cannot be opened fails here, in the caller
@@ -50,13 +55,13 @@ class StoreWriter:
             self._jobs.put(None)
         self._thread.join()
 
-    def _serve(self, connect: Callable[[], sqlite3.Connection], ready: Future[None]) -> None:
+    def _serve(self, project: Project, ready: Future[None]) -> None:
         try:
-            conn = connect()
+            handle = project.worker()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller waiting on ready
             ready.set_exception(exc)
             return
-        store = GenerationStore(conn)
+        store = GenerationStore(handle.conn, handle.changes)
         ready.set_result(None)
         try:
             while (item := self._jobs.get()) is not None:
@@ -70,4 +75,4 @@ class StoreWriter:
                 else:
                     future.set_result(result)
         finally:
-            conn.close()
+            handle.close()
