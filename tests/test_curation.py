@@ -211,15 +211,17 @@ def test_upgrading_a_v1_project_indexes_its_existing_samples(tmp_path: Path, mon
 
 def test_the_blacklisted_filter_follows_a_runs_edited_blacklist(project: Project) -> None:
     from studio.core.blacklist import DEFAULT_BLACKLIST
+    from studio.core.generation.config import RunConfig
+    from studio.core.generation.filters import FilterSettings
+    from studio.core.generation.store import GenerationStore
 
-    now = 0.0
-    configs = {1: {"filters": {"blacklist": ["spreadsheet"]}},  # edited: "image" allowed, "spreadsheet" not
-               2: {"filters": {"blacklist": list(DEFAULT_BLACKLIST)}},  # the default, spelled out
-               3: {"filters": {"blacklist": []}}}  # emptied: nothing is blacklisted
-    project.conn.executemany(
-        "INSERT INTO generation_runs (id, name, config, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-        [(run, f"run {run}", json.dumps(config), now, now) for run, config in configs.items()],
-    )
+    runs = GenerationStore(project.conn)
+    for blacklist in (["spreadsheet"],  # edited: "image" allowed, "spreadsheet" not
+                      list(DEFAULT_BLACKLIST),  # the default, as every run stores it
+                      []):  # emptied: nothing is blacklisted
+        config = RunConfig(filters=FilterSettings(blacklist=blacklist)).to_dict()  # what a run saves
+        runs.create_run(name="r", mode="alpaca", teacher_model="t", base_url="http://x", config=config,
+                        prompt_template="")
     texts = {}
     for run in (None, 1, 2, 3):
         for word in ("image", "spreadsheet", "poem"):
