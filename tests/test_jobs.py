@@ -160,3 +160,23 @@ def test_a_child_that_ignores_the_flag_and_terminate_is_killed_after_the_timeout
     assert job.running  # stop() returned at once; the kill comes later
     qtbot.waitUntil(lambda: bool(results), timeout=10_000)
     assert results[0].crashed and results[0].stopped
+
+
+def test_a_parentless_context_dropped_while_a_job_runs_is_not_destroyed_on_the_worker(qtbot, project: Project) -> None:
+    """The worker thread holds the core project only, so the context dies on the GUI thread."""
+    import gc
+    import weakref
+
+    runner = JobRunner()
+    gate = threading.Event()
+    context = ProjectContext(project)
+    alive = weakref.ref(context)
+    job = runner.submit("Wait", lambda handle: gate.wait(5), project=context)
+    del context
+    gc.collect()
+    assert alive() is None  # nothing but the test held it
+    gate.set()
+    qtbot.waitUntil(lambda: job.state == "done", timeout=5000)
+    from studio.core.samples import Sample
+
+    assert project.samples.add(Sample("after the context", output="o"))  # the feed copes with the gone context

@@ -307,13 +307,16 @@ class JobRunner(QObject):
         quiet: bool = False,
         **kwargs: Any,
     ) -> Job:
-        """Run ``fn(*args)`` (or ``fn(handle, *args)`` with ``project=context``) on a worker thread."""
+        """Run ``fn(*args)`` (or ``fn(handle, *args)`` with ``project=`` a context or a core project) on a worker thread."""
         if self._closed:
             raise RuntimeError("the job runner has shut down")
         if key is not None:
             for other in self.jobs_with_key(key):
                 if isinstance(other, Job):
                     other.cancel()  # latest wins
+        # The thread gets the core project, never the context: a QObject whose last reference
+        # died on a worker thread would be destroyed there, with its timer still on this one.
+        core_project = getattr(project, "project", project) if project is not None else None
         job = Job(title, key, cancellable, quiet, self)
         if on_done is not None:
             job.succeeded.connect(on_done)
@@ -329,7 +332,7 @@ class JobRunner(QObject):
         job.progressed.connect(lambda _p, j=job: self.job_progressed.emit(j))
         job.finished.connect(lambda j=job: self._on_finished(j))
         self._jobs.append(job)
-        thread = threading.Thread(target=job._work, args=(fn, args, kwargs, project), name=f"job-{job.id}-{title}",
+        thread = threading.Thread(target=job._work, args=(fn, args, kwargs, core_project), name=f"job-{job.id}-{title}",
                                   daemon=True)
         self.job_started.emit(job)
         thread.start()

@@ -9,6 +9,8 @@ view refreshes once however many rows changed. Worker threads reach the project 
 """
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -42,7 +44,7 @@ class ProjectContext(QObject):
         self._timer = QTimer(self, singleShot=True, interval=COALESCE_MS)
         self._timer.timeout.connect(self._flush)
         self._published.connect(self._on_published)
-        self._unsubscribe = project.changes.subscribe(self._published.emit)
+        self._unsubscribe = project.changes.subscribe(_forwarder(self))
         self._by_kind = {
             changes.SEEDS: self.seeds_changed,
             changes.SAMPLES: self.samples_changed,
@@ -105,3 +107,19 @@ class ProjectContext(QObject):
             if kind in kinds:
                 self._by_kind[kind].emit()
         self.changed.emit(kinds)
+
+
+def _forwarder(context: ProjectContext) -> Callable[[frozenset[str]], None]:
+    """The feed's listener: holds the context weakly, so a context never closed cannot outlive its window."""
+    ref = weakref.ref(context)
+
+    def forward(kinds: frozenset[str]) -> None:
+        alive = ref()
+        if alive is None:
+            return
+        try:
+            alive._published.emit(kinds)
+        except RuntimeError:  # its Qt side is already gone
+            pass
+
+    return forward
