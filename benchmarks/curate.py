@@ -117,7 +117,7 @@ def measure_ours(root: Path, common: str, rare: str) -> dict:
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QHeaderView, QTableView
 
-    from studio.core.curation import Curation, SampleQuery, fts_phrase
+    from studio.core.curation import CurationRepository, SampleQuery, fts_phrase
     from studio.core.project import Project
     from studio.ui.sample_table_model import COLUMN_KEYS, SampleTableModel
 
@@ -147,8 +147,8 @@ def measure_ours(root: Path, common: str, rare: str) -> dict:
     out["search_hits"] = model.rowCount()
     timed("search_rare", lambda: model.set_query(SampleQuery(search=rare)))
     out["search_rare_hits"] = model.rowCount()
-    # SQL alone, uncached (a fresh Curation): what one FTS pass costs at this size.
-    fresh = Curation(project.conn)
+    # SQL alone, uncached (a fresh CurationRepository): what one FTS pass costs at this size.
+    fresh = CurationRepository(project.conn)
     timed("sql_search_page_uncached", lambda: fresh.page(SampleQuery(search=common), 0, 256), paint=False)
     timed("sql_search_count_cached", lambda: fresh.count(SampleQuery(search=common)), paint=False)
     timed("sql_fts_count_direct", lambda: project.conn.execute(

@@ -26,7 +26,7 @@ from fake_teacher import ServerProcess  # noqa: E402
 
 from studio.core.generation.config import RunConfig  # noqa: E402
 from studio.core.generation.engine import GenerationEngine, create_run  # noqa: E402
-from studio.core.generation.store import GenerationStore  # noqa: E402
+from studio.core.generation.repository import GenerationRepository  # noqa: E402
 from studio.core.llm import EndpointConfig  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
@@ -39,7 +39,7 @@ def measure(server: ServerProcess, workdir: Path, concurrency: int, requests: in
                                          [Instance("", f"Note {i}.")]) for i in range(10)])
         config = RunConfig(target=10**9, max_requests=requests, concurrency=concurrency,
                            teacher=EndpointConfig(base_url=server.base_url, model="fake-teacher"))
-        run_id = create_run(GenerationStore(project.conn), config)
+        run_id = create_run(GenerationRepository(project.conn), config)
         engine = GenerationEngine(project, run_id, api_key=server.api_key, index_factory=factory)
         started = time.perf_counter()
         result = engine.run_blocking()

@@ -339,7 +339,7 @@ def cmd_data_delete(args: argparse.Namespace) -> int:
 
 def cmd_data_trash_list(args: argparse.Namespace) -> int:
     with _open(args, exclusive=False) as project:
-        batches = project.curation.trash.batches()
+        batches = project.trash.batches()
     if args.json:
         print(json.dumps([b.__dict__ for b in batches], indent=2))
         return EXIT_OK
@@ -353,7 +353,7 @@ def cmd_data_trash_list(args: argparse.Namespace) -> int:
 
 def cmd_data_trash_restore(args: argparse.Namespace) -> int:
     with _open(args) as project:
-        result = project.curation.trash.restore(args.batch)
+        result = project.trash.restore(args.batch)
     notes = []
     if result.renumbered:
         notes.append(f"{count_noun(result.renumbered, 'sample')} under a new id (theirs was reused)")
@@ -366,7 +366,7 @@ def cmd_data_trash_restore(args: argparse.Namespace) -> int:
 
 def cmd_data_trash_empty(args: argparse.Namespace) -> int:
     with _open(args) as project:
-        gone = project.curation.trash.empty(args.batch)
+        gone = project.trash.empty(args.batch)
     print(f"Deleted {count_noun(gone, 'sample')} for good" + (f" (batch {args.batch})." if args.batch else "."))
     return EXIT_OK
 

@@ -369,7 +369,7 @@ def test_undoing_a_big_delete_whose_batch_was_emptied_says_so_and_drops_the_step
         qtbot.waitUntil(lambda: not panel.busy and panel.undo_stack().count() == 1, timeout=10_000)
         dialog = panel.open_trash()
         dialog.empty(None)  # confirmed: gone for good
-        qtbot.waitUntil(lambda: not panel.busy and project.curation.trash.batches() == [], timeout=10_000)
+        qtbot.waitUntil(lambda: not panel.busy and project.trash.batches() == [], timeout=10_000)
         with qtbot.waitSignal(context.problem, timeout=10_000) as problem:
             panel.undo_stack().undo()
         assert problem.args[0].startswith("Could not undo “delete 600 samples”: No trash batch")

@@ -213,9 +213,8 @@ def test_the_blacklisted_filter_follows_a_runs_edited_blacklist(project: Project
     from studio.core.blacklist import DEFAULT_BLACKLIST
     from studio.core.generation.config import RunConfig
     from studio.core.generation.filters import FilterSettings
-    from studio.core.generation.store import GenerationStore
 
-    runs = GenerationStore(project.conn)
+    runs = project.generation
     for blacklist in (["spreadsheet"],  # edited: "image" allowed, "spreadsheet" not
                       list(DEFAULT_BLACKLIST),  # the default, as every run stores it
                       []):  # emptied: nothing is blacklisted
@@ -310,5 +309,5 @@ def test_cli_delete_goes_to_the_trash_and_trash_restores_lists_and_empties(tmp_p
     assert main(["data", "trash", "empty", "--project", str(root)]) == 0
     assert "Deleted 4 samples for good." in capsys.readouterr().out
     with Project.open(root) as project:
-        assert project.samples.count() == 0 and project.curation.trash.batches() == []
+        assert project.samples.count() == 0 and project.trash.batches() == []
         assert ids == [1, 2, 3, 4]

@@ -15,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher  # noqa: E402
 
 from studio.core.generation.engine import run_estimate  # noqa: E402
-from studio.core.generation.store import GenerationStore  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
@@ -152,7 +151,7 @@ def test_a_setting_that_cannot_work_is_said_before_anything_starts(qtbot, panel:
 def test_the_estimate_is_the_engines_and_follows_the_seeds(qtbot, panel: GeneratePanel, context: ProjectContext,
                                                           project: Project) -> None:
     panel.target.setValue(200)
-    seeds = GenerationStore(project.conn).seed_examples()
+    seeds = project.generation.seed_examples()
     assert panel.estimate_label.text() == run_estimate(panel.run_config(), seeds).describe()
     before = panel.estimate_label.text()
     first = project.seeds.list()[0]
@@ -161,7 +160,7 @@ def test_the_estimate_is_the_engines_and_follows_the_seeds(qtbot, panel: Generat
     qtbot.waitUntil(lambda: "6 in this project" in panel.seed_count_label.text(), timeout=5_000)
     assert panel.estimate_label.text() != before
     assert panel.estimate_label.text() == run_estimate(
-        panel.run_config(), GenerationStore(project.conn).seed_examples()).describe()
+        panel.run_config(), project.generation.seed_examples()).describe()
     for seed in project.seeds.list():
         project.seeds.delete(seed.id)
     qtbot.waitUntil(lambda: "0 in this project" in panel.seed_count_label.text(), timeout=5_000)
@@ -185,7 +184,7 @@ def test_resume_names_the_run_and_pause_says_continue(qtbot, panel: GeneratePane
         panel.stop_button.click()
         qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
         qtbot.waitUntil(lambda: not panel.resume_button.isHidden(), timeout=5_000)
-        run_id = GenerationStore(project.conn).latest_run_id()
+        run_id = project.generation.latest_run_id()
         assert panel.resume_button.text().startswith(f"Resume run #{run_id} (stopped")
         assert panel.resume_button.text() != panel.pause_button.text()
 
@@ -203,7 +202,7 @@ def test_shutdown_returns_at_once_and_the_run_winds_down_on_its_own(qtbot, panel
         assert thread.is_alive()  # shutdown did not wait for the request in flight
         thread.join(20)
         assert not thread.is_alive()
-    assert GenerationStore(project.conn).run(worker.run_id)["status"] == "stopped"
+    assert project.generation.run(worker.run_id)["status"] == "stopped"
 
 
 def test_save_key_runs_off_the_gui_thread_and_reports_the_outcome(qtbot, panel: GeneratePanel, monkeypatch) -> None:

@@ -23,7 +23,7 @@ from studio.core.generation.config import RunConfig, estimate_cost  # noqa: E402
 from studio.core.generation.engine import GenerationEngine, create_run  # noqa: E402
 from studio.core.generation.filters import CandidateFilter, FilterSettings  # noqa: E402
 from studio.core.generation.prompts import Candidate, Example, build_prompt, default_template, parse_tasks  # noqa: E402
-from studio.core.generation.store import GenerationStore  # noqa: E402
+from studio.core.generation.repository import GenerationRepository  # noqa: E402
 from studio.core.llm import EndpointConfig  # noqa: E402
 from studio.core.project import Project  # noqa: E402
 from studio.core.seeds import Instance, SeedTask  # noqa: E402
@@ -57,7 +57,7 @@ def _config(server: FakeTeacher, **overrides) -> RunConfig:
 
 
 def _run(project: Project, config: RunConfig, *, api_key: str = KEY, events: list | None = None):
-    run_id = create_run(GenerationStore(project.conn), config)
+    run_id = create_run(project.generation, config)
     engine = GenerationEngine(project, run_id, on_event=(events.append if events is not None else None),
                               api_key=api_key)
     return engine.run_blocking()
@@ -141,7 +141,7 @@ def test_run_with_faults_completes_and_counters_add_up(seeded: Project, teacher:
     result = _run(seeded, _config(teacher, target=120, concurrency=6, request_timeout_s=0.7, max_attempts=8),
                   events=events)
     assert result.reason == "target"
-    store = GenerationStore(seeded.conn)
+    store = seeded.generation
     run_id = result.run_id
     stored = store.counters(run_id)
     c = result.counters
@@ -182,7 +182,7 @@ def test_budget_is_a_hard_cap(seeded: Project, teacher: FakeTeacher) -> None:
 
 def test_stop_and_pause_from_another_thread(seeded: Project, teacher: FakeTeacher) -> None:
     teacher.latency_s = 0.05
-    store = GenerationStore(seeded.conn)
+    store = seeded.generation
     run_id = create_run(store, _config(teacher, target=100_000, concurrency=2))
     seen: list = []
     engine = GenerationEngine(seeded, run_id, on_event=seen.append, api_key=KEY)
@@ -229,7 +229,7 @@ def test_running_out_of_quota_stops_at_once_and_keeps_what_was_paid_for(seeded: 
     assert not [e for e in events if isinstance(e, ev.RetryScheduled)]  # no point retrying an empty account
     errors = [e for e in events if isinstance(e, ev.TeacherError)]
     assert len(errors) == 1 and errors[0].kind == "quota"
-    store = GenerationStore(seeded.conn)
+    store = seeded.generation
     assert store.counters(result.run_id)["requests"] == 3 == result.counters.requests_done
     assert store.run(result.run_id)["status"] == "failed"
     assert teacher.total_requests == 4  # three answers, one refusal, nothing sent after it
@@ -238,7 +238,7 @@ def test_running_out_of_quota_stops_at_once_and_keeps_what_was_paid_for(seeded: 
 def test_rejected_candidate_can_be_restored_as_pending_sample(seeded: Project, teacher: FakeTeacher) -> None:
     teacher.bad_items_every = 4
     result = _run(seeded, _config(teacher, target=20, concurrency=1))
-    store = GenerationStore(seeded.conn)
+    store = seeded.generation
     blacklisted = store.rejected(result.run_id, "blacklist")
     assert blacklisted and blacklisted[0]["instruction"]
     sample_id = store.restore(blacklisted[0]["id"])
@@ -251,7 +251,7 @@ def test_rejected_candidate_can_be_restored_as_pending_sample(seeded: Project, t
 
 def test_seed_yield_counts_requests_and_kept(seeded: Project, teacher: FakeTeacher) -> None:
     result = _run(seeded, _config(teacher, target=40, concurrency=1))
-    yields = GenerationStore(seeded.conn).seed_yield(result.run_id)
+    yields = seeded.generation.seed_yield(result.run_id)
     assert yields and all(shown >= 1 and kept >= 0 for shown, kept in yields.values())
     assert sum(shown for shown, _ in yields.values()) == 3 * result.counters.requests_done
 
@@ -367,7 +367,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
         seeded: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
     seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
                               [Instance("Great food.", "positive")], is_classification=True))
-    store = GenerationStore(seeded.conn)
+    store = seeded.generation
     config = _config(teacher, mode="self-instruct", target=100, concurrency=3, num_tasks=6, max_requests=3)
     run_id = create_run(store, config)
     first = GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
@@ -402,7 +402,7 @@ def test_self_instruct_run_goes_through_all_stages_and_resumes_mid_chain(
     labelled = [s for s in samples if s[0].startswith("Classify")]
     assert labelled and all(s[2] in ("positive", "negative") for s in labelled)  # output-first for classification
     assert all(json.loads(s[3]) for s in samples)  # seeds of the root prompt carried down the chain
-    assert GenerationStore(seeded.conn).seed_yield(run_id)
+    assert seeded.generation.seed_yield(run_id)
 
 
 # -- the CLI twin -------------------------------------------------------------------------------------------
@@ -460,7 +460,7 @@ def test_store_writer_that_cannot_connect_fails_in_the_caller(tmp_path: Path) ->
 
 def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committed(
         seeded: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = GenerationStore.complete_request
+    real = GenerationRepository.complete_request
     calls = {"n": 0}
 
     def flaky(self, run_id, key, done):
@@ -469,12 +469,12 @@ def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committe
             raise sqlite3.OperationalError("database or disk is full")
         return real(self, run_id, key, done)
 
-    monkeypatch.setattr(GenerationStore, "complete_request", flaky)
-    run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=20, concurrency=2))
+    monkeypatch.setattr(GenerationRepository, "complete_request", flaky)
+    run_id = create_run(seeded.generation, _config(teacher, target=10_000, max_requests=20, concurrency=2))
     engine = GenerationEngine(seeded, run_id, api_key=KEY)
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         engine.run_blocking()
-    store = GenerationStore(seeded.conn)
+    store = seeded.generation
     assert store.run(run_id)["status"] == "failed"
     done = seeded.conn.execute("SELECT COUNT(*) FROM generation_requests WHERE run_id = ? AND status = 'done'",
                                (run_id,)).fetchone()[0]
@@ -486,7 +486,7 @@ def test_a_failed_answer_commit_fails_the_run_loudly_and_keeps_what_was_committe
 
 def test_an_error_while_adding_a_request_is_raised_not_reported_as_stopped(
         seeded: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = GenerationStore.add_request
+    real = GenerationRepository.add_request
     calls = {"n": 0}
 
     def flaky(self, *args, **kwargs):
@@ -495,11 +495,11 @@ def test_an_error_while_adding_a_request_is_raised_not_reported_as_stopped(
             raise sqlite3.OperationalError("attempt to write a readonly database")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(GenerationStore, "add_request", flaky)
-    run_id = create_run(GenerationStore(seeded.conn), _config(teacher, target=10_000, max_requests=10, concurrency=2))
+    monkeypatch.setattr(GenerationRepository, "add_request", flaky)
+    run_id = create_run(seeded.generation, _config(teacher, target=10_000, max_requests=10, concurrency=2))
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         GenerationEngine(seeded, run_id, api_key=KEY).run_blocking()
-    assert GenerationStore(seeded.conn).run(run_id)["status"] == "failed"
+    assert seeded.generation.run(run_id)["status"] == "failed"
 
 
 # -- the target is a promise; the change feed hears every commit ---------------------------------------------
@@ -512,7 +512,7 @@ def test_self_instruct_stops_at_its_target_exactly(seeded: Project, teacher: Fak
     stored = seeded.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (result.run_id,)).fetchone()[0]
     assert stored == result.counters.kept == 60  # 60 asked, 60 stored
     assert len([e for e in events if isinstance(e, ev.SampleKept)]) == 60
-    store = GenerationStore(seeded.conn)
+    store = seeded.generation
     extra = store.rejected(result.run_id, "over_target")
     assert all(r["detail"] == "the target of 60 was reached" for r in extra)  # paid for, so kept restorable
     # the chain was not started again and again: few instruction batches, instance requests about as many as needed
@@ -525,7 +525,7 @@ def test_self_instruct_stops_at_its_target_exactly(seeded: Project, teacher: Fak
 def test_alpaca_keeps_no_more_than_its_target(seeded: Project, teacher: FakeTeacher) -> None:
     result = _run(seeded, _config(teacher, target=25, concurrency=4))
     assert result.reason == "target" and seeded.samples.count() == 25 == result.counters.kept
-    assert GenerationStore(seeded.conn).counters(result.run_id)["kept"] == 25
+    assert seeded.generation.counters(result.run_id)["kept"] == 25
 
 
 def test_the_engine_publishes_samples_and_runs_on_the_projects_feed(seeded: Project, teacher: FakeTeacher) -> None:
@@ -583,7 +583,7 @@ def test_a_start_that_fails_its_checks_stores_no_run(seeded: Project, teacher: F
     assert result.reason == "error" and "does not know the model 'gpt-99'" in result.message
     assert result.discarded and runs() == 0  # ... and a refusal there leaves no run either
     run_id = prepare_run(seeded, _config(teacher, target=10), api_key=KEY)
-    assert runs() == 1 and GenerationStore(seeded.conn).run(run_id)["status"] == "created"
+    assert runs() == 1 and seeded.generation.run(run_id)["status"] == "created"
 
 
 def test_a_run_refused_before_any_answer_removes_its_fresh_row_but_a_resumed_one_stays(
@@ -591,14 +591,14 @@ def test_a_run_refused_before_any_answer_removes_its_fresh_row_but_a_resumed_one
     events: list = []
     result = _run(seeded, _config(teacher, target=50), api_key="sk-wrong", events=events)
     assert result.reason == "error" and result.discarded and events[-1].discarded
-    assert GenerationStore(seeded.conn).run(result.run_id) is None
+    assert seeded.generation.run(result.run_id) is None
     assert seeded.conn.execute("SELECT COUNT(*) FROM generation_requests").fetchone()[0] == 0
 
     done = _run(seeded, _config(teacher, target=100, max_requests=1))
     assert done.reason == "max_requests"
     again = GenerationEngine(seeded, done.run_id, api_key="sk-wrong").run_blocking()
     assert again.reason == "error" and not again.discarded  # a resumed run holds work: it stays, marked failed
-    assert GenerationStore(seeded.conn).run(done.run_id)["status"] == "failed"
+    assert seeded.generation.run(done.run_id)["status"] == "failed"
 
 
 # -- the CLI: refused arguments, Ctrl+C ---------------------------------------------------------------------
@@ -653,7 +653,7 @@ def test_ctrl_c_during_generate_prints_one_summary_line_and_no_traceback(seeded:
     assert len(lines) == 1 and lines[0].startswith("run 1: stopped; kept ")
     assert "stopping" in err
     with Project.open(root) as reopened:
-        assert GenerationStore(reopened.conn).run(1)["status"] == "stopped"
+        assert GenerationRepository(reopened.conn).run(1)["status"] == "stopped"
 
 
 def test_a_registered_sample_filter_runs_in_order_with_its_reason_code() -> None:
@@ -693,7 +693,7 @@ def test_a_project_without_seed_tasks_cannot_start(project: Project, teacher: Fa
 
     with pytest.raises(ConfigError, match="no seed tasks"):
         prepare_run(project, _config(teacher, target=5), api_key=KEY)
-    assert GenerationStore(project.conn).latest_run_id() is None
+    assert project.generation.latest_run_id() is None
 
 
 def test_a_request_the_teacher_rejects_before_any_answer_stops_the_run(seeded: Project, teacher: FakeTeacher) -> None:

@@ -220,14 +220,14 @@ def test_deleted_samples_survive_a_restart_in_the_trash_and_come_back_with_their
         assert _search_ids(project, "walrus") == sorted(set(before) - set(ids))
         _check_index(project)
     with Project.open(tmp_path / "p") as project:  # the app was closed: the batch is still there
-        [batch] = project.curation.trash.batches()
+        [batch] = project.trash.batches()
         assert (batch.id, batch.sample_count, batch.description) == (deletion.batch_id, deleted,
                                                                     f"delete {deleted:,} samples")
-        result = project.curation.trash.restore(batch.id)
+        result = project.trash.restore(batch.id)
         assert sorted(result.ids) == sorted(ids) and (result.renumbered, result.skipped) == (0, 0)
         assert _rows(project) == before
         assert _search_ids(project, "walrus") == sorted(before)
-        assert project.curation.trash.batches() == []
+        assert project.trash.batches() == []
         assert project.conn.execute("SELECT count(*) FROM trashed_samples").fetchone()[0] == 0
         _check_index(project)
 
@@ -239,19 +239,19 @@ def test_the_deletions_undo_restores_its_batch_and_redo_trashes_again(project: P
     deletion = project.curation.delete(ids[1:3])
     assert seen == [frozenset({"samples", "trash"})] and deletion.kinds == frozenset({"samples", "trash"})
     deletion.apply(project.conn, undo=True)
-    assert sorted(_rows(project)) == ids and project.curation.trash.batches() == []
+    assert sorted(_rows(project)) == ids and project.trash.batches() == []
     deletion.apply(project.conn)
     assert sorted(_rows(project)) == [ids[0], ids[3], ids[4]]
-    assert [b.id for b in project.curation.trash.batches()] == [deletion.batch_id]
+    assert [b.id for b in project.trash.batches()] == [deletion.batch_id]
 
 
 def test_restoring_around_samples_added_since(project: Project) -> None:
     ids = [project.samples.add(Sample(f"Count to {i}.", "", str(i))) for i in range(4)]
-    batch = project.curation.trash.move(ids[2:], "delete 2 samples")  # the two newest: their ids get reused
+    batch = project.trash.move(ids[2:], "delete 2 samples")  # the two newest: their ids get reused
     reused = project.samples.add(Sample("A new sample after the delete.", "", "x"))
     again = project.samples.add(Sample("Count to 3.", "", "3"))  # the same text as a trashed one
     assert reused == ids[2]
-    result = project.curation.trash.restore(batch.id)
+    result = project.trash.restore(batch.id)
     assert (result.restored, result.renumbered, result.skipped) == (1, 1, 1)
     texts = {r["instruction"] for r in project.conn.execute("SELECT instruction FROM samples")}
     assert texts == {"Count to 0.", "Count to 1.", "Count to 2.", "Count to 3.", "A new sample after the delete."}
@@ -262,7 +262,7 @@ def test_restoring_around_samples_added_since(project: Project) -> None:
 
 def test_emptying_one_batch_or_all_of_them(project: Project) -> None:
     ids = [project.samples.add(Sample(f"Spell word {i}.", "", "w")) for i in range(6)]
-    trash = project.curation.trash
+    trash = project.trash
     first, second = trash.move(ids[:2], "a"), trash.move(ids[2:5], "b")
     assert trash.sample_count() == 5 and [b.id for b in trash.batches()] == [second.id, first.id]
     seen: list[frozenset] = []
@@ -281,7 +281,7 @@ def test_a_cancelled_bulk_delete_or_restore_changes_nothing(project: Project) ->
     steps = project.curation.delete_steps(sorted(before))
     assert isinstance(next(steps), Progress) and isinstance(next(steps), Progress)
     steps.close()  # what the job runner does on Cancel
-    assert _rows(project) == before and project.curation.trash.batches() == []
+    assert _rows(project) == before and project.trash.batches() == []
     _check_index(project)
     marking = project.curation.set_status_steps(sorted(before), "accepted")
     for _ in range(4):  # past the reading, into the writing
@@ -292,7 +292,7 @@ def test_a_cancelled_bulk_delete_or_restore_changes_nothing(project: Project) ->
     steps = project.curation.apply_steps(deletion, undo=True)
     next(steps), next(steps)
     steps.close()
-    assert project.samples.count() == 0 and project.curation.trash.sample_count() == 2500
+    assert project.samples.count() == 0 and project.trash.sample_count() == 2500
     _check_index(project)
 
 
@@ -300,6 +300,6 @@ def test_deleting_nothing_leaves_no_empty_batch(project: Project) -> None:
     project.samples.add(Sample("Stay here.", "", "ok"))
     for ids in ([], [999]):
         deletion = project.curation.delete(ids)
-        assert deletion.ids == [] and project.curation.trash.batches() == []
+        assert deletion.ids == [] and project.trash.batches() == []
         deletion.apply(project.conn, undo=True)  # undoing nothing does nothing
     assert project.samples.count() == 1

@@ -1,7 +1,7 @@
 """Curation queries: find, sort and page through tens of thousands of samples in SQL.
 
 A :class:`SampleQuery` is plain data (it round-trips through JSON for saved views) that
-compiles to one WHERE clause; :class:`Curation` counts, pages and changes the samples it
+compiles to one WHERE clause; :class:`CurationRepository` counts, pages and changes the samples it
 selects. Every change commits at once and returns a :class:`Change` holding the values it
 replaced, so an undo stack (the UI's, or a script's) can replay it either way.
 """
@@ -20,7 +20,7 @@ from studio.core.db import transaction
 from studio.core.errors import StudioError
 from studio.core.jobs import Progress, Steps, run_to_end
 from studio.core.samples import Status, content_hash
-from studio.core.trash import CHUNK, TrashRepository, restore_steps, trash_steps
+from studio.core.trash import CHUNK, restore_steps, trash_steps
 
 # Sort keys the table offers, and the SQL behind each (whitelisted: never user text in SQL).
 SORT_COLUMNS = {
@@ -340,7 +340,7 @@ class Cluster:
     sample_ids: list[int] = field(default_factory=list)
 
 
-class Curation:
+class CurationRepository:
     """Reads and changes samples for review. One per connection (SQLite is per thread).
 
     Full-text matches are kept in temporary tables while the data is unchanged: a table
@@ -385,11 +385,6 @@ class Curation:
                 self.conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
             self._matches.clear()
         return query.where(self._cached_fts, blacklists)
-
-    @property
-    def trash(self) -> TrashRepository:
-        """The project's trash, on this connection and feed."""
-        return TrashRepository(self.conn, self.changes)
 
     # reading
     def count(self, query: SampleQuery, *, cap: int | None = None) -> int:

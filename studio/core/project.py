@@ -16,11 +16,13 @@ from filelock import FileLock, Timeout
 
 from studio.core import db, schema
 from studio.core.changes import ChangeFeed
-from studio.core.curation import Curation
+from studio.core.curation import CurationRepository
 from studio.core.errors import ProjectError, ProjectLockedError
+from studio.core.generation.repository import GenerationRepository
 from studio.core.samples import SampleRepository
 from studio.core.seeds import SeedRepository
-from studio.core.snapshots import SnapshotStore
+from studio.core.snapshots import SnapshotRepository
+from studio.core.trash import TrashRepository
 
 DB_NAME = "project.sqlite"
 LOCK_NAME = ".studio.lock"
@@ -39,8 +41,10 @@ class Project:
         self.changes = changes if changes is not None else ChangeFeed()
         self.seeds = SeedRepository(conn, self.changes)
         self.samples = SampleRepository(conn, self.changes)
-        self.curation = Curation(conn, self.changes)
-        self.snapshots = SnapshotStore(conn, root, self.changes)
+        self.curation = CurationRepository(conn, self.changes)
+        self.snapshots = SnapshotRepository(conn, root, self.changes)
+        self.trash = TrashRepository(conn, self.changes)
+        self.generation = GenerationRepository(conn, self.changes)
 
     # -- opening and closing -------------------------------------------------------------
     @classmethod

@@ -186,7 +186,7 @@ V2_GENERATION = """
 """
 
 
-# Curation. Word lengths are plain columns: the insert path fills them from Python (cheapest
+# CurationRepository. Word lengths are plain columns: the insert path fills them from Python (cheapest
 # for bulk imports), a trigger fills them for any other writer, and edits recompute them.
 # (Virtual generated columns were tried: every filtered sort then called the Python word
 # counter once per matching row, 53 ms per 17K rows.) ``studio_words`` is registered by

@@ -82,7 +82,7 @@ def _row_to_snapshot(row: sqlite3.Row) -> Snapshot:
     )
 
 
-class SnapshotStore:
+class SnapshotRepository:
     """Snapshots of one project (``root`` is the project folder, for the JSONL copies)."""
 
     def __init__(self, conn: sqlite3.Connection, root: Path, changes: ChangeFeed | None = None):

@@ -1,7 +1,7 @@
 """The data's shape: counts by status, origin and run, word-length histograms, root verbs.
 
 A view only: the Curate panel computes the numbers as jobs on the window's runner
-(``Curation.shape_steps`` and :func:`root_verb_pairs`, on a worker's own project handle)
+(``CurationRepository.shape_steps`` and :func:`root_verb_pairs`, on a worker's own project handle)
 and hands them to :meth:`DataShapeWidget.show_shape`. Clicking a bar asks the panel to
 filter the table to it (``filter_requested``).
 """
@@ -167,7 +167,7 @@ class DataShapeWidget(QWidget):
         self.status.setText(f"Could not count: {message}")
 
     def show_shape(self, shape: dict) -> None:
-        """Draw what ``Curation.shape_steps`` returned."""
+        """Draw what ``CurationRepository.shape_steps`` returned."""
         for key in ("status", "origin", "run_id"):
             self.charts[key].show_counts(shape[key])
         for key in ("instruction_words", "output_words"):

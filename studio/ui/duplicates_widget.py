@@ -3,7 +3,7 @@
 A view: "Find near-duplicates" asks the Curate panel (``find_requested(threshold)``), which
 runs the clustering as a job on the window's runner; the result is remembered in the
 project, so the table's "duplicates" filter works without recomputing. Reads go through
-the panel's :class:`~studio.core.curation.Curation` (no SQL here).
+the panel's :class:`~studio.core.curation.CurationRepository` (no SQL here).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
-from studio.core.curation import Cluster, Curation, count_noun
+from studio.core.curation import Cluster, CurationRepository, count_noun
 
 BEFORE_FIRST_SEARCH = ("No search yet: press “Find near-duplicates” to group the current filter's instructions "
                        "whose ROUGE-L similarity passes the threshold.")
@@ -29,7 +29,7 @@ class DuplicatesWidget(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self._curation: Curation | None = None
+        self._curation: CurationRepository | None = None
         self._searched = False
         self.find_button = QPushButton("Find near-duplicates")
         self.find_button.clicked.connect(lambda: self.find_requested.emit(self.threshold.value()))
@@ -59,7 +59,7 @@ class DuplicatesWidget(QWidget):
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
 
-    def set_curation(self, curation: Curation | None) -> None:
+    def set_curation(self, curation: CurationRepository | None) -> None:
         self._curation = curation
         self._searched = bool(curation and curation.clusters())  # a project remembers its last search
         self.show_clusters()

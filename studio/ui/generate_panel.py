@@ -23,7 +23,6 @@ from studio.core.generation.config import ConfigError, RunConfig
 from studio.core.generation.engine import RunResult, run_estimate
 from studio.core.generation.filters import default_index_factory, reasons
 from studio.core.generation.prompts import SeedExample
-from studio.core.generation.store import GenerationStore
 from studio.core.llm.endpoint import EndpointConfig, preset
 from studio.core.llm.keys import DEFAULT_KEY_ENV, store_key
 from studio.core.llm.models import ConnectionReport, check_connection
@@ -44,19 +43,19 @@ HELP = {f.name: f.metadata.get("help", "") for f in fields(RunConfig)}
 
 # -- reads for jobs (worker thread, on a project handle) ------------------------------------------
 def read_seeds(project: Project) -> tuple[int, list[SeedExample]]:
-    return project.seeds.count(), GenerationStore(project.conn).seed_examples(limit=MAX_EXAMPLES)
+    return project.seeds.count(), project.generation.seed_examples(limit=MAX_EXAMPLES)
 
 
 def read_resumable(project: Project) -> dict | None:
-    return GenerationStore(project.conn).latest_unfinished_run()
+    return project.generation.latest_unfinished_run()
 
 
 def read_rejected(project: Project, run_id: int, reason: str | None) -> list[dict]:
-    return GenerationStore(project.conn).rejected(run_id, reason)
+    return project.generation.rejected(run_id, reason)
 
 
 def read_seed_yield(project: Project, run_id: int) -> list[tuple[str, int, int]]:
-    yields = GenerationStore(project.conn).seed_yield(run_id)
+    yields = project.generation.seed_yield(run_id)
     rows = []
     for seed_id, (shown, kept) in sorted(yields.items()):
         seed = project.seeds.get(seed_id)
@@ -65,7 +64,7 @@ def read_seed_yield(project: Project, run_id: int) -> list[tuple[str, int, int]]
 
 
 def restore_rejected(project: Project, rejected_id: int) -> int | None:
-    return GenerationStore(project.conn, project.changes).restore(rejected_id)
+    return project.generation.restore(rejected_id)
 
 
 class HintedView(QStackedWidget):

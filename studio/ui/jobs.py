@@ -16,6 +16,7 @@ transactions, so quitting mid-job loses nothing that was committed and half-comm
 """
 from __future__ import annotations
 
+import atexit
 import inspect
 import itertools
 import os
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,10 @@ from studio.core.jobs import Progress
 PROGRESS_INTERVAL_S = 0.05  # at most 20 progress updates a second reach the GUI thread
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 STOP_FILE_ENV = "STUDIO_STOP_FILE"
+EXIT_GRACE_S = 3.0  # at interpreter exit, how long running jobs get to see their cancel flag
+
+_live_threads: set[threading.Thread] = set()
+_live_threads_lock = threading.Lock()
 
 
 def plain_message(exc: BaseException) -> str:
@@ -89,9 +95,12 @@ class Job(QObject):
         self._w_error.connect(self._on_error)
 
     # -- control (GUI thread) ----------------------------------------------------------------
-    def cancel(self) -> None:
-        """Ask the work to stop at its next yield; its result, if it still comes, is dropped."""
-        if self.state == RUNNING and self.cancellable:
+    def cancel(self, *, force: bool = False) -> None:
+        """Ask the work to stop at its next yield; its result, if it still comes, is dropped.
+
+        ``force`` (the window is closing) cancels even a job the user may not cancel.
+        """
+        if self.state == RUNNING and (self.cancellable or force):
             self._cancel.set()
             self.state = CANCELLED
             self.finished.emit()
@@ -107,6 +116,8 @@ class Job(QObject):
     # -- the worker thread -------------------------------------------------------------------
     def _work(self, fn: Callable, args: tuple, kwargs: dict, project: Any) -> None:
         handle = None
+        with _live_threads_lock:
+            _live_threads.add(threading.current_thread())
         try:
             if project is not None:
                 handle = project.worker()
@@ -124,6 +135,8 @@ class Job(QObject):
         finally:
             if handle is not None:
                 handle.close()
+            with _live_threads_lock:
+                _live_threads.discard(threading.current_thread())
 
     def _drive(self, steps) -> Any:
         last_progress = 0.0
@@ -291,6 +304,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._jobs: list[Job | ProcessJob] = []
         self._closed = False
+        _runners.add(self)
 
     def submit(
         self,
@@ -382,9 +396,31 @@ class JobRunner(QObject):
         """Cancel every job and stop every process; returns at once (threads are daemons)."""
         self._closed = True
         for job in list(self._jobs):
-            job.cancel()
+            if isinstance(job, Job):
+                job.cancel(force=True)
+            else:
+                job.stop()
 
     def _on_finished(self, job: Job | ProcessJob) -> None:
         if job in self._jobs:
             self._jobs.remove(job)
         self.job_finished.emit(job)
+
+
+_runners: weakref.WeakSet[JobRunner] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """Cancel what still runs and give it a moment: a worker thread that emits a signal while
+    the interpreter tears Qt down crashes the process (a script that never closed its window)."""
+    for runner in list(_runners):
+        try:
+            runner.shutdown()
+        except RuntimeError:  # its Qt side is already gone
+            pass
+    deadline = time.monotonic() + EXIT_GRACE_S
+    with _live_threads_lock:
+        threads = list(_live_threads)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 
-from studio.core.curation import PAGE_FIELDS, Curation, SampleQuery
+from studio.core.curation import PAGE_FIELDS, CurationRepository, SampleQuery
 
 PAGE_SIZE = 256
 MAX_PAGES = 64  # ~16K rows in memory at most, whatever the table's size
@@ -52,7 +52,7 @@ class SampleTableModel(QAbstractTableModel):
 
     sort_changed = Signal(str, bool)  # sort key, descending: after a header click re-sorted
 
-    def __init__(self, curation: Curation | None = None, parent=None):
+    def __init__(self, curation: CurationRepository | None = None, parent=None):
         super().__init__(parent)
         self._curation = curation
         self._query = SampleQuery()
@@ -66,7 +66,7 @@ class SampleTableModel(QAbstractTableModel):
     def query(self) -> SampleQuery:
         return self._query
 
-    def set_curation(self, curation: Curation | None) -> None:
+    def set_curation(self, curation: CurationRepository | None) -> None:
         self._curation = curation
         self.refresh()
 

@@ -25,11 +25,11 @@ RunWrite = Callable[..., object]  # (title, fn, *args, on_done=...) -> Job | Non
 
 
 def _restore_job(project: Project, batch_id: int):
-    return project.curation.trash.restore_steps(batch_id)
+    return project.trash.restore_steps(batch_id)
 
 
 def _empty_job(project: Project, batch_id: int | None) -> int:
-    return project.curation.trash.empty(batch_id)
+    return project.trash.empty(batch_id)
 
 
 class TrashDialog(QDialog):
@@ -72,7 +72,7 @@ class TrashDialog(QDialog):
     def reload(self) -> None:
         if self._context.project.conn is None:
             return  # the project closed before the coalesced signal arrived
-        self.batches = self._context.project.curation.trash.batches()
+        self.batches = self._context.project.trash.batches()
         self.table.setRowCount(len(self.batches))
         for row, batch in enumerate(self.batches):
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(batch.created_at))

@@ -4,7 +4,7 @@
     filters.py      the quality checks (SAMPLE_FILTERS entries) with reason codes; the near-duplicate index is injected
     config.py       RunConfig (saved with the run, never with the key), its validation, the cost estimate
     modes.py        a mode builds prompts and judges answers (GENERATION_MODES: Alpaca; self_instruct.py, four stages)
-    store.py        the repository of runs, requests, rejected candidates; a request's outcome commits in one transaction
+    repository.py   the repository of runs, requests, rejected candidates; a request's outcome commits in one transaction
     writer.py       the thread that commits judged answers
     engine.py       asyncio worker pool: budget, target, pause/stop, events; the start's pre-check (prepare_run)
     events.py       the dataclasses the engine reports through (no Qt)

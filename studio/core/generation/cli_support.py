@@ -14,7 +14,6 @@ from studio.core.errors import StudioError
 from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig
 from studio.core.generation.engine import GenerationEngine, prepare_run
-from studio.core.generation.store import GenerationStore
 from studio.core.llm.endpoint import presets
 from studio.core.llm.keys import resolve_key
 from studio.core.project import Project
@@ -46,7 +45,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
 
 
 def run_generate(project: Project, args: argparse.Namespace) -> int:
-    store = GenerationStore(project.conn, project.changes)
+    store = project.generation
     if args.resume:
         run_id = args.run or store.latest_run_id()
         run = store.run(run_id) if run_id else None

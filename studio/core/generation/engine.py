@@ -40,7 +40,7 @@ from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, 
 from studio.core.generation.filters import OVER_TARGET, CandidateFilter, IndexFactory, default_index_factory
 from studio.core.generation.modes import ModeContext, Outcome, make_mode
 from studio.core.generation.prompts import Example, build_prompt, default_template
-from studio.core.generation.store import Completion, GenerationStore, Rejected, RequestRow
+from studio.core.generation.repository import Completion, GenerationRepository, Rejected, RequestRow
 from studio.core.generation.writer import StoreWriter
 from studio.core.llm.client import LLMClient, RetryNotice, RetryPolicy
 from studio.core.llm.errors import BAD_REQUEST, MODEL, NETWORK, LLMError
@@ -62,7 +62,7 @@ def teacher_client(config: RunConfig, api_key: str | None) -> LLMClient:
     return LLMClient(config.teacher, api_key=api_key, retry=retry, prices=config.prices)
 
 
-def create_run(store: GenerationStore, config: RunConfig, name: str = "") -> int:
+def create_run(store: GenerationRepository, config: RunConfig, name: str = "") -> int:
     """Store a new run with its full config (key-free) and the exact template it will use."""
     if not config.template:
         config.template = default_template(config.mode)
@@ -95,7 +95,7 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
 
     config.validate()
     GENERATION_MODES.load(config.mode)  # a plugin mode that cannot be imported fails here, before a row exists
-    store = GenerationStore(project.conn, project.changes)
+    store = project.generation
     if not store.seed_examples(limit=1):
         raise ConfigError("The project has no seed tasks to show the teacher: add some on the Seeds page.")
     if check_teacher:
@@ -189,9 +189,9 @@ class GenerationEngine:
         if self._stop_requested.is_set():
             self._halt.set()
         with self._project.worker() as handle:
-            return await self._run(GenerationStore(handle.conn, handle.changes))
+            return await self._run(handle.generation)
 
-    async def _run(self, store: GenerationStore) -> RunResult:
+    async def _run(self, store: GenerationRepository) -> RunResult:
         run = store.run(self.run_id)
         if run is None:
             raise ValueError(f"no generation run {self.run_id}")
@@ -250,7 +250,7 @@ class GenerationEngine:
         store.set_status(self.run_id, status, finished=status == "done")
         return self._finish(reason, message)
 
-    def _discard_if_fresh(self, store: GenerationStore, resumed: bool) -> bool:
+    def _discard_if_fresh(self, store: GenerationRepository, resumed: bool) -> bool:
         """A new run that failed before any answer (bad key, server down) leaves no row behind."""
         return not resumed and store.discard_run(self.run_id)
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from studio.core.generation.config import RunConfig
 from studio.core.generation.filters import CandidateFilter
 from studio.core.generation.prompts import Example, SeedExample, build_prompt, parse_tasks, pick_examples
-from studio.core.generation.store import ChildRequest, Rejected, RequestRow
+from studio.core.generation.repository import ChildRequest, Rejected, RequestRow
 from studio.core.samples import Origin, Sample, Status
 
 

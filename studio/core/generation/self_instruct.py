@@ -23,7 +23,7 @@ from string import Template
 from studio.core.generation.filters import BAD_INSTANCE, EMPTY_OUTPUT, PARSE_ERROR, TRUNCATED
 from studio.core.generation.modes import JudgeSteps, ModeContext, Outcome, make_sample
 from studio.core.generation.prompts import NO_INPUT, Candidate, default_template
-from studio.core.generation.store import ChildRequest, Rejected, RequestRow
+from studio.core.generation.repository import ChildRequest, Rejected, RequestRow
 
 INSTRUCTIONS, CLASSIFY, INSTANCES = "instructions", "classify", "instances"
 SEEDS_SHOWN, GENERATED_SHOWN = 6, 2

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from studio.core.generation.store import GenerationStore
+from studio.core.generation.repository import GenerationRepository
 
 if TYPE_CHECKING:
     from studio.core.project import Project
@@ -27,13 +27,13 @@ T = TypeVar("T")
 
 
 class StoreWriter:
-    """Runs ``job(store)`` callables in order on one thread that owns a :class:`GenerationStore`.
+    """Runs ``job(store)`` callables in order on one thread that owns a :class:`GenerationRepository`.
 
     The store sits on a :meth:`Project.worker` handle, so its commits reach the change feed.
     """
 
     def __init__(self, project: Project):
-        self._jobs: queue.SimpleQueue[tuple[Callable[[GenerationStore], Any], Future] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[GenerationRepository], Any], Future] | None] = queue.SimpleQueue()
         self._closed = False
         ready: Future[None] = Future()
         self._thread = threading.Thread(target=self._serve, args=(project, ready), name="generation-writer",
@@ -41,7 +41,7 @@ class StoreWriter:
         self._thread.start()
         ready.result()  # a connection that cannot be opened fails here, in the caller
 
-    def submit(self, job: Callable[[GenerationStore], T]) -> Future[T]:
+    def submit(self, job: Callable[[GenerationRepository], T]) -> Future[T]:
         if self._closed:
             raise RuntimeError("the store writer is closed")
         future: Future[T] = Future()
@@ -61,7 +61,7 @@ class StoreWriter:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller waiting on ready
             ready.set_exception(exc)
             return
-        store = GenerationStore(handle.conn, handle.changes)
+        store = handle.generation
         ready.set_result(None)
         try:
             while (item := self._jobs.get()) is not None:

@@ -1,7 +1,7 @@
 """Generation runs, their requests and rejected candidates in the project database.
 
 The crash-safety contract lives here: a request row is committed (pending, with the exact
-prompt) before it is sent, and :meth:`GenerationStore.complete_request` writes the request's
+prompt) before it is sent, and :meth:`GenerationRepository.complete_request` writes the request's
 kept samples, its rejected candidates, its ``done`` mark and the run counters in ONE
 transaction. Whatever instant a run dies at, a request is either wholly done (never sent
 again) or not done at all (sent again on resume, nothing of it stored).
@@ -77,7 +77,7 @@ class Completion:
     children: Sequence[ChildRequest] = ()
 
 
-class GenerationStore:
+class GenerationRepository:
     def __init__(self, conn: sqlite3.Connection, changes: ChangeFeed | None = None):
         self.conn = conn
         self._changes = changes or ChangeFeed()
