@@ -9,8 +9,6 @@ view refreshes once however many rows changed. Worker threads reach the project 
 """
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -44,7 +42,8 @@ class ProjectContext(QObject):
         self._timer = QTimer(self, singleShot=True, interval=COALESCE_MS)
         self._timer.timeout.connect(self._flush)
         self._published.connect(self._on_published)
-        self._unsubscribe = project.changes.subscribe(_forwarder(self))
+        self._relay = _Relay(self)
+        self._unsubscribe = project.changes.subscribe(self._relay)
         self._by_kind = {
             changes.SEEDS: self.seeds_changed,
             changes.SAMPLES: self.samples_changed,
@@ -89,6 +88,7 @@ class ProjectContext(QObject):
 
     def close(self) -> None:
         """Stop listening; the window closes the project itself."""
+        self._relay.context = None
         self._unsubscribe()
         self._timer.stop()
         self._pending.clear()
@@ -109,17 +109,22 @@ class ProjectContext(QObject):
         self.changed.emit(kinds)
 
 
-def _forwarder(context: ProjectContext) -> Callable[[frozenset[str]], None]:
-    """The feed's listener: holds the context weakly, so a context never closed cannot outlive its window."""
-    ref = weakref.ref(context)
 
-    def forward(kinds: frozenset[str]) -> None:
-        alive = ref()
-        if alive is None:
+class _Relay:
+    """The feed's listener: forwards to the context until :meth:`ProjectContext.close` cuts it.
+
+    A plain Python object on purpose: the feed lives in core, and a weak reference to a Qt
+    wrapper held there crashed the interpreter at exit once Qt had freed the wrapper.
+    """
+
+    def __init__(self, context: ProjectContext):
+        self.context: ProjectContext | None = context
+
+    def __call__(self, kinds: frozenset[str]) -> None:
+        context = self.context
+        if context is None:
             return
         try:
-            alive._published.emit(kinds)
+            context._published.emit(kinds)
         except RuntimeError:  # its Qt side is already gone
-            pass
-
-    return forward
+            self.context = None
