@@ -243,7 +243,7 @@ def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbo
         assert threads and threads[0] != threading.main_thread().name
         assert project.samples.count() == 0 and panel.undo_stack().count() == 1
         qtbot.waitUntil(lambda: panel.model.rowCount() == 0, timeout=5000)  # refreshed from samples_changed
-        assert panel.empty_hint.isVisibleTo(panel) and "No samples yet" in panel.empty_hint.text()
+        assert panel.empty_hint.isVisibleTo(panel) and "700 samples in the Trash" in panel.empty_hint.text()
         panel.undo_stack().undo()  # a big undo is a job too
         assert panel.busy
         qtbot.waitUntil(lambda: not panel.busy and panel.model.rowCount() == 700, timeout=10_000)

@@ -199,6 +199,10 @@ class SampleRepository:
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
 
+    def is_empty(self) -> bool:
+        """No sample at all (one index probe, however big the project)."""
+        return self._conn.execute("SELECT NOT EXISTS (SELECT 1 FROM samples)").fetchone()[0] == 1
+
     def counts_by(self, column: str) -> dict[str, int]:
         if column not in {"status", "origin"}:
             raise ValueError(f"cannot count by {column!r}")

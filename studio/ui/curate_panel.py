@@ -564,9 +564,17 @@ class CuratePanel(Panel):
         if total:
             self.empty_hint.hide()
         else:
-            self.empty_hint.setText(NO_SAMPLES_HINT if self.project is None or self.project.samples.count() == 0
-                                    else NO_MATCH_HINT)
+            self.empty_hint.setText(self._empty_hint())
             self.empty_hint.show()
+
+    def _empty_hint(self) -> str:
+        if self.project is not None and not self.project.samples.is_empty():
+            return NO_MATCH_HINT
+        trashed = sum(batch.sample_count for batch in self.project.trash.batches()) if self.project else 0
+        if trashed:
+            return (f"No samples: {count_noun(trashed, 'sample')} in the Trash. "
+                    "Curate ▸ Trash… restores them; Ctrl+Z undoes the last delete.")
+        return NO_SAMPLES_HINT
 
     def _after_reset(self) -> None:
         self._show_count()

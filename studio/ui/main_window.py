@@ -111,6 +111,8 @@ class MainWindow(QMainWindow):
         self.counts_label = QLabel()
         self.job_status = JobStatus(self.jobs)
         self.statusBar().addWidget(self.project_label)
+        # A temporary message is drawn over the normal widgets; hide the path meanwhile, not overlap it.
+        self.statusBar().messageChanged.connect(lambda text: self.project_label.setVisible(not text))
         self.statusBar().addPermanentWidget(self.job_status)
         self.statusBar().addPermanentWidget(self.counts_label)
         self._build_menus()
