@@ -363,7 +363,8 @@ class CuratePanel(Panel):
         self.duplicates.set_curation(curation)
         if context is not None:
             for signal, slot in ((context.samples_changed, self._on_samples_changed),
-                                 (context.views_changed, self._reload_views)):
+                                 (context.views_changed, self._reload_views),
+                                 (context.trash_changed, self._on_trash_changed)):
                 signal.connect(slot)
                 self._connections.append((signal, slot))
         self._reload_choices()
@@ -566,6 +567,10 @@ class CuratePanel(Panel):
         else:
             self.empty_hint.setText(self._empty_hint())
             self.empty_hint.show()
+
+    def _on_trash_changed(self) -> None:
+        if self.model.rowCount() == 0:  # the empty table's hint counts what the Trash holds
+            self._show_count()
 
     def _empty_hint(self) -> str:
         if self.project is not None and not self.project.samples.is_empty():
