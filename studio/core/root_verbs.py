@@ -15,10 +15,7 @@ MODEL = "en_core_web_sm"
 
 
 class ShapeUnavailable(StudioError):
-    """spaCy or its English model is missing; the message says how to install them.
-
-    Not a RuntimeError: superqt's workers swallow those as "aborted thread" warnings.
-    """
+    """spaCy or its English model is missing; the message says how to install them."""
 
 
 def load_parser(model: str = MODEL):

@@ -10,6 +10,11 @@ Child processes (training, the model server) are jobs too: :meth:`JobRunner.star
 streams their stdout line by line and stops them by a flag file, then terminate, then kill —
 without ever waiting on the GUI thread.
 
+Why not superqt's ``create_worker`` (which the app used before): its workers share Qt's
+global thread pool — two threads on a 2-core machine — so a snapshot freeze queued for
+seconds behind chart and clustering workers; and it has no child processes, no project
+handles and no "latest wins". Each job here gets a thread of its own.
+
 Nothing here joins a thread: cancelling sets a flag the worker sees at its next yield, and a
 cancelled job's result is dropped. Worker threads are daemons, and their writes are
 transactions, so quitting mid-job loses nothing that was committed and half-commits nothing.
