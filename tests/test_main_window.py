@@ -90,3 +90,17 @@ def test_an_undo_that_no_longer_applies_says_so_and_leaves_the_stack(qtbot, tmp_
     assert stack.count() == 0
     assert project.samples.get(second).instruction == "Second, edited."
     window.close()
+
+
+def test_a_long_message_is_cut_to_the_strip_and_kept_whole_for_the_tooltip(qtbot, tmp_path: Path) -> None:
+    window = open_window(qtbot, tmp_path)
+    window.resize(900, 600)
+    height = window.messages.height()
+    long_text = "The teacher refused the request: " + "very long detail " * 40
+    window.messages.show_error(long_text)
+    qtbot.waitUntil(lambda: window.messages.text.text().endswith("…"), timeout=2000)
+    assert window.messages.message() == long_text and window.messages.text.toolTip() == long_text
+    assert window.messages.height() == height  # nothing below it moved
+    window.messages.clear()
+    assert window.messages.height() == height and not window.messages.is_shown()
+    window.close()

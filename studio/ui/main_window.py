@@ -89,9 +89,9 @@ class MainWindow(QMainWindow):
         self.no_project_label.setProperty("role", "muted")
         self.stack.addWidget(self.no_project_label)
 
-        # The one message area: what went wrong in any job, panel or undo. Two lines are always
+        # The one message area: what went wrong in any job, panel or undo. Its line is always
         # reserved, so nothing jumps when a message appears.
-        self.messages = MessageArea()
+        self.messages = MessageArea(lines=1)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(6, 4, 6, 0)

@@ -8,7 +8,7 @@ makes it go away.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -20,14 +20,17 @@ class MessageArea(QWidget):
 
     dismissed = Signal()
 
-    def __init__(self, parent: QWidget | None = None, *, lines: int = 2):
+    def __init__(self, parent: QWidget | None = None, *, lines: int = 1):
         super().__init__(parent, objectName="MessageArea")
         self._level = ""
+        self._full_text = ""
+        self._lines = lines
         self.marker = QLabel(objectName="MessageMarker")
         self.text = QLabel(objectName="MessageText")
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.text.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.text.installEventFilter(self)
         self.close_button = QToolButton(objectName="MessageClose", text="✕", autoRaise=True)
         self.close_button.setToolTip("Dismiss")
         self.close_button.clicked.connect(self._on_close_clicked)
@@ -37,8 +40,8 @@ class MessageArea(QWidget):
         layout.addWidget(self.text, 1)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        # The lines are always reserved: a message appearing never pushes the panel down. Longer
-        # text is cut to them; the tooltip holds all of it.
+        # The lines are always reserved: a message appearing never pushes the panel down. One
+        # line (the window's) is cut with "…" to the width; the tooltip holds all of it.
         line = self.fontMetrics().lineSpacing()
         self.setFixedHeight(lines * line + 12)
         self.text.setWordWrap(lines > 1)
@@ -50,14 +53,16 @@ class MessageArea(QWidget):
         return self._level
 
     def message(self) -> str:
-        return self.text.text() if self._level else ""
+        """The whole message shown now (also when the strip shows it cut)."""
+        return self._full_text if self._level else ""
 
     def show_message(self, text: str, level: str = ERROR, detail: str = "") -> None:
         if level not in _MARKERS:
             raise ValueError(f"unknown message level {level!r}")
         self._level = level
         self.marker.setText(_MARKERS[level])
-        self.text.setText(text)
+        self._full_text = text
+        self._fit_text()
         self.text.setToolTip(detail or text)
         self.setProperty("level", level)
         self.setToolTip(detail)
@@ -69,11 +74,26 @@ class MessageArea(QWidget):
 
     def clear(self) -> None:
         self._level = ""
+        self._full_text = ""
         self.text.setText("")
         self.text.setToolTip("")
         self.setProperty("level", "")
         self._show_parts(False)
         self._restyle()
+
+    def _fit_text(self) -> None:
+        if self._lines > 1:
+            self.text.setText(self._full_text)
+            return
+        flat = " ".join(self._full_text.split())
+        width = max(40, self.text.width())
+        self.text.setText(self.text.fontMetrics().elidedText(flat, Qt.TextElideMode.ElideRight, width))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        # The label learns its width only once the layout has placed it: cut the text then.
+        if watched is self.text and event.type() == QEvent.Type.Resize and self._level and self._lines == 1:
+            self._fit_text()
+        return super().eventFilter(watched, event)
 
     def _show_parts(self, visible: bool) -> None:
         # The widget itself stays: hiding it would give its height back and move the layout.
