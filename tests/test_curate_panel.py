@@ -255,6 +255,7 @@ def test_bulk_delete_is_confirmed_off_the_gui_thread_and_survives_a_restart(qtbo
     with Project.open(root) as project:  # the app was closed: the delete can still be undone
         panel = CuratePanel()
         qtbot.addWidget(panel)
+        panel.show()
         context = ProjectContext(project, panel)
         panel.set_context(context)
         assert panel.menu_actions()[0].text() == "Trash…"
@@ -376,3 +377,24 @@ def test_undoing_a_big_delete_whose_batch_was_emptied_says_so_and_drops_the_step
         qtbot.waitUntil(lambda: not panel.busy, timeout=5000)
         assert project.samples.count() == 0 and panel.undo_stack().command(0).isObsolete()
         panel.set_context(None)
+
+
+def test_writes_from_elsewhere_keep_the_reviewers_place_and_a_hidden_panel_catches_up(qtbot, panel, project) -> None:
+    from studio.core.samples import Sample
+
+    panel._select_row(3)
+    shown = panel._current_id
+    panel.output_edit.setPlainText("an edit in progress")
+    before = panel.model.rowCount()
+    with project.worker() as handle:  # a generation run commits a sample
+        handle.samples.add(Sample("A freshly generated instruction here.", output="new"))
+    qtbot.waitUntil(lambda: panel.model.rowCount() == before + 1, timeout=5000)
+    assert panel._current_id == shown and panel.table.currentIndex().row() == 3
+    assert panel.output_edit.toPlainText() == "an edit in progress"  # not overwritten by the refresh
+    panel.hide()
+    with project.worker() as handle:
+        handle.samples.add(Sample("Another generated instruction here.", output="new"))
+    qtbot.wait(700)
+    assert panel.model.rowCount() == before + 1  # hidden: no work on the GUI thread
+    panel.show()
+    qtbot.waitUntil(lambda: panel.model.rowCount() == before + 2, timeout=5000)

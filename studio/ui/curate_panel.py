@@ -42,6 +42,7 @@ from studio.ui.project_context import ProjectContext
 from studio.ui.sample_table_model import COLUMN_KEYS, COLUMNS, SampleTableModel
 
 SEARCH_DEBOUNCE_MS = 200
+EXTERNAL_REFRESH_MS = 500
 ROW_HEIGHT = 22
 HIDDEN_BY_DEFAULT = {"input", "teacher_model", "tags"}
 ANY = "Any"
@@ -133,6 +134,12 @@ class CuratePanel(Panel):
         self._connections: list[tuple[object, Callable]] = []
         self.trash_dialog = None
         self.snapshot_dialog = None
+        # Others' writes (a generation run commits many times a second) refresh the views at
+        # most this often, and only while the panel is shown; a hidden panel catches up on show.
+        self._external_timer = QTimer(self, singleShot=True, interval=EXTERNAL_REFRESH_MS)
+        self._external_timer.timeout.connect(self._refresh_from_store)
+        self._external_pending = False
+        self._keep_detail = False  # a refresh re-selects the row it showed: keep the editors as they are
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
         self._search_timer.timeout.connect(self.apply_filters)
         self._build_filters()
@@ -442,13 +449,40 @@ class CuratePanel(Panel):
             return  # the project closed before the coalesced signal arrived
         if self._seen_state == self.project.curation.data_state():
             return  # this panel already showed its own change
+        if not self.isVisible():
+            self._external_pending = True  # refreshed when shown
+            return
+        if not self._external_timer.isActive():
+            self._external_timer.start()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._external_pending:
+            self._external_timer.start(0)
+
+    def _refresh_from_store(self) -> None:
+        """Show what others wrote, keeping the reviewer's place: same row, same scroll, same editors."""
+        self._external_pending = False
+        if self.project is None or self.project.conn is None:
+            return
         row = self.table.currentIndex().row()
+        shown = self._current_id
+        scroll = self.table.verticalScrollBar().value()
         self.model.refresh()
         self._show_count()
-        if self.model.rowCount():
-            self._select_row(max(row, 0))
-        else:
+        if not self.model.rowCount():
             self._show_sample(None)
+        elif row >= 0 and self.model.sample_id(row) == shown:
+            self._keep_detail = True  # the same sample: an edit in progress stays
+            try:
+                index = self.model.index(row, 0)
+                self.table.selectionModel().setCurrentIndex(
+                    index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+            finally:
+                self._keep_detail = False
+            self.table.verticalScrollBar().setValue(scroll)
+        else:
+            self._select_row(max(row, 0))
         self._reload_choices()
         self._shape_stale = True
         if self.tabs.currentWidget() is self.duplicates:
@@ -603,7 +637,10 @@ class CuratePanel(Panel):
         self._show_sample(self.model.sample_id(row))
 
     def _on_table_current_changed(self, current, _previous) -> None:
-        self._show_sample(self.model.sample_id(current.row()) if current.isValid() else None)
+        sample_id = self.model.sample_id(current.row()) if current.isValid() else None
+        if self._keep_detail and sample_id == self._current_id:
+            return
+        self._show_sample(sample_id)
 
     def _show_sample(self, sample_id: int | None) -> None:
         self._current_id = sample_id
