@@ -197,11 +197,11 @@ def test_shutdown_returns_at_once_and_the_run_winds_down_on_its_own(qtbot, panel
         panel.start_button.click()
         qtbot.waitUntil(lambda: teacher.total_requests > 0, timeout=10_000)
         worker = panel._worker
-        thread = worker._thread
+        job = worker.job
+        assert job in panel.jobs.active_jobs()  # the run is a job of the runner, shown in the status bar
         panel.shutdown()
-        assert thread.is_alive()  # shutdown did not wait for the request in flight
-        thread.join(20)
-        assert not thread.is_alive()
+        assert job.running  # shutdown did not wait for the request in flight
+        qtbot.waitUntil(lambda: not job.running, timeout=20_000)
     assert project.generation.run(worker.run_id)["status"] == "stopped"
 
 
@@ -292,3 +292,17 @@ def test_no_label_of_the_settings_is_clipped(qtbot, tmp_path: Path, size: tuple[
         if button.isVisible() and button.text():
             assert button.width() >= button.minimumSizeHint().width(), (size, button.text())
     window.close()
+
+
+def test_the_status_bar_cancel_stops_a_run_like_the_stop_button(qtbot, panel: GeneratePanel, project: Project) -> None:
+    with FakeTeacher(latency_s=0.3, max_lifetime_s=60) as teacher:
+        _point_at(panel, teacher)
+        panel.target.setValue(10_000)
+        panel.start_button.click()
+        qtbot.waitUntil(lambda: teacher.total_requests > 0, timeout=10_000)
+        job = panel._worker.job
+        qtbot.waitUntil(lambda: job.progress is not None and job.progress.total == 10_000, timeout=10_000)
+        job.cancel()  # what the status bar's Cancel button does
+        qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+        assert job.state == "done"  # a cooperative stop: the run's summary still arrived
+    assert project.generation.run(project.generation.latest_run_id())["status"] == "stopped"

@@ -1,8 +1,8 @@
 """The Generate page: pick a teacher, set the run, watch samples and cost arrive.
 
 Teacher traffic never touches the GUI thread: the connection test, model listing, key saving
-and every read of the generation tables are ``self.jobs`` jobs; a run is a
-:class:`GenerationWorker` thread. Engine events are only collected in the slot; a 10 Hz timer
+and every read of the generation tables are ``self.jobs`` jobs; so is a run (a
+:class:`GenerationWorker`, shown in the status bar, stopped by its Cancel too). Engine events are only collected in the slot; a 10 Hz timer
 redraws, so a fast teacher never floods the GUI thread. Slots gather parameters and call core.
 Problems show in the window's one :class:`MessageArea` (``self.messages``), cleared when the next action succeeds.
 """
@@ -328,8 +328,8 @@ class GeneratePanel(Panel):
         self.feed.clear()
         self.feed_view.show_hint(True)
         self.eta.setText("Checking the teacher…" if config is not None else f"Resuming run #{run_id}…")
-        worker = GenerationWorker(self.project, config=config, run_id=run_id, api_key=self.api_key.text() or None,
-                                  index_factory=self.index_factory, parent=self)
+        worker = GenerationWorker(self.project, jobs=self.jobs, config=config, run_id=run_id,
+                                  api_key=self.api_key.text() or None, index_factory=self.index_factory, parent=self)
         worker.created.connect(self._on_run_created)
         worker.event.connect(self._on_worker_event)
         worker.start_failed.connect(self._on_start_failed)

@@ -81,7 +81,8 @@ class Job(QObject):
 
     _ids = itertools.count(1)
 
-    def __init__(self, title: str, key: str | None, cancellable: bool, quiet: bool, parent: QObject | None = None):
+    def __init__(self, title: str, key: str | None, cancellable: bool, quiet: bool, parent: QObject | None = None,
+                 on_cancel: Callable[[], None] | None = None):
         super().__init__(parent)
         self.id = next(self._ids)
         self.title = title
@@ -94,6 +95,8 @@ class Job(QObject):
         self.traceback: str = ""
         self.started_at = time.monotonic()
         self._cancel = threading.Event()
+        self._on_cancel = on_cancel  # a cooperative stop: the work winds down and still reports its result
+        self._last_report = 0.0
         self._w_progress.connect(self._on_progress)
         self._w_yield.connect(self._on_yield)
         self._w_done.connect(self._on_done)
@@ -105,10 +108,30 @@ class Job(QObject):
 
         ``force`` (the window is closing) cancels even a job the user may not cancel.
         """
+        if self.state == RUNNING and self._on_cancel is not None and not force:
+            self._on_cancel()  # e.g. a generation run: Stop, then its summary arrives as the result
+            return
         if self.state == RUNNING and (self.cancellable or force):
+            if self._on_cancel is not None:
+                self._on_cancel()
             self._cancel.set()
             self.state = CANCELLED
             self.finished.emit()
+
+    def report(self, value: object) -> None:
+        """From the worker thread, for callback-style work: a partial result, or a ``Progress``."""
+        if self._cancel.is_set():
+            return
+        try:
+            if isinstance(value, Progress):
+                now = time.monotonic()
+                if now - self._last_report >= PROGRESS_INTERVAL_S:
+                    self._last_report = now
+                    self._w_progress.emit(value)
+            else:
+                self._w_yield.emit(value)
+        except RuntimeError:  # the window is gone: nobody to tell, the work carries on
+            pass
 
     @property
     def cancel_requested(self) -> bool:
@@ -136,7 +159,9 @@ class Job(QObject):
                 self._w_done.emit(result)
         except BaseException as exc:  # noqa: BLE001 - every failure reaches the user, none kills the app
             if not self._cancel.is_set():
-                self._w_error.emit(plain_message(exc), traceback.format_exc())
+                # Our own errors are expected outcomes (a bad file, a refused key): no traceback.
+                trace = "" if isinstance(exc, StudioError) else traceback.format_exc()
+                self._w_error.emit(plain_message(exc), trace)
         finally:
             if handle is not None:
                 handle.close()
@@ -187,7 +212,8 @@ class Job(QObject):
         if self.state != RUNNING:
             return
         self.state, self.error, self.traceback = FAILED, message, trace
-        print(f"[distill-studio] job {self.title!r} failed:\n{trace}", file=sys.stderr)
+        if trace:
+            print(f"[distill-studio] job {self.title!r} failed:\n{trace}", file=sys.stderr)
         self.failed.emit(message)
         self.finished.emit()
 
@@ -324,9 +350,16 @@ class JobRunner(QObject):
         on_progress: Callable[[Progress], None] | None = None,
         cancellable: bool = True,
         quiet: bool = False,
+        report: bool = False,
+        on_cancel: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> Job:
-        """Run ``fn(*args)`` (or ``fn(handle, *args)`` with ``project=`` a context or a core project) on a worker thread."""
+        """Run ``fn(*args)`` (or ``fn(handle, *args)`` with ``project=`` a context or a core project) on a worker thread.
+
+        ``report=True`` passes ``report=job.report`` to ``fn``, for work that tells its progress
+        through a callback rather than by yielding. ``on_cancel`` turns Cancel into a cooperative
+        stop: it is called, and the job still ends with its result.
+        """
         if self._closed:
             raise RuntimeError("the job runner has shut down")
         if key is not None:
@@ -336,7 +369,9 @@ class JobRunner(QObject):
         # The thread gets the core project, never the context: a QObject whose last reference
         # died on a worker thread would be destroyed there, with its timer still on this one.
         core_project = getattr(project, "project", project) if project is not None else None
-        job = Job(title, key, cancellable, quiet, self)
+        job = Job(title, key, cancellable, quiet, self, on_cancel=on_cancel)
+        if report:
+            kwargs["report"] = job.report
         if on_done is not None:
             job.succeeded.connect(on_done)
         if on_yield is not None:
