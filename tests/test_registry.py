@@ -56,3 +56,11 @@ def test_manifest_contributions_fill_the_named_extension_points() -> None:
             registry.register_contributions({"widgets": []}, source="plugin-z")
     finally:
         registry.JUDGES.unregister("test-judge")
+
+
+def test_every_built_in_entry_loads() -> None:
+    """A typo in builtins.py would otherwise surface only when a user picks that entry."""
+    for reg in registry.ALL.values():
+        for entry in reg:
+            if entry.source == registry.BUILT_IN:
+                assert reg.load(entry.key) is not None, f"{reg.name} {entry.key}"
