@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
 
 from studio.core.project import Project
 from studio.core.samples import Sample, Status
@@ -103,4 +104,52 @@ def test_a_long_message_is_cut_to_the_strip_and_kept_whole_for_the_tooltip(qtbot
     assert window.messages.height() == height  # nothing below it moved
     window.messages.clear()
     assert window.messages.height() == height and not window.messages.is_shown()
+    window.close()
+
+
+def _activate(qtbot, window: MainWindow) -> None:
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+
+
+def test_redo_keys_are_each_bound_once_and_ctrl_shift_z_redoes(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window = open_window(qtbot, tmp_path)
+    _activate(qtbot, window)
+    redo = next(a for a in window.menuBar().actions()[1].menu().actions() if a.text() == "&Redo" or "Redo" in a.text())
+    keys = [k.toString() for k in redo.shortcuts()]
+    assert len(keys) == len(set(keys)) and "Ctrl+Shift+Z" in keys
+    seeds = window.panel("seeds")
+    before = window.project.seeds.count()
+    seeds.add_seed()
+    qtbot.waitUntil(lambda: window.project.seeds.count() == before + 1, timeout=5000)
+    window.nav.setFocus()
+    QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.project.seeds.count() == before, timeout=5000)
+    QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.project.seeds.count() == before + 1, timeout=5000)
+    window.close()
+
+
+def test_panel_shortcuts_work_with_the_focus_in_the_sidebar_and_only_for_the_shown_panel(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window = open_window(qtbot, tmp_path)
+    _activate(qtbot, window)
+    window.nav.setFocus()
+    before = window.project.seeds.count()
+    QTest.keyClick(window.nav, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: window.project.seeds.count() == before + 1, timeout=5000)
+    QTest.keyClick(window.nav, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.focusWidget() is window.panel("seeds").search_edit
+    window.nav.setCurrentRow(2)  # Curate: its Ctrl+F, not the hidden Seeds panel's
+    curate = window.panel("curate")
+    window.nav.setFocus()
+    QTest.keyClick(window.nav, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.focusWidget() is curate.search
+    visible_menus = [a.text() for a in window.menuBar().actions() if a.isVisible()]
+    assert "&Curate" in visible_menus and "&Seeds" not in visible_menus
     window.close()

@@ -346,6 +346,9 @@ class CuratePanel(Panel):
         self.trash_action.setToolTip("Deleted samples: restore them, or empty the Trash")
         self.find_duplicates_action = QAction("Find Duplicates", self, triggered=self._on_find_duplicates_triggered)
         self.snapshots_action = QAction("Snapshots…", self, triggered=self.open_snapshots)
+        self.find_action = QAction("Find", self, shortcut=QKeySequence.StandardKey.Find, triggered=self.focus_search)
+        self.find_action.setToolTip("Search instruction, input and output")
+        self.addAction(self.find_action)
 
     # -- panel contract --------------------------------------------------------------------
     def set_context(self, context: ProjectContext | None) -> None:
@@ -383,7 +386,11 @@ class CuratePanel(Panel):
         return self._undo
 
     def menu_actions(self) -> list[QAction]:
-        return [self.trash_action, self.find_duplicates_action, self.snapshots_action]
+        return [self.find_action, self.trash_action, self.find_duplicates_action, self.snapshots_action]
+
+    def focus_search(self) -> None:
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
 
     def shutdown(self) -> None:
         """Cancel this panel's jobs and return at once (a cancelled write rolls back)."""

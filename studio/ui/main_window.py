@@ -80,6 +80,8 @@ class MainWindow(QMainWindow):
         self.specs = panel_specs()
         # Panels are built on first visit, so start-up imports none of their heavy libraries.
         self.panels: list[Panel | None] = [None] * len(self.specs)
+        # Only the shown panel's menu is in the menu bar: its shortcuts then never compete with a hidden panel's.
+        self.panel_menus: dict[int, QMenu] = {}
         self.undo_group = QUndoGroup(self)
         for spec in self.specs:
             QListWidgetItem(theme.icon(spec.icon), spec.title, self.nav)
@@ -141,6 +143,8 @@ class MainWindow(QMainWindow):
             for action in actions:
                 panel_menu.addAction(action)
             self.menuBar().insertMenu(self.view_menu.menuAction(), panel_menu)
+            self.panel_menus[row] = panel_menu
+            panel_menu.menuAction().setVisible(row == self.nav.currentRow())
         if self.context is not None:
             panel.set_context(self.context)
         stack = panel.undo_stack()
@@ -183,7 +187,11 @@ class MainWindow(QMainWindow):
         undo = self.undo_group.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.undo_group.createRedoAction(self, "&Redo")
-        redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence(QKeySequence.StandardKey.Redo)])
+        # Ctrl+Shift+Z everywhere, plus the platform's own redo keys; each key once (on Linux the
+        # standard Redo is Ctrl+Shift+Z itself, and a key listed twice makes Qt refuse it as ambiguous).
+        redo_keys = [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y"),
+                     *QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)]
+        redo.setShortcuts(list({key.toString(): key for key in redo_keys if not key.isEmpty()}.values()))
         edit_menu.addAction(undo)
         edit_menu.addAction(redo)
 
@@ -338,6 +346,8 @@ class MainWindow(QMainWindow):
         if not 0 <= row < len(self.panels):
             return
         panel = self._ensure_panel(row)
+        for menu_row, menu in self.panel_menus.items():
+            menu.menuAction().setVisible(menu_row == row)
         self.undo_group.setActiveStack(panel.undo_stack())
         if self.project is not None:
             self.stack.setCurrentWidget(panel)

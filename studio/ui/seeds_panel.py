@@ -405,8 +405,10 @@ class SeedsPanel(Panel):
         self.add_instance_action = self._action("Add instance", "Ctrl+Shift+A", self.editor.add_instance,
                                                 "Add an input/output example to this seed task")
         self.find_action = self._action("Find", QKeySequence.StandardKey.Find, self.focus_search, "Search seed tasks")
+        # Window-wide while the panel is shown (wherever the focus is, the sidebar included): the
+        # window shows only the current panel's menu, so no other panel's Ctrl+F competes.
         for action in (self.add_action, self.duplicate_action, self.add_instance_action, self.find_action):
-            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             self.addAction(action)
 
         buttons = QHBoxLayout()
