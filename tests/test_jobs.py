@@ -181,3 +181,17 @@ def test_a_parentless_context_dropped_while_a_job_runs_is_not_destroyed_on_the_w
     from studio.core.samples import Sample
 
     assert project.samples.add(Sample("after the context", output="o"))  # the feed no longer calls it
+
+
+def test_reported_progress_is_never_dropped_so_the_last_one_shows(qtbot) -> None:
+    runner = JobRunner()
+
+    def work(report) -> str:
+        for done in range(1, 6):
+            report(Progress(done, 5))  # faster than any throttle
+        time.sleep(0.2)  # the run goes on: what shows now must be the latest
+        return "ok"
+
+    job = runner.submit("Reporting", work, report=True)
+    qtbot.waitUntil(lambda: job.progress is not None and job.progress.done == 5, timeout=5000)
+    assert job.running or job.state == "done"

@@ -103,6 +103,8 @@ class DuplicatesWidget(QWidget):
         while self.members_layout.count():
             widget = self.members_layout.takeAt(0).widget()
             if widget is not None:
+                # Out of the layout it would still paint until deleted, under the new columns.
+                widget.hide()
                 widget.deleteLater()
         if self._curation is None or not ids:
             return

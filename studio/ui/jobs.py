@@ -96,7 +96,6 @@ class Job(QObject):
         self.started_at = time.monotonic()
         self._cancel = threading.Event()
         self._on_cancel = on_cancel  # a cooperative stop: the work winds down and still reports its result
-        self._last_report = 0.0
         self._w_progress.connect(self._on_progress)
         self._w_yield.connect(self._on_yield)
         self._w_done.connect(self._on_done)
@@ -123,13 +122,9 @@ class Job(QObject):
         if self._cancel.is_set():
             return
         try:
-            if isinstance(value, Progress):
-                now = time.monotonic()
-                if now - self._last_report >= PROGRESS_INTERVAL_S:
-                    self._last_report = now
-                    self._w_progress.emit(value)
-            else:
-                self._w_yield.emit(value)
+            # Unthrottled: callback-style work reports when something happened (a generation run:
+            # once per answer), and dropping one would leave the status bar a request behind.
+            (self._w_progress if isinstance(value, Progress) else self._w_yield).emit(value)
         except RuntimeError:  # the window is gone: nobody to tell, the work carries on
             pass
 
