@@ -153,3 +153,23 @@ def test_panel_shortcuts_work_with_the_focus_in_the_sidebar_and_only_for_the_sho
     visible_menus = [a.text() for a in window.menuBar().actions() if a.isVisible()]
     assert "&Curate" in visible_menus and "&Seeds" not in visible_menus
     window.close()
+
+
+def test_at_the_minimum_size_the_status_bar_fits_a_running_job_and_the_counts(qtbot, tmp_path: Path) -> None:
+    import threading
+
+    window = open_window(qtbot, tmp_path)
+    window.resize(window.minimumSize())
+    qtbot.waitUntil(lambda: "samples" in window.counts_label.text(), timeout=5000)
+    gate = threading.Event()
+    job = window.jobs.submit("Generating samples (run #12): 1,234 of 2,000 kept · $0.42 and more words", gate.wait, 5)
+    qtbot.waitUntil(window.job_status.isVisible, timeout=5000)
+    qtbot.wait(50)
+    bar = window.statusBar()
+    used = sum(w.sizeHint().width() for w in (window.job_status, window.counts_label))
+    assert used < bar.width()  # nothing overlaps: the counts' short form and the cut job title fit
+    assert "✓" in window.counts_label.text() and "accepted" in window.counts_label.toolTip()
+    assert window.job_status.label.text().endswith("…")
+    gate.set()
+    qtbot.waitUntil(lambda: job.state == "done", timeout=5000)
+    window.close()

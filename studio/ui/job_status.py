@@ -1,9 +1,12 @@
 """The status bar's view of the job runner: what runs, how far it is, and a Cancel button."""
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
 
 from studio.ui.jobs import JobRunner
+
+LABEL_WIDTH = 230  # px
 
 
 class JobStatus(QWidget):
@@ -14,8 +17,9 @@ class JobStatus(QWidget):
         self.runner = runner
         self.label = QLabel()
         self.label.setProperty("role", "muted")
+        self.label.setMaximumWidth(LABEL_WIDTH + 8)
         self.bar = QProgressBar()
-        self.bar.setFixedWidth(140)
+        self.bar.setFixedWidth(110)
         self.bar.setMaximumHeight(14)
         self.bar.setTextVisible(False)
         self.cancel_button = QToolButton(text="Cancel", autoRaise=True)
@@ -42,7 +46,10 @@ class JobStatus(QWidget):
         others = f"  (+{len(jobs) - 1} more)" if len(jobs) > 1 else ""
         progress = job.progress
         text = job.title + (f": {progress.message}" if progress and progress.message else "")
-        self.label.setText(text + others)
+        # Cut to a fixed width, so a long title never pushes the counts out of a narrow window.
+        full = text + others
+        self.label.setToolTip(full)
+        self.label.setText(self.label.fontMetrics().elidedText(full, Qt.TextElideMode.ElideRight, LABEL_WIDTH))
         if progress is not None and progress.total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(1000 * (progress.fraction or 0.0)))

@@ -33,6 +33,7 @@ MAX_RECENT = 8
 
 
 COUNT_CHANGES = {changes.SEEDS, changes.SAMPLES, changes.TRASH}  # what the status bar's counts show
+WIDE_STATUS_BAR = 1100  # px: below this the status bar's counts take their short form
 COUNT_INTERVAL_MS = 1000  # a running generation changes samples 25 times a second: recount at most once a second
 
 
@@ -336,11 +337,25 @@ class MainWindow(QMainWindow):
     def _show_counts(self, root: Path, stats: dict) -> None:
         if self.project is None or self.project.root != root:
             return  # another project was opened meanwhile
+        self._counts = stats
+        self._render_counts()
+
+    def _render_counts(self) -> None:
+        """The counts, in full when the window is wide, in short when it is not (the tooltip is always full)."""
+        stats = getattr(self, "_counts", None)
+        if stats is None:
+            return
         by_status = stats["by_status"]
-        self.counts_label.setText(
-            f"{_plural(stats['seed_tasks'], 'seed task')}  ·  {_plural(stats['samples'], 'sample')} "
-            f"({by_status['accepted']:,} accepted, {by_status['pending']:,} pending, {by_status['rejected']:,} rejected)"
-        )
+        full = (f"{_plural(stats['seed_tasks'], 'seed task')}  ·  {_plural(stats['samples'], 'sample')} "
+                f"({by_status['accepted']:,} accepted, {by_status['pending']:,} pending, {by_status['rejected']:,} rejected)")
+        short = (f"{stats['seed_tasks']:,} seeds · {stats['samples']:,} samples "
+                 f"({by_status['accepted']:,} ✓ {by_status['rejected']:,} ✗)")
+        self.counts_label.setToolTip(full)
+        self.counts_label.setText(full if self.width() >= WIDE_STATUS_BAR else short)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._render_counts()
 
     def _on_nav_row_changed(self, row: int) -> None:
         if not 0 <= row < len(self.panels):
