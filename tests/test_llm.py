@@ -179,7 +179,7 @@ def test_a_stream_cut_mid_answer_raises_instead_of_retrying(teacher: FakeTeacher
 def test_models_and_connection_messages(teacher: FakeTeacher) -> None:
     assert list_models(EndpointConfig(base_url=teacher.base_url, api_key=KEY)) == ["fake-small", "fake-teacher"]
     ok = check_connection(EndpointConfig(base_url=teacher.base_url, model="fake-teacher", api_key=KEY))
-    assert ok.ok and "fake-small" in ok.models and "API key from the key typed in" in ok.message
+    assert ok.ok and "fake-small" in ok.models and "API key from the key field" in ok.message
     bad_key = check_connection(EndpointConfig(base_url=teacher.base_url, model="fake-teacher", api_key="nope"))
     assert not bad_key.ok and bad_key.error.kind == "auth" and "API key" in bad_key.message
     unknown = check_connection(EndpointConfig(base_url=teacher.base_url, model="gpt-99", api_key=KEY))

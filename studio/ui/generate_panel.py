@@ -580,7 +580,9 @@ class GeneratePanel(Panel):
                 self.messages.show_error(event.message)
             elif isinstance(event, ev.RunStarted):
                 self.messages.clear()  # the teacher answered the pre-check: whatever went wrong before is over
-                self.connection_status.setText(f"{event.key_source}. Estimate: {event.estimate}")
+                # One estimate, in the Run box: the run's own, now that it has announced it.
+                self.connection_status.setText(f"{event.key_source}.")
+                self.estimate_label.setText(event.estimate)
         if new_samples:
             self._add_to_feed(new_samples)
         c = self._counters

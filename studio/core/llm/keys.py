@@ -43,7 +43,7 @@ def resolve_key(config: EndpointConfig) -> ResolvedKey:
     """The key for ``config``: the typed one, then the OS keyring, then the environment variable."""
     variable = config.api_key_env or DEFAULT_KEY_ENV
     if config.api_key:
-        return ResolvedKey(config.api_key, TYPED, "the key typed in")
+        return ResolvedKey(config.api_key, TYPED, "the key field")
     stored, keyring_state = _keyring_get(config.base_url)
     if stored:
         return ResolvedKey(stored, KEYRING, "the OS keyring")
