@@ -702,3 +702,12 @@ def test_a_request_the_teacher_rejects_before_any_answer_stops_the_run(seeded: P
     assert result.reason == "error" and "rejected the request (400): " in result.message
     assert "max_tokens is too large" in result.message and result.discarded
     assert teacher.total_requests <= 2  # not one failed request after another
+
+
+def test_reason_codes_read_as_words_in_counters_and_summaries() -> None:
+    from studio.core.generation.filters import describe_reasons, reason_label
+
+    assert reason_label("near_duplicate") == "near duplicate" and reason_label("over_target") == "past the target"
+    assert describe_reasons({"too_short": 99, "over_target": 15, "blacklist": 99}) == \
+        "blacklisted word 99, too short 99, past the target 15"
+    assert describe_reasons({}) == "none"

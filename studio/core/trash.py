@@ -135,7 +135,7 @@ def restore_steps(conn: sqlite3.Connection, batch_id: int) -> Steps[RestoreResul
             "SELECT count(*), min(entry), max(entry) FROM trashed_samples WHERE batch_id = ?", (batch_id,)
         ).fetchone()
         if conn.execute("SELECT 1 FROM trash_batches WHERE id = ?", (batch_id,)).fetchone() is None:
-            raise TrashError(f"No trash batch {batch_id}; it was restored or emptied. `data trash list` shows the batches.")
+            raise TrashError(f"No trash batch {batch_id}: it was restored or emptied since.")
         total, low, high = row[0], row[1] or 0, row[2] or -1
         yield Progress(0, total, "Restoring samples from the Trash")
         trigger = _trigger_sql(conn, INSERT_TRIGGER) if total >= BULK_THRESHOLD else None
@@ -193,7 +193,7 @@ class TrashRepository:
     def get(self, batch_id: int) -> TrashBatch:
         row = self._conn.execute("SELECT * FROM trash_batches WHERE id = ?", (batch_id,)).fetchone()
         if row is None:
-            raise TrashError(f"No trash batch {batch_id}. `distill-studio data trash list` shows the batches.")
+            raise TrashError(f"No trash batch {batch_id}: it was restored or emptied since.")
         return _row_to_batch(row)
 
     def sample_count(self) -> int:

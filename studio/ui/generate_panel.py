@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 from studio.core.generation import events as ev
 from studio.core.generation.config import ConfigError, RunConfig
 from studio.core.generation.engine import RunResult, run_estimate
-from studio.core.generation.filters import default_index_factory, reasons
+from studio.core.generation.filters import default_index_factory, describe_reasons, reasons
 from studio.core.generation.prompts import SeedExample
 from studio.core.llm.endpoint import EndpointConfig, preset
 from studio.core.llm.keys import DEFAULT_KEY_ENV, store_key
@@ -538,7 +538,8 @@ class GeneratePanel(Panel):
         self._end_run()
         if result.discarded:
             self._run_id = None
-            self.eta.setText(f"Not started: {result.message or 'the teacher did not answer'}. Nothing was stored.")
+            reason = (result.message or "the teacher did not answer").rstrip(".")
+            self.eta.setText(f"Not started: {reason}. Nothing was stored.")
             if not self.messages.is_shown():
                 self.messages.show_error(result.message or "The run failed before any answer.")
         else:
@@ -593,7 +594,7 @@ class GeneratePanel(Panel):
         if self.is_running():
             eta = f"ETA {c.eta_s:.0f} s" if c.eta_s is not None else "ETA --"
             self.eta.setText(f"{eta} · {c.samples_per_min:.0f} samples/min" + (" · paused" if c.paused else ""))
-        by_reason = ", ".join(f"{k} {v}" for k, v in sorted(c.rejected_by_reason.items())) or "none"
+        by_reason = describe_reasons(c.rejected_by_reason)
         per_kept = f"${c.cost_per_kept:.4f}" if c.cost_per_kept is not None else "--"
         self.counters_label.setText(
             f"In flight {c.in_flight} · requests {c.requests_done} (+{c.requests_failed} failed) · kept {c.kept} · "

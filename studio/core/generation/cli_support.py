@@ -14,6 +14,7 @@ from studio.core.errors import StudioError
 from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig
 from studio.core.generation.engine import GenerationEngine, prepare_run
+from studio.core.generation.filters import describe_reasons
 from studio.core.llm.endpoint import presets
 from studio.core.llm.keys import resolve_key
 from studio.core.project import Project
@@ -68,9 +69,12 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         result = engine.run_blocking()
     bar.close()
     c = result.counters
-    print(f"run {run_id}: {result.reason}; kept {c.kept}, rejected {c.rejected} {dict(sorted(c.rejected_by_reason.items()))},"
+    if result.discarded:  # refused before any answer: no run was kept, so no run summary either
+        print(f"error: {result.message or 'the teacher did not answer'} Nothing was stored.", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"run {run_id}: {result.reason}; kept {c.kept}, rejected {c.rejected} ({describe_reasons(c.rejected_by_reason)}),"
           f" requests {c.requests_done} (+{c.requests_failed} failed), tokens {c.prompt_tokens}+{c.completion_tokens},"
-          f" cost ${c.cost:.4f}" + (" (nothing was stored)" if result.discarded else ""))
+          f" cost ${c.cost:.4f}")
     if result.reason == "error":
         print(f"error: {result.message}", file=sys.stderr)
         return EXIT_ERROR

@@ -30,6 +30,26 @@ OVER_TARGET = "over_target"  # a good sample that arrived after the run reached 
 MODE_REASONS = (PARSE_ERROR, TRUNCATED, BAD_INSTANCE, OVER_TARGET)
 
 
+_MODE_REASON_LABELS = {PARSE_ERROR: "unreadable", TRUNCATED: "cut off", BAD_INSTANCE: "bad instance",
+                       OVER_TARGET: "past the target"}
+
+
+def reason_label(code: str) -> str:
+    """Words for a reason code (a filter's title, lower-cased; the modes' own), for counters and summaries."""
+    from studio.core.registry import SAMPLE_FILTERS
+
+    for entry in SAMPLE_FILTERS:
+        if entry.meta.get("reason", entry.key) == code:
+            return entry.label.lower()
+    return _MODE_REASON_LABELS.get(code, code.replace("_", " "))
+
+
+def describe_reasons(counts: dict[str, int]) -> str:
+    """"near duplicate 3, too short 99" — the largest first; "none" when empty."""
+    parts = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{reason_label(code)} {count:,}" for code, count in parts) or "none"
+
+
 def reasons() -> list[str]:
     """Every reason code a rejected candidate can carry: the registered filters', then the modes'."""
     from studio.core.registry import SAMPLE_FILTERS
