@@ -399,3 +399,11 @@ def test_writes_from_elsewhere_keep_the_reviewers_place_and_a_hidden_panel_catch
     assert panel.model.rowCount() == before + 1  # hidden: no work on the GUI thread
     panel.show()
     qtbot.waitUntil(lambda: panel.model.rowCount() == before + 2, timeout=5000)
+
+
+def test_a_small_delete_says_where_the_samples_went(qtbot, panel) -> None:
+    said: list[str] = []
+    panel.status_message.connect(said.append)
+    panel._select_row(0)
+    panel.bulk_delete()
+    assert said == ["Moved 1 sample to the Trash: Ctrl+Z undoes, Curate ▸ Trash… restores."]

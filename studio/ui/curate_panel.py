@@ -813,11 +813,18 @@ class CuratePanel(Panel):
             return
         if callable(ids):
             self.run_write(f"Deleting {count_noun(count, 'sample')}", _delete_job, ids,
-                           on_done=self._on_job_change_done)
+                           on_done=lambda change: (self._on_job_change_done(change), self._say_deleted(change)))
             return
         row = self.table.currentIndex().row()
-        self._push([self.project.curation.delete(ids)], "delete")
+        deletion = self.project.curation.delete(ids)
+        self._push([deletion], "delete")
         self._select_row(max(row, 0))
+        self._say_deleted(deletion)
+
+    def _say_deleted(self, deletion: Change) -> None:
+        if len(deletion):
+            self.status_message.emit(f"Moved {count_noun(len(deletion), 'sample')} to the Trash: Ctrl+Z undoes, "
+                                     "Curate ▸ Trash… restores.")
 
     def _on_tag_clicked(self) -> None:
         tag, ok = QInputDialog.getText(self, "Tag samples", "Tag:")
