@@ -200,7 +200,7 @@ class GeneratePanel(Panel):
         self.settings_scroll.setMinimumWidth(settings.minimumSizeHint().width()
                                              + self.settings_scroll.verticalScrollBar().sizeHint().width())
 
-        self.progress = QProgressBar(format="%v / %m kept")
+        self.progress = QProgressBar(format="No run yet: Start new run (Ctrl+Return)")
         self.eta = QLabel(wordWrap=True)
         self.counters_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
         self.counters_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -589,6 +589,7 @@ class GeneratePanel(Panel):
         c = self._counters
         if c is None:
             return
+        self.progress.setFormat("%v / %m kept")
         self.progress.setMaximum(max(1, c.target))
         self.progress.setValue(min(c.kept, c.target))
         if self.is_running():
