@@ -22,6 +22,7 @@ from studio.core.project import Project
 from studio.core.seed_changes import SeedChange, SeedRows
 from studio.core.seeds import Instance, SeedTask
 from studio.ui.change_command import ChangeCommand
+from studio.ui.flow_layout import FlowLayout
 from studio.ui.jobs import Job, JobRunner
 from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
@@ -29,6 +30,8 @@ from studio.ui.project_context import ProjectContext
 from studio.ui.seed_commands import SeedEditCommand
 
 SEARCH_DEBOUNCE_MS = 150
+LIST_MIN_WIDTH = 180  # px: room for a seed name and the search box
+EDITOR_MIN_WIDTH = 300  # px: the form's labels and a usable instruction box, even at 720 px
 
 
 class UndoKeysToWindow(QObject):
@@ -415,12 +418,11 @@ class SeedsPanel(Panel):
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.addAction(action)
 
-        buttons = QHBoxLayout()
+        buttons = FlowLayout()  # wraps under a narrow list instead of holding the list wide
         for action in (self.add_action, self.duplicate_action, self.delete_action):
             button = QToolButton()
             button.setDefaultAction(action)
             buttons.addWidget(button)
-        buttons.addStretch()
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -440,6 +442,9 @@ class SeedsPanel(Panel):
         splitter.addWidget(left)
         splitter.addWidget(right)
         splitter.setChildrenCollapsible(False)
+        # The editor's form needs the room more than the list's one-line summaries do.
+        left.setMinimumWidth(LIST_MIN_WIDTH)
+        right.setMinimumWidth(EDITOR_MIN_WIDTH)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([360, 640])
