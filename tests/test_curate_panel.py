@@ -510,3 +510,12 @@ def test_duplicates_says_what_to_do_when_there_are_no_samples(qtbot, project: Pr
     fill(project, 5)
     widget.show_clusters()
     assert widget.status.text() == NONE_FOUND
+
+
+def test_the_filters_button_counts_the_filters_in_force(qtbot, panel: CuratePanel) -> None:
+    panel.set_filters_shown(False)  # folded away: the button is all the user sees of them
+    assert panel.filters_button.text() == "Filters"
+    panel.set_filters(SampleQuery(statuses=("accepted",), instruction_words=(3, None)))
+    assert panel.filters_button.text() == "Filters (2)"
+    panel.set_filters(SampleQuery(search="word"))
+    assert panel.filters_button.text() == "Filters"

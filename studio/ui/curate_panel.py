@@ -164,6 +164,7 @@ class CuratePanel(Panel):
         self._undo = QUndoStack(self)
         self.model = SampleTableModel(parent=self)
         self.model.sort_changed.connect(self._on_model_sort_changed)
+        self.model.modelReset.connect(lambda: self._update_filters_button())  # a new query: recount the filters
         self._query = SampleQuery()
         self._current_id: int | None = None
         self._write_job: Job | None = None
@@ -294,6 +295,14 @@ class CuratePanel(Panel):
         self.filters_box.setVisible(shown)
         self.filters_button.setChecked(shown)
         self.filters_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def _update_filters_button(self) -> None:
+        """Say how many folded-away filters are in force, so a hidden filter is never a surprise."""
+        default, query = SampleQuery(), self._query
+        fields = ("statuses", "origins", "run_ids", "tag", "ratings", "instruction_words", "output_words",
+                  "blacklisted", "duplicates")
+        active = sum(getattr(query, name) != getattr(default, name) for name in fields)
+        self.filters_button.setText(f"Filters ({active})" if active else "Filters")
 
     def _on_filters_button_clicked(self, checked: bool) -> None:
         self._filters_chosen = True
