@@ -407,3 +407,124 @@ def test_a_small_delete_says_where_the_samples_went(qtbot, panel) -> None:
     panel._select_row(0)
     panel.bulk_delete()
     assert said == ["Moved 1 sample to the Trash: Ctrl+Z undoes, Curate ▸ Trash… restores."]
+
+
+def _cut_widgets(panel) -> list[str]:
+    """Visible labels, buttons and boxes of ``panel`` narrower than they need, or past its right edge."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLabel, QLineEdit
+
+    from studio.ui.curate_panel import ElidedLabel
+
+    cut = []
+    kinds = (QLabel, QAbstractButton, QComboBox, QAbstractSpinBox, QLineEdit)
+    for widget in (w for kind in kinds for w in panel.findChildren(kind)):
+        if not widget.isVisible() or widget.window() is not panel.window() or isinstance(widget, ElidedLabel):
+            continue
+        if isinstance(widget, QLabel):
+            if not widget.text() or widget.wordWrap():
+                continue
+            need = widget.sizeHint().width()
+        else:
+            need = max(widget.minimumSizeHint().width(), widget.minimumWidth())
+        right = widget.mapTo(panel, QPoint(widget.width(), 0)).x()
+        if widget.width() < need or right > panel.width():
+            cut.append(f"{type(widget).__name__} {getattr(widget, 'text', lambda: '')()!r}: {widget.width()} < {need}"
+                       f" or right {right} > {panel.width()}")
+    return cut
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (720, 480)])
+def test_nothing_in_curate_is_clipped_at_the_minimum_window_size(qtbot, tmp_path: Path, size) -> None:
+    from PySide6.QtCore import QSettings
+
+    from studio.ui.curate_panel import KEYS_TIP, ROW_HEIGHT
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    fill(window.project, 50)
+    window.show()
+    window.nav.setCurrentRow([s.key for s in window.specs].index("curate"))
+    window.resize(*size)
+    panel = window.panel("curate")
+    qtbot.waitUntil(lambda: panel.isVisible() and window.width() == size[0], timeout=5_000)
+    qtbot.wait(50)
+    assert _cut_widgets(panel) == []
+    assert panel.table.viewport().height() >= 5 * ROW_HEIGHT  # the table keeps room for rows
+    assert panel.keys_hint.toolTip() == KEYS_TIP  # elided or not, every key is a hover away
+    assert panel.filters_box.isVisible() == (size == (1280, 800))  # short: the filter rows start folded
+    panel.filters_button.click()  # the user's choice wins over the automatic folding
+    qtbot.wait(20)
+    assert panel.filters_box.isVisible() == (size != (1280, 800))
+    assert _cut_widgets(panel) == []
+    window.close()
+
+
+def test_the_charts_follow_a_theme_change_while_the_app_runs(qtbot) -> None:
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QApplication
+
+    from studio.ui import theme
+    from studio.ui.data_shape_widget import DataShapeWidget
+
+    app = QApplication.instance()
+    before = (app.palette(), app.styleSheet(), app.style().name())
+    theme.apply_theme(app, "light")
+    try:
+        widget = DataShapeWidget()
+        qtbot.addWidget(widget)
+        widget.show()
+        chart = widget.charts["status"]
+        assert chart.backgroundBrush().color() == QColor(theme.colors("light")["base"])
+        theme.apply_theme(app, "dark")
+        qtbot.waitUntil(lambda: chart.backgroundBrush().color() == QColor(theme.colors("dark")["base"]), timeout=2_000)
+        dark_text = QColor(theme.colors("dark")["text"])
+        for plot in (*widget.charts.values(), widget.verbs_chart):
+            assert plot.backgroundBrush().color() == QColor(theme.colors("dark")["base"])
+            assert plot.getPlotItem().getAxis("bottom").textPen().color() == dark_text
+    finally:
+        app.setPalette(before[0])
+        app.setStyleSheet(before[1])
+
+
+def test_dialog_dates_stay_on_one_line(qtbot, panel: CuratePanel, project: Project) -> None:
+    panel._select_row(0)
+    panel.bulk_delete()
+    qtbot.waitUntil(lambda: not panel.busy and project.trash.batches() != [], timeout=5_000)
+    trash = panel.open_trash()
+    qtbot.waitUntil(lambda: trash.table.rowCount() == 1, timeout=5_000)
+    when = trash.table.item(0, 1)
+    assert not trash.table.wordWrap()
+    assert trash.table.columnWidth(1) >= trash.table.fontMetrics().horizontalAdvance(when.text())
+    trash.close()
+    snapshots = panel.open_snapshots()
+    project.snapshots.create("first")
+    snapshots.reload()
+    assert not snapshots.table.wordWrap() and snapshots.table.rowCount() == 1
+    created = snapshots.table.item(0, 4)
+    assert snapshots.table.columnWidth(4) >= snapshots.table.fontMetrics().horizontalAdvance(created.text())
+    snapshots.close()
+
+
+def test_duplicates_says_what_to_do_when_there_are_no_samples(qtbot, project: Project) -> None:
+    from studio.ui.duplicates_widget import NO_SAMPLES, NONE_FOUND, DuplicatesWidget
+
+    widget = DuplicatesWidget()
+    qtbot.addWidget(widget)
+    widget.set_curation(project.curation)
+    widget.search_finished()
+    assert widget.status.text() == NO_SAMPLES and "threshold" not in NO_SAMPLES
+    fill(project, 5)
+    widget.show_clusters()
+    assert widget.status.text() == NONE_FOUND
+
+
+def test_the_filters_button_counts_the_filters_in_force(qtbot, panel: CuratePanel) -> None:
+    panel.set_filters_shown(False)  # folded away: the button is all the user sees of them
+    assert panel.filters_button.text() == "Filters"
+    panel.set_filters(SampleQuery(statuses=("accepted",), instruction_words=(3, None)))
+    assert panel.filters_button.text() == "Filters (2)"
+    panel.set_filters(SampleQuery(search="word"))
+    assert panel.filters_button.text() == "Filters"

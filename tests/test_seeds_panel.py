@@ -377,3 +377,34 @@ def test_empty_states_say_what_to_do(qtbot, tmp_path: Path) -> None:
         assert "No seed task matches “no such words”" in widget.empty_label.text()
         widget.set_context(None)
         ctx.close()
+
+
+def test_an_unnamed_seed_counts_its_instances_in_proper_english() -> None:
+    from studio.ui.seeds_panel import SeedListModel
+
+    model = SeedListModel()
+    model.set_seeds([SeedTask("Say hi.", [Instance("", "hi")]), SeedTask("Say hi twice.", [Instance(), Instance()])])
+    assert model.data(model.index(0)).endswith("\n1 instance")
+    assert model.data(model.index(1)).endswith("\n2 instances")
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (720, 480)])
+def test_the_seed_editor_stays_usable_at_the_minimum_window_size(make_window, qtbot, size) -> None:
+    from PySide6.QtWidgets import QAbstractButton, QLabel, QLineEdit, QScrollArea
+
+    window = make_window()
+    window.resize(*size)
+    panel = window.panels[0]
+    qtbot.waitUntil(lambda: window.width() == size[0] and panel.model.rowCount() > 0, timeout=5_000)
+    qtbot.wait(50)
+    scroll = panel.editor.findChild(QScrollArea)
+    assert not scroll.horizontalScrollBar().isVisible()  # it never scrolls sideways
+    assert scroll.widget().width() <= scroll.viewport().width()
+    assert panel.editor.width() >= 240  # wider than the list's minimum: a usable form, not a sliver
+    assert panel.editor.instruction_edit.width() >= 200
+    for label in panel.findChildren(QLabel):
+        if label.isVisible() and label.text() and not label.wordWrap():
+            assert label.width() >= label.sizeHint().width(), (size, label.text(), label.width())
+    for widget in [*panel.findChildren(QAbstractButton), *panel.findChildren(QLineEdit)]:
+        if widget.isVisible():
+            assert widget.width() >= widget.minimumSizeHint().width(), (size, type(widget).__name__)

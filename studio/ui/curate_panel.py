@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, QTimer
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QUndoStack
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QPainter, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
-    QMenu, QMessageBox, QPlainTextEdit, QPushButton, QSpinBox, QSplitter, QTableView, QTabWidget, QToolButton,
+    QAbstractItemView, QComboBox, QFormLayout, QFrame, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
+    QMenu, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QTableView, QTabWidget, QToolButton,
     QVBoxLayout, QWidget,
 )
 
@@ -35,6 +35,7 @@ from studio.core.samples import Origin, Status
 from studio.ui.change_command import ChangeCommand, JobChangeCommand
 from studio.ui.data_shape_widget import DataShapeWidget, root_verb_pairs
 from studio.ui.duplicates_widget import DuplicatesWidget
+from studio.ui.flow_layout import FlowLayout
 from studio.ui.jobs import Job, JobRunner
 from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
@@ -52,6 +53,11 @@ READ_JOBS = ("curate-shape", "curate-duplicates", "curate-verbs", "curate-choice
 NO_SAMPLES_HINT = "No samples yet: import a file (File ▸ Import Samples) or generate some on the Generate page."
 NO_MATCH_HINT = "No sample matches these filters: loosen them, or clear the search."
 
+KEYS_HINT = "Keys: A accept · R reject · S skip · J/K move · E edit · 1–5 rate"
+KEYS_TIP = ("Review keys on the table: A accept, R reject, S or Space skip, J/K or Down/Up move, "
+            "E edit, 1–5 rate, 0 clear the rating")
+COMPACT_HEIGHT = 560  # px: a shorter panel starts with its filter rows folded away, so the table keeps room
+
 Ids = list[int] | Callable[[Project], list[int]]  # ids, or how a job finds them on its own handle
 
 
@@ -62,12 +68,45 @@ def _combo(items: list[tuple[str, object]]) -> QComboBox:
     return combo
 
 
+class ElidedLabel(QLabel):
+    """One line that elides to its width instead of being cut; the tooltip says it all."""
+
+    def __init__(self, text: str, tip: str = "", parent: QWidget | None = None):
+        super().__init__(text, parent)
+        self.setToolTip(tip or text)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(self.fontMetrics().horizontalAdvance(self.text()[:12] + "…"), super().minimumSizeHint().height())
+
+    def elided_text(self) -> str:
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+
+    def paintEvent(self, _event) -> None:  # noqa: N802
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                         self.elided_text())
+
+
+def _group(*widgets: QWidget) -> QWidget:
+    """Widgets that wrap as one (a label stays with its box)."""
+    group = QWidget()
+    row = QHBoxLayout(group)
+    row.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        row.addWidget(widget)
+    return group
+
+
 def _length_box(tip: str) -> QSpinBox:
     box = QSpinBox()
     box.setRange(-1, 100_000)
     box.setValue(-1)
     box.setSpecialValueText("–")  # -1: no limit
     box.setToolTip(tip)
+    # Room for five digits, not for the range's six and a sign: the filter rows stay compact.
+    box.setMaximumWidth(box.fontMetrics().horizontalAdvance("99999") + 40)
     return box
 
 
@@ -125,6 +164,7 @@ class CuratePanel(Panel):
         self._undo = QUndoStack(self)
         self.model = SampleTableModel(parent=self)
         self.model.sort_changed.connect(self._on_model_sort_changed)
+        self.model.modelReset.connect(lambda: self._update_filters_button())  # a new query: recount the filters
         self._query = SampleQuery()
         self._current_id: int | None = None
         self._write_job: Job | None = None
@@ -215,40 +255,63 @@ class CuratePanel(Panel):
         trash.setToolTip("Deleted samples: restore them, or empty the Trash")
         trash.clicked.connect(self.open_trash)
 
-        first = QHBoxLayout()
-        first.addWidget(self.search, 1)
-        first.addWidget(self.count_label)
-        first.addWidget(self.views)
-        first.addWidget(save_view)
-        first.addWidget(self.columns_button)
-        first.addWidget(snapshots)
-        first.addWidget(trash)
-        # Categories on one row, lengths and quality checks on the next: one row of all of
-        # them needs ~1,450 px and clipped its labels on a 1280 px screen.
-        second = QHBoxLayout()
+        # Three rows (search and tools; categories; lengths and checks), each a flow that wraps
+        # its groups onto another line when narrow: at 1280 px each row is one line, at the
+        # window's minimum size (720 px) no label or box is cut.
+        # "Filters" folds the category, length and check rows away; a short window starts folded
+        # (see resizeEvent) until the user chooses.
+        self.filters_button = QToolButton(checkable=True, checked=True, text="Filters")
+        self.filters_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.filters_button.setArrowType(Qt.ArrowType.DownArrow)
+        self.filters_button.setToolTip("Show or hide the status, origin, run, tag, rating, length and check filters")
+        self.filters_button.clicked.connect(self._on_filters_button_clicked)
+        self._filters_chosen = False  # the user toggled the filter rows: no more automatic folding
+        first = FlowLayout()
+        self.search.setMinimumWidth(self.search.fontMetrics().horizontalAdvance("Search instruction") + 40)
+        self.search.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        for widget in (self.search, self.count_label, self.filters_button, self.views, save_view, self.columns_button,
+                       snapshots, trash):
+            first.addWidget(widget)
+        second = FlowLayout()
         for label, widget in (("Status", self.status_filter), ("Origin", self.origin_filter), ("Run", self.run_filter),
                               ("Tag", self.tag_filter), ("Rating", self.rating_filter)):
-            second.addWidget(QLabel(label))
-            second.addWidget(widget)
-        second.addStretch(1)
-        third = QHBoxLayout()
-        third.addWidget(QLabel("Instruction words"))
-        third.addWidget(self.min_instruction)
-        third.addWidget(QLabel("to"))
-        third.addWidget(self.max_instruction)
-        third.addSpacing(12)
-        third.addWidget(QLabel("Output words"))
-        third.addWidget(self.min_output)
-        third.addWidget(QLabel("to"))
-        third.addWidget(self.max_output)
-        third.addSpacing(12)
+            second.addWidget(_group(QLabel(label), widget))
+        third = FlowLayout()
+        third.addWidget(_group(QLabel("Instruction words"), self.min_instruction, QLabel("to"), self.max_instruction))
+        third.addWidget(_group(QLabel("Output words"), self.min_output, QLabel("to"), self.max_output))
         third.addWidget(self.blacklist_filter)
         third.addWidget(self.duplicate_filter)
-        third.addStretch(1)
+        self.filters_box = QWidget()
+        folding = QVBoxLayout(self.filters_box)
+        folding.setContentsMargins(0, 0, 0, 0)
+        folding.addLayout(second)
+        folding.addLayout(third)
         self.filter_rows = QVBoxLayout()
         self.filter_rows.addLayout(first)
-        self.filter_rows.addLayout(second)
-        self.filter_rows.addLayout(third)
+        self.filter_rows.addWidget(self.filters_box)
+
+    def set_filters_shown(self, shown: bool) -> None:
+        """Show or fold away the filter rows below the search (the filters stay in force)."""
+        self.filters_box.setVisible(shown)
+        self.filters_button.setChecked(shown)
+        self.filters_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def _update_filters_button(self) -> None:
+        """Say how many folded-away filters are in force, so a hidden filter is never a surprise."""
+        default, query = SampleQuery(), self._query
+        fields = ("statuses", "origins", "run_ids", "tag", "ratings", "instruction_words", "output_words",
+                  "blacklisted", "duplicates")
+        active = sum(getattr(query, name) != getattr(default, name) for name in fields)
+        self.filters_button.setText(f"Filters ({active})" if active else "Filters")
+
+    def _on_filters_button_clicked(self, checked: bool) -> None:
+        self._filters_chosen = True
+        self.set_filters_shown(checked)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if not self._filters_chosen:
+            self.set_filters_shown(event.size().height() >= COMPACT_HEIGHT)
 
     def _build_table(self) -> None:
         self.table = QTableView()
@@ -307,7 +370,19 @@ class CuratePanel(Panel):
         self.detail_message = QLabel("")
         self.detail_message.setWordWrap(True)
         self.detail_header = QLabel("No sample selected")
-        form = QFormLayout(self.detail)
+        for edit in (self.instruction_edit, self.input_edit, self.output_edit):
+            edit.setMinimumHeight(edit.fontMetrics().lineSpacing() * 3 + 12)  # three lines, even when short
+        self.detail_form = QWidget()
+        form = QFormLayout(self.detail_form)
+        form.setContentsMargins(6, 0, 4, 0)
+        # Short windows scroll the form (never sideways) instead of squeezing its editors to nothing.
+        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.detail_form)
+        self.detail_scroll = scroll
+        detail_layout = QVBoxLayout(self.detail)
+        detail_layout.setContentsMargins(0, 0, 0, 0)
+        detail_layout.addWidget(scroll)
         form.addRow(self.detail_header)
         form.addRow("Instruction", self.instruction_edit)
         form.addRow("Input", self.input_edit)
@@ -320,9 +395,8 @@ class CuratePanel(Panel):
 
     def _build_actions(self) -> None:
         self.scope = _combo([("Selected rows", "selection"), ("Every filter result", "all")])
-        self.bulk_row = QHBoxLayout()
-        self.bulk_row.addWidget(QLabel("Apply to"))
-        self.bulk_row.addWidget(self.scope)
+        self.bulk_row = FlowLayout()
+        self.bulk_row.addWidget(_group(QLabel("Apply to"), self.scope))
         self._write_widgets: list[QWidget | QAction] = [self.save_button, self._save_view_button]
         for text, slot in (("Accept", lambda: self.bulk_status(Status.ACCEPTED)),
                            ("Reject", lambda: self.bulk_status(Status.REJECTED)),
@@ -332,8 +406,10 @@ class CuratePanel(Panel):
             button.clicked.connect(slot)
             self.bulk_row.addWidget(button)
             self._write_widgets.append(button)
-        self.bulk_row.addStretch(1)
-        self.bulk_row.addWidget(QLabel("Keys: A accept · R reject · S skip · J/K move · E edit · 1–5 rate"))
+        # The keys hint takes what the line has left, elided when narrow; the tooltip has all of it.
+        self.keys_hint = ElidedLabel(KEYS_HINT, KEYS_TIP)
+        self.keys_hint.setProperty("role", "muted")
+        self.bulk_row.addWidget(self.keys_hint)
         self.busy_label = QLabel("")
         self.busy_label.setProperty("role", "muted")
         self.busy_label.hide()

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from studio.core.curation import SampleQuery, count_noun
@@ -38,7 +38,35 @@ def _use_app_palette() -> None:
     pg.setConfigOptions(background=palette.base().color(), foreground=palette.text().color(), antialias=True)
 
 
-class _BarChart(pg.PlotWidget):
+class _ThemedPlot(pg.PlotWidget):
+    """A plot that re-takes the palette's colours when the theme changes while the app runs.
+
+    pyqtgraph copies its colours once, at construction; without this the charts stayed white
+    after switching to the dark theme.
+    """
+
+    def apply_palette(self) -> None:
+        plot = getattr(self, "plotItem", None)
+        if plot is None:
+            return  # a palette event during pyqtgraph's own construction
+        palette = self.palette()
+        background, foreground = palette.base().color(), palette.text().color()
+        self.setBackground(background)
+        for name in ("left", "bottom", "right", "top"):
+            axis = plot.getAxis(name)
+            axis.setPen(foreground)
+            axis.setTextPen(foreground)
+        title = plot.titleLabel
+        if title.text:
+            title.setText(title.text, color=foreground)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.apply_palette()
+
+
+class _BarChart(_ThemedPlot):
     """Bars with text labels on the x axis; a click reports the bar's key."""
 
     clicked = Signal(object)
@@ -88,7 +116,7 @@ class _BarChart(pg.PlotWidget):
                 self.clicked.emit(self._keys[index])
 
 
-class _RootVerbChart(pg.PlotWidget):
+class _RootVerbChart(_ThemedPlot):
     """Alpaca's verb/object figure as stacked horizontal bars: one bar per root verb,
     one segment per direct object (the verb's other objects in grey)."""
 

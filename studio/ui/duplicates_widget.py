@@ -13,12 +13,14 @@ from PySide6.QtWidgets import (
     QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
-from studio.core.curation import Cluster, CurationRepository, count_noun
+from studio.core.curation import Cluster, CurationRepository, SampleQuery, count_noun
 
 BEFORE_FIRST_SEARCH = ("No search yet: press “Find near-duplicates” to group the current filter's instructions "
                        "whose ROUGE-L similarity passes the threshold.")
 NONE_FOUND = ("No near-duplicates in the current filter at this threshold: lower the threshold to group looser "
               "matches, or widen the filter.")
+NO_SAMPLES = ("No samples to compare yet: import a file (File ▸ Import Samples) or generate some on the Generate "
+              "page, then press “Find near-duplicates”.")
 
 
 class DuplicatesWidget(QWidget):
@@ -93,8 +95,14 @@ class DuplicatesWidget(QWidget):
             self.status.setText(f"{count_noun(len(found), 'cluster')}, {count_noun(members, 'sample')}.")
             self.clusters.setCurrentRow(min(max(current, 0), len(found) - 1))
         else:
-            self.status.setText(NONE_FOUND if self._searched else BEFORE_FIRST_SEARCH)
+            self.status.setText(self._nothing_found_hint())
             self._show_members([])
+
+    def _nothing_found_hint(self) -> str:
+        """Why the list is empty; with no samples at all, threshold and filter advice would not help."""
+        if self._curation is not None and self._curation.count(SampleQuery(), cap=1) == 0:
+            return NO_SAMPLES
+        return NONE_FOUND if self._searched else BEFORE_FIRST_SEARCH
 
     def _on_clusters_current_changed(self, item: QListWidgetItem | None, _previous=None) -> None:
         self._show_members(item.data(Qt.ItemDataRole.UserRole) if item else [])

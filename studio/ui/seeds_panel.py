@@ -17,10 +17,12 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem, QToolButton, QVBoxLayout, QWidget,
 )
 
+from studio.core.curation import count_noun
 from studio.core.project import Project
 from studio.core.seed_changes import SeedChange, SeedRows
 from studio.core.seeds import Instance, SeedTask
 from studio.ui.change_command import ChangeCommand
+from studio.ui.flow_layout import FlowLayout
 from studio.ui.jobs import Job, JobRunner
 from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
@@ -28,6 +30,8 @@ from studio.ui.project_context import ProjectContext
 from studio.ui.seed_commands import SeedEditCommand
 
 SEARCH_DEBOUNCE_MS = 150
+LIST_MIN_WIDTH = 180  # px: room for a seed name and the search box
+EDITOR_MIN_WIDTH = 300  # px: the form's labels and a usable instruction box, even at 720 px
 
 
 class UndoKeysToWindow(QObject):
@@ -60,7 +64,7 @@ class SeedListModel(QAbstractListModel):
             title = seed.name or seed.instruction.split("\n", 1)[0][:60] or "(new seed task)"
             detail = seed.instruction.replace("\n", " ")[:70]
             kind = "classification · " if seed.is_classification else ""
-            return f"{title}\n{kind}{detail}" if seed.name else f"{title}\n{kind}{len(seed.instances)} instance(s)"
+            return f"{title}\n{kind}{detail}" if seed.name else f"{title}\n{kind}{count_noun(len(seed.instances), 'instance')}"
         if role == Qt.ItemDataRole.ToolTipRole:
             problems = seed.problems()
             return seed.instruction + ("\n\n⚠ " + " ".join(problems) if problems else "")
@@ -205,7 +209,8 @@ class SeedEditor(QWidget):
         self.name_edit = QLineEdit(placeholderText="short_snake_case_name")
         self.instruction_edit = _text_edit("What should the model do? e.g. “Summarise the email below in one sentence.”",
                                            80, self._undo_keys)
-        self.classification_box = QCheckBox("Classification task (the output is one of a few labels)")
+        self.classification_box = QCheckBox("Classification task")
+        self.classification_box.setToolTip("The output is one of a few labels")
         self.tags_edit = QLineEdit(placeholderText="comma, separated, tags")
         for line_edit in (self.name_edit, self.tags_edit):
             line_edit.installEventFilter(self._undo_keys)
@@ -214,6 +219,7 @@ class SeedEditor(QWidget):
         self.problems_label.setWordWrap(True)
 
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)  # a narrow editor puts fields under labels
         form.addRow("&Name", self.name_edit)
         form.addRow("&Instruction", self.instruction_edit)
         form.addRow("", self.classification_box)
@@ -240,6 +246,8 @@ class SeedEditor(QWidget):
         column.addStretch()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # scrolls down, never sideways
+        scroll.setMinimumWidth(inner.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(inner)
         outer = QVBoxLayout(self)
@@ -390,8 +398,9 @@ class SeedsPanel(Panel):
         self.list_stack.addWidget(self.empty_label)
         self.count_label = QLabel()
         self.count_label.setProperty("role", "muted")
-        # Room for the longest count, so the splitter does not move when a search narrows the list.
-        self.count_label.setMinimumWidth(self.count_label.fontMetrics().horizontalAdvance("9,999 of 9,999 seed tasks"))
+        # On its own line under the list: beside the buttons its room for the longest count
+        # made the list at least ~400 px wide and squeezed the editor at the minimum window size.
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         self.editor = SeedEditor()
         self.editor.edited.connect(self._on_editor_edited)
@@ -411,13 +420,11 @@ class SeedsPanel(Panel):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             self.addAction(action)
 
-        buttons = QHBoxLayout()
+        buttons = FlowLayout()  # wraps under a narrow list instead of holding the list wide
         for action in (self.add_action, self.duplicate_action, self.delete_action):
             button = QToolButton()
             button.setDefaultAction(action)
             buttons.addWidget(button)
-        buttons.addStretch()
-        buttons.addWidget(self.count_label)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -425,6 +432,7 @@ class SeedsPanel(Panel):
         left_layout.addWidget(self.search_edit)
         left_layout.addWidget(self.list_stack)
         left_layout.addLayout(buttons)
+        left_layout.addWidget(self.count_label)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(4, 8, 8, 8)
@@ -435,9 +443,14 @@ class SeedsPanel(Panel):
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(right)
+        splitter.setChildrenCollapsible(False)
+        # The editor's form needs the room more than the list's one-line summaries do.
+        left.setMinimumWidth(LIST_MIN_WIDTH)
+        right.setMinimumWidth(EDITOR_MIN_WIDTH)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([360, 640])
+        self.splitter = splitter
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
