@@ -111,14 +111,10 @@ def read_text(path: Path) -> str:
         raise FormatError(path, f"cannot read the file ({exc.strerror})") from None
     if not data or data.isspace():  # what data.strip() tested, without copying the file
         raise FormatError(path, "the file is empty")
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
     try:
-        parts = [decoder.decode(data[start:start + _SLICE]) for start in range(0, len(data), _SLICE)]
-        parts.append(decoder.decode(b"", final=True))
+        return "".join(_decoded_slices(data))
     except UnicodeDecodeError:
         pass  # the error path: decode again in one piece for the exact offset
-    else:
-        return "".join(parts)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -130,6 +126,18 @@ def read_text(path: Path) -> str:
 
 
 _SLICE = 1 << 20  # bytes or characters one C call handles: a millisecond or so of GIL at a time
+
+
+def _decoded_slices(data: bytes) -> Iterator[str]:
+    """UTF-8 ``data`` (less a leading BOM) decoded a slice at a time, each cut before a character's first byte."""
+    view = memoryview(data)
+    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    while start < len(data):
+        end = min(start + _SLICE, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # a continuation byte: not a character's start
+            end += 1
+        yield str(view[start:end], "utf-8")
+        start = end
 
 
 def _lines(text: str) -> Iterator[str]:
