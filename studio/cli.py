@@ -106,8 +106,11 @@ def _remove_created(root: Path, first_new: Path | None, existing: set[Path]) -> 
 def cmd_seeds_import(args: argparse.Namespace) -> int:
     seeds = formats.read_seeds(args.file, args.format)
     with _open(args) as project:
-        change = project.seeds.import_many(seeds)
-        print(f"Imported {len(change)} seed tasks from {args.file} ({project.seeds.count()} in the project).")
+        change = project.seeds.import_many(seeds, skip_identical=True)
+        skipped = len(seeds) - len(change)
+        identical = "" if not skipped else (
+            "; 1 identical one was already there" if skipped == 1 else f"; {skipped} identical ones were already there")
+        print(f"Imported {len(change)} seed tasks from {args.file}{identical} ({project.seeds.count()} in the project).")
     return EXIT_OK
 
 

@@ -317,3 +317,110 @@ def test_a_broken_plugin_format_is_named_and_the_rest_keep_working(tmp_path: Pat
     finally:
         registry.DATASET_FORMATS.unregister("broken")
         registry.DATASET_FORMATS.unregister("not-a-format")
+
+
+# -- big files: no single call holds the GIL for the whole file (the window stays responsive) ----
+MALFORMED_ARRAYS = [
+    '[{"instruction": "a", "output": "x"} {"instruction": "b", "output": "y"}]',  # missing comma
+    '[{"instruction": "a", "output": "x"},\n  ]',  # trailing comma
+    '[{"instruction": "a", "output": "x"},\n {"instruction": "b", "output": }]',  # bad value
+    '[{"instruction": "a", "output": "x"}',  # unterminated
+    '[{"instruction": "a", "output": "x"}]\n]',  # extra data
+    '[\n{"instruction": "a", "output": "x\n"}]',  # control character in a string
+    '  [ ',
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED_ARRAYS)
+def test_arrays_decoded_record_by_record_fail_as_json_loads_does(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(json.JSONDecodeError) as whole:
+        json.loads(text)
+    with pytest.raises(FormatError) as ours:
+        formats.read_samples(path, formats.ALPACA)
+    expected = FormatError(path, f"invalid JSON: {whole.value.msg} (column {whole.value.colno})", line=whole.value.lineno)
+    assert str(ours.value) == str(expected)
+
+
+def test_a_json_array_is_never_parsed_in_one_call(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "many.json"
+    records = [{"instruction": f"Task {n}.", "input": "", "output": str(n)} for n in range(50)]
+    path.write_text(json.dumps(records, indent=2), encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    real_loads = json.loads
+
+    def loads(s, *args, **kwargs):
+        assert s != text, "json.loads of the whole file holds the GIL for ~150 ms on 30 MB"
+        return real_loads(s, *args, **kwargs)
+
+    monkeypatch.setattr(formats.json, "loads", loads)
+    assert formats.read_samples(path) == [Record(r["instruction"], "", r["output"]) for r in records]
+
+
+def test_text_is_decoded_and_split_in_slices_with_the_same_result(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(formats, "_SLICE", 7)  # cuts inside multi-byte characters and CRLF pairs
+    text = "".join(f'{{"instruction": "Zeile {n} — ü€𝄞", "output": "x"}}\r\n' for n in range(40))
+    path = tmp_path / "slices.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert formats.read_text(path) == text
+    assert list(formats._lines(text)) == text.splitlines()
+    assert len(formats.read_samples(path)) == 40
+    path.write_bytes(text.encode("utf-8")[:200] + b"\n\xff" + text.encode("utf-8")[200:])
+    with pytest.raises(FormatError, match="byte 0xff") as bad:
+        formats.read_text(path)
+    assert bad.value.line == text.encode("utf-8")[:200].count(b"\n") + 2
+
+
+def test_reading_as_a_job_reports_progress_and_returns_the_records(tmp_path: Path) -> None:
+    from studio.core.jobs import Progress, run_to_end
+
+    path = tmp_path / "many.json"
+    records = [{"instruction": f"Task {n}.", "input": "", "output": str(n)} for n in range(5000)]
+    path.write_text(json.dumps(records), encoding="utf-8")
+    seen: list[Progress] = []
+    result = run_to_end(formats.read_samples_steps(path), on_progress=seen.append)
+    assert result == formats.read_samples(path)
+    assert len(seen) >= 3 and all(p.message == "Reading many.json" for p in seen)
+    assert 0 < seen[-1].fraction < 1
+
+
+def test_a_bad_record_in_a_big_array_still_names_its_line_and_number(tmp_path: Path) -> None:
+    records = [{"instruction": f"Task {n}.", "output": "x"} for n in range(3000)]
+    records[2500] = {"output": "no instruction"}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(records, indent=1), encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    line = text.count("\n", 0, text.index('"no instruction"'))  # the line above: the record's "{"
+    with pytest.raises(FormatError, match="instruction") as bad:
+        formats.read_samples(path)
+    assert (bad.value.line, bad.value.record) == (line, 2501)
+
+
+def test_hashing_a_long_sample_never_lets_go_of_the_gil(monkeypatch) -> None:
+    """hashlib releases the GIL for 2 KB or more and takes it straight back, which starves the GUI thread."""
+    import hashlib
+
+    from studio.core import samples
+
+    fed: list[int] = []
+    real = hashlib.blake2b
+
+    class Recording:
+        def __init__(self, data: bytes = b"", **kwargs):
+            fed.append(len(data))
+            self._hash = real(data, **kwargs)
+
+        def update(self, data: bytes) -> None:
+            fed.append(len(data))
+            self._hash.update(data)
+
+        def hexdigest(self) -> str:
+            return self._hash.hexdigest()
+
+    monkeypatch.setattr(samples.hashlib, "blake2b", Recording)
+    long = "word " * 3000
+    digest = samples.content_hash(long, "", "out")
+    payload = "\x1f".join((long.strip(), "", "out")).encode("utf-8")
+    assert digest == real(payload, digest_size=16).hexdigest()
+    assert max(fed) < 2048

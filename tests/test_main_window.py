@@ -172,4 +172,93 @@ def test_at_the_minimum_size_the_status_bar_fits_a_running_job_and_the_counts(qt
     assert window.job_status.label.text().endswith("…")
     gate.set()
     qtbot.waitUntil(lambda: job.state == "done", timeout=5000)
+
+
+# -- imports: progress, cancel, duplicates; seed imports skip identical tasks ------------------
+def write_alpaca(path: Path, count: int, start: int = 0) -> Path:
+    path.write_text(json.dumps([{"instruction": f"Task {n}.", "input": "", "output": str(n)}
+                                for n in range(start, start + count)]))
+    return path
+
+
+def test_an_import_cancelled_inside_its_insert_commits_nothing(tmp_path: Path) -> None:
+    from studio.core.jobs import Progress
+    from studio.ui.main_window import _import_samples_job
+
+    path = write_alpaca(tmp_path / "many.json", 12_000)
+    with Project.open(tmp_path / "p", create=True) as project:
+        steps = _import_samples_job(project, path, Status.PENDING.value)
+        phases = []
+        for value in steps:
+            assert isinstance(value, Progress)
+            phases.append(value.message)
+            if value.message == "Adding samples":
+                break  # rows of the first batch are inserted, not committed
+        steps.close()  # what the runner does on Cancel
+        assert project.samples.count() == 0
+        assert {"Reading many.json", "Checking samples", "Adding samples"} <= set(phases)
+        assert not project.conn.in_transaction
+
+
+def test_an_import_can_be_cancelled_and_a_finished_one_counts_duplicates(qtbot, tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from studio.core import formats
+    from studio.core.jobs import Progress
+
+    window = open_window(qtbot, tmp_path)
+    qtbot.waitUntil(lambda: "0 samples" in window.counts_label.text(), timeout=5000)
+    path = write_alpaca(tmp_path / "many.json", 3000)
+    reached, gate = threading.Event(), threading.Event()
+    real_steps = formats.read_samples_steps
+
+    def held_steps(*args, **kwargs):  # after reading, waits until the test has pressed Cancel
+        records = yield from real_steps(*args, **kwargs)
+        reached.set()
+        gate.wait(5)
+        yield Progress(len(records), len(records), "read")
+        return records
+
+    monkeypatch.setattr(formats, "read_samples_steps", held_steps)
+    job = window.import_samples_from(path)
+    assert job.cancellable
+    qtbot.waitUntil(reached.is_set, timeout=5000)
+    job.cancel()
+    gate.set()
+    assert job.state == "cancelled"
+    qtbot.wait(300)  # the worker winds down
+    with Project.open(tmp_path / "p", exclusive=False) as project:
+        assert project.samples.count() == 0
+    assert not window.messages.is_shown()
+    assert "Imported" not in window.statusBar().currentMessage()
+
+    monkeypatch.setattr(formats, "read_samples_steps", real_steps)
+    write_alpaca(tmp_path / "first.json", 10)
+    window.import_samples_from(tmp_path / "first.json")
+    qtbot.waitUntil(lambda: "10 samples" in window.counts_label.text(), timeout=5000)
+    window.import_samples_from(write_alpaca(tmp_path / "overlap.json", 10, start=5))
+    qtbot.waitUntil(lambda: "15 samples" in window.counts_label.text(), timeout=5000)
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage()
+                    == "Imported 5 samples from overlap.json, 5 exact duplicates skipped", timeout=5000)
+    window.close()
+
+
+def test_importing_a_seed_file_again_adds_nothing_and_says_so(qtbot, tmp_path: Path) -> None:
+    window = open_window(qtbot, tmp_path)
+    before = window.project.seeds.count()
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(
+        '{"id": "t%d", "name": "task_%d", "instruction": "Imported task %d.", '
+        '"instances": [{"input": "", "output": "ok"}]}\n' % (n, n, n) for n in range(3)
+    ))
+    window.import_seeds_from(path)
+    qtbot.waitUntil(lambda: window.project.seeds.count() == before + 3, timeout=5000)
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "Imported 3 seed tasks from seeds.jsonl",
+                    timeout=5000)
+    undo_steps = window.panel("seeds").undo_stack().count()
+    window.import_seeds_from(path)
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage()
+                    == "Imported 0 seed tasks from seeds.jsonl; 3 identical ones were already there", timeout=5000)
+    assert window.project.seeds.count() == before + 3
+    assert window.panel("seeds").undo_stack().count() == undo_steps  # nothing added: no empty undo step
     window.close()

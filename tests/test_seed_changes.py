@@ -209,3 +209,36 @@ def test_cli_errors_exit_1_and_change_nothing(root: Path, capsys, argv: list[str
     assert code == 1 and out == ""
     assert err.startswith("error: ") and message in err
     assert listed(capsys, root) == before
+
+
+# -- importing a file again: identical seed tasks are skipped ---------------------------------
+def test_an_import_skips_tasks_already_in_the_project_as_one_undo_step(project: Project) -> None:
+    first = project.seeds.import_many([seed("Task A."), seed("Task B."), seed("Task B.")], skip_identical=True)
+    assert len(first) == 3  # repeats within one file are the file's own business
+    rows = table(project)
+    again = [seed("  Task A. ", name="renamed"), SeedTask("Task B.", [Instance(" ", "ok ")]), seed("Task C.")]
+    change = project.seeds.import_many(again, skip_identical=True)
+    assert [s.instruction for s in project.seeds.list()][-1] == "Task C."
+    assert len(change) == 1 and change.description == "Import seed task"
+    change.apply(project.conn, undo=True)
+    assert table(project) == rows
+    different = [seed("Task A.", output="another output"), SeedTask("Task A.", [Instance("x", "ok")])]
+    assert len(project.seeds.import_many(different, skip_identical=True)) == 2
+
+
+def test_import_many_without_skipping_adds_every_seed(project: Project) -> None:
+    project.seeds.import_many([seed("Task A.")])
+    assert len(project.seeds.import_many([seed("Task A.")])) == 1
+
+
+def test_cli_seeds_import_twice_says_how_many_were_already_there(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "proj"
+    assert main(["init", str(root), "--empty"]) == 0
+    path = tmp_path / "seed_tasks.jsonl"
+    path.write_text("".join(json.dumps({"id": f"t{n}", "name": f"n{n}", "instruction": f"Task {n}.",
+                                        "instances": [{"input": "", "output": "ok"}]}) + "\n" for n in range(4)))
+    assert main(["seeds", "import", str(path), "--project", str(root)]) == 0
+    assert f"Imported 4 seed tasks from {path} (4 in the project)." in capsys.readouterr().out
+    assert main(["seeds", "import", str(path), "--project", str(root)]) == 0
+    assert (f"Imported 0 seed tasks from {path}; 4 identical ones were already there (4 in the project)."
+            in capsys.readouterr().out)

@@ -20,6 +20,7 @@ writer adds explicit ``instruction`` and ``input`` keys, which the reader prefer
 """
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 
 from studio.core import registry
 from studio.core.errors import FormatError, StudioError
+from studio.core.jobs import Progress, Steps, run_to_end
 from studio.core.paths import resource
 from studio.core.registry import RegistryError
 from studio.core.seeds import Instance, SeedTask
@@ -70,6 +72,9 @@ class DatasetFormat:
     write_seeds: Callable[[Path, list[SeedTask]], None] | None = None  # atomic
     shape: str = ""  # the record's keys, for the "cannot tell the format" message
     generic: bool = False  # sniff accepts a wide shape, so detection tries it after the specific ones
+    # read_samples as a job (yields Progress, returns the records), so an import shows progress and
+    # can be cancelled; None: read_samples runs in one piece
+    read_samples_steps: Callable[[Path, str], Steps[list[Record]]] | None = None
 
     @property
     def holds(self) -> str:
@@ -92,7 +97,11 @@ class DatasetFormat:
 
 # -- reading raw text ----------------------------------------------------------------------
 def read_text(path: Path) -> str:
-    """The file as text; empty files and non-UTF-8 bytes are errors with a line number."""
+    """The file as text; empty files and non-UTF-8 bytes are errors with a line number.
+
+    Decoded in slices: one ``bytes.decode`` of a 30 MB file holds the GIL for tens of
+    milliseconds, long enough to stall the window while an import runs on a worker thread.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -100,8 +109,12 @@ def read_text(path: Path) -> str:
         raise FormatError(path, "file not found") from None
     except OSError as exc:
         raise FormatError(path, f"cannot read the file ({exc.strerror})") from None
-    if not data.strip():
+    if not data or data.isspace():  # what data.strip() tested, without copying the file
         raise FormatError(path, "the file is empty")
+    try:
+        return "".join(_decoded_slices(data))
+    except UnicodeDecodeError:
+        pass  # the error path: decode again in one piece for the exact offset
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -112,8 +125,33 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+_SLICE = 1 << 20  # bytes or characters one C call handles: a millisecond or so of GIL at a time
+
+
+def _decoded_slices(data: bytes) -> Iterator[str]:
+    """UTF-8 ``data`` (less a leading BOM) decoded a slice at a time, each cut before a character's first byte."""
+    view = memoryview(data)
+    start = 3 if data.startswith(codecs.BOM_UTF8) else 0
+    while start < len(data):
+        end = min(start + _SLICE, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # a continuation byte: not a character's start
+            end += 1
+        yield str(view[start:end], "utf-8")
+        start = end
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text.splitlines()`` a megabyte at a time (cut after a newline), so no one call holds the GIL long."""
+    start = 0
+    while start < len(text):
+        cut = text.find("\n", start + _SLICE)
+        end = len(text) if cut < 0 else cut + 1
+        yield from text[start:end].splitlines()
+        start = end
+
+
 def _iter_jsonl(path: Path, text: str) -> Iterator[tuple[int, object]]:
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    for line_number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -129,17 +167,46 @@ def _load_json(path: Path, text: str) -> object:
         raise FormatError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno) from None
 
 
-def _array_record_lines(text: str) -> list[int]:
-    """Line number where each element of a top-level JSON array starts (only on the error path)."""
-    decoder = json.JSONDecoder()
-    lines, position = [], text.index("[") + 1
-    while True:
-        while position < len(text) and text[position] in " \t\r\n,":
-            position += 1
-        if position >= len(text) or text[position] == "]":
-            return lines
-        lines.append(text.count("\n", 0, position) + 1)
-        _, position = decoder.raw_decode(text, position)
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")  # what json's own scanner skips
+
+
+def _iter_array(path: Path, text: str) -> Iterator[tuple[int, object]]:
+    """(offset, value) of each element of the JSON array ``text``, decoded one element per call.
+
+    ``json.loads`` of a whole 30 MB array is one C call that holds the GIL for ~150 ms, freezing
+    the window while an import runs on a worker thread; between these calls the GIL can switch.
+    Errors are the ones ``json.loads`` raises, at the same line and column.
+    """
+    def fail(message: str, position: int) -> FormatError:
+        exc = json.JSONDecodeError(message, text, position)
+        return FormatError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=exc.lineno)
+
+    if text.startswith("\ufeff"):
+        raise fail("Unexpected UTF-8 BOM (decode using utf-8-sig)", 0)
+    position = _JSON_SPACE.match(text).end()
+    if not text.startswith("[", position):
+        data = _load_json(path, text)  # not an array: json's own message, or this one
+        raise FormatError(path, f"expected a JSON array of records, found a {type(data).__name__}")
+    position = _JSON_SPACE.match(text, position + 1).end()
+    if text.startswith("]", position):
+        position += 1
+    else:
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(text, position)
+            except json.JSONDecodeError as exc:
+                raise fail(exc.msg, exc.pos) from None
+            yield position, value
+            position = _JSON_SPACE.match(text, end).end()
+            if text.startswith("]", position):
+                position += 1
+                break
+            if not text.startswith(",", position):
+                raise fail("Expecting ',' delimiter", position)
+            position = _JSON_SPACE.match(text, position + 1).end()
+    position = _JSON_SPACE.match(text, position).end()
+    if position != len(text):
+        raise fail("Extra data", position)
 
 
 # -- field validation ----------------------------------------------------------------------
@@ -166,30 +233,36 @@ def _require_object(value: object) -> dict:
     return value
 
 
-def _parse_records(
+RECORDS_PER_PROGRESS = 2000  # a Progress (and a chance to cancel) this often while validating
+
+
+def _parse_records_steps(
     path: Path, text: str, parse_one: Callable[[dict], object], *, array: bool
-) -> list:
-    """Apply ``parse_one`` to every record of a JSON array or JSONL file, naming the failing one."""
-    results = []
-    if array:
-        data = _load_json(path, text)
-        if not isinstance(data, list):
-            raise FormatError(path, f"expected a JSON array of records, found a {type(data).__name__}")
-        for index, item in enumerate(data):
-            try:
-                results.append(parse_one(_require_object(item)))
-            except _RecordProblem as exc:
-                line = _array_record_lines(text)[index]
-                raise FormatError(path, str(exc), line=line, record=index + 1) from None
-    else:
-        for number, (line, item) in enumerate(_iter_jsonl(path, text), start=1):
-            try:
-                results.append(parse_one(_require_object(item)))
-            except _RecordProblem as exc:
-                raise FormatError(path, str(exc), line=line, record=number) from None
+) -> Steps[list]:
+    """Apply ``parse_one`` to every record of a JSON array or JSONL file, naming the failing one.
+
+    A job: yields :class:`Progress` in characters of ``text`` read (the record count is not
+    known until the end) and returns the parsed records.
+    """
+    results: list = []
+    items = _iter_array(path, text) if array else _iter_jsonl(path, text)  # JSONL: (line number, value)
+    message = f"Reading {path.name}"
+    for number, (where, item) in enumerate(items, start=1):
+        try:
+            results.append(parse_one(_require_object(item)))
+        except _RecordProblem as exc:
+            line = text.count("\n", 0, where) + 1 if array else where
+            raise FormatError(path, str(exc), line=line, record=number) from None
+        if number % RECORDS_PER_PROGRESS == 0:
+            yield Progress(where if array else number, len(text) if array else None, message)
     if not results:
         raise FormatError(path, "the file holds no records")
     return results
+
+
+def _parse_records(path: Path, text: str, parse_one: Callable[[dict], object], *, array: bool) -> list:
+    """:func:`_parse_records_steps` run to its end, for callers that are not jobs."""
+    return run_to_end(_parse_records_steps(path, text, parse_one, array=array))
 
 
 # -- prompt templates ----------------------------------------------------------------------
@@ -366,8 +439,12 @@ def _first_keys(text: str) -> frozenset[str]:
 
 
 # -- the built-in formats ---------------------------------------------------------------------
+def _alpaca_steps(path: Path, text: str) -> Steps[list[Record]]:
+    return _parse_records_steps(path, text, _alpaca_record, array=_is_json_array(text))
+
+
 def _read_alpaca(path: Path, text: str) -> list[Record]:
-    return _parse_records(path, text, _alpaca_record, array=_is_json_array(text))
+    return run_to_end(_alpaca_steps(path, text))
 
 
 def _write_alpaca(path: Path, records: list[Record]) -> None:
@@ -375,16 +452,24 @@ def _write_alpaca(path: Path, records: list[Record]) -> None:
     atomic_write_text(path, json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
 
 
+def _prompt_completion_steps(path: Path, text: str) -> Steps[list[Record]]:
+    return _parse_records_steps(path, text, _prompt_completion_record, array=False)
+
+
 def _read_prompt_completion(path: Path, text: str) -> list[Record]:
-    return _parse_records(path, text, _prompt_completion_record, array=False)
+    return run_to_end(_prompt_completion_steps(path, text))
 
 
 def _write_prompt_completion(path: Path, records: list[Record]) -> None:
     atomic_write_lines(path, (json.dumps(_prompt_completion_json(r), ensure_ascii=False) for r in records))
 
 
+def _messages_steps(path: Path, text: str) -> Steps[list[Record]]:
+    return _parse_records_steps(path, text, _messages_record, array=_is_json_array(text))
+
+
 def _read_messages(path: Path, text: str) -> list[Record]:
-    return _parse_records(path, text, _messages_record, array=_is_json_array(text))
+    return run_to_end(_messages_steps(path, text))
 
 
 def _write_messages(path: Path, records: list[Record]) -> None:
@@ -395,8 +480,13 @@ def _read_seed_tasks(path: Path, text: str) -> list[SeedTask]:
     return _parse_records(path, text, _seed_record, array=_is_json_array(text))
 
 
+def _seed_instance_steps(path: Path, text: str) -> Steps[list[Record]]:
+    seeds = yield from _parse_records_steps(path, text, _seed_record, array=_is_json_array(text))
+    return [Record(seed.instruction, i.input, i.output) for seed in seeds for i in seed.instances]
+
+
 def _read_seed_instances(path: Path, text: str) -> list[Record]:
-    return [Record(seed.instruction, i.input, i.output) for seed in _read_seed_tasks(path, text) for i in seed.instances]
+    return run_to_end(_seed_instance_steps(path, text))
 
 
 def _write_seed_tasks(path: Path, seeds: list[SeedTask]) -> None:
@@ -407,24 +497,26 @@ SEED_FORMAT = DatasetFormat(
     key=SEED, title="Self-instruct seed JSONL", extensions=(".jsonl",),
     sniff=lambda _path, text: "instances" in _first_keys(text),
     read_samples=_read_seed_instances, read_seeds=_read_seed_tasks, write_seeds=_write_seed_tasks,
+    read_samples_steps=_seed_instance_steps,
     shape="instruction, instances",
 )
 ALPACA_FORMAT = DatasetFormat(
     key=ALPACA, title="Alpaca JSON", extensions=(".json",),
     sniff=lambda _path, text: "instruction" in _first_keys(text),
-    read_samples=_read_alpaca, write_samples=_write_alpaca,
+    read_samples=_read_alpaca, write_samples=_write_alpaca, read_samples_steps=_alpaca_steps,
     shape="instruction, input, output", generic=True,  # seed, chat and prompt records may carry "instruction" too
 )
 PROMPT_COMPLETION_FORMAT = DatasetFormat(
     key=JSONL, title="Prompt/completion JSONL", extensions=(".jsonl",),
     sniff=lambda _path, text: "prompt" in _first_keys(text),
     read_samples=_read_prompt_completion, write_samples=_write_prompt_completion,
+    read_samples_steps=_prompt_completion_steps,
     shape="prompt, completion",
 )
 MESSAGES_FORMAT = DatasetFormat(
     key=MESSAGES, title="Chat messages JSONL", extensions=(".jsonl",),
     sniff=lambda _path, text: bool(_first_keys(text) & {"messages", "conversations"}),
-    read_samples=_read_messages, write_samples=_write_messages,
+    read_samples=_read_messages, write_samples=_write_messages, read_samples_steps=_messages_steps,
     shape="messages",
 )
 
@@ -514,6 +606,17 @@ def read_samples(path: Path | str, fmt: str | None = None) -> list[Record]:
     path = Path(path)
     text = read_text(path)
     return _chosen(path, fmt or detect_format(path, text)).read_samples(path, text)
+
+
+def read_samples_steps(path: Path | str, fmt: str | None = None) -> Steps[list[Record]]:
+    """:func:`read_samples` as a job: yields Progress while reading and validating, returns the records."""
+    path = Path(path)
+    yield Progress(0, None, f"Reading {path.name}")
+    text = read_text(path)
+    dataset_format = _chosen(path, fmt or detect_format(path, text))
+    if dataset_format.read_samples_steps is None:
+        return dataset_format.read_samples(path, text)
+    return (yield from dataset_format.read_samples_steps(path, text))
 
 
 def write_samples(path: Path | str, records: Iterable[Record], fmt: str) -> int:

@@ -63,6 +63,20 @@ def _row_to_seed(row: sqlite3.Row) -> SeedTask:
     )
 
 
+def _identity(instruction: str, instances: Iterable[tuple[str, str]] | list[dict]) -> tuple:
+    pairs = [(i["input"], i["output"]) if isinstance(i, dict) else i for i in instances]
+    return instruction.strip(), tuple((input.strip(), output.strip()) for input, output in pairs)
+
+
+def task_identity(seed: SeedTask) -> tuple:
+    """What makes two seed tasks the same task: instruction and instances, stripped.
+
+    The name, tags and classification flag are left out: the name and tags only label a task,
+    and a renamed copy still puts the same example in front of the teacher twice.
+    """
+    return _identity(seed.instruction, [(i.input, i.output) for i in seed.instances])
+
+
 def _instances_json(seed: SeedTask) -> str:
     return json.dumps([{"input": i.input, "output": i.output} for i in seed.instances], ensure_ascii=False)
 
@@ -156,11 +170,25 @@ class SeedRepository:
         """
         return self._published(self._insert_all("New seed task", [seed or SeedTask()], [position]))
 
-    def import_many(self, seeds: Iterable[SeedTask], *, description: str | None = None) -> SeedRows:
-        """Append all seeds or none, as one change (one undo step for a whole file)."""
+    def import_many(self, seeds: Iterable[SeedTask], *, description: str | None = None,
+                    skip_identical: bool = False) -> SeedRows:
+        """Append all seeds or none, as one change (one undo step for a whole file).
+
+        ``skip_identical`` (what a file import wants): leave out each seed whose task is already in
+        the project (:func:`task_identity`), so importing a file again adds nothing; the change
+        holds only the seeds added, and ``len(seeds) - len(change)`` were skipped.
+        """
         seeds = list(seeds)
-        description = description or f"Import {len(seeds)} seed tasks"
-        return self._published(self._insert_all(description, seeds, [None] * len(seeds)))
+        with transaction(self._conn):  # the check and the insert see the same seeds
+            if skip_identical:
+                existing = {
+                    _identity(instruction, json.loads(instances))
+                    for instruction, instances in self._conn.execute("SELECT instruction, instances FROM seed_tasks")
+                }
+                seeds = [seed for seed in seeds if task_identity(seed) not in existing]
+            description = description or _plural(len(seeds), "Import")
+            change = self._insert_all(description, seeds, [None] * len(seeds))
+        return self._published(change)
 
     def duplicate(self, seed_ids: int | Iterable[int]) -> SeedRows:
         """Copy seeds, each copy right after its original; a named seed's copy is ``name_copy``."""

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from studio import __version__
 from studio.core import changes, formats
 from studio.core.errors import StudioError
+from studio.core.jobs import Steps
 from studio.core.paths import default_project_dir
 from studio.core.project import Project, is_project, project_stats
 from studio.core.samples import Origin, Status
@@ -38,9 +39,14 @@ COUNT_INTERVAL_MS = 1000  # a running generation changes samples 25 times a seco
 
 
 # Jobs: each runs on a worker thread with a project handle of its own (``project=context``).
-def _import_samples_job(project: Project, path: Path, status: str) -> tuple[int, int]:
-    records = formats.read_samples(path)
-    result = project.samples.import_texts(records, status=status, origin=Origin.IMPORTED, source=path.name)
+def _import_samples_job(project: Project, path: Path, status: str) -> Steps[tuple[int, int]]:
+    """Read, validate, insert: a generator, so the status bar shows each phase and Cancel works.
+
+    Cancelling closes it at a yield; the insert is one transaction, so nothing is imported.
+    """
+    records = yield from formats.read_samples_steps(path)
+    result = yield from project.samples.import_texts_steps(records, status=status, origin=Origin.IMPORTED,
+                                                           source=path.name)
     return result.inserted, result.duplicates
 
 
@@ -405,7 +411,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Imported {_plural(inserted, 'sample')} from {path.name}{skipped}", 8000)
 
         return self.jobs.submit("Importing samples", _import_samples_job, path, Status.PENDING.value,
-                                project=self.context, on_done=done, cancellable=False)
+                                project=self.context, on_done=done)
 
     def export_seeds(self) -> None:
         path, chosen = QFileDialog.getSaveFileName(self, "Export seed tasks", "seed_tasks.jsonl",

@@ -356,11 +356,6 @@ def _set_text(widget: QLineEdit | QPlainTextEdit, text: str) -> None:
 EMPTY_PROJECT_HINT = "No seed tasks yet —\nCtrl+N adds one,\nFile ▸ Import Seed Tasks reads a file."
 
 
-def _import_job(project: Project, seeds: list[SeedTask], description: str) -> SeedRows:
-    """On a worker thread: append the parsed seeds as one change (the list hears of it by the feed)."""
-    return project.seeds.import_many(seeds, description=description)
-
-
 class SeedsPanel(Panel):
     """List, search, add, duplicate, delete and edit seed tasks, with undo/redo."""
 
@@ -616,7 +611,11 @@ class SeedsPanel(Panel):
         self.status_message.emit(f"{change.description}: undo with Ctrl+Z")
 
     def import_seeds(self, seeds: list[SeedTask], source: str) -> Job | None:
-        """Add parsed seeds as one undoable step; the write runs as a job (a file may be big)."""
+        """Add parsed seeds as one undoable step; the write runs as a job (a file may be big).
+
+        Seeds identical to one already in the project are skipped (a file imported twice adds
+        nothing the second time), and the message says how many.
+        """
         context = self.context
         if context is None:
             return None
@@ -627,11 +626,17 @@ class SeedsPanel(Panel):
         def done(change: SeedRows) -> None:
             if self.context is not context:  # the project was closed meanwhile: its undo stack is gone
                 return
-            self._record(change)
-            self.status_message.emit(f"Imported {len(change)} seed tasks from {source}")
+            if len(change):  # nothing added: nothing to undo
+                self._record(change)
+            skipped = len(seeds) - len(change)
+            identical = "" if not skipped else (
+                "; 1 identical one was already there" if skipped == 1 else f"; {skipped} identical ones were already there")
+            self.status_message.emit(f"Imported {len(change)} seed tasks from {source}{identical}")
 
-        return self.jobs.submit("Importing seed tasks", _import_job, seeds, f"Import {len(seeds)} seed tasks",
-                                project=context, on_done=done, cancellable=False)
+        def job(project: Project) -> SeedRows:  # on a worker thread; the list hears of it by the feed
+            return project.seeds.import_many(seeds, skip_identical=True)
+
+        return self.jobs.submit("Importing seed tasks", job, project=context, on_done=done, cancellable=False)
 
     def _on_editor_edited(self, field: str, seed: SeedTask) -> None:
         before = self.project.seeds.get(seed.id) if self.project else None
