@@ -110,7 +110,7 @@ def cmd_seeds_import(args: argparse.Namespace) -> int:
         skipped = len(seeds) - len(change)
         identical = "" if not skipped else (
             "; 1 identical one was already there" if skipped == 1 else f"; {skipped} identical ones were already there")
-        print(f"Imported {len(change)} seed tasks from {args.file}{identical} ({project.seeds.count()} in the project).")
+        print(f"Imported {count_noun(len(change), 'seed task')} from {args.file}{identical} ({project.seeds.count()} in the project).")
     return EXIT_OK
 
 
@@ -224,7 +224,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     with _open(args) as project:
         result = project.samples.import_texts(records, status=args.status, origin=Origin.IMPORTED, source=args.file.name)
     note = f"; {result.duplicates} exact duplicates skipped" if result.duplicates else ""
-    print(f"Imported {result.inserted} samples from {args.file} as {args.status}{note}.")
+    print(f"Imported {count_noun(result.inserted, 'sample')} from {args.file} as {args.status}{note}.")
     return EXIT_OK
 
 

@@ -631,7 +631,7 @@ class SeedsPanel(Panel):
             skipped = len(seeds) - len(change)
             identical = "" if not skipped else (
                 "; 1 identical one was already there" if skipped == 1 else f"; {skipped} identical ones were already there")
-            self.status_message.emit(f"Imported {len(change)} seed tasks from {source}{identical}")
+            self.status_message.emit(f"Imported {count_noun(len(change), 'seed task')} from {source}{identical}")
 
         def job(project: Project) -> SeedRows:  # on a worker thread; the list hears of it by the feed
             return project.seeds.import_many(seeds, skip_identical=True)
