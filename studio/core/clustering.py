@@ -29,31 +29,11 @@ def _select(where: str) -> str:
 
 def _components(rows: Sequence[tuple[int, str]], threshold: float) -> Steps[list[list[int]]]:
     """Yields how many rows are done now and then; returns the clusters (sample ids, 2+ each)."""
-    from studio.core.dedup import NearDuplicateIndex  # another module's job; imported when needed
+    from studio.core.dedup import cluster_steps  # another module's job; imported when needed
 
-    parent = list(range(len(rows)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    index = NearDuplicateIndex(threshold)
-    last = time.perf_counter()
-    for i, (_sample_id, instruction) in enumerate(rows):
-        for match in index.matches_above(instruction):
-            a, b = root(i), root(match.key)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-        index.add(instruction, key=i)
-        if time.perf_counter() - last > STEP_SECONDS:
-            yield i + 1
-            last = time.perf_counter()
-    groups: dict[int, list[int]] = {}
-    for i in range(len(rows)):
-        groups.setdefault(root(i), []).append(rows[i][0])
-    return [members for members in groups.values() if len(members) > 1]
+    groups = yield from cluster_steps([instruction for _sample_id, instruction in rows], threshold,
+                                      every_s=STEP_SECONDS)
+    return [[rows[i][0] for i in group] for group in groups if len(group) > 1]
 
 
 def _child(db_path: str, where: str, params: list, threshold: float, progress, send) -> None:

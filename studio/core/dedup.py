@@ -43,7 +43,8 @@ Pure Python and numpy; no Qt, no torch.
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterable, Sequence
+import time
+from collections.abc import Generator, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -416,13 +417,9 @@ class NearDuplicateIndex:
         return found
 
 
-def cluster(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[list[int]]:
-    """Group near-duplicates: the connected components of the graph joining every
-    pair of ``texts`` whose ROUGE-L F is above ``threshold``.
-
-    Returns lists of indices into ``texts``, each sorted, ordered by first index;
-    texts with no near-duplicate come back as singletons.
-    """
+def cluster_steps(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD, *,
+                  every_s: float = 0.02) -> Generator[int, None, list[list[int]]]:
+    """:func:`cluster` for a job: yields how many texts are done, at least every ``every_s`` seconds."""
     parent = list(range(len(texts)))
 
     def root(i: int) -> int:
@@ -432,6 +429,7 @@ def cluster(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[
         return i
 
     index = NearDuplicateIndex(threshold)
+    last = time.perf_counter()
     for i, text in enumerate(texts):
         words = tokenize(text)
         for j, _score in index._above(words, index.threshold):
@@ -439,7 +437,25 @@ def cluster(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[
             if a != b:
                 parent[max(a, b)] = min(a, b)
         index._add_tokens(text, words, i)
+        if time.perf_counter() - last > every_s:
+            yield i + 1
+            last = time.perf_counter()
     groups: dict[int, list[int]] = {}
     for i in range(len(texts)):
         groups.setdefault(root(i), []).append(i)
     return list(groups.values())
+
+
+def cluster(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[list[int]]:
+    """Group near-duplicates: the connected components of the graph joining every
+    pair of ``texts`` whose ROUGE-L F is above ``threshold``.
+
+    Returns lists of indices into ``texts``, each sorted, ordered by first index;
+    texts with no near-duplicate come back as singletons.
+    """
+    steps = cluster_steps(texts, threshold, every_s=float("inf"))
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
