@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
-import time
 from collections.abc import Sequence
 
 from studio.core.curation import SampleQuery, fetch_steps, where_sql
