@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio.core import exports, formats, registry
-from studio.core.curation import SampleQuery, count_noun
+from studio.core.curation import SampleQuery
+from studio.core.wording import count_noun
 from studio.core.errors import StudioError
 from studio.core.paths import default_project_dir
 from studio.core.project import Project
@@ -357,13 +358,7 @@ def cmd_data_trash_list(args: argparse.Namespace) -> int:
 def cmd_data_trash_restore(args: argparse.Namespace) -> int:
     with _open(args) as project:
         result = project.trash.restore(args.batch)
-    notes = []
-    if result.renumbered:
-        notes.append(f"{count_noun(result.renumbered, 'sample')} under a new id (theirs was reused)")
-    if result.skipped:
-        notes.append(f"{count_noun(result.skipped, 'sample')} skipped (an identical sample exists)")
-    print(f"Restored {count_noun(result.restored, 'sample')} from batch {args.batch}"
-          + (f"; {'; '.join(notes)}" if notes else "") + ".")
+    print(result.describe(f"from batch {args.batch}") + ".")
     return EXIT_OK
 
 

@@ -281,7 +281,7 @@ def test_bulk_changes_run_as_steps_that_yield_progress_and_return_the_change(pro
 
 
 def test_counts_read_right() -> None:
-    from studio.core.curation import count_noun
+    from studio.core.wording import count_noun
 
     assert [count_noun(n, "sample") for n in (0, 1, 2, 52002)] == ["0 samples", "1 sample", "2 samples", "52,002 samples"]
     assert count_noun(1, "cluster") == "1 cluster"

@@ -18,6 +18,7 @@ from studio.core.blacklist import DEFAULT_BLACKLIST
 from studio.core.changes import SAMPLES, TRASH, VIEWS, ChangeFeed
 from studio.core.db import transaction
 from studio.core.errors import StudioError
+from studio.core.wording import count_noun
 from studio.core.jobs import Progress, Steps, run_to_end
 from studio.core.samples import Status, content_hash
 from studio.core.trash import CHUNK, restore_steps, trash_steps
@@ -113,11 +114,6 @@ def fetch_steps(cursor: sqlite3.Cursor, message: str = "Reading samples", size: 
         rows.extend(batch)
         yield Progress(len(rows), None, message)
     return rows
-
-
-def count_noun(count: int, noun: str, plural: str | None = None) -> str:
-    """A count that reads right: "1 sample", "52,002 samples"."""
-    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
 
 
 def _in_or_null(column: str, values, clauses: list[str], params: list) -> None:

@@ -20,6 +20,7 @@ from studio.core.changes import SAMPLES, TRASH, ChangeFeed
 from studio.core.db import transaction
 from studio.core.errors import StudioError
 from studio.core.jobs import Progress, Steps, run_to_end
+from studio.core.wording import count_noun
 
 DELETE_TRIGGER, INSERT_TRIGGER = "samples_fts_delete", "samples_fts_insert"
 BULK_THRESHOLD = 2000  # below this the FTS triggers cost less than the detour
@@ -51,6 +52,16 @@ class RestoreResult:
     @property
     def restored(self) -> int:
         return len(self.ids)
+
+    def describe(self, source: str = "") -> str:
+        """"Restored 700 samples[ from batch 2]; 3 samples under a new id …" — for the dialog and the CLI."""
+        notes = []
+        if self.renumbered:
+            notes.append(f"{count_noun(self.renumbered, 'sample')} under a new id (theirs was reused)")
+        if self.skipped:
+            notes.append(f"{count_noun(self.skipped, 'sample')} skipped (an identical sample exists)")
+        where = f" {source}" if source else ""
+        return f"Restored {count_noun(self.restored, 'sample')}{where}" + (f"; {'; '.join(notes)}" if notes else "")
 
 
 def sample_columns(conn: sqlite3.Connection) -> tuple[str, ...]:

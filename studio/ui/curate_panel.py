@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from studio.core.curation import Change, SampleQuery, count_noun
+from studio.core.curation import Change, SampleQuery
+from studio.core.wording import count_noun
 from studio.core.errors import StudioError
 from studio.core.project import Project
 from studio.core.samples import Origin, Status

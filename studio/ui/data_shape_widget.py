@@ -14,7 +14,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from studio.core.curation import SampleQuery, count_noun
+from studio.core.curation import SampleQuery
+from studio.core.wording import count_noun
 from studio.core.project import Project
 
 BINS = 30

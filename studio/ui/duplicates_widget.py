@@ -13,7 +13,8 @@ from PySide6.QtWidgets import (
     QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
-from studio.core.curation import Cluster, CurationRepository, SampleQuery, count_noun
+from studio.core.curation import Cluster, CurationRepository, SampleQuery
+from studio.core.wording import count_noun
 
 BEFORE_FIRST_SEARCH = ("No search yet: press “Find near-duplicates” to group the current filter's instructions "
                        "whose ROUGE-L similarity passes the threshold.")

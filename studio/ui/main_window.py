@@ -23,6 +23,7 @@ from studio.core.jobs import Steps
 from studio.core.paths import default_project_dir
 from studio.core.project import Project, is_project, project_stats
 from studio.core.samples import Origin, Status
+from studio.core.wording import count_noun
 from studio.ui import theme
 from studio.ui.job_status import JobStatus
 from studio.ui.jobs import Job, JobRunner
@@ -352,7 +353,7 @@ class MainWindow(QMainWindow):
         if stats is None:
             return
         by_status = stats["by_status"]
-        full = (f"{_plural(stats['seed_tasks'], 'seed task')}  ·  {_plural(stats['samples'], 'sample')} "
+        full = (f"{count_noun(stats['seed_tasks'], 'seed task')}  ·  {count_noun(stats['samples'], 'sample')} "
                 f"({by_status['accepted']:,} accepted, {by_status['pending']:,} pending, {by_status['rejected']:,} rejected)")
         short = (f"{stats['seed_tasks']:,} seeds · {stats['samples']:,} samples "
                  f"({by_status['accepted']:,} ✓ {by_status['rejected']:,} ✗)")
@@ -407,8 +408,8 @@ class MainWindow(QMainWindow):
 
         def done(result: tuple[int, int]) -> None:
             inserted, duplicates = result
-            skipped = f", {_plural(duplicates, 'exact duplicate')} skipped" if duplicates else ""
-            self.statusBar().showMessage(f"Imported {_plural(inserted, 'sample')} from {path.name}{skipped}", 8000)
+            skipped = f", {count_noun(duplicates, 'exact duplicate')} skipped" if duplicates else ""
+            self.statusBar().showMessage(f"Imported {count_noun(inserted, 'sample')} from {path.name}{skipped}", 8000)
 
         return self.jobs.submit("Importing samples", _import_samples_job, path, Status.PENDING.value,
                                 project=self.context, on_done=done)
@@ -419,7 +420,7 @@ class MainWindow(QMainWindow):
         if path and self.context:
             fmt = formats.format_for_filter(chosen) or formats.format_for_path(path, formats.SEEDS) or formats.ALPACA
             self.jobs.submit("Exporting seed tasks", _export_seeds_job, Path(path), fmt, project=self.context,
-                             on_done=lambda n: self.statusBar().showMessage(f"Exported {_plural(n, 'seed task')} to {path}", 6000))
+                             on_done=lambda n: self.statusBar().showMessage(f"Exported {count_noun(n, 'seed task')} to {path}", 6000))
 
     def export_samples(self) -> None:
         path, chosen = QFileDialog.getSaveFileName(self, "Export samples", "samples.json",
@@ -427,7 +428,7 @@ class MainWindow(QMainWindow):
         if path and self.context:
             fmt = formats.format_for_filter(chosen) or formats.format_for_path(path, formats.SAMPLES) or formats.ALPACA
             self.jobs.submit("Exporting samples", _export_samples_job, Path(path), fmt, project=self.context,
-                             on_done=lambda n: self.statusBar().showMessage(f"Exported {_plural(n, 'sample')} to {path}", 8000))
+                             on_done=lambda n: self.statusBar().showMessage(f"Exported {count_noun(n, 'sample')} to {path}", 8000))
 
     def panel(self, key: str) -> Panel:
         return self._ensure_panel([spec.key for spec in self.specs].index(key))
@@ -467,10 +468,6 @@ class MainWindow(QMainWindow):
         self.close_project()
         self.settings.sync()
         super().closeEvent(event)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def startup_probe() -> None:

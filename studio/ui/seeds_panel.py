@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem, QToolButton, QVBoxLayout, QWidget,
 )
 
-from studio.core.curation import count_noun
+from studio.core.wording import count_noun
 from studio.core.project import Project
 from studio.core.seed_changes import SeedChange, SeedRows
 from studio.core.seeds import Instance, SeedTask

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import exports
-from studio.core.curation import SampleQuery, count_noun
+from studio.core.curation import SampleQuery
+from studio.core.wording import count_noun
 from studio.core.project import Project
 from studio.ui.jobs import Job, JobRunner
 from studio.ui.project_context import ProjectContext

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from studio.core.curation import count_noun
+from studio.core.wording import count_noun
 from studio.core.project import Project
 from studio.core.trash import RestoreResult, TrashBatch
 from studio.ui.project_context import ProjectContext
@@ -104,12 +104,7 @@ class TrashDialog(QDialog):
                         on_error=self.message.setText)
 
     def _on_restored(self, result: RestoreResult) -> None:
-        notes = []
-        if result.renumbered:
-            notes.append(f"{count_noun(result.renumbered, 'sample')} under a new id (theirs was reused)")
-        if result.skipped:
-            notes.append(f"{count_noun(result.skipped, 'sample')} skipped (an identical sample exists)")
-        self.message.setText(f"Restored {count_noun(result.restored, 'sample')}" + (f"; {'; '.join(notes)}" if notes else "") + ".")
+        self.message.setText(result.describe() + ".")
 
     def empty(self, batch_id: int | None) -> None:
         if batch_id is None and not self.batches:
