@@ -25,8 +25,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +33,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")  # the offscreen plugin's size-hint notices
 
 from benchmarks.bulk_curation import build, copy  # noqa: E402
+from benchmarks.stall_meter import measure  # noqa: E402
 from studio.core import db, formats  # noqa: E402
 from studio.core.clustering import find_clusters  # noqa: E402
 from studio.core.curation import SampleQuery  # noqa: E402
@@ -46,49 +45,7 @@ ACTIONS = ("mark all accepted", "undo mark all", "delete all", "undo delete all"
            "data shape counts", "snapshot freeze", "snapshot export")
 
 
-class StallMeter:
-    """Runs one action in an idle event loop and reports (seconds until done, longest GUI gap in ms)."""
-
-    def __init__(self) -> None:
-        from PySide6.QtWidgets import QApplication
-
-        self.app = QApplication.instance() or QApplication([])
-
-    def measure(self, action: Callable[[], object], done: Callable[[], bool], *, settle_ms: int = 150,
-                limit_s: float = 300.0) -> tuple[float, float]:
-        from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
-
-        clock = QElapsedTimer()
-        clock.start()
-        last, gap = [0], [0]
-        finished: list[float] = []
-        loop = QEventLoop()
-
-        def tick() -> None:
-            now = clock.elapsed()
-            gap[0] = max(gap[0], now - last[0])
-            last[0] = now
-
-        def check() -> None:
-            if not finished and (done() or time.perf_counter() - started > limit_s):
-                finished.append(time.perf_counter() - started)
-                QTimer.singleShot(settle_ms, loop.quit)  # the coalesced refresh that follows
-
-        ticker, checker = QTimer(interval=5), QTimer(interval=10)
-        ticker.timeout.connect(tick)
-        checker.timeout.connect(check)
-        ticker.start()
-        started = time.perf_counter()
-        last[0] = clock.elapsed()
-        QTimer.singleShot(0, action)  # clicked from the event loop, as a user would
-        checker.start()
-        loop.exec()
-        ticker.stop()
-        checker.stop()
-        return finished[0], float(gap[0])
-
-
-def baseline(root: Path, workdir: Path, meter: StallMeter) -> dict[str, tuple[float, float]]:
+def baseline(root: Path, workdir: Path) -> dict[str, tuple[float, float]]:
     """Each action as the pre-#8 code ran it, on the GUI thread."""
     results: dict[str, tuple[float, float]] = {}
     always = lambda: True  # noqa: E731 - a synchronous action is done when it returns
@@ -96,9 +53,9 @@ def baseline(root: Path, workdir: Path, meter: StallMeter) -> dict[str, tuple[fl
         conn = project.conn
         ids = [r[0] for r in conn.execute("SELECT id FROM samples ORDER BY id")]
         state: dict = {}
-        results["mark all accepted"] = meter.measure(
+        results["mark all accepted"] = measure(
             lambda: state.update(mark=project.curation.set_status(ids, Status.ACCEPTED)), always)
-        results["undo mark all"] = meter.measure(lambda: state["mark"].apply(conn, undo=True), always)
+        results["undo mark all"] = measure(lambda: state["mark"].apply(conn, undo=True), always)
         columns = [r[1] for r in conn.execute("PRAGMA table_info(samples)")]
 
         def old_delete() -> None:
@@ -116,9 +73,9 @@ def baseline(root: Path, workdir: Path, meter: StallMeter) -> dict[str, tuple[fl
             with db.transaction(conn):
                 conn.executemany(f"INSERT INTO samples ({','.join(columns)}) VALUES ({marks})", state["rows"])
 
-        results["delete all"] = meter.measure(old_delete, always)
-        results["undo delete all"] = meter.measure(old_undo_delete, always)
-        results["cluster all"] = meter.measure(lambda: find_clusters(conn, SampleQuery(), 0.7), always)
+        results["delete all"] = measure(old_delete, always)
+        results["undo delete all"] = measure(old_undo_delete, always)
+        results["cluster all"] = measure(lambda: find_clusters(conn, SampleQuery(), 0.7), always)
 
         def old_shape() -> None:
             for column in ("status", "origin", "run_id"):
@@ -126,16 +83,16 @@ def baseline(root: Path, workdir: Path, meter: StallMeter) -> dict[str, tuple[fl
             for column in ("instruction_words", "output_words"):
                 project.curation.lengths(column, SampleQuery())
 
-        results["data shape counts"] = meter.measure(old_shape, always)
-        results["snapshot freeze"] = meter.measure(
+        results["data shape counts"] = measure(old_shape, always)
+        results["snapshot freeze"] = measure(
             lambda: state.update(snapshot=project.snapshots.create("baseline", SampleQuery())), always)
         target = workdir / "baseline-export.json"
-        results["snapshot export"] = meter.measure(
+        results["snapshot export"] = measure(
             lambda: formats.write_samples(target, project.snapshots.records(state["snapshot"].id), "alpaca"), always)
     return results
 
 
-def ours(root: Path, workdir: Path, meter: StallMeter) -> dict[str, tuple[float, float]]:
+def ours(root: Path, workdir: Path) -> dict[str, tuple[float, float]]:
     """Each action through the Curate panel (offscreen), the way a user clicks it."""
     from studio.ui.curate_panel import CuratePanel
     from studio.ui.project_context import ProjectContext
@@ -147,25 +104,25 @@ def ours(root: Path, workdir: Path, meter: StallMeter) -> dict[str, tuple[float,
         panel.confirm_delete = lambda count: True  # the question itself is tested in tests/
         panel.resize(1280, 800)
         panel.show()
-        meter.measure(lambda: panel.set_context(context), lambda: True)
+        measure(lambda: panel.set_context(context), lambda: True)
         panel.scope.setCurrentIndex(panel.scope.findData("all"))
         idle = lambda: not panel.busy  # noqa: E731
-        results["mark all accepted"] = meter.measure(lambda: panel.bulk_status(Status.ACCEPTED), idle)
-        results["undo mark all"] = meter.measure(panel.undo_stack().undo, idle)
-        results["delete all"] = meter.measure(panel.bulk_delete, idle)
-        results["undo delete all"] = meter.measure(panel.undo_stack().undo, idle)
+        results["mark all accepted"] = measure(lambda: panel.bulk_status(Status.ACCEPTED), idle)
+        results["undo mark all"] = measure(panel.undo_stack().undo, idle)
+        results["delete all"] = measure(panel.bulk_delete, idle)
+        results["undo delete all"] = measure(panel.undo_stack().undo, idle)
         jobs: list = []
-        results["cluster all"] = meter.measure(lambda: jobs.append(panel.find_duplicates(0.7)),
+        results["cluster all"] = measure(lambda: jobs.append(panel.find_duplicates(0.7)),
                                                lambda: bool(jobs) and not jobs[0].running)
-        results["data shape counts"] = meter.measure(lambda: panel.tabs.setCurrentWidget(panel.shape),
+        results["data shape counts"] = measure(lambda: panel.tabs.setCurrentWidget(panel.shape),
                                                      lambda: "in the current filter" in panel.shape.status.text())
         panel.tabs.setCurrentIndex(0)
         dialog = panel.open_snapshots()
-        results["snapshot freeze"] = meter.measure(
+        results["snapshot freeze"] = measure(
             lambda: dialog.create_snapshot("ours", use_filter=False),
             lambda: dialog.message.text().startswith(("Froze", "Nothing", "A snapshot")))
         snapshot_id = project.snapshots.get("ours").id
-        results["snapshot export"] = meter.measure(
+        results["snapshot export"] = measure(
             lambda: dialog.export_to(snapshot_id, workdir / "ours-export.json", "alpaca", 0.0),
             lambda: dialog.message.text().startswith(("Exported", "Could not")) or "failed" in dialog.message.text())
         dialog.close()
@@ -184,11 +141,10 @@ def main() -> None:
     template = workdir / "template"
     shutil.rmtree(template, ignore_errors=True)
     build(template, args.data)
-    meter = StallMeter()
     print("52,002-record Alpaca stand-in (SOURCES.md recipe). Longest GUI-thread stall, click to settled views.")
     print("Other jobs may share this machine's 2 cores.\n")
-    old = baseline(copy(template, "baseline", workdir), workdir, meter)
-    new = ours(copy(template, "ours", workdir), workdir, meter)
+    old = baseline(copy(template, "baseline", workdir), workdir)
+    new = ours(copy(template, "ours", workdir), workdir)
     print(f"{'action':<22}{'old: GUI thread':>18}{'ours: job':>14}{'ratio':>9}   work (old / ours)   target <= {TARGET_MS:.0f} ms")
     for name in ACTIONS:
         (old_s, old_ms), (new_s, new_ms) = old[name], new[name]

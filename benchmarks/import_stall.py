@@ -1,7 +1,7 @@
 """The GUI thread's longest stall while File ▸ Import Samples reads a 52K Alpaca JSON: before vs after.
 
-Target: no GUI stall over 50 ms during the import. A 5 ms timer on the GUI thread (the
-StallMeter of benchmarks/gui_stalls.py) records the longest gap between its ticks from the
+Target: no GUI stall over 50 ms during the import. A 5 ms timer on the GUI thread
+(benchmarks/stall_meter.py, as for gui_stalls.py) records the longest gap between its ticks from the
 click until the status bar counts the new samples. Each code tree runs in a child process
 of its own (a fresh interpreter and project), one after the other in this one run, so
 "before" (e.g. the main checkout) and "after" (this tree) meet the same machine load.
@@ -34,38 +34,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from stall_meter import measure  # noqa: E402 - imports no studio code: the tree under test supplies that
+
 TARGET_MS = 50.0
-
-
-def stall(app, action, done, limit_s: float = 300.0) -> tuple[float, float]:
-    """(seconds until ``done``, longest gap in ms between ticks of a 5 ms GUI timer), as gui_stalls'
-    StallMeter measures; here so that the tree under test supplies every ``studio`` module."""
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
-
-    clock, loop = QElapsedTimer(), QEventLoop()
-    clock.start()
-    last, gap, finished = [0], [0], []
-
-    def tick() -> None:
-        now = clock.elapsed()
-        gap[0] = max(gap[0], now - last[0])
-        last[0] = now
-
-    def check() -> None:
-        if not finished and (done() or clock.elapsed() > limit_s * 1000):
-            finished.append(clock.elapsed() / 1000)
-            QTimer.singleShot(150, loop.quit)  # the refresh that follows
-
-    ticker, checker = QTimer(interval=5), QTimer(interval=10)
-    ticker.timeout.connect(tick)
-    checker.timeout.connect(check)
-    ticker.start()
-    checker.start()
-    QTimer.singleShot(0, action)  # clicked from the event loop, as a user would
-    loop.exec()
-    ticker.stop()
-    checker.stop()
-    return finished[0], float(gap[0])
 
 
 def measure_one(tree: Path, data: Path, home: Path) -> dict:
@@ -81,13 +53,13 @@ def measure_one(tree: Path, data: Path, home: Path) -> dict:
     from studio.ui.main_window import MainWindow
 
     assert Path(studio.__file__).resolve().is_relative_to(tree.resolve()), studio.__file__
-    app = QApplication.instance() or QApplication([])
+    QApplication.instance() or QApplication([])
     window = MainWindow(QSettings(str(home / "settings.ini"), QSettings.Format.IniFormat))
     window.open_project(home / "project", create_if_missing=True)
     window.show()
     for _ in range(50):
         QApplication.processEvents()
-    seconds, gap_ms = stall(app, lambda: window.import_samples_from(data),
+    seconds, gap_ms = measure(lambda: window.import_samples_from(data),
                             lambda: "52,002 samples" in window.counts_label.text())
     result = {"tree": str(tree), "seconds": round(seconds, 3), "max_gap_ms": gap_ms,
               "counts": window.counts_label.text()}
@@ -97,7 +69,7 @@ def measure_one(tree: Path, data: Path, home: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--before", type=Path, default=None, help="a code tree to compare against (e.g. the main checkout)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--one", nargs=3, metavar=("TREE", "FILE", "HOME"), help=argparse.SUPPRESS)

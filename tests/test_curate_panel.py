@@ -414,7 +414,7 @@ def _cut_widgets(panel) -> list[str]:
     from PySide6.QtCore import QPoint
     from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLabel, QLineEdit
 
-    from studio.ui.curate_panel import ElidedLabel
+    from studio.ui.elided_label import ElidedLabel
 
     cut = []
     kinds = (QLabel, QAbstractButton, QComboBox, QAbstractSpinBox, QLineEdit)

@@ -99,7 +99,7 @@ def test_a_long_message_is_cut_to_the_strip_and_kept_whole_for_the_tooltip(qtbot
     height = window.messages.height()
     long_text = "The teacher refused the request: " + "very long detail " * 40
     window.messages.show_error(long_text)
-    qtbot.waitUntil(lambda: window.messages.text.text().endswith("…"), timeout=2000)
+    qtbot.waitUntil(lambda: window.messages.text.elided_text().endswith("…"), timeout=2000)
     assert window.messages.message() == long_text and window.messages.text.toolTip() == long_text
     assert window.messages.height() == height  # nothing below it moved
     window.messages.clear()
@@ -169,7 +169,7 @@ def test_at_the_minimum_size_the_status_bar_fits_a_running_job_and_the_counts(qt
     used = sum(w.sizeHint().width() for w in (window.job_status, window.counts_label))
     assert used < bar.width()  # nothing overlaps: the counts' short form and the cut job title fit
     assert "✓" in window.counts_label.text() and "accepted" in window.counts_label.toolTip()
-    assert window.job_status.label.text().endswith("…")
+    assert window.job_status.label.elided_text().endswith("…")
     gate.set()
     qtbot.waitUntil(lambda: job.state == "done", timeout=5000)
 

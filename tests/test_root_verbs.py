@@ -63,6 +63,6 @@ def test_the_chart_draws_pairs(qtbot) -> None:
 
     widget = DataShapeWidget()
     qtbot.addWidget(widget)
-    widget._show_verbs({"write": [("poem", 6), ("…", 3)], "explain": [("", 3)]})
+    widget.show_verbs({"write": [("poem", 6), ("…", 3)], "explain": [("", 3)]})
     assert not widget.verbs_chart.isHidden()
     assert widget.verbs_chart.labels == ["explain:", "write:poem", "write:…"]  # drawn bottom-up

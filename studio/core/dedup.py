@@ -50,12 +50,15 @@ from typing import Any
 
 import numpy as np
 
+from studio.core.jobs import run_to_end
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "Match",
     "NearDuplicateIndex",
     "Verdict",
     "cluster",
+    "cluster_steps",
     "lcs_length",
     "rouge_l_f",
     "tokenize",
@@ -453,9 +456,4 @@ def cluster(texts: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[
     Returns lists of indices into ``texts``, each sorted, ordered by first index;
     texts with no near-duplicate come back as singletons.
     """
-    steps = cluster_steps(texts, threshold, every_s=float("inf"))
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
+    return run_to_end(cluster_steps(texts, threshold, every_s=float("inf")))

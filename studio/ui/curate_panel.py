@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QPainter, QUndoStack
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QFormLayout, QFrame, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit,
     QMenu, QMessageBox, QPlainTextEdit, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QTableView, QTabWidget, QToolButton,
@@ -33,6 +33,7 @@ from studio.core.wording import count_noun
 from studio.core.errors import StudioError
 from studio.core.project import Project
 from studio.core.samples import Origin, Status
+from studio.ui.elided_label import ElidedLabel
 from studio.ui.change_command import ChangeCommand, JobChangeCommand
 from studio.ui.data_shape_widget import DataShapeWidget, root_verb_pairs
 from studio.ui.duplicates_widget import DuplicatesWidget
@@ -67,27 +68,6 @@ def _combo(items: list[tuple[str, object]]) -> QComboBox:
     for label, value in items:
         combo.addItem(label, value)
     return combo
-
-
-class ElidedLabel(QLabel):
-    """One line that elides to its width instead of being cut; the tooltip says it all."""
-
-    def __init__(self, text: str, tip: str = "", parent: QWidget | None = None):
-        super().__init__(text, parent)
-        self.setToolTip(tip or text)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
-        return QSize(self.fontMetrics().horizontalAdvance(self.text()[:12] + "…"), super().minimumSizeHint().height())
-
-    def elided_text(self) -> str:
-        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
-
-    def paintEvent(self, _event) -> None:  # noqa: N802
-        painter = QPainter(self)
-        painter.setPen(self.palette().color(self.foregroundRole()))
-        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
-                         self.elided_text())
 
 
 def _group(*widgets: QWidget) -> QWidget:

@@ -1,12 +1,13 @@
 """The status bar's view of the job runner: what runs, how far it is, and a Cancel button."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QProgressBar, QToolButton, QWidget
+
+from studio.ui.elided_label import ElidedLabel
 
 from studio.ui.jobs import JobRunner
 
-LABEL_WIDTH = 230  # px
+LABEL_WIDTH = 340  # px at most; it shrinks (and elides) in a narrow window
 
 
 class JobStatus(QWidget):
@@ -15,9 +16,9 @@ class JobStatus(QWidget):
     def __init__(self, runner: JobRunner, parent: QWidget | None = None):
         super().__init__(parent)
         self.runner = runner
-        self.label = QLabel()
+        self.label = ElidedLabel("")
         self.label.setProperty("role", "muted")
-        self.label.setMaximumWidth(LABEL_WIDTH + 8)
+        self.label.setMaximumWidth(LABEL_WIDTH)  # a long title is cut, never pushes the counts out
         self.bar = QProgressBar()
         self.bar.setFixedWidth(110)
         self.bar.setMaximumHeight(14)
@@ -49,7 +50,7 @@ class JobStatus(QWidget):
         # Cut to a fixed width, so a long title never pushes the counts out of a narrow window.
         full = text + others
         self.label.setToolTip(full)
-        self.label.setText(self.label.fontMetrics().elidedText(full, Qt.TextElideMode.ElideRight, LABEL_WIDTH))
+        self.label.setText(full)
         if progress is not None and progress.total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(1000 * (progress.fraction or 0.0)))

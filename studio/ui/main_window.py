@@ -25,6 +25,7 @@ from studio.core.project import Project, is_project, project_stats
 from studio.core.samples import Origin, Status
 from studio.core.wording import count_noun
 from studio.ui import theme
+from studio.ui.elided_label import ElidedLabel
 from studio.ui.job_status import JobStatus
 from studio.ui.jobs import Job, JobRunner
 from studio.ui.message_area import MessageArea
@@ -101,7 +102,7 @@ class MainWindow(QMainWindow):
 
         # The one message area: what went wrong in any job, panel or undo. Its line is always
         # reserved, so nothing jumps when a message appears.
-        self.messages = MessageArea(lines=1)
+        self.messages = MessageArea()
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(6, 4, 6, 0)
@@ -117,7 +118,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(right, 1)
         self.setCentralWidget(central)
 
-        self.project_label = QLabel()
+        self.project_label = ElidedLabel("")  # the path gives way first when the window is narrow
         self.counts_label = QLabel()
         self.job_status = JobStatus(self.jobs)
         self.statusBar().addWidget(self.project_label)
@@ -310,6 +311,7 @@ class MainWindow(QMainWindow):
         if has_project:
             self.setWindowTitle(f"{self.project.name} — Distill Studio")
             self.project_label.setText(str(self.project.root))
+            self.project_label.setToolTip(str(self.project.root))
             self.stack.setCurrentWidget(self._ensure_panel(max(self.nav.currentRow(), 0)))
         else:
             self.setWindowTitle("Distill Studio")

@@ -8,8 +8,10 @@ makes it go away.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
+
+from studio.ui.elided_label import ElidedLabel
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 _MARKERS = {ERROR: "✖", WARNING: "▲", INFO: "ℹ"}
@@ -20,17 +22,14 @@ class MessageArea(QWidget):
 
     dismissed = Signal()
 
-    def __init__(self, parent: QWidget | None = None, *, lines: int = 1):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, objectName="MessageArea")
         self._level = ""
         self._full_text = ""
-        self._lines = lines
         self.marker = QLabel(objectName="MessageMarker")
-        self.text = QLabel(objectName="MessageText")
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.text = ElidedLabel("")
+        self.text.setObjectName("MessageText")
         self.text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.text.installEventFilter(self)
         self.close_button = QToolButton(objectName="MessageClose", text="✕", autoRaise=True)
         self.close_button.setToolTip("Dismiss")
         self.close_button.clicked.connect(self._on_close_clicked)
@@ -40,11 +39,9 @@ class MessageArea(QWidget):
         layout.addWidget(self.text, 1)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        # The lines are always reserved: a message appearing never pushes the panel down. One
-        # line (the window's) is cut with "…" to the width; the tooltip holds all of it.
-        line = self.fontMetrics().lineSpacing()
-        self.setFixedHeight(lines * line + 12)
-        self.text.setWordWrap(lines > 1)
+        # The line is always reserved: a message appearing never pushes the panel down. A long
+        # message is cut with "…" to the width; the tooltip holds all of it.
+        self.setFixedHeight(self.fontMetrics().lineSpacing() + 12)
         self.clear()
 
     @property
@@ -62,7 +59,7 @@ class MessageArea(QWidget):
         self._level = level
         self.marker.setText(_MARKERS[level])
         self._full_text = text
-        self._fit_text()
+        self.text.setText(" ".join(text.split()))  # one line: newlines would be drawn as breaks
         self.text.setToolTip(detail or text)
         self.setProperty("level", level)
         self.setToolTip(detail)
@@ -80,20 +77,6 @@ class MessageArea(QWidget):
         self.setProperty("level", "")
         self._show_parts(False)
         self._restyle()
-
-    def _fit_text(self) -> None:
-        if self._lines > 1:
-            self.text.setText(self._full_text)
-            return
-        flat = " ".join(self._full_text.split())
-        width = max(40, self.text.width())
-        self.text.setText(self.text.fontMetrics().elidedText(flat, Qt.TextElideMode.ElideRight, width))
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        # The label learns its width only once the layout has placed it: cut the text then.
-        if watched is self.text and event.type() == QEvent.Type.Resize and self._level and self._lines == 1:
-            self._fit_text()
-        return super().eventFilter(watched, event)
 
     def _show_parts(self, visible: bool) -> None:
         # The widget itself stays: hiding it would give its height back and move the layout.
