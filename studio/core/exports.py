@@ -191,13 +191,7 @@ def get_exporter(key: str) -> Exporter:
     """The registered exporter ``key``; a StudioError naming the known ones if there is none."""
     if key not in registry.DATASET_EXPORTERS:
         raise StudioError(f"Unknown export format {key!r}; use one of {', '.join(export_formats())}.")
-    loaded = registry.DATASET_EXPORTERS.load(key)
-    if not isinstance(loaded, Exporter) or loaded.key != key:
-        entry = registry.DATASET_EXPORTERS.get(key)
-        raise RegistryError(
-            f"dataset exporter {key!r} from {entry.source} ({entry.target}) is not an Exporter with key {key!r}."
-        )
-    return loaded
+    return registry.DATASET_EXPORTERS.load_instance(key, Exporter)
 
 
 def exporter_for_path(path: Path | str) -> str | None:

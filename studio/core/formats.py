@@ -524,13 +524,7 @@ MESSAGES_FORMAT = DatasetFormat(
 # -- the registry's formats -------------------------------------------------------------------
 def get_format(key: str) -> DatasetFormat:
     """The registered format ``key`` (imported on first use); RegistryError if unknown or broken."""
-    loaded = registry.DATASET_FORMATS.load(key)
-    if not isinstance(loaded, DatasetFormat) or loaded.key != key:
-        entry = registry.DATASET_FORMATS.get(key)
-        raise RegistryError(
-            f"dataset format {key!r} from {entry.source} ({entry.target}) is not a DatasetFormat with key {key!r}."
-        )
-    return loaded
+    return registry.DATASET_FORMATS.load_instance(key, DatasetFormat)
 
 
 def registered_formats() -> list[DatasetFormat]:

@@ -96,6 +96,16 @@ class Registry:
         self._loaded[key] = obj
         return obj
 
+    def load_instance(self, key: str, cls: type) -> Any:
+        """:meth:`load`, checked: an instance of ``cls`` whose ``key`` is the entry's (a plugin's typo says so)."""
+        loaded = self.load(key)
+        if not isinstance(loaded, cls) or getattr(loaded, "key", key) != key:
+            entry = self.get(key)
+            raise RegistryError(
+                f"{self.name} {key!r} from {entry.source} ({entry.target}) is not a {cls.__name__} with key {key!r}."
+            )
+        return loaded
+
     def keys(self) -> list[str]:
         return list(self._entries)
 
