@@ -268,7 +268,9 @@ def _parse_records(path: Path, text: str, parse_one: Callable[[dict], object], *
 # -- prompt templates ----------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def alpaca_template() -> dict[str, str]:
-    return json.loads(resource("templates", "alpaca.json").read_text(encoding="utf-8"))
+    """The prompt/completion exports' Alpaca text: alpaca-lora's variant (a newline after "### Response:"),
+    which most instruction-tuning tools read; the training formats live in ``core/training/prompt_format``."""
+    return json.loads(resource("templates", "alpaca-lora.json").read_text(encoding="utf-8"))
 
 
 def alpaca_prompt(instruction: str, input: str) -> str:
