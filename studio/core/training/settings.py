@@ -232,8 +232,8 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        kind = type(default).__name__
-        raise SettingsError(f"{f.name} must be a {'true/false' if kind == 'bool' else kind}, not {value!r}") from None
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(type(default), "text")
+        raise SettingsError(f"{f.name} must be {kind}, not {value!r}") from None
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, Any]:
