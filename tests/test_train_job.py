@@ -58,10 +58,10 @@ def _write_data(path: Path, rows: list[tuple[str, str, str]]) -> Path:
 
 
 def _config(tmp_path: Path, base: Path | str, *, name: str = "run", rows=MEMORISE, **overrides) -> RunConfig:
-    settings = dict(max_steps=40, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-                    learning_rate=3e-3, lr_scheduler_type="constant", warmup_steps=0, warmup_ratio=0.0,
-                    lora_dropout=0.0, validation_fraction=0.0, eval_steps=20, save_steps=20,
-                    logging_steps=1, torch_threads=1, sample_prompts=2, sample_max_new_tokens=16)
+    settings = {"max_steps": 40, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                "learning_rate": 3e-3, "lr_scheduler_type": "constant", "warmup_steps": 0, "warmup_ratio": 0.0,
+                "lora_dropout": 0.0, "validation_fraction": 0.0, "eval_steps": 20, "save_steps": 20,
+                "logging_steps": 1, "torch_threads": 1, "sample_prompts": 2, "sample_max_new_tokens": 16}
     settings.update(overrides)
     data = _write_data(tmp_path / f"{name}.jsonl", list(rows))
     config = RunConfig(run_id=1, run_name=name, run_dir=str(tmp_path / name), base_model=str(base),
@@ -73,8 +73,8 @@ def _config(tmp_path: Path, base: Path | str, *, name: str = "run", rows=MEMORIS
 
 
 def _run(config_path: Path, *, timeout: float = 240) -> tuple[int, list[dict], str]:
-    proc = subprocess.run([sys.executable, "-m", "studio.train", str(config_path)], env=_child_env(),
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-m", "studio.train", str(config_path)], check=False,
+                          env=_child_env(), capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return proc.returncode, events, proc.stderr
 
@@ -110,6 +110,19 @@ def test_prompt_tokens_are_masked_and_the_target_ends_in_eos(tiny_base: Path, pr
     assert with_inputs.labels == with_inputs.input_ids
     cut = build_example(tokenizer, prompt_format, record, max_length=prompt + 2)
     assert cut.truncated and len(cut.input_ids) == prompt + 2
+
+
+def test_a_template_that_writes_a_newline_after_eos_gets_one_eos(tiny_base: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ '\\n' }}{{ m['content'] }}"
+                               "{{ eos_token }}{{ '\\n' }}{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{{ '\\n' }}{% endif %}")
+    example = build_example(tokenizer, "chat", SnapshotRecord(1, "Name a color.", "", "Blue."), max_length=512)
+    target = example.input_ids[example.prompt_length:]
+    assert target[-1] == tokenizer.eos_token_id and target.count(tokenizer.eos_token_id) == 1
+    assert tokenizer.decode(target[:-1]) == "Blue."
 
 
 def test_padding_free_batches_keep_packed_samples_apart(tiny_base: Path):
@@ -214,6 +227,50 @@ def test_stop_then_resume_continues_the_steps_and_the_curve(tiny_base: Path, tmp
     assert ours == pytest.approx(theirs, rel=1e-3, abs=1e-4)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_sigterm_and_the_stop_file_variable_also_stop_cleanly(tiny_base: Path, tmp_path: Path):
+    config = _config(tmp_path, tiny_base, name="term", max_steps=200, save_steps=1000, eval_steps=0)
+    proc = subprocess.Popen([sys.executable, "-m", "studio.train", str(config.dir / "config.json")],
+                            env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=REPO_ROOT)
+    assert proc.stdout is not None
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1]["type"] == "progress" and events[-1]["step"] == 3:
+            proc.terminate()
+    assert proc.wait(timeout=120) == 0
+    assert events[-1]["type"] == "stopped" and 3 <= events[-1]["step"] < 200
+    assert Path(events[-1]["checkpoint"]).is_dir()
+
+    flag = tmp_path / "external.stop"
+    flag.write_text("")
+    other = _config(tmp_path, tiny_base, name="flag", max_steps=200, save_steps=1000, eval_steps=0)
+    proc2 = subprocess.run([sys.executable, "-m", "studio.train", str(other.dir / "config.json")], check=False,
+                           env={**_child_env(), "STUDIO_STOP_FILE": str(flag)}, capture_output=True, text=True,
+                           timeout=120, cwd=REPO_ROOT)
+    last = json.loads(proc2.stdout.splitlines()[-1])
+    assert proc2.returncode == 0 and last["type"] == "stopped" and last["step"] == 1
+
+
+def test_cuda_out_of_memory_names_the_settings_to_lower(tmp_path: Path, tiny_base: Path, monkeypatch, capsys):
+    import torch
+
+    from studio.train import job
+
+    def run_out_of_memory(self):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(job.Job, "run", run_out_of_memory)
+    config = _config(tmp_path, tiny_base, name="oom")
+    assert job.main([str(config.dir / "config.json")]) == 1
+    event = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert event["type"] == "error" and event["kind"] == "oom"
+    for setting in ("per_device_train_batch_size", "max_length", "gradient_checkpointing", "load_in_4bit"):
+        assert setting in event["hint"]
+    assert read_all(config.events_path) == [event]
+
+
 def test_a_held_out_split_gives_eval_losses_and_sample_answers(tiny_base: Path, tmp_path: Path):
     rows = [(f"Say the number {n}.", "", f"The number is {n}.") for n in range(12)]
     config = _config(tmp_path, tiny_base, rows=rows, max_steps=6, eval_steps=3, save_steps=100,
@@ -295,7 +352,8 @@ def test_two_process_torchrun_run_gives_one_events_stream(tiny_base: Path, tmp_p
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", str(29500 + os.getpid() % 1000), "-m", "studio.train",
                            str(config.dir / "config.json")],
-                          env=_child_env(), capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+                          env=_child_env(), capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+                          check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = read_all(config.events_path)
     kinds = [e["type"] for e in events]
