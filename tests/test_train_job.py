@@ -298,6 +298,11 @@ def test_a_missing_model_is_one_error_event_and_exit_1(tmp_path: Path):
     assert read_all(config.events_path) == events
     assert not (config.dir / "job.pid").exists()
 
+    hub = _config(tmp_path, "someone/not-in-the-cache", name="hub")      # the child runs with HF_HUB_OFFLINE=1
+    code, events, _ = _run(hub.dir / "config.json")
+    assert code == 1 and [e["type"] for e in events] == ["error"]
+    assert "offline" in events[0]["message"] and "someone/not-in-the-cache" in events[0]["message"]
+
 
 def test_bad_configs_are_error_events_with_a_message(tmp_path: Path, tiny_base: Path):
     broken = tmp_path / "broken.json"

@@ -394,7 +394,8 @@ class Job:
 
         s = self.settings
         evaluate = bool(eval_rows) and s.eval_steps > 0
-        warmup: float | int = s.warmup_steps if s.warmup_steps > 0 else float(s.warmup_ratio)
+        # transformers 5: warmup_steps below 1 is a ratio of all steps (warmup_ratio is gone).
+        warmup: float | int = s.warmup_steps if s.warmup_steps > 0 else min(float(s.warmup_ratio), 0.999)
         args = SFTConfig(
             output_dir=str(self.checkpoints_dir),
             per_device_train_batch_size=s.per_device_train_batch_size,
