@@ -208,13 +208,14 @@ def test_stop_then_resume_continues_the_steps_and_the_curve(tiny_base: Path, tmp
     assert (config.dir / "adapter" / "adapter_model.safetensors").exists()   # usable after a stop
     assert not (config.dir / "job.pid").exists()
 
-    config.stop_path.unlink()
+    assert config.stop_path.exists()                    # left behind: the resumed job must not obey it
     config.resume = True
     config.write()
     code, second, stderr = _run(config.dir / "config.json")
     assert code == 0, stderr[-2000:]
     assert second[0]["type"] == "config" and second[0]["resume_from"] == stopped["checkpoint"]
     assert second[-1]["type"] == "done" and second[-1]["step"] == 24
+    assert not config.stop_path.exists()
     assert [e["step"] for e in _of(second, "progress")] == list(range(stop_step + 1, 25))
 
     history = read_all(config.events_path)               # both sessions, one file

@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     pid_path = config.dir / PID_FILE
     if writer.is_main:
         pid_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        # A stop request is for the job that was running; a new start or a Resume must not obey it.
+        config.stop_path.unlink(missing_ok=True)
     try:
         return Job(config, writer).run()
     except JobError as exc:
