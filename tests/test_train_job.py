@@ -368,3 +368,24 @@ def test_two_process_torchrun_run_gives_one_events_stream(tiny_base: Path, tmp_p
     assert [e["step"] for e in _of(events, "checkpoint")] == [3, 6]
     assert events[0]["provenance"]["world_size"] == 2
     assert (config.dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_build_trainer_is_the_jobs_trainer_before_train(tiny_base: Path, tmp_path: Path):
+    """Benchmarks time the job's own trainer in-process: padding-free batches carry no padding."""
+    import torch
+
+    from studio.train.events_out import EventWriter
+    from studio.train.job import build_trainer
+
+    torch.set_num_threads(1)
+    config = _config(tmp_path, tiny_base, name="built", max_steps=2)
+    sink = EventWriter(stream=__import__("io").StringIO(), rank=0)
+    trainer = build_trainer(config, writer=sink)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch      # samples end to end
+    assert (batch["input_ids"] != trainer.processing_class.pad_token_id).all()
+    assert int((batch["position_ids"] == 0).sum()) == 4                      # four samples, own positions
+    trainer.train()
+    assert trainer.state.global_step == 2
+    events = [json.loads(line) for line in sink.stream.getvalue().splitlines()]
+    assert events[0]["type"] == "config" and [e["step"] for e in events if e["type"] == "log"] == [1, 2]
