@@ -432,7 +432,8 @@ class Job:
             bf16=self.precision == "bf16", fp16=self.precision == "fp16", use_cpu=device == "cpu",
             gradient_checkpointing=s.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False} if s.gradient_checkpointing else None,
-            report_to=[], disable_tqdm=True, include_num_input_tokens_seen="non_padding",
+            report_to=[], disable_tqdm=True, # padding-free batches hold no padding at all (and a pad id equal to EOS must still count)
+            include_num_input_tokens_seen="all" if s.packing else "non_padding",
             # Our examples are already cut at max_length and carry our labels; TRL must not re-cut them.
             max_length=None, packing=False, padding_free=s.packing,
             dataset_num_proc=None, remove_unused_columns=True,
@@ -475,8 +476,12 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
     import datasets
     import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)   # renamed-argument notices, not problems
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
