@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -226,4 +227,32 @@ def test_export_job_and_import_run_from_the_command_line(project_dir: Path, tmp_
     assert "no events.jsonl" in capsys.readouterr().err
     (job / "events.jsonl").write_text(json.dumps({"type": "done", "step": 4, "time": 1.0}) + "\n")
     assert cli(project_dir, "train", "import-run", str(job)) == 0
-    assert "Imported training run #2 imported-far-2: done at step 4" in capsys.readouterr().out
+    assert "Imported training run #2 far-imported-2: done at step 4" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None
+                    or shutil.which("bash") is None, reason="needs torchrun and bash")
+def test_an_exported_job_trains_from_its_own_folder_and_comes_back(project_dir: Path, tiny_base: Path,
+                                                                   tmp_path: Path, capsys) -> None:
+    with Project.open(project_dir) as project:
+        settings = TrainSettings().with_overrides({"max_steps": 3, "torch_threads": 1, "eval_steps": 0,
+                                                   "per_device_train_batch_size": 2, "sample_prompts": 1,
+                                                   "sample_max_new_tokens": 4, "gradient_accumulation_steps": 1})
+        project.training.create(snapshot="s1", base_model=str(tiny_base), settings=settings, name="away")
+    job = tmp_path / "elsewhere" / "job"
+    assert cli(project_dir, "train", "export-job", "away", str(job)) == 0
+    # The far machine: no checkout of ours on the path, only the folder and a Python with the stack.
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHON": sys.executable, "BASE_MODEL": str(tiny_base), "OMP_NUM_THREADS": "1",
+           "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(["bash", str(job / "launch.sh"), "1", "torchrun"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [json.loads(line)["type"] for line in done.stdout.splitlines()][-1] == "done"
+    assert (job / "adapter" / "adapter_config.json").is_file()
+    capsys.readouterr()
+    assert cli(project_dir, "train", "import-run", str(job)) == 0
+    assert "#2 away-imported-2: done at step 3/3, trained on snapshot 's1'" in capsys.readouterr().out
+    with Project.open(project_dir) as project:
+        run = project.training.get(2)
+        assert run.has_adapter and run.snapshot_id == project.snapshots.get("s1").id

@@ -301,7 +301,7 @@ def test_export_job_is_self_contained_and_import_brings_the_run_back(project: Pr
     (target / "adapter" / "adapter_config.json").write_text("{}")
     (target / "job.pid").write_text(str(os.getpid()))  # a far machine's pid means nothing here
     imported = launch.import_run(project, target)
-    assert (imported.id, imported.name, imported.status, imported.last_step) == (2, "imported-away-2", "done", 5)
+    assert (imported.id, imported.name, imported.status, imported.last_step) == (2, "away-imported-2", "done", 5)
     assert imported.snapshot_id == snap.id and imported.has_adapter and not imported.pid_path.exists()
     assert not (imported.run_dir / "code").exists()
     back = RunConfig.read(imported.config_path)

@@ -156,8 +156,10 @@ class TrainingRunRepository:
         """
         name = config.run_name.strip()
         with transaction(self.conn):
-            if not name or self._name_taken(name):
-                name = self._default_name(int(config.run_id), prefix=f"imported-{name}-" if name else "imported-")
+            if not name or name.isdigit():
+                name = self._default_name(int(config.run_id))
+            elif self._name_taken(name):  # the run it was exported from, most often
+                name = self._default_name(int(config.run_id), prefix=f"{name}-imported-")
             config.run_name = name
             config.write()
             self.conn.execute(
