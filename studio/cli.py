@@ -261,6 +261,8 @@ def _filter_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-output-words", type=int)
     group.add_argument("--blacklisted", choices=("yes", "no"), help="instruction has a blacklisted word")
     group.add_argument("--duplicates", choices=("yes", "no"), help="member of a near-duplicate cluster")
+    group.add_argument("--hardest-run", metavar="RUN",
+                       help="only the samples training run RUN scored (`train hardest`), worst first")
     group.add_argument("--view", help="start from this saved view")
 
 
@@ -292,6 +294,7 @@ def _query(args: argparse.Namespace, project: Project) -> SampleQuery:
         ),
         "blacklisted": _yes_no(args.blacklisted) if args.blacklisted else base.blacklisted,
         "duplicates": _yes_no(args.duplicates) if args.duplicates else base.duplicates,
+        "hardest_run": project.training.get(args.hardest_run).id if args.hardest_run else base.hardest_run,
     }
     return SampleQuery(**{**base.__dict__, **changes})
 
@@ -540,6 +543,14 @@ def cmd_train_hardest(args: argparse.Namespace) -> int:
         return cli_support.cmd_hardest(project, args)
 
 
+def cmd_train_delete(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        run = project.training.get(args.run)
+        project.training.delete(run.id)
+    print(f"Deleted training run {run.label} and its folder {run.run_dir}.")
+    return EXIT_OK
+
+
 def cmd_train_export_job(args: argparse.Namespace) -> int:
     from studio.core.training import cli_support
 
@@ -674,7 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S", help="seconds to wait (default 10)")
     models.set_defaults(handler=cmd_models)
     d_list = data_commands.add_parser("list", help="print the samples a filter selects")
-    d_list.add_argument("--sort", default="id", help="id, status, instruction_words, output_words, rating, updated_at ...")
+    d_list.add_argument("--sort", default="id",
+                        help="id, status, instruction_words, output_words, rating, updated_at ...; "
+                             "loss with --hardest-run")
     d_list.add_argument("--desc", action="store_true", help="largest first")
     d_list.add_argument("--limit", type=int, default=50)
     d_mark = data_commands.add_parser("mark", help="set the status of every sample a filter selects")
@@ -810,6 +823,11 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
     t_hard.add_argument("--json", action="store_true", help="print JSON records")
     _project_arg(t_hard)
     t_hard.set_defaults(handler=cmd_train_hardest)
+
+    t_delete = train_commands.add_parser("delete", help="delete a run: its row, adapter, checkpoints and events")
+    t_delete.add_argument("run", metavar="RUN", help="run id or name")
+    _project_arg(t_delete)
+    t_delete.set_defaults(handler=cmd_train_delete)
 
     t_export = train_commands.add_parser(
         "export-job", help="a self-contained folder to train a run elsewhere (torchrun, accelerate, SLURM)")

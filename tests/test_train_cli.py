@@ -215,6 +215,17 @@ def test_hardest_scores_then_lists_worst_first(project_dir: Path, fake_children,
     assert len(out) == 1 and out[0].split()[:3] == ["1", str(ids[2]), "9.0000"]
     with Project.open(project_dir) as project:
         assert project.curation.ids(SampleQuery(hardest_run=run.id))[0] == ids[2]
+    assert cli(project_dir, "data", "list", "--hardest-run", "h", "--limit", "2") == 0
+    assert [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()] == [ids[2], ids[7]]
+    assert cli(project_dir, "view", "save", "worst", "--hardest-run", str(run.id)) == 0
+    assert cli(project_dir, "snapshot", "create", "worst-only", "--view", "worst") == 0
+    with Project.open(project_dir) as project:
+        assert project.snapshots.get("worst-only").sample_count == 8
+    capsys.readouterr()
+    assert cli(project_dir, "train", "delete", "h") == 0
+    assert "Deleted training run #1 h" in capsys.readouterr().out and not run.run_dir.exists()
+    assert cli(project_dir, "data", "list", "--hardest-run", "h") == 1
+    assert "no training run 'h'" in capsys.readouterr().err
 
 
 def test_export_job_and_import_run_from_the_command_line(project_dir: Path, tmp_path: Path, capsys) -> None:

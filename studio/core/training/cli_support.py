@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -113,6 +115,7 @@ def follow(project: Project, run: TrainingRun, *, as_json: bool = False, out: Te
             raise StudioError(f"cannot start the training job: {exc}") from None
         printer = EventPrinter(out, as_json=as_json)
         interrupts = 0
+        previous = _sigterm_as_interrupt()
         last_sync = 0.0
         assert child.stdout is not None
         while True:
@@ -133,7 +136,14 @@ def follow(project: Project, run: TrainingRun, *, as_json: bool = False, out: Te
                 else:
                     _say("Killing the training job.")
                     _terminate(child)
-        code = child.wait()
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                _terminate(child)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     final = store.sync(run.id)
     if final.status == RUNNING:  # it exited without a final event: a crash the store must know of
         detail = _last_line(stderr_path) or f"exit status {code}"
@@ -145,6 +155,17 @@ def follow(project: Project, run: TrainingRun, *, as_json: bool = False, out: Te
         return EXIT_OK
     _say(f"error: {final.error or 'the training job failed'}")
     return EXIT_ERROR
+
+
+def _sigterm_as_interrupt():
+    """A ``kill`` of this command stops the job like Ctrl-C (it runs in a session of its own)."""
+    if os.name == "nt" or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _terminate(child: subprocess.Popen) -> None:
