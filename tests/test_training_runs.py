@@ -144,6 +144,15 @@ def test_sync_never_rereads_the_file(project: Project, snap, base_dir: Path, mon
         run.events_path.read_bytes().splitlines()[-1]) - 1
 
 
+def test_a_replaced_events_file_is_read_again(project: Project, snap, base_dir: Path) -> None:
+    run = project.training.create(snapshot="v1", base_model=str(base_dir), settings=TrainSettings())
+    append_events(run.events_path, *({"type": "log", "step": n, "loss": 1.0} for n in range(1, 50)))
+    assert project.training.sync(1).last_step == 49
+    run.events_path.write_text("")
+    append_events(run.events_path, {"type": "config"}, {"type": "stopped", "step": 3, "checkpoint": "c"})
+    assert (project.training.sync(1).status, project.training.get(1).last_step) == ("stopped", 3)
+
+
 def test_a_job_that_died_silently_is_marked_failed(project: Project, snap, base_dir: Path) -> None:
     run = project.training.create(snapshot="v1", base_model=str(base_dir), settings=TrainSettings())
     append_events(run.events_path, {"type": "config"}, {"type": "progress", "step": 2, "max_steps": 9})

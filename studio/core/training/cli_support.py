@@ -28,7 +28,13 @@ from studio.core.training import launch
 from studio.core.training.run_config import RunConfig
 from studio.core.training.runs import DONE, RUNNING, STOPPED, TrainingRun
 from studio.core.training.settings import (
-    PRESETS, TrainSettings, help_by_name, parse_assignments, preset_settings, setting_groups, setting_meta,
+    PRESETS,
+    TrainSettings,
+    help_by_name,
+    parse_assignments,
+    preset_settings,
+    setting_groups,
+    setting_meta,
 )
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -496,6 +502,18 @@ def _say(message: str) -> None:
     print(" ".join(message.split("\n")), file=sys.stderr)
 
 
-__all__ = ["cmd_start", "cmd_resume", "cmd_preflight", "cmd_stop", "cmd_list", "cmd_hardest", "cmd_export_job",
-           "cmd_import_run", "follow", "settings_epilog", "settings_from_args", "EventPrinter", "format_preflight",
+__all__ = [
+    "EventPrinter",
+    "cmd_export_job",
+    "cmd_hardest",
+    "cmd_import_run",
+    "cmd_list",
+    "cmd_preflight",
+    "cmd_resume",
+    "cmd_start",
+    "cmd_stop",
+    "follow",
+    "format_preflight",
+    "settings_epilog",
+    "settings_from_args",
 ]

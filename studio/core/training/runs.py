@@ -25,7 +25,12 @@ from studio.core.errors import StudioError
 from studio.core.snapshots import SnapshotRepository
 from studio.core.training import events as ev
 from studio.core.training.run_config import (
-    ADAPTER_DIR, CONFIG_FILE, EVENTS_FILE, HARDEST_FILE, STOP_FILE, RunConfig, RunConfigError,
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    EVENTS_FILE,
+    HARDEST_FILE,
+    STOP_FILE,
+    RunConfig,
 )
 from studio.core.training.settings import TrainSettings
 
@@ -277,7 +282,13 @@ class TrainingRunRepository:
         run = self.get(key)
         had_pid = run.pid_path.is_file()
         alive = live_pid(run) is not None        # asked before reading: a dead job wrote all it will
-        tail = ev.EventTail(run.events_path, self.events_offset(run.id))
+        offset = self.events_offset(run.id)
+        try:
+            if run.events_path.stat().st_size < offset:
+                offset = 0  # the file was replaced (copied over, truncated): read it again from the start
+        except FileNotFoundError:
+            pass
+        tail = ev.EventTail(run.events_path, offset)
         updated = run
         while batch := tail.read_new():
             updated = self.record_events(run.id, batch)
@@ -476,4 +487,4 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-__all__ = ["RUN_STATUSES", "TrainingRun", "TrainingRunError", "TrainingRunRepository", "RunConfigError"]
+__all__ = ["RUN_STATUSES", "TrainingRun", "TrainingRunError", "TrainingRunRepository"]
