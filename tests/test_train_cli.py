@@ -130,9 +130,11 @@ def test_stop_touches_the_flag_of_a_running_job(project_dir: Path, tmp_path: Pat
         holder = Project.open(project_dir)  # `train start` holds the project meanwhile
         try:
             assert cli(project_dir, "train", "stop", str(run.id)) == 0
+            assert run.stop_path.is_file() and "stop at its next step" in capsys.readouterr().out
+            assert cli(project_dir, "train", "list", "--json") == 0  # read-only beside the holder
+            assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [run.id]
         finally:
             holder.close()
-        assert run.stop_path.is_file() and "stop at its next step" in capsys.readouterr().out
     finally:
         child.kill()
         child.wait()

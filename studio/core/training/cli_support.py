@@ -222,8 +222,9 @@ class EventPrinter:
         step = event.get("step")
         if kind == ev.CONFIG:
             device = event.get("device")
-            where = f" on {device.get('name') or device.get('type')}" if isinstance(device, dict) else (
-                f" on {device}" if device else "")
+            if isinstance(device, dict):
+                device = device.get("name") or device.get("type")
+            where = " on the CPU" if device == "cpu" else (f" on {device}" if device else "")
             return f"Training run {event.get('run_id', '?')}{where}"
         if kind == ev.PROGRESS:
             if isinstance(event.get("max_steps"), int):
@@ -434,7 +435,8 @@ def cmd_hardest(project: Project, args: argparse.Namespace) -> int:
     else:
         for n, (sid, loss) in enumerate(top, 1):
             print(f"{n:>4}  {sid:>7}  {loss:8.4f}  {_short(instructions.get(sid, ''), 90)}")
-        _say(f"{count:,} samples scored under run {run.label}, worst first; in Curate: the run's hardest samples")
+        _say(f"{count:,} samples scored under run {run.label}, worst first; all of them: "
+             f"`distill-studio data list --hardest-run {run.id}`, or Hardest samples in the Train panel")
     return EXIT_OK
 
 
