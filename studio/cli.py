@@ -536,6 +536,14 @@ def cmd_train_list(args: argparse.Namespace) -> int:
         return cli_support.cmd_list(project, args, synced=synced)
 
 
+def cmd_train_show(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    project, synced = cli_support.open_for_list(lambda exclusive: _open(args, exclusive=exclusive))
+    with project:
+        return cli_support.cmd_show(project, args, synced=synced)
+
+
 def cmd_train_hardest(args: argparse.Namespace) -> int:
     from studio.core.training import cli_support
 
@@ -815,6 +823,12 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
     t_list.add_argument("--json", action="store_true", help="print JSON records")
     _project_arg(t_list)
     t_list.set_defaults(handler=cmd_train_list)
+
+    t_show = train_commands.add_parser("show", help="one run: status, folder, lineage (seeds → samples → snapshot), settings")
+    t_show.add_argument("run", metavar="RUN", help="run id or name")
+    t_show.add_argument("--json", action="store_true", help="print a JSON object")
+    _project_arg(t_show)
+    t_show.set_defaults(handler=cmd_train_show)
 
     t_hard = train_commands.add_parser("hardest", help="the training samples the adapter fits worst (flawed ones, often)")
     t_hard.add_argument("run", metavar="RUN", help="run id or name")

@@ -119,6 +119,9 @@ def test_start_stop_with_ctrl_c_then_resume_continues_the_steps(project_dir: Pat
     assert listing[1].split()[:4] == ["1", "tiny", "done", "10/10"]
     assert cli(project_dir, "train", "stop", "tiny") == 1
     assert "is not running (done)" in capsys.readouterr().err
+    assert cli(project_dir, "train", "show", "tiny") == 0
+    shown = capsys.readouterr().out
+    assert "Training run #1 tiny: done at step 10/10" in shown and "8 manual" in shown and "max_steps=10" in shown
 
 
 def test_stop_touches_the_flag_of_a_running_job(project_dir: Path, tmp_path: Path, capsys) -> None:

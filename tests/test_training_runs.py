@@ -329,3 +329,22 @@ def test_import_without_the_local_snapshot_keeps_its_data(project: Project, snap
     assert imported.snapshot_id is None and imported.snapshot_name == "v1" and imported.status == "failed"
     assert Path(RunConfig.read(imported.config_path).data_path) == imported.run_dir / "data" / "train.jsonl"
     assert "Base model: org/model" in (target / "README.txt").read_text()
+
+
+def test_lineage_goes_from_seed_tasks_through_samples_and_snapshot_to_the_run(project: Project, base_dir: Path) -> None:
+    from studio.core.samples import Origin
+
+    gen = project.generation.create_run(name="g", mode="alpaca", teacher_model="teacher-x", base_url="http://t",
+                                        config={}, prompt_template="")
+    for i in range(4):
+        project.samples.add(Sample(f"Generated {i}.", "", f"Answer {i}.", status=Status.ACCEPTED,
+                                   origin=Origin.GENERATED, run_id=gen, seed_ids=[i % 3 + 1, 7]))
+    doomed = project.samples.add(Sample("Imported.", "", "Yes.", status=Status.ACCEPTED, origin=Origin.IMPORTED))
+    project.snapshots.create("mixed")
+    run = project.training.create(snapshot="mixed", base_model=str(base_dir), settings=TrainSettings())
+    project.curation.delete([doomed])
+    lineage = project.training.lineage(run.id)
+    assert lineage["snapshot"]["name"] == "mixed" and lineage["snapshot"]["sample_count"] == 5
+    assert lineage["origins"] == {"generated": 4} and lineage["missing"] == 1
+    assert lineage["generation_runs"] == [{"id": gen, "teacher_model": "teacher-x", "samples": 4}]
+    assert lineage["seed_tasks"] == 4  # seeds 1, 2, 3 and 7

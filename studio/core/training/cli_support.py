@@ -416,6 +416,37 @@ def cmd_list(project: Project, args: argparse.Namespace, *, synced: bool) -> int
     return EXIT_OK
 
 
+def cmd_show(project: Project, args: argparse.Namespace, *, synced: bool) -> int:
+    """One run: status, where it is, what it was trained on (lineage) and how (settings)."""
+    run = project.training.sync(args.run) if synced else project.training.get(args.run)
+    lineage = project.training.lineage(run.id)
+    if args.json:
+        print(json.dumps({**run_json(run), "lineage": lineage}, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    print(f"Training run {run.label}: {run.status} at step {_of(run.last_step, run.max_steps)}")
+    if run.error:
+        print(f"  error: {run.error}")
+    print(f"  folder      {run.run_dir}{'' if run.has_adapter else ' (no adapter yet)'}")
+    print(f"  base model  {run.base_model}")
+    snap = lineage["snapshot"]
+    if snap is None:
+        print(f"  snapshot    {run.snapshot_name or '?'} (not in this project)")
+    else:
+        print(f"  snapshot    {snap['name']} (#{snap['id']}, {snap['sample_count']:,} samples, "
+              f"hash {snap['content_hash'][:16]})")
+        origins = ", ".join(f"{count:,} {origin}" for origin, count in lineage["origins"].items()) or "none"
+        print(f"  samples     {origins}" + (f"; {lineage['missing']:,} since deleted" if lineage["missing"] else ""))
+        for generated in lineage["generation_runs"]:
+            print(f"    generation run #{generated['id']} ({generated['teacher_model'] or 'teacher ?'}): "
+                  f"{generated['samples']:,} samples")
+        if lineage["seed_tasks"]:
+            print(f"  seed tasks  {lineage['seed_tasks']:,} prompted the generated samples")
+    defaults = TrainSettings().to_dict()
+    changed = {k: v for k, v in run.settings.to_dict().items() if defaults.get(k) != v}
+    print("  settings    " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "the defaults"))
+    return EXIT_OK
+
+
 def _model_name(base_model: str) -> str:
     path = Path(base_model)
     return path.name if path.is_absolute() else base_model

@@ -206,6 +206,38 @@ class TrainingRunRepository:
         rows = self.conn.execute(f"{_SELECT} WHERE r.snapshot_id = ? ORDER BY r.id DESC", (snapshot_id,))
         return [self._row_to_run(r) for r in rows]
 
+    def lineage(self, key: int | str) -> dict[str, Any]:
+        """Where the run's data came from: seed tasks → generation runs → samples → snapshot → run.
+
+        Counted over the snapshot's items whose sample is still in the project (a deleted
+        sample keeps its frozen copy in the snapshot but no origin); ``missing`` says how many.
+        """
+        run = self.get(key)
+        found: dict[str, Any] = {
+            "run": {"id": run.id, "name": run.name, "status": run.status, "base_model": run.base_model},
+            "snapshot": None, "origins": {}, "generation_runs": [], "seed_tasks": 0, "missing": 0,
+        }
+        if run.snapshot_id is None:
+            return found
+        snap = SnapshotRepository(self.conn, self.root).get(run.snapshot_id)
+        found["snapshot"] = {"id": snap.id, "name": snap.name, "content_hash": snap.content_hash,
+                             "sample_count": snap.sample_count, "created_at": snap.created_at}
+        items = ("FROM snapshot_items i JOIN samples s ON s.id = i.sample_id WHERE i.snapshot_id = ?")
+        found["origins"] = dict(self.conn.execute(
+            f"SELECT s.origin, COUNT(*) {items} GROUP BY s.origin ORDER BY s.origin", (snap.id,)).fetchall())
+        found["generation_runs"] = [
+            {"id": run_id, "teacher_model": teacher, "samples": count}
+            for run_id, teacher, count in self.conn.execute(
+                f"SELECT s.run_id, g.teacher_model, COUNT(*) {items.replace('WHERE', 'LEFT JOIN generation_runs g ON g.id = s.run_id WHERE')}"
+                " AND s.run_id IS NOT NULL GROUP BY s.run_id ORDER BY s.run_id", (snap.id,))
+        ]
+        found["seed_tasks"] = self.conn.execute(
+            "SELECT COUNT(DISTINCT j.value) FROM snapshot_items i JOIN samples s ON s.id = i.sample_id,"
+            " json_each(s.seed_ids) j WHERE i.snapshot_id = ?", (snap.id,)).fetchone()[0]
+        present = sum(found["origins"].values())
+        found["missing"] = snap.sample_count - present
+        return found
+
     # -- changing -------------------------------------------------------------------------
     def rename(self, key: int | str, name: str) -> None:
         run = self.get(key)
