@@ -63,6 +63,9 @@ class TrainingRun:
     last_step: int
     max_steps: int | None
 
+    def __hash__(self) -> int:  # settings are mutable; a run is one row
+        return hash((self.id, self.updated_at))
+
     @property
     def events_path(self) -> Path:
         return self.run_dir / EVENTS_FILE
