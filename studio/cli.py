@@ -810,6 +810,9 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
 
     t_stop = train_commands.add_parser("stop", help="ask a running job to checkpoint and stop")
     t_stop.add_argument("run", metavar="RUN", help="run id or name")
+    t_stop.add_argument("--wait", action="store_true", help="wait until the job has checkpointed and ended")
+    t_stop.add_argument("--kill-after", type=_positive_float, metavar="S",
+                        help="wait, and kill the job if it has not ended after S seconds")
     _project_arg(t_stop)
     t_stop.set_defaults(handler=cmd_train_stop)
 

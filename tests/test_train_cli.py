@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,56 @@ def test_an_exported_job_trains_from_its_own_folder_and_comes_back(project_dir: 
     with Project.open(project_dir) as project:
         run = project.training.get(2)
         assert run.has_adapter and run.snapshot_id == project.snapshots.get("s1").id
+
+
+POLITE_JOB = """
+import json, os, sys, time
+from pathlib import Path
+run_dir = Path(sys.argv[1])
+(run_dir / "job.pid").write_text(str(os.getpid()))
+step = 0
+while not (run_dir / "stop.request").exists() and step < 600:
+    time.sleep(0.05)
+    step += 1
+with open(run_dir / "events.jsonl", "a") as f:
+    f.write(json.dumps({"type": "stopped", "step": step, "checkpoint": "c", "time": time.time()}) + "\\n")
+(run_dir / "job.pid").unlink()
+"""
+
+STUCK_JOB = """
+import json, os, sys, time
+from pathlib import Path
+run_dir = Path(sys.argv[1])
+with open(run_dir / "events.jsonl", "a") as f:
+    f.write(json.dumps({"type": "config", "time": time.time()}) + "\\n")
+(run_dir / "job.pid").write_text(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize(("script", "options", "expected"), [
+    (POLITE_JOB, ["--wait"], "stopped at step"),
+    (STUCK_JOB, ["--kill-after", "0.5"], "did not stop within 0.5 s and was killed"),
+])
+def test_stop_waits_for_the_job_or_kills_it_after_a_timeout(project_dir: Path, tmp_path: Path, capsys,
+                                                            script: str, options: list[str], expected: str) -> None:
+    with Project.open(project_dir) as project:
+        run = project.training.create(snapshot="s1", base_model="org/model", settings=TrainSettings())
+    fake = tmp_path / "studio_fake_job.py"  # "studio" in its command line, like the real job's
+    fake.write_text(textwrap.dedent(script))
+    child = subprocess.Popen([sys.executable, str(fake), str(run.run_dir)])
+    try:
+        for _ in range(100):
+            if launch.live_pid(run) is not None:
+                break
+            time.sleep(0.05)
+        assert cli(project_dir, "train", "stop", str(run.id), *options) == 0
+        assert expected in capsys.readouterr().out
+        assert child.wait(timeout=20) is not None and launch.live_pid(run) is None
+    finally:
+        child.kill()
+        child.wait()
+    if "--kill-after" in options:
+        with Project.open(project_dir) as project:  # the killed job's row: failed, resumable
+            killed = project.training.sync(run.id)
+            assert killed.status == "failed" and "Resume continues from the last checkpoint" in killed.error

@@ -384,8 +384,31 @@ def cmd_stop(project: Project, args: argparse.Namespace) -> int:
     run = project.training.get(args.run)
     if launch.live_pid(run) is None and run.status != RUNNING:
         raise StudioError(f"training run {run.label} is not running ({run.status})")
-    launch.request_stop(run)
-    print(f"Asked training run {run.label} to stop at its next step; it saves a checkpoint and its adapter first.")
+    wait = None if args.wait else 0.0
+    if args.wait or args.kill_after is not None:
+        _say(f"Asked training run {run.label} to stop; waiting for it to save a checkpoint and its adapter…")
+    outcome = launch.stop_job(run, wait_s=wait, kill_after_s=args.kill_after)
+    if outcome == "not running":  # it ended a moment ago, or the row says running for a job gone elsewhere
+        launch.request_stop(run)
+        outcome = "requested"
+    if outcome == "requested":
+        print(f"Asked training run {run.label} to stop at its next step; it saves a checkpoint and its adapter first.")
+        return EXIT_OK
+    if outcome == "killed":
+        print(f"Training run {run.label} did not stop within {args.kill_after:g} s and was killed; "
+              "its last checkpoint is kept (Resume continues from it).")
+        return EXIT_OK
+    # The command that started the job holds the project and records the end; read it from the file.
+    tail = ev.EventTail(run.events_path, project.training.events_offset(run.id))
+    new_events = []
+    while batch := tail.read_new():
+        new_events.extend(batch)
+    final = ev.final_event(new_events)
+    if final is None or final.get("type") == ev.ERROR:
+        detail = f": {final.get('message')}" if final else " without a final event"
+        print(f"Training run {run.label} ended{detail}.")
+        return EXIT_ERROR
+    print(f"Training run {run.label} {final['type']} at step {final.get('step')}.")
     return EXIT_OK
 
 

@@ -91,6 +91,44 @@ def request_stop(run: TrainingRun) -> None:
     run.stop_path.write_text(f"{time.time():.3f}\n", encoding="utf-8")
 
 
+def stop_job(run: TrainingRun, *, wait_s: float | None = 0.0, kill_after_s: float | None = None,
+             poll_s: float = 0.2) -> str:
+    """Ask the job to stop; wait up to ``wait_s`` (None: as long as it takes) for it to end.
+
+    With ``kill_after_s`` a job still alive after that long is killed outright (the stop
+    file is the polite way; a job stuck in a step, or a hung GPU, needs the other). Returns
+    what happened: ``"ended"``, ``"killed"``, ``"requested"`` (still running) or
+    ``"not running"``.
+    """
+    pid = live_pid(run)
+    if pid is None:
+        return "not running"
+    request_stop(run)
+    limit = kill_after_s if kill_after_s is not None else wait_s
+    start = time.monotonic()
+    while live_pid(run) is not None:
+        waited = time.monotonic() - start
+        if limit is not None and waited >= limit:
+            if kill_after_s is None:
+                return "requested"
+            _kill(pid)
+            end = time.monotonic() + 10.0
+            while live_pid(run) is not None and time.monotonic() < end:
+                time.sleep(poll_s)
+            return "killed"
+        time.sleep(poll_s)
+    return "ended"
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows: SIGTERM is TerminateProcess
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
 def live_pid(run: TrainingRun) -> int | None:
     """The job's pid from ``<run_dir>/job.pid`` if that process is alive, else None.
 
@@ -358,4 +396,5 @@ __all__ = [
     "live_pid",
     "preflight_command",
     "request_stop",
+    "stop_job",
 ]
