@@ -348,3 +348,16 @@ def test_lineage_goes_from_seed_tasks_through_samples_and_snapshot_to_the_run(pr
     assert lineage["origins"] == {"generated": 4} and lineage["missing"] == 1
     assert lineage["generation_runs"] == [{"id": gen, "teacher_model": "teacher-x", "samples": 4}]
     assert lineage["seed_tasks"] == 4  # seeds 1, 2, 3 and 7
+
+
+def test_export_with_the_model_and_import_of_a_job_copied_mid_run(project: Project, snap, base_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    run = project.training.create(snapshot="v1", base_model=str(base_dir), settings=TrainSettings())
+    target = launch.export_job(run, tmp_path / "job", include_model=True)
+    assert (target / "base_model" / "config.json").is_file()
+    assert json.loads((target / "config.json").read_text())["base_model"] == "base_model"
+    assert "Base model: base_model" in (target / "README.txt").read_text()
+    append_events(target / "events.jsonl", {"type": "config"}, {"type": "progress", "step": 2, "max_steps": 9})
+    imported = launch.import_run(project, target)
+    assert imported.status == "failed" and "had not ended" in imported.error and imported.last_step == 2
+    assert RunConfig.read(imported.config_path).base_model == str(imported.run_dir / "base_model")

@@ -284,7 +284,14 @@ def import_run(project: Project, source: Path) -> TrainingRun:
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
-    return store.sync(run_id)
+    run = store.sync(run_id)
+    if run.status == "running":  # copied back mid-run: nothing here will ever finish it
+        run = store.record_events(run_id, [{
+            "type": ev.ERROR, "time": time.time(), "kind": "incomplete",
+            "message": "the job had not ended when its folder was copied back (no final event)",
+            "hint": "import the folder again once the job has finished, or Resume here from its last checkpoint",
+        }])
+    return run
 
 
 def _copy_code(target: Path) -> None:
