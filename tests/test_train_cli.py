@@ -199,6 +199,11 @@ def test_preflight_prints_the_childs_report(project_dir: Path, tmp_path: Path, f
     assert json.loads(capsys.readouterr().out)["lengths"]["max_length"] == 512
     with Project.open(project_dir) as project:
         assert project.training.list() == []  # a pre-flight creates no run
+        run = project.training.create(snapshot="s1", base_model="org/model", settings=TrainSettings(max_length=64))
+    assert cli(project_dir, "train", "preflight", str(run.id), "--json") == 1
+    assert json.loads(capsys.readouterr().out)["lengths"]["max_length"] == 64
+    assert cli(project_dir, "train", "preflight", str(run.id), "--set", "lora_r=4") == 1
+    assert "RUN or the run options, not both (--set given)" in capsys.readouterr().err
 
 
 def test_preflight_without_its_module_is_one_error_line(project_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:

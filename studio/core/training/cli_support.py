@@ -290,13 +290,18 @@ def duration(seconds: float) -> str:
 def cmd_preflight(project: Project, args: argparse.Namespace) -> int:
     """The pre-flight report for a run (RUN) or for the run the options would start."""
     if args.run:
+        given = [flag for flag, value in (("--snapshot", args.snapshot), ("--base-model", args.base_model),
+                                          ("--preset", args.preset), ("--format", args.format),
+                                          ("--max-steps", args.max_steps), ("--set", args.set)) if value]
+        if given:
+            raise StudioError(f"train preflight takes RUN or the run options, not both ({', '.join(given)} given); "
+                              "a run's settings are in its config.json")
         run = project.training.get(args.run)
         return _preflight(run.config_path, run.settings, as_json=args.json)
     if not args.snapshot or not args.base_model:
         raise StudioError("train preflight needs RUN, or --snapshot NAME and --base-model PATH")
     settings = settings_from_args(args)
     snapshot = project.snapshots.get(args.snapshot)
-    settings.validate()
     with tempfile.TemporaryDirectory(prefix="preflight-") as folder:
         base = Path(args.base_model).expanduser()
         config = RunConfig(
