@@ -32,6 +32,7 @@ SORT_COLUMNS = {
     "rating": "samples.rating", "tags": "samples.tags", "updated_at": "samples.updated_at",
     "created_at": "samples.created_at",
 }
+LOSS_SORT = "loss"  # with SampleQuery.hardest_run: the run's per-sample loss
 PREVIEW_CHARS = 160  # table cells show a preview; the detail pane loads the full text
 
 # The columns a table page needs, with long text cut in SQL so it never crosses into Python.
@@ -140,6 +141,9 @@ class SampleQuery:
     output_words: tuple[int | None, int | None] = (None, None)
     blacklisted: bool | None = None  # True: only instructions with a blacklisted word
     duplicates: bool | None = None  # True: only members of a near-duplicate cluster
+    # Only the samples a training run scored (its "hardest samples"); the default sort ("id")
+    # then becomes that run's loss, worst first. sort="loss" orders by it explicitly.
+    hardest_run: int | None = None
     sort: str = "id"
     descending: bool = False
 
@@ -190,9 +194,18 @@ class SampleQuery:
         if self.duplicates is not None:
             negate = "" if self.duplicates else "NOT "
             clauses.append(f"samples.id {negate}IN (SELECT sample_id FROM duplicate_members)")
+        if self.hardest_run is not None:
+            clauses.append("samples.id IN (SELECT sample_id FROM training_sample_losses WHERE run_id = ?)")
+            params.append(int(self.hardest_run))
         return (" AND ".join(clauses) or "1"), params
 
     def order_by(self) -> str:
+        if self.hardest_run is not None and (self.sort == LOSS_SORT or (self.sort == "id" and not self.descending)):
+            # The run id is an int (never user text in SQL); the primary key answers each lookup.
+            loss = ("(SELECT loss FROM training_sample_losses"
+                    f" WHERE run_id = {int(self.hardest_run)} AND sample_id = samples.id)")
+            direction = "ASC" if self.sort == LOSS_SORT and not self.descending else "DESC"
+            return f"{loss} {direction}, samples.id ASC"
         if self.sort not in SORT_COLUMNS:
             raise ValueError(f"cannot sort by {self.sort!r}; use one of {', '.join(SORT_COLUMNS)}")
         direction = "DESC" if self.descending else "ASC"

@@ -22,6 +22,7 @@ from studio.core.generation.repository import GenerationRepository
 from studio.core.samples import SampleRepository
 from studio.core.seeds import SeedRepository
 from studio.core.snapshots import SnapshotRepository
+from studio.core.training.runs import TrainingRunRepository
 from studio.core.trash import TrashRepository
 
 DB_NAME = "project.sqlite"
@@ -45,6 +46,7 @@ class Project:
         self.snapshots = SnapshotRepository(conn, root, self.changes)
         self.trash = TrashRepository(conn, self.changes)
         self.generation = GenerationRepository(conn, self.changes)
+        self.training = TrainingRunRepository(conn, root, self.changes)
 
     # -- opening and closing -------------------------------------------------------------
     @classmethod

@@ -309,12 +309,37 @@ V5_TRASH = """
 """
 
 
+# Training runs (issue 9): the row follows its job through the events it writes. events_offset
+# is how far runs/<id>/events.jsonl has been read (a tail resumes there, never re-reads the
+# file); last_step/max_steps/error are what the run history shows without opening the file.
+# Names are unique when given, so `train stop NAME` finds one run. Per-sample losses under a
+# run's adapter ("hardest samples") have no foreign key to samples: a trashed sample keeps its
+# id and its score comes back with it.
+V6_TRAINING = """
+        ALTER TABLE training_runs ADD COLUMN error TEXT NOT NULL DEFAULT '';
+        ALTER TABLE training_runs ADD COLUMN last_step INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE training_runs ADD COLUMN max_steps INTEGER;
+        ALTER TABLE training_runs ADD COLUMN events_offset INTEGER NOT NULL DEFAULT 0;
+        CREATE UNIQUE INDEX training_runs_by_name ON training_runs(name) WHERE name != '';
+        CREATE INDEX training_runs_by_snapshot ON training_runs(snapshot_id);
+        CREATE TABLE training_sample_losses (
+            run_id INTEGER NOT NULL REFERENCES training_runs(id) ON DELETE CASCADE,
+            sample_id INTEGER NOT NULL,
+            loss REAL NOT NULL,
+            rank INTEGER NOT NULL,                  -- 1 = the highest loss
+            PRIMARY KEY (run_id, sample_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX training_losses_by_rank ON training_sample_losses(run_id, rank);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
     Migration(2, "generation requests and rejected candidates", V2_GENERATION),
     Migration(3, "curation: full-text search, word lengths, duplicates, saved views, frozen snapshots", V3_CURATION),
     Migration(4, "search index: a 4 MiB write buffer for bulk imports", V4_SEARCH_BUFFER),
     Migration(5, "a trash for deleted samples that survives restarts", V5_TRASH),
+    Migration(6, "training runs: progress, errors, event offsets; per-sample losses", V6_TRAINING),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,347 @@
+"""Starting, stopping and finding training jobs, and moving them to another machine.
+
+The job is ``python -m studio.train CONFIG.json``, a child process; the panel starts it with
+QProcess, the CLI with ``subprocess``, a rented GPU box with ``torchrun``/``accelerate launch``
+(``export_job``). All three get the command and environment from here. Stop is a flag file the
+job checks every step (it works the same on Windows); the job writes ``job.pid`` while it runs,
+so a restarted app can tell a live job from a dead one. No torch, no Qt.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import studio
+from studio.core.errors import StudioError
+from studio.core.formats import atomic_write_text
+from studio.core.paths import resources_dir
+from studio.core.training import events as ev
+from studio.core.training.run_config import CONFIG_FILE, EVENTS_FILE, STOP_FILE, RunConfig, RunConfigError
+from studio.core.training.runs import PID_FILE, RUNS_DIR, TrainingRun
+from studio.core.training.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from studio.core.project import Project
+
+TRAIN_MODULE = "studio.train"
+PREFLIGHT_MODULE = "studio.train.preflight"
+HARDEST_MODULE = "studio.train.hardest"
+EXPORT_DATA = "data/train.jsonl"
+EXPORT_CODE = "code"
+# What a machine needs to run an exported job (the versions this project is tested with).
+EXPORT_REQUIREMENTS = ("torch>=2.3", "transformers>=5.0", "peft>=0.15", "accelerate>=1.0", "trl>=1.0",
+                       "datasets>=3.0", "safetensors>=0.4")
+
+
+# -- the child's command line and environment ------------------------------------------------
+def child_command(config_path: Path, *, module: str = TRAIN_MODULE) -> list[str]:
+    """``[python, -m, studio.train, CONFIG]`` with this interpreter (the app's own environment)."""
+    return [sys.executable, "-m", module, str(config_path)]
+
+
+def preflight_command(config_path: Path) -> list[str]:
+    """The pre-flight check as a child: it loads the tokenizer, which the GUI process must not."""
+    return [*child_command(config_path, module=PREFLIGHT_MODULE), "--json"]
+
+
+def hardest_command(config_path: Path) -> list[str]:
+    """Per-sample losses under the run's adapter, written to ``hardest.jsonl``."""
+    return child_command(config_path, module=HARDEST_MODULE)
+
+
+def child_env(settings: TrainSettings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a training child: unbuffered lines, quiet libraries, our threads.
+
+    ``torch_threads`` > 0 caps OpenMP/MKL (a busy 2-core machine otherwise runs 40× slower);
+    progress bars are off because their carriage returns are not events; ``PYTHONPATH``
+    names the folder holding ``studio`` so a child started from any folder finds it.
+    """
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    if settings.torch_threads > 0:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(settings.torch_threads)
+    code_root = str(Path(studio.__file__).resolve().parents[1])
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if code_root not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([code_root, *parts])
+    return env
+
+
+# -- stop and liveness ------------------------------------------------------------------------
+def request_stop(run: TrainingRun) -> None:
+    """Ask the job to checkpoint and stop at its next step (a flag file: works on every OS)."""
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    run.stop_path.write_text(f"{time.time():.3f}\n", encoding="utf-8")
+
+
+def live_pid(run: TrainingRun) -> int | None:
+    """The job's pid from ``<run_dir>/job.pid`` if that process is alive, else None.
+
+    The job removes the file when it exits; one left by a killed job names a dead (or, on
+    Linux, another program's) process, which is not taken for the job.
+    """
+    try:
+        pid = int(run.pid_path.read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid > 0 and _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        return _alive_windows(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process by that pid: it exists
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False  # exited, not yet reaped by its parent
+            command = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError):
+            return True
+        return b"studio" in command  # a reused pid belongs to another program
+    return True
+
+
+def _alive_windows(pid: int) -> bool:  # pragma: no cover - Windows only
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+# -- run elsewhere -------------------------------------------------------------------------------
+def export_job(run: TrainingRun, target: Path, *, gpus: int = 1, include_model: bool = False) -> Path:
+    """A self-contained folder that trains ``run`` on another machine; returns the folder.
+
+    It holds a copy of the snapshot data, the resolved config with paths relative to the
+    folder, the job's own code (``code/studio``, no GUI), ``launch.sh`` (torchrun, accelerate
+    launch or plain python on N GPUs), ``job.sbatch`` for SLURM and a README. With
+    ``include_model`` a local base model folder is copied too; otherwise the far side names
+    its own copy with ``BASE_MODEL=...``. Copy the folder back and ``train import-run`` it.
+    """
+    if gpus < 1:
+        raise StudioError(f"--gpus must be at least 1, not {gpus}")
+    target = Path(target).expanduser().absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise StudioError(f"{target}: the folder exists and is not empty; name a new folder")
+    config = run.read_config()
+    data = Path(config.data_path)
+    if not data.is_file():
+        raise StudioError(f"{data}: the run's snapshot data is missing; it cannot be exported")
+    base_model, base_is_local = config.base_model, Path(config.base_model).is_dir()
+    work = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        (work / EXPORT_DATA).parent.mkdir(parents=True)
+        shutil.copyfile(data, work / EXPORT_DATA)
+        if include_model and base_is_local:
+            shutil.copytree(base_model, work / "base_model", ignore=shutil.ignore_patterns(".cache"))
+            base_model = "base_model"
+        _copy_code(work / EXPORT_CODE)
+        exported = RunConfig(
+            run_id=config.run_id, run_name=config.run_name, run_dir=".", base_model=base_model,
+            data_path=EXPORT_DATA, snapshot_hash=config.snapshot_hash, snapshot_name=config.snapshot_name,
+            base_model_revision=config.base_model_revision, resume=False, settings=config.settings,
+        )
+        exported.write(work / CONFIG_FILE)
+        _write_script(work / "launch.sh", _launch_sh(gpus))
+        _write_script(work / "job.sbatch", _sbatch(run, gpus))
+        (work / "requirements.txt").write_text("\n".join(EXPORT_REQUIREMENTS) + "\n", encoding="utf-8")
+        (work / "README.txt").write_text(
+            _readme(run, gpus, base_model if not base_is_local or include_model else None, config.base_model),
+            encoding="utf-8")
+        if target.exists():
+            target.rmdir()
+        work.rename(target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return target
+
+
+def import_run(project: Project, source: Path) -> TrainingRun:
+    """A run trained elsewhere (an ``export_job`` folder copied back) as a run of this project.
+
+    The folder must hold ``config.json`` and ``events.jsonl``; ``adapter/``, checkpoints and
+    the tokenizer come along when present. The run links to the local snapshot with the same
+    content hash, when there is one, and otherwise keeps its own copy of the data.
+    """
+    source = Path(source).expanduser().absolute()
+    if not source.is_dir():
+        raise StudioError(f"{source}: not a folder; give the folder the job ran in")
+    if not (source / CONFIG_FILE).is_file():
+        raise StudioError(f"{source}: no {CONFIG_FILE}; this is not a training job folder")
+    events = ev.read_all(source / EVENTS_FILE)
+    if not events:
+        raise StudioError(f"{source}: no {EVENTS_FILE} with events; the job has not run there yet "
+                          "(copy the folder back after it trained)")
+    try:
+        config = RunConfig.read(source / CONFIG_FILE)
+    except RunConfigError as exc:
+        raise StudioError(str(exc)) from None
+    store = project.training
+    snapshot_id, local_data = None, None
+    if config.snapshot_hash:
+        row = project.conn.execute("SELECT id, path FROM snapshots WHERE content_hash = ? ORDER BY id LIMIT 1",
+                                   (config.snapshot_hash,)).fetchone()
+        if row is not None:
+            snapshot_id, local_data = row[0], (project.root / row[1]).resolve()
+    run_id = store.next_id()
+    runs = project.root / RUNS_DIR
+    final = runs / str(run_id)
+    work = runs / f".import-{run_id}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        shutil.copytree(source, work, ignore=shutil.ignore_patterns(EXPORT_CODE, "__pycache__", PID_FILE, STOP_FILE))
+        config.run_id = run_id
+        config.run_dir = str(final.resolve())
+        config.resume = False
+        if local_data is not None:
+            config.data_path = str(local_data)
+        else:
+            data = Path(config.data_path)
+            config.data_path = str((final / data).resolve()) if not data.is_absolute() else str(data)
+        base = Path(config.base_model)
+        if not base.is_absolute() and (source / base).is_dir():
+            config.base_model = str((final / base).resolve())
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    created = next((e["time"] for e in events if isinstance(e.get("time"), (int, float))), time.time())
+    try:
+        store.insert_imported(config, snapshot_id=snapshot_id, status="created", created_at=float(created))
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    return store.sync(run_id)
+
+
+def _copy_code(target: Path) -> None:
+    """The job's code without the GUI: the ``studio`` package and the prompt templates."""
+    package = Path(studio.__file__).resolve().parent
+    shutil.copytree(package, target / "studio",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "ui", "resources"))
+    shutil.copytree(resources_dir() / "templates", target / "resources" / "templates")
+
+
+def _write_script(path: Path, text: str) -> None:
+    atomic_write_text(path, text)
+    path.chmod(0o755)
+
+
+def _launch_sh(gpus: int) -> str:
+    return f"""#!/usr/bin/env bash
+# Train this job: ./launch.sh [GPUS] [torchrun|accelerate|python]   (default: {gpus} GPU(s), torchrun)
+# BASE_MODEL=/path/or/hub-id overrides the base model; RESUME=1 continues from the newest checkpoint.
+# Stop with a checkpoint: touch stop.request (the job checks it every step).
+set -euo pipefail
+cd "$(dirname "$0")"
+GPUS="${{1:-${{GPUS:-{gpus}}}}}"
+LAUNCHER="${{2:-${{LAUNCHER:-torchrun}}}}"
+PYTHON="${{PYTHON:-python3}}"
+export PYTHONPATH="$PWD/{EXPORT_CODE}${{PYTHONPATH:+:$PYTHONPATH}}"
+export PYTHONUNBUFFERED=1 PYTHONIOENCODING=utf-8 TOKENIZERS_PARALLELISM=false
+export HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
+if [ -n "${{BASE_MODEL:-}}" ] || [ "${{RESUME:-0}}" = "1" ]; then
+  "$PYTHON" - <<'EOF'
+import json, os
+with open("{CONFIG_FILE}", encoding="utf-8") as f:
+    config = json.load(f)
+if os.environ.get("BASE_MODEL"):
+    config["base_model"] = os.environ["BASE_MODEL"]
+if os.environ.get("RESUME") == "1":
+    config["resume"] = True
+with open("{CONFIG_FILE}", "w", encoding="utf-8") as f:
+    json.dump(config, f, indent=2, ensure_ascii=False)
+EOF
+fi
+case "$LAUNCHER" in
+  torchrun)
+    exec torchrun --standalone --nproc_per_node "$GPUS" -m {TRAIN_MODULE} {CONFIG_FILE} ;;
+  accelerate)
+    if [ "$GPUS" -gt 1 ]; then MULTI=--multi_gpu; else MULTI=; fi
+    exec accelerate launch $MULTI --num_processes "$GPUS" -m {TRAIN_MODULE} {CONFIG_FILE} ;;
+  python)
+    exec "$PYTHON" -m {TRAIN_MODULE} {CONFIG_FILE} ;;
+  *)
+    echo "launch.sh: unknown launcher '$LAUNCHER'; use torchrun, accelerate or python" >&2; exit 2 ;;
+esac
+"""
+
+
+def _sbatch(run: TrainingRun, gpus: int) -> str:
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"distill-{run.name or run.id}")
+    return f"""#!/bin/bash
+# Submit from this folder: sbatch job.sbatch   (then: tail -f events.jsonl)
+#SBATCH --job-name={name}
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node={gpus}
+#SBATCH --cpus-per-task={max(4, 8 * gpus)}
+#SBATCH --time=24:00:00
+#SBATCH --output=slurm-%j.out
+set -euo pipefail
+cd "${{SLURM_SUBMIT_DIR:-$PWD}}"
+srun --ntasks=1 ./launch.sh {gpus} torchrun
+"""
+
+
+def _readme(run: TrainingRun, gpus: int, portable_base: str | None, base_model: str) -> str:
+    base_line = (f"Base model: {portable_base}" if portable_base is not None else
+                 f"Base model: {base_model} is a folder on the machine that exported this job. Give this\n"
+                 "machine's copy (a folder or a Hugging Face hub id) when launching:\n"
+                 "    BASE_MODEL=/path/to/model ./launch.sh")
+    return f"""Distill Studio training job: run {run.label} (snapshot {run.snapshot_name!r})
+
+Everything the job needs is in this folder:
+  config.json       the resolved run config (paths relative to this folder)
+  data/train.jsonl  a copy of the snapshot it trains on
+  code/             the training job's code (python -m {TRAIN_MODULE}; no GUI)
+  launch.sh         torchrun / accelerate launch / python on N GPUs
+  job.sbatch        the same under SLURM (sbatch job.sbatch, from this folder)
+  requirements.txt  what the Python environment needs: pip install -r requirements.txt
+
+{base_line}
+
+Run on {gpus} GPU(s):
+    ./launch.sh {gpus}               # torchrun --nproc_per_node {gpus}
+    ./launch.sh {gpus} accelerate    # accelerate launch --num_processes {gpus}
+Watch it: tail -f events.jsonl (one JSON event per line). Stop with a checkpoint:
+touch stop.request. Continue after a stop: RESUME=1 ./launch.sh {gpus}.
+
+Bring the result home: copy this whole folder back (events.jsonl, adapter/, tokenizer/,
+checkpoints/ are written here), then
+    distill-studio train import-run FOLDER
+and the run shows in the Train panel like a local one.
+"""
+
+
+__all__ = ["child_command", "child_env", "request_stop", "live_pid", "preflight_command", "hardest_command",
+           "export_job", "import_run"]
