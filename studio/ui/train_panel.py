@@ -497,7 +497,8 @@ class TrainPanel(Panel):
         process.setWorkingDirectory(str(run.run_dir))
         process.setStandardOutputFile(QProcess.nullDevice())  # the events are in events.jsonl
         process.setStandardErrorFile(str(run.run_dir / STDERR_FILE), QProcess.OpenModeFlag.Append)
-        ok, _pid = process.startDetached()
+        started = process.startDetached()  # PySide6 6.11: a bool; the signature also names (bool, pid)
+        ok = bool(started[0] if isinstance(started, tuple) else started)
         if not ok:
             self.messages.show_error(f"Could not start the training job ({argv[0]}): {process.errorString()}")
             self._update_buttons()
@@ -505,9 +506,11 @@ class TrainPanel(Panel):
         self.messages.clear()
         self.status_message.emit(f"Training run {run.label} started")
         self._pending_select = run.id
-        # A resumed run's earlier curve comes first: the tail starts at the file's beginning and
-        # reads it in chunks over the first ticks, then follows what the job appends.
-        self._show(run, LiveRun(), offset=0, alive=True)
+        if _is_resume(run):
+            # The earlier curve is replayed first (a job), then the file is followed from its end.
+            self._load(run, follow=True)
+        else:
+            self._show(run, LiveRun(), offset=0, alive=True)
         self._read_runs()
 
     def stop_run(self) -> None:
@@ -532,9 +535,16 @@ class TrainPanel(Panel):
             return
         self._load(run)
 
-    def _load(self, run: TrainingRun) -> None:
+    def _load(self, run: TrainingRun, *, follow: bool = False) -> None:
+        """Replay the run's events in a job, then show it (and follow it if its job runs, or ``follow``)."""
+        def shown(result: tuple[LiveRun, int, bool], r: TrainingRun = run) -> None:
+            live, offset, alive = result
+            if follow:
+                live.final = None  # resumed: the stop that ended the last leg is over
+            self._show(r, live, offset, alive or follow)
+
         self.jobs.submit("Reading a run's events", replay_run, run, key="train-replay", quiet=True,
-                         on_done=lambda result, r=run: self._show(r, *result),
+                         on_done=shown,
                          on_error=lambda message: self.messages.show_error(f"Cannot read run events: {message}"))
 
     def _show(self, run: TrainingRun, live: LiveRun, offset: int, alive: bool) -> None:
@@ -637,7 +647,7 @@ class TrainPanel(Panel):
                 _terminate(pid)
                 self._stopping_since = now  # terminate again later if need be
             return
-        if not self._saw_pid and now - self._attached_at < START_GRACE_S:
+        if not self._saw_pid and not live.events_seen and now - self._attached_at < START_GRACE_S:
             return  # still starting (importing torch takes seconds)
         rest = self.tail.read_new(TAIL_CHUNK) if self.tail is not None else []
         live.ingest(rest)

@@ -1,0 +1,205 @@
+"""The Train panel: live curves from a tailed events file, settings, presets, pre-flight view, re-attach.
+
+The job is a scripted child (tests/fake_studio_train.py) that speaks the real events protocol
+and file conventions, started detached by the panel exactly as the real one is; the real
+job's own tests train the tiny model.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from studio.core.project import Project  # noqa: E402
+from studio.core.samples import Sample, Status  # noqa: E402
+from studio.core.training.settings import PRESETS, TrainSettings, preset_settings, setting_help  # noqa: E402
+from studio.ui.project_context import ProjectContext  # noqa: E402
+from studio.ui.train_live import LiveRun  # noqa: E402
+from studio.ui.train_panel import TrainPanel  # noqa: E402
+from studio.ui.train_preflight_view import PreflightView, token_html  # noqa: E402
+from studio.ui.train_settings_form import SettingsForm  # noqa: E402
+
+FAKE_CHILD = Path(__file__).with_name("fake_studio_train.py")
+
+
+def log(step: int, loss: float, **extra) -> dict:
+    return {"type": "log", "step": step, "loss": loss, "learning_rate": 1e-4, "grad_norm": 0.5,
+            "tokens_per_s": 900.0, "gpu_memory_gb": None, **extra}
+
+
+# -- no window ----------------------------------------------------------------------------------
+def test_live_run_keeps_one_point_per_step_when_a_resume_repeats_steps() -> None:
+    live = LiveRun()
+    live.ingest([{"type": "config", "run_id": 1, "device": "cpu"}] + [log(s, 10.0 / s) for s in range(1, 8)])
+    live.ingest([{"type": "config", "run_id": 1, "device": "cpu"}] + [log(s, 1.0) for s in range(5, 11)])
+    x, y = live.series["loss"].x, live.series["loss"].y
+    assert x.tolist() == list(range(1, 11))  # steps 5-7 re-logged after a resume from step 4: once each
+    assert y[3] == pytest.approx(2.5) and y[4:].tolist() == [1.0] * 6
+    smooth = live.series["loss_smooth"].y
+    assert smooth.size == 10 and smooth[0] == pytest.approx(10.0)  # debiased: starts at the first value
+    assert live.new_log_lines(0)[-1].startswith("step 10")
+
+
+def test_settings_form_round_trips_and_carries_help(qtbot) -> None:
+    form = SettingsForm()
+    qtbot.addWidget(form)
+    chosen = preset_settings("alpaca-lora").with_overrides({"max_steps": 7, "learning_rate": 1.5e-4,
+                                                            "packing": False, "lr_scheduler_type": "constant"})
+    form.set_settings(chosen)
+    assert form.settings() == chosen
+    assert form.editors["lora_alpha"].toolTip() == setting_help("lora_alpha")
+    assert form.editors["learning_rate"].text() == "0.00015"
+    form.editors["lora_r"].setValue(4)
+    assert form.settings().lora_r == 4
+    form.editors["target_modules"].setText("q_proj, k_proj")
+    assert form.settings().target_modules == ["q_proj", "k_proj"]
+
+
+def test_preflight_view_renders_a_report(qtbot) -> None:
+    view = PreflightView()
+    qtbot.addWidget(view)
+    report = {
+        "sample": {"sample_id": 3, "eos_ok": True, "tokens": [
+            {"id": 5, "text": "### Response:", "masked": True, "special": False},
+            {"id": 9, "text": "Hi <there>", "masked": False, "special": False},
+            {"id": 2, "text": "</s>", "masked": False, "special": True}]},
+        "checks": [{"level": "ok", "code": "eos", "message": "every target ends in EOS"},
+                   {"level": "warning", "code": "device", "message": "no GPU: training runs on the CPU"}],
+        "lengths": {"edges": [0, 64, 128, 192], "counts": [3, 5, 1], "max_length": 128, "cut": 1},
+        "estimates": {"memory": {"total_gb": 1.25, "weights_gb": 1.0,
+                                 "method": {"weights": "parameters × 2 bytes", "total": "the sum"}},
+                      "time": {"seconds": 30.0, "method": "6·N·tokens FLOPs at an assumed rate"}},
+    }
+    view.show_report(report)
+    spans = token_html(report["sample"]["tokens"]).split("</span>")
+    assert "color:#8a8a8a" in spans[0] and "color:#8a8a8a" not in spans[1]  # the masked token is dimmed
+    assert "Hi&nbsp;&lt;there&gt;" in spans[1] and "border" in spans[2]  # escaped; the special EOS outlined
+    assert "### Response:Hi <there></s>" in view.tokens.toPlainText().replace("\u00a0", " ")
+    assert "1 warning(s)" in view.summary.text() and "2 learned" in view.summary.text()
+    checks = view.checks.toPlainText()
+    assert "every target ends in EOS" in checks and "no GPU" in checks
+    assert view.histogram.cut_text == "max_length 128: 1 cut"
+    estimates = view.estimates.toPlainText()
+    assert "parameters × 2 bytes" in estimates and "6·N·tokens FLOPs" in estimates
+
+
+# -- the panel on a project ---------------------------------------------------------------------
+@pytest.fixture
+def context(project: Project, tmp_path: Path) -> ProjectContext:
+    for i in range(6):
+        project.samples.add(Sample(f"Instruction {i}.", "", f"Out {i}.", status=Status.ACCEPTED))
+    project.snapshots.create("v1")
+    ctx = ProjectContext(project)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def base_model(tmp_path: Path) -> Path:
+    folder = tmp_path / "tiny-base"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
+    return folder
+
+
+def make_panel(qtbot, context: ProjectContext, base_model: Path | str) -> TrainPanel:
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.child_command = lambda config: [sys.executable, str(FAKE_CHILD), str(config)]
+    panel.set_context(context)
+    qtbot.waitUntil(lambda: panel.snapshot.count() == 1, timeout=5_000)
+    panel.base_model.setCurrentText(str(base_model))
+    return panel
+
+
+def test_preset_changes_the_fields(qtbot, context, base_model) -> None:
+    panel = make_panel(qtbot, context, base_model)
+    panel.preset.setCurrentIndex(panel.preset.findData("alpaca-lora"))
+    assert panel.form.settings() == preset_settings("alpaca-lora")
+    assert panel.preset_note.text() == PRESETS["alpaca-lora"].description
+    assert panel.form.editors["target_modules"].text() == "q_proj,v_proj"
+    panel.preset.setCurrentIndex(panel.preset.findData("alpaca"))
+    assert panel.form.settings().lora_r == 16 and panel.form.settings().prompt_format == "alpaca"
+    panel.shutdown()
+
+
+def test_a_run_draws_its_curves_and_sample_answers(qtbot, context, base_model, monkeypatch, project) -> None:
+    monkeypatch.setenv("FAKE_STEPS", "30")
+    panel = make_panel(qtbot, context, base_model)
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.status == "done", timeout=20_000)
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=5_000)
+    x, y = panel.plots.curve_data("loss")
+    assert x.tolist() == list(range(1, 31)) and y[0] == pytest.approx(5.0)
+    ex, ey = panel.plots.curve_data("eval_loss")
+    assert ex.tolist() == [10, 20, 30] and ey[0] == pytest.approx(0.6)
+    assert panel.plots.curve_data("tokens_per_s")[1][-1] == pytest.approx(1030.0)
+    assert panel.plots.curve_data("gpu_memory_gb")[0].size == 0  # null on the CPU: no points
+    assert "Hi at step 20." in panel.samples_view.toPlainText()
+    assert "done at step 30" in panel.log_view.toPlainText()
+    assert panel.progress.value() == 30 and panel.progress.maximum() == 30
+    assert panel.plots.redraws < 40  # one redraw per timer tick that saw new events, not one per event
+    qtbot.waitUntil(lambda: project.training.list()[0].status == "done", timeout=5_000)
+    qtbot.waitUntil(lambda: panel.hardest_button.isEnabled(), timeout=5_000)
+    panel.shutdown()
+
+
+def test_an_error_event_reaches_the_message_area(qtbot, context, tmp_path, project) -> None:
+    panel = make_panel(qtbot, context, "org/missing")
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.messages.is_shown() and "Training failed" in panel.messages.message(),
+                    timeout=20_000)
+    assert "no such model folder" in panel.messages.message()
+    assert "choose a folder with config.json" in panel.messages.message()
+    qtbot.waitUntil(lambda: project.training.list()[0].status == "failed", timeout=5_000)
+    qtbot.waitUntil(lambda: panel.resume_button.isEnabled(), timeout=5_000)
+    panel.shutdown()
+
+
+def test_stop_then_resume_continues_the_curve(qtbot, context, base_model, monkeypatch, project) -> None:
+    monkeypatch.setenv("FAKE_STEPS", "40")
+    monkeypatch.setenv("FAKE_DELAY", "0.05")
+    panel = make_panel(qtbot, context, base_model)
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.step >= 5, timeout=20_000)
+    assert panel.stop_button.isEnabled()
+    panel.stop_button.click()
+    qtbot.waitUntil(lambda: panel.live.status == "stopped", timeout=10_000)
+    stopped_at = panel.live.step
+    assert stopped_at < 40
+    qtbot.waitUntil(lambda: project.training.list()[0].status == "stopped" and panel.resume_button.isEnabled(),
+                    timeout=10_000)
+    panel.resume_button.click()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.status == "done", timeout=20_000)
+    x, _ = panel.plots.curve_data("loss")
+    assert x.tolist() == list(range(1, 41))  # the same curve, on from the stop, no step twice
+    panel.shutdown()
+
+
+def test_the_panel_reattaches_to_a_running_job_after_reopening(qtbot, context, base_model, monkeypatch,
+                                                                project) -> None:
+    monkeypatch.setenv("FAKE_STEPS", "60")
+    monkeypatch.setenv("FAKE_DELAY", "0.05")
+    first = make_panel(qtbot, context, base_model)
+    first.start_run()
+    qtbot.waitUntil(lambda: first.live is not None and first.live.step >= 5, timeout=20_000)
+    first.shutdown()  # the window closes: the job keeps running
+    first.set_context(None)
+    first.close()
+    run = project.training.list()[0]
+    from studio.core.training import launch
+
+    assert launch.live_pid(run) is not None
+    second = make_panel(qtbot, context, base_model)
+    qtbot.waitUntil(lambda: second.run is not None and second.is_running(), timeout=10_000)
+    assert second.run.id == run.id
+    qtbot.waitUntil(lambda: second.live.status == "done", timeout=30_000)
+    x, _ = second.plots.curve_data("loss")
+    assert x.tolist() == list(range(1, 61))  # the early steps from the file, the rest as they came
+    assert np.all(np.diff(x) == 1)
+    second.shutdown()
