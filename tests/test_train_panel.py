@@ -203,3 +203,97 @@ def test_the_panel_reattaches_to_a_running_job_after_reopening(qtbot, context, b
     assert x.tolist() == list(range(1, 61))  # the early steps from the file, the rest as they came
     assert np.all(np.diff(x) == 1)
     second.shutdown()
+
+
+HARDEST_SCRIPT = """
+import json, sys
+from pathlib import Path
+config = json.loads(Path(sys.argv[1]).read_text())
+records = [json.loads(line) for line in Path(config["data_path"]).read_text().splitlines() if line.strip()]
+with open(Path(config["run_dir"]) / "hardest.jsonl", "w") as out:
+    for record in records:
+        loss = 9.0 if record["output"] == "CORRUPTED" else 1.0 + record["sample_id"] / 100
+        out.write(json.dumps({"sample_id": record["sample_id"], "loss": loss, "tokens": 5,
+                              "instruction": record["instruction"]}) + "\\n")
+"""
+
+
+def test_hardest_samples_open_in_curate_worst_first(qtbot, tmp_path, monkeypatch) -> None:
+    from PySide6.QtCore import QSettings
+
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    window.show()
+    project = window.project
+    ids = [project.samples.add(Sample(f"Instruction {i}.", "", "CORRUPTED" if i == 3 else f"Out {i}.",
+                                      status=Status.ACCEPTED)) for i in range(6)]
+    project.snapshots.create("v1")
+    base = tmp_path / "base"
+    base.mkdir()
+    monkeypatch.setenv("FAKE_STEPS", "5")
+    window.nav.setCurrentRow([spec.key for spec in window.specs].index("train"))
+    panel = window.panel("train")
+    panel.child_command = lambda config: [sys.executable, str(FAKE_CHILD), str(config)]
+    panel.hardest_command = lambda config: [sys.executable, "-c", HARDEST_SCRIPT, str(config)]
+    qtbot.waitUntil(lambda: panel.snapshot.count() == 1, timeout=5_000)
+    panel.base_model.setCurrentText(str(base))
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.hardest_button.isEnabled(), timeout=20_000)
+    panel.hardest_button.click()
+    curate = window.panel("curate")
+    qtbot.waitUntil(lambda: window.stack.currentWidget() is curate, timeout=10_000)
+    assert curate.current_query().hardest_run == project.training.list()[0].id
+    qtbot.waitUntil(lambda: curate.model.rowCount() == 6, timeout=5_000)
+    assert curate.model.sample_id(0) == ids[3]  # the corrupted sample, worst first
+    assert curate.hardest_button.isVisible()
+    curate.hardest_button.click()
+    assert curate.current_query().hardest_run is None
+    window.close()
+
+
+def test_selected_runs_are_overlaid_and_history_survives_reopening(qtbot, context, base_model, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_STEPS", "8")
+    panel = make_panel(qtbot, context, base_model)
+    for n in (1, 2):
+        panel.start_run()
+        qtbot.waitUntil(lambda: panel.run is not None and panel.run.id == n and panel.live.status == "done"
+                        and not panel.is_running(), timeout=20_000)
+    panel.shutdown()
+    reopened = make_panel(qtbot, context, base_model)  # as after an app restart: curves from events.jsonl
+    qtbot.waitUntil(lambda: reopened.history.rowCount() == 2 and reopened.live is not None, timeout=10_000)
+    assert reopened.run.id == 2 and reopened.plots.curve_data("loss")[0].tolist() == list(range(1, 9))
+    reopened.history.selectAll()
+    qtbot.waitUntil(lambda: reopened.plots.overlay_labels() == ["#1 run-1 (smoothed)"], timeout=10_000)
+    assert "step 8" in reopened.log_view.toPlainText()
+    assert reopened.device_note.text() in ("", "No NVIDIA GPU found: training will run on the CPU, roughly 100× "
+                                               "slower than on a GPU (a 135M-parameter model trains at about 300 "
+                                               "tokens/s on two cores). Fine for a tiny test run; the pre-flight "
+                                               "check estimates this run's time.")
+    reopened.shutdown()
+
+
+def test_preflight_button_runs_the_check_as_a_child_and_shows_it(qtbot, context, base_model) -> None:
+    panel = make_panel(qtbot, context, base_model)
+    report = {"sample": {"sample_id": 1, "eos_ok": False, "tokens": [{"id": 1, "text": "x", "masked": False}]},
+              "checks": [{"level": "error", "code": "eos", "message": "2 targets lose their EOS to max_length"}],
+              "lengths": {"edges": [0, 10], "counts": [6], "max_length": 8, "cut": 2}, "estimates": None}
+    script = f"import json, sys; print('loading'); print(json.dumps({report!r}))"
+    seen: list[Path] = []
+    panel.preflight_command = lambda config: seen.append(config) or [sys.executable, "-c", script]
+    panel.form.editors["max_length"].setValue(16)
+    panel.preflight_button.click()
+    qtbot.waitUntil(lambda: panel.preflight.report is not None, timeout=10_000)
+    assert panel.tabs.currentWidget() is panel.preflight
+    assert "does NOT end in EOS" in panel.preflight.summary.text()
+    assert "2 targets lose their EOS" in panel.messages.message()
+    config = json.loads(seen[0].read_text()) if seen[0].exists() else None
+    assert config is None or config["settings"]["max_length"] == 16  # removed once the check is done
+    panel.form.editors["warmup_ratio"].setValue(0.5)
+    panel.form.editors["num_train_epochs"].setValue(0)
+    panel.form.editors["max_steps"].setValue(-1)
+    panel.start_run()
+    assert "Training settings:" in panel.messages.message() and "num_train_epochs" in panel.messages.message()
+    panel.shutdown()

@@ -140,6 +140,8 @@ class TrainPanel(Panel):
         super().__init__(parent, jobs=jobs, messages=messages)
         # How a job is started: tests swap in a scripted child that writes events.
         self.child_command: Callable[[Path], list[str]] = launch.child_command
+        self.hardest_command: Callable[[Path], list[str]] = launch.hardest_command
+        self.preflight_command: Callable[[Path], list[str]] = launch.preflight_command
         self.stop_kill_after_s = STOP_KILL_AFTER_S
         self.runs: list[TrainingRun] = []
         self.run: TrainingRun | None = None  # the run the live view shows
@@ -437,7 +439,7 @@ class TrainPanel(Panel):
                 return
             self.show_preflight(report)
 
-        self.jobs.start_process("Pre-flight check", launch.preflight_command(config_path), key="train-preflight",
+        self.jobs.start_process("Pre-flight check", self.preflight_command(config_path), key="train-preflight",
                                 env=launch.child_env(TrainSettings(torch_threads=1)), on_line=lines.append,
                                 on_exit=exited, stop_timeout_s=2.0)
 
@@ -747,7 +749,7 @@ class TrainPanel(Panel):
         if run.hardest_path.is_file():
             import_scores()
         else:
-            self.jobs.start_process(f"Scoring the samples of run {run.label}", launch.hardest_command(run.config_path),
+            self.jobs.start_process(f"Scoring the samples of run {run.label}", self.hardest_command(run.config_path),
                                     key="train-hardest", env=launch.child_env(run.settings), on_exit=import_scores)
 
     def open_in_curate(self, run_id: int) -> None:
