@@ -573,13 +573,18 @@ class TrainPanel(Panel):
         self._refresh_overlays()
         self._update_buttons()
 
-    def attach_events(self, events: list[dict[str, Any]]) -> None:
-        """Feed events as if read from the file (the benchmark and scripted tests)."""
-        if self.live is None:
-            self.live = LiveRun()
-            self.plots.show_run(self.live)
-            self._timer.start()
-        self.live.ingest(events)
+    def follow_events_file(self, path: Path) -> LiveRun:
+        """Follow an events file that belongs to no run of the project (the events benchmark)."""
+        self._detach()
+        self.run = None
+        self.live = LiveRun()
+        self._shown_log = self._shown_rounds = 0
+        self.log_view.clear()
+        self.samples_view.clear()
+        self.plots.show_run(self.live)
+        self.tail = ev.EventTail(Path(path))
+        self._timer.start()
+        return self.live
 
     def _detach(self) -> None:
         self.tail = None
@@ -631,11 +636,13 @@ class TrainPanel(Panel):
     def _watch_job(self, got_events: bool) -> None:
         """While following: the final event, a job that vanished, a Stop that was not heeded, the store's copy."""
         run, live = self.run, self.live
-        assert run is not None and live is not None
+        assert live is not None
         now = time.monotonic()
         if live.final is not None:
             self._finished(live.final)
             return
+        if run is None:
+            return  # a bare events file: no job to watch, no store to tell
         if now - self._last_sync >= SYNC_INTERVAL_S:
             self._last_sync = now
             self._sync(run.id)

@@ -51,7 +51,8 @@ class TrainPlots(QWidget):
             plot = _ThemedPlot(title=title)
             plot.setMenuEnabled(False)
             item = plot.getPlotItem()
-            item.showGrid(x=True, y=True, alpha=0.2)
+            # No grid: it doubled the cost of a paint (benchmarks/train_events.py), and paints are most
+            # of what a live run costs the GUI thread.
             item.setLabel("bottom", "step")
             item.setClipToView(True)
             item.setDownsampling(auto=True, mode="peak")
@@ -59,7 +60,7 @@ class TrainPlots(QWidget):
                 item.addLegend(offset=(-10, 10))
             for series, colour, width, style in curves:
                 pen = pg.mkPen(colour, width=width, style=style or Qt.PenStyle.SolidLine)
-                self.curves[series] = item.plot([], [], pen=pen, name=CURVE_NAMES.get(series))
+                self.curves[series] = item.plot([], [], pen=pen, name=CURVE_NAMES.get(series), antialias=False)
             self.plots[key] = plot
             grid.addWidget(plot, *places[key])
         grid.setRowStretch(0, 3)
