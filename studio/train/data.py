@@ -80,7 +80,7 @@ def build_example(tokenizer: Any, prompt_format: str, record: SnapshotRecord, *,
     prompt, target = texts(tokenizer, prompt_format, record)
     eos = eos_token(tokenizer)
     source = prompt_ids(tokenizer, prompt_format, prompt)
-    body = target[: -len(eos)] if target.endswith(eos) else target
+    body = target.removesuffix(eos)
     target_ids = list(tokenizer(body, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     input_ids = source + target_ids
     labels = (list(source) if train_on_inputs else [IGNORE_INDEX] * len(source)) + target_ids
