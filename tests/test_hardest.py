@@ -76,7 +76,7 @@ def trained_run(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Ru
     finally:
         torch.set_num_threads(threads)
     config = RunConfig(run_id=7, run_name="memorise", run_dir=str(run_dir), base_model=str(tiny_base),
-                       data_path=str(data), settings=TrainSettings(torch_threads=1, max_length=256))
+                       data_path=str(data), settings=TrainSettings(torch_threads=1, max_length=256, validation_fraction=0.0))
     config.write()
     config.events_path.write_text(json.dumps({"type": "done", "step": 40, "time": 1.0}) + "\n")
     return config
@@ -116,6 +116,21 @@ def test_the_ranking_does_not_depend_on_batching(trained_run: RunConfig, monkeyp
     single = {r["sample_id"]: r["loss"] for r in read_hardest(hardest.run_hardest(trained_run))}
     assert single == pytest.approx(batched, abs=1e-4)
     assert max(single, key=single.get) == CORRUPTED_ID
+
+
+def test_only_the_training_split_is_ranked(trained_run: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held-out sample was never trained on: its loss would rank it high for no fault of its own."""
+    import studio.train.hardest as hardest
+    from studio.train.job import split_records
+
+    monkeypatch.setattr(hardest, "emit", lambda event, events_path=None: None)
+    config = RunConfig.from_dict({**trained_run.to_dict(),
+                                  "settings": {**trained_run.settings.to_dict(), "validation_fraction": 0.2}})
+    records = hardest.read_snapshot(config.data_path)
+    _train, held_out = split_records(records, config.settings)
+    ranked = {r["sample_id"] for r in read_hardest(hardest.run_hardest(config))}
+    assert len(held_out) == 2 and len(ranked) == 10
+    assert ranked.isdisjoint(r.sample_id for r in held_out)
 
 
 def test_adapter_defaults_to_the_newest_checkpoint(tmp_path: Path) -> None:

@@ -188,6 +188,21 @@ def test_eos_as_pad_is_flagged_only_when_batches_are_padded(tiny_base: Path, tmp
     assert "eos_pad" in codes(packed, "ok")
 
 
+def test_no_pad_token_means_padding_with_eos(tiny_base: Path, tmp_path: Path) -> None:
+    folder = model_copy(tiny_base, tmp_path, tokenizer={"pad_token": None})
+    report = run_preflight(RunConfig.read(write_config(tmp_path, folder, packing=False)), device=CPU)
+    message = next(c["message"] for c in report["checks"] if c["code"] == "eos_pad")
+    assert "eos_pad" in codes(report, "warning") and "no pad token" in message
+    assert report["pad_id"] is None and report["eos_id"] == 1
+
+
+def test_a_prompt_longer_than_max_length_leaves_no_response(tiny_base: Path, tmp_path: Path) -> None:
+    records = [*RECORDS, {"sample_id": 14, "instruction": "Name a color. " * 30, "input": "", "output": "Red."}]
+    report = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base, records, max_length=64)), device=CPU)
+    assert "no_response" in codes(report, "warning")
+    assert next(c["message"] for c in report["checks"] if c["code"] == "no_response").startswith("1 sample with a prompt")
+
+
 def test_remote_code_needed_but_off_is_an_error(tiny_base: Path, tmp_path: Path) -> None:
     folder = model_copy(tiny_base, tmp_path, config={"auto_map": {"AutoModelForCausalLM": "modeling.Custom"}})
     report = run_preflight(RunConfig.read(write_config(tmp_path, folder)), device=CPU)

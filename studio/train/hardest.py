@@ -56,10 +56,8 @@ def find_adapter(run_dir: Path) -> Path:
 
 def training_records(config: RunConfig, records: list[SnapshotRecord]) -> list[SnapshotRecord]:
     """The run's training split; held-out samples were never trained on, so their loss is not comparable."""
-    try:
-        from studio.train.data import split_records  # the trainer's own split, when it provides one
-    except ImportError:
-        return records
+    from studio.train.job import split_records       # the trainer's own seeded split
+
     train, _validation = split_records(records, config.settings)
     return list(train)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+from studio.core.wording import count_noun
 from studio.core.training.base_models import HUB, BaseModelInfo, resolve
 from studio.core.training.estimates import estimate, format_duration
 from studio.core.training.prompt_format import load_format
@@ -125,7 +126,7 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
     report: dict[str, Any] = {"run_id": config.run_id, "base_model": config.base_model,
                               "prompt_format": settings.prompt_format, "max_length": settings.max_length,
                               "checks": checks, "sample": None, "lengths": None, "estimates": None,
-                              "model": None}
+                              "model": None, "eos_id": None, "pad_id": None}
     try:
         model = resolve(config.base_model, revision=config.base_model_revision)
         model_config = model_config_dict(model, config.base_model_revision)
@@ -177,6 +178,7 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
                             f"{settings.prompt_format!r} format: {exc}"))
         return report
 
+    report["eos_id"], report["pad_id"] = tokenizer.eos_token_id, tokenizer.pad_token_id
     index = min(max(0, sample_index), len(records) - 1)
     report["sample"] = _sample_view(tokenizer, settings, records[index], examples[index])
     _eos_checks(checks, tokenizer, settings, examples)
@@ -247,23 +249,32 @@ def _eos_checks(checks: list[dict[str, str]], tokenizer: Any, settings: TrainSet
     kept = [e for e in examples if not e.truncated]
     missing = sum(1 for e in kept if not e.input_ids or e.input_ids[-1] != eos_id or e.labels[-1] == IGNORE_INDEX)
     if missing:
-        checks.append(check(ERROR, "eos_target", f"{missing} targets do not end in a learned EOS "
+        checks.append(check(ERROR, "eos_target", f"{count_noun(missing, 'target')} not ending in a learned EOS "
                             f"({tokenizer.eos_token!r}, id {eos_id}): the model would never learn to stop"))
     else:
         checks.append(check(OK, "eos_target", f"every target that fits ends in EOS {tokenizer.eos_token!r} "
                             f"(id {eos_id}) with a label, so the model learns to stop"))
     pad_id = tokenizer.pad_token_id
-    if pad_id is not None and pad_id == eos_id:
+    own_pad = pad_id is not None
+    if not own_pad:
+        pad_id = eos_id                     # the job pads with EOS when the tokenizer has no pad token
+    if pad_id == eos_id:
+        named = (f"the pad token is the EOS token (id {eos_id})" if own_pad else
+                 f"the tokenizer has no pad token, so batches are padded with EOS (id {eos_id})")
         if settings.packing:
-            checks.append(check(OK, "eos_pad", f"the pad token is the EOS token (id {eos_id}), harmless here: "
-                                "packing is padding-free"))
+            checks.append(check(OK, "eos_pad", f"{named}: harmless here, packing is padding-free"))
         else:
             checks.append(check(WARNING, "eos_pad",
-                                f"the pad token is the EOS token (id {eos_id}) and batches are padded: a "
-                                "collator that masks padding by token id also masks every EOS, and the model "
-                                "never learns to stop; keep packing on or give the tokenizer its own pad token"))
+                                f"{named} and batches are padded: a collator that masks padding by token id "
+                                "also masks every EOS, and the model never learns to stop; keep packing on "
+                                "or give the tokenizer its own pad token"))
     else:
-        checks.append(check(OK, "eos_pad", "the EOS token is not the pad token"))
+        checks.append(check(OK, "eos_pad", f"the EOS token (id {eos_id}) is not the pad token (id {pad_id})"))
+    empty = sum(1 for e in examples if all(label == IGNORE_INDEX for label in e.labels))
+    if empty:
+        checks.append(check(WARNING, "no_response",
+                            f"{count_noun(empty, 'sample')} with a prompt as long as max_length {settings.max_length}: no "
+                            "response token left: training skips them; raise max_length"))
 
 
 def _estimates(checks: list[dict[str, str]], model_config: dict[str, Any], settings: TrainSettings,
