@@ -155,3 +155,32 @@ def test_no_adapter_is_an_error_event_and_exit_1(tiny_base: Path, tmp_path: Path
     event = ev.parse_line(done.stdout.strip().splitlines()[-1])
     assert event["type"] == ev.ERROR and "no adapter/ and no checkpoint" in event["message"]
     assert not config.events_path.exists()             # a failed ranking does not mark the run failed
+
+
+def test_after_a_run_of_the_training_job_the_corrupted_sample_ranks_first(tiny_base: Path, tmp_path: Path) -> None:
+    """The whole path: ``python -m studio.train`` writes adapter/ and checkpoints; hardest reads both."""
+    rows = memorisation_set()
+    data = tmp_path / "snapshot.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    settings = TrainSettings().with_overrides({
+        "max_steps": 40, "learning_rate": 3e-3, "lr_scheduler_type": "constant", "warmup_ratio": 0.0,
+        "per_device_train_batch_size": 12, "gradient_accumulation_steps": 1, "lora_r": 8, "lora_alpha": 16,
+        "lora_dropout": 0.0, "validation_fraction": 0.0, "eval_steps": 0, "sample_prompts": 0,
+        "save_steps": 20, "torch_threads": 1, "max_length": 256})
+    config = RunConfig(run_id=9, run_name="job", run_dir=str(tmp_path / "run"), base_model=str(tiny_base),
+                       data_path=str(data), settings=settings)
+    path = config.write()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    trained = subprocess.run([sys.executable, "-m", "studio.train", str(path)], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
+
+    assert run_child(str(path)).returncode == 0
+    ranked = read_hardest(config.dir / HARDEST_FILE)
+    assert len(ranked) == 12 and ranked[0]["sample_id"] == CORRUPTED_ID
+
+    done = run_child(str(path), "--adapter", str(config.dir / "checkpoints" / "checkpoint-20"))
+    assert done.returncode == 0, done.stdout
+    event = ev.parse_line(done.stdout.strip().splitlines()[-1])
+    assert event["type"] == ev.HARDEST and event["adapter"].endswith("checkpoint-20")
+    assert [e["type"] for e in ev.read_all(config.events_path)][-2:] == [ev.HARDEST, ev.HARDEST]
