@@ -17,6 +17,7 @@ CUDA_SUSTAINED_TFLOPS = 40.0       # ~40 % MFU on a consumer card with ~100 dens
 CPU_SUSTAINED_TFLOPS = 0.15        # a 135M-param LoRA run measured ~270 tokens/s on 2 CPU cores
 PACKED_EFFICIENCY = 0.99           # real tokens per computed token slot when packing (padding-free)
 PADDED_EFFICIENCY = 0.55           # padded random-order batches on Alpaca-like lengths: 46-64 % real
+CPU_SECONDS_PER_TOKEN = 7e-5       # framework overhead: a 0.65M-param model runs ~14k tokens/s on one thread
 CUDA_OVERHEAD_GB = 0.8             # CUDA context, allocator slack and kernels' workspaces
 
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -154,6 +155,8 @@ def estimate(model_config: dict[str, Any], settings: TrainSettings, *, n_samples
     efficiency = PACKED_EFFICIENCY if settings.packing else PADDED_EFFICIENCY
     rate = sustained_tflops or (CUDA_SUSTAINED_TFLOPS if device == "cuda" else CPU_SUSTAINED_TFLOPS)
     seconds = tokens * flops_per_token / efficiency / (rate * 1e12 * gpus)
+    if device == "cpu":
+        seconds += tokens * CPU_SECONDS_PER_TOKEN
     time_method = (
         f"{tokens:,.0f} real tokens × {'6' if settings.gradient_checkpointing else '4'}·N FLOPs "
         f"(forward 2·N, backward through the frozen weights 2·N, no weight gradients but LoRA's"
@@ -161,7 +164,8 @@ def estimate(model_config: dict[str, Any], settings: TrainSettings, *, n_samples
         f"attention scores ignored) ÷ {efficiency:.0%} real tokens per slot "
         f"({'packed' if settings.packing else 'padded'}) ÷ an assumed sustained "
         f"{rate:g} TFLOP/s per {'GPU' if device == 'cuda' else 'CPU'}"
-        f"{f' × {gpus} GPUs (linear scaling)' if gpus > 1 else ''}")
+        f"{f' × {gpus} GPUs (linear scaling)' if gpus > 1 else ''}"
+        f"{f', plus {CPU_SECONDS_PER_TOKEN * 1e6:g} µs of framework overhead per token on the CPU' if device == 'cpu' else ''}")
 
     return {
         "device": device,
