@@ -261,6 +261,8 @@ def _filter_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-output-words", type=int)
     group.add_argument("--blacklisted", choices=("yes", "no"), help="instruction has a blacklisted word")
     group.add_argument("--duplicates", choices=("yes", "no"), help="member of a near-duplicate cluster")
+    group.add_argument("--hardest-run", metavar="RUN",
+                       help="only the samples training run RUN scored (`train hardest`), worst first")
     group.add_argument("--view", help="start from this saved view")
 
 
@@ -292,6 +294,7 @@ def _query(args: argparse.Namespace, project: Project) -> SampleQuery:
         ),
         "blacklisted": _yes_no(args.blacklisted) if args.blacklisted else base.blacklisted,
         "duplicates": _yes_no(args.duplicates) if args.duplicates else base.duplicates,
+        "hardest_run": project.training.get(args.hardest_run).id if args.hardest_run else base.hardest_run,
     }
     return SampleQuery(**{**base.__dict__, **changes})
 
@@ -495,6 +498,81 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- training ------------------------------------------------------------------------------
+# The bodies live in studio/core/training/cli_support.py (imported when a train command runs).
+def cmd_train_start(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    with _open(args) as project:
+        return cli_support.cmd_start(project, args)
+
+
+def cmd_train_resume(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    with _open(args) as project:
+        return cli_support.cmd_resume(project, args)
+
+
+def cmd_train_preflight(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    with _open(args, exclusive=False) as project:
+        return cli_support.cmd_preflight(project, args)
+
+
+def cmd_train_stop(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    with _open(args, exclusive=False) as project:  # the job's own command holds the project
+        return cli_support.cmd_stop(project, args)
+
+
+def cmd_train_list(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    project, synced = cli_support.open_for_list(lambda exclusive: _open(args, exclusive=exclusive))
+    with project:
+        return cli_support.cmd_list(project, args, synced=synced)
+
+
+def cmd_train_show(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    project, synced = cli_support.open_for_list(lambda exclusive: _open(args, exclusive=exclusive))
+    with project:
+        return cli_support.cmd_show(project, args, synced=synced)
+
+
+def cmd_train_hardest(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    with _open(args) as project:
+        return cli_support.cmd_hardest(project, args)
+
+
+def cmd_train_delete(args: argparse.Namespace) -> int:
+    with _open(args) as project:
+        run = project.training.get(args.run)
+        project.training.delete(run.id)
+    print(f"Deleted training run {run.label} and its folder {run.run_dir}.")
+    return EXIT_OK
+
+
+def cmd_train_export_job(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    with _open(args, exclusive=False) as project:
+        return cli_support.cmd_export_job(project, args)
+
+
+def cmd_train_import_run(args: argparse.Namespace) -> int:
+    from studio.core.training import cli_support
+
+    with _open(args) as project:
+        return cli_support.cmd_import_run(project, args)
+
+
 # -- parser --------------------------------------------------------------------------------
 def _at_least_one(text: str) -> int:
     """An argparse type: a whole number >= 1, refused with a message that says so."""
@@ -615,7 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S", help="seconds to wait (default 10)")
     models.set_defaults(handler=cmd_models)
     d_list = data_commands.add_parser("list", help="print the samples a filter selects")
-    d_list.add_argument("--sort", default="id", help="id, status, instruction_words, output_words, rating, updated_at ...")
+    d_list.add_argument("--sort", default="id",
+                        help="id, status, instruction_words, output_words, rating, updated_at ...; "
+                             "loss with --hardest-run")
     d_list.add_argument("--desc", action="store_true", help="largest first")
     d_list.add_argument("--limit", type=int, default=50)
     d_mark = data_commands.add_parser("mark", help="set the status of every sample a filter selects")
@@ -684,7 +764,98 @@ def build_parser() -> argparse.ArgumentParser:
     _split_args(sn_export)
     _project_arg(sn_export)
     sn_export.set_defaults(handler=cmd_snapshot_export)
+    _train_parsers(commands)
     return parser
+
+
+def _train_parsers(commands: argparse._SubParsersAction) -> None:
+    """``train start|preflight|stop|resume|list|hardest|export-job|import-run``."""
+    from studio.core.training.settings import PRESETS, PROMPT_FORMATS  # pure data, no torch
+
+    train = commands.add_parser("train", help="LoRA fine-tuning of a base model on a snapshot, as a child process")
+    train_commands = train.add_subparsers(title="train commands", metavar="ACTION", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
+
+    def run_options(sub: argparse.ArgumentParser, *, required: bool) -> None:
+        sub.add_argument("--snapshot", required=required, metavar="NAME", help="the snapshot to train on (name or id)")
+        sub.add_argument("--base-model", required=required, metavar="PATH",
+                         help="a local model folder, or a Hugging Face hub id (org/name)")
+        sub.add_argument("--preset", choices=list(PRESETS), help="start from a preset's settings (see below)")
+        sub.add_argument("--format", choices=PROMPT_FORMATS, help="prompt format (the setting prompt_format)")
+        sub.add_argument("--max-steps", type=_at_least_one, metavar="N", help="stop after N optimiser steps")
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="any setting by its config name (repeatable; see below)")
+        sub.add_argument("--name", help="a name for the run (default run-<id>)")
+
+    from studio.core.training.cli_support import settings_epilog
+
+    epilog = settings_epilog()
+    t_start = train_commands.add_parser(
+        "start", help="create a run and train it, printing its events (exit 0 on done or stopped)",
+        description="Create a training run and run `python -m studio.train` on it. Ctrl-C stops it "
+                    "with a checkpoint (a second Ctrl-C kills it).", epilog=epilog, formatter_class=raw)
+    run_options(t_start, required=True)
+    t_start.add_argument("--json", action="store_true", help="print the raw event lines")
+    _project_arg(t_start)
+    t_start.set_defaults(handler=cmd_train_start)
+
+    t_pre = train_commands.add_parser(
+        "preflight", help="one sample as the model sees it, EOS and template checks, lengths, estimates",
+        epilog=epilog, formatter_class=raw)
+    t_pre.add_argument("run", nargs="?", metavar="RUN", help="an existing run (id or name) instead of the options")
+    run_options(t_pre, required=False)
+    t_pre.add_argument("--json", action="store_true", help="print the report as JSON")
+    _project_arg(t_pre)
+    t_pre.set_defaults(handler=cmd_train_preflight)
+
+    t_stop = train_commands.add_parser("stop", help="ask a running job to checkpoint and stop")
+    t_stop.add_argument("run", metavar="RUN", help="run id or name")
+    _project_arg(t_stop)
+    t_stop.set_defaults(handler=cmd_train_stop)
+
+    t_resume = train_commands.add_parser("resume", help="continue a stopped or failed run from its newest checkpoint")
+    t_resume.add_argument("run", metavar="RUN", help="run id or name")
+    t_resume.add_argument("--json", action="store_true", help="print the raw event lines")
+    _project_arg(t_resume)
+    t_resume.set_defaults(handler=cmd_train_resume)
+
+    t_list = train_commands.add_parser("list", help="the training runs, newest first")
+    t_list.add_argument("--json", action="store_true", help="print JSON records")
+    _project_arg(t_list)
+    t_list.set_defaults(handler=cmd_train_list)
+
+    t_show = train_commands.add_parser("show", help="one run: status, folder, lineage (seeds → samples → snapshot), settings")
+    t_show.add_argument("run", metavar="RUN", help="run id or name")
+    t_show.add_argument("--json", action="store_true", help="print a JSON object")
+    _project_arg(t_show)
+    t_show.set_defaults(handler=cmd_train_show)
+
+    t_hard = train_commands.add_parser("hardest", help="the training samples the adapter fits worst (flawed ones, often)")
+    t_hard.add_argument("run", metavar="RUN", help="run id or name")
+    t_hard.add_argument("--top", type=_at_least_one, default=20, metavar="N", help="how many to print (default 20)")
+    t_hard.add_argument("--rescore", action="store_true", help="score again even if the run has scores")
+    t_hard.add_argument("--json", action="store_true", help="print JSON records")
+    _project_arg(t_hard)
+    t_hard.set_defaults(handler=cmd_train_hardest)
+
+    t_delete = train_commands.add_parser("delete", help="delete a run: its row, adapter, checkpoints and events")
+    t_delete.add_argument("run", metavar="RUN", help="run id or name")
+    _project_arg(t_delete)
+    t_delete.set_defaults(handler=cmd_train_delete)
+
+    t_export = train_commands.add_parser(
+        "export-job", help="a self-contained folder to train a run elsewhere (torchrun, accelerate, SLURM)")
+    t_export.add_argument("run", metavar="RUN", help="run id or name")
+    t_export.add_argument("dir", type=Path, metavar="DIR", help="a new folder")
+    t_export.add_argument("--gpus", type=_at_least_one, default=1, metavar="N", help="GPUs to launch on (default 1)")
+    t_export.add_argument("--include-model", action="store_true", help="copy a local base model folder too")
+    _project_arg(t_export)
+    t_export.set_defaults(handler=cmd_train_export_job)
+
+    t_import = train_commands.add_parser("import-run", help="bring a job folder trained elsewhere back as a run")
+    t_import.add_argument("dir", type=Path, metavar="DIR", help="the job folder, copied back after training")
+    _project_arg(t_import)
+    t_import.set_defaults(handler=cmd_train_import_run)
 
 
 def _seed_edit_parsers(seed_commands: argparse._SubParsersAction) -> None:

@@ -144,6 +144,15 @@ def test_sync_never_rereads_the_file(project: Project, snap, base_dir: Path, mon
         run.events_path.read_bytes().splitlines()[-1]) - 1
 
 
+def test_a_replaced_events_file_is_read_again(project: Project, snap, base_dir: Path) -> None:
+    run = project.training.create(snapshot="v1", base_model=str(base_dir), settings=TrainSettings())
+    append_events(run.events_path, *({"type": "log", "step": n, "loss": 1.0} for n in range(1, 50)))
+    assert project.training.sync(1).last_step == 49
+    run.events_path.write_text("")
+    append_events(run.events_path, {"type": "config"}, {"type": "stopped", "step": 3, "checkpoint": "c"})
+    assert (project.training.sync(1).status, project.training.get(1).last_step) == ("stopped", 3)
+
+
 def test_a_job_that_died_silently_is_marked_failed(project: Project, snap, base_dir: Path) -> None:
     run = project.training.create(snapshot="v1", base_model=str(base_dir), settings=TrainSettings())
     append_events(run.events_path, {"type": "config"}, {"type": "progress", "step": 2, "max_steps": 9})
@@ -301,7 +310,7 @@ def test_export_job_is_self_contained_and_import_brings_the_run_back(project: Pr
     (target / "adapter" / "adapter_config.json").write_text("{}")
     (target / "job.pid").write_text(str(os.getpid()))  # a far machine's pid means nothing here
     imported = launch.import_run(project, target)
-    assert (imported.id, imported.name, imported.status, imported.last_step) == (2, "imported-away-2", "done", 5)
+    assert (imported.id, imported.name, imported.status, imported.last_step) == (2, "away-imported-2", "done", 5)
     assert imported.snapshot_id == snap.id and imported.has_adapter and not imported.pid_path.exists()
     assert not (imported.run_dir / "code").exists()
     back = RunConfig.read(imported.config_path)
@@ -320,3 +329,22 @@ def test_import_without_the_local_snapshot_keeps_its_data(project: Project, snap
     assert imported.snapshot_id is None and imported.snapshot_name == "v1" and imported.status == "failed"
     assert Path(RunConfig.read(imported.config_path).data_path) == imported.run_dir / "data" / "train.jsonl"
     assert "Base model: org/model" in (target / "README.txt").read_text()
+
+
+def test_lineage_goes_from_seed_tasks_through_samples_and_snapshot_to_the_run(project: Project, base_dir: Path) -> None:
+    from studio.core.samples import Origin
+
+    gen = project.generation.create_run(name="g", mode="alpaca", teacher_model="teacher-x", base_url="http://t",
+                                        config={}, prompt_template="")
+    for i in range(4):
+        project.samples.add(Sample(f"Generated {i}.", "", f"Answer {i}.", status=Status.ACCEPTED,
+                                   origin=Origin.GENERATED, run_id=gen, seed_ids=[i % 3 + 1, 7]))
+    doomed = project.samples.add(Sample("Imported.", "", "Yes.", status=Status.ACCEPTED, origin=Origin.IMPORTED))
+    project.snapshots.create("mixed")
+    run = project.training.create(snapshot="mixed", base_model=str(base_dir), settings=TrainSettings())
+    project.curation.delete([doomed])
+    lineage = project.training.lineage(run.id)
+    assert lineage["snapshot"]["name"] == "mixed" and lineage["snapshot"]["sample_count"] == 5
+    assert lineage["origins"] == {"generated": 4} and lineage["missing"] == 1
+    assert lineage["generation_runs"] == [{"id": gen, "teacher_model": "teacher-x", "samples": 4}]
+    assert lineage["seed_tasks"] == 4  # seeds 1, 2, 3 and 7

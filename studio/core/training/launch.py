@@ -21,7 +21,13 @@ from studio.core.errors import StudioError
 from studio.core.formats import atomic_write_text
 from studio.core.paths import resources_dir
 from studio.core.training import events as ev
-from studio.core.training.run_config import CONFIG_FILE, EVENTS_FILE, STOP_FILE, RunConfig, RunConfigError
+from studio.core.training.run_config import (
+    CONFIG_FILE,
+    EVENTS_FILE,
+    STOP_FILE,
+    RunConfig,
+    RunConfigError,
+)
 from studio.core.training.runs import PID_FILE, RUNS_DIR, TrainingRun
 from studio.core.training.settings import TrainSettings
 
@@ -343,5 +349,13 @@ and the run shows in the Train panel like a local one.
 """
 
 
-__all__ = ["child_command", "child_env", "request_stop", "live_pid", "preflight_command", "hardest_command",
-           "export_job", "import_run"]
+__all__ = [
+    "child_command",
+    "child_env",
+    "export_job",
+    "hardest_command",
+    "import_run",
+    "live_pid",
+    "preflight_command",
+    "request_stop",
+]

@@ -25,7 +25,12 @@ from studio.core.errors import StudioError
 from studio.core.snapshots import SnapshotRepository
 from studio.core.training import events as ev
 from studio.core.training.run_config import (
-    ADAPTER_DIR, CONFIG_FILE, EVENTS_FILE, HARDEST_FILE, STOP_FILE, RunConfig, RunConfigError,
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    EVENTS_FILE,
+    HARDEST_FILE,
+    STOP_FILE,
+    RunConfig,
 )
 from studio.core.training.settings import TrainSettings
 
@@ -156,8 +161,10 @@ class TrainingRunRepository:
         """
         name = config.run_name.strip()
         with transaction(self.conn):
-            if not name or self._name_taken(name):
-                name = self._default_name(int(config.run_id), prefix=f"imported-{name}-" if name else "imported-")
+            if not name or name.isdigit():
+                name = self._default_name(int(config.run_id))
+            elif self._name_taken(name):  # the run it was exported from, most often
+                name = self._default_name(int(config.run_id), prefix=f"{name}-imported-")
             config.run_name = name
             config.write()
             self.conn.execute(
@@ -198,6 +205,38 @@ class TrainingRunRepository:
         """The runs trained on one snapshot (lineage: snapshot → run)."""
         rows = self.conn.execute(f"{_SELECT} WHERE r.snapshot_id = ? ORDER BY r.id DESC", (snapshot_id,))
         return [self._row_to_run(r) for r in rows]
+
+    def lineage(self, key: int | str) -> dict[str, Any]:
+        """Where the run's data came from: seed tasks → generation runs → samples → snapshot → run.
+
+        Counted over the snapshot's items whose sample is still in the project (a deleted
+        sample keeps its frozen copy in the snapshot but no origin); ``missing`` says how many.
+        """
+        run = self.get(key)
+        found: dict[str, Any] = {
+            "run": {"id": run.id, "name": run.name, "status": run.status, "base_model": run.base_model},
+            "snapshot": None, "origins": {}, "generation_runs": [], "seed_tasks": 0, "missing": 0,
+        }
+        if run.snapshot_id is None:
+            return found
+        snap = SnapshotRepository(self.conn, self.root).get(run.snapshot_id)
+        found["snapshot"] = {"id": snap.id, "name": snap.name, "content_hash": snap.content_hash,
+                             "sample_count": snap.sample_count, "created_at": snap.created_at}
+        items = ("FROM snapshot_items i JOIN samples s ON s.id = i.sample_id WHERE i.snapshot_id = ?")
+        found["origins"] = dict(self.conn.execute(
+            f"SELECT s.origin, COUNT(*) {items} GROUP BY s.origin ORDER BY s.origin", (snap.id,)).fetchall())
+        found["generation_runs"] = [
+            {"id": run_id, "teacher_model": teacher, "samples": count}
+            for run_id, teacher, count in self.conn.execute(
+                f"SELECT s.run_id, g.teacher_model, COUNT(*) {items.replace('WHERE', 'LEFT JOIN generation_runs g ON g.id = s.run_id WHERE')}"
+                " AND s.run_id IS NOT NULL GROUP BY s.run_id ORDER BY s.run_id", (snap.id,))
+        ]
+        found["seed_tasks"] = self.conn.execute(
+            "SELECT COUNT(DISTINCT j.value) FROM snapshot_items i JOIN samples s ON s.id = i.sample_id,"
+            " json_each(s.seed_ids) j WHERE i.snapshot_id = ?", (snap.id,)).fetchone()[0]
+        present = sum(found["origins"].values())
+        found["missing"] = snap.sample_count - present
+        return found
 
     # -- changing -------------------------------------------------------------------------
     def rename(self, key: int | str, name: str) -> None:
@@ -275,7 +314,13 @@ class TrainingRunRepository:
         run = self.get(key)
         had_pid = run.pid_path.is_file()
         alive = live_pid(run) is not None        # asked before reading: a dead job wrote all it will
-        tail = ev.EventTail(run.events_path, self.events_offset(run.id))
+        offset = self.events_offset(run.id)
+        try:
+            if run.events_path.stat().st_size < offset:
+                offset = 0  # the file was replaced (copied over, truncated): read it again from the start
+        except FileNotFoundError:
+            pass
+        tail = ev.EventTail(run.events_path, offset)
         updated = run
         while batch := tail.read_new():
             updated = self.record_events(run.id, batch)
@@ -474,4 +519,4 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-__all__ = ["RUN_STATUSES", "TrainingRun", "TrainingRunError", "TrainingRunRepository", "RunConfigError"]
+__all__ = ["RUN_STATUSES", "TrainingRun", "TrainingRunError", "TrainingRunRepository"]
