@@ -297,3 +297,33 @@ def test_preflight_button_runs_the_check_as_a_child_and_shows_it(qtbot, context,
     panel.start_run()
     assert "Training settings:" in panel.messages.message() and "num_train_epochs" in panel.messages.message()
     panel.shutdown()
+
+
+# -- the real children: the pre-flight check and the training job on the tiny model -----------------
+def test_real_preflight_and_training_run_on_the_tiny_model(qtbot, context, tiny_base, monkeypatch, project) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for i in range(6, 12):
+        project.samples.add(Sample(f"Name the number {i}.", "", f"It is {i}.", status=Status.ACCEPTED))
+    project.snapshots.create("v2")
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_context(context)
+    qtbot.waitUntil(lambda: panel.snapshot.count() == 2, timeout=5_000)
+    panel.snapshot.setCurrentIndex(panel.snapshot.findData(project.snapshots.get("v2").id))
+    panel.base_model.setCurrentText(str(tiny_base))
+    panel.form.set_settings(TrainSettings().with_overrides({
+        "max_steps": 4, "torch_threads": 1, "eval_steps": 2, "save_steps": 2, "sample_prompts": 1,
+        "sample_max_new_tokens": 4, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+        "validation_fraction": 0.2, "max_length": 64, "use_cpu": True}))
+    panel.preflight_button.click()
+    qtbot.waitUntil(lambda: panel.preflight.report is not None, timeout=120_000)
+    report = panel.preflight.report
+    assert report["sample"]["eos_ok"] and any(t["masked"] for t in report["sample"]["tokens"])
+    assert "learned (bold)" in panel.preflight.summary.text()
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.final is not None, timeout=240_000)
+    assert panel.live.status == "done", panel.messages.message()
+    assert panel.plots.curve_data("loss")[0].tolist() == [1, 2, 3, 4]
+    assert panel.plots.curve_data("eval_loss")[0].size >= 1 and panel.samples_view.toPlainText().strip()
+    qtbot.waitUntil(lambda: panel.hardest_button.isEnabled(), timeout=10_000)
+    panel.shutdown()
