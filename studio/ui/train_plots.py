@@ -23,8 +23,8 @@ PLOTS = (
                               ("eval_loss", "#d62728", 2, Qt.PenStyle.DashLine))),
     ("learning_rate", "Learning rate", "lr", (("learning_rate", "#2ca02c", 2, None),)),
     ("grad_norm", "Grad norm", "norm", (("grad_norm", "#9467bd", 1, None),)),
-    ("tokens_per_s", "Tokens/s (real, non-padding)", "tokens/s", (("tokens_per_s", "#ff7f0e", 1, None),)),
-    ("gpu_memory_gb", "GPU memory (peak allocated)", "GB", (("gpu_memory_gb", "#8c564b", 2, None),)),
+    ("tokens_per_s", "Tokens/s (real, no padding)", "tokens/s", (("tokens_per_s", "#ff7f0e", 1, None),)),
+    ("gpu_memory_gb", "GPU memory (peak, GB)", "GB", (("gpu_memory_gb", "#8c564b", 2, None),)),
 )
 OVERLAY_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5")
 CURVE_NAMES = {"loss": "train loss", "loss_smooth": "train loss (smoothed)", "eval_loss": "eval loss"}
@@ -65,7 +65,8 @@ class TrainPlots(QWidget):
             grid.addWidget(plot, *places[key])
         grid.setRowStretch(0, 3)
         grid.setRowStretch(1, 2)
-        self.empty_note = pg.TextItem("No GPU: memory is not measured on the CPU", color="#888888", anchor=(0.5, 0.5))
+        self.empty_note = pg.TextItem("CPU run: no GPU memory", color="#888888", anchor=(0.5, 0.5))
+        self.empty_note.setPos(0.5, 0.5)
         self.empty_note.setVisible(False)
         self.plots["gpu_memory_gb"].addItem(self.empty_note)
 
@@ -91,7 +92,16 @@ class TrainPlots(QWidget):
             series = live.series[name]
             curve.setData(series.x, series.y)
         gpu = live.series["gpu_memory_gb"]
-        self.empty_note.setVisible(not gpu.size and live.series["loss"].size > 0)
+        no_gpu = not gpu.size and live.series["loss"].size > 0
+        if no_gpu != self.empty_note.isVisible():
+            self.empty_note.setVisible(no_gpu)
+            item = self.plots["gpu_memory_gb"].getPlotItem()
+            if no_gpu:
+                item.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+                item.hideAxis("left")
+            else:
+                item.enableAutoRange()
+                item.showAxis("left")
         self.redraws += 1
         return True
 

@@ -126,7 +126,7 @@ class LengthHistogram(_ThemedPlot):
                                                                                  style=Qt.PenStyle.DashLine))
             self.addItem(line)
             self.cut_text = f"max_length {max_length}: {cut if cut is not None else '?'} cut"
-            label = pg.TextItem(self.cut_text, color="#d62728", anchor=(1.05, 0))
+            label = pg.TextItem(self.cut_text, color="#d62728", anchor=(-0.03, 0))
             label.setPos(float(max_length), float(counts.max()) if counts.size else 1.0)
             self.addItem(label)
 
@@ -147,13 +147,12 @@ class PreflightView(QWidget):
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(self.histogram)
         lower.addWidget(self.estimates)
+        lower.setSizes([560, 440])
         splitter = QSplitter(Qt.Orientation.Vertical, childrenCollapsible=False)
         splitter.addWidget(self.tokens)
         splitter.addWidget(self.checks)
         splitter.addWidget(lower)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-        splitter.setStretchFactor(2, 2)
+        splitter.setSizes([300, 110, 250])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)
@@ -174,6 +173,9 @@ class PreflightView(QWidget):
                              + ("" if sample.get("eos_ok", True) else " Its target does NOT end in EOS."))
         self.tokens.setHtml(f'<div style="font-family:monospace; line-height:150%">'
                             f'{token_html(tokens, report.get("eos_id"))}</div>')
+        # The end is where template and EOS mistakes show (the response, its EOS): scroll there.
+        bar = self.tokens.verticalScrollBar()
+        bar.setValue(bar.maximum())
         self.checks.setHtml(checks_html(checks))
         self.histogram.show_lengths(report.get("lengths") or {})
         self.estimates.setHtml(estimates_html(report.get("estimates") or {}))
