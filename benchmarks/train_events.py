@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import tempfile
-import threading
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -46,8 +46,13 @@ def log_line(step: int) -> str:
                        "gpu_memory_gb": 11.5}) + "\n"
 
 
-def writer(path: Path, rate: int, seconds: float, burst: int, marks: dict) -> None:
-    """Steady ``rate`` events/s in 10 ms slices, a pause, then ``burst`` events in one write."""
+def writer(path: Path, rate: int, seconds: float, burst: int, queue) -> None:
+    """Steady ``rate`` events/s in 10 ms slices, a pause, then ``burst`` events in one write.
+
+    A process of its own, as the job is: its JSON encoding does not take the GUI's GIL.
+    Marks are wall-clock times (``time.time``), comparable across the two processes.
+    """
+    marks: dict = {}
     step = 0
     with open(path, "a", encoding="utf-8") as out:
         start = time.perf_counter()
@@ -58,14 +63,16 @@ def writer(path: Path, rate: int, seconds: float, burst: int, marks: dict) -> No
             step += per_slice
             target = start + step / rate
             time.sleep(max(0.0, target - time.perf_counter()))
-        marks["steady_end"] = (time.perf_counter(), step)
+        marks["steady_end"] = (time.time(), step)
+        queue.put(dict(marks))
         time.sleep(0.5)
-        marks["burst_start"] = time.perf_counter()
-        out.write("".join(log_line(step + i) for i in range(1, burst + 1)))
+        text = "".join(log_line(step + i) for i in range(1, burst + 1))
+        out.write(text)
         out.flush()
         step += burst
-        marks["burst_end"] = (time.perf_counter(), step)
+        marks["burst_end"] = (time.time(), step)
     marks["total"] = step
+    queue.put(marks)
 
 
 def run(mode: str, rate: int, seconds: float, burst: int) -> dict:
@@ -143,13 +150,15 @@ def run(mode: str, rate: int, seconds: float, burst: int) -> dict:
         last[0] = now
 
     def check() -> None:
+        while not queue.empty():
+            marks.update(queue.get())
         total = marks.get("total")
         x = panel.plots.curve_data("loss")[0] if mode == "ours" else live.series["loss"].x
         shown = int(x[-1]) if len(x) else 0
         if "steady_end" in marks and "steady" not in drawn_at and shown >= marks["steady_end"][1]:
-            drawn_at["steady"] = time.perf_counter()
+            drawn_at["steady"] = time.time()
         if total is not None and shown >= total:
-            drawn_at["burst"] = time.perf_counter()
+            drawn_at["burst"] = time.time()
             loop.quit()
 
     ticker, checker = QTimer(interval=5), QTimer(interval=2)
@@ -157,14 +166,16 @@ def run(mode: str, rate: int, seconds: float, burst: int) -> dict:
     checker.timeout.connect(check)
     ticker.start()
     checker.start()
-    thread = threading.Thread(target=writer, args=(path, rate, seconds, burst, marks), daemon=True)
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    thread = context.Process(target=writer, args=(path, rate, seconds, burst, queue), daemon=True)
     started = time.perf_counter()
     thread.start()
     QTimer.singleShot(int((seconds + 120) * 1000), loop.quit)  # a baseline that never catches up
     loop.exec()
     ticker.stop()
     checker.stop()
-    thread.join()
+    thread.join(5)
     pg.GraphicsView.paintEvent = original_paint
     events = live.events_seen - warm_events
     panel.shutdown()

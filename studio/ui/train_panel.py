@@ -54,7 +54,9 @@ from studio.ui.train_preflight_view import PreflightView
 from studio.ui.train_settings_form import SettingsForm
 
 TICK_MS = 100  # the one timer: tail the events file, redraw (at most 10 times a second)
-TAIL_CHUNK = 512 << 10  # bytes read per tick: a 10,000-event burst is drawn over a few ticks, never one stall
+TAIL_CHUNK = 64 << 10  # bytes per read (~330 log events)
+TICK_BUDGET_S = 0.025  # reading stops for this tick once it took this long: a burst is drawn over a few
+                       # ticks instead of stalling the window while it is parsed
 SYNC_INTERVAL_S = 2.0  # how often a live run's events are recorded in the store (status, step) while it runs
 LIVENESS_INTERVAL_S = 1.0
 START_GRACE_S = 30.0  # a job that wrote neither its pid file nor an event by then did not start
@@ -65,6 +67,7 @@ CPU_NOTE = ("No NVIDIA GPU found: training will run on the CPU, roughly 100× sl
             "135M-parameter model trains at about 300 tokens/s on two cores). Fine for a tiny test run; "
             "the pre-flight check estimates this run's time.")
 STDERR_FILE = "stderr.log"
+READ_JOBS = ("train-runs", "train-snapshots", "train-gpu", "train-models", "train-replay", "train-overlays")
 
 
 # -- work for jobs (worker threads, own project handles) -------------------------------------
@@ -293,6 +296,8 @@ class TrainPanel(Panel):
         if self.context is not None:
             self.context.training_runs_changed.disconnect(self._read_runs)
             self.context.snapshots_changed.disconnect(self._read_snapshots)
+        for key in READ_JOBS:  # the other project's answers
+            self.jobs.cancel(key)
         self._detach()
         super().set_context(context)
         self.runs = []
@@ -321,6 +326,8 @@ class TrainPanel(Panel):
         """Return at once: a training job keeps running (detached) and is re-attached at the next start."""
         self._timer.stop()
         self.tail = None
+        for key in READ_JOBS:  # reads whose answer nobody will show (a sync still records)
+            self.jobs.cancel(key)
 
     # -- reads -----------------------------------------------------------------------------------
     def _read_runs(self) -> None:
@@ -596,10 +603,14 @@ class TrainPanel(Panel):
         if live is None:
             return
         if self.tail is not None:
-            batch = self.tail.read_new(TAIL_CHUNK)
-            if batch:
+            deadline = time.perf_counter() + TICK_BUDGET_S
+            got = False
+            while self.tail is not None and (batch := self.tail.read_new(TAIL_CHUNK)):
                 live.ingest(batch)
-            self._watch_job(bool(batch))
+                got = True
+                if time.perf_counter() > deadline:
+                    break
+            self._watch_job(got)
         self.redraw()
         if self.tail is None and live.version == self._drawn_version:
             self._timer.stop()  # a finished run: nothing more will come, no idle ticks
