@@ -88,6 +88,24 @@ def test_preflight_view_renders_a_report(qtbot) -> None:
     assert "parameters × 2 bytes" in estimates and "6·N·tokens FLOPs" in estimates
 
 
+def test_a_burst_is_drawn_in_a_few_throttled_redraws(qtbot, tmp_path) -> None:
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(log(s, 1.0 / s)) + "\n" for s in range(1, 3001)), encoding="utf-8")
+    live = panel.follow_events_file(path)
+    qtbot.waitUntil(lambda: panel.plots.curve_data("loss")[0].size == 3000, timeout=10_000)
+    assert live.events_seen == 3000
+    assert panel.plots.redraws <= 10  # 3,000 events, a handful of timer redraws, not 3,000
+    text = panel.log_view.toPlainText()
+    assert "lines not shown" in text and text.rstrip().endswith("tok/s 900")  # the newest lines, the rest counted
+    assert panel.log_view.document().blockCount() <= 201 * panel.plots.redraws  # at most 200 lines a redraw
+    path.open("a").write(json.dumps(log(3001, 0.1)) + "\n" + '{"type": "lo')  # a half-written last line waits
+    qtbot.waitUntil(lambda: live.events_seen == 3001, timeout=5_000)
+    assert panel.plots.curve_data("loss")[0][-1] == 3001
+    panel.shutdown()
+
+
 # -- the panel on a project ---------------------------------------------------------------------
 @pytest.fixture
 def context(project: Project, tmp_path: Path) -> ProjectContext:
