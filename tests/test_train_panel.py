@@ -100,7 +100,8 @@ def test_a_burst_is_drawn_in_a_few_throttled_redraws(qtbot, tmp_path) -> None:
     text = panel.log_view.toPlainText()
     assert "lines not shown" in text and text.rstrip().endswith("tok/s 900")  # the newest lines, the rest counted
     assert panel.log_view.document().blockCount() <= 201 * panel.plots.redraws  # at most 200 lines a redraw
-    path.open("a").write(json.dumps(log(3001, 0.1)) + "\n" + '{"type": "lo')  # a half-written last line waits
+    with path.open("a", encoding="utf-8") as out:  # and a half-written last line waits for its end
+        out.write(json.dumps(log(3001, 0.1)) + "\n" + '{"type": "lo')
     qtbot.waitUntil(lambda: live.events_seen == 3001, timeout=5_000)
     assert panel.plots.curve_data("loss")[0][-1] == 3001
     panel.shutdown()
