@@ -169,7 +169,10 @@ def test_a_run_draws_its_curves_and_sample_answers(qtbot, context, base_model, m
 
 
 def test_an_error_event_reaches_the_message_area(qtbot, context, tmp_path, project) -> None:
-    panel = make_panel(qtbot, context, "org/missing")
+    folder = tmp_path / "missing"  # the scripted job fails on a model named so
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    panel = make_panel(qtbot, context, folder)
     panel.start_run()
     qtbot.waitUntil(lambda: panel.messages.is_shown() and "Training failed" in panel.messages.message(),
                     timeout=20_000)
@@ -177,6 +180,26 @@ def test_an_error_event_reaches_the_message_area(qtbot, context, tmp_path, proje
     assert "choose a folder with config.json" in panel.messages.message()
     qtbot.waitUntil(lambda: project.training.list()[0].status == "failed", timeout=5_000)
     qtbot.waitUntil(lambda: panel.resume_button.isEnabled(), timeout=5_000)
+    panel.shutdown()
+
+
+def test_an_unreachable_hub_model_is_said_in_one_line_and_no_run_is_made(qtbot, context, tmp_path, monkeypatch,
+                                                                          project) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    panel = make_panel(qtbot, context, "org/not-cached")
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.messages.is_shown(), timeout=30_000)
+    assert "cannot reach the Hugging Face Hub" in panel.messages.message()
+    assert "\n" not in panel.messages.message() and project.training.list() == []
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=5_000)
+    remote = tmp_path / "remote-code-model"
+    remote.mkdir()
+    (remote / "config.json").write_text(json.dumps({"model_type": "x", "auto_map": {"AutoModel": "m.M"}}))
+    panel.base_model.setCurrentText(str(remote))
+    panel.start_run()
+    qtbot.waitUntil(lambda: "trust_remote_code" in panel.messages.message(), timeout=10_000)
+    assert project.training.list() == []
     panel.shutdown()
 
 
@@ -252,6 +275,7 @@ def test_hardest_samples_open_in_curate_worst_first(qtbot, tmp_path, monkeypatch
     project.snapshots.create("v1")
     base = tmp_path / "base"
     base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
     monkeypatch.setenv("FAKE_STEPS", "5")
     window.nav.setCurrentRow([spec.key for spec in window.specs].index("train"))
     panel = window.panel("train")

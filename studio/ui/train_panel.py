@@ -126,6 +126,25 @@ def list_base_models() -> list[tuple[str, str]]:
     return [(f"{m.name} (cache)", str(m.path_or_id)) for m in list_cached_models()]
 
 
+def prepare_base_model(spec: str, trust_remote_code: bool):
+    """Job body: check the base model and download a hub model not yet cached (with progress).
+
+    Returns the spec to put in the run (a folder, or the hub id: the job then loads it from the
+    cache, and the run records which model it was). A model whose code ships with it and is
+    not allowed to run is refused here, before a run exists.
+    """
+    from studio.core.training.base_models import HUB, download_steps, inspect_local, resolve
+
+    info = resolve(spec)
+    if info.source == HUB:
+        folder = yield from download_steps(info.repo_id or spec, info.revision)
+        info = inspect_local(folder, repo_id=info.repo_id)
+    if info.needs_remote_code and not trust_remote_code:
+        raise StudioError(f"{info.name} needs Python code shipped with the model (its config.json has an "
+                          "auto_map); tick trust_remote_code only if you trust its authors, or choose another model")
+    return spec
+
+
 def stderr_tail(run_dir: Path, limit: int = 2000) -> str:
     try:
         data = (run_dir / STDERR_FILE).read_bytes()[-limit:]
@@ -473,12 +492,18 @@ class TrainPanel(Panel):
         snapshot, base, settings = inputs
         name = self.run_name.text().strip()
 
-        def create(project: Project) -> TrainingRun:
-            return project.training.create(snapshot=snapshot, base_model=base, settings=settings, name=name)
+        def create(_checked: str) -> None:
+            if self.context is None:
+                return
+            self.jobs.submit("Creating a training run",
+                             lambda project: project.training.create(snapshot=snapshot, base_model=base,
+                                                                     settings=settings, name=name),
+                             key="train-create", project=self.context, on_done=self._launch,
+                             on_error=self._on_start_failed)
 
         self.start_button.setEnabled(False)
-        self.jobs.submit("Creating a training run", create, key="train-create", project=self.context,
-                         on_done=self._launch, on_error=self._on_start_failed)
+        self.jobs.submit("Preparing the base model", prepare_base_model, base, settings.trust_remote_code,
+                         key="train-create", on_done=create, on_error=self._on_start_failed)
 
     def resume_run(self) -> None:
         run = self._selected_run()
