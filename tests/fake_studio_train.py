@@ -3,7 +3,7 @@
 It speaks the real events protocol and the job's file conventions (job.pid while it runs,
 events appended to events.jsonl, stop.request checked every step, resume continues the step
 count) but trains nothing, so a panel test runs in seconds. FAKE_STEPS, FAKE_DELAY and
-FAKE_EVAL_EVERY shape the run; a base model named "missing" gives an error event and exit 1.
+FAKE_EVAL_EVERY shape the run; FAKE_IGNORE_STOP=1 makes it deaf to Stop (killed by the timeout); a base model named "missing" gives an error event and exit 1.
 (Its file name holds "studio": launch.live_pid takes only such command lines for the job.)
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main() -> int:
                 emit("eval", step=step, eval_loss=6.0 / step)
                 emit("samples", step=step, samples=[{"instruction": "Say hi.", "input": "", "reference": "Hi.",
                                                      "answer": f"Hi at step {step}."}])
-            if stop_path.exists():
+            if stop_path.exists() and not os.environ.get("FAKE_IGNORE_STOP"):
                 emit("checkpoint", step=step, path=str(run_dir / "checkpoints" / f"checkpoint-{step}"))
                 emit("stopped", step=step, checkpoint=str(run_dir / "checkpoints" / f"checkpoint-{step}"))
                 return 0

@@ -223,6 +223,24 @@ def test_stop_then_resume_continues_the_curve(qtbot, context, base_model, monkey
     panel.shutdown()
 
 
+def test_a_job_deaf_to_stop_is_terminated_after_the_timeout(qtbot, context, base_model, monkeypatch,
+                                                            project) -> None:
+    monkeypatch.setenv("FAKE_STEPS", "2000")
+    monkeypatch.setenv("FAKE_DELAY", "0.02")
+    monkeypatch.setenv("FAKE_IGNORE_STOP", "1")
+    panel = make_panel(qtbot, context, base_model)
+    panel.stop_kill_after_s = 0.5
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.step >= 3, timeout=20_000)
+    panel.stop_run()
+    assert not panel.stop_button.isEnabled() and "Stopping" in panel.status_line.text()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+    assert "ended without a final event" in panel.messages.message()
+    assert panel.live.status == "failed" and panel.live.step < 2000
+    qtbot.waitUntil(lambda: project.training.list()[0].status == "failed", timeout=10_000)
+    panel.shutdown()
+
+
 def test_the_panel_reattaches_to_a_running_job_after_reopening(qtbot, context, base_model, monkeypatch,
                                                                 project) -> None:
     monkeypatch.setenv("FAKE_STEPS", "60")

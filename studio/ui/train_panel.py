@@ -57,10 +57,12 @@ TICK_MS = 100  # the one timer: tail the events file, redraw (at most 10 times a
 TAIL_CHUNK = 64 << 10  # bytes per read (~330 log events)
 TICK_BUDGET_S = 0.025  # reading stops for this tick once it took this long: a burst is drawn over a few
                        # ticks instead of stalling the window while it is parsed
+RUNS_REFRESH_S = 3.0  # how often the history re-reads runs while one of them runs
 SYNC_INTERVAL_S = 2.0  # how often a live run's events are recorded in the store (status, step) while it runs
 LIVENESS_INTERVAL_S = 1.0
 START_GRACE_S = 30.0  # a job that wrote neither its pid file nor an event by then did not start
 STOP_KILL_AFTER_S = 120.0  # Stop waits this long for the job's checkpoint before terminating it
+KILL_AFTER_TERM_S = 15.0  # and this long after terminating before killing it
 LOG_BLOCKS = 5000
 SAMPLE_ROUNDS = 50  # eval rounds of sample answers kept in the view
 CPU_NOTE = ("No NVIDIA GPU found: training will run on the CPU, roughly 100× slower than on a GPU (a "
@@ -174,6 +176,7 @@ class TrainPanel(Panel):
         self._last_liveness = 0.0
         self._saw_pid = False
         self._stopping_since: float | None = None
+        self._terminated = False
         self._shown_log = 0
         self._shown_rounds = 0
         self._overlay_cache: dict[int, tuple[float, LiveRun]] = {}  # run id -> (events mtime, replay)
@@ -183,6 +186,9 @@ class TrainPanel(Panel):
         self._build()
         self._timer = QTimer(self, interval=TICK_MS)
         self._timer.timeout.connect(self.tick)
+        # A job that runs while another run is shown still reaches the history (its store row is synced).
+        self._runs_timer = QTimer(self, interval=int(RUNS_REFRESH_S * 1000))
+        self._runs_timer.timeout.connect(self._refresh_running)
         QShortcut(QKeySequence("Ctrl+Return"), self, activated=self.start_run)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop_run)
         QShortcut(QKeySequence("Ctrl+Shift+Return"), self, activated=self.resume_run)
@@ -344,6 +350,7 @@ class TrainPanel(Panel):
     def shutdown(self) -> None:
         """Return at once: a training job keeps running (detached) and is re-attached at the next start."""
         self._timer.stop()
+        self._runs_timer.stop()
         self.tail = None
         for key in READ_JOBS:  # reads whose answer nobody will show (a sync still records)
             self.jobs.cancel(key)
@@ -364,11 +371,21 @@ class TrainPanel(Panel):
             select = (running or runs)[0].id
         self._pending_select = None
         self.history.show_runs(runs, select=select)
+        if any(run.status == "running" for run in runs):
+            self._runs_timer.start()
+        else:
+            self._runs_timer.stop()
         if self.run is not None:
             fresh = next((run for run in runs if run.id == self.run.id), None)
             if fresh is not None:
                 self.run = fresh
         self._update_buttons()
+
+    def _refresh_running(self) -> None:
+        if self.context is None:
+            self._runs_timer.stop()
+        elif not self.jobs.is_busy("train-runs"):
+            self._read_runs()
 
     def _read_snapshots(self) -> None:
         if self.context is not None:
@@ -552,6 +569,7 @@ class TrainPanel(Panel):
             return
         launch.request_stop(self.run)
         self._stopping_since = time.monotonic()
+        self._terminated = False
         self.status_line.setText("Stopping: the job checkpoints at the end of its current step…")
         self._update_buttons()
 
@@ -629,13 +647,11 @@ class TrainPanel(Panel):
             return
         if self.tail is not None:
             deadline = time.perf_counter() + TICK_BUDGET_S
-            got = False
             while self.tail is not None and (batch := self.tail.read_new(TAIL_CHUNK)):
                 live.ingest(batch)
-                got = True
                 if time.perf_counter() > deadline:
                     break
-            self._watch_job(got)
+            self._watch_job()
         self.redraw()
         if self.tail is None and live.version == self._drawn_version:
             self._timer.stop()  # a finished run: nothing more will come, no idle ticks
@@ -669,7 +685,7 @@ class TrainPanel(Panel):
             text = "Stopping: the job checkpoints at the end of its current step… · " + text
         self.status_line.setText(text + (f" · on {live.device}" if live.device else ""))
 
-    def _watch_job(self, got_events: bool) -> None:
+    def _watch_job(self) -> None:
         """While following: the final event, a job that vanished, a Stop that was not heeded, the store's copy."""
         run, live = self.run, self.live
         assert live is not None
@@ -682,20 +698,23 @@ class TrainPanel(Panel):
         if now - self._last_sync >= SYNC_INTERVAL_S:
             self._last_sync = now
             self._sync(run.id)
-        if got_events or now - self._last_liveness < LIVENESS_INTERVAL_S:
+        if now - self._last_liveness < LIVENESS_INTERVAL_S:
             return
         self._last_liveness = now
         pid = launch.live_pid(run)
         if pid is not None:
             self._saw_pid = True
             if self._stopping_since is not None and now - self._stopping_since > self.stop_kill_after_s:
-                _terminate(pid)
-                self._stopping_since = now  # terminate again later if need be
+                # Not stopped in time (a step that never ends, a hung collective): terminate, and
+                # kill if even that is ignored. The last checkpoint stays usable for Resume.
+                _terminate(pid, kill=self._terminated)
+                self._terminated = True
+                self._stopping_since = now - self.stop_kill_after_s + KILL_AFTER_TERM_S
             return
         if not self._saw_pid and not live.events_seen and now - self._attached_at < START_GRACE_S:
             return  # still starting (importing torch takes seconds)
-        rest = self.tail.read_new(TAIL_CHUNK) if self.tail is not None else []
-        live.ingest(rest)
+        while self.tail is not None and (rest := self.tail.read_new()):  # a dead job wrote all it will
+            live.ingest(rest)
         if live.final is not None:
             self._finished(live.final)
             return
@@ -870,9 +889,9 @@ def _is_resume(run: TrainingRun) -> bool:
         return False
 
 
-def _terminate(pid: int) -> None:
-    """After Stop's timeout: SIGTERM (TerminateProcess on Windows); the last checkpoint stays usable."""
+def _terminate(pid: int, *, kill: bool = False) -> None:
+    """After Stop's timeout: SIGTERM (TerminateProcess on Windows), then SIGKILL where there is one."""
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM) if kill else signal.SIGTERM)
     except OSError:
         pass
