@@ -68,5 +68,6 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "generate", "target": "studio.ui.generate_panel:GeneratePanel", "title": "Generate",
          "icon": "generate.svg"},
         {"key": "curate", "target": "studio.ui.curate_panel:CuratePanel", "title": "Curate", "icon": "curate.svg"},
+        {"key": "train", "target": "studio.ui.train_panel:TrainPanel", "title": "Train", "icon": "train.svg"},
     ],
 }

@@ -247,10 +247,15 @@ class CuratePanel(Panel):
         self.filters_button.setToolTip("Show or hide the status, origin, run, tag, rating, length and check filters")
         self.filters_button.clicked.connect(self._on_filters_button_clicked)
         self._filters_chosen = False  # the user toggled the filter rows: no more automatic folding
+        # Set by the Train panel's "Hardest samples": only that run's scored samples, worst loss first.
+        self.hardest_button = QToolButton(text="", toolTip="Showing one training run's hardest samples, worst "
+                                          "first; click to show every sample again")
+        self.hardest_button.clicked.connect(self.clear_hardest_run)
+        self.hardest_button.hide()
         first = FlowLayout()
         self.search.setMinimumWidth(self.search.fontMetrics().horizontalAdvance("Search instruction") + 40)
         self.search.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        for widget in (self.search, self.count_label, self.filters_button, self.views, save_view, self.columns_button,
+        for widget in (self.search, self.count_label, self.hardest_button, self.filters_button, self.views, save_view, self.columns_button,
                        snapshots, trash):
             first.addWidget(widget)
         second = FlowLayout()
@@ -436,6 +441,8 @@ class CuratePanel(Panel):
                 self._connections.append((signal, slot))
         self._reload_choices()
         self._reload_views()
+        self._query = replace(self._query, hardest_run=None)  # another project's run ids mean nothing here
+        self.hardest_button.hide()
         self.apply_filters()
         self.setEnabled(context is not None)
 
@@ -625,6 +632,18 @@ class CuratePanel(Panel):
         header.setSortIndicator(COLUMN_KEYS.index(query.sort) if query.sort in COLUMN_KEYS else -1, order)
         header.blockSignals(False)
         self.apply_filters()
+
+    def show_hardest_run(self, run_id: int) -> None:
+        """Only the samples training run ``run_id`` scored, by its per-sample loss, worst first."""
+        self._query = SampleQuery(hardest_run=run_id)
+        self.hardest_button.setText(f"Hardest of run #{run_id} ✕")
+        self.hardest_button.show()
+        self.set_filters(SampleQuery(hardest_run=run_id))
+
+    def clear_hardest_run(self) -> None:
+        self._query = replace(self._query, hardest_run=None, sort="id", descending=False)
+        self.hardest_button.hide()
+        self.set_filters(self._query)
 
     def _reload_choices(self) -> Job | None:
         """Refill the run and tag lists as a job: the tag list reads every tagged sample (30 ms at 52K)."""

@@ -1,0 +1,114 @@
+"""The Train panel's run history: one row per training run, newest first; several may be selected.
+
+A view only: the panel reads ``project.training.list()`` in a job and hands the runs to
+:meth:`RunHistory.show_runs`. The current row is the run the live view shows; every other
+selected row is a run whose loss curve is overlaid on it (``selection_changed``).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+
+COLUMNS = ("Run", "Status", "Steps", "Snapshot", "Base model", "Started")
+STATUS_WORDS = {"created": "created", "running": "running", "stopped": "stopped (resumable)", "done": "done",
+                "failed": "failed"}
+
+
+def _when(stamp: float | None) -> str:
+    if not stamp:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+class RunHistory(QTableWidget):
+    """Runs as rows; ``current_run_changed(run_id | None)`` and ``selection_changed([run_id, ...])``."""
+
+    current_run_changed = Signal(object)
+    selection_changed = Signal(list)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels(list(COLUMNS))
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.verticalHeader().setVisible(False)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.setToolTip("Training runs, newest first. Select one to show it; Ctrl/Shift-click more to overlay "
+                        "their loss curves.")
+        self.runs: dict[int, Any] = {}
+        self._filling = False
+        self._current: int | None = None
+        self.itemSelectionChanged.connect(self._on_selection)
+
+    def show_runs(self, runs: list[Any], select: int | None = None) -> None:
+        """Replace the rows, keeping the current and selected runs (or selecting ``select``)."""
+        keep = self.selected_runs()
+        current = select if select is not None else self._current
+        self._filling = True
+        try:
+            self.clearSelection()
+            self.setRowCount(len(runs))
+            self.runs = {run.id: run for run in runs}
+            for row, run in enumerate(runs):
+                steps = f"{run.last_step} / {run.max_steps}" if run.max_steps else str(run.last_step or 0)
+                values = (f"#{run.id} {run.name}".strip(), STATUS_WORDS.get(run.status, run.status), steps,
+                          run.snapshot_name, run.base_model, _when(run.created_at))
+                for col, text in enumerate(values):
+                    item = QTableWidgetItem(text)
+                    item.setData(Qt.ItemDataRole.UserRole, run.id)
+                    if col == 1 and run.error:
+                        item.setToolTip(run.error)
+                    if col == 4:
+                        item.setToolTip(run.base_model)
+                    self.setItem(row, col, item)
+            model = self.selectionModel()
+            rows = model.SelectionFlag.Rows
+            current_row = self.row_of(current)
+            if current_row is not None:
+                model.setCurrentIndex(self.model().index(current_row, 0), model.SelectionFlag.Select | rows)
+            for row, run in enumerate(runs):
+                if run.id in keep and row != current_row:
+                    model.select(self.model().index(row, 0), model.SelectionFlag.Select | rows)
+        finally:
+            self._filling = False
+        self._on_selection()
+
+    def row_of(self, run_id: int | None) -> int | None:
+        if run_id is None:
+            return None
+        for row in range(self.rowCount()):
+            item = self.item(row, 0)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == run_id:
+                return row
+        return None
+
+    def select_run(self, run_id: int) -> None:
+        row = self.row_of(run_id)
+        if row is not None:
+            self.selectRow(row)
+
+    def current_run(self) -> int | None:
+        item = self.item(self.currentRow(), 0) if self.currentRow() >= 0 else None
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None and item.isSelected() else None
+
+    def selected_runs(self) -> list[int]:
+        rows = sorted({index.row() for index in self.selectedIndexes()})
+        return [self.item(row, 0).data(Qt.ItemDataRole.UserRole) for row in rows if self.item(row, 0) is not None]
+
+    def _on_selection(self) -> None:
+        if self._filling:
+            return
+        current = self.current_run()
+        if current is None:
+            selected = self.selected_runs()
+            current = selected[0] if selected else None
+        if current != self._current:
+            self._current = current
+            self.current_run_changed.emit(current)
+        self.selection_changed.emit(self.selected_runs())
