@@ -13,7 +13,8 @@ import pytest
 from studio.core.training.estimates import estimate, format_duration, lora_param_count, param_count
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings, preset_settings
-from studio.train.preflight import format_text, has_errors, length_report, run_preflight
+from studio.train.data import SnapshotRecord, build_example
+from studio.train.preflight import format_text, has_errors, length_report, run_preflight, token_lengths
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = ("cpu", None)
@@ -215,6 +216,15 @@ def test_a_missing_model_or_bad_config_is_an_error_report(tmp_path: Path) -> Non
     assert has_errors(report) and "base_model" in codes(report, "error")
     assert "Checks:" in format_text(report)
 
+    offline = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": "http://127.0.0.1:9",
+               "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    done = subprocess.run([sys.executable, "-m", "studio.train.preflight",
+                           str(write_config(tmp_path, "org/not-downloaded")), "--json"],
+                          capture_output=True, text=True, env=offline, timeout=120)
+    assert done.returncode == 1
+    message = json.loads(done.stdout)["checks"][0]["message"]
+    assert message.startswith("base model org/not-downloaded: cannot reach the Hugging Face Hub") and "\n" not in message
+
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -237,3 +247,16 @@ def test_the_alpaca_sample_shows_real_lengths(tiny_base: Path, tmp_path: Path, s
     lengths = report["lengths"]
     assert lengths["samples"] == 300 and sum(lengths["counts"]) == 300
     assert 0 < lengths["cut"] < 300 and lengths["p50"] < lengths["p95"] <= lengths["max"]
+
+
+@pytest.mark.parametrize("prompt_format", ["alpaca", "alpaca-lora", "chat"])
+def test_batched_lengths_are_the_trainers_lengths(tiny_base: Path, shared_data: Path, prompt_format: str) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    rows = json.loads((shared_data / "alpaca_sample_2000.json").read_text())[:200]
+    records = [SnapshotRecord(i, r["instruction"], r.get("input", ""), r["output"]) for i, r in enumerate(rows)]
+    full, prompts = token_lengths(tokenizer, prompt_format, records, chunk=64)
+    exact = [build_example(tokenizer, prompt_format, r, max_length=1 << 30) for r in records]
+    assert full == [len(e.input_ids) for e in exact]
+    assert prompts == [e.prompt_length for e in exact]
