@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 
 from studio.core.jobs import Progress, run_to_end
-from studio.core.training.base_models import (CACHE, HUB, LOCAL, BaseModelError, download_steps,
-                                              inspect_local, list_cached_models, resolve)
+from studio.core.training.base_models import (
+    CACHE,
+    HUB,
+    LOCAL,
+    BaseModelError,
+    download_steps,
+    inspect_local,
+    list_cached_models,
+    resolve,
+)
 from studio.core.training.estimates import param_count
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -143,7 +151,7 @@ class _FakeHub(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         found = self._file()
         if found is None:
             self.send_response(404)
@@ -152,7 +160,7 @@ class _FakeHub(BaseHTTPRequestHandler):
         self.send_response(200)
         self._file_headers(found[1])
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/api/models/"):
             siblings = [{"rfilename": name, "size": len(body)} for name, body in self.files.items()]
             body = json.dumps({"id": "org/tiny-llama", "sha": COMMIT, "siblings": siblings}).encode()

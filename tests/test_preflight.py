@@ -10,11 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from studio.core.training.estimates import estimate, format_duration, lora_param_count, param_count
+from studio.core.training.estimates import (
+    estimate,
+    format_duration,
+    lora_param_count,
+    param_count,
+)
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings, preset_settings
 from studio.train.data import SnapshotRecord, build_example
-from studio.train.preflight import format_text, has_errors, length_report, run_preflight, token_lengths
+from studio.train.preflight import (
+    format_text,
+    has_errors,
+    length_report,
+    run_preflight,
+    token_lengths,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = ("cpu", None)

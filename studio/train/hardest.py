@@ -22,7 +22,12 @@ from studio.core.errors import StudioError
 from studio.core.formats import atomic_write_lines
 from studio.core.training import events as ev
 from studio.core.training.base_models import resolve
-from studio.core.training.run_config import ADAPTER_DIR, CHECKPOINTS_DIR, HARDEST_FILE, RunConfig
+from studio.core.training.run_config import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    HARDEST_FILE,
+    RunConfig,
+)
 from studio.train.data import IGNORE_INDEX, SnapshotRecord, build_example, read_snapshot
 
 BATCH_TOKENS = 4096          # padded tokens per forward pass: small enough for any card, fast on the CPU
@@ -56,7 +61,7 @@ def find_adapter(run_dir: Path) -> Path:
 
 def training_records(config: RunConfig, records: list[SnapshotRecord]) -> list[SnapshotRecord]:
     """The run's training split; held-out samples were never trained on, so their loss is not comparable."""
-    from studio.train.job import split_records       # the trainer's own seeded split
+    from studio.train.job import split_records  # the trainer's own seeded split
 
     train, _validation = split_records(records, config.settings)
     return list(train)

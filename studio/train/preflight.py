@@ -20,13 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
-from studio.core.wording import count_noun
 from studio.core.training.base_models import HUB, BaseModelInfo, resolve
 from studio.core.training.estimates import estimate, format_duration
 from studio.core.training.prompt_format import load_format
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings
-from studio.train.data import IGNORE_INDEX, Example, SnapshotRecord, build_example, read_snapshot, texts
+from studio.core.wording import count_noun
+from studio.train.data import (
+    IGNORE_INDEX,
+    Example,
+    SnapshotRecord,
+    build_example,
+    read_snapshot,
+    texts,
+)
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 HISTOGRAM_BINS = 20
@@ -51,9 +58,13 @@ def model_config_dict(model: BaseModelInfo, revision: str | None) -> dict[str, A
     if model.source == HUB:
         from huggingface_hub import hf_hub_download
 
-        from studio.core.training.base_models import _hub_call, hub_cache_dir, hub_endpoint
+        from studio.core.training.base_models import (
+            hub_call,
+            hub_cache_dir,
+            hub_endpoint,
+        )
 
-        path = Path(_hub_call(lambda: hf_hub_download(model.path_or_id, "config.json", revision=revision,
+        path = Path(hub_call(lambda: hf_hub_download(model.path_or_id, "config.json", revision=revision,
                                                       cache_dir=hub_cache_dir(), endpoint=hub_endpoint(),
                                                       etag_timeout=10), model.path_or_id))
     else:
@@ -232,7 +243,7 @@ def token_lengths(tokenizer: Any, prompt_format: str, records: list[SnapshotReco
     for start in range(0, len(records), chunk):
         pairs = [texts(tokenizer, prompt_format, record) for record in records[start:start + chunk]]
         prompt_ids = tokenizer([p for p, _ in pairs], add_special_tokens=add_special)["input_ids"]
-        bodies = [t[: -len(eos)] if t.endswith(eos) else t for _, t in pairs]
+        bodies = [t.removesuffix(eos) for _, t in pairs]
         body_ids = tokenizer(bodies, add_special_tokens=False)["input_ids"]
         for p, b in zip(prompt_ids, body_ids):
             full.append(len(p) + len(b) + 1)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from studio.core.errors import StudioError
 from studio.core.jobs import Progress
 
+T = TypeVar("T")
 LOCAL, CACHE, HUB = "local", "cache", "hub"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
 # Files a causal LM needs from a hub repo; weights other than safetensors only when it has none.
@@ -220,10 +221,15 @@ def _short(exc: BaseException) -> str:
     return text[:160]
 
 
-def _hub_call(call, repo_id: str):
+def hub_call(call: Callable[[], T], repo_id: str) -> T:
     """Run one hub request, turning the library's many failures into one-line messages."""
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return call()
@@ -275,7 +281,7 @@ class _ByteCounter:
     def __enter__(self) -> _ByteCounter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
     def __getattr__(self, name: str) -> Any:      # close, refresh, set_description...: nothing to draw
@@ -294,7 +300,7 @@ def download_steps(repo_id: str, revision: str | None = None) -> Generator[Progr
         raise _offline_error("offline mode is on (HF_HUB_OFFLINE)")
     endpoint, cache = hub_endpoint(), hub_cache_dir()
     api = HfApi(endpoint=endpoint)
-    info = _hub_call(lambda: api.model_info(repo_id, revision=revision, files_metadata=True, timeout=15),
+    info = hub_call(lambda: api.model_info(repo_id, revision=revision, files_metadata=True, timeout=15),
                      repo_id)
     files = _files_to_fetch(list(info.siblings or []))
     if not any(name == "config.json" for name, _ in files):
@@ -305,7 +311,7 @@ def download_steps(repo_id: str, revision: str | None = None) -> Generator[Progr
 
     def fetch(name: str) -> None:
         try:
-            result["path"] = _hub_call(lambda: hf_hub_download(
+            result["path"] = hub_call(lambda: hf_hub_download(
                 repo_id, name, revision=info.sha, cache_dir=cache, endpoint=endpoint,
                 tqdm_class=counter), repo_id)
         except BaseException as exc:  # noqa: BLE001 - handed to the generator's thread
