@@ -20,7 +20,6 @@ from studio.core.jobs import Progress
 
 T = TypeVar("T")
 LOCAL, CACHE, HUB = "local", "cache", "hub"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
 # Files a causal LM needs from a hub repo; weights other than safetensors only when it has none.
 _WANTED_SUFFIXES = (".json", ".txt", ".model", ".jinja", ".py", ".tiktoken", ".safetensors")
 
