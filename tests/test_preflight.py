@@ -245,6 +245,19 @@ def test_a_missing_model_or_bad_config_is_an_error_report(tmp_path: Path) -> Non
     assert json.loads(done.stdout)["checks"][0]["code"] == "config"
 
 
+def test_gpu_only_settings_on_the_cpu_are_errors(tiny_base: Path, tmp_path: Path) -> None:
+    report = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base, precision="bf16", load_in_4bit=True)),
+                           device=CPU)
+    assert {"precision", "qlora"} <= codes(report, "error")
+
+
+def test_a_folder_without_weights_is_told_so(tiny_base: Path, tmp_path: Path) -> None:
+    report = run_preflight(RunConfig.read(write_config(tmp_path, model_copy(tiny_base, tmp_path))), device=CPU)
+    assert "weights" in codes(report, "warning") and "safetensors" not in codes(report, "warning")
+    whole = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base)), device=CPU)
+    assert not {"weights", "safetensors"} & codes(whole, "warning")
+
+
 def test_memory_over_the_gpu_names_the_settings_to_lower(tiny_base: Path, tmp_path: Path) -> None:
     report = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base)), device=("cuda", 0.01))
     message = next(c["message"] for c in report["checks"] if c["code"] == "memory")

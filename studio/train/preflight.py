@@ -159,8 +159,13 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
         checks.append(check(WARNING, "remote_code", f"{model.name} runs its own Python code "
                             "(trust_remote_code is on)"))
     if model.source != HUB and not model.has_safetensors:
-        checks.append(check(WARNING, "safetensors", f"{model.name} has no .safetensors weights: its "
-                            "pickle (.bin) weights can run code when loaded; prefer a safetensors copy"))
+        folder = Path(model.path_or_id)
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt*")):
+            checks.append(check(WARNING, "safetensors", f"{model.name} has no .safetensors weights: its "
+                                "pickle (.bin) weights can run code when loaded; prefer a safetensors copy"))
+        else:
+            checks.append(check(WARNING, "weights", f"{folder}: no weight files (.safetensors or .bin); "
+                                "the check reads only the tokenizer and config, but training needs the weights"))
     try:
         tokenizer = load_tokenizer(model, settings, config.base_model_revision)
     except Exception as exc:               # noqa: BLE001 - any loader failure is the user's to see
@@ -329,6 +334,9 @@ def _estimates(checks: list[dict[str, str]], model_config: dict[str, Any], setti
     else:
         checks.append(check(OK, "device", f"training on the GPU, estimated {duration} "
                             f"for {result['time']['steps']} steps"))
+    if kind == "cpu" and settings.precision in ("bf16", "fp16"):
+        checks.append(check(ERROR, "precision", f"precision {settings.precision} needs a GPU and this run "
+                            "is on the CPU: set precision to auto or fp32"))
     if settings.load_in_4bit and kind != "cuda":
         checks.append(check(ERROR, "qlora", "load_in_4bit needs a CUDA GPU; turn it off to train on the CPU"))
     elif settings.load_in_4bit and importlib.util.find_spec("bitsandbytes") is None:
