@@ -284,3 +284,53 @@ def test_batched_lengths_are_the_trainers_lengths(tiny_base: Path, shared_data: 
     exact = [build_example(tokenizer, prompt_format, r, max_length=1 << 30) for r in records]
     assert full == [len(e.input_ids) for e in exact]
     assert prompts == [e.prompt_length for e in exact]
+
+
+def _saved_for_backward_bytes(config: dict, *, batch: int, seq: int, checkpointing: bool) -> int:
+    """Bytes of the tensors autograd keeps for backward in one LoRA forward (weights excluded)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(LlamaForCausalLM(LlamaConfig(**config, attn_implementation="sdpa")),
+                           LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear"))
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.train()
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    ids = torch.randint(0, config["vocab_size"], (batch, seq))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(input_ids=ids, labels=ids)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return sum(size for pointer, size in storages.items() if pointer not in weights)
+
+
+def test_the_activation_estimate_matches_what_autograd_keeps() -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    config = {"vocab_size": 4000, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512,
+              "tie_word_embeddings": False}
+    try:
+        plain = _saved_for_backward_bytes(config, batch=2, seq=192, checkpointing=False)
+        checkpointed = _saved_for_backward_bytes(config, batch=2, seq=192, checkpointing=True)
+    finally:
+        torch.set_num_threads(threads)
+    settings = TrainSettings(per_device_train_batch_size=2, lora_r=8, precision="fp32")
+    estimated = estimate(config, settings, n_samples=100, mean_tokens=192, device="cpu")
+    estimated_gc = estimate(config, settings.with_overrides({"gradient_checkpointing": True}), n_samples=100,
+                            mean_tokens=192, device="cpu")
+    gib = 1024 ** 3
+    assert 0.7 < estimated["memory"]["activations_gb"] * gib / plain < 1.3
+    # with checkpointing the forward keeps only block inputs; the estimate adds the recomputed block's peak
+    assert checkpointed < estimated_gc["memory"]["activations_gb"] * gib < estimated["memory"]["activations_gb"] * gib
