@@ -292,6 +292,8 @@ def download_steps(repo_id: str, revision: str | None = None) -> Generator[Progr
 
     Safetensors are preferred: ``.bin`` weights are fetched only from a repo that has no
     safetensors. Offline (no network, ``HF_HUB_OFFLINE``) → one-line :class:`BaseModelError`.
+    Closing the generator stops before the next file; the file in flight finishes in its
+    (daemon) thread, and huggingface_hub resumes a half-fetched file on the next call.
     """
     from huggingface_hub import HfApi, hf_hub_download
 
