@@ -273,11 +273,18 @@ def test_the_alpaca_sample_shows_real_lengths(tiny_base: Path, tmp_path: Path, s
     assert 0 < lengths["cut"] < 300 and lengths["p50"] < lengths["p95"] <= lengths["max"]
 
 
-@pytest.mark.parametrize("prompt_format", ["alpaca", "alpaca-lora", "chat"])
+# A ChatML-like template that writes a newline after each turn's EOS.
+NEWLINE_AFTER_EOS = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+@pytest.mark.parametrize("prompt_format", ["alpaca", "alpaca-lora", "chat", "chat-newline"])
 def test_batched_lengths_are_the_trainers_lengths(tiny_base: Path, shared_data: Path, prompt_format: str) -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    if prompt_format == "chat-newline":
+        tokenizer.chat_template, prompt_format = NEWLINE_AFTER_EOS, "chat"
     rows = json.loads((shared_data / "alpaca_sample_2000.json").read_text())[:200]
     records = [SnapshotRecord(i, r["instruction"], r.get("input", ""), r["output"]) for i, r in enumerate(rows)]
     full, prompts = token_lengths(tokenizer, prompt_format, records, chunk=64)

@@ -32,6 +32,7 @@ from studio.train.data import (
     SnapshotRecord,
     build_example,
     read_snapshot,
+    target_body,
     texts,
 )
 
@@ -248,7 +249,7 @@ def token_lengths(tokenizer: Any, prompt_format: str, records: list[SnapshotReco
     for start in range(0, len(records), chunk):
         pairs = [texts(tokenizer, prompt_format, record) for record in records[start:start + chunk]]
         prompt_ids = tokenizer([p for p, _ in pairs], add_special_tokens=add_special)["input_ids"]
-        bodies = [t.removesuffix(eos) for _, t in pairs]
+        bodies = [target_body(t, eos) for _, t in pairs]
         body_ids = tokenizer(bodies, add_special_tokens=False)["input_ids"]
         for p, b in zip(prompt_ids, body_ids):
             full.append(len(p) + len(b) + 1)
