@@ -18,6 +18,7 @@ from studio.core.training.base_models import (
     LOCAL,
     BaseModelError,
     download_steps,
+    fetch_config,
     inspect_local,
     list_cached_models,
     resolve,
@@ -192,6 +193,7 @@ def test_download_reports_bytes_and_prefers_safetensors(tiny_base: Path, hf_cach
     try:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
         monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        assert fetch_config("org/tiny-llama").read_bytes() == files["config.json"]   # pre-flight's one file
         seen: list[Progress] = []
         path = run_to_end(download_steps("org/tiny-llama"), on_progress=seen.append)
     finally:

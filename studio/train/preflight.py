@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
-from studio.core.training.base_models import HUB, BaseModelInfo, resolve
+from studio.core.training.base_models import HUB, BaseModelInfo, fetch_config, resolve
 from studio.core.training.estimates import estimate, format_duration
 from studio.core.training.prompt_format import load_format
 from studio.core.training.run_config import RunConfig
@@ -57,17 +57,7 @@ def load_tokenizer(model: BaseModelInfo, settings: TrainSettings, revision: str 
 def model_config_dict(model: BaseModelInfo, revision: str | None) -> dict[str, Any]:
     """The model's ``config.json`` as plain JSON (a hub model's is fetched alone, weights stay put)."""
     if model.source == HUB:
-        from huggingface_hub import hf_hub_download
-
-        from studio.core.training.base_models import (
-            hub_call,
-            hub_cache_dir,
-            hub_endpoint,
-        )
-
-        path = Path(hub_call(lambda: hf_hub_download(model.path_or_id, "config.json", revision=revision,
-                                                      cache_dir=hub_cache_dir(), endpoint=hub_endpoint(),
-                                                      etag_timeout=10), model.path_or_id))
+        path = fetch_config(model.path_or_id, revision)
     else:
         path = Path(model.path_or_id) / "config.json"
     return json.loads(path.read_text(encoding="utf-8"))

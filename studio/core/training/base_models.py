@@ -252,6 +252,22 @@ def hub_call(call: Callable[[], T], repo_id: str) -> T:
         raise
 
 
+def fetch_config(repo_id: str, revision: str | None = None) -> Path:
+    """A hub model's ``config.json`` alone (into the cache), for the pre-flight check.
+
+    The repo is looked up first with one short request: hf_hub_download retries a refused
+    connection for about 20 s, and an offline user should hear so at once.
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise _offline_error("offline mode is on (HF_HUB_OFFLINE)")
+    endpoint = hub_endpoint()
+    info = hub_call(lambda: HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, timeout=10), repo_id)
+    return Path(hub_call(lambda: hf_hub_download(repo_id, "config.json", revision=info.sha or revision,
+                                                 cache_dir=hub_cache_dir(), endpoint=endpoint), repo_id))
+
+
 def _files_to_fetch(siblings: list[Any]) -> list[tuple[str, int]]:
     top = [(s.rfilename, int(s.size or 0)) for s in siblings if "/" not in s.rfilename]
     has_safetensors = any(name.endswith(".safetensors") for name, _ in top)
