@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 
 from studio.core.jobs import Progress, run_to_end
-from studio.core.training.base_models import (CACHE, HUB, LOCAL, BaseModelError, download_steps,
-                                              inspect_local, list_cached_models, resolve)
+from studio.core.training.base_models import (
+    CACHE,
+    HUB,
+    LOCAL,
+    BaseModelError,
+    download_steps,
+    fetch_config,
+    inspect_local,
+    list_cached_models,
+    resolve,
+)
 from studio.core.training.estimates import param_count
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -143,7 +152,7 @@ class _FakeHub(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         found = self._file()
         if found is None:
             self.send_response(404)
@@ -152,7 +161,7 @@ class _FakeHub(BaseHTTPRequestHandler):
         self.send_response(200)
         self._file_headers(found[1])
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/api/models/"):
             siblings = [{"rfilename": name, "size": len(body)} for name, body in self.files.items()]
             body = json.dumps({"id": "org/tiny-llama", "sha": COMMIT, "siblings": siblings}).encode()
@@ -184,6 +193,7 @@ def test_download_reports_bytes_and_prefers_safetensors(tiny_base: Path, hf_cach
     try:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
         monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        assert fetch_config("org/tiny-llama").read_bytes() == files["config.json"]   # pre-flight's one file
         seen: list[Progress] = []
         path = run_to_end(download_steps("org/tiny-llama"), on_progress=seen.append)
     finally:

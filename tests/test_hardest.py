@@ -108,7 +108,7 @@ def test_the_corrupted_sample_ranks_first(trained_run: RunConfig) -> None:
 
 
 def test_the_ranking_does_not_depend_on_batching(trained_run: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    import studio.train.hardest as hardest
+    from studio.train import hardest
 
     monkeypatch.setattr(hardest, "emit", lambda event, events_path=None: None)
     batched = {r["sample_id"]: r["loss"] for r in read_hardest(hardest.run_hardest(trained_run))}
@@ -120,7 +120,7 @@ def test_the_ranking_does_not_depend_on_batching(trained_run: RunConfig, monkeyp
 
 def test_only_the_training_split_is_ranked(trained_run: RunConfig, monkeypatch: pytest.MonkeyPatch) -> None:
     """A held-out sample was never trained on: its loss would rank it high for no fault of its own."""
-    import studio.train.hardest as hardest
+    from studio.train import hardest
     from studio.train.job import split_records
 
     monkeypatch.setattr(hardest, "emit", lambda event, events_path=None: None)

@@ -10,10 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from studio.core.training.estimates import estimate, format_duration, lora_param_count, param_count
+from studio.core.training.estimates import (
+    estimate,
+    format_duration,
+    lora_param_count,
+    param_count,
+)
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings, preset_settings
-from studio.train.preflight import format_text, has_errors, length_report, run_preflight
+from studio.train.data import SnapshotRecord, build_example
+from studio.train.preflight import (
+    format_text,
+    has_errors,
+    length_report,
+    run_preflight,
+    token_lengths,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = ("cpu", None)
@@ -215,6 +227,15 @@ def test_a_missing_model_or_bad_config_is_an_error_report(tmp_path: Path) -> Non
     assert has_errors(report) and "base_model" in codes(report, "error")
     assert "Checks:" in format_text(report)
 
+    offline = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": "http://127.0.0.1:9",
+               "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    done = subprocess.run([sys.executable, "-m", "studio.train.preflight",
+                           str(write_config(tmp_path, "org/not-downloaded")), "--json"],
+                          capture_output=True, text=True, env=offline, timeout=120)
+    assert done.returncode == 1
+    message = json.loads(done.stdout)["checks"][0]["message"]
+    assert message.startswith("base model org/not-downloaded: cannot reach the Hugging Face Hub") and "\n" not in message
+
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -222,6 +243,19 @@ def test_a_missing_model_or_bad_config_is_an_error_report(tmp_path: Path) -> Non
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1
     assert json.loads(done.stdout)["checks"][0]["code"] == "config"
+
+
+def test_gpu_only_settings_on_the_cpu_are_errors(tiny_base: Path, tmp_path: Path) -> None:
+    report = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base, precision="bf16", load_in_4bit=True)),
+                           device=CPU)
+    assert {"precision", "qlora"} <= codes(report, "error")
+
+
+def test_a_folder_without_weights_is_told_so(tiny_base: Path, tmp_path: Path) -> None:
+    report = run_preflight(RunConfig.read(write_config(tmp_path, model_copy(tiny_base, tmp_path))), device=CPU)
+    assert "weights" in codes(report, "warning") and "safetensors" not in codes(report, "warning")
+    whole = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base)), device=CPU)
+    assert not {"weights", "safetensors"} & codes(whole, "warning")
 
 
 def test_memory_over_the_gpu_names_the_settings_to_lower(tiny_base: Path, tmp_path: Path) -> None:
@@ -237,3 +271,73 @@ def test_the_alpaca_sample_shows_real_lengths(tiny_base: Path, tmp_path: Path, s
     lengths = report["lengths"]
     assert lengths["samples"] == 300 and sum(lengths["counts"]) == 300
     assert 0 < lengths["cut"] < 300 and lengths["p50"] < lengths["p95"] <= lengths["max"]
+
+
+# A ChatML-like template that writes a newline after each turn's EOS.
+NEWLINE_AFTER_EOS = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+@pytest.mark.parametrize("prompt_format", ["alpaca", "alpaca-lora", "chat", "chat-newline"])
+def test_batched_lengths_are_the_trainers_lengths(tiny_base: Path, shared_data: Path, prompt_format: str) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    if prompt_format == "chat-newline":
+        tokenizer.chat_template, prompt_format = NEWLINE_AFTER_EOS, "chat"
+    rows = json.loads((shared_data / "alpaca_sample_2000.json").read_text())[:200]
+    records = [SnapshotRecord(i, r["instruction"], r.get("input", ""), r["output"]) for i, r in enumerate(rows)]
+    full, prompts = token_lengths(tokenizer, prompt_format, records, chunk=64)
+    exact = [build_example(tokenizer, prompt_format, r, max_length=1 << 30) for r in records]
+    assert full == [len(e.input_ids) for e in exact]
+    assert prompts == [e.prompt_length for e in exact]
+
+
+def _saved_for_backward_bytes(config: dict, *, batch: int, seq: int, checkpointing: bool) -> int:
+    """Bytes of the tensors autograd keeps for backward in one LoRA forward (weights excluded)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(LlamaForCausalLM(LlamaConfig(**config, attn_implementation="sdpa")),
+                           LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules="all-linear"))
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.train()
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0), storage.nbytes())
+        return tensor
+
+    ids = torch.randint(0, config["vocab_size"], (batch, seq))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(input_ids=ids, labels=ids)
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return sum(size for pointer, size in storages.items() if pointer not in weights)
+
+
+def test_the_activation_estimate_matches_what_autograd_keeps() -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    config = {"vocab_size": 4000, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 4, "max_position_embeddings": 512,
+              "tie_word_embeddings": False}
+    try:
+        plain = _saved_for_backward_bytes(config, batch=2, seq=192, checkpointing=False)
+        checkpointed = _saved_for_backward_bytes(config, batch=2, seq=192, checkpointing=True)
+    finally:
+        torch.set_num_threads(threads)
+    settings = TrainSettings(per_device_train_batch_size=2, lora_r=8, precision="fp32")
+    estimated = estimate(config, settings, n_samples=100, mean_tokens=192, device="cpu")
+    estimated_gc = estimate(config, settings.with_overrides({"gradient_checkpointing": True}), n_samples=100,
+                            mean_tokens=192, device="cpu")
+    gib = 1024 ** 3
+    assert 0.7 < estimated["memory"]["activations_gb"] * gib / plain < 1.3
+    # with checkpointing the forward keeps only block inputs; the estimate adds the recomputed block's peak
+    assert checkpointed < estimated_gc["memory"]["activations_gb"] * gib < estimated["memory"]["activations_gb"] * gib

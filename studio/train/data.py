@@ -75,15 +75,21 @@ def prompt_ids(tokenizer: Any, prompt_format: str, prompt: str) -> list[int]:
     return list(tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
 
 
+def target_body(target: str, eos: str) -> str:
+    """The target's text before its EOS, which is appended as an id (the pre-flight check shares this).
+
+    A chat template may write a newline after the end-of-turn EOS ("<|im_end|>\\n"): the target
+    ends at the EOS, which is appended exactly once.
+    """
+    stripped = target.rstrip()
+    return stripped.removesuffix(eos) if stripped.endswith(eos) else target
+
+
 def build_example(tokenizer: Any, prompt_format: str, record: SnapshotRecord, *, max_length: int,
                   train_on_inputs: bool = False) -> Example:
     prompt, target = texts(tokenizer, prompt_format, record)
-    eos = eos_token(tokenizer)
     source = prompt_ids(tokenizer, prompt_format, prompt)
-    # A chat template may write a newline after the end-of-turn EOS ("<|im_end|>\n"): the target
-    # ends at the EOS, which is appended as its id exactly once.
-    stripped = target.rstrip()
-    body = stripped.removesuffix(eos) if stripped.endswith(eos) else target
+    body = target_body(target, eos_token(tokenizer))
     target_ids = list(tokenizer(body, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     input_ids = source + target_ids
     labels = (list(source) if train_on_inputs else [IGNORE_INDEX] * len(source)) + target_ids

@@ -22,7 +22,12 @@ from studio.core.errors import StudioError
 from studio.core.formats import atomic_write_lines
 from studio.core.training import events as ev
 from studio.core.training.base_models import resolve
-from studio.core.training.run_config import ADAPTER_DIR, CHECKPOINTS_DIR, HARDEST_FILE, RunConfig
+from studio.core.training.run_config import (
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    HARDEST_FILE,
+    RunConfig,
+)
 from studio.train.data import IGNORE_INDEX, SnapshotRecord, build_example, read_snapshot
 
 BATCH_TOKENS = 4096          # padded tokens per forward pass: small enough for any card, fast on the CPU
@@ -56,7 +61,7 @@ def find_adapter(run_dir: Path) -> Path:
 
 def training_records(config: RunConfig, records: list[SnapshotRecord]) -> list[SnapshotRecord]:
     """The run's training split; held-out samples were never trained on, so their loss is not comparable."""
-    from studio.train.job import split_records       # the trainer's own seeded split
+    from studio.train.job import split_records  # the trainer's own seeded split
 
     train, _validation = split_records(records, config.settings)
     return list(train)
@@ -113,7 +118,8 @@ def per_sample_losses(model: Any, examples: list[Any], *, pad_id: int, device: A
 
 
 def load_model(config: RunConfig, adapter: Path) -> tuple[Any, Any, Any]:
-    """(peft model in eval mode, tokenizer, device): the base model in bf16 on a GPU that has it, else fp32."""
+    """(peft model in eval mode, tokenizer, device): the base in bf16 on a GPU that has it (4-bit when the
+    run was QLoRA), else fp32 on the CPU; the run's saved tokenizer when there is one."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -134,11 +140,21 @@ def load_model(config: RunConfig, adapter: Path) -> tuple[Any, Any, Any]:
     if (config.dir / "tokenizer" / "tokenizer_config.json").is_file():
         tokenizer_dir = config.dir / "tokenizer"
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=settings.trust_remote_code)
+    kwargs: dict[str, Any] = {}
+    if settings.load_in_4bit and use_cuda:        # score under the base the adapter was trained on
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(base.path_or_id, dtype=dtype,
                                                  revision=config.base_model_revision,
-                                                 trust_remote_code=settings.trust_remote_code)
+                                                 trust_remote_code=settings.trust_remote_code, **kwargs)
     model = PeftModel.from_pretrained(model, str(adapter))
-    model.to(device).eval()
+    if "quantization_config" not in kwargs:
+        model.to(device)
+    model.eval()
     return model, tokenizer, device
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from studio.core.errors import StudioError
 from studio.core.jobs import Progress
 
+T = TypeVar("T")
 LOCAL, CACHE, HUB = "local", "cache", "hub"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
 # Files a causal LM needs from a hub repo; weights other than safetensors only when it has none.
 _WANTED_SUFFIXES = (".json", ".txt", ".model", ".jinja", ".py", ".tiktoken", ".safetensors")
 
@@ -220,10 +220,15 @@ def _short(exc: BaseException) -> str:
     return text[:160]
 
 
-def _hub_call(call, repo_id: str):
+def hub_call(call: Callable[[], T], repo_id: str) -> T:
     """Run one hub request, turning the library's many failures into one-line messages."""
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         return call()
@@ -245,6 +250,22 @@ def _hub_call(call, repo_id: str):
         if type(exc).__module__.startswith(("httpx", "httpcore", "requests", "urllib3")):
             raise _offline_error(_short(exc)) from None
         raise
+
+
+def fetch_config(repo_id: str, revision: str | None = None) -> Path:
+    """A hub model's ``config.json`` alone (into the cache), for the pre-flight check.
+
+    The repo is looked up first with one short request: hf_hub_download retries a refused
+    connection for about 20 s, and an offline user should hear so at once.
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise _offline_error("offline mode is on (HF_HUB_OFFLINE)")
+    endpoint = hub_endpoint()
+    info = hub_call(lambda: HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, timeout=10), repo_id)
+    return Path(hub_call(lambda: hf_hub_download(repo_id, "config.json", revision=info.sha or revision,
+                                                 cache_dir=hub_cache_dir(), endpoint=endpoint), repo_id))
 
 
 def _files_to_fetch(siblings: list[Any]) -> list[tuple[str, int]]:
@@ -275,7 +296,7 @@ class _ByteCounter:
     def __enter__(self) -> _ByteCounter:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
     def __getattr__(self, name: str) -> Any:      # close, refresh, set_description...: nothing to draw
@@ -287,6 +308,8 @@ def download_steps(repo_id: str, revision: str | None = None) -> Generator[Progr
 
     Safetensors are preferred: ``.bin`` weights are fetched only from a repo that has no
     safetensors. Offline (no network, ``HF_HUB_OFFLINE``) → one-line :class:`BaseModelError`.
+    Closing the generator stops before the next file; the file in flight finishes in its
+    (daemon) thread, and huggingface_hub resumes a half-fetched file on the next call.
     """
     from huggingface_hub import HfApi, hf_hub_download
 
@@ -294,7 +317,7 @@ def download_steps(repo_id: str, revision: str | None = None) -> Generator[Progr
         raise _offline_error("offline mode is on (HF_HUB_OFFLINE)")
     endpoint, cache = hub_endpoint(), hub_cache_dir()
     api = HfApi(endpoint=endpoint)
-    info = _hub_call(lambda: api.model_info(repo_id, revision=revision, files_metadata=True, timeout=15),
+    info = hub_call(lambda: api.model_info(repo_id, revision=revision, files_metadata=True, timeout=15),
                      repo_id)
     files = _files_to_fetch(list(info.siblings or []))
     if not any(name == "config.json" for name, _ in files):
@@ -305,7 +328,7 @@ def download_steps(repo_id: str, revision: str | None = None) -> Generator[Progr
 
     def fetch(name: str) -> None:
         try:
-            result["path"] = _hub_call(lambda: hf_hub_download(
+            result["path"] = hub_call(lambda: hf_hub_download(
                 repo_id, name, revision=info.sha, cache_dir=cache, endpoint=endpoint,
                 tqdm_class=counter), repo_id)
         except BaseException as exc:  # noqa: BLE001 - handed to the generator's thread
