@@ -10,12 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.core.training.estimates import (
-    estimate,
-    format_duration,
-    lora_param_count,
-    param_count,
-)
+from studio.core.training.estimates import estimate, lora_param_count, param_count
+from studio.core.wording import format_duration
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings, preset_settings
 from studio.train.data import SnapshotRecord, build_example

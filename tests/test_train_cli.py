@@ -149,14 +149,17 @@ import json, sys
 from studio.core.training.run_config import RunConfig
 config = RunConfig.read(sys.argv[1])
 report = {"base_model": config.base_model, "prompt_format": config.settings.prompt_format,
-          "sample": {"sample_id": 1, "tokens": [{"id": 1, "text": "### Response:", "masked": True},
+          "max_length": config.settings.max_length,
+          "sample": {"sample_id": 1, "prompt_tokens": 1, "eos_ok": True, "tokens": [{"id": 1, "text": "### Response:", "masked": True},
                                                  {"id": 2, "text": "Word", "masked": False},
                                                  {"id": 3, "text": "</s>", "masked": False}]},
           "checks": [{"level": "ok", "code": "eos", "message": "every target ends in EOS"},
                      {"level": "error", "code": "pad", "message": "EOS is the pad token"}],
           "lengths": {"edges": [0, 10, 20], "counts": [3, 5], "p50": 9, "p95": 15, "max": 18,
                       "max_length": config.settings.max_length, "cut": 2, "samples": 8},
-          "estimates": {"memory": {"total_gb": 1.5, "method": {"total": "the sum"}},
+          "estimates": {"device": "cpu", "parameters": 5e5, "lora_parameters": 7e4,
+                        "memory": {"total_gb": 1.5, "weights_gb": 1.0, "lora_and_optimizer_gb": 0.2,
+                                   "activations_gb": 0.2, "overhead_gb": 0.1, "method": {"total": "the sum"}},
                         "time": {"seconds": 90, "steps": 10, "method": "6 N tokens at 1 TFLOP/s"}}}
 print(json.dumps(report))
 sys.exit(1)
@@ -193,8 +196,8 @@ def test_preflight_prints_the_childs_report(project_dir: Path, tmp_path: Path, f
                "--preset", "alpaca-lora")
     out = capsys.readouterr().out
     assert code == 1  # the child found an error-level check
-    assert "⟦### Response:|⟧Word|</s>|" in out and "ERROR    EOS is the pad token" in out
-    assert "max_length 256 cuts 2" in out and "memory 1.50 GB" in out and "time about 1m30s (10 steps)" in out
+    assert "[### Response:]|Word||</s>|" in out and "ERROR   pad: EOS is the pad token" in out
+    assert "max_length 256 cuts 2" in out and "memory 1.50 GB" in out and "for 10 steps" in out
     assert cli(project_dir, "train", "preflight", "--snapshot", "s1", "--base-model", str(tmp_path), "--json") == 1
     assert json.loads(capsys.readouterr().out)["lengths"]["max_length"] == 512
     with Project.open(project_dir) as project:

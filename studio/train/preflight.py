@@ -21,7 +21,8 @@ from typing import Any
 
 from studio.core.errors import StudioError
 from studio.core.training.base_models import HUB, BaseModelInfo, fetch_config, resolve
-from studio.core.training.estimates import estimate, format_duration
+from studio.core.training.estimates import estimate
+from studio.core.wording import format_duration
 from studio.core.training.prompt_format import load_format
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.core.wording import format_duration
 from studio.core.training import events as ev
 
 SMOOTHING = 0.9  # exponential moving average weight of the smoothed loss (TensorBoard's default is 0.6..0.99)
@@ -215,16 +216,6 @@ class LiveRun:
         if speed.size:
             parts.append(f"{speed.y[-1]:,.0f} tokens/s")
         return " · ".join(parts)
-
-
-def format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 90:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 90:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _number(value: Any) -> float | None:

@@ -48,7 +48,7 @@ from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
 from studio.ui.project_context import ProjectContext
 from studio.ui.train_history import RunHistory
-from studio.ui.train_live import LiveRun, format_duration
+from studio.ui.train_live import LiveRun
 from studio.ui.train_plots import TrainPlots
 from studio.ui.train_preflight_view import PreflightView
 from studio.ui.train_settings_form import SettingsForm

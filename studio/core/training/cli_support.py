@@ -27,6 +27,7 @@ from studio.core.training import events as ev
 from studio.core.training import launch
 from studio.core.training.run_config import RunConfig
 from studio.core.training.runs import DONE, RUNNING, STOPPED, TrainingRun
+from studio.core.wording import format_duration
 from studio.core.training.settings import (
     PRESETS,
     TrainSettings,
@@ -240,7 +241,7 @@ class EventPrinter:
                 if isinstance(value, (int, float)):
                     parts.append(f"{label} {fmt.format(value)}")
             if isinstance(self.eta_s, (int, float)):
-                parts.append(f"ETA {duration(self.eta_s)}")
+                parts.append(f"ETA {format_duration(self.eta_s)}")
             return "  ".join(parts)
         if kind == ev.EVAL:
             value = event.get("eval_loss")
@@ -259,7 +260,7 @@ class EventPrinter:
             loss = event.get("train_loss")
             loss_text = f", train loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
             runtime = event.get("runtime_s")
-            took = f" in {duration(runtime)}" if isinstance(runtime, (int, float)) else ""
+            took = f" in {format_duration(runtime)}" if isinstance(runtime, (int, float)) else ""
             return f"Done at step {step}{loss_text}{took}; adapter in {event.get('adapter', '')}"
         if kind == ev.ERROR:
             return None  # said once, on stderr, when the job has ended
@@ -275,15 +276,6 @@ def _of(step: Any, total: int | None) -> str:
 def _short(text: str, limit: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 # -- pre-flight --------------------------------------------------------------------------------
@@ -327,61 +319,15 @@ def _preflight(config_path: Path, settings: TrainSettings, *, as_json: bool) -> 
     if as_json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
-        print(format_preflight(report))
+        from studio.train.preflight import format_text  # torch-free; the child's own wording
+
+        print(format_text(report))
     return EXIT_OK if done.returncode == 0 else EXIT_ERROR
 
 
 def _last_text_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
-
-
-def format_preflight(report: dict[str, Any]) -> str:
-    """The report for a terminal: the sample with masked tokens in ⟦ ⟧, checks, lengths, estimates."""
-    lines: list[str] = []
-    sample = report.get("sample")
-    if isinstance(sample, dict) and sample.get("tokens"):
-        lines.append(f"Sample {sample.get('sample_id', '')} as the model sees it "
-                     "(⟦masked⟧ tokens carry no loss; | separates tokens):")
-        pieces, masked = [], None
-        for token in sample["tokens"]:
-            if token.get("masked") != masked:
-                pieces.append("⟦" if token.get("masked") else ("⟧" if masked else ""))
-                masked = token.get("masked")
-            pieces.append(str(token.get("text", "")) + "|")
-        if masked:
-            pieces.append("⟧")
-        lines.extend("  " + line for line in "".join(pieces).splitlines() or [""])
-    checks = report.get("checks") or []
-    if checks:
-        lines.append("Checks:")
-        for item in checks:
-            lines.append(f"  {str(item.get('level', '')).upper():<8} {item.get('message', '')}")
-    lengths = report.get("lengths")
-    if isinstance(lengths, dict) and lengths.get("samples"):
-        lines.append(f"Lengths in tokens over {lengths['samples']:,} samples: p50 {lengths.get('p50')}, "
-                     f"p95 {lengths.get('p95')}, max {lengths.get('max')}; max_length {lengths.get('max_length')} "
-                     f"cuts {lengths.get('cut', 0):,}")
-        counts, edges = lengths.get("counts") or [], lengths.get("edges") or []
-        peak = max(counts) if counts else 0
-        for n, count in enumerate(counts):
-            if count and n + 1 < len(edges):
-                bar = "#" * max(1, round(30 * count / peak))
-                lines.append(f"  {edges[n]:>6}-{edges[n + 1] - 1:<6} {count:>7,} {bar}")
-    estimates = report.get("estimates")
-    if isinstance(estimates, dict):
-        lines.append("Estimates:")
-        memory, timing = estimates.get("memory"), estimates.get("time")
-        if isinstance(memory, dict) and isinstance(memory.get("total_gb"), (int, float)):
-            lines.append(f"  memory {memory['total_gb']:.2f} GB per device")
-            for key, method in (memory.get("method") or {}).items():
-                lines.append(f"    {key}: {method}")
-        if isinstance(timing, dict) and isinstance(timing.get("seconds"), (int, float)):
-            lines.append(f"  time about {duration(timing['seconds'])}"
-                         + (f" ({timing['steps']:,} steps)" if isinstance(timing.get("steps"), int) else ""))
-            if timing.get("method"):
-                lines.append(f"    {timing['method']}")
-    return "\n".join(lines) if lines else json.dumps(report, ensure_ascii=False)
 
 
 # -- stop, list ------------------------------------------------------------------------------
@@ -574,7 +520,6 @@ __all__ = [
     "cmd_start",
     "cmd_stop",
     "follow",
-    "format_preflight",
     "settings_epilog",
     "settings_from_args",
 ]

@@ -197,16 +197,3 @@ def estimate(model_config: dict[str, Any], settings: TrainSettings, *, n_samples
             "method": time_method,
         },
     }
-
-
-def format_duration(seconds: float) -> str:
-    """``3 h 20 min``-style wording for an estimate (no false precision)."""
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    minutes = seconds / 60
-    if minutes < 90:
-        return f"{round(minutes)} min"
-    hours = minutes / 60
-    if hours < 48:
-        return f"{int(hours)} h {round(minutes - int(hours) * 60)} min"
-    return f"{hours / 24:.1f} days"
