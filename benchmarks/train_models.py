@@ -106,16 +106,23 @@ def llama_config(size: str, vocab_size: int, *, max_position_embeddings: int = 2
                        **MODEL_SIZES[size])
 
 
-def save_random_llama(size: str, tokenizer: Any, target_dir: Path, *, seed: int = 0, dtype: str = "float32") -> Path:
-    """A random-weight Llama of ``size`` with ``tokenizer``, saved as a local base-model folder."""
+def save_random_llama(size: str, tokenizer: Any, target_dir: Path, *, seed: int = 0, dtype: str = "float32",
+                      device: str = "cpu", vocab_size: int | None = None) -> Path:
+    """A random-weight Llama of ``size`` with ``tokenizer``, saved as a local base-model folder.
+
+    ``vocab_size`` may exceed the tokenizer's (a 1B config keeps Llama's 32,000 rows, as real
+    models carry unused rows); the weights are initialised on ``device`` (seconds on a GPU for 1B).
+    """
     import torch
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = llama_config(size, len(tokenizer))
-    model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+    config = llama_config(size, max(vocab_size or 0, len(tokenizer)))
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(getattr(torch, dtype))
     model.save_pretrained(target_dir)
     tokenizer.save_pretrained(target_dir)
+    del model
     return target_dir
 
 
