@@ -202,7 +202,9 @@ class StepMeter:
     slots: list[int] = field(default_factory=list)
     samples: list[int] = field(default_factory=list)
     step_ends: list[float] = field(default_factory=list)
+    cpu_ends: list[float] = field(default_factory=list)    # process CPU time: steadier on a shared machine
     started: float = 0.0
+    cpu_started: float = 0.0
 
     def wrap(self, collator: Any) -> Any:
         def counting(features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,11 +223,12 @@ class StepMeter:
 
         class _Clock(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-                meter.started = time.perf_counter()
+                meter.started, meter.cpu_started = time.perf_counter(), time.process_time()
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
                 meter._sync()
                 meter.step_ends.append(time.perf_counter())
+                meter.cpu_ends.append(time.process_time())
 
         return _Clock()
 
@@ -244,8 +247,11 @@ class StepMeter:
         real, slots = sum(self.real[first:last]), sum(self.slots[first:last])
         seconds = self.step_ends[-1] - self.step_ends[self.warmup - 1] if self.warmup else \
             self.step_ends[-1] - self.started
+        cpu = (self.cpu_ends[-1] - (self.cpu_ends[self.warmup - 1] if self.warmup else self.cpu_started)
+               if len(self.cpu_ends) == steps else float("nan"))
         timed = steps - self.warmup
-        return {"steps": timed, "seconds": seconds, "real_tokens": real, "token_slots": slots,
+        return {"steps": timed, "seconds": seconds, "cpu_seconds": cpu,
+                "tokens_per_cpu_s": real / cpu if cpu else 0.0, "real_tokens": real, "token_slots": slots,
                 "samples": sum(self.samples[first:last]), "real_fraction": real / slots if slots else 0.0,
                 "tokens_per_s": real / seconds, "slots_per_s": slots / seconds,
                 "real_tokens_per_step": real / timed, "seconds_per_step": seconds / timed}
