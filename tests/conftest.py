@@ -33,3 +33,18 @@ def project(tmp_path: Path):
 
     with Project.create(tmp_path / "project") as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pre-trained tiny Llama (tests/tiny_model.py) folder, built once per test run on one thread."""
+    import torch
+
+    from tests.tiny_model import build_tiny_llama
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_tiny_llama(tmp_path_factory.mktemp("tiny_base") / "tiny-llama")
+    finally:
+        torch.set_num_threads(threads)

@@ -80,7 +80,10 @@ def build_example(tokenizer: Any, prompt_format: str, record: SnapshotRecord, *,
     prompt, target = texts(tokenizer, prompt_format, record)
     eos = eos_token(tokenizer)
     source = prompt_ids(tokenizer, prompt_format, prompt)
-    body = target[: -len(eos)] if target.endswith(eos) else target
+    # A chat template may write a newline after the end-of-turn EOS ("<|im_end|>\n"): the target
+    # ends at the EOS, which is appended as its id exactly once.
+    stripped = target.rstrip()
+    body = stripped.removesuffix(eos) if stripped.endswith(eos) else target
     target_ids = list(tokenizer(body, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
     input_ids = source + target_ids
     labels = (list(source) if train_on_inputs else [IGNORE_INDEX] * len(source)) + target_ids
