@@ -281,7 +281,7 @@ def run_padded(base_dir: Path, records: list[Any], *, batch_size: int, steps: in
     args = TrainingArguments(
         output_dir=str(out_dir), per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
         max_steps=steps, learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03,
-        logging_steps=10**6, save_strategy="no", report_to=[], seed=seed, data_seed=seed,
+        logging_steps=1, save_strategy="no", report_to=[], seed=seed, data_seed=seed,   # Stanford logs every step
         train_sampling_strategy="random", remove_unused_columns=False, dataloader_num_workers=0,
         use_cpu=device == "cpu", bf16=precision == "bf16", disable_tqdm=True,
     )
@@ -335,25 +335,41 @@ def our_trainer(base_dir: Path, records: list[Any], out_dir: Path, *, meter: Ste
                 steps: int, seed: int, device: str, precision: str, max_length: int) -> Any:
     """The Trainer our job builds for these records and settings, its collator counted by ``meter``.
 
-    PROVISIONAL until the job's build function lands: TRL's SFTTrainer, padding-free batches
-    of ``batch_size`` samples (no packing across steps), completion-only loss.
+    Built by the job itself (``studio.train.job.Job``: the same tokenizer loading, data,
+    LoRA model and SFTTrainer, callback included, as ``python -m studio.train`` runs) from a
+    RunConfig with the job's default batching (``packing``: padding-free), one step per
+    batch, no held-out split and no checkpoint inside the timed steps. Its events go to the
+    run folder and a throw-away stream.
     """
-    from datasets import Dataset
-    from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    import io
 
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    examples = tokenized(records, tokenizer, max_length=max_length)
-    rows = [{"input_ids": e["input_ids"],
-             "completion_mask": [0 if lab == IGNORE_INDEX else 1 for lab in e["labels"]]} for e in examples]
-    model = lora_model(base_dir, dtype=DTYPES[precision], device=device)
-    config = SFTConfig(output_dir=str(out_dir), per_device_train_batch_size=batch_size, max_steps=steps,
-                       learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=0.03, logging_steps=10**6,
-                       save_strategy="no", report_to=[], seed=seed, data_seed=seed, padding_free=True,
-                       packing=False, max_length=None, completion_only_loss=True, use_cpu=device == "cpu",
-                       bf16=precision == "bf16", gradient_checkpointing=False, disable_tqdm=True,
-                       dataloader_num_workers=0)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, callbacks=[meter.callback()])
+    import torch
+
+    from studio.core.training.run_config import RunConfig
+    from studio.core.training.settings import TrainSettings
+    from studio.train.events_out import EventWriter
+    from studio.train.job import Job
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_path = out_dir / "snapshot.jsonl"
+    with open(data_path, "w", encoding="utf-8") as handle:
+        for r in records:
+            handle.write(json.dumps({"sample_id": r.sample_id, "instruction": r.instruction, "input": r.input,
+                                     "output": r.output}, ensure_ascii=False) + "\n")
+    settings = TrainSettings(
+        prompt_format="alpaca", max_length=max_length, packing=True, validation_fraction=0.0, sample_prompts=0,
+        seed=seed, max_steps=steps, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
+        learning_rate=2e-4, lr_scheduler_type="cosine", warmup_ratio=0.03, eval_steps=0, save_steps=steps + 1,
+        logging_steps=1, lora_r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+        precision=precision, use_cpu=device == "cpu")
+    config = RunConfig(run_id="bench", run_name="bench", run_dir=str(out_dir / "run"), base_model=str(base_dir),
+                       data_path=str(data_path), settings=settings)
+    job = Job(config, EventWriter(config.dir, stream=io.StringIO()))
+    job_device = job._device(torch)
+    tokenizer = job._load_tokenizer()
+    train_rows, eval_rows, sample_records = job._data(tokenizer)
+    model = job._load_model(torch, job_device)
+    trainer, _callback = job._trainer(torch, model, tokenizer, job_device, train_rows, eval_rows, sample_records)
+    trainer.add_callback(meter.callback())
     trainer.data_collator = meter.wrap(trainer.data_collator)
     return trainer
