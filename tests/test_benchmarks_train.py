@@ -47,9 +47,10 @@ def test_train_gpu_smoke_runs_on_the_cpu() -> None:
     summary = _run("train_gpu.py")
     _check_honest(summary)
     assert summary["device"] == "CPU"
+    assert summary["ours_model_loss"]["real_tokens"] == summary["ours"]["real_tokens"]
     flops = summary["flops_per_token"]
     assert flops["six_n"] > flops["four_n"] > flops["attention"] > 0
-    for run in (summary["padded"], summary["ours"]):
+    for run in (summary["padded"], summary["ours"], summary["ours_model_loss"]):
         assert run["mfu"] == pytest.approx(flops["six_n"] * run["tokens_per_s"] / 1e12 / summary["peak_tflops"])
 
 
