@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import train_models as tm  # noqa: E402
+from benchmarks import train_models as tm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda = torch.cuda.is_available() and not args.smoke
     device, precision = ("cuda", "bf16") if cuda else ("cpu", "fp32")
     if not cuda:
-        tm.set_threads(2)
+        tm.set_threads(1)
     started = time.perf_counter()
     records = tm.alpaca_records(limit=200 if args.smoke else None)
     card = torch.cuda.get_device_name(0) if cuda else "CPU"
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                       "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
                       "peak_tflops": args.peak_tflops, "flops_per_token": flops, "padded": best["padded"],
                       "ours": best["ours"], "ratio": ratio,
-                      "ours_model_loss": best["ours_model_loss"], "model_loss_ratio": model_loss_ratio, "seconds": time.perf_counter() - started}))
+                      "ours_model_loss": best["ours_model_loss"], "model_loss_ratio": model_loss_ratio,
+                      "seconds": time.perf_counter() - started}))
     return 0
 
 

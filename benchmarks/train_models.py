@@ -23,12 +23,12 @@ IGNORE_INDEX = -100
 
 # name -> LlamaConfig keyword arguments (vocab_size comes from the tokenizer)
 MODEL_SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=2,
-                 num_key_value_heads=2),
-    "small": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=4),
-    "1b": dict(hidden_size=2048, intermediate_size=5504, num_hidden_layers=16, num_attention_heads=16,
-               num_key_value_heads=16),
+    "tiny": {"hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "num_key_value_heads": 2},
+    "small": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4,
+              "num_key_value_heads": 4},
+    "1b": {"hidden_size": 2048, "intermediate_size": 5504, "num_hidden_layers": 16, "num_attention_heads": 16,
+           "num_key_value_heads": 16},
 }
 
 
@@ -76,7 +76,14 @@ def train_tokenizer(records: list[Any], target_dir: Path, *, vocab_size: int = 8
     BOS is added in front of every encoded text (like Llama's); the pad token is its own id,
     distinct from EOS, so "real tokens" can be counted as ``input_ids != pad_token_id``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     from studio.core.training.prompt_format import render_prompt
@@ -222,10 +229,10 @@ class StepMeter:
         meter = self
 
         class _Clock(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            def on_train_begin(self, args, state, control, **kwargs):
                 meter.started, meter.cpu_started = time.perf_counter(), time.process_time()
 
-            def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            def on_step_end(self, args, state, control, **kwargs):
                 meter._sync()
                 meter.step_ends.append(time.perf_counter())
                 meter.cpu_ends.append(time.process_time())
@@ -335,7 +342,6 @@ def measure(trainer: Any, meter: StepMeter, device: str) -> dict[str, Any]:
     import gc
 
     import torch
-
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)
@@ -380,9 +386,8 @@ def our_trainer(base_dir: Path, records: list[Any], out_dir: Path, *, meter: Ste
     out_dir.mkdir(parents=True, exist_ok=True)
     data_path = out_dir / "snapshot.jsonl"
     with open(data_path, "w", encoding="utf-8") as handle:
-        for r in records:
-            handle.write(json.dumps({"sample_id": r.sample_id, "instruction": r.instruction, "input": r.input,
-                                     "output": r.output}, ensure_ascii=False) + "\n")
+        handle.writelines(json.dumps({"sample_id": r.sample_id, "instruction": r.instruction, "input": r.input,
+                                     "output": r.output}, ensure_ascii=False) + "\n" for r in records)
     settings = TrainSettings(
         prompt_format="alpaca", max_length=max_length, packing=True, validation_fraction=0.0, sample_prompts=0,
         seed=seed, max_steps=steps, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import train_models as tm  # noqa: E402
+from benchmarks import train_models as tm
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
