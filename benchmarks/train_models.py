@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,12 +261,6 @@ class StepMeter:
                 "samples": sum(self.samples[first:last]), "real_fraction": real / slots if slots else 0.0,
                 "tokens_per_s": real / seconds, "slots_per_s": slots / seconds,
                 "real_tokens_per_step": real / timed, "seconds_per_step": seconds / timed}
-
-
-def shuffled(items: list[Any], seed: int) -> list[Any]:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items
 
 
 # -- the two runs, measured the same way ------------------------------------------------------
