@@ -353,18 +353,54 @@ def test_remote_code_is_refused_without_the_switch(tmp_path: Path, tiny_base: Pa
 @pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
                     reason="torchrun is not installed")
 def test_two_process_torchrun_run_gives_one_events_stream(tiny_base: Path, tmp_path: Path):
-    config = _config(tmp_path, tiny_base, name="ddp", max_steps=6, save_steps=3, eval_steps=3,
+    """Rank 0 writes the events; Stop is agreed by both ranks; Resume under torchrun continues the steps."""
+    config = _config(tmp_path, tiny_base, name="ddp", max_steps=8, save_steps=4, eval_steps=4,
                      per_device_train_batch_size=2)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(29500 + os.getpid() % 1000), "-m", "studio.train",
-                           str(config.dir / "config.json")],
-                          env=_child_env(), capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(29500 + os.getpid() % 1000), "-m", "studio.train",
+               str(config.dir / "config.json")]
+    proc = subprocess.Popen(command, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO_ROOT)
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "progress" and event["step"] == 2:
+            config.stop_path.write_text("stop\n")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
+    first = read_all(config.events_path)
+    assert first[-1]["type"] == "stopped" and 2 <= first[-1]["step"] < 8
+    assert first[0]["provenance"]["world_size"] == 2
+
+    config.resume = True
+    config.write()
+    second = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=300,
+                            cwd=REPO_ROOT, check=False)
+    assert second.returncode == 0, second.stderr[-3000:]
     events = read_all(config.events_path)
     kinds = [e["type"] for e in events]
-    assert kinds.count("config") == 1 and kinds.count("done") == 1 and "error" not in kinds
-    assert [e["step"] for e in _of(events, "progress")] == list(range(1, 7))
-    assert [e["step"] for e in _of(events, "checkpoint")] == [3, 6]
-    assert events[0]["provenance"]["world_size"] == 2
+    assert kinds.count("config") == 2 and kinds.count("done") == 1 and "error" not in kinds
+    assert [e["step"] for e in _of(events, "progress")] == list(range(1, 9))   # one stream, no step twice
+    assert [e["step"] for e in _of(events, "log")] == list(range(1, 9))
+    assert 8 in [e["step"] for e in _of(events, "checkpoint")]
     assert (config.dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_build_trainer_is_the_jobs_trainer_before_train(tiny_base: Path, tmp_path: Path):
+    """Benchmarks time the job's own trainer in-process: padding-free batches carry no padding."""
+    import torch
+
+    from studio.train.events_out import EventWriter
+    from studio.train.job import build_trainer
+
+    torch.set_num_threads(1)
+    config = _config(tmp_path, tiny_base, name="built", max_steps=2)
+    sink = EventWriter(stream=__import__("io").StringIO(), rank=0)
+    trainer = build_trainer(config, writer=sink)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch      # samples end to end
+    assert (batch["input_ids"] != trainer.processing_class.pad_token_id).all()
+    assert int((batch["position_ids"] == 0).sum()) == 4                      # four samples, own positions
+    trainer.train()
+    assert trainer.state.global_step == 2
+    events = [json.loads(line) for line in sink.stream.getvalue().splitlines()]
+    assert events[0]["type"] == "config" and [e["step"] for e in events if e["type"] == "log"] == [1, 2]

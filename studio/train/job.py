@@ -12,12 +12,14 @@ step; the job checkpoints, saves the adapter, emits ``stopped`` and exits 0.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
 import random
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -90,6 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         _finish_distributed()
 
 
+def build_trainer(config: RunConfig, *, writer: EventWriter | None = None) -> Any:
+    """The ``SFTTrainer`` the job would train with for ``config``, not yet trained (benchmarks use it).
+
+    Its events go to ``writer`` (by default kept in memory, not printed); ``trainer.train()``
+    then trains exactly as ``python -m studio.train`` does, minus the final adapter save.
+    Raises :class:`JobError` where the job would emit an ``error`` event.
+    """
+    config.dir.mkdir(parents=True, exist_ok=True)
+    trainer, _ = Job(config, writer or EventWriter(stream=io.StringIO())).prepare()
+    return trainer
+
+
 def _attach_if_known(writer: EventWriter, config_path: Path) -> None:
     """A config that fails validation may still name its run dir: report there too."""
     try:
@@ -145,6 +159,26 @@ class Job:
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> int:
+        trainer, callback = self.prepare()
+        result = trainer.train(resume_from_checkpoint=self.resume_from)
+        step = trainer.state.global_step
+        if callback.stopped:
+            adapter = self._save_outputs(trainer, self.tokenizer)
+            last = _last_checkpoint(self.checkpoints_dir)
+            self.writer.emit("stopped", step=step, checkpoint=last, adapter=adapter)
+            return 0
+        if self.has_eval and callback.last_eval_step != step:
+            trainer.evaluate()              # the final eval loss and sample answers
+        elif not self.has_eval:
+            callback.emit_samples(trainer.model, step)
+        adapter = self._save_outputs(trainer, self.tokenizer)
+        self.writer.emit("done", step=step, adapter=adapter,
+                         train_loss=float(result.training_loss) if result.training_loss is not None else None,
+                         runtime_s=round(time.time() - self.started, 3))
+        return 0
+
+    def prepare(self) -> tuple[Any, Any]:
+        """Everything before ``train()``: tokenizer, data, LoRA model, the ``config`` event, the trainer."""
         settings = self.settings
         if settings.torch_threads > 0:
             os.environ["OMP_NUM_THREADS"] = str(settings.torch_threads)
@@ -153,7 +187,8 @@ class Job:
 
         if settings.torch_threads > 0:
             torch.set_num_threads(settings.torch_threads)
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)     # SIGTERM: stop at the next step
 
         device = self._device(torch)
         tokenizer = self._load_tokenizer()
@@ -169,24 +204,8 @@ class Job:
             (self.config.dir / PROVENANCE_FILE).write_text(
                 json.dumps(provenance, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
-        trainer, callback = self._trainer(torch, model, tokenizer, device, train_examples,
-                                          eval_examples, sample_records)
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        step = trainer.state.global_step
-        if callback.stopped:
-            adapter = self._save_outputs(trainer, tokenizer)
-            last = _last_checkpoint(self.checkpoints_dir)
-            self.writer.emit("stopped", step=step, checkpoint=last, adapter=adapter)
-            return 0
-        if eval_examples and callback.last_eval_step != step:
-            trainer.evaluate()              # the final eval loss and sample answers
-        elif not eval_examples:
-            callback.emit_samples(trainer.model, step)
-        adapter = self._save_outputs(trainer, tokenizer)
-        self.writer.emit("done", step=step, adapter=adapter,
-                         train_loss=float(result.training_loss) if result.training_loss is not None else None,
-                         runtime_s=round(time.time() - self.started, 3))
-        return 0
+        self.tokenizer, self.resume_from, self.has_eval = tokenizer, checkpoint, bool(eval_examples)
+        return self._trainer(torch, model, tokenizer, device, train_examples, eval_examples, sample_records)
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -413,7 +432,8 @@ class Job:
             bf16=self.precision == "bf16", fp16=self.precision == "fp16", use_cpu=device == "cpu",
             gradient_checkpointing=s.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False} if s.gradient_checkpointing else None,
-            report_to=[], disable_tqdm=True, include_num_input_tokens_seen="non_padding",
+            report_to=[], disable_tqdm=True, # padding-free batches hold no padding at all (and a pad id equal to EOS must still count)
+            include_num_input_tokens_seen="all" if s.packing else "non_padding",
             # Our examples are already cut at max_length and carry our labels; TRL must not re-cut them.
             max_length=None, packing=False, padding_free=s.packing,
             dataset_num_proc=None, remove_unused_columns=True,
@@ -456,8 +476,12 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
     import datasets
     import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)   # renamed-argument notices, not problems
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
