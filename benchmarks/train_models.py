@@ -361,26 +361,24 @@ def our_trainer(base_dir: Path, records: list[Any], out_dir: Path, *, meter: Ste
                 steps: int, seed: int, device: str, precision: str, max_length: int) -> Any:
     """The Trainer our job builds for these records and settings, its collator counted by ``meter``.
 
-    Built by the job itself (``studio.train.job.Job``: the same tokenizer loading, data,
-    LoRA model and SFTTrainer, callback included, as ``python -m studio.train`` runs) from a
-    RunConfig with the job's default batching (``packing``: padding-free), one step per
-    batch, no held-out split and no checkpoint inside the timed steps. Its events go to the
-    run folder and a throw-away stream.
+    Built by the job itself (``studio.train.job.build_trainer``: the same tokenizer loading,
+    data, LoRA model and SFTTrainer, callback included, as ``python -m studio.train`` runs)
+    from a RunConfig with the job's default batching (``packing``: padding-free), one step
+    per batch, no held-out split and no checkpoint inside the timed steps. Its events go to
+    ``run/events.jsonl`` and a throw-away stream.
     """
     import io
-
-    import torch
 
     from studio.core.training.run_config import RunConfig
     from studio.core.training.settings import TrainSettings
     from studio.train.events_out import EventWriter
-    from studio.train.job import Job
+    from studio.train.job import build_trainer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     data_path = out_dir / "snapshot.jsonl"
     with open(data_path, "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps({"sample_id": r.sample_id, "instruction": r.instruction, "input": r.input,
-                                     "output": r.output}, ensure_ascii=False) + "\n" for r in records)
+                                      "output": r.output}, ensure_ascii=False) + "\n" for r in records)
     settings = TrainSettings(
         prompt_format="alpaca", max_length=max_length, packing=True, validation_fraction=0.0, sample_prompts=0,
         seed=seed, max_steps=steps, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
@@ -389,12 +387,7 @@ def our_trainer(base_dir: Path, records: list[Any], out_dir: Path, *, meter: Ste
         precision=precision, use_cpu=device == "cpu")
     config = RunConfig(run_id="bench", run_name="bench", run_dir=str(out_dir / "run"), base_model=str(base_dir),
                        data_path=str(data_path), settings=settings)
-    job = Job(config, EventWriter(config.dir, stream=io.StringIO()))
-    job_device = job._device(torch)
-    tokenizer = job._load_tokenizer()
-    train_rows, eval_rows, sample_records = job._data(tokenizer)
-    model = job._load_model(torch, job_device)
-    trainer, _callback = job._trainer(torch, model, tokenizer, job_device, train_rows, eval_rows, sample_records)
+    trainer = build_trainer(config, writer=EventWriter(config.dir, stream=io.StringIO()))
     trainer.add_callback(meter.callback())
     trainer.data_collator = meter.wrap(trainer.data_collator)
     return trainer
