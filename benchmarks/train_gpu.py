@@ -20,9 +20,9 @@ token-weighted mean sample length (attention runs within a sample, never across 
 packed neighbours). LoRA never computes the frozen weights' gradients, so the hardware does
 only about 4 N + 12 L d s per token: ``mfu_lora`` reports that figure too. Padding is never
 counted as useful work, so the padded trainer's MFU is what it delivers, not what it burns.
-A third run, ``ours_model_loss``, is our job's Trainer with the model's own loss in place of
-TRL's fused LM-head loss (``train_models.use_model_loss``), which costs ~30 % per token on
-the CPU; this shows what it costs or saves on the GPU. One JSON summary line ends the output.
+On a GPU the job keeps TRL's fused LM-head loss (no tokens × vocabulary logits tensor); a third
+run, ``ours_model_loss``, forces the model's own loss (``train_models.use_loss``), which the job
+uses on the CPU where the fused kernel costs ~30 % per token: this shows what each costs on the GPU. One JSON summary line ends the output.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
               f"setup {time.perf_counter() - started:.0f} s", flush=True)
         for round_ in range(args.repeats):
             for name, runner in (("padded", tm.run_padded), ("ours", tm.run_ours),
-                                 ("ours_model_loss", functools.partial(tm.run_ours, model_loss=True))):
+                                 ("ours_model_loss", functools.partial(tm.run_ours, loss="model"))):
                 result = runner(base_dir, records, batch_size=args.batch_size, steps=args.steps,
                                 warmup=args.warmup, seed=args.seed, device=device, precision=precision,
                                 out_dir=work / f"{name}-{round_}", max_length=args.max_length)

@@ -293,12 +293,13 @@ def run_padded(base_dir: Path, records: list[Any], *, batch_size: int, steps: in
 
 def run_ours(base_dir: Path, records: list[Any], *, batch_size: int, steps: int, warmup: int, seed: int,
              device: str, precision: str, out_dir: Path, max_length: int,
-             model_loss: bool = False) -> dict[str, Any]:
+             loss: str | None = None) -> dict[str, Any]:
     """Our job's Trainer for the same records and settings, measured with the same meter.
 
     Also returned: how many ``log`` events the job wrote (proof the job's own callback ran)
     and the median of the tokens/s it reported itself, as a cross-check of the meter.
-    ``model_loss`` swaps TRL's loss for the model's own (see ``use_model_loss``).
+    ``loss`` overrides the job's choice of loss ("model" or "fused", see ``use_loss``); by
+    default the job picks (the model's own loss on the CPU, TRL's fused LM-head loss on a GPU).
     """
     from transformers import AutoTokenizer
 
@@ -306,8 +307,8 @@ def run_ours(base_dir: Path, records: list[Any], *, batch_size: int, steps: int,
     meter = StepMeter(pad_token_id=tokenizer.pad_token_id, warmup=warmup, device=device)
     trainer = our_trainer(base_dir, records, out_dir, meter=meter, batch_size=batch_size, steps=steps,
                           seed=seed, device=device, precision=precision, max_length=max_length)
-    if model_loss:
-        use_model_loss(trainer)
+    if loss is not None:
+        use_loss(trainer, loss)
     result = measure(trainer, meter, device)
     logs = [json.loads(line) for line in (out_dir / "run" / "events.jsonl").read_text(encoding="utf-8").splitlines()
             if '"log"' in line]
@@ -318,16 +319,17 @@ def run_ours(base_dir: Path, records: list[Any], *, batch_size: int, steps: int,
     return result
 
 
-def use_model_loss(trainer: Any) -> None:
-    """The loss of the model's own forward (transformers' ``Trainer.compute_loss``) instead of
-    TRL's fused LM-head loss, whose chunked log-prob kernel (and entropy/accuracy metrics) cost
-    ~30 % per token on the CPU. Same labels, same masking: the padding-free collator already
-    sets -100 at every sequence start, so no token is predicted across a packed boundary."""
+def use_loss(trainer: Any, loss: str) -> None:
+    """Force one loss on a trainer the job built: "model" (transformers' ``Trainer.compute_loss``,
+    the model's own forward) or "fused" (TRL's fused LM-head loss, its chunked log-prob kernel
+    plus entropy/accuracy metrics). Same labels, same masking either way."""
     import types
 
     from transformers import Trainer
+    from trl import SFTTrainer
 
-    trainer.compute_loss = types.MethodType(Trainer.compute_loss, trainer)
+    method = {"model": Trainer.compute_loss, "fused": SFTTrainer.compute_loss}[loss]
+    trainer.compute_loss = types.MethodType(method, trainer)
 
 
 def measure(trainer: Any, meter: StepMeter, device: str) -> dict[str, Any]:

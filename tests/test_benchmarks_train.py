@@ -33,12 +33,12 @@ def _check_honest(summary: dict) -> None:
 
 @pytest.mark.skipif(not ALPACA.exists(), reason="../shared/data/alpaca_sample_2000.json is not present")
 def test_train_throughput_smoke() -> None:
-    summary = _run("train_throughput.py", "--threads", "1", "--json", "--model-loss")
+    summary = _run("train_throughput.py", "--threads", "1", "--json", "--fused-loss")
     _check_honest(summary)
     # "ours" is the real job: its own callback wrote one log event per step
     assert summary["ours"]["job_log_events"] == summary["steps"]
     assert summary["ours"]["job_reported_tokens_per_s"] > 0
-    variant = summary["ours_model_loss"]
+    variant = summary["ours_fused_loss"]
     assert variant["real_tokens"] == summary["ours"]["real_tokens"]
 
 

@@ -404,3 +404,30 @@ def test_build_trainer_is_the_jobs_trainer_before_train(tiny_base: Path, tmp_pat
     assert trainer.state.global_step == 2
     events = [json.loads(line) for line in sink.stream.getvalue().splitlines()]
     assert events[0]["type"] == "config" and [e["step"] for e in events if e["type"] == "log"] == [1, 2]
+
+
+def test_cpu_loss_on_learned_positions_equals_the_models_own_loss(tiny_base: Path, tmp_path: Path):
+    """The CPU trainer asks the LM head only for positions whose next token is learned; the loss
+    (and its gradient) must equal the model's full-logits loss on the same labels."""
+    import torch
+    from transformers import Trainer
+
+    from studio.train.events_out import EventWriter
+    from studio.train.job import build_trainer
+
+    torch.set_num_threads(1)
+    for packing in (True, False):
+        config = _config(tmp_path, tiny_base, name=f"loss-{packing}", max_steps=1, packing=packing)
+        trainer = build_trainer(config, writer=EventWriter(stream=__import__("io").StringIO(), rank=0))
+        batch = next(iter(trainer.get_train_dataloader()))
+        learned = int((batch["labels"][..., 1:] != -100).sum())
+        assert 0 < learned < batch["labels"][..., 1:].numel()        # the prompt is masked: fewer logits
+        # LoRA's B starts at zero, so A's gradient is zero: compare B's
+        lora_b = [p for n, p in trainer.model.named_parameters() if "lora_B" in n][:1]
+        ours = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=learned)
+        (grad_ours,) = torch.autograd.grad(ours, lora_b)
+        full = Trainer.compute_loss(trainer, trainer.model, dict(batch), num_items_in_batch=learned)
+        (grad_full,) = torch.autograd.grad(full, lora_b)
+        assert grad_full.abs().sum() > 0
+        assert float(ours) == pytest.approx(float(full), rel=1e-5)
+        assert torch.allclose(grad_ours, grad_full, rtol=1e-4, atol=1e-7)

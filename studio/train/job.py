@@ -432,7 +432,8 @@ class Job:
             bf16=self.precision == "bf16", fp16=self.precision == "fp16", use_cpu=device == "cpu",
             gradient_checkpointing=s.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False} if s.gradient_checkpointing else None,
-            report_to=[], disable_tqdm=True, # padding-free batches hold no padding at all (and a pad id equal to EOS must still count)
+            report_to=[], disable_tqdm=True, prediction_loss_only=True,
+            # padding-free batches hold no padding at all (and a pad id equal to EOS must still count)
             include_num_input_tokens_seen="all" if s.packing else "non_padding",
             # Our examples are already cut at max_length and carry our labels; TRL must not re-cut them.
             max_length=None, packing=False, padding_free=s.packing,
@@ -441,7 +442,7 @@ class Job:
         )
         callback = StudioCallback(self, tokenizer, sample_records, torch)
         callback.samples_on_steps = not eval_rows and s.eval_steps > 0
-        trainer = SFTTrainer(
+        trainer = _sft_trainer_class(SFTTrainer, model_loss=device == "cpu")(
             model=model, args=args, processing_class=tokenizer,
             train_dataset=Dataset.from_list(train_rows),
             eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
@@ -458,6 +459,45 @@ class Job:
             trainer.model.save_pretrained(str(adapter))
             tokenizer.save_pretrained(str(self.config.dir / TOKENIZER_DIR))
         return str(adapter)
+
+
+def _sft_trainer_class(base: type, *, model_loss: bool) -> type:
+    """TRL's SFTTrainer, with the model's own loss on learned positions only, on the CPU.
+
+    TRL 1.x computes the loss through its fused LM-head kernel (never materialising the full
+    logits, plus entropy/accuracy metrics). On a GPU that saves the memory of a
+    tokens × vocabulary logits tensor; on the CPU it costs ~30 % per token
+    (benchmarks/train_throughput.py). There the model's own forward is asked (transformers'
+    ``logits_to_keep``) for logits only at positions whose next token is learned: the prompt
+    tokens never reach the LM head, which on a small model is a large share of the work.
+    The labels are the same, so the masking is unchanged: the padding-free collator puts -100
+    at every sequence start, and no token is predicted across a packed boundary.
+    """
+    if not model_loss:
+        return base
+
+    class LearnedPositionsSFTTrainer(base):  # type: ignore[misc, valid-type]
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+            import torch.nn.functional as F
+
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            shift = inputs.pop("shift_labels", None)
+            if shift is None:  # the target at position t is the label of t + 1
+                shift = F.pad(labels[..., 1:], (0, 1), value=-100)
+            keep = (shift != -100).any(dim=0).nonzero().squeeze(-1)
+            outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
+            targets = shift[:, keep]
+            loss = F.cross_entropy(outputs.logits.float().flatten(0, 1), targets.flatten(),
+                                   ignore_index=-100, reduction="sum")
+            count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
+            loss = loss / torch.as_tensor(count, device=loss.device).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients across ranks
+            return (loss, outputs) if return_outputs else loss
+
+    return LearnedPositionsSFTTrainer
 
 
 def _last_checkpoint(folder: Path) -> str | None:
