@@ -16,6 +16,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QTextBrowser, QVBoxLayout, QWidget
 
+from studio.core.wording import format_duration
 from studio.ui.data_shape_widget import _ThemedPlot, _use_app_palette
 
 LEVEL_MARK = {"ok": ("✓", "#2e7d32"), "warning": ("!", "#b26a00"), "error": ("✗", "#c62828")}
@@ -70,13 +71,13 @@ def estimates_html(estimates: dict[str, Any]) -> str:
         for name, value in data.items():
             if name == "method":
                 continue
-            label = html.escape(str(name).replace("_", " "))
+            label = html.escape(str(name).removesuffix("_gb").replace("_", " ").capitalize())
             if isinstance(value, dict):
                 note = muted(value["method"]) if isinstance(value.get("method"), str) else ""
                 out.append(f"<li><b>{label}</b>{note}<ul>{items(value)}</ul></li>")
             else:
                 how = per_key.get(name) or per_key.get(str(name).removesuffix("_gb"))
-                out.append(f"<li>{label}: {html.escape(_fmt(value))}{muted(how) if how else ''}</li>")
+                out.append(f"<li>{label}: {html.escape(_fmt(value, name))}{muted(how) if how else ''}</li>")
         return "".join(out)
 
     if not estimates:
@@ -85,7 +86,17 @@ def estimates_html(estimates: dict[str, Any]) -> str:
     return f"{top}<ul>{items(estimates)}</ul>"
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, name: str = "") -> str:
+    """A figure in the unit its name says: ``*_gb`` as GB/MB, ``seconds`` as a duration."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if name.endswith("_gb"):
+            return f"{value:,.2f} GB" if value >= 0.1 else f"{value * 1024:,.1f} MB"
+        if name == "seconds":
+            return format_duration(value)
+        if name == "flops":
+            return f"{value:.2e}"
+        if name == "sustained_tflops":
+            return f"{value:g} TFLOP/s"
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):

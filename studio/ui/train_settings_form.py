@@ -53,6 +53,16 @@ class FloatBox(QDoubleSpinBox):
         self.setValue(value * (1.5 ** steps) if value > 0 else value + steps * 0.01)
 
 
+_WORDS = {"lora": "LoRA", "lr": "LR", "cpu": "CPU", "4bit": "4-bit", "num": ""}
+
+
+def setting_label(name: str) -> str:
+    """A setting's name as words for the form ("lora_r" → "LoRA r"); the name itself is in the tooltip."""
+    words = [_WORDS.get(word, word) for word in name.split("_")]
+    text = " ".join(word for word in words if word)
+    return text[:1].upper() + text[1:]
+
+
 class SettingsForm(QWidget):
     """Edits one :class:`TrainSettings`; ``changed`` fires on every edit by the user."""
 
@@ -71,13 +81,14 @@ class SettingsForm(QWidget):
             form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
             for name in names:
                 editor = self._editor(name)
-                editor.setToolTip(setting_meta(name)["help"])
+                tip = f"{setting_meta(name)['help']}\n\nSetting name: {name} (train start --set {name}=…)"
+                editor.setToolTip(tip)
                 editor.setObjectName(f"setting_{name}")
                 self.editors[name] = editor
-                form.addRow(name, editor)
+                form.addRow(setting_label(name), editor)
                 label = form.labelForField(editor)
                 if label is not None:
-                    label.setToolTip(setting_meta(name)["help"])
+                    label.setToolTip(tip)
             self.groups[group] = box
             layout.addWidget(box)
         self.set_settings(TrainSettings())
