@@ -52,7 +52,8 @@ def test_settings_form_round_trips_and_carries_help(qtbot) -> None:
                                                             "packing": False, "lr_scheduler_type": "constant"})
     form.set_settings(chosen)
     assert form.settings() == chosen
-    assert form.editors["lora_alpha"].toolTip() == setting_help("lora_alpha")
+    assert form.editors["lora_alpha"].toolTip().startswith(setting_help("lora_alpha"))
+    assert "--set lora_alpha=" in form.editors["lora_alpha"].toolTip()
     assert form.editors["learning_rate"].text() == "0.00015"
     form.editors["lora_r"].setValue(4)
     assert form.settings().lora_r == 4
@@ -150,6 +151,7 @@ def test_preset_changes_the_fields(qtbot, context, base_model) -> None:
 def test_a_run_draws_its_curves_and_sample_answers(qtbot, context, base_model, monkeypatch, project) -> None:
     monkeypatch.setenv("FAKE_STEPS", "30")
     panel = make_panel(qtbot, context, base_model)
+    panel.tabs.setCurrentWidget(panel.preflight)
     panel.start_run()
     qtbot.waitUntil(lambda: panel.live is not None and panel.live.status == "done", timeout=20_000)
     qtbot.waitUntil(lambda: not panel.is_running(), timeout=5_000)
@@ -162,6 +164,9 @@ def test_a_run_draws_its_curves_and_sample_answers(qtbot, context, base_model, m
     assert "Hi at step 20." in panel.samples_view.toPlainText()
     assert "done at step 30" in panel.log_view.toPlainText()
     assert panel.progress.value() == 30 and panel.progress.maximum() == 30
+    assert panel.tabs.currentIndex() == 0                       # Start shows the curves
+    row = panel.history.row_of(panel.run.id)                    # the history's step follows the curves
+    qtbot.waitUntil(lambda: panel.history.item(row, 2).text() == "30 / 30", timeout=5_000)
     assert panel.plots.redraws < 40  # one redraw per timer tick that saw new events, not one per event
     qtbot.waitUntil(lambda: project.training.list()[0].status == "done", timeout=5_000)
     qtbot.waitUntil(lambda: panel.hardest_button.isEnabled(), timeout=5_000)

@@ -79,6 +79,13 @@ class RunHistory(QTableWidget):
             self._filling = False
         self._on_selection()
 
+    def show_live_step(self, run_id: int, step: int, max_steps: int | None) -> None:
+        """The followed run's step as the curves show it (the store records it less often)."""
+        row = self.row_of(run_id)
+        item = self.item(row, COLUMNS.index("Steps")) if row is not None else None
+        if item is not None:
+            item.setText(f"{step} / {max_steps}" if max_steps else str(step))
+
     def row_of(self, run_id: int | None) -> int | None:
         if run_id is None:
             return None

@@ -556,6 +556,7 @@ class TrainPanel(Panel):
             return
         self.messages.clear()
         self.status_message.emit(f"Training run {run.label} started")
+        self.tabs.setCurrentIndex(0)  # the curves: what a user watches once a run starts
         self._pending_select = run.id
         if _is_resume(run):
             # The earlier curve is replayed first (a job), then the file is followed from its end.
@@ -670,6 +671,8 @@ class TrainPanel(Panel):
             for round_ in live.samples[self._shown_rounds:][-SAMPLE_ROUNDS:]:
                 self.samples_view.append(samples_html(round_))
             self._shown_rounds = len(live.samples)
+        if self.run is not None and live.step:
+            self.history.show_live_step(self.run.id, live.step, live.max_steps)
         if live.max_steps:
             self.progress.setMaximum(live.max_steps)
             self.progress.setValue(min(live.step, live.max_steps))

@@ -23,7 +23,7 @@ PLOTS = (
                               ("eval_loss", "#d62728", 2, Qt.PenStyle.DashLine))),
     ("learning_rate", "Learning rate", "lr", (("learning_rate", "#2ca02c", 2, None),)),
     ("grad_norm", "Grad norm", "norm", (("grad_norm", "#9467bd", 1, None),)),
-    ("tokens_per_s", "Tokens/s (real, no padding)", "tokens/s", (("tokens_per_s", "#ff7f0e", 1, None),)),
+    ("tokens_per_s", "Real tokens/s (no padding)", "tokens/s", (("tokens_per_s", "#ff7f0e", 1, None),)),
     ("gpu_memory_gb", "GPU memory (peak, GB)", "GB", (("gpu_memory_gb", "#8c564b", 2, None),)),
 )
 OVERLAY_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5")

@@ -71,7 +71,7 @@ def estimates_html(estimates: dict[str, Any]) -> str:
         for name, value in data.items():
             if name == "method":
                 continue
-            label = html.escape(str(name).removesuffix("_gb").replace("_", " ").capitalize())
+            label = html.escape(_LABELS.get(str(name), str(name).removesuffix("_gb").replace("_", " ").capitalize()))
             if isinstance(value, dict):
                 note = muted(value["method"]) if isinstance(value.get("method"), str) else ""
                 out.append(f"<li><b>{label}</b>{note}<ul>{items(value)}</ul></li>")
@@ -84,6 +84,10 @@ def estimates_html(estimates: dict[str, Any]) -> str:
         return "<p>No estimates.</p>"
     top = f"<p>{muted(estimates['method'])}</p>" if isinstance(estimates.get("method"), str) else ""
     return f"{top}<ul>{items(estimates)}</ul>"
+
+
+_LABELS = {"gpus": "GPUs", "lora_parameters": "LoRA parameters", "lora_and_optimizer_gb": "LoRA and optimizer",
+           "sustained_tflops": "Assumed sustained rate", "flops": "FLOPs", "time": "Time", "memory": "Memory"}
 
 
 def _fmt(value: Any, name: str = "") -> str:
@@ -137,7 +141,10 @@ class LengthHistogram(_ThemedPlot):
                                                                                  style=Qt.PenStyle.DashLine))
             self.addItem(line)
             self.cut_text = f"max_length {max_length}: {cut if cut is not None else '?'} cut"
-            label = pg.TextItem(self.cut_text, color="#d62728", anchor=(-0.03, 0))
+            # The label sits right of the line, or left of it when the line is in the right half.
+            right_edge = float(bins.max()) if bins.size else float(max_length)
+            anchor = (1.03, 0) if max_length > 0.5 * right_edge else (-0.03, 0)
+            label = pg.TextItem(self.cut_text, color="#d62728", anchor=anchor)
             label.setPos(float(max_length), float(counts.max()) if counts.size else 1.0)
             self.addItem(label)
 
