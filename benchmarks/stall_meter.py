@@ -13,38 +13,55 @@ from collections.abc import Callable
 TICK_MS = 5
 
 
+class GapMeter:
+    """The longest gap between the ticks of a ``TICK_MS`` timer on the GUI thread, from ``start()``."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import QElapsedTimer, QTimer
+
+        self.clock = QElapsedTimer()
+        self.clock.start()
+        self.last, self.gap_ms = 0, 0
+        self.ticker = QTimer(interval=TICK_MS)
+        self.ticker.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        now = self.clock.elapsed()
+        self.gap_ms = max(self.gap_ms, now - self.last)
+        self.last = now
+
+    def start(self) -> None:
+        self.last = self.clock.elapsed()
+        self.ticker.start()
+
+    def stop(self) -> float:
+        self.ticker.stop()
+        return float(self.gap_ms)
+
+
 def measure(action: Callable[[], object], done: Callable[[], bool], *, settle_ms: int = 150,
             limit_s: float = 300.0) -> tuple[float, float]:
     """Run ``action`` from the event loop; return (seconds until ``done()``, longest gap in ms)."""
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     QApplication.instance() or QApplication([])
-    clock = QElapsedTimer()
-    clock.start()
-    last, gap = [0], [0]
+    meter = GapMeter()
     finished: list[float] = []
     loop = QEventLoop()
-
-    def tick() -> None:
-        now = clock.elapsed()
-        gap[0] = max(gap[0], now - last[0])
-        last[0] = now
 
     def check() -> None:
         if not finished and (done() or time.perf_counter() - started > limit_s):
             finished.append(time.perf_counter() - started)
             QTimer.singleShot(settle_ms, loop.quit)  # the coalesced refresh that follows
 
-    ticker, checker = QTimer(interval=TICK_MS), QTimer(interval=10)
-    ticker.timeout.connect(tick)
+    checker = QTimer(interval=10)
     checker.timeout.connect(check)
-    ticker.start()
+    meter.start()
     started = time.perf_counter()
-    last[0] = clock.elapsed()
     QTimer.singleShot(0, action)  # clicked from the event loop, as a user would
     checker.start()
     loop.exec()
-    ticker.stop()
+    gap = meter.stop()
     checker.stop()
-    return finished[0], float(gap[0])
+    return finished[0], gap

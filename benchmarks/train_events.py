@@ -34,9 +34,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
 
 import pyqtgraph as pg  # noqa: E402
-from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer  # noqa: E402
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from benchmarks.stall_meter import GapMeter  # noqa: E402
 from studio.ui.train_panel import TrainPanel  # noqa: E402
 
 
@@ -139,15 +140,9 @@ def run(mode: str, rate: int, seconds: float, burst: int) -> dict:
     panel._timer.timeout.connect(timed_tick)
 
     marks: dict = {}
-    clock = QElapsedTimer()
-    clock.start()
-    last, gap, drawn_at = [clock.elapsed()], [0], {}
+    drawn_at: dict = {}
+    meter = GapMeter()
     loop = QEventLoop()
-
-    def tick() -> None:
-        now = clock.elapsed()
-        gap[0] = max(gap[0], now - last[0])
-        last[0] = now
 
     def check() -> None:
         while not queue.empty():
@@ -161,10 +156,9 @@ def run(mode: str, rate: int, seconds: float, burst: int) -> dict:
             drawn_at["burst"] = time.time()
             loop.quit()
 
-    ticker, checker = QTimer(interval=5), QTimer(interval=2)
-    ticker.timeout.connect(tick)
+    checker = QTimer(interval=2)
     checker.timeout.connect(check)
-    ticker.start()
+    meter.start()
     checker.start()
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -173,7 +167,7 @@ def run(mode: str, rate: int, seconds: float, burst: int) -> dict:
     thread.start()
     QTimer.singleShot(int((seconds + 120) * 1000), loop.quit)  # a baseline that never catches up
     loop.exec()
-    ticker.stop()
+    worst_stall_ms = meter.stop()
     checker.stop()
     thread.join(5)
     pg.GraphicsView.paintEvent = original_paint
@@ -187,7 +181,7 @@ def run(mode: str, rate: int, seconds: float, burst: int) -> dict:
         "gui_us_per_event": (cost["tick"] + cost["paint"]) / max(1, events) * 1e6,
         "paint_ms": cost["paint"] / max(1, cost["paints"]) * 1e3, "paints": cost["paints"],
         "redraw_ms": cost["redraw"] / max(1, cost["redraws"]) * 1e3, "redraws": cost["redraws"],
-        "worst_stall_ms": float(gap[0]),
+        "worst_stall_ms": worst_stall_ms,
         "steady_lag_ms": (drawn_at["steady"] - marks["steady_end"][0]) * 1e3 if "steady" in drawn_at else None,
         "burst_lag_ms": (drawn_at["burst"] - marks["burst_end"][0]) * 1e3 if "burst" in drawn_at else None,
     }
