@@ -226,6 +226,16 @@ def test_stop_then_resume_continues_the_steps_and_the_curve(tiny_base: Path, tmp
     ours = [event["loss"] for event in _of(history, "log")]
     theirs = [event["loss"] for event in _of(reference, "log")]
     assert ours == pytest.approx(theirs, rel=1e-3, abs=1e-4)
+    # The done event covers the whole run, both legs, not only the steps after the resume.
+    assert second[-1]["legs"] == 2 and reference[-1]["legs"] == 1
+    assert second[-1]["train_loss"] == pytest.approx(reference[-1]["train_loss"], rel=1e-3, abs=1e-4)
+    assert second[-1]["runtime_s"] > first[-1]["time"] - first[0]["time"]
+    # A done run has nothing left: resuming it again must not train a step past max_steps.
+    code, third, stderr = _run(config.dir / "config.json")
+    assert code == 1, stderr[-2000:]
+    assert [e["type"] for e in third] == ["error"] and "nothing to resume" in third[0]["message"]
+    assert "already at step 24 of 24" in third[0]["message"]
+    assert not _of(third, "progress")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
@@ -396,6 +406,7 @@ def test_build_trainer_is_the_jobs_trainer_before_train(tiny_base: Path, tmp_pat
     config = _config(tmp_path, tiny_base, name="built", max_steps=2)
     sink = EventWriter(stream=__import__("io").StringIO(), rank=0)
     trainer = build_trainer(config, writer=sink)
+    assert trainer.args.ddp_find_unused_parameters is False     # LoRA: even torchrun with one process
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape[0] == 1 and "position_ids" in batch      # samples end to end
     assert (batch["input_ids"] != trainer.processing_class.pad_token_id).all()

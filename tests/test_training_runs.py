@@ -192,6 +192,10 @@ def test_prepare_resume_sets_resume_and_clears_the_stop_request(project: Project
     resumed = project.training.prepare_resume("r")
     assert RunConfig.read(resumed.config_path).resume and not run.stop_path.exists()
     assert resumed.status == "stopped" and resumed.last_step == 3
+    append_events(run.events_path, {"type": "config", "run_id": run.id}, {"type": "done", "step": 5})
+    assert project.training.sync("r").status == "done"
+    with pytest.raises(TrainingRunError, match=r"training run #\d+ r is done; nothing to resume"):
+        project.training.prepare_resume("r")
 
 
 def test_rename_and_delete(project: Project, snap, base_dir: Path) -> None:

@@ -95,6 +95,7 @@ class StudioCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.job.save_totals(path, state.global_step)
         self.writer.emit("checkpoint", step=state.global_step, path=str(path))
 
     def emit_samples(self, model: Any, step: int) -> None:

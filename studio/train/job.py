@@ -37,6 +37,9 @@ from studio.train.events_out import EventWriter
 
 PID_FILE = "job.pid"
 PROVENANCE_FILE = "provenance.json"
+# In each checkpoint: the loss sum, steps and seconds of every leg up to it, so a resumed run's
+# ``done`` reports the whole run (the Trainer's own figures cover only the steps of one train()).
+TOTALS_FILE = "studio_totals.json"
 STOP_ENV = "STUDIO_STOP_FILE"
 OOM_HINT = ("lower per_device_train_batch_size (raise gradient_accumulation_steps to keep the "
             "effective batch), lower max_length, turn on gradient_checkpointing, or set load_in_4bit")
@@ -156,6 +159,8 @@ class Job:
         self.writer = writer
         self.started = time.time()
         self.stop_flag = False
+        self.trainer: Any = None
+        self.previous: dict[str, float] = {}    # totals of the legs before this one (from the checkpoint)
 
     # -- the run ------------------------------------------------------------------------
     def run(self) -> int:
@@ -172,10 +177,40 @@ class Job:
         elif not self.has_eval:
             callback.emit_samples(trainer.model, step)
         adapter = self._save_outputs(trainer, self.tokenizer)
-        self.writer.emit("done", step=step, adapter=adapter,
-                         train_loss=float(result.training_loss) if result.training_loss is not None else None,
-                         runtime_s=round(time.time() - self.started, 3))
+        loss, runtime, legs = self.run_totals(result.training_loss, step)
+        # train_loss: the mean over every step of the run; runtime_s: the sum of all legs (resumes).
+        self.writer.emit("done", step=step, adapter=adapter, train_loss=loss, runtime_s=round(runtime, 3),
+                         legs=legs)
         return 0
+
+    def run_totals(self, leg_loss: float | None, step: int) -> tuple[float | None, float, int]:
+        """(train loss over all steps, seconds over all legs, legs) from this leg and the checkpoint's totals."""
+        runtime = time.time() - self.started
+        prev = self.previous
+        if not prev:
+            return (float(leg_loss) if leg_loss is not None else None), runtime, 1
+        runtime += float(prev.get("runtime_s", 0.0))
+        legs = int(prev.get("legs", 1)) + 1
+        before = int(prev.get("steps", 0))
+        if leg_loss is None or step <= 0:
+            return None, runtime, legs
+        total = float(prev.get("loss_sum", 0.0)) + float(leg_loss) * max(step - before, 0)
+        return total / step, runtime, legs
+
+    def save_totals(self, checkpoint: Path, step: int) -> None:
+        """Called when a checkpoint is written: the running totals travel with it."""
+        trainer = self.trainer
+        if trainer is None or not self.writer.is_main or not checkpoint.is_dir():
+            return
+        pending = getattr(trainer, "_tr_loss", None)
+        leg_sum = float(getattr(trainer, "_total_loss_scalar", 0.0) or 0.0)
+        if pending is not None:
+            leg_sum += float(pending.item() if hasattr(pending, "item") else pending)
+        prev = self.previous
+        totals = {"loss_sum": float(prev.get("loss_sum", 0.0)) + leg_sum, "steps": step,
+                  "runtime_s": float(prev.get("runtime_s", 0.0)) + time.time() - self.started,
+                  "legs": int(prev.get("legs", 0)) + 1}
+        (checkpoint / TOTALS_FILE).write_text(json.dumps(totals) + "\n", encoding="utf-8")
 
     def prepare(self) -> tuple[Any, Any]:
         """Everything before ``train()``: tokenizer, data, LoRA model, the ``config`` event, the trainer."""
@@ -379,7 +414,26 @@ class Job:
         if last is None:
             raise JobError(f"nothing to resume: {self.checkpoints_dir} has no checkpoint",
                            "start the run again instead of resuming", kind="config")
+        self._refuse_finished(last, self.settings.max_steps)
+        try:
+            totals = json.loads((Path(last) / TOTALS_FILE).read_text(encoding="utf-8"))
+            self.previous = totals if isinstance(totals, dict) else {}
+        except (OSError, ValueError):
+            self.previous = {}             # a checkpoint from before the totals: this leg only
         return last
+
+    def _refuse_finished(self, checkpoint: str, max_steps: int) -> None:
+        """A checkpoint at the end of the schedule has nothing left to train (Trainer would add a step)."""
+        try:
+            state = json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        step = int(state.get("global_step") or 0)
+        total = max_steps if max_steps and max_steps > 0 else int(state.get("max_steps") or 0)
+        if total > 0 and step >= total:
+            raise JobError(f"nothing to resume: {checkpoint} is already at step {step} of {total}",
+                           "the run is done; start a new run (or raise max_steps) to train more",
+                           kind="config")
 
     def _provenance(self, device: str, model: Any) -> dict[str, Any]:
         """What is needed to repeat the run: data hash, base model and its revision, versions, seed."""
@@ -438,7 +492,9 @@ class Job:
             # Our examples are already cut at max_length and carry our labels; TRL must not re-cut them.
             max_length=None, packing=False, padding_free=s.packing,
             dataset_num_proc=None, remove_unused_columns=True,
-            ddp_find_unused_parameters=False if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None,
+            # LoRA leaves the frozen base without gradients on purpose; DDP must not search for
+            # unused parameters (always False: torchrun with one process wraps in DDP too).
+            ddp_find_unused_parameters=False,
         )
         callback = StudioCallback(self, tokenizer, sample_records, torch)
         callback.samples_on_steps = not eval_rows and s.eval_steps > 0
@@ -450,6 +506,7 @@ class Job:
         )
         for unwanted in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(unwanted)
+        self.trainer = trainer
         return trainer, callback
 
     def _save_outputs(self, trainer: Any, tokenizer: Any) -> str:

@@ -93,6 +93,8 @@ def cmd_resume(project: Project, args: argparse.Namespace) -> int:
     run = project.training.sync(args.run)
     if run.status == RUNNING:
         raise StudioError(f"training run {run.label} is still running; `train stop {run.id}` first")
+    if run.status == "done":
+        raise StudioError(f"training run {run.label} is done; nothing to resume (start a new run to train more)")
     run = project.training.prepare_resume(run.id)
     _say(f"Resuming training run {run.label} from its newest checkpoint (step {run.last_step})")
     return follow(project, run, as_json=args.json)

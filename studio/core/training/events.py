@@ -14,7 +14,7 @@ Types and their main fields (every event also has ``time``, seconds since the ep
 - ``samples``: ``step``, ``samples`` [{``instruction``, ``input``, ``reference``, ``answer``}]
 - ``checkpoint``: ``step``, ``path``
 - ``stopped``: ``step``, ``checkpoint`` (the stop leaves a usable adapter)
-- ``done``: ``step``, ``adapter``, ``train_loss``, ``runtime_s``
+- ``done``: ``step``, ``adapter``, ``train_loss`` (mean over all steps), ``runtime_s`` (sum of all legs), ``legs``
 - ``error``: ``message`` (plain words), ``hint`` (what to change), ``kind`` (e.g. ``oom``)
 - ``hardest``: ``count``, ``path`` (per-sample losses written by ``studio.train.hardest``)
 """

@@ -270,6 +270,9 @@ class TrainingRunRepository:
         run = self.get(key)
         if live_pid(run) is not None:
             raise TrainingRunError(f"training run {run.label} is still running; stop it first")
+        if run.status == "done":
+            raise TrainingRunError(f"training run {run.label} is done; nothing to resume "
+                                   "(start a new run to train more)")
         if not run.config_path.is_file():
             raise TrainingRunError(f"{run.config_path}: the run's config is missing; it cannot be resumed")
         config = run.read_config()
