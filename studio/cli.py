@@ -837,6 +837,9 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
     t_hard.add_argument("run", metavar="RUN", help="run id or name")
     t_hard.add_argument("--top", type=_at_least_one, default=20, metavar="N", help="how many to print (default 20)")
     t_hard.add_argument("--rescore", action="store_true", help="score again even if the run has scores")
+    t_hard.add_argument("--adapter", metavar="DIR",
+                        help="score under this adapter folder (default: the run's adapter/, else its newest "
+                             "checkpoint); implies --rescore")
     t_hard.add_argument("--json", action="store_true", help="print JSON records")
     _project_arg(t_hard)
     t_hard.set_defaults(handler=cmd_train_hardest)

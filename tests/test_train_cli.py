@@ -177,6 +177,7 @@ with open(config.dir / "hardest.jsonl", "w", encoding="utf-8") as f:
                             "tokens": 5, "instruction": r["instruction"]}) + "\\n")
 print(json.dumps({"type": "progress", "phase": "hardest", "step": 1, "max_steps": 1, "time": 0}))
 print(json.dumps({"type": "hardest", "count": len(records), "path": "x", "time": 0}))
+(config.dir / "argv.json").write_text(json.dumps(sys.argv[2:]))
 """
 
 
@@ -220,7 +221,23 @@ def test_hardest_scores_then_lists_worst_first(project_dir: Path, fake_children,
     with Project.open(project_dir) as project:
         run = project.training.create(snapshot="s1", base_model="org/model", settings=TrainSettings(), name="h")
         ids = [item.sample_id for item in project.snapshots.items("s1")]
-    assert cli(project_dir, "train", "hardest", "h", "--top", "3", "--json") == 0
+    # Nothing to score yet: one clear line, before any "Scoring…", and no child started.
+    assert cli(project_dir, "train", "hardest", "h") == 1
+    err = capsys.readouterr().err
+    assert "has no adapter and no checkpoint yet" in err and "--adapter DIR" in err and "Scoring" not in err
+    assert not (run.run_dir / "argv.json").exists()
+    elsewhere = project_dir / "other-adapter"
+    elsewhere.mkdir()
+    assert cli(project_dir, "train", "hardest", "h", "--adapter", str(elsewhere)) == 1
+    assert "not a LoRA adapter" in capsys.readouterr().err
+    (elsewhere / "adapter_config.json").write_text("{}")
+    assert cli(project_dir, "train", "hardest", "h", "--adapter", str(elsewhere), "--top", "1") == 0
+    assert json.loads((run.run_dir / "argv.json").read_text()) == ["--adapter", str(elsewhere)]
+    capsys.readouterr()
+    run.adapter_dir.mkdir()
+    (run.adapter_dir / "adapter_config.json").write_text("{}")
+    assert cli(project_dir, "train", "hardest", "h", "--top", "3", "--json", "--rescore") == 0
+    assert json.loads((run.run_dir / "argv.json").read_text()) == ["--adapter", str(run.adapter_dir)]
     rows = json.loads(capsys.readouterr().out)
     assert [r["sample_id"] for r in rows] == [ids[2], ids[7], ids[6]] and rows[0]["loss"] == 9.0
     assert rows[0]["instruction"] == "Say the word number 2."

@@ -431,8 +431,8 @@ def _model_name(base_model: str) -> str:
 # -- hardest samples -------------------------------------------------------------------------------
 def cmd_hardest(project: Project, args: argparse.Namespace) -> int:
     run = project.training.get(args.run)
-    if args.rescore or not run.hardest_path.is_file():
-        _score(run)
+    if args.rescore or not run.hardest_path.is_file() or getattr(args, "adapter", None):
+        _score(run, launch.scoring_adapter(run, Path(args.adapter) if getattr(args, "adapter", None) else None))
     count = project.training.import_hardest(run.id)
     top = project.training.hardest(run.id, top=args.top)
     instructions = _instructions(run.hardest_path)
@@ -447,10 +447,10 @@ def cmd_hardest(project: Project, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _score(run: TrainingRun) -> None:
+def _score(run: TrainingRun, adapter: Path) -> None:
     """Run the hardest-samples child; its progress goes to stderr, a failure is one error line."""
-    _say(f"Scoring every training sample under run {run.label}'s adapter…")
-    done = subprocess.run(launch.hardest_command(run.config_path), capture_output=True,
+    _say(f"Scoring every training sample under run {run.label}'s adapter ({adapter})…")
+    done = subprocess.run(launch.hardest_command(run.config_path, adapter), capture_output=True,
                           env=launch.child_env(run.settings))
     error = None
     for line in done.stdout.decode("utf-8", "replace").splitlines():

@@ -22,6 +22,7 @@ from studio.core.formats import atomic_write_text
 from studio.core.paths import resources_dir
 from studio.core.training import events as ev
 from studio.core.training.run_config import (
+    CHECKPOINTS_DIR,
     CONFIG_FILE,
     EVENTS_FILE,
     STOP_FILE,
@@ -55,9 +56,31 @@ def preflight_command(config_path: Path) -> list[str]:
     return [*child_command(config_path, module=PREFLIGHT_MODULE), "--json"]
 
 
-def hardest_command(config_path: Path) -> list[str]:
-    """Per-sample losses under the run's adapter, written to ``hardest.jsonl``."""
-    return child_command(config_path, module=HARDEST_MODULE)
+def hardest_command(config_path: Path, adapter: Path | None = None) -> list[str]:
+    """Per-sample losses under the run's adapter (or ``adapter``), written to ``hardest.jsonl``."""
+    command = child_command(config_path, module=HARDEST_MODULE)
+    return [*command, "--adapter", str(adapter)] if adapter is not None else command
+
+
+def scoring_adapter(run: TrainingRun, adapter: Path | None = None) -> Path:
+    """The adapter ``train hardest`` would score under: ``adapter``, the run's, or its newest checkpoint's.
+
+    Checked here, before the child starts, so a run with nothing to score says so at once.
+    """
+    if adapter is not None:
+        adapter = Path(adapter).expanduser().absolute()
+        if not (adapter / "adapter_config.json").is_file():
+            raise StudioError(f"{adapter}: not a LoRA adapter (it has no adapter_config.json); "
+                              "name an adapter/ or checkpoint-N folder")
+        return adapter
+    if run.has_adapter:
+        return run.adapter_dir
+    checkpoints = [p for p in (run.run_dir / CHECKPOINTS_DIR).glob("checkpoint-*")
+                   if p.name[11:].isdigit() and (p / "adapter_config.json").is_file()]
+    if checkpoints:
+        return max(checkpoints, key=lambda p: int(p.name[11:]))
+    raise StudioError(f"training run {run.label} has no adapter and no checkpoint yet; train it first "
+                      "(or name one with --adapter DIR)")
 
 
 def child_env(settings: TrainSettings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -399,6 +422,7 @@ __all__ = [
     "child_env",
     "export_job",
     "hardest_command",
+    "scoring_adapter",
     "import_run",
     "live_pid",
     "preflight_command",
