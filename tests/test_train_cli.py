@@ -73,9 +73,21 @@ def test_unknown_setting_is_an_error_listing_the_known_ones(project_dir: Path, t
     assert json.loads(capsys.readouterr().out) == []
 
 
+def test_a_folder_without_config_json_is_refused_before_a_run_exists(project_dir: Path, tmp_path: Path, capsys) -> None:
+    not_a_model = tmp_path / "empty-model"
+    not_a_model.mkdir()
+    code = cli(project_dir, "train", "start", "--snapshot", "s1", "--base-model", str(not_a_model), "--name", "bad",
+               "--max-steps", "2", *TINY)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "not a model folder (it has no config.json)" in err[0]
+    with Project.open(project_dir) as project:
+        assert project.training.list() == []
+
+
 def test_a_folder_that_is_no_model_gives_an_error_event_and_exit_1(project_dir: Path, tmp_path: Path, capsys) -> None:
     not_a_model = tmp_path / "empty-model"
     not_a_model.mkdir()
+    (not_a_model / "config.json").write_text("{}", encoding="utf-8")   # passes the check; the job finds out
     code = cli(project_dir, "train", "start", "--snapshot", "s1", "--base-model", str(not_a_model), "--name", "bad",
                "--max-steps", "2", *TINY)
     err = capsys.readouterr().err.strip().splitlines()

@@ -306,6 +306,12 @@ def test_a_missing_model_is_one_error_event_and_exit_1(tmp_path: Path):
     assert [e["type"] for e in events] == ["error"]
     assert "does not exist" in events[0]["message"] and str(tmp_path / "no-such-model") in events[0]["message"]
     assert events[0]["hint"] and events[0]["kind"] == "model"
+    folder = tmp_path / "no-config"
+    folder.mkdir()
+    config = _config(tmp_path, folder, name="no-config-run")
+    code, events, _ = _run(config.dir / "config.json")
+    assert code == 1 and [e["type"] for e in events] == ["error"]
+    assert events[0]["message"] == f"{folder} is not a model folder: it has no config.json"
     assert read_all(config.events_path) == events
     assert not (config.dir / "job.pid").exists()
 

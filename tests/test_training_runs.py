@@ -83,6 +83,19 @@ def test_create_refuses_what_would_not_run(project: Project, snap, base_dir: Pat
         store.create(snapshot="v1", base_model=" ", settings=TrainSettings())
     with pytest.raises(TrainingRunError, match="no such model folder"):
         store.create(snapshot="v1", base_model=str(base_dir / "missing"), settings=TrainSettings())
+    # What the job would fail on at once is refused before a run (and a failed row) exists.
+    no_config = base_dir.parent / "no-config"
+    no_config.mkdir()
+    with pytest.raises(TrainingRunError, match=r"not a model folder \(it has no config.json\)"):
+        store.create(snapshot="v1", base_model=str(no_config), settings=TrainSettings())
+    (no_config / "config.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(TrainingRunError, match=r"config.json: line 1: not valid JSON"):
+        store.create(snapshot="v1", base_model=str(no_config), settings=TrainSettings())
+    emptied = project.snapshots.create("emptied")
+    (project.root / emptied.path).write_text("\n", encoding="utf-8")
+    with pytest.raises(TrainingRunError, match="snapshot 'emptied' has no samples"):
+        store.create(snapshot="emptied", base_model=str(base_dir), settings=TrainSettings())
+    assert store.list() == []
     store.create(snapshot="v1", base_model=str(base_dir), settings=TrainSettings(), name="a")
     with pytest.raises(TrainingRunError, match="already exists"):
         store.create(snapshot="v1", base_model=str(base_dir), settings=TrainSettings(), name="a")

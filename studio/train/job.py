@@ -309,6 +309,9 @@ class Job:
             if not local.exists():
                 return JobError(f"base model folder {base} does not exist",
                                 "choose an existing model folder or a hub id", kind="model")
+            if local.is_dir() and not (local / "config.json").is_file():
+                return JobError(f"{base} is not a model folder: it has no config.json",
+                                "choose a folder with config.json, weights and tokenizer files", kind="model")
             return JobError(f"{base} is not a model folder transformers can load ({text.splitlines()[0] if text else type(exc).__name__})",
                             "choose a folder with config.json, weights and tokenizer files", kind="model")
         if os.environ.get("HF_HUB_OFFLINE") or "offline" in text.lower() or "connect" in text.lower():

@@ -127,6 +127,9 @@ class TrainingRunRepository:
         if not data_path.is_file():
             raise TrainingRunError(f"{data_path}: the file of snapshot {snap.name!r} is missing; "
                                    "create the snapshot again")
+        if snap.sample_count == 0 or not _has_a_line(data_path):
+            raise TrainingRunError(f"snapshot {snap.name!r} has no samples; choose a snapshot with samples")
+        _check_local_model(base_model)
         now = time.time()
         with transaction(self.conn):
             if name:
@@ -454,6 +457,28 @@ def _resolve_base_model(base_model: str) -> str:
     if path.is_absolute() or base_model.startswith((".", "~")) or base_model.count("/") > 1:
         raise TrainingRunError(f"{path}: no such model folder; give a local folder or a hub id like org/name")
     return base_model
+
+
+def _has_a_line(path: Path) -> bool:
+    """The file holds at least one non-blank line (reads only up to it)."""
+    with open(path, "rb") as handle:
+        return any(line.strip() for line in handle)
+
+
+def _check_local_model(base_model: str) -> None:
+    """What the job would fail on at once, refused before a run exists (no failed run piles up).
+
+    A local folder must be a model folder with a readable ``config.json``; a hub id is left to
+    the job (it may be downloaded or cached).
+    """
+    from studio.core.training.base_models import BaseModelError, inspect_local
+
+    if not Path(base_model).is_dir():
+        return
+    try:
+        inspect_local(base_model)
+    except BaseModelError as exc:
+        raise TrainingRunError(f"{exc}; choose a folder with config.json, weights and tokenizer files") from None
 
 
 def _read_hardest(path: Path) -> dict[int, float]:
