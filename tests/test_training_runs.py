@@ -305,6 +305,7 @@ def test_export_job_is_self_contained_and_import_brings_the_run_back(project: Pr
     sbatch = (target / "job.sbatch").read_text()
     assert "#SBATCH --gpus-per-node=4" in sbatch and "./launch.sh 4 torchrun" in sbatch
     assert "BASE_MODEL=" in (target / "README.txt").read_text()  # the local base folder does not travel
+    assert (target / "requirements.txt").read_text().endswith("safetensors>=0.4\n")
     subprocess.run(["bash", "-n", str(target / "launch.sh")], check=True)
     # The exported code reads its config from the folder: the job's own imports work there.
     check = subprocess.run(
@@ -333,6 +334,12 @@ def test_export_job_is_self_contained_and_import_brings_the_run_back(project: Pr
     back = RunConfig.read(imported.config_path)
     assert back.run_dir == str(imported.run_dir) and back.data_path == str((project.root / snap.path).resolve())
     assert [r.id for r in project.training.for_snapshot(snap.id)] == [2, 1]  # lineage: snapshot -> both runs
+    # The same folder again is refused, naming the run it became; the marker keeps the far side's id.
+    marker = json.loads((imported.run_dir / "imported.json").read_text())
+    assert (marker["original_run_id"], marker["run_id"], marker["source"]) == (run.id, 2, str(target))
+    with pytest.raises(StudioError, match=r"already imported as training run #2 away-imported-2"):
+        launch.import_run(project, target)
+    assert len(project.training.list()) == 2
 
 
 def test_import_without_the_local_snapshot_keeps_its_data(project: Project, snap, base_dir: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ so a restarted app can tell a live job from a dead one. No torch, no Qt.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 TRAIN_MODULE = "studio.train"
 PREFLIGHT_MODULE = "studio.train.preflight"
 HARDEST_MODULE = "studio.train.hardest"
+IMPORT_MARKER = "imported.json"     # in an imported run's folder: the far side's run id and the source
 EXPORT_DATA = "data/train.jsonl"
 EXPORT_CODE = "code"
 # What a machine needs to run an exported job (the versions this project is tested with).
@@ -271,6 +273,14 @@ def import_run(project: Project, source: Path) -> TrainingRun:
     except RunConfigError as exc:
         raise StudioError(str(exc)) from None
     store = project.training
+    first_time = next((e["time"] for e in events if isinstance(e.get("time"), (int, float))), None)
+    identity = {"original_run_id": config.run_id, "snapshot_hash": config.snapshot_hash,
+                "first_event_time": first_time}
+    for existing in store.list():
+        marker = _read_marker(existing.run_dir / IMPORT_MARKER)
+        if marker is not None and all(marker.get(k) == v for k, v in identity.items()):
+            raise StudioError(f"{source}: this job was already imported as training run {existing.label}; "
+                              f"delete that run (`distill-studio train delete {existing.id}`) to import it again")
     snapshot_id, local_data = None, None
     if config.snapshot_hash:
         row = project.conn.execute("SELECT id, path FROM snapshots WHERE content_hash = ? ORDER BY id LIMIT 1",
@@ -283,7 +293,8 @@ def import_run(project: Project, source: Path) -> TrainingRun:
     work = runs / f".import-{run_id}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        shutil.copytree(source, work, ignore=shutil.ignore_patterns(EXPORT_CODE, "__pycache__", PID_FILE, STOP_FILE))
+        shutil.copytree(source, work, ignore=shutil.ignore_patterns(EXPORT_CODE, "__pycache__", PID_FILE, STOP_FILE,
+                                                                   IMPORT_MARKER))
         config.run_id = run_id
         config.run_dir = str(final.resolve())
         config.resume = False
@@ -295,13 +306,16 @@ def import_run(project: Project, source: Path) -> TrainingRun:
         base = Path(config.base_model)
         if not base.is_absolute() and (source / base).is_dir():
             config.base_model = str((final / base).resolve())
+        # The far side's run id (in its config event) and where it came from: a second import is refused.
+        atomic_write_text(work / IMPORT_MARKER, json.dumps(
+            {**identity, "run_id": run_id, "source": str(source), "imported_at": time.time()}, indent=2) + "\n")
         if final.exists():
             shutil.rmtree(final)
         work.rename(final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    created = next((e["time"] for e in events if isinstance(e.get("time"), (int, float))), time.time())
+    created = first_time if first_time is not None else time.time()
     try:
         store.insert_imported(config, snapshot_id=snapshot_id, status="created", created_at=float(created))
     except BaseException:
@@ -312,9 +326,18 @@ def import_run(project: Project, source: Path) -> TrainingRun:
         run = store.record_events(run_id, [{
             "type": ev.ERROR, "time": time.time(), "kind": "incomplete",
             "message": "the job had not ended when its folder was copied back (no final event)",
-            "hint": "import the folder again once the job has finished, or Resume here from its last checkpoint",
+            "hint": (f"once the job has finished, delete this run (`distill-studio train delete {run_id}`) and "
+                     "import the folder again, or Resume here from its last checkpoint"),
         }])
     return run
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _copy_code(target: Path) -> None:
