@@ -159,6 +159,11 @@ def test_the_job_memorises_and_leaves_an_adapter_plain_peft_loads(tiny_base: Pat
     provenance = json.loads((config.dir / "provenance.json").read_text())
     assert provenance["snapshot_hash"] == "abc123" and provenance["seed"] == 42
     assert provenance["base_model"] == str(tiny_base) and "model.safetensors" in provenance["base_model_files"]
+    import hashlib
+
+    hashes = provenance["base_model_sha256"]
+    assert hashes["model.safetensors"] == hashlib.sha256((tiny_base / "model.safetensors").read_bytes()).hexdigest()
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= set(hashes)
     assert not (config.dir / "job.pid").exists()
     adapter = config.dir / "adapter"
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "adapter_config.json").exists()
@@ -209,11 +214,16 @@ def test_stop_then_resume_continues_the_steps_and_the_curve(tiny_base: Path, tmp
     assert not (config.dir / "job.pid").exists()
 
     assert config.stop_path.exists()                    # left behind: the resumed job must not obey it
+    # The base model is hashed once per run: the resumed leg reuses the first leg's hashes.
+    provenance = json.loads((config.dir / "provenance.json").read_text())
+    provenance["base_model_sha256"]["model.safetensors"] = "reused"
+    (config.dir / "provenance.json").write_text(json.dumps(provenance))
     config.resume = True
     config.write()
     code, second, stderr = _run(config.dir / "config.json")
     assert code == 0, stderr[-2000:]
     assert second[0]["type"] == "config" and second[0]["resume_from"] == stopped["checkpoint"]
+    assert second[0]["provenance"]["base_model_sha256"]["model.safetensors"] == "reused"
     assert second[-1]["type"] == "done" and second[-1]["step"] == 24
     assert not config.stop_path.exists()
     assert [e["step"] for e in _of(second, "progress")] == list(range(stop_step + 1, 25))

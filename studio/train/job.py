@@ -450,17 +450,45 @@ class Job:
                     continue
             versions[name] = getattr(module, "__version__", "?")
         base = Path(self.config.base_model)
-        files = {}
+        files: dict[str, int] = {}
+        hashes: dict[str, str] = {}
         if base.is_dir():
             files = {p.name: p.stat().st_size for p in sorted(base.iterdir()) if p.is_file()}
+            if self.writer.is_main:
+                hashes = self._base_model_hashes(base, files)
         commit = getattr(getattr(model, "config", None), "_commit_hash", None)
         return {"run_id": self.config.run_id, "run_name": self.config.run_name,
                 "snapshot_name": self.config.snapshot_name, "snapshot_hash": self.config.snapshot_hash,
                 "data_path": self.config.data_path, "base_model": self.config.base_model,
                 "base_model_is_local": base.is_dir(), "base_model_revision": self.config.base_model_revision,
-                "base_model_commit": commit, "base_model_files": files, "seed": self.settings.seed,
+                "base_model_commit": commit, "base_model_files": files, "base_model_sha256": hashes,
+                "seed": self.settings.seed,
                 "precision": getattr(self, "precision", None), "device": device,
                 "world_size": int(os.environ.get("WORLD_SIZE", "1") or 1), "versions": versions}
+
+    def _base_model_hashes(self, base: Path, sizes: dict[str, int]) -> dict[str, str]:
+        """sha256 of the weights, config and tokenizer files of a local base model, streamed.
+
+        Hashing can take minutes for GBs of weights, so a resumed run reuses the hashes of its
+        previous leg's provenance when the same folder still has the same files and sizes.
+        """
+        if self.config.resume:
+            try:
+                before = json.loads((self.config.dir / PROVENANCE_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                before = {}
+            old = before.get("base_model_sha256") if isinstance(before, dict) else None
+            if (old and before.get("base_model") == self.config.base_model
+                    and before.get("base_model_files") == sizes):
+                return dict(old)
+        import hashlib
+
+        hashes = {}
+        for name in sizes:
+            if _hashed_model_file(name):
+                with open(base / name, "rb") as handle:
+                    hashes[name] = hashlib.file_digest(handle, "sha256").hexdigest()
+        return hashes
 
     def _trainer(self, torch: Any, model: Any, tokenizer: Any, device: str, train_rows: list[dict],
                  eval_rows: list[dict], sample_records: list) -> tuple[Any, Any]:
@@ -558,6 +586,17 @@ def _sft_trainer_class(base: type, *, model_loss: bool) -> type:
             return (loss, outputs) if return_outputs else loss
 
     return LearnedPositionsSFTTrainer
+
+
+_HASHED_NAMES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
+                 "chat_template.jinja", "chat_template.json")
+
+
+def _hashed_model_file(name: str) -> bool:
+    """The files that decide what the base model computes: weights, config, tokenizer."""
+    return name in _HASHED_NAMES or name.endswith((".safetensors", ".bin", ".safetensors.index.json",
+                                                   ".bin.index.json"))
 
 
 def _last_checkpoint(folder: Path) -> str | None:
