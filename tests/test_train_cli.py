@@ -119,7 +119,7 @@ def test_start_stop_with_ctrl_c_then_resume_continues_the_steps(project_dir: Pat
 
     assert cli(project_dir, "train", "resume", "tiny") == 0
     out = capsys.readouterr().out
-    assert "Done at step 10" in out
+    assert "Done at step 10" in out and "over 2 legs (stopped and resumed)" in out   # loss and time: the whole run
     with Project.open(project_dir) as project:
         run = project.training.get("tiny")
         assert (run.status, run.last_step, run.max_steps) == ("done", 10, 10)
@@ -132,6 +132,8 @@ def test_start_stop_with_ctrl_c_then_resume_continues_the_steps(project_dir: Pat
     assert listing[1].split()[:4] == ["1", "tiny", "done", "10/10"]
     assert cli(project_dir, "train", "stop", "tiny") == 1
     assert "is not running (done)" in capsys.readouterr().err
+    assert cli(project_dir, "train", "resume", "tiny") == 1        # a done run has nothing left to train
+    assert "training run #1 tiny is done; nothing to resume" in capsys.readouterr().err
     assert cli(project_dir, "train", "show", "tiny") == 0
     shown = capsys.readouterr().out
     assert "Training run #1 tiny: done at step 10/10" in shown and "8 manual" in shown and "max_steps=10" in shown

@@ -263,7 +263,9 @@ class EventPrinter:
             loss_text = f", train loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
             runtime = event.get("runtime_s")
             took = f" in {format_duration(runtime)}" if isinstance(runtime, (int, float)) else ""
-            return f"Done at step {step}{loss_text}{took}; adapter in {event.get('adapter', '')}"
+            legs = event.get("legs")
+            over = f" over {legs} legs (stopped and resumed)" if isinstance(legs, int) and legs > 1 else ""
+            return f"Done at step {step}{loss_text}{took}{over}; adapter in {event.get('adapter', '')}"
         if kind == ev.ERROR:
             return None  # said once, on stderr, when the job has ended
         if kind == ev.HARDEST:
