@@ -228,6 +228,61 @@ def test_stop_then_resume_continues_the_curve(qtbot, context, base_model, monkey
     panel.shutdown()
 
 
+def test_resume_right_after_stop_follows_a_job_slow_to_start_to_done(qtbot, context, base_model, monkeypatch,
+                                                                       project) -> None:
+    """Resume is offered by the live stop event (the store lags) and a resumed job slow to write its pid is no loss."""
+    monkeypatch.setenv("FAKE_STEPS", "30")
+    monkeypatch.setenv("FAKE_DELAY", "0.05")
+    panel = make_panel(qtbot, context, base_model)
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.step >= 5, timeout=20_000)
+    panel.stop_run()
+    qtbot.waitUntil(lambda: panel.live.status == "stopped" and not panel.is_running(), timeout=10_000)
+    shown = next(r for r in panel.runs if r.id == panel.run.id)
+    if shown.status == "running":  # the store row not synced yet: the live stop event is enough
+        assert panel.resume_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.resume_button.isEnabled(), timeout=10_000)
+    monkeypatch.setenv("FAKE_PID_DELAY", "2.5")  # the resumed job needs a while before its pid file
+    panel.resume_run()
+    assert not panel.resume_button.isEnabled() and not panel.start_button.isEnabled()
+    panel.resume_run()  # the shortcut pressed twice: still one job
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.is_running(), timeout=10_000)
+    assert not panel.resume_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.live.final is not None and not panel.is_running(), timeout=30_000)
+    assert panel.live.status == "done", panel.messages.message()  # not "ended without a final event"
+    assert panel.plots.curve_data("loss")[0].tolist() == list(range(1, 31))
+    assert len(project.training.list()) == 1
+    panel.shutdown()
+
+
+def test_resume_of_a_run_whose_job_runs_follows_it(qtbot, context, base_model, monkeypatch, project) -> None:
+    """A run shown as ended while its job still trains: Resume (and Start) re-attach to it, no second job."""
+    monkeypatch.setenv("FAKE_STEPS", "40")
+    monkeypatch.setenv("FAKE_DELAY", "0.05")
+    panel = make_panel(qtbot, context, base_model)
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.step >= 3 and panel._saw_pid, timeout=20_000)
+    # The panel loses track of the job (as the old start-grace bug made it): a lost event, no follow.
+    panel.live.ingest([{"type": "error", "message": "lost", "kind": "lost"}])
+    panel.tail = None
+    panel._update_buttons()
+    assert panel.resume_button.isEnabled()
+    panel.start_run()
+    assert "still running" in panel.messages.message()
+    qtbot.waitUntil(lambda: panel.is_running(), timeout=10_000)
+    panel.live.ingest([{"type": "error", "message": "lost", "kind": "lost"}])
+    panel.tail = None
+    panel._update_buttons()
+    panel.resume_run()
+    qtbot.waitUntil(lambda: panel.is_running(), timeout=10_000)
+    qtbot.waitUntil(lambda: panel.live.status == "done", timeout=30_000)
+    assert "still running; stop it first" not in panel.messages.message()
+    assert panel.plots.curve_data("loss")[0].tolist() == list(range(1, 41))
+    assert len(project.training.list()) == 1
+    panel.shutdown()
+
+
 def test_a_job_deaf_to_stop_is_terminated_after_the_timeout(qtbot, context, base_model, monkeypatch,
                                                             project) -> None:
     monkeypatch.setenv("FAKE_STEPS", "2000")
