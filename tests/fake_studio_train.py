@@ -39,7 +39,9 @@ def main() -> int:
                 event = json.loads(line)
                 if event["type"] in ("checkpoint", "stopped"):
                     start = int(event["step"])
-        emit("config", run_id=config["run_id"], config=config, versions={"fake": "1"}, device="cpu")
+        no_split = float(config.get("settings", {}).get("validation_fraction", 0.1)) == 0
+        emit("config", run_id=config["run_id"], config=config, versions={"fake": "1"}, device="cpu",
+             train_samples=6, eval_samples=0 if no_split else 1)
         if config["base_model"].endswith("missing"):
             emit("error", message=f"{config['base_model']}: no such model folder",
                  hint="choose a folder with config.json", kind="model")

@@ -45,6 +45,59 @@ def test_live_run_keeps_one_point_per_step_when_a_resume_repeats_steps() -> None
     assert live.new_log_lines(0)[-1].startswith("step 10")
 
 
+def test_a_single_eval_point_is_marked_and_titles_fit(qtbot) -> None:
+    from studio.ui.train_plots import TrainPlots
+
+    plots = TrainPlots()
+    qtbot.addWidget(plots)
+    live = LiveRun()
+    live.ingest([log(1, 2.0), log(2, 1.5), {"type": "eval", "step": 2, "eval_loss": 1.7}])
+    plots.show_run(live)
+    curve = plots.curves["eval_loss"]
+    assert curve.opts["symbol"] == "o" and len(curve.scatter.data) == 1  # a lone eval is a visible dot
+    assert all(plots.curves[name].opts["symbol"] is None for name in ("loss", "loss_smooth", "tokens_per_s"))
+    drawn = curve.scatter.data
+    live.ingest([log(3, 1.2)])
+    plots.redraw()
+    assert curve.scatter.data is drawn  # the symbol curve is handed data only when an eval arrives
+    for key, plot in plots.plots.items():
+        assert len(plot.getPlotItem().titleLabel.text) <= 16, key  # fits a small plot at 1024×640
+    assert "padding not counted" in plots.plots["tokens_per_s"].toolTip()
+    assert "Peak" in plots.plots["gpu_memory_gb"].toolTip()
+
+
+def test_history_headers_are_not_clipped_in_a_narrow_table(qtbot) -> None:
+    from types import SimpleNamespace
+
+    from studio.ui.train_history import COLUMNS, RunHistory
+
+    history = RunHistory()
+    qtbot.addWidget(history)
+    history.resize(520, 200)
+    history.show()
+    run = SimpleNamespace(id=21, name="g5", status="stopped", last_step=10, max_steps=40, error="",
+                          snapshot_name="snapshot-with-a-long-name (2000 samples)", created_at=1.7e9,
+                          base_model="/home/someone/models/a/very/long/path/to/SmolLM2-135M-Instruct")
+    history.show_runs([run])
+    header = history.horizontalHeader()
+    for col, name in enumerate(COLUMNS):
+        assert header.sectionSize(col) >= header.sectionSizeFromContents(col).width(), name
+    assert header.length() <= history.viewport().width()  # every column in view: none cut at the right edge
+    assert history.item(0, COLUMNS.index("Base model")).toolTip() == run.base_model  # elided, whole in the tip
+
+
+def test_sample_answers_say_where_their_prompts_come_from() -> None:
+    from studio.ui.train_panel import samples_html
+
+    live = LiveRun()
+    live.ingest([{"type": "config", "run_id": 1, "device": "cpu", "eval_samples": 0}])
+    assert live.samples_source == "training prompts (no validation split)"
+    assert "training prompts (no validation split)" in samples_html({"step": 5, "samples": []}, live.samples_source)
+    held = LiveRun()
+    held.ingest([{"type": "config", "run_id": 1, "device": "cpu", "eval_samples": 3}])
+    assert "held-out prompts" in samples_html({"step": 5, "samples": []}, held.samples_source)
+
+
 def test_settings_form_round_trips_and_carries_help(qtbot) -> None:
     form = SettingsForm()
     qtbot.addWidget(form)
@@ -162,6 +215,7 @@ def test_a_run_draws_its_curves_and_sample_answers(qtbot, context, base_model, m
     assert panel.plots.curve_data("tokens_per_s")[1][-1] == pytest.approx(1030.0)
     assert panel.plots.curve_data("gpu_memory_gb")[0].size == 0  # null on the CPU: no points
     assert "Hi at step 20." in panel.samples_view.toPlainText()
+    assert "held-out prompts" in panel.samples_view.toPlainText()  # a validation split by default
     assert "done at step 30" in panel.log_view.toPlainText()
     assert panel.progress.value() == 30 and panel.progress.maximum() == 30
     assert panel.tabs.currentIndex() == 0                       # Start shows the curves

@@ -273,8 +273,9 @@ class TrainPanel(Panel):
         self.status_line = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
         self.plots = TrainPlots()
         self.samples_view = QTextBrowser(openLinks=False)
-        self.samples_view.setPlaceholderText("At each eval the model answers a few fixed held-out prompts; "
-                                             "the answers appear here as they arrive.")
+        self.samples_view.setPlaceholderText("At each eval the model answers a few fixed prompts (held out, or "
+                                             "training prompts when there is no validation split); the answers "
+                                             "appear here as they arrive.")
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.setMaximumBlockCount(LOG_BLOCKS)
         self.log_view.setPlaceholderText("The job's events, one line each.")
@@ -727,7 +728,7 @@ class TrainPanel(Panel):
         self._shown_log = live.log_count
         if len(live.samples) > self._shown_rounds:
             for round_ in live.samples[self._shown_rounds:][-SAMPLE_ROUNDS:]:
-                self.samples_view.append(samples_html(round_))
+                self.samples_view.append(samples_html(round_, live.samples_source))
             self._shown_rounds = len(live.samples)
         if self.run is not None and live.step:
             self.history.show_live_step(self.run.id, live.step, live.max_steps)
@@ -915,9 +916,9 @@ class TrainPanel(Panel):
                                        and status in ("done", "stopped") and not self.jobs.is_busy("train-hardest"))
 
 
-def samples_html(round_: dict[str, Any]) -> str:
-    """One eval's sample answers: the prompt, the model's greedy answer, the reference."""
-    parts = [f"<h4>Step {html.escape(str(round_.get('step')))}</h4>"]
+def samples_html(round_: dict[str, Any], source: str = "held-out prompts") -> str:
+    """One eval's sample answers under a heading naming the step and where the prompts come from."""
+    parts = [f"<h4>Step {html.escape(str(round_.get('step')))} · {html.escape(source)}</h4>"]
     for sample in round_.get("samples") or []:
         instruction = html.escape(str(sample.get("instruction", "")))
         given = html.escape(str(sample.get("input", "") or ""))
