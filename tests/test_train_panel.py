@@ -379,6 +379,32 @@ def test_the_panel_reattaches_to_a_running_job_after_reopening(qtbot, context, b
     second.shutdown()
 
 
+def test_reopening_fills_the_form_from_the_run_it_shows(qtbot, context, base_model, monkeypatch, project) -> None:
+    """After a restart the form holds the shown run's snapshot, base model and settings, not the defaults."""
+    monkeypatch.setenv("FAKE_STEPS", "6")
+    panel = make_panel(qtbot, context, base_model)
+    project.snapshots.create("v2")  # the newest snapshot, which a fresh form would pick
+    qtbot.waitUntil(lambda: panel.snapshot.count() == 2, timeout=5_000)
+    v1 = project.snapshots.get("v1").id
+    panel.snapshot.setCurrentIndex(panel.snapshot.findData(v1))
+    panel.preset.setCurrentIndex(panel.preset.findData("alpaca-lora"))
+    panel.form.editors["lora_r"].setValue(4)
+    chosen = panel.form.settings()
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.status == "done" and not panel.is_running(),
+                    timeout=20_000)
+    panel.shutdown()
+    reopened = TrainPanel()
+    qtbot.addWidget(reopened)
+    reopened.set_context(context)
+    qtbot.waitUntil(lambda: reopened.snapshot.count() == 2 and reopened.live is not None, timeout=10_000)
+    assert reopened.snapshot.currentData() == v1
+    assert reopened.base_model_text() == str(base_model)
+    assert reopened.form.settings() == chosen
+    assert "run #1" in reopened.preset_note.text()  # lora_r changed: no preset matches, the note says whose
+    reopened.shutdown()
+
+
 HARDEST_SCRIPT = """
 import json, sys
 from pathlib import Path

@@ -192,6 +192,7 @@ class TrainPanel(Panel):
         self._shown_rounds = 0
         self._overlay_cache: dict[int, tuple[float, LiveRun]] = {}  # run id -> (events mtime, replay)
         self._pending_select: int | None = None
+        self._wanted_snapshot: int | None = None  # the reopened run's snapshot, chosen once the snapshots are read
         self._splitter_sized = False
         self._drawn_version = -1
         self._build()
@@ -337,6 +338,7 @@ class TrainPanel(Panel):
             self.jobs.cancel(key)
         self._detach()
         self._launching = None
+        self._wanted_snapshot = None
         super().set_context(context)
         self.runs = []
         self.run = None
@@ -382,6 +384,9 @@ class TrainPanel(Panel):
             # After a restart: the running job if there is one (re-attached), else the newest run.
             running = [run for run in runs if run.status in ("running", "created")]
             select = (running or runs)[0].id
+            # The form shows what that run used (the last choices), not the defaults: Start then
+            # trains what is on screen, and a re-attached run is described by its own settings.
+            self._fill_form_from((running or runs)[0])
         self._pending_select = None
         self.history.show_runs(runs, select=select)
         if any(run.status == "running" for run in runs):
@@ -393,6 +398,27 @@ class TrainPanel(Panel):
             if fresh is not None:
                 self.run = fresh
         self._update_buttons()
+
+    def _fill_form_from(self, run: TrainingRun) -> None:
+        """Snapshot, base model and settings of ``run`` into the form (the preset it matches, if any)."""
+        self.base_model.setCurrentText(run.base_model)
+        matching = next((name for name in PRESETS if preset_settings(name) == run.settings), None)
+        if matching is None and preset_settings(None) == run.settings:
+            matching = ""
+        self.preset.blockSignals(True)
+        try:
+            if matching is not None:
+                self.preset.setCurrentIndex(self.preset.findData(matching) if matching else 0)
+        finally:
+            self.preset.blockSignals(False)
+        self.form.set_settings(run.settings)
+        self.preset_note.setText(PRESETS[matching].description if matching else
+                                 f"The settings of run {run.label}; pick a preset to apply a known recipe.")
+        self._wanted_snapshot = run.snapshot_id
+        index = self.snapshot.findData(run.snapshot_id) if run.snapshot_id is not None else -1
+        if index >= 0:
+            self.snapshot.setCurrentIndex(index)
+            self._wanted_snapshot = None
 
     def _refresh_running(self) -> None:
         if self.context is None:
@@ -407,6 +433,9 @@ class TrainPanel(Panel):
 
     def _on_snapshots_read(self, snapshots: list[tuple[str, int]]) -> None:
         current = self.snapshot.currentData()
+        if current is None and self._wanted_snapshot is not None:
+            current = self._wanted_snapshot
+        self._wanted_snapshot = None
         self.snapshot.clear()
         for label, snapshot_id in snapshots:
             self.snapshot.addItem(label, snapshot_id)
