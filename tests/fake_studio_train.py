@@ -3,7 +3,8 @@
 It speaks the real events protocol and the job's file conventions (job.pid while it runs,
 events appended to events.jsonl, stop.request checked every step, resume continues the step
 count) but trains nothing, so a panel test runs in seconds. FAKE_STEPS, FAKE_DELAY and
-FAKE_EVAL_EVERY shape the run; FAKE_IGNORE_STOP=1 makes it deaf to Stop (killed by the timeout); a base model named "missing" gives an error event and exit 1.
+FAKE_EVAL_EVERY shape the run; FAKE_PID_DELAY seconds pass before job.pid is written (a job slow to
+start, as the real one importing torch); FAKE_IGNORE_STOP=1 makes it deaf to Stop (killed by the timeout); a base model named "missing" gives an error event and exit 1.
 (Its file name holds "studio": launch.live_pid takes only such command lines for the job.)
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> int:
     steps = int(os.environ.get("FAKE_STEPS", "20"))
     delay = float(os.environ.get("FAKE_DELAY", "0.02"))
     eval_every = int(os.environ.get("FAKE_EVAL_EVERY", "10"))
+    time.sleep(float(os.environ.get("FAKE_PID_DELAY", "0")))
     pid_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
 
     def emit(event_type: str, **fields) -> None:
@@ -37,7 +39,9 @@ def main() -> int:
                 event = json.loads(line)
                 if event["type"] in ("checkpoint", "stopped"):
                     start = int(event["step"])
-        emit("config", run_id=config["run_id"], config=config, versions={"fake": "1"}, device="cpu")
+        no_split = float(config.get("settings", {}).get("validation_fraction", 0.1)) == 0
+        emit("config", run_id=config["run_id"], config=config, versions={"fake": "1"}, device="cpu",
+             train_samples=6, eval_samples=0 if no_split else 1)
         if config["base_model"].endswith("missing"):
             emit("error", message=f"{config['base_model']}: no such model folder",
                  hint="choose a folder with config.json", kind="model")

@@ -45,6 +45,59 @@ def test_live_run_keeps_one_point_per_step_when_a_resume_repeats_steps() -> None
     assert live.new_log_lines(0)[-1].startswith("step 10")
 
 
+def test_a_single_eval_point_is_marked_and_titles_fit(qtbot) -> None:
+    from studio.ui.train_plots import TrainPlots
+
+    plots = TrainPlots()
+    qtbot.addWidget(plots)
+    live = LiveRun()
+    live.ingest([log(1, 2.0), log(2, 1.5), {"type": "eval", "step": 2, "eval_loss": 1.7}])
+    plots.show_run(live)
+    curve = plots.curves["eval_loss"]
+    assert curve.opts["symbol"] == "o" and len(curve.scatter.data) == 1  # a lone eval is a visible dot
+    assert all(plots.curves[name].opts["symbol"] is None for name in ("loss", "loss_smooth", "tokens_per_s"))
+    drawn = curve.scatter.data
+    live.ingest([log(3, 1.2)])
+    plots.redraw()
+    assert curve.scatter.data is drawn  # the symbol curve is handed data only when an eval arrives
+    for key, plot in plots.plots.items():
+        assert len(plot.getPlotItem().titleLabel.text) <= 16, key  # fits a small plot at 1024×640
+    assert "padding not counted" in plots.plots["tokens_per_s"].toolTip()
+    assert "Peak" in plots.plots["gpu_memory_gb"].toolTip()
+
+
+def test_history_headers_are_not_clipped_in_a_narrow_table(qtbot) -> None:
+    from types import SimpleNamespace
+
+    from studio.ui.train_history import COLUMNS, RunHistory
+
+    history = RunHistory()
+    qtbot.addWidget(history)
+    history.resize(520, 200)
+    history.show()
+    run = SimpleNamespace(id=21, name="g5", status="stopped", last_step=10, max_steps=40, error="",
+                          snapshot_name="snapshot-with-a-long-name (2000 samples)", created_at=1.7e9,
+                          base_model="/home/someone/models/a/very/long/path/to/SmolLM2-135M-Instruct")
+    history.show_runs([run])
+    header = history.horizontalHeader()
+    for col, name in enumerate(COLUMNS):
+        assert header.sectionSize(col) >= header.sectionSizeFromContents(col).width(), name
+    assert header.length() <= history.viewport().width()  # every column in view: none cut at the right edge
+    assert history.item(0, COLUMNS.index("Base model")).toolTip() == run.base_model  # elided, whole in the tip
+
+
+def test_sample_answers_say_where_their_prompts_come_from() -> None:
+    from studio.ui.train_panel import samples_html
+
+    live = LiveRun()
+    live.ingest([{"type": "config", "run_id": 1, "device": "cpu", "eval_samples": 0}])
+    assert live.samples_source == "training prompts (no validation split)"
+    assert "training prompts (no validation split)" in samples_html({"step": 5, "samples": []}, live.samples_source)
+    held = LiveRun()
+    held.ingest([{"type": "config", "run_id": 1, "device": "cpu", "eval_samples": 3}])
+    assert "held-out prompts" in samples_html({"step": 5, "samples": []}, held.samples_source)
+
+
 def test_settings_form_round_trips_and_carries_help(qtbot) -> None:
     form = SettingsForm()
     qtbot.addWidget(form)
@@ -162,6 +215,7 @@ def test_a_run_draws_its_curves_and_sample_answers(qtbot, context, base_model, m
     assert panel.plots.curve_data("tokens_per_s")[1][-1] == pytest.approx(1030.0)
     assert panel.plots.curve_data("gpu_memory_gb")[0].size == 0  # null on the CPU: no points
     assert "Hi at step 20." in panel.samples_view.toPlainText()
+    assert "held-out prompts" in panel.samples_view.toPlainText()  # a validation split by default
     assert "done at step 30" in panel.log_view.toPlainText()
     assert panel.progress.value() == 30 and panel.progress.maximum() == 30
     assert panel.tabs.currentIndex() == 0                       # Start shows the curves
@@ -228,6 +282,61 @@ def test_stop_then_resume_continues_the_curve(qtbot, context, base_model, monkey
     panel.shutdown()
 
 
+def test_resume_right_after_stop_follows_a_job_slow_to_start_to_done(qtbot, context, base_model, monkeypatch,
+                                                                       project) -> None:
+    """Resume is offered by the live stop event (the store lags) and a resumed job slow to write its pid is no loss."""
+    monkeypatch.setenv("FAKE_STEPS", "30")
+    monkeypatch.setenv("FAKE_DELAY", "0.05")
+    panel = make_panel(qtbot, context, base_model)
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.step >= 5, timeout=20_000)
+    panel.stop_run()
+    qtbot.waitUntil(lambda: panel.live.status == "stopped" and not panel.is_running(), timeout=10_000)
+    shown = next(r for r in panel.runs if r.id == panel.run.id)
+    if shown.status == "running":  # the store row not synced yet: the live stop event is enough
+        assert panel.resume_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.resume_button.isEnabled(), timeout=10_000)
+    monkeypatch.setenv("FAKE_PID_DELAY", "2.5")  # the resumed job needs a while before its pid file
+    panel.resume_run()
+    assert not panel.resume_button.isEnabled() and not panel.start_button.isEnabled()
+    panel.resume_run()  # the shortcut pressed twice: still one job
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.is_running(), timeout=10_000)
+    assert not panel.resume_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.live.final is not None and not panel.is_running(), timeout=30_000)
+    assert panel.live.status == "done", panel.messages.message()  # not "ended without a final event"
+    assert panel.plots.curve_data("loss")[0].tolist() == list(range(1, 31))
+    assert len(project.training.list()) == 1
+    panel.shutdown()
+
+
+def test_resume_of_a_run_whose_job_runs_follows_it(qtbot, context, base_model, monkeypatch, project) -> None:
+    """A run shown as ended while its job still trains: Resume (and Start) re-attach to it, no second job."""
+    monkeypatch.setenv("FAKE_STEPS", "40")
+    monkeypatch.setenv("FAKE_DELAY", "0.05")
+    panel = make_panel(qtbot, context, base_model)
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.step >= 3 and panel._saw_pid, timeout=20_000)
+    # The panel loses track of the job (as the old start-grace bug made it): a lost event, no follow.
+    panel.live.ingest([{"type": "error", "message": "lost", "kind": "lost"}])
+    panel.tail = None
+    panel._update_buttons()
+    assert panel.resume_button.isEnabled()
+    panel.start_run()
+    assert "still running" in panel.messages.message()
+    qtbot.waitUntil(lambda: panel.is_running(), timeout=10_000)
+    panel.live.ingest([{"type": "error", "message": "lost", "kind": "lost"}])
+    panel.tail = None
+    panel._update_buttons()
+    panel.resume_run()
+    qtbot.waitUntil(lambda: panel.is_running(), timeout=10_000)
+    qtbot.waitUntil(lambda: panel.live.status == "done", timeout=30_000)
+    assert "still running; stop it first" not in panel.messages.message()
+    assert panel.plots.curve_data("loss")[0].tolist() == list(range(1, 41))
+    assert len(project.training.list()) == 1
+    panel.shutdown()
+
+
 def test_a_job_deaf_to_stop_is_terminated_after_the_timeout(qtbot, context, base_model, monkeypatch,
                                                             project) -> None:
     monkeypatch.setenv("FAKE_STEPS", "2000")
@@ -268,6 +377,32 @@ def test_the_panel_reattaches_to_a_running_job_after_reopening(qtbot, context, b
     assert x.tolist() == list(range(1, 61))  # the early steps from the file, the rest as they came
     assert np.all(np.diff(x) == 1)
     second.shutdown()
+
+
+def test_reopening_fills_the_form_from_the_run_it_shows(qtbot, context, base_model, monkeypatch, project) -> None:
+    """After a restart the form holds the shown run's snapshot, base model and settings, not the defaults."""
+    monkeypatch.setenv("FAKE_STEPS", "6")
+    panel = make_panel(qtbot, context, base_model)
+    project.snapshots.create("v2")  # the newest snapshot, which a fresh form would pick
+    qtbot.waitUntil(lambda: panel.snapshot.count() == 2, timeout=5_000)
+    v1 = project.snapshots.get("v1").id
+    panel.snapshot.setCurrentIndex(panel.snapshot.findData(v1))
+    panel.preset.setCurrentIndex(panel.preset.findData("alpaca-lora"))
+    panel.form.editors["lora_r"].setValue(4)
+    chosen = panel.form.settings()
+    panel.start_run()
+    qtbot.waitUntil(lambda: panel.live is not None and panel.live.status == "done" and not panel.is_running(),
+                    timeout=20_000)
+    panel.shutdown()
+    reopened = TrainPanel()
+    qtbot.addWidget(reopened)
+    reopened.set_context(context)
+    qtbot.waitUntil(lambda: reopened.snapshot.count() == 2 and reopened.live is not None, timeout=10_000)
+    assert reopened.snapshot.currentData() == v1
+    assert reopened.base_model_text() == str(base_model)
+    assert reopened.form.settings() == chosen
+    assert "run #1" in reopened.preset_note.text()  # lora_r changed: no preset matches, the note says whose
+    reopened.shutdown()
 
 
 HARDEST_SCRIPT = """

@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 COLUMNS = ("Run", "Status", "Steps", "Snapshot", "Base model", "Started")
+ELIDED = (COLUMNS.index("Snapshot"), COLUMNS.index("Base model"))  # long paths and names: share what is left
 STATUS_WORDS = {"created": "created", "running": "running", "stopped": "stopped (resumable)", "done": "done",
                 "failed": "failed"}
 
@@ -38,7 +39,10 @@ class RunHistory(QTableWidget):
         self.verticalHeader().setVisible(False)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        for col in ELIDED:  # sized in _fit_columns: the space left, never narrower than the header's word
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.setToolTip("Training runs, newest first. Select one to show it; Ctrl/Shift-click more to overlay "
                         "their loss curves.")
         self.runs: dict[int, Any] = {}
@@ -64,8 +68,8 @@ class RunHistory(QTableWidget):
                     item.setData(Qt.ItemDataRole.UserRole, run.id)
                     if col == 1 and run.error:
                         item.setToolTip(run.error)
-                    if col == 4:
-                        item.setToolTip(run.base_model)
+                    if col in ELIDED:
+                        item.setToolTip(text)
                     self.setItem(row, col, item)
             model = self.selectionModel()
             rows = model.SelectionFlag.Rows
@@ -77,8 +81,23 @@ class RunHistory(QTableWidget):
                     model.select(self.model().index(row, 0), model.SelectionFlag.Select | rows)
         finally:
             self._filling = False
+        self._fit_columns()
         self._on_selection()
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit_columns()
+
+    def _fit_columns(self) -> None:
+        """Short columns fit their contents; Snapshot and Base model share the rest (elided, the full text in a
+        tooltip) but keep room for their headers, so no header is clipped at 1024×640."""
+        header = self.horizontalHeader()
+        used = sum(header.sectionSize(col) for col in range(len(COLUMNS)) if col not in ELIDED)
+        left = max(0, self.viewport().width() - used)
+        for col in ELIDED:
+            need = header.sectionSizeFromContents(col).width()
+            wanted = max(self.sizeHintForColumn(col), need)
+            header.resizeSection(col, max(need, min(wanted, left // len(ELIDED))))
     def show_live_step(self, run_id: int, step: int, max_steps: int | None) -> None:
         """The followed run's step as the curves show it (the store records it less often)."""
         row = self.row_of(run_id)

@@ -72,6 +72,7 @@ class LiveRun:
     device: str = ""
     run_id: Any = None
     config: dict[str, Any] | None = None
+    eval_samples: int | None = None  # the job's validation split size (config event); 0: samples are training prompts
     samples: list[dict[str, Any]] = field(default_factory=list)  # [{"step", "samples": [...]}], oldest first
     final: dict[str, Any] | None = None  # the last stopped/done/error event
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -167,6 +168,7 @@ class LiveRun:
         self.run_id = event.get("run_id", self.run_id)
         self.config = event.get("config") or self.config
         self.device = str(event.get("device") or self.device)
+        self.eval_samples = _int_or_none(event.get("eval_samples"), self.eval_samples)
         if self.final is not None and self.final.get("type") != ev.DONE:
             self.final = None  # a resumed run: running again
         self._note(f"config: run {self.run_id} on {self.device or 'an unknown device'}")
@@ -201,6 +203,11 @@ class LiveRun:
         if self.final is None:
             return "running" if self.events_seen else "created"
         return {ev.DONE: "done", ev.STOPPED: "stopped", ev.ERROR: "failed"}[self.final["type"]]
+
+    @property
+    def samples_source(self) -> str:
+        """Where the sample prompts come from: with no validation split the job samples training prompts."""
+        return "training prompts (no validation split)" if self.eval_samples == 0 else "held-out prompts"
 
     def progress_text(self) -> str:
         total = f" / {self.max_steps}" if self.max_steps else ""

@@ -93,6 +93,14 @@ def replay_run(run: TrainingRun) -> tuple[LiveRun, int, bool]:
     return live, tail.offset, alive
 
 
+def prepare_resume(project: Project, run_id: int) -> tuple[TrainingRun, bool]:
+    """The run made ready to resume, or (if its job runs after all) as it is, with True: follow it instead."""
+    run = project.training.get(run_id)
+    if launch.live_pid(run) is not None:
+        return run, True
+    return project.training.prepare_resume(run_id), False
+
+
 def write_preflight_config(project: Project, snapshot: int, base_model: str, settings: TrainSettings) -> Path:
     """A throwaway config naming the snapshot's data, so a check needs no run row."""
     snap = project.snapshots.get(snapshot)
@@ -167,6 +175,7 @@ class TrainPanel(Panel):
         self.hardest_command: Callable[[Path], list[str]] = launch.hardest_command
         self.preflight_command: Callable[[Path], list[str]] = launch.preflight_command
         self.stop_kill_after_s = STOP_KILL_AFTER_S
+        self.start_grace_s = START_GRACE_S
         self.runs: list[TrainingRun] = []
         self.run: TrainingRun | None = None  # the run the live view shows
         self.live: LiveRun | None = None
@@ -174,13 +183,16 @@ class TrainPanel(Panel):
         self._attached_at = 0.0
         self._last_sync = 0.0
         self._last_liveness = 0.0
-        self._saw_pid = False
+        self._saw_pid = False  # the followed job's pid file named a live process since this attach
+        self._events_at_attach = 0  # events replayed before following: a resume's earlier leg is no sign of life
+        self._launching: int | None = None  # a run whose job was just started and is not followed yet
         self._stopping_since: float | None = None
         self._terminated = False
         self._shown_log = 0
         self._shown_rounds = 0
         self._overlay_cache: dict[int, tuple[float, LiveRun]] = {}  # run id -> (events mtime, replay)
         self._pending_select: int | None = None
+        self._wanted_snapshot: int | None = None  # the reopened run's snapshot, chosen once the snapshots are read
         self._splitter_sized = False
         self._drawn_version = -1
         self._build()
@@ -262,8 +274,9 @@ class TrainPanel(Panel):
         self.status_line = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
         self.plots = TrainPlots()
         self.samples_view = QTextBrowser(openLinks=False)
-        self.samples_view.setPlaceholderText("At each eval the model answers a few fixed held-out prompts; "
-                                             "the answers appear here as they arrive.")
+        self.samples_view.setPlaceholderText("At each eval the model answers a few fixed prompts (held out, or "
+                                             "training prompts when there is no validation split); the answers "
+                                             "appear here as they arrive.")
         self.log_view = QPlainTextEdit(readOnly=True)
         self.log_view.setMaximumBlockCount(LOG_BLOCKS)
         self.log_view.setPlaceholderText("The job's events, one line each.")
@@ -324,6 +337,8 @@ class TrainPanel(Panel):
         for key in READ_JOBS:  # the other project's answers
             self.jobs.cancel(key)
         self._detach()
+        self._launching = None
+        self._wanted_snapshot = None
         super().set_context(context)
         self.runs = []
         self.run = None
@@ -369,6 +384,9 @@ class TrainPanel(Panel):
             # After a restart: the running job if there is one (re-attached), else the newest run.
             running = [run for run in runs if run.status in ("running", "created")]
             select = (running or runs)[0].id
+            # The form shows what that run used (the last choices), not the defaults: Start then
+            # trains what is on screen, and a re-attached run is described by its own settings.
+            self._fill_form_from((running or runs)[0])
         self._pending_select = None
         self.history.show_runs(runs, select=select)
         if any(run.status == "running" for run in runs):
@@ -380,6 +398,27 @@ class TrainPanel(Panel):
             if fresh is not None:
                 self.run = fresh
         self._update_buttons()
+
+    def _fill_form_from(self, run: TrainingRun) -> None:
+        """Snapshot, base model and settings of ``run`` into the form (the preset it matches, if any)."""
+        self.base_model.setCurrentText(run.base_model)
+        matching = next((name for name in PRESETS if preset_settings(name) == run.settings), None)
+        if matching is None and preset_settings(None) == run.settings:
+            matching = ""
+        self.preset.blockSignals(True)
+        try:
+            if matching is not None:
+                self.preset.setCurrentIndex(self.preset.findData(matching) if matching else 0)
+        finally:
+            self.preset.blockSignals(False)
+        self.form.set_settings(run.settings)
+        self.preset_note.setText(PRESETS[matching].description if matching else
+                                 f"The settings of run {run.label}; pick a preset to apply a known recipe.")
+        self._wanted_snapshot = run.snapshot_id
+        index = self.snapshot.findData(run.snapshot_id) if run.snapshot_id is not None else -1
+        if index >= 0:
+            self.snapshot.setCurrentIndex(index)
+            self._wanted_snapshot = None
 
     def _refresh_running(self) -> None:
         if self.context is None:
@@ -394,6 +433,9 @@ class TrainPanel(Panel):
 
     def _on_snapshots_read(self, snapshots: list[tuple[str, int]]) -> None:
         current = self.snapshot.currentData()
+        if current is None and self._wanted_snapshot is not None:
+            current = self._wanted_snapshot
+        self._wanted_snapshot = None
         self.snapshot.clear()
         for label, snapshot_id in snapshots:
             self.snapshot.addItem(label, snapshot_id)
@@ -501,7 +543,16 @@ class TrainPanel(Panel):
         self.messages.show_error(f"Pre-flight check failed: {message}")
 
     def start_run(self) -> None:
-        if self.context is None or self.is_running() or self.jobs.is_busy("train-create"):
+        if (self.context is None or self.is_running() or self._launching is not None
+                or self.jobs.is_busy("train-create")):
+            return
+        running = next((r for r in self.runs if launch.live_pid(r) is not None), None)
+        if running is not None:
+            # A job of this project already trains (the panel lost track of it): show it rather
+            # than start a second one on the same device.
+            self._reattach(running)
+            self.messages.show_error(f"Training run {running.label} is still running: it is shown again; "
+                                     "stop it (Esc) before starting another")
             return
         inputs = self._inputs()
         if inputs is None:
@@ -524,12 +575,41 @@ class TrainPanel(Panel):
 
     def resume_run(self) -> None:
         run = self._selected_run()
-        if self.context is None or run is None or self.is_running() or run.status not in ("stopped", "failed"):
+        if (self.context is None or run is None or self.is_running() or self._launching is not None
+                or self.jobs.is_busy("train-create") or self._status_of(run) not in ("stopped", "failed")):
+            return
+        if launch.live_pid(run) is not None:
+            self._reattach(run)  # its job runs (the panel lost track of it): follow it, start no second one
             return
         self.resume_button.setEnabled(False)
-        self.jobs.submit("Preparing to resume", lambda project: project.training.prepare_resume(run.id),
-                         key="train-create", project=self.context, on_done=self._launch,
-                         on_error=self._on_start_failed)
+        self.jobs.submit("Preparing to resume", prepare_resume, run.id, key="train-create", project=self.context,
+                         on_done=self._on_resume_prepared, on_error=self._on_start_failed)
+        self._update_buttons()
+
+    def _on_resume_prepared(self, result: tuple[TrainingRun, bool]) -> None:
+        run, already_running = result
+        if already_running:
+            self._reattach(run)
+        else:
+            self._launch(run)
+
+    def _reattach(self, run: TrainingRun) -> None:
+        """Follow a run whose job already runs, instead of refusing to start it again."""
+        self.messages.clear()
+        self.status_message.emit(f"Training run {run.label} is already running: following it")
+        self.tabs.setCurrentIndex(0)
+        self._pending_select = run.id
+        self._launching = run.id
+        self._load(run, follow=True)
+        self._read_runs()
+        self._update_buttons()
+
+    def _status_of(self, run: TrainingRun) -> str:
+        """The run's status, from the live view's final event when it shows that run (the store lags behind)."""
+        if (self.run is not None and self.live is not None and run.id == self.run.id and self.tail is None
+                and self.live.final is not None):
+            return self.live.status
+        return run.status
 
     def _on_start_failed(self, message: str) -> None:
         self.messages.show_error(f"The run did not start: {message}")
@@ -558,6 +638,7 @@ class TrainPanel(Panel):
         self.status_message.emit(f"Training run {run.label} started")
         self.tabs.setCurrentIndex(0)  # the curves: what a user watches once a run starts
         self._pending_select = run.id
+        self._launching = run.id  # until it is followed: no second Start or Resume meanwhile
         if _is_resume(run):
             # The earlier curve is replayed first (a job), then the file is followed from its end.
             self._load(run, follow=True)
@@ -598,7 +679,12 @@ class TrainPanel(Panel):
 
         self.jobs.submit("Reading a run's events", replay_run, run, key="train-replay", quiet=True,
                          on_done=shown,
-                         on_error=lambda message: self.messages.show_error(f"Cannot read run events: {message}"))
+                         on_error=self._on_replay_failed)
+
+    def _on_replay_failed(self, message: str) -> None:
+        self._launching = None
+        self.messages.show_error(f"Cannot read run events: {message}")
+        self._update_buttons()
 
     def _show(self, run: TrainingRun, live: LiveRun, offset: int, alive: bool) -> None:
         """Show ``live`` (replayed up to ``offset``); follow the file from there while its job runs."""
@@ -612,10 +698,12 @@ class TrainPanel(Panel):
         self.samples_view.clear()
         self.plots.show_run(live)
         self._stopping_since = None
+        self._launching = None
         if alive:
             self.tail = ev.EventTail(run.events_path, offset)
             self._attached_at = time.monotonic()
             self._saw_pid = launch.live_pid(run) is not None
+            self._events_at_attach = live.events_seen
             self._last_sync = 0.0
         else:
             self.tail = None
@@ -669,7 +757,7 @@ class TrainPanel(Panel):
         self._shown_log = live.log_count
         if len(live.samples) > self._shown_rounds:
             for round_ in live.samples[self._shown_rounds:][-SAMPLE_ROUNDS:]:
-                self.samples_view.append(samples_html(round_))
+                self.samples_view.append(samples_html(round_, live.samples_source))
             self._shown_rounds = len(live.samples)
         if self.run is not None and live.step:
             self.history.show_live_step(self.run.id, live.step, live.max_steps)
@@ -714,8 +802,11 @@ class TrainPanel(Panel):
                 self._terminated = True
                 self._stopping_since = now - self.stop_kill_after_s + KILL_AFTER_TERM_S
             return
-        if not self._saw_pid and not live.events_seen and now - self._attached_at < START_GRACE_S:
-            return  # still starting (importing torch takes seconds)
+        fresh_events = live.events_seen > self._events_at_attach
+        if not self._saw_pid and not fresh_events and now - self._attached_at < self.start_grace_s:
+            # Still starting (importing torch takes seconds). Only what this job wrote counts: a
+            # resumed run's replayed earlier leg says nothing about whether the new job is up.
+            return
         while self.tail is not None and (rest := self.tail.read_new()):  # a dead job wrote all it will
             live.ingest(rest)
         if live.final is not None:
@@ -842,20 +933,21 @@ class TrainPanel(Panel):
     def _update_buttons(self) -> None:
         has_project = self.context is not None
         running = self.is_running()
-        creating = self.jobs.is_busy("train-create")
+        creating = self.jobs.is_busy("train-create") or self._launching is not None
         run = self._selected_run()
         self.start_button.setEnabled(has_project and not running and not creating)
         self.preflight_button.setEnabled(has_project and not self.jobs.is_busy("train-preflight"))
         self.stop_button.setEnabled(running and self._stopping_since is None)
+        status = self._status_of(run) if run is not None else ""
         self.resume_button.setEnabled(has_project and not running and not creating and run is not None
-                                      and run.status in ("stopped", "failed"))
+                                      and status in ("stopped", "failed"))
         self.hardest_button.setEnabled(has_project and run is not None and run.has_adapter and not running
-                                       and run.status in ("done", "stopped") and not self.jobs.is_busy("train-hardest"))
+                                       and status in ("done", "stopped") and not self.jobs.is_busy("train-hardest"))
 
 
-def samples_html(round_: dict[str, Any]) -> str:
-    """One eval's sample answers: the prompt, the model's greedy answer, the reference."""
-    parts = [f"<h4>Step {html.escape(str(round_.get('step')))}</h4>"]
+def samples_html(round_: dict[str, Any], source: str = "held-out prompts") -> str:
+    """One eval's sample answers under a heading naming the step and where the prompts come from."""
+    parts = [f"<h4>Step {html.escape(str(round_.get('step')))} · {html.escape(source)}</h4>"]
     for sample in round_.get("samples") or []:
         instruction = html.escape(str(sample.get("instruction", "")))
         given = html.escape(str(sample.get("input", "") or ""))
