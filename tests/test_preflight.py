@@ -342,12 +342,14 @@ def test_memory_over_the_gpu_names_the_settings_to_lower(tiny_base: Path, tmp_pa
 
 
 def test_the_alpaca_sample_shows_real_lengths(tiny_base: Path, tmp_path: Path, shared_data: Path) -> None:
-    rows = json.loads((shared_data / "alpaca_sample_2000.json").read_text())[:300]
+    rows = json.loads((shared_data / "alpaca_sample_2000.json").read_text())[:1200]
     records = [{"sample_id": i, **row} for i, row in enumerate(rows)]
     report = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base, records, max_length=256)), device=CPU)
     lengths = report["lengths"]
-    assert lengths["samples"] == 300 and sum(lengths["counts"]) == 300
-    assert 0 < lengths["cut"] < 300 and lengths["p50"] < lengths["p95"] <= lengths["max"]
+    assert lengths["samples"] == 1200 and sum(lengths["counts"]) == 1200
+    assert 0 < lengths["cut"] < 1200 and lengths["p50"] < lengths["p95"] <= lengths["max"]
+    assert f"{lengths['cut']:,} of 1,200 samples are longer than max_length 256" in message_of(report, "eos_cut")
+    assert "every target of the 256 samples checked (of 1,200)" in message_of(report, "eos_target")
 
 
 # A ChatML-like template that writes a newline after each turn's EOS.

@@ -228,7 +228,7 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
     report["lengths"] = lengths
     if lengths["cut"]:
         checks.append(check(WARNING, "eos_cut",
-                            f"{lengths['cut']} of {len(records)} samples are longer than max_length "
+                            f"{lengths['cut']:,} of {len(records):,} samples are longer than max_length "
                             f"{settings.max_length} (longest {lengths['max']}): they are cut and lose their "
                             f"EOS, teaching the model to run on; raise max_length (to {max(lengths['p99'], settings.max_length + 1)} "
                             f"keeps 99 % whole) or curate the long ones out"))
