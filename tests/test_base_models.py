@@ -19,6 +19,7 @@ from studio.core.training.base_models import (
     BaseModelError,
     download_steps,
     fetch_config,
+    fetch_configs,
     inspect_local,
     list_cached_models,
     resolve,
@@ -114,6 +115,10 @@ def test_resolve_prefers_a_folder_then_the_cache_then_the_hub(tiny_base: Path, h
     assert remote.source == HUB and remote.path_or_id == "org/not-downloaded"
     with pytest.raises(BaseModelError, match="no such folder, and not a Hugging Face model id"):
         resolve("/no/such/folder/anywhere")
+    with pytest.raises(BaseModelError, match="must be a folder \\(with config.json\\), not a file$"):
+        resolve(str(tiny_base / "config.json"))
+    with pytest.raises(BaseModelError, match="must be a folder"):
+        inspect_local(tiny_base / "config.json")
 
 
 def test_offline_download_is_one_clear_line(hf_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,7 +198,12 @@ def test_download_reports_bytes_and_prefers_safetensors(tiny_base: Path, hf_cach
     try:
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
         monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-        assert fetch_config("org/tiny-llama").read_bytes() == files["config.json"]   # pre-flight's one file
+        assert fetch_config("org/tiny-llama").read_bytes() == files["config.json"]   # pre-flight's files
+        _, generation = fetch_configs("org/tiny-llama")
+        assert generation is not None and generation.read_bytes() == files["generation_config.json"]
+        kept = files.pop("generation_config.json")                     # _FakeHub serves `files`
+        assert fetch_configs("org/tiny-llama")[1] is None               # a repo without one
+        files["generation_config.json"] = kept
         seen: list[Progress] = []
         path = run_to_end(download_steps("org/tiny-llama"), on_progress=seen.append)
     finally:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from studio.core.training.estimates import estimate, lora_param_count, param_count
-from studio.core.wording import format_duration
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings, preset_settings
+from studio.core.wording import format_duration
 from studio.train.data import SnapshotRecord, build_example
 from studio.train.preflight import (
     format_text,
@@ -54,18 +54,21 @@ def codes(report: dict, level: str) -> set[str]:
 
 
 def model_copy(tiny_base: Path, tmp_path: Path, *, chat_template: bool = True, tokenizer: dict | None = None,
-               config: dict | None = None) -> Path:
-    """The tiny model's tokenizer and config (no weights: pre-flight never needs them), edited."""
-    target = tmp_path / "model-copy"
+               config: dict | None = None, generation: dict | None = None, generation_file: bool = True,
+               name: str = "model-copy") -> Path:
+    """The tiny model's tokenizer and configs (no weights: pre-flight never needs them), edited."""
+    target = tmp_path / name
     target.mkdir()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        if name != "chat_template.jinja" or chat_template:
-            shutil.copyfile(tiny_base / name, target / name)
-    for name, changes in (("tokenizer_config.json", tokenizer), ("config.json", config)):
+    for file in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja"):
+        if (file != "chat_template.jinja" or chat_template) and (file != "generation_config.json" or generation_file):
+            shutil.copyfile(tiny_base / file, target / file)
+    for file, changes in (("tokenizer_config.json", tokenizer), ("config.json", config),
+                          ("generation_config.json", generation)):
         if changes:
-            data = json.loads((target / name).read_text())
+            data = json.loads((target / file).read_text())
             data.update(changes)
-            (target / name).write_text(json.dumps(data))
+            (target / file).write_text(json.dumps(data))
     return target
 
 
@@ -155,7 +158,7 @@ def test_child_prints_the_sample_token_by_token_with_the_loss_mask(tiny_base: Pa
     lengths = report["lengths"]
     assert lengths["samples"] == 3 and lengths["cut"] == 1 and lengths["max"] > 64   # the long count
     assert "eos_cut" in codes(report, "warning") and "eos_target" in codes(report, "ok")
-    assert "chat_template" in codes(report, "warning")         # an instruct tokenizer, a text format
+    assert "chat_template" in codes(report, "ok")              # a base model's template, a text format
     assert report["estimates"]["device"] == "cpu" and "device" in codes(report, "warning")
     assert report["model"]["architecture"] == "LlamaForCausalLM"
 
@@ -185,6 +188,80 @@ def test_chat_format_without_a_template_is_an_error_and_exit_1(tiny_base: Path, 
     # the same tokenizer with a text format is a plain base model: no template warning
     text_report = run_preflight(RunConfig.read(write_config(tmp_path, folder)), device=CPU)
     assert "chat_template" in codes(text_report, "ok") and not has_errors(text_report)
+
+
+def message_of(report: dict, code: str) -> str:
+    return next(c["message"] for c in report["checks"] if c["code"] == code)
+
+
+def test_an_eos_that_generate_does_not_stop_on_is_an_error(tiny_base: Path, tmp_path: Path) -> None:
+    # QA's repro: eos_token "<pad>" (id 2) in tokenizer_config.json, eos_token_id 1 in both model configs
+    folder = model_copy(tiny_base, tmp_path, tokenizer={"eos_token": "<pad>"})
+    report = run_preflight(RunConfig.read(write_config(tmp_path, folder)), device=CPU)
+    assert "eos_config" in codes(report, "error") and has_errors(report)
+    message = message_of(report, "eos_config")
+    assert message.startswith("the tokenizer's EOS is '<pad>' (id 2) but config.json says 1 and "
+                              "generation_config.json says 1")
+    assert "generate() stops only on 1" in message
+    assert "set eos_token in tokenizer_config.json to '</s>' (id 1)" in message
+    assert message.endswith("or set eos_token_id to 2 in config.json and generation_config.json")
+    assert report["sample"] is not None and "eos_target" in codes(report, "ok")    # the rest still shown
+    assert "eos_config" in codes(run_preflight(RunConfig.read(write_config(tmp_path, tiny_base)), device=CPU), "ok")
+
+
+@pytest.mark.parametrize("generation, config, level, named", [
+    ({"eos_token_id": [1, 2]}, None, "warning", "config.json says 1"),        # generate() reads the agreeing list
+    (None, {"eos_token_id": [2, 1]}, "error", "but generation_config.json says 1:"),   # the file generate() reads
+    ("absent", None, "error", "but config.json says 1:"),                      # generate() falls back to config.json
+    ("absent", {"eos_token_id": [0, 2]}, "ok", None),
+    ({"eos_token_id": None}, {"eos_token_id": 2}, "warning", "generation_config.json names no eos_token_id, and "
+     "generate() reads it rather than config.json: generate() stops only at max_new_tokens"),
+    ("absent", {"eos_token_id": None}, "warning", "config.json names no eos_token_id (and the model has no "
+     "generation_config.json)"),
+])
+def test_the_eos_files_that_disagree_are_named(tiny_base: Path, tmp_path: Path, generation, config, level,
+                                               named) -> None:
+    folder = model_copy(tiny_base, tmp_path, tokenizer={"eos_token": "<pad>"}, config=config,
+                        generation=None if generation == "absent" else generation,
+                        generation_file=generation != "absent")
+    report = run_preflight(RunConfig.read(write_config(tmp_path, folder)), device=CPU)
+    assert "eos_config" in codes(report, level)
+    if named:
+        assert named in message_of(report, "eos_config")
+    if level == "warning" and "names no" not in named:
+        assert "generate() reads" in message_of(report, "eos_config")
+
+
+def test_a_text_format_warns_only_for_a_template_that_looks_instruct(tiny_base: Path, tmp_path: Path) -> None:
+    base = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base)), device=CPU)
+    assert "chat_template" in codes(base, "ok") and "fine for a base model" in message_of(base, "chat_template")
+
+    named = model_copy(tiny_base, tmp_path, name="tiny-llama-Instruct")
+    report = run_preflight(RunConfig.read(write_config(tmp_path, named)), device=CPU)
+    message = message_of(report, "chat_template")
+    assert "chat_template" in codes(report, "warning")
+    assert message.startswith("this tokenizer has a chat template and its name 'tiny-llama-Instruct' says it is "
+                              "instruction-tuned, so it looks like an instruct model")
+    assert "the chosen format is 'alpaca'" in message
+
+    turn_end = model_copy(tiny_base, tmp_path, name="tiny-llama")          # the template writes '</s>' out
+    template = turn_end / "chat_template.jinja"
+    template.write_text(template.read_text().replace("{{ eos_token }}", "</s>"))
+    report = run_preflight(RunConfig.read(write_config(tmp_path, turn_end)), device=CPU)
+    assert "chat_template" in codes(report, "warning")
+    assert "its template ends turns with its EOS '</s>'" in message_of(report, "chat_template")
+
+
+def test_the_eos_check_says_how_many_samples_it_built(tiny_base: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.train import preflight
+
+    config = RunConfig.read(write_config(tmp_path, tiny_base))
+    assert "every target of the 3 samples, built" in message_of(run_preflight(config, device=CPU), "eos_target")
+    monkeypatch.setattr(preflight, "EOS_CHECKED", 2)
+    report = run_preflight(config, device=CPU)
+    assert "every target of the 2 samples checked (of 3), built" in message_of(report, "eos_target")
+    assert report["lengths"]["samples"] == 3                          # eos_cut counts every sample
 
 
 def test_eos_as_pad_is_flagged_only_when_batches_are_padded(tiny_base: Path, tmp_path: Path) -> None:
@@ -222,6 +299,10 @@ def test_a_missing_model_or_bad_config_is_an_error_report(tmp_path: Path) -> Non
     report = run_preflight(RunConfig.read(write_config(tmp_path, tmp_path / "no-model")), device=CPU)
     assert has_errors(report) and "base_model" in codes(report, "error")
     assert "Checks:" in format_text(report)
+    a_file = tmp_path / "weights.safetensors"                 # what train start says, not "no such folder"
+    a_file.write_bytes(b"x")
+    report = run_preflight(RunConfig.read(write_config(tmp_path, a_file)), device=CPU)
+    assert message_of(report, "base_model") == f"{a_file}: the base model must be a folder (with config.json), not a file"
 
     offline = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": "http://127.0.0.1:9",
                "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
@@ -261,12 +342,14 @@ def test_memory_over_the_gpu_names_the_settings_to_lower(tiny_base: Path, tmp_pa
 
 
 def test_the_alpaca_sample_shows_real_lengths(tiny_base: Path, tmp_path: Path, shared_data: Path) -> None:
-    rows = json.loads((shared_data / "alpaca_sample_2000.json").read_text())[:300]
+    rows = json.loads((shared_data / "alpaca_sample_2000.json").read_text())[:1200]
     records = [{"sample_id": i, **row} for i, row in enumerate(rows)]
     report = run_preflight(RunConfig.read(write_config(tmp_path, tiny_base, records, max_length=256)), device=CPU)
     lengths = report["lengths"]
-    assert lengths["samples"] == 300 and sum(lengths["counts"]) == 300
-    assert 0 < lengths["cut"] < 300 and lengths["p50"] < lengths["p95"] <= lengths["max"]
+    assert lengths["samples"] == 1200 and sum(lengths["counts"]) == 1200
+    assert 0 < lengths["cut"] < 1200 and lengths["p50"] < lengths["p95"] <= lengths["max"]
+    assert f"{lengths['cut']:,} of 1,200 samples are longer than max_length 256" in message_of(report, "eos_cut")
+    assert "every target of the 256 samples checked (of 1,200)" in message_of(report, "eos_target")
 
 
 # A ChatML-like template that writes a newline after each turn's EOS.

@@ -15,18 +15,24 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
-from studio.core.training.base_models import HUB, BaseModelInfo, fetch_config, resolve
+from studio.core.training.base_models import (
+    GENERATION_CONFIG,
+    HUB,
+    BaseModelInfo,
+    fetch_configs,
+    resolve,
+)
 from studio.core.training.estimates import estimate
-from studio.core.wording import format_duration
 from studio.core.training.prompt_format import load_format
 from studio.core.training.run_config import RunConfig
 from studio.core.training.settings import TrainSettings
-from studio.core.wording import count_noun
+from studio.core.wording import count_noun, format_duration
 from studio.train.data import (
     IGNORE_INDEX,
     Example,
@@ -55,13 +61,27 @@ def load_tokenizer(model: BaseModelInfo, settings: TrainSettings, revision: str 
                                          trust_remote_code=settings.trust_remote_code)
 
 
-def model_config_dict(model: BaseModelInfo, revision: str | None) -> dict[str, Any]:
-    """The model's ``config.json`` as plain JSON (a hub model's is fetched alone, weights stay put)."""
+def model_config_dicts(model: BaseModelInfo, revision: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The model's ``config.json`` and its ``generation_config.json`` (None when it has none) as plain
+    JSON; a hub model's are fetched alone, the weights stay put."""
     if model.source == HUB:
-        path = fetch_config(model.path_or_id, revision)
+        config_path, generation_path = fetch_configs(model.path_or_id, revision)
     else:
-        path = Path(model.path_or_id) / "config.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+        config_path = Path(model.path_or_id) / "config.json"
+        generation_path = Path(model.path_or_id) / GENERATION_CONFIG
+        if not generation_path.is_file():
+            generation_path = None
+    return _json_object(config_path), (_json_object(generation_path) if generation_path else None)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name}: expected a JSON object")
+    return data
 
 
 def token_view(tokenizer: Any, example: Example) -> list[dict[str, Any]]:
@@ -137,9 +157,11 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
                               "model": None, "eos_id": None, "pad_id": None}
     try:
         model = resolve(config.base_model, revision=config.base_model_revision)
-        model_config = model_config_dict(model, config.base_model_revision)
+        model_config, generation_config = model_config_dicts(model, config.base_model_revision)
     except (StudioError, OSError, ValueError) as exc:
-        checks.append(check(ERROR, "base_model", f"base model {config.base_model}: {exc}"))
+        message = str(exc)
+        checks.append(check(ERROR, "base_model", message if message.startswith(config.base_model)
+                            else f"base model {config.base_model}: {message}"))
         return report
     report["model"] = model.to_dict()
     if model.needs_remote_code and not settings.trust_remote_code:
@@ -165,12 +187,14 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
                             f"{_first_line(exc)}"))
         return report
 
-    _template_checks(checks, tokenizer, settings)
+    _template_checks(checks, tokenizer, settings, model)
     if tokenizer.eos_token is None or tokenizer.eos_token_id is None:
         checks.append(check(ERROR, "eos_missing", "the tokenizer has no EOS token, so the model could never "
                             "learn to stop; choose another base model or set eos_token in its tokenizer_config.json"))
-    if any(c["level"] == ERROR for c in checks):
-        return report
+    else:
+        _eos_config_check(checks, tokenizer, model_config, generation_config)
+    if any(c["level"] == ERROR and c["code"] != "eos_config" for c in checks):
+        return report                       # the samples cannot be rendered (eos_config's can: show them)
 
     try:
         records = read_snapshot(config.data_path)
@@ -194,7 +218,7 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
 
     report["eos_id"], report["pad_id"] = tokenizer.eos_token_id, tokenizer.pad_token_id
     report["sample"] = _sample_view(tokenizer, settings, records[index], examples[checked.index(index)])
-    _eos_checks(checks, tokenizer, settings, examples)
+    _eos_checks(checks, tokenizer, settings, examples, total=len(records))
     empty = 0 if settings.train_on_inputs else sum(1 for n in prompt_lengths if n >= settings.max_length)
     if empty:
         checks.append(check(WARNING, "no_response",
@@ -204,7 +228,7 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
     report["lengths"] = lengths
     if lengths["cut"]:
         checks.append(check(WARNING, "eos_cut",
-                            f"{lengths['cut']} of {len(records)} samples are longer than max_length "
+                            f"{lengths['cut']:,} of {len(records):,} samples are longer than max_length "
                             f"{settings.max_length} (longest {lengths['max']}): they are cut and lose their "
                             f"EOS, teaching the model to run on; raise max_length (to {max(lengths['p99'], settings.max_length + 1)} "
                             f"keeps 99 % whole) or curate the long ones out"))
@@ -258,37 +282,134 @@ def _sample_view(tokenizer: Any, settings: TrainSettings, record: SnapshotRecord
             "eos_ok": eos_ok, "truncated": example.truncated}
 
 
-def _template_checks(checks: list[dict[str, str]], tokenizer: Any, settings: TrainSettings) -> None:
+# Names of instruction-tuned checkpoints: Qwen2.5-7B-Instruct, Llama-2-7b-chat-hf, gemma-2b-it, ...-SFT.
+_INSTRUCT_NAME = re.compile(r"instruct|chat|sft|dpo|rlhf|(^|[-_.])it($|[-_.])", re.IGNORECASE)
+
+
+def instruct_hint(tokenizer: Any, model: BaseModelInfo) -> str | None:
+    """Why a tokenizer with a chat template looks like an instruct model's, or None.
+
+    Base models ship chat templates too (Qwen2.5, SmolLM2, Llama 3.1 base), so a template alone
+    says nothing. Two signs do: a name like ``…-Instruct`` / ``…-chat`` / ``…-it``, or a template
+    that ends each turn with the tokenizer's own EOS written out (``<|im_end|>``, ``<|eot_id|>``):
+    an instruct model's EOS is its turn end, a base model's is the end of a document.
+    """
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):                  # named templates: {"default": ..., "tool_use": ...}
+        template = "\n".join(str(t) for t in template.values())
+    names = [n for n in (model.repo_id, model.name) if n]
+    named = next((n for n in names if _INSTRUCT_NAME.search(n.split("/")[-1])), None)
+    if named:
+        return f"its name {named.split('/')[-1]!r} says it is instruction-tuned"
+    eos = tokenizer.eos_token
+    if eos and isinstance(template, str) and eos in template:
+        return f"its template ends turns with its EOS {eos!r}"
+    return None
+
+
+def _template_checks(checks: list[dict[str, str]], tokenizer: Any, settings: TrainSettings,
+                     model: BaseModelInfo) -> None:
     has_template = bool(getattr(tokenizer, "chat_template", None))
     kind = load_format(settings.prompt_format).kind
     if kind == "chat" and not has_template:
         checks.append(check(ERROR, "chat_template", "the 'chat' format needs the base model's chat template "
                             "and this tokenizer has none: choose 'alpaca' or 'alpaca-lora'"))
-    elif kind == "text" and has_template:
-        checks.append(check(WARNING, "chat_template",
-                            f"this tokenizer has its own chat template (an instruct model), but the chosen "
-                            f"format is {settings.prompt_format!r}: the model will learn a prompt it was not "
-                            "tuned on, and chat clients that apply its template will prompt it differently; "
-                            "choose the 'chat' format unless you mean to"))
     elif kind == "chat":
         checks.append(check(OK, "chat_template", "the 'chat' format uses the model's own chat template"))
-    else:
+    elif not has_template:
         checks.append(check(OK, "chat_template", f"a base model without a chat template, trained on "
                             f"{settings.prompt_format!r}"))
+    elif (hint := instruct_hint(tokenizer, model)) is not None:
+        checks.append(check(WARNING, "chat_template",
+                            f"this tokenizer has a chat template and {hint}, so it looks like an instruct model "
+                            f"(instruct models are tuned on their template), but the chosen format is "
+                            f"{settings.prompt_format!r}: the model will learn a prompt it was not tuned on, and chat "
+                            "clients that apply its template will prompt it differently; choose the 'chat' format "
+                            "unless you mean to"))
+    else:
+        checks.append(check(OK, "chat_template",
+                            f"this tokenizer has a chat template (instruct models are tuned on theirs; base models "
+                            f"often ship one unused) and the chosen format is {settings.prompt_format!r}: fine for a "
+                            "base model; choose the 'chat' format if this is an instruct model"))
+
+
+def _eos_ids(value: Any) -> list[int] | None:
+    """An ``eos_token_id`` entry (an int or a list of ints) as a list; None when absent or unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
+    return None
+
+
+def _eos_config_check(checks: list[dict[str, str]], tokenizer: Any, model_config: dict[str, Any],
+                      generation_config: dict[str, Any] | None) -> None:
+    """The tokenizer's EOS (the id the targets end in) against the ids ``generate()`` stops on.
+
+    ``generate()`` reads ``generation_config.json`` when the model has one (only it: from_pretrained
+    loads the file as it is), else ``config.json``.
+    If the tokenizer's EOS is not among them the model learns to emit a token that never stops
+    it, and it rambles to max_new_tokens: an error. A disagreeing file that ``generate()`` does
+    not read is a warning (other tools read it).
+    """
+    eos_id, eos = tokenizer.eos_token_id, tokenizer.eos_token
+    named = {"config.json": _eos_ids(model_config.get("eos_token_id"))}
+    if generation_config is not None:
+        named[GENERATION_CONFIG] = _eos_ids(generation_config.get("eos_token_id"))
+    used = GENERATION_CONFIG if generation_config is not None else "config.json"
+    stops = named[used]
+    disagree = [name for name, ids in named.items() if ids is not None and eos_id not in ids]
+    if stops is None:
+        where = (f"{GENERATION_CONFIG} names no eos_token_id, and generate() reads it rather than config.json"
+                 if generation_config is not None else "config.json names no eos_token_id (and the model has no "
+                 f"{GENERATION_CONFIG})")
+        checks.append(check(WARNING, "eos_config",
+                            f"{where}: generate() stops only at max_new_tokens unless told eos_token_id={eos_id}; "
+                            f"set \"eos_token_id\": {eos_id} (the tokenizer's EOS {eos!r}) in {used}"))
+        return
+
+    def said(name: str) -> str:
+        ids = named[name]
+        return f"{name} says {ids[0] if len(ids) == 1 else ids}"
+
+    if used in disagree:
+        token = tokenizer.convert_ids_to_tokens(stops[0]) if 0 <= stops[0] < len(tokenizer) else None
+        retoken = f"set eos_token in tokenizer_config.json to {token!r} (id {stops[0]})" if token else \
+            "fix eos_token in tokenizer_config.json"
+        checks.append(check(ERROR, "eos_config",
+                            f"the tokenizer's EOS is {eos!r} (id {eos_id}) but {' and '.join(said(n) for n in disagree)}"
+                            f": the model would learn to end with id {eos_id} while generate() stops only on "
+                            f"{', '.join(map(str, stops))}, so it rambles on; make them agree: {retoken}, or set "
+                            f"eos_token_id to {eos_id} in {' and '.join(disagree)}"))
+    elif disagree:
+        checks.append(check(WARNING, "eos_config",
+                            f"{' and '.join(said(n) for n in disagree)} for eos_token_id, not the tokenizer's EOS "
+                            f"{eos!r} (id {eos_id}); generate() reads {used}, which agrees, but tools that read "
+                            f"{' and '.join(disagree)} may not stop: set eos_token_id to {eos_id} there"))
+    else:
+        checks.append(check(OK, "eos_config", f"the tokenizer's EOS {eos!r} (id {eos_id}) is the one generate() "
+                            f"stops on ({used})"))
 
 
 def _eos_checks(checks: list[dict[str, str]], tokenizer: Any, settings: TrainSettings,
-                examples: list[Example]) -> None:
+                examples: list[Example], *, total: int) -> None:
+    """``examples`` are the first :data:`EOS_CHECKED` of ``total`` samples, built as the trainer does
+    (build_example appends the EOS id to every target, so a sample shows the rule; what
+    max_length cuts is counted over all samples by eos_cut)."""
     eos_id = tokenizer.eos_token_id
     kept = [e for e in examples if not e.truncated]
     missing = sum(1 for e in kept if not e.input_ids or e.input_ids[-1] != eos_id or e.labels[-1] == IGNORE_INDEX)
+    which = (f"the {count_noun(total, 'sample')}" if len(examples) >= total else
+             f"the {len(examples):,} samples checked (of {total:,})")
     if missing:
-        checks.append(check(ERROR, "eos_target", f"{count_noun(missing, 'target')} not ending in a learned EOS "
-                            f"({tokenizer.eos_token!r}, id {eos_id}): the model would never learn to stop"))
+        checks.append(check(ERROR, "eos_target", f"{count_noun(missing, 'target')} of {which} not ending in a "
+                            f"learned EOS ({tokenizer.eos_token!r}, id {eos_id}): the model would never learn to stop"))
     else:
-        checks.append(check(OK, "eos_target", f"every target of the {len(examples)} samples built as the trainer "
-                            f"builds them ends in EOS {tokenizer.eos_token!r} (id {eos_id}) with a label, unless cut, "
-                            "so the model learns to stop"))
+        checks.append(check(OK, "eos_target", f"every target of {which}, built as the trainer builds them, ends in "
+                            f"EOS {tokenizer.eos_token!r} (id {eos_id}) with a label, unless cut, so the model "
+                            "learns to stop"))
     pad_id = tokenizer.pad_token_id
     own_pad = pad_id is not None
     if not own_pad:

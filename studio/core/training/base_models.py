@@ -118,6 +118,8 @@ def inspect_local(path: Path | str, *, source: str = LOCAL, repo_id: str | None 
                   revision: str | None = None) -> BaseModelInfo:
     """Describe a model folder from its files; a folder without ``config.json`` is not a model."""
     folder = Path(path).expanduser()
+    if folder.is_file():
+        raise BaseModelError(f"{folder}: the base model must be a folder (with config.json), not a file")
     if not folder.is_dir():
         raise BaseModelError(f"{folder}: no such folder")
     config_path = folder / "config.json"
@@ -202,6 +204,8 @@ def resolve(spec: str, *, revision: str | None = None) -> BaseModelInfo:
     folder = Path(spec).expanduser()
     if folder.is_dir():
         return inspect_local(folder)
+    if folder.exists():
+        raise BaseModelError(f"{folder}: the base model must be a folder (with config.json), not a file")
     if looks_like_hub_id(spec):
         snapshot = cached_snapshot(spec, revision)
         if snapshot is not None:
@@ -252,8 +256,12 @@ def hub_call(call: Callable[[], T], repo_id: str) -> T:
         raise
 
 
-def fetch_config(repo_id: str, revision: str | None = None) -> Path:
-    """A hub model's ``config.json`` alone (into the cache), for the pre-flight check.
+GENERATION_CONFIG = "generation_config.json"
+
+
+def fetch_configs(repo_id: str, revision: str | None = None) -> tuple[Path, Path | None]:
+    """A hub model's ``config.json`` and, if the repo has one, its ``generation_config.json``
+    (into the cache; weights stay put), for the pre-flight check.
 
     The repo is looked up first with one short request: hf_hub_download retries a refused
     connection for about 20 s, and an offline user should hear so at once.
@@ -264,8 +272,18 @@ def fetch_config(repo_id: str, revision: str | None = None) -> Path:
         raise _offline_error("offline mode is on (HF_HUB_OFFLINE)")
     endpoint = hub_endpoint()
     info = hub_call(lambda: HfApi(endpoint=endpoint).model_info(repo_id, revision=revision, timeout=10), repo_id)
-    return Path(hub_call(lambda: hf_hub_download(repo_id, "config.json", revision=info.sha or revision,
-                                                 cache_dir=hub_cache_dir(), endpoint=endpoint), repo_id))
+
+    def download(name: str) -> Path:
+        return Path(hub_call(lambda: hf_hub_download(repo_id, name, revision=info.sha or revision,
+                                                     cache_dir=hub_cache_dir(), endpoint=endpoint), repo_id))
+
+    names = {s.rfilename for s in info.siblings or []}
+    return download("config.json"), (download(GENERATION_CONFIG) if GENERATION_CONFIG in names else None)
+
+
+def fetch_config(repo_id: str, revision: str | None = None) -> Path:
+    """A hub model's ``config.json`` alone (see :func:`fetch_configs`)."""
+    return fetch_configs(repo_id, revision)[0]
 
 
 def _files_to_fetch(siblings: list[Any]) -> list[tuple[str, int]]:
