@@ -94,10 +94,16 @@ class RunHistory(QTableWidget):
         header = self.horizontalHeader()
         used = sum(header.sectionSize(col) for col in range(len(COLUMNS)) if col not in ELIDED)
         left = max(0, self.viewport().width() - used)
-        for col in ELIDED:
+        *first, last = ELIDED
+        for col in first:
             need = header.sectionSizeFromContents(col).width()
             wanted = max(self.sizeHintForColumn(col), need)
-            header.resizeSection(col, max(need, min(wanted, left // len(ELIDED))))
+            size = max(need, min(wanted, left // len(ELIDED)))
+            header.resizeSection(col, size)
+            left -= size
+        # the last elided column (the base model's path) takes whatever room is left
+        header.resizeSection(last, max(header.sectionSizeFromContents(last).width(), left))
+
     def show_live_step(self, run_id: int, step: int, max_steps: int | None) -> None:
         """The followed run's step as the curves show it (the store records it less often)."""
         row = self.row_of(run_id)
