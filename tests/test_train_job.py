@@ -6,6 +6,7 @@ the run-dir files, Stop/Resume and the error path end to end.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -409,6 +410,28 @@ def test_two_process_torchrun_run_gives_one_events_stream(tiny_base: Path, tmp_p
     assert [e["step"] for e in _of(events, "log")] == list(range(1, 9))
     assert 8 in [e["step"] for e in _of(events, "checkpoint")]
     assert (config.dir / "adapter" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None, reason="accelerate is not installed")
+def test_two_process_accelerate_launch_run_gives_one_events_stream(tiny_base: Path, tmp_path: Path):
+    """The same command under `accelerate launch` (STACK.md: on the CPU only --multi_gpu starts two
+    processes; a MULTI_CPU config silently runs one): rank 0 alone writes, the run completes."""
+    config = _config(tmp_path, tiny_base, name="accel", max_steps=4, save_steps=4, eval_steps=0,
+                     per_device_train_batch_size=2)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(30500 + os.getpid() % 1000), "-m", "studio.train",
+               str(config.dir / "config.json")]
+    proc = subprocess.run(command, env=_child_env(), capture_output=True, text=True, timeout=300,
+                          cwd=REPO_ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = read_all(config.events_path)
+    kinds = [e["type"] for e in events]
+    assert kinds.count("config") == 1 and kinds.count("done") == 1 and "error" not in kinds
+    assert events[0]["provenance"]["world_size"] == 2
+    assert [e["step"] for e in _of(events, "log")] == [1, 2, 3, 4]         # one stream, not two
+    stdout_events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [e["type"] for e in stdout_events].count("config") == 1
 
 
 def test_build_trainer_is_the_jobs_trainer_before_train(tiny_base: Path, tmp_path: Path):
