@@ -25,7 +25,7 @@ from studio.core.training.base_models import resolve
 from studio.core.training.run_config import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
-    HARDEST_FILE,
+    TOKENIZER_DIR,
     RunConfig,
 )
 from studio.train.data import IGNORE_INDEX, SnapshotRecord, build_example, read_snapshot
@@ -137,8 +137,8 @@ def load_model(config: RunConfig, adapter: Path) -> tuple[Any, Any, Any]:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     base = resolve(config.base_model, revision=config.base_model_revision)
     tokenizer_dir = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base.path_or_id)
-    if (config.dir / "tokenizer" / "tokenizer_config.json").is_file():
-        tokenizer_dir = config.dir / "tokenizer"
+    if (config.dir / TOKENIZER_DIR / "tokenizer_config.json").is_file():
+        tokenizer_dir = config.dir / TOKENIZER_DIR
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=settings.trust_remote_code)
     kwargs: dict[str, Any] = {}
     if settings.load_in_4bit and use_cuda:        # score under the base the adapter was trained on
@@ -187,7 +187,7 @@ def run_hardest(config: RunConfig, adapter: Path | None = None) -> Path:
              "instruction": record.instruction}
             for record, (loss, tokens) in zip(records, losses)]
     rows.sort(key=lambda row: -row["loss"])
-    path = config.dir / HARDEST_FILE
+    path = config.hardest_path
     atomic_write_lines(path, (json.dumps(row, ensure_ascii=False) for row in rows))
     emit({"type": ev.HARDEST, "count": len(rows), "path": str(path), "adapter": str(adapter)},
          events_path=config.events_path)

@@ -28,6 +28,7 @@ from typing import Any
 from studio.core.training.run_config import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
+    PROVENANCE_FILE,
     TOKENIZER_DIR,
     RunConfig,
     RunConfigError,
@@ -35,8 +36,6 @@ from studio.core.training.run_config import (
 from studio.core.training.settings import SettingsError, TrainSettings
 from studio.train.events_out import EventWriter
 
-PID_FILE = "job.pid"
-PROVENANCE_FILE = "provenance.json"
 # In each checkpoint: the loss sum, steps and seconds of every leg up to it, so a resumed run's
 # ``done`` reports the whole run (the Trainer's own figures cover only the steps of one train()).
 TOTALS_FILE = "studio_totals.json"
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                      kind="config")
         return 1
     writer.attach(config.dir)
-    pid_path = config.dir / PID_FILE
+    pid_path = config.pid_path
     if writer.is_main:
         pid_path.write_text(f"{os.getpid()}\n", encoding="utf-8")
         # A stop request is for the job that was running; a new start or a Resume must not obey it.

@@ -68,7 +68,6 @@ SAMPLE_ROUNDS = 50  # eval rounds of sample answers kept in the view
 CPU_NOTE = ("No NVIDIA GPU found: training will run on the CPU, roughly 100× slower than on a GPU (a "
             "135M-parameter model trains at about 300 tokens/s on two cores). Fine for a tiny test run; "
             "the pre-flight check estimates this run's time.")
-STDERR_FILE = "stderr.log"
 READ_JOBS = ("train-runs", "train-snapshots", "train-gpu", "train-models", "train-replay", "train-overlays")
 
 
@@ -153,14 +152,6 @@ def prepare_base_model(spec: str, trust_remote_code: bool):
         raise StudioError(f"{info.name} needs Python code shipped with the model (its config.json has an "
                           "auto_map); tick trust_remote_code only if you trust its authors, or choose another model")
     return spec
-
-
-def stderr_tail(run_dir: Path, limit: int = 2000) -> str:
-    try:
-        data = (run_dir / STDERR_FILE).read_bytes()[-limit:]
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace").strip()
 
 
 class TrainPanel(Panel):
@@ -627,7 +618,7 @@ class TrainPanel(Panel):
         process.setProcessEnvironment(environment)
         process.setWorkingDirectory(str(run.run_dir))
         process.setStandardOutputFile(QProcess.nullDevice())  # the events are in events.jsonl
-        process.setStandardErrorFile(str(run.run_dir / STDERR_FILE), QProcess.OpenModeFlag.Append)
+        process.setStandardErrorFile(str(run.stderr_path), QProcess.OpenModeFlag.Append)
         started = process.startDetached()  # PySide6 6.11: a bool; the signature also names (bool, pid)
         ok = bool(started[0] if isinstance(started, tuple) else started)
         if not ok:
@@ -813,7 +804,7 @@ class TrainPanel(Panel):
             self._finished(live.final)
             return
         # Gone without a word: say why if stderr knows, and let the store mark the run.
-        tail = stderr_tail(run.run_dir)
+        tail = launch.stderr_tail(run, 2000)
         last = tail.splitlines()[-1] if tail else "no output"
         message = f"The training process of run {run.label} ended without a final event ({last})."
         live.ingest([{"type": ev.ERROR, "message": message, "hint": "Resume continues from the last checkpoint",
@@ -827,7 +818,7 @@ class TrainPanel(Panel):
         if kind == ev.ERROR:
             hint = f" {final['hint']}" if final.get("hint") else ""
             self.messages.show_error(f"Training failed: {final.get('message', 'the job failed')}.{hint}".replace("..", "."),
-                                     stderr_tail(run.run_dir) if run is not None else "")
+                                     launch.stderr_tail(run, 2000) if run is not None else "")
         elif kind == ev.DONE:
             self.status_message.emit(f"Training run {run.label if run else ''} done")
         else:

@@ -41,7 +41,6 @@ from studio.core.training.settings import (
 EXIT_OK, EXIT_ERROR = 0, 1
 SYNC_EVERY_S = 0.5           # how often a followed job's events file is folded into the store
 KILL_AFTER_S = 30.0          # a second Ctrl-C: terminate, then kill after this long
-STDERR_FILE = "stderr.log"   # the job's stderr (warnings, a traceback) beside its events
 
 
 # -- --help -----------------------------------------------------------------------------------
@@ -109,7 +108,7 @@ def follow(project: Project, run: TrainingRun, *, as_json: bool = False, out: Te
     store = project.training
     command = launch.child_command(run.config_path)
     env = launch.child_env(run.settings)
-    stderr_path = run.run_dir / STDERR_FILE
+    stderr_path = run.stderr_path
     extra: dict[str, Any] = {}
     if os.name == "nt":  # pragma: no cover - Windows: no Ctrl-C for the child either
         extra["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
@@ -155,7 +154,8 @@ def follow(project: Project, run: TrainingRun, *, as_json: bool = False, out: Te
             signal.signal(signal.SIGTERM, previous)
     final = store.sync(run.id)
     if final.status == RUNNING:  # it exited without a final event: a crash the store must know of
-        detail = _last_line(stderr_path) or f"exit status {code}"
+        lines = launch.stderr_tail(run).splitlines()
+        detail = lines[-1].strip()[:300] if lines else f"exit status {code}"
         final = store.record_events(run.id, [_error_event(
             f"the training job ended without a final event ({detail})", f"its stderr is in {stderr_path}")])
     if final.status in (DONE, STOPPED):
@@ -187,16 +187,6 @@ def _terminate(child: subprocess.Popen) -> None:
 
 def _error_event(message: str, hint: str = "") -> dict[str, Any]:
     return {"type": ev.ERROR, "time": time.time(), "message": message, "hint": hint, "kind": "launch"}
-
-
-def _last_line(path: Path) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 4096))
-            lines = [line.strip() for line in handle.read().decode("utf-8", "replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
 
 
 class EventPrinter:

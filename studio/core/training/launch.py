@@ -26,11 +26,13 @@ from studio.core.training.run_config import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     EVENTS_FILE,
+    PID_FILE,
     STOP_FILE,
     RunConfig,
     RunConfigError,
+    RunFolder,
 )
-from studio.core.training.runs import PID_FILE, RUNS_DIR, TrainingRun
+from studio.core.training.runs import RUNS_DIR, TrainingRun
 from studio.core.training.settings import TrainSettings
 
 if TYPE_CHECKING:
@@ -152,6 +154,16 @@ def _kill(pid: int) -> None:
         os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows: SIGTERM is TerminateProcess
     except (ProcessLookupError, PermissionError, OSError):
         pass
+
+
+def stderr_tail(run: RunFolder, limit: int = 4096) -> str:
+    """The end of the job's stderr (its last warning or traceback), read from the end of the file."""
+    try:
+        with open(run.stderr_path, "rb") as handle:
+            handle.seek(max(0, run.stderr_path.stat().st_size - limit))
+            return handle.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
 
 
 def live_pid(run: TrainingRun) -> int | None:

@@ -21,6 +21,45 @@ ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 TOKENIZER_DIR = "tokenizer"
 HARDEST_FILE = "hardest.jsonl"
+PID_FILE = "job.pid"              # written by the job at start, removed at exit
+STDERR_FILE = "stderr.log"        # the job's stderr (warnings, a traceback) beside its events
+PROVENANCE_FILE = "provenance.json"
+
+
+class RunFolder:
+    """Where a run's files live in its folder: one layout for the job, the run store and the panel."""
+
+    @property
+    def folder(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def events_path(self) -> Path:
+        return self.folder / EVENTS_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.folder / CONFIG_FILE
+
+    @property
+    def stop_path(self) -> Path:
+        return self.folder / STOP_FILE
+
+    @property
+    def pid_path(self) -> Path:
+        return self.folder / PID_FILE
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.folder / STDERR_FILE
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.folder / ADAPTER_DIR
+
+    @property
+    def hardest_path(self) -> Path:
+        return self.folder / HARDEST_FILE
 
 
 class RunConfigError(StudioError):
@@ -28,7 +67,7 @@ class RunConfigError(StudioError):
 
 
 @dataclass
-class RunConfig:
+class RunConfig(RunFolder):
     run_id: int | str
     run_name: str
     run_dir: str                       # absolute; checkpoints/, adapter/, events.jsonl go here
@@ -45,12 +84,8 @@ class RunConfig:
         return Path(self.run_dir)
 
     @property
-    def events_path(self) -> Path:
-        return self.dir / EVENTS_FILE
-
-    @property
-    def stop_path(self) -> Path:
-        return self.dir / STOP_FILE
+    def folder(self) -> Path:
+        return self.dir
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

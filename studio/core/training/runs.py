@@ -24,21 +24,13 @@ from studio.core.db import transaction
 from studio.core.errors import StudioError
 from studio.core.snapshots import SnapshotRepository
 from studio.core.training import events as ev
-from studio.core.training.run_config import (
-    ADAPTER_DIR,
-    CONFIG_FILE,
-    EVENTS_FILE,
-    HARDEST_FILE,
-    STOP_FILE,
-    RunConfig,
-)
+from studio.core.training.run_config import RunConfig, RunFolder
 from studio.core.training.settings import TrainSettings
 
 RUN_STATUSES = ("created", "running", "stopped", "done", "failed")
 CREATED, RUNNING, STOPPED, DONE, FAILED = RUN_STATUSES
 FINISHED_STATUSES = (STOPPED, DONE, FAILED)
 RUNS_DIR = "runs"
-PID_FILE = "job.pid"               # written by the job at start, removed at exit
 _STATUS_OF_FINAL = {ev.STOPPED: STOPPED, ev.DONE: DONE, ev.ERROR: FAILED}
 
 
@@ -47,7 +39,7 @@ class TrainingRunError(StudioError):
 
 
 @dataclass(frozen=True)
-class TrainingRun:
+class TrainingRun(RunFolder):
     id: int
     name: str
     snapshot_id: int | None
@@ -67,28 +59,8 @@ class TrainingRun:
         return hash((self.id, self.updated_at))
 
     @property
-    def events_path(self) -> Path:
-        return self.run_dir / EVENTS_FILE
-
-    @property
-    def config_path(self) -> Path:
-        return self.run_dir / CONFIG_FILE
-
-    @property
-    def adapter_dir(self) -> Path:
-        return self.run_dir / ADAPTER_DIR
-
-    @property
-    def stop_path(self) -> Path:
-        return self.run_dir / STOP_FILE
-
-    @property
-    def pid_path(self) -> Path:
-        return self.run_dir / PID_FILE
-
-    @property
-    def hardest_path(self) -> Path:
-        return self.run_dir / HARDEST_FILE
+    def folder(self) -> Path:
+        return self.run_dir
 
     @property
     def has_adapter(self) -> bool:
