@@ -40,7 +40,6 @@ from studio.core.errors import StudioError
 from studio.core.project import Project
 from studio.core.training import events as ev
 from studio.core.training import launch
-from studio.core.training.run_config import RunConfig
 from studio.core.training.runs import TrainingRun
 from studio.core.training.settings import PRESETS, SettingsError, TrainSettings, preset_settings
 from studio.ui.jobs import JobRunner, ProcessResult
@@ -101,13 +100,9 @@ def prepare_resume(project: Project, run_id: int) -> tuple[TrainingRun, bool]:
 
 
 def write_preflight_config(project: Project, snapshot: int, base_model: str, settings: TrainSettings) -> Path:
-    """A throwaway config naming the snapshot's data, so a check needs no run row."""
-    snap = project.snapshots.get(snapshot)
+    """The pre-flight config in a folder of its own (the check runs after this job returns)."""
     folder = Path(tempfile.mkdtemp(prefix="distill-preflight-"))
-    config = RunConfig(run_id="preflight", run_name="preflight", run_dir=str(folder), base_model=base_model,
-                       data_path=str((project.root / snap.path).resolve()), snapshot_hash=snap.content_hash,
-                       snapshot_name=snap.name, settings=settings)
-    return config.write()
+    return launch.write_preflight_config(project, snapshot, base_model, settings, folder)
 
 
 def probe_gpu() -> str:

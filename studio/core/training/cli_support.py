@@ -25,7 +25,6 @@ from studio.core.errors import ProjectLockedError, StudioError
 from studio.core.project import Project
 from studio.core.training import events as ev
 from studio.core.training import launch
-from studio.core.training.run_config import RunConfig
 from studio.core.training.runs import DONE, RUNNING, STOPPED, TrainingRun
 from studio.core.wording import format_duration
 from studio.core.training.settings import (
@@ -287,16 +286,10 @@ def cmd_preflight(project: Project, args: argparse.Namespace) -> int:
     if not args.snapshot or not args.base_model:
         raise StudioError("train preflight needs RUN, or --snapshot NAME and --base-model PATH")
     settings = settings_from_args(args)
-    snapshot = project.snapshots.get(args.snapshot)
     with tempfile.TemporaryDirectory(prefix="preflight-") as folder:
-        base = Path(args.base_model).expanduser()
-        config = RunConfig(
-            run_id="preflight", run_name=args.name or "preflight", run_dir=folder,
-            base_model=str(base.resolve()) if base.exists() else args.base_model,
-            data_path=str((project.root / snapshot.path).resolve()), snapshot_hash=snapshot.content_hash,
-            snapshot_name=snapshot.name, settings=settings,
-        )
-        return _preflight(config.write(), settings, as_json=args.json)
+        config_path = launch.write_preflight_config(project, args.snapshot, args.base_model, settings, Path(folder),
+                                                    name=args.name or "preflight")
+        return _preflight(config_path, settings, as_json=args.json)
 
 
 def _preflight(config_path: Path, settings: TrainSettings, *, as_json: bool) -> int:

@@ -156,6 +156,18 @@ def _kill(pid: int) -> None:
         pass
 
 
+def write_preflight_config(project: Project, snapshot: int | str, base_model: str, settings: TrainSettings,
+                           folder: Path, *, name: str = "preflight") -> Path:
+    """A throwaway config naming the snapshot's data, so a pre-flight check needs no run row."""
+    snap = project.snapshots.get(snapshot)
+    base = Path(base_model).expanduser()
+    config = RunConfig(run_id="preflight", run_name=name, run_dir=str(folder),
+                       base_model=str(base.resolve()) if base.exists() else base_model,
+                       data_path=str((project.root / snap.path).resolve()), snapshot_hash=snap.content_hash,
+                       snapshot_name=snap.name, settings=settings)
+    return config.write()
+
+
 def stderr_tail(run: RunFolder, limit: int = 4096) -> str:
     """The end of the job's stderr (its last warning or traceback), read from the end of the file."""
     try:
