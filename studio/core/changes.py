@@ -20,7 +20,8 @@ TRAINING_RUNS = "training_runs"
 COMPARISONS = "comparisons"
 VIEWS = "views"  # saved Curate views
 TRASH = "trash"  # deleted samples that can still be restored
-KINDS = (SEEDS, SAMPLES, GENERATION_RUNS, SNAPSHOTS, TRAINING_RUNS, COMPARISONS, VIEWS, TRASH)
+CONVERSATIONS = "conversations"  # saved Chat conversations
+KINDS = (SEEDS, SAMPLES, GENERATION_RUNS, SNAPSHOTS, TRAINING_RUNS, COMPARISONS, VIEWS, TRASH, CONVERSATIONS)
 
 Listener = Callable[[frozenset[str]], None]
 

@@ -31,6 +31,7 @@ class ProjectContext(QObject):
     comparisons_changed = Signal()
     views_changed = Signal()
     trash_changed = Signal()
+    conversations_changed = Signal()
     problem = Signal(str)  # something the user must read (a failed undo...): the window's message area shows it
 
     _published = Signal(object)  # internal: feed listener (any thread) -> GUI thread, queued by Qt
@@ -53,6 +54,7 @@ class ProjectContext(QObject):
             changes.COMPARISONS: self.comparisons_changed,
             changes.VIEWS: self.views_changed,
             changes.TRASH: self.trash_changed,
+            changes.CONVERSATIONS: self.conversations_changed,
         }
 
     # -- facts -----------------------------------------------------------------------------

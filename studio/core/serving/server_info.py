@@ -1,0 +1,97 @@
+"""Where a running studio server is: a small JSON file the server writes once it is ready.
+
+The server writes ``<project>/serve/server.json`` (or ``--info-file``) atomically when it
+accepts requests and removes it when it exits; the Chat panel, ``distill-studio chat`` and
+Evaluate read it to find the project's own server. A file left by a killed server is detected
+by its pid.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from studio.core.formats import atomic_write_text
+from studio.core.serving.catalog import Catalog
+
+SERVE_FOLDER = "serve"
+INFO_FILE = "server.json"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765  # the "distill-studio" endpoint preset's port
+
+
+@dataclass
+class ServerInfo:
+    pid: int
+    host: str
+    port: int
+    catalog: Catalog
+    device: str = "cpu"                 # "cpu", "cuda:0", ...
+    started_at: float = 0.0
+    backend: str = "studio"             # "studio" or "vllm" (the scale-out path)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        """The OpenAI base URL (what an ``openai.OpenAI(base_url=...)`` takes)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/v1"
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["catalog"] = self.catalog.to_dict()
+        data["url"] = self.url
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ServerInfo:
+        return cls(pid=int(data["pid"]), host=data["host"], port=int(data["port"]),
+                   catalog=Catalog.from_dict(data["catalog"]), device=data.get("device", "cpu"),
+                   started_at=float(data.get("started_at", 0.0)), backend=data.get("backend", "studio"),
+                   extra=dict(data.get("extra") or {}))
+
+
+def info_path(project_root: Path | str) -> Path:
+    return Path(project_root) / SERVE_FOLDER / INFO_FILE
+
+
+def write_info(path: Path | str, info: ServerInfo) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(info.to_dict(), indent=2) + "\n")
+
+
+def remove_info(path: Path | str, pid: int | None = None) -> None:
+    """Remove the file (only if it is this pid's, when given: a newer server may own it)."""
+    path = Path(path)
+    if pid is not None:
+        current = read_info(path, check_alive=False)
+        if current is not None and current.pid != pid:
+            return
+    path.unlink(missing_ok=True)
+
+
+def read_info(path: Path | str, *, check_alive: bool = True) -> ServerInfo | None:
+    """The running server's info, or None (no file, unreadable, or its process is gone)."""
+    try:
+        info = ServerInfo.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if check_alive and not _alive(info.pid):
+        return None
+    return info
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
