@@ -67,6 +67,7 @@ class FakeTeacher:
         self.successes_by_key: Counter[str] = Counter()
         self.total_requests = 0
         self.bodies: list[dict] = []  # every chat request's JSON body, in arrival order
+        self.client_gone = threading.Event()  # set when a client closed a stream before its end
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -310,8 +311,12 @@ def _stream(self: _Handler, chunk_id: str, model: str, text: str, finish: str, i
             return
         if n and teacher.chunk_delay_s:
             time.sleep(teacher.chunk_delay_s)
-        write(_chunk(chunk_id, model, [{"index": 0, "delta": {"content": text[start:start + step]},
-                                        "finish_reason": None}]))
+        try:
+            write(_chunk(chunk_id, model, [{"index": 0, "delta": {"content": text[start:start + step]},
+                                            "finish_reason": None}]))
+        except (BrokenPipeError, ConnectionResetError):
+            teacher.client_gone.set()
+            raise
     write(_chunk(chunk_id, model, [{"index": 0, "delta": {}, "finish_reason": finish}]))
     if include_usage:
         write(_chunk(chunk_id, model, [], usage))
