@@ -177,6 +177,13 @@ def test_sources_list_teachers_then_base_then_trained_runs(project: Project, bas
     assert [s.model for s in with_server if s.kind == BASE] == ["tiny-base"]
 
 
+def test_sources_know_the_default_key_variable_without_importing_the_client() -> None:
+    from studio.core.chat import sources
+    from studio.core.llm import keys
+
+    assert sources.DEFAULT_KEY_ENV == keys.DEFAULT_KEY_ENV
+
+
 def test_sources_of_an_empty_project(project: Project) -> None:
     assert list_sources(project, None) == []
 

@@ -14,11 +14,9 @@ from pathlib import Path
 
 from studio.core.chat.conversations import ColumnSpec
 from studio.core.chat.session import stream_answer, user_turn
-from studio.core.chat.sources import ENDPOINT, ModelSource, client_for, endpoint_label
+from studio.core.chat.sources import DEFAULT_KEY_ENV, ENDPOINT, ModelSource, client_for, endpoint_label, studio_client
 from studio.core.errors import StudioError
 from studio.core.llm.client import LLMClient
-from studio.core.llm.endpoint import EndpointConfig
-from studio.core.llm.keys import DEFAULT_KEY_ENV, NO_KEY
 from studio.core.serving.catalog import BASE_ALIAS
 from studio.core.serving.server_info import ServerInfo, info_path, read_info
 
@@ -51,10 +49,7 @@ def _client(args: argparse.Namespace) -> tuple[LLMClient, str, bool]:
     known = info.catalog.ids()
     if model not in known and model != BASE_ALIAS:
         raise StudioError(f"The studio server at {info.url} has no model {model!r}; it serves: {', '.join(known)}.")
-    endpoint = EndpointConfig(base_url=info.url, model=model, api_key_env="")
-    from studio.core.chat.sources import CHAT_RETRY
-
-    return LLMClient(endpoint, api_key=NO_KEY, retry=CHAT_RETRY), model, True
+    return studio_client(info.url, model), model, True
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
