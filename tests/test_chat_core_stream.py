@@ -201,6 +201,22 @@ def test_cmd_chat_streams_to_stdout(teacher: FakeTeacher, capsys: pytest.Capture
     assert teacher.bodies[-1]["messages"][0] == {"role": "system", "content": "Be kind."}
 
 
+def test_the_chat_verbs_arguments_parse_into_what_cmd_chat_reads(teacher: FakeTeacher, capsys: pytest.CaptureFixture,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.core.chat.cli_support import add_chat_arguments
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--project", type=Path, default=None)
+    add_chat_arguments(parser)
+    monkeypatch.setenv("OPENAI_API_KEY", teacher.api_key)
+    args = parser.parse_args(["--base-url", teacher.base_url, "--model", "fake-teacher", "--temperature", "0.1",
+                              "--max-tokens", "9", "--top-p", "0.5", "--input", "Some text.", "Summarise."])
+    assert cmd_chat(args) == 0 and capsys.readouterr().out.strip()
+    body = teacher.bodies[-1]
+    assert (body["temperature"], body["max_tokens"], body["top_p"]) == (0.1, 9, 0.5)
+    assert body["messages"] == [{"role": "user", "content": "Summarise.\n\nSome text."}]  # combined for a teacher
+
+
 def test_cmd_chat_uses_the_projects_server_from_its_info_file(teacher: FakeTeacher, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:

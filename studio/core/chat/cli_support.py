@@ -11,14 +11,17 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from studio.core.chat.conversations import ColumnSpec
+from studio.core.chat.conversations import Answer, ColumnSpec
 from studio.core.chat.session import stream_answer, user_turn
 from studio.core.chat.sources import DEFAULT_KEY_ENV, ENDPOINT, ModelSource, client_for, endpoint_label, studio_client
 from studio.core.errors import StudioError
-from studio.core.llm.client import LLMClient
 from studio.core.serving.catalog import BASE_ALIAS
 from studio.core.serving.server_info import ServerInfo, info_path, read_info
+
+if TYPE_CHECKING:
+    from studio.core.llm.client import LLMClient
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -75,7 +78,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         out.write(text)
         out.flush()
 
-    async def run():
+    async def run() -> Answer:
         try:
             return await stream_answer(client, model, messages, column, show, lambda: False)
         finally:
@@ -92,7 +95,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stats(answer) -> str:
+def _stats(answer: Answer) -> str:
     parts = [f"{answer.tokens} tokens"]
     if answer.ttft_s is not None:
         parts.append(f"first token after {answer.ttft_s:.2f} s")
@@ -102,7 +105,7 @@ def _stats(answer) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def _or(value, default):
+def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
