@@ -138,7 +138,8 @@ def test_failures_become_plain_answer_errors(teacher: FakeTeacher) -> None:
 def test_a_stream_cut_mid_answer_keeps_the_partial_text_and_says_so(teacher: FakeTeacher) -> None:
     teacher.stream_break_after = 4
     answer, deltas = run_stream(teacher, [{"role": "user", "content": "Cut me."}])
-    assert answer.error and answer.text == "".join(deltas) and len(deltas) == 4
+    assert answer.error == f"The connection to {teacher.base_url} broke off in the middle of the answer; try again."
+    assert answer.text == "".join(deltas) and len(deltas) == 4
     assert answer.finish_reason is None
 
 
