@@ -60,11 +60,14 @@ class FakeTeacher:
     stream_break_after: int | None = None  # streamed chunks sent before the connection is cut
     faulty_attempts: int = 0  # the first n attempts of each key get the next fault in ``fault_cycle``
     fault_cycle: tuple[str, ...] = ()
+    chunk_delay_s: float = 0.0  # pause between streamed deltas (a slow model; cancellation tests)
 
     def __post_init__(self) -> None:
         self.requests_by_key: Counter[str] = Counter()
         self.successes_by_key: Counter[str] = Counter()
         self.total_requests = 0
+        self.bodies: list[dict] = []  # every chat request's JSON body, in arrival order
+        self.client_gone = threading.Event()  # set when a client closed a stream before its end
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -200,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send(404, {"error": {"message": "not found"}})
             return
+        with teacher._lock:
+            teacher.bodies.append(body)
         if body.get("model") not in teacher.models:
             self._send(404, {"error": {"message": f"The model {body.get('model')} does not exist", "code": "model_not_found"}})
             return
@@ -304,8 +309,14 @@ def _stream(self: _Handler, chunk_id: str, model: str, text: str, finish: str, i
             self.wfile.flush()
             self.connection.shutdown(2)  # cut mid-answer, as a dying server or proxy does
             return
-        write(_chunk(chunk_id, model, [{"index": 0, "delta": {"content": text[start:start + step]},
-                                        "finish_reason": None}]))
+        if n and teacher.chunk_delay_s:
+            time.sleep(teacher.chunk_delay_s)
+        try:
+            write(_chunk(chunk_id, model, [{"index": 0, "delta": {"content": text[start:start + step]},
+                                            "finish_reason": None}]))
+        except (BrokenPipeError, ConnectionResetError):
+            teacher.client_gone.set()
+            raise
     write(_chunk(chunk_id, model, [{"index": 0, "delta": {}, "finish_reason": finish}]))
     if include_usage:
         write(_chunk(chunk_id, model, [], usage))

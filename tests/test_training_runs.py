@@ -257,7 +257,7 @@ def test_v5_project_migrates_to_v6(tmp_path: Path, monkeypatch) -> None:
         schema.migrate(conn, path)
     conn.execute("INSERT INTO training_runs (base_model, run_dir, created_at, updated_at) VALUES ('m', 'runs/1', 0, 0)")
     conn.commit()
-    assert schema.migrate(conn, path) == [6]
+    assert schema.migrate(conn, path) == list(range(6, schema.LATEST_VERSION + 1))
     row = conn.execute("SELECT error, last_step, max_steps, events_offset FROM training_runs").fetchone()
     assert tuple(row) == ("", 0, None, 0)
     assert (tmp_path / "old.sqlite.v5.bak").is_file()

@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 
 from studio.core import db, schema
 from studio.core.changes import ChangeFeed
+from studio.core.chat.conversations import ConversationRepository
 from studio.core.curation import CurationRepository
 from studio.core.errors import ProjectError, ProjectLockedError
 from studio.core.generation.repository import GenerationRepository
@@ -47,6 +48,7 @@ class Project:
         self.trash = TrashRepository(conn, self.changes)
         self.generation = GenerationRepository(conn, self.changes)
         self.training = TrainingRunRepository(conn, root, self.changes)
+        self.conversations = ConversationRepository(conn, self.changes)
 
     # -- opening and closing -------------------------------------------------------------
     @classmethod

@@ -333,6 +333,22 @@ V6_TRAINING = """
 """
 
 
+# Chat conversations (issue 10). A conversation is read and written whole (its columns and
+# turns are one JSON document in ``data``), so a save is one row and can never be half written;
+# title and mode are plain columns so the list needs no JSON parsing.
+V7_CONVERSATIONS = """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            data TEXT NOT NULL CHECK (json_valid(data)),
+            created_at REAL,
+            updated_at REAL
+        );
+        CREATE INDEX conversations_by_updated ON conversations(updated_at);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
     Migration(2, "generation requests and rejected candidates", V2_GENERATION),
@@ -340,6 +356,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "search index: a 4 MiB write buffer for bulk imports", V4_SEARCH_BUFFER),
     Migration(5, "a trash for deleted samples that survives restarts", V5_TRASH),
     Migration(6, "training runs: progress, errors, event offsets; per-sample losses", V6_TRAINING),
+    Migration(7, "saved chat conversations", V7_CONVERSATIONS),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 
