@@ -217,9 +217,8 @@ def test_wait_ready_times_out_and_can_be_cancelled(tmp_path: Path) -> None:
 
 
 def test_stop_server_kills_one_that_ignores_sigterm_and_removes_its_file(tmp_path: Path) -> None:
-    stubborn = subprocess.Popen([sys.executable, "-c",
-                                 "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                                 "print('ok', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ok', flush=True); time.sleep(60)"
+    stubborn = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert stubborn.stdout.readline().strip() == "ok"
         info = ServerInfo(pid=stubborn.pid, host="127.0.0.1", port=1, catalog=project_catalog_stub())

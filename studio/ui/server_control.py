@@ -137,9 +137,12 @@ class ServerControl(QWidget):
         url_row.addWidget(self.copy_button)
         layout.addLayout(url_row)
 
-        self.details = ElidedLabel("")
+        self.details = ElidedLabel("")   # one line: device, memory, queue
         self.details.setProperty("role", "muted")
-        self.models_label = ElidedLabel("")
+        self.models_label = QLabel()     # wraps: a side bar is narrow, adapter names are not
+        self.models_label.setObjectName("ServerModels")
+        self.models_label.setWordWrap(True)
+        self.models_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.details)
         layout.addWidget(self.models_label)
 
@@ -494,15 +497,17 @@ class ServerControl(QWidget):
         info = self._info if self.state == READY else None
         self.url_field.setText(info.url if info is not None else "")
         self.copy_button.setEnabled(info is not None)
-        self.details.setText(self._details_text(info))
-        self.details.setToolTip(self.details.text())
+        details = self._details_text(info)
+        self.details.setText(details)
+        self.details.setToolTip(details)
+        self.details.setVisible(bool(details))
         models = self._models_text(info)
         self.models_label.setText(models)
-        self.models_label.setToolTip(models)
+        self.models_label.setVisible(bool(models))
 
     def _details_text(self, info: ServerInfo | None) -> str:
         if info is None:
-            return "" if self.state != STOPPED else f"Start it to chat with the base model and trained runs ({SHORTCUT})"
+            return "" if self.state != STOPPED or self.context is None else f"Serves your trained runs ({SHORTCUT})"
         health = self._health or {}
         parts = [str(health.get("device") or info.device)]
         memory = health.get("memory") or {}
@@ -528,7 +533,7 @@ class ServerControl(QWidget):
         base = health.get("base_id") or info.catalog.base.id
         if not adapters:
             return f"Base {base}, no adapters"
-        return f"Base {base} + {len(adapters)} adapter{'s' if len(adapters) != 1 else ''}: {', '.join(adapters)}"
+        return f"Base {base} · adapters: {', '.join(adapters)}"
 
     def loaded_adapters(self) -> list[str]:
         """The adapters the server says it holds (from /health; the info file's until the first answer)."""
