@@ -9,7 +9,7 @@ and ``{prompt}`` are replaced by the request's model and last user message) in p
 it listens, prints ``Serving http://HOST:PORT/v1 · models: ...`` as its first line, and removes
 the file on SIGTERM / Ctrl+C or when the job runner's stop file (``STUDIO_STOP_FILE``) appears.
 Faults for tests: ``--fail MESSAGE`` (one stderr line, exit 2 before listening),
-``--startup-delay-ms``, ``--die-after-ms`` (exits 3 without cleaning up).
+``--startup-delay-ms``, ``--die-after-ms`` (exits 3 without cleaning up), ``--ignore-stop-file``.
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--startup-delay-ms", type=float, default=0.0)
     parser.add_argument("--fail")
     parser.add_argument("--die-after-ms", type=float)
+    parser.add_argument("--ignore-stop-file", action="store_true", help="only a signal stops it")
     parser.add_argument("--requests-log", help="append each request body as a JSON line here")
     return parser.parse_args(argv)
 
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    stop_file = os.environ.get("STUDIO_STOP_FILE")
+    stop_file = None if args.ignore_stop_file else os.environ.get("STUDIO_STOP_FILE")
 
     def watch() -> None:
         started = time.monotonic()

@@ -272,3 +272,60 @@ def test_the_widget_module_imports_no_torch_stack() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert result.stdout.strip() == "[]"
+
+
+def test_stop_while_starting_ends_the_process_and_shows_stopped(qtbot, control) -> None:
+    control.command_prefix = fake_program("--startup-delay-ms", "3000")
+    control.start()
+    wait_state(qtbot, control, sc.STARTING)
+    assert control.toggle_button.text() == "Stop"
+    control.stop()
+    wait_state(qtbot, control, sc.STOPPED)
+    assert not control.jobs.is_busy("serve") and control.info() is None
+    assert not info_path(control.context.root).exists()
+
+
+def test_cancel_from_the_status_bar_shows_stopped_not_failed(qtbot, control) -> None:
+    control.command_prefix = fake_program("--ignore-stop-file")  # stopped by the runner's SIGTERM
+    control.start()
+    wait_state(qtbot, control, sc.READY)
+    control.jobs.cancel("serve")
+    wait_state(qtbot, control, sc.STOPPED)
+
+
+def test_app_quit_terminates_the_server_and_waits_for_it(qtbot, control) -> None:
+    control.command_prefix = fake_program("--ignore-stop-file")  # only the signal can stop it
+    control.start()
+    wait_state(qtbot, control, sc.READY)
+    pid, info_file = control.info().pid, info_path(control.context.root)
+    QApplication.instance().aboutToQuit.emit()
+    assert not launch.pid_alive(pid) and not info_file.exists()  # already gone when the handler returns
+
+
+def test_a_new_project_stops_the_old_projects_server(qtbot, control, tmp_path: Path) -> None:
+    control.start()
+    wait_state(qtbot, control, sc.READY)
+    pid, old_info = control.info().pid, info_path(control.context.root)
+    announced: list = []
+    control.state_changed.connect(announced.append)
+    with Project.create(tmp_path / "second") as second:
+        context = ProjectContext(second)
+        control.set_context(context)
+        assert control.state == sc.STOPPED and announced == [None] and control.info() is None
+        qtbot.waitUntil(lambda: not launch.pid_alive(pid) and not old_info.exists(), timeout=WAIT_MS)
+        assert control.state == sc.STOPPED  # the old server's exit does not touch the new project's state
+        control.set_context(None)
+        assert not control.toggle_button.isEnabled()
+        context.close()
+
+
+def test_the_toolbar_row_form_holds_everything_on_one_line(qtbot, served) -> None:
+    project, _base = served
+    context, jobs = ProjectContext(project), JobRunner()
+    widget = ServerControl(context, jobs, horizontal=True)
+    qtbot.addWidget(widget)
+    widget.show()
+    tops = {w.geometry().center().y() for w in (widget.dot, widget.state_label, widget.url_field,
+                                                widget.toggle_button)}
+    assert max(tops) - min(tops) < 6 and widget.sizeHint().height() < 60
+    context.close()

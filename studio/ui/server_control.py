@@ -69,8 +69,10 @@ class ServerControl(QWidget):
 
     state_changed = Signal(object)  # ServerInfo | None
 
-    def __init__(self, context: ProjectContext | None, jobs: JobRunner, parent: QWidget | None = None):
+    def __init__(self, context: ProjectContext | None, jobs: JobRunner, parent: QWidget | None = None, *,
+                 horizontal: bool = False):
         super().__init__(parent)
+        self.horizontal = horizontal
         self.setObjectName("ServerControl")
         self.jobs = jobs
         self.context: ProjectContext | None = None
@@ -100,11 +102,6 @@ class ServerControl(QWidget):
 
     # -- building ------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(4)
-        top = QHBoxLayout()
-        top.setSpacing(6)
         self.dot = QLabel("●")
         self.dot.setObjectName("ServerStateDot")
         self.state_label = QLabel()
@@ -117,13 +114,6 @@ class ServerControl(QWidget):
         self.toggle_button = QPushButton("Start")
         self.toggle_button.setObjectName("ServerToggle")
         self.toggle_button.clicked.connect(self._on_toggle)
-        top.addWidget(self.dot)
-        top.addWidget(self.state_label, 1)
-        top.addWidget(self.toggle_button)
-        layout.addLayout(top)
-
-        url_row = QHBoxLayout()
-        url_row.setSpacing(4)
         self.url_field = QLineEdit()
         self.url_field.setObjectName("ServerUrl")
         self.url_field.setReadOnly(True)
@@ -133,19 +123,11 @@ class ServerControl(QWidget):
         self.copy_button.setText("Copy")
         self.copy_button.setToolTip("Copy the server's URL")
         self.copy_button.clicked.connect(self.copy_url)
-        url_row.addWidget(self.url_field, 1)
-        url_row.addWidget(self.copy_button)
-        layout.addLayout(url_row)
-
         self.details = ElidedLabel("")   # one line: device, memory, queue
         self.details.setProperty("role", "muted")
-        self.models_label = QLabel()     # wraps: a side bar is narrow, adapter names are not
+        self.models_label = QLabel()     # wraps in a side bar: it is narrow, adapter names are not
         self.models_label.setObjectName("ServerModels")
-        self.models_label.setWordWrap(True)
         self.models_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.details)
-        layout.addWidget(self.models_label)
-
         self.error_view = QPlainTextEdit()
         self.error_view.setObjectName("ServerError")
         self.error_view.setReadOnly(True)
@@ -153,6 +135,35 @@ class ServerControl(QWidget):
         self.error_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.error_view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         self.error_view.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        if self.horizontal:  # a toolbar row: everything on one line, the error below it when there is one
+            row = QHBoxLayout()
+            row.setSpacing(6)
+            self.url_field.setMinimumWidth(190)
+            self.models_label.setMaximumWidth(320)
+            for widget in (self.dot, self.state_label, self.url_field, self.copy_button, self.details,
+                           self.models_label):
+                row.addWidget(widget)
+            row.addWidget(self.toggle_button)
+            layout.addLayout(row)
+        else:                # a side bar ~300 px wide
+            self.models_label.setWordWrap(True)
+            top = QHBoxLayout()
+            top.setSpacing(6)
+            top.addWidget(self.dot)
+            top.addWidget(self.state_label, 1)
+            top.addWidget(self.toggle_button)
+            layout.addLayout(top)
+            url_row = QHBoxLayout()
+            url_row.setSpacing(4)
+            url_row.addWidget(self.url_field, 1)
+            url_row.addWidget(self.copy_button)
+            layout.addLayout(url_row)
+            layout.addWidget(self.details)
+            layout.addWidget(self.models_label)
         layout.addWidget(self.error_view)
 
         self.shortcut = QShortcut(QKeySequence(SHORTCUT), self, activated=self._on_toggle)
@@ -257,6 +268,7 @@ class ServerControl(QWidget):
             self._fail(str(exc))
             return
         started.append(job)
+        job.quiet = True  # a server runs for hours: this widget shows it, not the status bar's busy bar
         if self._process is None and self.state == FAILED:  # it failed to start inside start_process
             return
         self._process = job
@@ -306,7 +318,7 @@ class ServerControl(QWidget):
             self._forget()
             self._show()
             return
-        if self._user_stop:
+        if self._user_stop or result.stopped:  # Stop here, or the job runner stopped it (window closing)
             self._forget()
             self._set_state(STOPPED, note="")
             self._announce(None)
@@ -349,7 +361,7 @@ class ServerControl(QWidget):
     def _on_timer(self) -> None:
         if self.state == READY:
             self._poll_health()
-        elif self.state in (STOPPED, FAILED):
+        elif self.state in (STOPPED, FAILED) and self.isVisible():
             self._check_for_server()  # a server started from the CLI shows up here
 
     def _poll_health(self) -> None:
@@ -367,6 +379,8 @@ class ServerControl(QWidget):
         if info is not self._info or self.state != READY:
             return
         changed = self._health is not None and self._health.get("adapters") != health.get("adapters")
+        if self._health is None and self.error_view.toPlainText().startswith("Not answering"):
+            self._note("")
         self._health = health
         self._show()
         if changed:  # an adapter was loaded or unloaded: its info file says so too
@@ -383,6 +397,8 @@ class ServerControl(QWidget):
             self._set_state(STOPPED, note="The server has exited.")
             self._announce(None)
             return
+        self._health = None
+        self._show()
         self._note(f"Not answering: {message}", error=True)
 
     @_while_alive
