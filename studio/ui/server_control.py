@@ -68,6 +68,7 @@ class ServerControl(QWidget):
     """Start/Stop, state, URL, device, memory and loaded adapters of the project's model server."""
 
     state_changed = Signal(object)  # ServerInfo | None
+    adapter_result = Signal(int, str)  # after ensure_adapter(run_id): "" once it is served, else why not
 
     def __init__(self, context: ProjectContext | None, jobs: JobRunner, parent: QWidget | None = None, *,
                  horizontal: bool = False):
@@ -208,13 +209,19 @@ class ServerControl(QWidget):
         self._stop()
 
     def ensure_adapter(self, run_id: int) -> None:
-        """Make a run trained after the server started available: load its adapter, or offer a restart."""
+        """Make a run trained after the server started available: load its adapter, or offer a restart.
+
+        ``adapter_result(run_id, "")`` follows once the run is served (``state_changed`` too when
+        the catalog changed), ``adapter_result(run_id, why)`` when it is not.
+        """
         if self.state != READY or self._info is None or self.context is None:
+            self.adapter_result.emit(run_id, "the local server is not running; start it to serve this run")
             return
         info = self._info
         self.jobs.submit("Loading an adapter into the model server", _ensure_adapter, run_id, info,
-                         project=self.context, key="serve-adapter", quiet=True,
-                         on_done=self._on_adapter_result, on_error=lambda message: self._note(message, error=True))
+                         project=self.context, key=f"serve-adapter-{run_id}", quiet=True,
+                         on_done=self._on_adapter_result,
+                         on_error=lambda message, r=run_id: self._on_adapter_failed(r, message))
 
     def shutdown(self) -> None:
         """The window is closing: SIGTERM the server this widget started (it cleans up itself); never waits."""
@@ -268,6 +275,8 @@ class ServerControl(QWidget):
             self._fail(str(exc))
             return
         started.append(job)
+        # Deleted without shutdown() (a panel rebuilt for another project): the server goes with it.
+        self.destroyed.connect(functools.partial(_terminate_job, job))
         job.quiet = True  # a server runs for hours: this widget shows it, not the status bar's busy bar
         if self._process is None and self.state == FAILED:  # it failed to start inside start_process
             return
@@ -403,19 +412,25 @@ class ServerControl(QWidget):
 
     @_while_alive
     def _on_reread(self, info: ServerInfo | None) -> None:
-        if info is not None and self._info is not None and info.pid == self._info.pid and self.state == READY:
-            self._info = info
-            self._show()
+        if info is None or self._info is None or info.pid != self._info.pid or self.state != READY:
+            return
+        changed = info.catalog != self._info.catalog
+        self._info = info
+        self._show()
+        if changed:  # only news is announced: a listener that calls ensure_adapter again cannot loop
             self._announce(info)
 
     # -- adapters --------------------------------------------------------------------------------
     @_while_alive
     def _on_adapter_result(self, result: dict) -> None:
-        if result["status"] == "loaded":
-            self._note(f"Loaded {result['model']}.")
+        run_id = int(result["run_id"])
+        if result["status"] in ("loaded", "present"):
+            if result["status"] == "loaded":
+                self._note(f"Loaded {result['model']}.")
             self.jobs.submit("Reading the model server's info", _find_running, info_path(self._root()),
                              key="serve-reread", quiet=True, on_done=self._on_reread)
             self._poll_health()
+            self.adapter_result.emit(run_id, "")
         elif result["status"] == "other-base":
             text = (f"Training run {result['label']} was trained on {result['base']}, but the running server holds "
                     f"{result['server_base']}; one server holds one base model. Restart the server with "
@@ -426,8 +441,16 @@ class ServerControl(QWidget):
             if answer == QMessageBox.StandardButton.Yes:
                 self._restart = (None, result["base"])
                 self._stop()
+                self.adapter_result.emit(run_id, "the server is restarting with that run's base model")
             else:
-                self._note(f"{result['model']} is not served: it was trained on another base model.", error=True)
+                why = f"{result['model']} is not served: it was trained on another base model"
+                self._note(f"{why}.", error=True)
+                self.adapter_result.emit(run_id, why)
+
+    @_while_alive
+    def _on_adapter_failed(self, run_id: int, message: str) -> None:
+        self._note(message, error=True)
+        self.adapter_result.emit(run_id, message)
 
     # -- stopping --------------------------------------------------------------------------------
     def _stop(self) -> None:
@@ -586,6 +609,12 @@ def _prepare(project: Any, runs: list[str] | None, base_model: str | None, on_gp
     return {"conflict": conflict, "port": launch.pick_port(host, port), "running": None}
 
 
+def _terminate_job(job: ProcessJob, *_args: object) -> None:
+    if shiboken6.isValid(job) and job.running:
+        job.stop()
+        job.process.terminate()
+
+
 def _find_running(path: Path) -> ServerInfo | None:
     return read_info(path)
 
@@ -593,7 +622,8 @@ def _find_running(path: Path) -> ServerInfo | None:
 def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:
     run = project.training.get(run_id)
     model = run_model_id(run)
-    result = {"model": model, "label": run.label, "base": run.base_model, "server_base": info.catalog.base_model}
+    result = {"run_id": run.id, "model": model, "label": run.label, "base": run.base_model,
+              "server_base": info.catalog.base_model}
     try:
         served = launch.fetch_health(info.url).get("adapters")
     except launch.ServeError:
