@@ -317,7 +317,7 @@ def test_stop_while_starting_ends_the_process_and_shows_stopped(qtbot, control) 
     control.command_prefix = fake_program("--startup-delay-ms", "3000")
     control.start()
     wait_state(qtbot, control, sc.STARTING)
-    assert control.toggle_button.text() == "Stop"
+    assert control.toggle_button.text() == "Stop" and control.details.text().startswith("Loading the model…")
     control.stop()
     wait_state(qtbot, control, sc.STOPPED)
     assert not control.jobs.is_busy("serve") and control.info() is None

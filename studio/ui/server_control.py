@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ class ServerControl(QWidget):
         self._wait_error = ""
         self._restart: tuple[Sequence[str] | None, str | None] | None = None
         self._polling = False
+        self._started_at = 0.0
         self._announced = False
         self._closed = False
         self._build()
@@ -120,6 +122,7 @@ class ServerControl(QWidget):
         self.url_field.setReadOnly(True)
         self.url_field.setPlaceholderText("not running")
         self.url_field.setToolTip("The OpenAI base URL: give it to any OpenAI client (base_url=...)")
+        self.url_field.setAccessibleName("server URL")
         self.copy_button = QToolButton()
         self.copy_button.setText("Copy")
         self.copy_button.setToolTip("Copy the server's URL")
@@ -281,6 +284,7 @@ class ServerControl(QWidget):
         if self._process is None and self.state == FAILED:  # it failed to start inside start_process
             return
         self._process = job
+        self._started_at = time.monotonic()
         self._set_state(STARTING)
         pid = int(job.process.processId())
         if pid <= 0:  # it could not start at all: the exit handler has already said why
@@ -370,6 +374,8 @@ class ServerControl(QWidget):
     def _on_timer(self) -> None:
         if self.state == READY:
             self._poll_health()
+        elif self.state == STARTING:
+            self._show()  # the seconds it has been loading
         elif self.state in (STOPPED, FAILED) and self.isVisible():
             self._check_for_server()  # a server started from the CLI shows up here
 
@@ -523,7 +529,10 @@ class ServerControl(QWidget):
 
     def _show(self) -> None:
         c = theme.colors("dark" if self.palette().window().color().lightness() < 128 else "light")
-        self.dot.setStyleSheet(f"color: {c[STATE_COLOR[self.state]]};")
+        role = STATE_COLOR[self.state]
+        color = c.get("success", c["highlight"]) if self.state == READY else c[role]  # a theme's green, when it has one
+        self.dot.setStyleSheet(f"color: {color};")
+        self.dot.setAccessibleName(f"server {self.state}")
         text = f"Server: {STATE_TEXT[self.state]}"
         if self.state == READY and self._adopted:
             text += " (already running)"
@@ -546,6 +555,8 @@ class ServerControl(QWidget):
 
     def _details_text(self, info: ServerInfo | None) -> str:
         if info is None:
+            if self.state == STARTING:
+                return f"Loading the model… {time.monotonic() - self._started_at:.0f} s"
             return "" if self.state != STOPPED or self.context is None else f"Serves your trained runs ({SHORTCUT})"
         health = self._health or {}
         parts = [str(health.get("device") or info.device)]
