@@ -129,7 +129,8 @@ class ServerControl(QWidget):
         self.copy_button.clicked.connect(self.copy_url)
         self.details = ElidedLabel("")   # one line: device, memory, queue
         self.details.setProperty("role", "muted")
-        self.models_label = QLabel()     # wraps in a side bar: it is narrow, adapter names are not
+        # In a side bar the models wrap (it is narrow, adapter names are not); in a row they elide.
+        self.models_label = ElidedLabel("") if self.horizontal else QLabel()
         self.models_label.setObjectName("ServerModels")
         self.models_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_view = QPlainTextEdit()
@@ -147,10 +148,10 @@ class ServerControl(QWidget):
             row = QHBoxLayout()
             row.setSpacing(6)
             self.url_field.setMinimumWidth(190)
-            self.models_label.setMaximumWidth(320)
-            for widget in (self.dot, self.state_label, self.url_field, self.copy_button, self.details,
-                           self.models_label):
+            self.details.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+            for widget in (self.dot, self.state_label, self.url_field, self.copy_button, self.details):
                 row.addWidget(widget)
+            row.addWidget(self.models_label, 1)
             row.addWidget(self.toggle_button)
             layout.addLayout(row)
         else:                # a side bar ~300 px wide
@@ -544,6 +545,7 @@ class ServerControl(QWidget):
         self.toggle_button.setToolTip(f"{verb} the local model server ({SHORTCUT})")
         info = self._info if self.state == READY else None
         self.url_field.setText(info.url if info is not None else "")
+        self.url_field.setPlaceholderText("starting…" if self.state in (CHECKING, STARTING) else "not running")
         self.copy_button.setEnabled(info is not None)
         details = self._details_text(info)
         self.details.setText(details)
@@ -551,6 +553,7 @@ class ServerControl(QWidget):
         self.details.setVisible(bool(details))
         models = self._models_text(info)
         self.models_label.setText(models)
+        self.models_label.setToolTip(models)
         self.models_label.setVisible(bool(models))
 
     def _details_text(self, info: ServerInfo | None) -> str:
