@@ -117,6 +117,7 @@ def raw_round(model: Any, tokenizer: Any, prompts: list[str], max_tokens: int, d
             pass
 
     tokens, elapsed, ttfts = 0, 0.0, []
+    cpu = time.process_time()
     for prompt in prompts:
         ids = torch.tensor([tokenizer(prompt, add_special_tokens=True)["input_ids"]], device=device)
         streamer = FirstToken()
@@ -131,7 +132,16 @@ def raw_round(model: Any, tokenizer: Any, prompts: list[str], max_tokens: int, d
         ttfts.append(streamer.first - started)
         tokens += out.shape[1] - ids.shape[1]
     return {"tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
-            "ttft_ms": statistics.median(ttfts) * 1000}
+            "ttft_ms": statistics.median(ttfts) * 1000, "cpu_ms_per_token": (time.process_time() - cpu) / tokens * 1000}
+
+
+def process_cpu_s(pid: int) -> float:
+    """utime + stime of another process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_request(client: Any, instruction: str, max_tokens: int) -> tuple[int, float, float]:
@@ -150,12 +160,14 @@ def server_request(client: Any, instruction: str, max_tokens: int) -> tuple[int,
     return tokens, (first or end) - started, end - started
 
 
-def server_round(client: Any, instructions: list[str], max_tokens: int) -> dict[str, Any]:
+def server_round(client: Any, instructions: list[str], max_tokens: int, pid: int = 0) -> dict[str, Any]:
+    cpu = process_cpu_s(pid)
     results = [server_request(client, instruction, max_tokens) for instruction in instructions]
     tokens = sum(r[0] for r in results)
     elapsed = sum(r[2] for r in results)
     return {"tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
-            "ttft_ms": statistics.median(r[1] for r in results) * 1000}
+            "ttft_ms": statistics.median(r[1] for r in results) * 1000,
+            "cpu_ms_per_token": (process_cpu_s(pid) - cpu) / max(tokens, 1) * 1000}
 
 
 def concurrent_round(client: Any, instructions: list[str], max_tokens: int, clients: int) -> dict[str, Any]:
@@ -221,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             raws, servers = [], []
             for index in range(args.rounds):
                 raws.append(raw_round(model, tokenizer, prompts, args.max_tokens, device))
-                servers.append(server_round(client, instructions, args.max_tokens))
+                servers.append(server_round(client, instructions, args.max_tokens, proc.pid))
                 say(f"round {index + 1}: raw {raws[-1]['tokens_per_s']:.1f} tok/s, ttft {raws[-1]['ttft_ms']:.1f} ms"
                     f" | server {servers[-1]['tokens_per_s']:.1f} tok/s, ttft {servers[-1]['ttft_ms']:.1f} ms")
             expected = args.prompts * args.max_tokens
@@ -232,8 +244,13 @@ def main(argv: list[str] | None = None) -> int:
             overhead = (raw["tokens_per_s"] - served["tokens_per_s"]) / raw["tokens_per_s"] * 100
             say(f"raw generate : {raw['tokens_per_s']:.1f} tokens/s, time to first token {raw['ttft_ms']:.1f} ms")
             say(f"server       : {served['tokens_per_s']:.1f} tokens/s, time to first token {served['ttft_ms']:.1f} ms")
+            raw_cpu = min(r["cpu_ms_per_token"] for r in raws)
+            server_cpu = min(r["cpu_ms_per_token"] for r in servers)
             say(f"overhead     : {overhead:.1f} % of tokens/s (goal <= 10 %), "
                 f"+{served['ttft_ms'] - raw['ttft_ms']:.1f} ms to the first token")
+            if device == "cpu" and server_cpu:
+                say(f"CPU per token: raw {raw_cpu:.2f} ms, server process {server_cpu:.2f} ms "
+                    f"({(server_cpu - raw_cpu) / raw_cpu * 100:+.1f} %; steadier than wall time on a shared machine)")
             del model
             one = concurrent_round(client, instructions, args.max_tokens, 1)
             many = concurrent_round(client, instructions, args.max_tokens, args.clients)
@@ -249,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc.kill()
     summary = {"device": device, "size": size, "parameters": params, "threads": args.threads,
                "max_tokens": args.max_tokens, "prompts": args.prompts, "raw": raw, "server": served,
-               "overhead_pct": overhead, "one_client": one, "concurrent": many, "concurrent_ratio": ratio,
+               "overhead_pct": overhead,
+               "cpu_ms_per_token": {"raw": raw_cpu, "server": server_cpu}, "one_client": one, "concurrent": many, "concurrent_ratio": ratio,
                "server_exit": proc.returncode}
     print(json.dumps(summary))
     return 0

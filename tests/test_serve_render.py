@@ -118,3 +118,10 @@ def test_text_stream_waits_for_a_whole_character() -> None:
     decode = lambda ids: b"".join(raw[i] for i in ids).decode("utf-8", errors="replace")  # noqa: E731
     stream = TextStream(decode)
     assert [stream.add(i) for i in (1, 2, 3)] == ["caf", "", "é!"]
+
+
+def test_a_chunk_template_writes_what_the_dict_would() -> None:
+    for text in ("plain", 'quote " and \\ backslash', "é\n\u2028"):
+        assert wire.ChunkTemplate.chat("c-1", 5, "m", with_usage=True)(text) == wire.sse(
+            wire.chat_chunk("c-1", 5, "m", {"content": text}, with_usage=True))
+        assert wire.ChunkTemplate.completion("c-1", 5, "m")(text) == wire.sse(wire.completion_chunk("c-1", 5, "m", text))

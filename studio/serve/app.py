@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -143,19 +144,11 @@ def _model(engine: Engine, model_id: str) -> ServedModel:
 
 async def _answer(request: Request, engine: Engine, served: ServedModel, parsed: wire.GenerationRequest,
                   ids: list[int], *, chat: bool) -> Any:
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue = asyncio.Queue()
-
-    def emit(event: tuple) -> None:
-        try:
-            loop.call_soon_threadsafe(events.put_nowait, event)
-        except RuntimeError:  # the loop is gone (shutting down): nobody is listening
-            pass
-
+    events = Mailbox(asyncio.get_running_loop())
     stops = format_stops(served.prompt_format, engine.tokenizer.eos_token, parsed.sampling.stop) if chat \
         else list(parsed.sampling.stop)
     job = Job(model=served, prompt_ids=ids, sampling=parsed.sampling, stops=stops,
-              max_new_tokens=engine.new_tokens(len(ids), parsed.sampling), emit=emit)
+              max_new_tokens=engine.new_tokens(len(ids), parsed.sampling), emit=events.put)
     engine.submit(job)
     reply_id, created, model = wire.new_id("chatcmpl" if chat else "cmpl"), wire.now(), parsed.model
     if parsed.stream:
@@ -166,51 +159,49 @@ async def _answer(request: Request, engine: Engine, served: ServedModel, parsed:
     try:
         while True:
             try:
-                event = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
+                batch = await asyncio.wait_for(events.take(), DISCONNECT_POLL_S)
             except asyncio.TimeoutError:
                 if await request.is_disconnected():
                     job.cancel.set()
                     return JSONResponse(wire.error_body("the client disconnected"), status_code=499)
                 continue
-            if event[0] == "text":
-                texts.append(event[1])
-            elif event[0] == "error":
-                raise wire.WireError(event[2], status=event[1],
-                                     type=wire.UNAVAILABLE if event[1] == 503 else wire.SERVER_ERROR)
-            else:
-                _, finish, prompt_tokens, completion_tokens = event
-                counts = wire.usage(prompt_tokens, completion_tokens)
-                build = wire.chat_response if chat else wire.completion_response
-                return build(reply_id, created, model, "".join(texts), finish, counts)
+            for event in batch:
+                if event[0] == "text":
+                    texts.append(event[1])
+                elif event[0] == "error":
+                    raise wire.WireError(event[2], status=event[1],
+                                         type=wire.UNAVAILABLE if event[1] == 503 else wire.SERVER_ERROR)
+                else:
+                    _, finish, prompt_tokens, completion_tokens = event
+                    counts = wire.usage(prompt_tokens, completion_tokens)
+                    build = wire.chat_response if chat else wire.completion_response
+                    return build(reply_id, created, model, "".join(texts), finish, counts)
     finally:
         job.cancel.set()  # no-op once done; stops the generation if this coroutine was cancelled
 
 
-async def _stream(job: Job, events: asyncio.Queue, reply_id: str, created: int, model: str, chat: bool,
+async def _stream(job: Job, events: Mailbox, reply_id: str, created: int, model: str, chat: bool,
                   include_usage: bool) -> AsyncIterator[str]:
-    def chunk(text: str | None, finish: str | None = None) -> str:
-        if chat:
-            delta = {} if text is None else {"content": text}
-            return wire.sse(wire.chat_chunk(reply_id, created, model, delta, finish, with_usage=include_usage))
-        return wire.sse(wire.completion_chunk(reply_id, created, model, text or "", finish,
-                                              with_usage=include_usage))
-
+    template = (wire.ChunkTemplate.chat if chat else wire.ChunkTemplate.completion)(
+        reply_id, created, model, with_usage=include_usage)
     try:
         if chat:
             yield wire.sse(wire.chat_chunk(reply_id, created, model, {"role": "assistant", "content": ""},
                                            with_usage=include_usage))
         while True:
-            event = await events.get()
-            if event[0] == "text":
-                yield chunk(event[1])
-            elif event[0] == "error":
-                kind = wire.UNAVAILABLE if event[1] == 503 else wire.SERVER_ERROR
-                yield wire.sse(wire.error_body(event[2], type=kind))
-                yield wire.SSE_DONE
-                return
-            else:
+            for event in _merge_text(await events.take()):
+                if event[0] == "text":
+                    yield template(event[1])
+                    continue
+                if event[0] == "error":
+                    kind = wire.UNAVAILABLE if event[1] == 503 else wire.SERVER_ERROR
+                    yield wire.sse(wire.error_body(event[2], type=kind))
+                    yield wire.SSE_DONE
+                    return
                 _, finish, prompt_tokens, completion_tokens = event
-                yield chunk(None, finish)
+                final = (wire.chat_chunk(reply_id, created, model, {}, finish, with_usage=include_usage) if chat
+                         else wire.completion_chunk(reply_id, created, model, "", finish, with_usage=include_usage))
+                yield wire.sse(final)
                 if include_usage:
                     yield wire.sse(wire.usage_chunk(reply_id, created, model,
                                                     wire.CHAT_CHUNK if chat else wire.TEXT_COMPLETION,
@@ -219,6 +210,58 @@ async def _stream(job: Job, events: asyncio.Queue, reply_id: str, created: int, 
                 return
     finally:
         job.cancel.set()
+
+
+class Mailbox:
+    """Events from the worker thread to one request's coroutine, woken once per batch, not once per token.
+
+    The worker appends under a lock and schedules a wake-up only if none is pending, so tokens
+    that arrive while the event loop is busy sending travel together (one chunk, one wake-up).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple] = []
+        self._scheduled = False
+        self._ready = asyncio.Event()
+
+    def put(self, event: tuple) -> None:
+        """From any thread."""
+        with self._lock:
+            self._items.append(event)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is gone (shutting down): nobody is listening
+            pass
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._scheduled = False
+        self._ready.set()
+
+    async def take(self) -> list[tuple]:
+        """Every event so far (at least one), in order."""
+        while True:
+            with self._lock:
+                items, self._items = self._items, []
+            if items:
+                return items
+            self._ready.clear()
+            await self._ready.wait()
+
+
+def _merge_text(events: list[tuple]) -> list[tuple]:
+    merged: list[tuple] = []
+    for event in events:
+        if event[0] == "text" and merged and merged[-1][0] == "text":
+            merged[-1] = ("text", merged[-1][1] + event[1])
+        else:
+            merged.append(event)
+    return merged
 
 
 def _run_prompt_format(adapter: Path) -> str:

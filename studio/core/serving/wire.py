@@ -247,6 +247,31 @@ def model_entry(model_id: str, *, created: int, parent: str | None, root: str, p
             "parent": parent, "root": root, "prompt_format": prompt_format}
 
 
+class ChunkTemplate:
+    """One stream's content chunks, serialised once: each token's chunk is then two string joins.
+
+    A stream sends hundreds of chunks that differ only in their text; building and dumping the
+    whole dict for each is most of the server's own per-token cost.
+    """
+    _MARK = "\x00studio-text\x00"
+
+    def __init__(self, chunk: dict[str, Any]):
+        encoded = sse(chunk)
+        marker = json.dumps(self._MARK, ensure_ascii=False)
+        self.head, self.tail = encoded.split(marker)
+
+    def __call__(self, text: str) -> str:
+        return f"{self.head}{json.dumps(text, ensure_ascii=False)}{self.tail}"
+
+    @classmethod
+    def chat(cls, id: str, created: int, model: str, *, with_usage: bool = False) -> ChunkTemplate:
+        return cls(chat_chunk(id, created, model, {"content": cls._MARK}, with_usage=with_usage))
+
+    @classmethod
+    def completion(cls, id: str, created: int, model: str, *, with_usage: bool = False) -> ChunkTemplate:
+        return cls(completion_chunk(id, created, model, cls._MARK, with_usage=with_usage))
+
+
 def sse(data: dict[str, Any]) -> str:
     """One Server-Sent Event line pair, as OpenAI streams them."""
     return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
