@@ -210,7 +210,7 @@ def test_errors_are_openai_json(client, server) -> None:
     assert missing.status_code == 404 and "error" in missing.json()
 
 
-def test_eight_concurrent_streams_each_get_their_own_whole_answer(client) -> None:
+def test_eight_concurrent_streams_each_get_their_own_whole_answer(client, server) -> None:
     prompts = [f"Name a color {i}." if i % 2 else f"Translate the word to French {i}." for i in range(8)]
     models = ["student" if i % 3 else "base" for i in range(8)]
     alone = [stream_text(client, m, p) for m, p in zip(models, prompts)]
@@ -226,6 +226,7 @@ def test_eight_concurrent_streams_each_get_their_own_whole_answer(client) -> Non
         thread.join(120)
     assert together == alone
     assert len(set(alone)) > 1
+    assert health(server)["batch"]["largest"] > 1  # some were generated together, and still match
 
 
 def test_a_client_that_disconnects_frees_its_slot(client, server) -> None:
@@ -330,3 +331,38 @@ def test_a_full_queue_is_429_and_a_closing_engine_503(tiny_base: Path) -> None:
     with pytest.raises(wire.WireError) as caught:
         engine.submit(job())
     assert caught.value.status == 503
+
+
+def test_waiting_requests_are_batched_and_a_short_answer_ends_before_the_long_one(client, server) -> None:
+    """C (long) then B (short) queue behind A; once A's client leaves, B and C run as one batch and
+    B's answer ends first: one at a time, C (queued first) would end first."""
+    def wait_for(predicate) -> None:
+        deadline = time.monotonic() + 30
+        while not predicate(health(server)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert predicate(health(server))
+
+    ended: list[str] = []
+    answers: dict[str, str] = {}
+
+    def request(name: str, max_tokens: int) -> None:
+        chunks = client.chat.completions.create(model="student", messages=[{"role": "user", "content": PROMPT}],
+                                                temperature=0, max_tokens=max_tokens, stream=True,
+                                                extra_body={"ignore_eos": True})
+        answers[name] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        ended.append(name)
+
+    body = {"model": "base", "messages": [{"role": "user", "content": PROMPT}], "temperature": 0,
+            "max_tokens": 1000, "ignore_eos": True, "stream": True}
+    threads = {"C": threading.Thread(target=request, args=("C", 400)), "B": threading.Thread(target=request, args=("B", 3))}
+    with httpx.stream("POST", server["url"] + "/chat/completions", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        next(lines)
+        threads["C"].start()
+        wait_for(lambda h: h["queue"]["waiting"] == 1)
+        threads["B"].start()
+        wait_for(lambda h: h["queue"]["waiting"] == 2)
+    for thread in threads.values():
+        thread.join(60)
+    assert ended == ["B", "C"]
+    assert answers["C"].startswith(answers["B"]) and len(answers["C"]) > len(answers["B"])

@@ -68,7 +68,8 @@ def create_app(engine: Engine, state: ServerState | None = None) -> FastAPI:
         return {"status": "ready", "pid": os.getpid(), "device": engine.device_name,
                 "base_model": catalog.base_model, "base_id": catalog.base.id, "models": catalog.ids(),
                 "adapters": [model.id for model in catalog.adapters], "memory": engine.memory(),
-                "queue": engine.queue_state(), "served": engine.served}
+                "queue": engine.queue_state(), "served": engine.served,
+                "batch": {"max": engine.max_batch, "largest": engine.largest_batch}}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -227,27 +228,23 @@ class Mailbox:
         self._ready = asyncio.Event()
 
     def put(self, event: tuple) -> None:
-        """From any thread."""
+        """From any thread. Only the first event since the last :meth:`take` wakes the loop."""
         with self._lock:
             self._items.append(event)
             if self._scheduled:
                 return
             self._scheduled = True
         try:
-            self._loop.call_soon_threadsafe(self._wake)
+            self._loop.call_soon_threadsafe(self._ready.set)
         except RuntimeError:  # the loop is gone (shutting down): nobody is listening
             pass
-
-    def _wake(self) -> None:
-        with self._lock:
-            self._scheduled = False
-        self._ready.set()
 
     async def take(self) -> list[tuple]:
         """Every event so far (at least one), in order."""
         while True:
             with self._lock:
                 items, self._items = self._items, []
+                self._scheduled = False
             if items:
                 return items
             self._ready.clear()

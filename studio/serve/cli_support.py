@@ -23,6 +23,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's own)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait before 429 (default 16)")
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="waiting requests for the same model and settings generated together (default 8; 1: one at a time)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -37,5 +39,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         project=project, runs=getattr(args, "runs", None), base_model=getattr(args, "base_model", None),
         host=getattr(args, "host", DEFAULT_HOST), port=getattr(args, "port", DEFAULT_PORT),
         info_file=getattr(args, "info_file", None), threads=getattr(args, "threads", 0) or 0,
-        device=getattr(args, "device", "auto") or "auto", max_queue=getattr(args, "max_queue", 16) or 16)
+        device=getattr(args, "device", "auto") or "auto", max_queue=getattr(args, "max_queue", 16) or 16,
+        max_batch=getattr(args, "max_batch", 8) or 8)
     return serve(options)

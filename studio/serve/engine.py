@@ -52,33 +52,53 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
-class _Criterion(StoppingCriteria):
-    """Called by ``generate`` after each new token: streams its text, ends on cancel or a stop string."""
+class _Row:
+    """One job's progress inside a (possibly batched) generate call."""
 
-    def __init__(self, engine: Engine, job: Job, stream: TextStream):
-        self.engine, self.job, self.stream = engine, job, stream
+    def __init__(self, job: Job, stream: TextStream):
+        self.job, self.stream = job, stream
         self.count = 0
         self.saw_eos = False
+        self.finished = False
+        self.reported = False
+
+
+class _Criterion(StoppingCriteria):
+    """Called by ``generate`` after each new token: streams each row's text, ends a row on EOS, cancel,
+    a stop string or its own max_tokens (a batch runs to its longest request)."""
+
+    def __init__(self, engine: Engine, rows: list[_Row]):
+        self.engine, self.rows = engine, rows
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        token = int(input_ids[0, -1])
-        self.count += 1
-        if token in self.engine.eos_ids and not self.job.sampling.ignore_eos:
-            self.saw_eos = True
-        elif token not in self.engine.special_ids:
-            text = self.stream.add(token)
-            if text:
-                self.job.emit(("text", text))
-        stop = self.stream.stopped or self.job.cancel.is_set()
-        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+        last = input_ids[:, -1].tolist()  # one device-to-host copy per step, as a streamer does
+        done = []
+        for row, token in zip(self.rows, last):
+            if not row.finished:
+                job = row.job
+                row.count += 1
+                if token in self.engine.eos_ids and not job.sampling.ignore_eos:
+                    row.saw_eos = True
+                elif token not in self.engine.special_ids:
+                    text = row.stream.add(token)
+                    if text:
+                        job.emit(("text", text))
+                row.finished = (row.saw_eos or row.stream.stopped or job.cancel.is_set()
+                                or row.count >= job.max_new_tokens)
+                if row.finished:  # its client hears now, not when the batch's longest answer ends
+                    self.engine._report(row)
+            done.append(row.finished)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 class Engine:
     """The loaded model and the generation worker. Thread-safe: ``submit`` and ``control`` from any thread."""
 
-    def __init__(self, catalog: Catalog, *, device: str = "auto", max_queue: int = 16, threads: int = 0):
+    def __init__(self, catalog: Catalog, *, device: str = "auto", max_queue: int = 16, threads: int = 0,
+                 max_batch: int = 8):
         self.catalog = catalog
         self.max_queue = max(1, max_queue)
+        self.max_batch = max(1, max_batch)
         self.threads = threads
         self.device = torch.device(_pick_device(device))
         self.model: Any = None
@@ -91,9 +111,10 @@ class Engine:
         self._waiting: collections.deque[Any] = collections.deque()
         self._cond = threading.Condition()
         self._tokenizer_lock = threading.Lock()       # a fast tokenizer must not be used by two threads at once
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._closing = False
         self.served = 0
+        self.largest_batch = 0
         self._worker = threading.Thread(target=self._work, name="studio-serve-generate", daemon=True)
 
     # -- loading ----------------------------------------------------------------------------
@@ -226,7 +247,7 @@ class Engine:
     def queue_state(self) -> dict[str, int]:
         with self._cond:
             waiting = sum(1 for item in self._waiting if isinstance(item, Job))
-            return {"waiting": waiting, "running": 1 if self._running is not None else 0, "max": self.max_queue}
+            return {"waiting": waiting, "running": len(self._running), "max": self.max_queue}
 
     def memory(self) -> dict[str, int | None]:
         allocated = reserved = None
@@ -244,8 +265,8 @@ class Engine:
         with self._cond:
             self._closing = True
             waiting, self._waiting = list(self._waiting), collections.deque()
-            if self._running is not None:
-                self._running.cancel.set()
+            for job in self._running:
+                job.cancel.set()
             self._cond.notify_all()
         for item in waiting:
             if isinstance(item, Job):
@@ -264,13 +285,14 @@ class Engine:
                     return
                 item = self._waiting.popleft()
                 if isinstance(item, Job):
-                    self._running = item
+                    self._running = [item] + self._batch_mates(item)
+                    jobs = self._running
             if isinstance(item, Job):
                 try:
-                    self._generate(item)
+                    self._generate(jobs)
                 finally:
                     with self._cond:
-                        self._running = None
+                        self._running = []
                 continue
             action, future = item
             try:
@@ -278,32 +300,67 @@ class Engine:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
                 future.set_exception(exc)
 
-    def _generate(self, job: Job) -> None:
-        if job.cancel.is_set():  # its client left while it waited
+    def _batch_mates(self, first: Job) -> list[Job]:
+        """Waiting jobs that can share one generate call with ``first`` (called with the lock held).
+
+        Same model (one adapter active per call) and the same sampling settings; a seeded sampled
+        request runs alone, since rows of a batch draw from one random stream.
+        """
+        if self.max_batch == 1 or (first.sampling.seed is not None and not first.sampling.greedy):
+            return []
+        key = _batch_key(first)
+        mates = [job for job in self._waiting if isinstance(job, Job) and _batch_key(job) == key
+                 and (job.sampling.greedy or job.sampling.seed is None)][: self.max_batch - 1]
+        for job in mates:
+            self._waiting.remove(job)
+        return mates
+
+    def _generate(self, jobs: list[Job]) -> None:
+        jobs = [job for job in jobs if not job.cancel.is_set()]  # clients that left while they waited
+        if not jobs:
             return
-        stream = TextStream(self.decode, job.stops, prompt_tail=job.prompt_ids[-PROMPT_TAIL:])
-        criterion = _Criterion(self, job, stream)
+        first = jobs[0]
+        self.largest_batch = max(self.largest_batch, len(jobs))
+        rows = [_Row(job, TextStream(self.decode, job.stops, prompt_tail=job.prompt_ids[-PROMPT_TAIL:]))
+                for job in jobs]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0)
+        longest = max(len(job.prompt_ids) for job in jobs)
+        # left padding: every row's next token comes at the same position of the batch
+        ids = torch.tensor([[pad] * (longest - len(job.prompt_ids)) + job.prompt_ids for job in jobs],
+                           dtype=torch.long, device=self.device)
+        mask = torch.tensor([[0] * (longest - len(job.prompt_ids)) + [1] * len(job.prompt_ids) for job in jobs],
+                            dtype=torch.long, device=self.device)
+        new_tokens = max(job.max_new_tokens for job in jobs)
         try:
-            with torch.inference_mode(), self._adapter_for(job.model):
-                self._seed(job.sampling.seed)
-                ids = torch.tensor([job.prompt_ids], dtype=torch.long, device=self.device)
+            with torch.inference_mode(), self._adapter_for(first.model):
+                self._seed(first.sampling.seed)
                 kwargs: dict[str, Any] = {
-                    "input_ids": ids, "attention_mask": torch.ones_like(ids),
-                    "max_new_tokens": job.max_new_tokens, "stopping_criteria": StoppingCriteriaList([criterion]),
-                    "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
-                    else next(iter(self.eos_ids), 0),
-                    "do_sample": not job.sampling.greedy,
+                    "input_ids": ids, "attention_mask": mask, "max_new_tokens": new_tokens,
+                    "stopping_criteria": StoppingCriteriaList([_Criterion(self, rows)]), "pad_token_id": pad,
+                    "do_sample": not first.sampling.greedy,
                 }
-                if not job.sampling.greedy:
-                    kwargs.update(temperature=job.sampling.temperature, top_p=job.sampling.top_p, top_k=0)
-                if job.sampling.ignore_eos:
-                    kwargs["min_new_tokens"] = job.max_new_tokens
+                if not first.sampling.greedy:
+                    kwargs.update(temperature=first.sampling.temperature, top_p=first.sampling.top_p, top_k=0)
+                if first.sampling.ignore_eos:
+                    kwargs["min_new_tokens"] = new_tokens
                 self.model.generate(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - the client gets the message, the server keeps serving
+        except Exception as exc:  # noqa: BLE001 - the clients get the message, the server keeps serving
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            job.emit(("error", 500, f"generation failed: {_short(exc)}"))
+            for row in rows:
+                if not row.reported:
+                    row.reported = True
+                    row.job.emit(("error", 500, f"generation failed: {_short(exc)}"))
             return
+        for row in rows:
+            self._report(row)
+
+    def _report(self, row: _Row) -> None:
+        """A finished row's last text and its end (once), or nothing for a client that left."""
+        if row.reported:
+            return
+        row.reported = True
+        job, stream = row.job, row.stream
         if job.cancel.is_set() and not stream.stopped:
             if self._closing:  # its client is still there: end its stream, do not leave it hanging
                 job.emit(("error", 503, "the server is shutting down"))
@@ -311,9 +368,9 @@ class Engine:
         rest = stream.finish()
         if rest:
             job.emit(("text", rest))
-        finish = "stop" if stream.stopped or criterion.saw_eos or criterion.count < job.max_new_tokens else "length"
+        finish = "length" if row.count >= job.max_new_tokens and not (stream.stopped or row.saw_eos) else "stop"
         self.served += 1
-        job.emit(("done", finish, len(job.prompt_ids), criterion.count))
+        job.emit(("done", finish, len(job.prompt_ids), row.count))
 
     def _adapter_for(self, served: ServedModel) -> contextlib.AbstractContextManager:
         if not self._adapter_names:
@@ -328,6 +385,13 @@ class Engine:
             torch.manual_seed(seed)
         else:
             torch.manual_seed(int.from_bytes(os.urandom(8), "little") & ((1 << 63) - 1))
+
+
+def _batch_key(job: Job) -> tuple:
+    sampling = job.sampling
+    if sampling.greedy:
+        return (job.model.id, "greedy", sampling.ignore_eos)
+    return (job.model.id, sampling.temperature, sampling.top_p, sampling.ignore_eos)
 
 
 def _pick_device(device: str) -> str:

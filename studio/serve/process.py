@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's own)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda when available)")
     parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait before 429 (default 16)")
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="waiting requests for the same model and settings generated together (default 8; 1: one at a time)")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -83,7 +85,8 @@ def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, s
         from studio.serve.engine import Engine
     except ImportError as exc:
         return _fail(f"the server needs the 'serve' extra ({exc.name} is missing): pip install 'distill-studio[serve]'")
-    engine = Engine(catalog, device=args.device, max_queue=args.max_queue, threads=args.threads)
+    engine = Engine(catalog, device=args.device, max_queue=args.max_queue, threads=args.threads,
+                    max_batch=getattr(args, "max_batch", 8))
     engine.load()
     engine.start()
     host, port = sock.getsockname()[:2]
