@@ -17,7 +17,10 @@ number of tokens — checked against the server's ``usage``.
   chunk, tokens from the usage chunk.
 
 Rounds alternate raw / server and each side's best round counts (other processes share this
-machine's cores). Then 8 concurrent clients against one: aggregate tokens/s and the ratio.
+machine's cores); the CPU time per token of this process (raw) and of the server process is
+printed too, steadier than wall time on a shared machine. Then 8 concurrent clients against
+one: aggregate tokens/s and the ratio (the server batches waiting requests for the same model;
+``--max-batch 1`` measures it one request at a time).
 The last line is a JSON summary (``--json`` prints only that).
 """
 from __future__ import annotations
@@ -60,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=6, help="requests per round (distinct prompts)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; each side's best counts")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the second part")
+    parser.add_argument("--max-batch", type=int, default=8,
+                        help="the server's --max-batch (1: one request at a time, no batching)")
     parser.add_argument("--gpu", action="store_true", help="a ~1B Llama in bf16 on CUDA (the default when CUDA is there)")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is there")
     parser.add_argument("--smoke", action="store_true", help="tiny model, few tokens: checks the script only")
@@ -188,10 +193,11 @@ def concurrent_round(client: Any, instructions: list[str], max_tokens: int, clie
             "ttft_ms_median": statistics.median(r[1] for r in results if r) * 1000}
 
 
-def start_server(folder: Path, threads: int, device: str) -> tuple[subprocess.Popen, str]:
+def start_server(folder: Path, threads: int, device: str, max_batch: int) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.Popen([sys.executable, "-m", "studio.serve", "--base-model", str(folder), "--port", "0",
-                             "--threads", str(threads), "--device", device, "--max-queue", "64"],
+                             "--threads", str(threads), "--device", device, "--max-queue", "64",
+                             "--max-batch", str(max_batch)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     line = proc.stdout.readline()
     if not line.startswith("Serving "):
@@ -209,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tm.quiet()
     tm.set_threads(args.threads)
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("--gpu: torch sees no CUDA GPU here; leave --gpu out to measure on the CPU")
     device = "cuda" if (args.gpu or torch.cuda.is_available()) and not args.cpu and not args.smoke else "cpu"
     size = "smoke" if args.smoke else ("1b" if device == "cuda" else "cpu")
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
@@ -225,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.threads} thread(s); {args.prompts} prompts x {args.max_tokens} tokens, greedy, EOS ruled out")
         instructions = [INSTRUCTIONS[i % len(INSTRUCTIONS)] for i in range(args.prompts)]
         prompts = [render_prompt("alpaca", instruction) for instruction in instructions]  # what the server renders
-        proc, url = start_server(folder, args.threads, device)
+        proc, url = start_server(folder, args.threads, device, args.max_batch)
         try:
             client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
             raw_round(model, tokenizer, prompts[:1], 4, device)          # warm-up both sides
@@ -257,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             ratio = many["tokens_per_s"] / one["tokens_per_s"]
             say(f"1 client     : {one['tokens_per_s']:.1f} tokens/s")
             say(f"{args.clients} clients    : {many['tokens_per_s']:.1f} tokens/s aggregate "
-                f"({ratio:.2f}x one client), median time to first token {many['ttft_ms_median']:.0f} ms")
+                f"({ratio:.2f}x one client, server --max-batch {args.max_batch}), "
+                f"median time to first token {many['ttft_ms_median']:.0f} ms")
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     summary = {"device": device, "size": size, "parameters": params, "threads": args.threads,
-               "max_tokens": args.max_tokens, "prompts": args.prompts, "raw": raw, "server": served,
+               "max_tokens": args.max_tokens, "prompts": args.prompts, "max_batch": args.max_batch, "raw": raw, "server": served,
                "overhead_pct": overhead,
                "cpu_ms_per_token": {"raw": raw_cpu, "server": server_cpu}, "one_client": one, "concurrent": many, "concurrent_ratio": ratio,
                "server_exit": proc.returncode}

@@ -115,7 +115,7 @@ def test_text_stream_holds_back_a_possible_stop_string_and_cuts_at_it() -> None:
 
 def test_text_stream_waits_for_a_whole_character() -> None:
     raw = {1: b"caf", 2: b"\xc3", 3: b"\xa9!"}
-    decode = lambda ids: b"".join(raw[i] for i in ids).decode("utf-8", errors="replace")  # noqa: E731
+    decode = lambda ids: b"".join(raw[i] for i in ids).decode("utf-8", errors="replace")
     stream = TextStream(decode)
     assert [stream.add(i) for i in (1, 2, 3)] == ["caf", "", "é!"]
 

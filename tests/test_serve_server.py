@@ -292,6 +292,14 @@ def test_another_host_warns_and_sigterm_removes_the_info_file(tiny_base: Path, t
         assert info is not None and info.host == "0.0.0.0" and info.pid == proc.pid
         if sys.platform.startswith("linux"):
             assert listening_address(info.port) == "0.0.0.0"
+        body = {"model": "base", "messages": [{"role": "user", "content": PROMPT}], "temperature": 0,
+                "max_tokens": 1000, "ignore_eos": True, "stream": True}
+        with httpx.stream("POST", info.url + "/chat/completions", json=body, timeout=60) as response:
+            lines = response.iter_lines()
+            next(lines)
+            proc.send_signal(signal.SIGTERM)  # mid-stream: the stream is ended for its client, not left hanging
+            rest = [line for line in lines if line]
+        assert rest[-1] == "data: [DONE]" and "shutting down" in rest[-2]
     finally:
         code, err = stop(proc)
     assert code == 0
@@ -306,7 +314,7 @@ def test_startup_failures_are_one_line_and_exit_2(tmp_path: Path, server) -> Non
     for args, words in ((["--base-model", str(tmp_path / "nowhere")], "nowhere"),
                         (["--base-model", str(tmp_path), "--port", str(taken)], "port is taken")):
         result = subprocess.run([sys.executable, "-m", "studio.serve", *args], capture_output=True, text=True,
-                                env=env, cwd=REPO, timeout=60)
+                                env=env, cwd=REPO, timeout=60, check=False)
         assert result.returncode == 2, result.stderr
         assert words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stdout == ""
@@ -320,7 +328,7 @@ def test_a_full_queue_is_429_and_a_closing_engine_503(tiny_base: Path) -> None:
     catalog = build_catalog([], base_model=str(tiny_base))
     engine = Engine(catalog, device="cpu", max_queue=1)  # not started: jobs stay queued
     events: list[tuple] = []
-    job = lambda: Job(model=catalog.base, prompt_ids=[1], sampling=wire.Sampling(), stops=[],  # noqa: E731
+    job = lambda: Job(model=catalog.base, prompt_ids=[1], sampling=wire.Sampling(), stops=[],
                       max_new_tokens=1, emit=events.append)
     engine.submit(job())
     with pytest.raises(wire.WireError) as caught:

@@ -89,7 +89,7 @@ def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, s
                     max_batch=getattr(args, "max_batch", 8))
     engine.load()
     engine.start()
-    host, port = sock.getsockname()[:2]
+    port = sock.getsockname()[1]
     info = ServerInfo(pid=os.getpid(), host=args.host, port=port, catalog=catalog, device=engine.device_name,
                       started_at=time.time())
 

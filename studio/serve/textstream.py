@@ -9,7 +9,7 @@ never reaches the client. Pure Python: ``decode`` is ``tokenizer.decode`` bound 
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 Decode = Callable[[list[int]], str]
 

@@ -8,7 +8,7 @@ chat template. Pure Python: the tokenizer is any object with ``apply_chat_templa
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from studio.core.errors import StudioError
 from studio.core.training.prompt_format import ChatTokenizer, load_format, render_prompt, stop_strings, user_message
