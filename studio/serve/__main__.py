@@ -1,0 +1,5 @@
+import sys
+
+from studio.serve import main
+
+sys.exit(main())
