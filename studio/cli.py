@@ -765,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     _project_arg(sn_export)
     sn_export.set_defaults(handler=cmd_snapshot_export)
     _train_parsers(commands)
+    _model_parsers(commands)
     return parser
 
 
@@ -895,6 +896,39 @@ def _seed_edit_parsers(seed_commands: argparse._SubParsersAction) -> None:
     s_delete.set_defaults(handler=cmd_seeds_delete)
     for sub in (s_add, s_edit, s_duplicate, s_delete):
         _project_arg(sub)
+
+
+# -- serving and chatting with the models (issue 10) -----------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from studio.serve.cli_support import cmd_serve as serve  # torch loads once the server starts
+
+    return serve(args)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from studio.core.chat.cli_support import cmd_chat as chat
+
+    return chat(args)
+
+
+def _model_parsers(commands: argparse._SubParsersAction) -> None:
+    from studio.core.chat.cli_support import add_chat_arguments
+    from studio.serve.cli_support import add_serve_arguments
+
+    serve = commands.add_parser(
+        "serve", help="serve the base model and the project's trained adapters with the OpenAI API (127.0.0.1)",
+        description="An OpenAI-compatible server (/v1/models, /v1/chat/completions, /v1/completions) for one "
+                    "base model and the LoRA adapters trained on it; the first line printed names the URL and "
+                    "the models. Ctrl+C or SIGTERM stops it.")
+    add_serve_arguments(serve)
+    _project_arg(serve)
+    serve.set_defaults(handler=cmd_serve)
+
+    chat = commands.add_parser("chat", help="send one prompt to a model and stream the answer to stdout",
+                               description="Without --base-url, the project's own running server is used.")
+    add_chat_arguments(chat)
+    _project_arg(chat)
+    chat.set_defaults(handler=cmd_chat)
 
 
 def _format_choices() -> list[str]:
