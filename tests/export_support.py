@@ -18,17 +18,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_run(run_dir: Path, base: Path, *, prompt_format: str = "alpaca", name: str = "student",
-             seed: int = 0, target_modules: list[str] | None = None) -> Path:
+             seed: int = 0) -> Path:
     """``run_dir`` with config.json, adapter/ (non-zero lora_B) and tokenizer/, like a finished run's."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = TrainSettings(prompt_format=prompt_format, lora_r=4, lora_alpha=8)
     RunConfig(run_id=7, run_name=name, run_dir=str(run_dir), base_model=str(base),
               data_path=str(run_dir / "data.jsonl"), snapshot_hash="sha256:feedc0ffee1234",
               snapshot_name="accepted-v1", settings=settings).write()
+    return add_adapter(run_dir, base, seed=seed)
+
+
+def add_adapter(run_dir: Path, base: Path, *, seed: int = 0, target_modules: list[str] | None = None) -> Path:
+    """adapter/ (a peft LoRA with random non-zero lora_B) and tokenizer/ in ``run_dir``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
+from studio.core.exporting import DEFAULT_QUANT, EXPORT_FORMATS, QUANTS
 from studio.core.training.run_config import TOKENIZER_DIR, RunConfig
 from studio.export import templates
 
-FORMATS = ("adapter", "merged", "gguf")
-QUANTS = ("f16", "bf16", "q8_0", "q4_k_m")
+FORMATS = EXPORT_FORMATS
 MARKER = "export.json"             # written into every export: what it is, so a re-export may replace it
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 STOP_FILE_ENV = "STUDIO_STOP_FILE"
@@ -271,7 +271,7 @@ def run_export(run_dir: Path, out: Path, fmt: str, quant: str | None, base_model
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     if fmt == "gguf":
-        quant = quant or "f16"
+        quant = quant or DEFAULT_QUANT
         if quant not in QUANTS:
             raise ExportError(f"unknown GGUF quantisation {quant!r}; choose {', '.join(QUANTS)}")
     elif quant:
@@ -292,7 +292,7 @@ def run_export(run_dir: Path, out: Path, fmt: str, quant: str | None, base_model
         elif fmt == "merged":
             export_merged(config, temp, base_model)
         else:
-            export_gguf(config, temp, base_model, quant or "f16")
+            export_gguf(config, temp, base_model, quant or DEFAULT_QUANT)
         (temp / MARKER).write_text(json.dumps({
             "format": fmt, "quant": quant, "run_id": config.run_id, "run_name": config.run_name,
             "base_model": config.base_model, "snapshot_hash": config.snapshot_hash,
@@ -316,7 +316,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-dir", type=Path, required=True, help="the training run's folder (runs/<id>/)")
     parser.add_argument("--out", type=Path, required=True, help="the export folder to create")
     parser.add_argument("--format", choices=FORMATS, required=True)
-    parser.add_argument("--quant", choices=QUANTS, default=None, help="GGUF tensor type (default f16)")
+    parser.add_argument("--quant", choices=QUANTS, default=None, help=f"GGUF tensor type (default {DEFAULT_QUANT})")
     parser.add_argument("--base-model", default=None, help="the base model's folder (default: the run's)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     return parser.parse_args(argv)
