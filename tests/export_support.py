@@ -63,3 +63,16 @@ def run_child(run_dir: Path, out: Path, fmt: str, quant: str | None = None, *ext
     if quant:
         argv += ["--quant", quant]
     return subprocess.run(argv, capture_output=True, text=True, env=export_env(), timeout=timeout, cwd=REPO_ROOT)
+
+
+def project_run(project, base: Path, *, adapter: bool = True, name: str = "cli-student"):
+    """A real training run row (snapshot of 3 accepted samples) on ``base``, with a peft adapter unless told not."""
+    from studio.core.samples import Sample, Status
+
+    for i in range(3):
+        project.samples.add(Sample(f"Instruction {i}.", "", f"Out {i}.", status=Status.ACCEPTED))
+    project.snapshots.create("v1")
+    run = project.training.create(snapshot="v1", base_model=str(base), settings=TrainSettings(lora_r=4), name=name)
+    if adapter:
+        add_adapter(run.run_dir, base)
+    return run

@@ -11,20 +11,7 @@ import pytest
 
 from studio.core import exporting
 from studio.core.project import Project
-from studio.core.samples import Sample, Status
-from studio.core.training.settings import TrainSettings
-from tests.export_support import add_adapter
-
-
-def project_run(project: Project, base: Path, *, adapter: bool = True):
-    for i in range(3):
-        project.samples.add(Sample(f"Instruction {i}.", "", f"Out {i}.", status=Status.ACCEPTED))
-    project.snapshots.create("v1")
-    run = project.training.create(snapshot="v1", base_model=str(base), settings=TrainSettings(lora_r=4),
-                                  name="cli-student")
-    if adapter:
-        add_adapter(run.run_dir, base)
-    return run
+from tests.export_support import project_run
 
 
 def args(project: Project, run: str, path: Path, fmt: str, quant: str | None = None) -> argparse.Namespace:
