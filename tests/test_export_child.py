@@ -285,6 +285,30 @@ def test_the_gguf_file_holds_every_tensor_the_metadata_and_the_template(run_dir:
     assert "sha256:feedc0ffee1234" in card and str(tiny_base) in card and "ollama create" in card
 
 
+def read_back_with_transformers(folder: Path, name: str, base: Path, adapter: Path, tolerance: float) -> None:
+    """transformers' own GGUF loader (written for llama.cpp's files: it un-permutes q/k, maps the names and
+    rebuilds the tokenizer) must give the logits and the token ids of base + adapter."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter.parent / "tokenizer"))
+    text = render_prompt("alpaca", "Translate the word to French.", "cat 123")
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        got = loaded(ids).logits
+        want = base_and_adapter(base, adapter)(ids).logits
+    assert (got - want).abs().max() < tolerance
+    from_gguf = AutoTokenizer.from_pretrained(str(folder), gguf_file=name)
+    assert from_gguf(text)["input_ids"] == ids[0].tolist()
+
+
+def test_transformers_gguf_loader_reads_the_file_back_as_the_same_model(run_dir: Path, tiny_base: Path,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "gguf"
+    done(run_child(run_dir, out, "gguf", "f16"))
+    read_back_with_transformers(out, "student-f16.gguf", tiny_base, run_dir / "adapter", tolerance=2e-2)
+
+
 def test_grouped_query_attention_and_tied_embeddings_are_mapped(gqa_base: Path, tmp_path: Path) -> None:
     run = make_run(tmp_path / "runs" / "3", gqa_base, name="gqa")
     out = tmp_path / "gguf"
@@ -294,6 +318,7 @@ def test_grouped_query_attention_and_tied_embeddings_are_mapped(gqa_base: Path, 
 
     tokens = GGUFReader(str(out / "gqa-f16.gguf")).fields["tokenizer.ggml.tokens"].contents()
     assert tokens[-1] == f"[PAD{len(tokens) - 1}]"     # the embedding rows past the tokenizer's vocabulary
+    read_back_with_transformers(out, "gqa-f16.gguf", gqa_base, run / "adapter", tolerance=2e-2)
 
 
 # -- errors and cancel ------------------------------------------------------------------------------

@@ -125,3 +125,21 @@ def test_the_model_card_names_its_sources() -> None:
                                 example="PROMPT", how_to_load="load it", files=["a.gguf"])
     assert "sha256:abc" in card and "/m/tiny" in card and "| `target_modules` | q, v |" in card
     assert "```text\nPROMPT\n```" in card
+
+
+LLAMA3_REGEX = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+                "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+
+
+def test_the_pre_tokenizer_name_follows_the_tokenizers_split() -> None:
+    from studio.export.gguf_export import pre_tokenizer_name
+
+    gpt2 = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    assert pre_tokenizer_name(gpt2) == (True, "gpt2")
+    assert pre_tokenizer_name({"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True}, gpt2]}) == (True, "smollm")
+    assert pre_tokenizer_name({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": LLAMA3_REGEX}, "behavior": "Isolated", "invert": False},
+        {**gpt2, "use_regex": False}]}) == (True, "llama-bpe")
+    assert pre_tokenizer_name({"type": "Metaspace", "replacement": "▁"}) == (False, "default")
+    assert pre_tokenizer_name(None) == (False, "default")

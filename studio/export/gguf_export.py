@@ -125,20 +125,24 @@ def rope_freq_factors(config: Any, hyper: Hyper) -> np.ndarray | None:
 
 
 # -- the tokenizer ------------------------------------------------------------------------------
-def _pre_tokenizer(spec: dict[str, Any] | None) -> tuple[bool, str]:
-    """(byte-level?, llama.cpp pre-tokenizer name) from tokenizer.json's pre_tokenizer."""
+def pre_tokenizer_name(spec: dict[str, Any] | None) -> tuple[bool, str]:
+    """(byte-level?, llama.cpp's pre-tokenizer name) from tokenizer.json's ``pre_tokenizer``.
+
+    llama.cpp splits text before BPE with a regex chosen by this name, so it must match the
+    split the Hugging Face tokenizer does: GPT-2's regex inside ``ByteLevel`` is "gpt2"; with
+    single digits split first (SmolLM) "smollm"; Llama 3's Split regex "llama-bpe"; else "default".
+    """
     if not spec:
         return False, "default"
-    items = spec.get("pretokenizers", [spec]) if spec.get("type") == "Sequence" else [spec]
-    byte_level = any(item.get("type") == "ByteLevel" for item in items)
-    patterns = [json.dumps(item.get("pattern", {})) for item in items if item.get("type") == "Split"]
-    joined = " ".join(patterns)
-    if all(mark.replace("\\", "\\\\") in joined for mark in LLAMA3_PRE_MARKS):
-        return byte_level, "llama-bpe"
-    if byte_level and not patterns and any(item.get("type") == "ByteLevel" and item.get("use_regex", True)
-                                           for item in items):
-        return True, "gpt2"  # the GPT-2 split regex inside ByteLevel
-    return byte_level, "default"
+    items = spec.get("pretokenizers", []) if spec.get("type") == "Sequence" else [spec]
+    byte_level = [item for item in items if item.get("type") == "ByteLevel"]
+    regexes = [str((item.get("pattern") or {}).get("Regex", "")) for item in items if item.get("type") == "Split"]
+    digits = any(item.get("type") == "Digits" and item.get("individual_digits") for item in items)
+    if any(all(mark in regex for mark in LLAMA3_PRE_MARKS) for regex in regexes):
+        return bool(byte_level), "llama-bpe"
+    if byte_level and not regexes and any(item.get("use_regex", True) for item in byte_level):
+        return True, "smollm" if digits else "gpt2"
+    return bool(byte_level), "default"
 
 
 @dataclass
@@ -160,7 +164,7 @@ def vocab_data(tokenizer: Any, vocab_size: int) -> VocabData:
         raise GGUFExportError("GGUF export needs the model's fast tokenizer (tokenizer.json); this one has none")
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
-    byte_level, pre = _pre_tokenizer(spec.get("pre_tokenizer"))
+    byte_level, pre = pre_tokenizer_name(spec.get("pre_tokenizer"))
     if model.get("type") != "BPE" or not byte_level:
         kind = "SentencePiece-style" if model.get("byte_fallback") or model.get("type") == "Unigram" else model.get("type")
         raise GGUFExportError(
