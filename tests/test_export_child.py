@@ -398,3 +398,45 @@ def test_the_job_runners_stop_file_cancels_too(run_dir: Path, tmp_path: Path) ->
                             env=env, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 1 and "cancelled" in events(result)[-1]["message"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stop.flag"]
+
+
+def test_a_chat_format_run_keeps_the_base_models_chat_template(tiny_base: Path, tmp_path: Path) -> None:
+    from gguf import GGUFReader
+
+    from tests.tiny_model import CHAT_TEMPLATE
+
+    run = make_run(tmp_path / "runs" / "4", tiny_base, prompt_format="chat", name="chatty")
+    out = tmp_path / "gguf"
+    done(run_child(run, out, "gguf", "q8_0"))
+    reader = GGUFReader(str(out / "chatty-q8_0.gguf"))
+    assert reader.fields["tokenizer.chat_template"].contents() == CHAT_TEMPLATE
+    modelfile = (out / "Modelfile").read_text(encoding="utf-8")
+    assert "TEMPLATE \"\"\"" not in modelfile and 'PARAMETER stop "</s>"' in modelfile
+    assert "<|user|>\nGive three tips" in (out / "README.md").read_text(encoding="utf-8")
+
+
+def test_llama3_rope_scaling_becomes_ggmls_frequency_divisors() -> None:
+    import math
+
+    from transformers import LlamaConfig
+
+    from studio.export.gguf_export import hyper_parameters, rope_freq_factors
+
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192, "rope_theta": 500000.0}
+    config = LlamaConfig(hidden_size=256, num_attention_heads=2, num_hidden_layers=1, intermediate_size=64,
+                         max_position_embeddings=131072, rope_parameters=rope)
+    factors = rope_freq_factors(config, hyper_parameters(config))
+    d = 128
+    for i, got in enumerate(factors):         # Meta's published llama 3.1 schedule, wavelength by wavelength
+        wavelen = 2 * math.pi * 500000.0 ** (2 * i / d)
+        if wavelen < 8192 / 4.0:
+            want = 1.0
+        elif wavelen > 8192 / 1.0:
+            want = 8.0
+        else:
+            smooth = (8192 / wavelen - 1.0) / (4.0 - 1.0)
+            want = 1 / ((1 - smooth) / 8.0 + smooth)
+        assert got == pytest.approx(want, rel=1e-4)
+    assert rope_freq_factors(LlamaConfig(hidden_size=64, num_attention_heads=2),
+                             hyper_parameters(LlamaConfig(hidden_size=64, num_attention_heads=2))) is None

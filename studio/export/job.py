@@ -149,6 +149,15 @@ def write_card(target: Path, config: RunConfig, fmt: str, *, tokenizer: Any, bas
     (target / "README.md").write_text(text, encoding="utf-8")
 
 
+def bos_note(config: RunConfig) -> str:
+    """Text formats were trained with the tokenizer's BOS added at encoding, not written by the template."""
+    if templates.jinja_chat_template(config.settings.prompt_format) is None:
+        return ""
+    return ("The chat template renders the prompt text without BOS, as training did: encode its text with the "
+            "tokenizer (`tokenizer(apply_chat_template(messages, tokenize=False, add_generation_prompt=True))`), "
+            "which adds BOS the way the run's tokenizer did during training.\n")
+
+
 def export_adapter(config: RunConfig, target: Path, base_override: str | None) -> None:
     adapter = adapter_folder(config.dir)
     names = [p for p in sorted(adapter.iterdir()) if p.is_file() and p.name != "README.md"]
@@ -167,7 +176,7 @@ def export_adapter(config: RunConfig, target: Path, base_override: str | None) -
         "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\nfrom peft import PeftModel\n\n"
         f"base = AutoModelForCausalLM.from_pretrained({config.base_model!r})\n"
         "model = PeftModel.from_pretrained(base, \"path/to/this/folder\")\n"
-        "tokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")\n```\n"))
+        "tokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")\n```\n"), extra=bos_note(config))
 
 
 def export_merged(config: RunConfig, target: Path, base_override: str | None) -> None:
@@ -196,7 +205,7 @@ def export_merged(config: RunConfig, target: Path, base_override: str | None) ->
         "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
         "model = AutoModelForCausalLM.from_pretrained(\"path/to/this/folder\")\n"
         "tokenizer = AutoTokenizer.from_pretrained(\"path/to/this/folder\")\n"
-        "# tokenizer.apply_chat_template renders the training prompt format\n```\n"))
+        "# tokenizer.apply_chat_template renders the training prompt format\n```\n"), extra=bos_note(config))
 
 
 def gguf_file_name(config: RunConfig, quant: str) -> str:
