@@ -91,3 +91,14 @@ def test_the_command_and_the_events(project: Project, tmp_path: Path) -> None:
     assert error.describe() == "no — try"
     assert exporting.parse_event("Loading weights: 100%") is None
     assert exporting.parse_event('{"event": "other"}') is None and exporting.parse_event("{bad") is None
+
+
+def test_the_bar_follows_the_stages_of_the_whole_export() -> None:
+    plan = exporting.stage_plan("gguf", "q8_0")
+    assert plan == ("load", "tensors") and exporting.stage_plan("gguf", "q4_k_m")[-1] == "quantize"
+    event = exporting.ExportEvent
+    assert exporting.overall_fraction(plan, event("progress", "load", 3, 3)) == 0.5
+    assert exporting.overall_fraction(plan, event("progress", "tensors", 5, 10)) == 0.75
+    assert exporting.overall_fraction(plan, event("progress", "other", 1, 2), 0.6) == 0.6
+    assert exporting.overall_fraction(plan, event("progress", "load", 0, 3), 0.6) == 0.6   # never backwards
+    assert exporting.overall_fraction(plan, event("done")) == 1.0

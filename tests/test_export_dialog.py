@@ -56,11 +56,13 @@ def test_the_dialog_runs_an_export_to_the_end_with_the_bar_moving(qtbot, context
     dialog.progress.valueChanged.connect(values.append)
     dialog.export_button.click()
     assert dialog.running and not dialog.export_button.isEnabled() and not dialog.close_button.isEnabled()
+    assert dialog.cancel_button.isEnabled() and not dialog.choose_button.isEnabled()
     qtbot.waitUntil(lambda: not dialog.running, timeout=180_000)
     out = project.root / "exports" / "cli-student-gguf"
     assert dialog.result_path == out, dialog.messages.message()
     assert (out / "cli-student-q8_0.gguf").is_file() and (out / "Modelfile").is_file()
     assert len(set(values)) > 5 and dialog.progress.value() == dialog.progress.maximum()
+    assert values == sorted(values)      # the bar only moves forward over the stages
     assert dialog.open_button.isEnabled() and "Exported" in dialog.stage.text()
     opened: list = []
     monkeypatch.setattr("studio.ui.export_dialog.QDesktopServices.openUrl", opened.append)
@@ -79,7 +81,7 @@ def test_cancel_stops_the_export_and_leaves_nothing(qtbot, context, jobs, projec
     exports = project.root / "exports"
     assert "cancelled" in dialog.stage.text() and dialog.result_path is None
     assert not exports.exists() or list(exports.iterdir()) == []
-    assert dialog.export_button.isEnabled()
+    assert dialog.export_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
 
 def test_errors_show_in_the_dialogs_message_area(qtbot, context, jobs, project, tmp_path, monkeypatch) -> None:

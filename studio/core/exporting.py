@@ -54,6 +54,7 @@ STAGE_WORDS = {
     "tensors": "Writing tensors",
     "quantize": "Quantising to 4 bits",
 }
+STAGES = {"adapter": ("copy", "tokenizer"), "merged": ("load", "save", "tokenizer"), "gguf": ("load", "tensors")}
 
 
 class ExportError(StudioError):
@@ -135,6 +136,20 @@ class ExportEvent:
         if self.kind == "done":
             return f"Exported to {self.path} ({len(self.files)} files, {format_size(self.bytes)})"
         return self.message + (f" — {self.hint}" if self.hint else "")
+
+
+def stage_plan(fmt: str, quant: str | None) -> tuple[str, ...]:
+    """The stages a format's child reports, in order (q4_k_m adds the 4-bit quantisation)."""
+    return STAGES[fmt] + (("quantize",) if fmt == "gguf" and quant in KQUANTS else ())
+
+
+def overall_fraction(plan: Sequence[str], event: ExportEvent, before: float = 0.0) -> float:
+    """How far the whole export is (0..1): each stage an equal share; an unknown stage keeps ``before``."""
+    if event.kind == "done":
+        return 1.0
+    if event.kind != "progress" or event.stage not in plan:
+        return before
+    return max(before, (plan.index(event.stage) + event.fraction) / len(plan))
 
 
 def parse_event(line: str) -> ExportEvent | None:

@@ -23,6 +23,7 @@ from studio.ui.jobs import JobRunner, ProcessJob, ProcessResult
 from studio.ui.message_area import INFO, MessageArea
 from studio.ui.project_context import ProjectContext
 
+PROGRESS_STEPS = 1000
 STOP_TIMEOUT_S = 6.0   # the stop file is seen between tensors; SIGTERM after half of this, a kill after all
 
 
@@ -39,6 +40,8 @@ class ExportDialog(QDialog):
         self._target: Path | None = None
         self._pid = 0
         self._final: exporting.ExportEvent | None = None
+        self._plan: tuple[str, ...] = ()
+        self._fraction = 0.0
         self.setWindowTitle(f"Export run {self.run.label}")
         self.resize(640, 320)
 
@@ -68,10 +71,10 @@ class ExportDialog(QDialog):
         self.quant.setToolTip("GGUF tensor type" + ("" if self.kquants else f"; {exporting.KQUANTS_MISSING}"))
         self.target = QLineEdit()
         self.target.textEdited.connect(self._on_target_edited)
-        choose = QPushButton("Choose…", clicked=self._on_choose_clicked)
+        self.choose_button = QPushButton("Choose…", clicked=self._on_choose_clicked)
         target_row = QHBoxLayout()
         target_row.addWidget(self.target, 1)
-        target_row.addWidget(choose)
+        target_row.addWidget(self.choose_button)
 
         form = QFormLayout()
         form.addRow("Format:", formats)
@@ -163,6 +166,7 @@ class ExportDialog(QDialog):
         self.result_path = None
         self._final = None
         self.open_button.setEnabled(False)
+        self._plan, self._fraction = exporting.stage_plan(fmt, quant), 0.0
         self.progress.setRange(0, 0)             # busy until the first event says how far
         self.stage.setText("Starting the export…")
         self.job = self._jobs.start_process(
@@ -173,31 +177,30 @@ class ExportDialog(QDialog):
         self._update_buttons()
 
     def cancel(self) -> None:
-        """Stop a running export (nothing is left behind); when idle, close the dialog."""
+        """Stop a running export (the child removes what it wrote)."""
         if self.running:
             self.stage.setText("Cancelling…")
             self.job.stop()
             self._update_buttons()
-        else:
-            self.reject()
 
     def _on_line(self, line: str) -> None:
         event = exporting.parse_event(line)
         if event is None:
             return
         if event.kind == "progress":
-            self.progress.setRange(0, max(1, event.total))
-            self.progress.setValue(min(event.done, max(1, event.total)))
+            self._fraction = exporting.overall_fraction(self._plan, event, self._fraction)
+            self.progress.setRange(0, PROGRESS_STEPS)
+            self.progress.setValue(round(self._fraction * PROGRESS_STEPS))
             self.stage.setText(event.describe())
         else:
             self._final = event
 
     def _on_exit(self, result: ProcessResult) -> None:
         final, self._final = self._final, None
-        self.progress.setRange(0, 1)
+        self.progress.setRange(0, PROGRESS_STEPS)
         if final is not None and final.kind == "done" and result.exit_code == 0:
             self.result_path = Path(final.path)
-            self.progress.setValue(1)
+            self.progress.setValue(PROGRESS_STEPS)
             self.stage.setText(final.describe())
             self.messages.show_message(f"Exported run {self.run.label} to {final.path}", INFO)
         elif result.stopped:
@@ -228,9 +231,9 @@ class ExportDialog(QDialog):
     def _update_buttons(self) -> None:
         running = self.running
         self.export_button.setEnabled(not running)
-        self.cancel_button.setEnabled(not running or not self.job.stopping)
-        self.cancel_button.setText("Cancel")
+        self.cancel_button.setEnabled(running and not self.job.stopping)
         self.close_button.setEnabled(not running)
+        self.choose_button.setEnabled(not running)
         for button in self.format_buttons.buttons():
             button.setEnabled(not running)
         self.quant.setEnabled(self.format() == "gguf" and not running)
