@@ -102,3 +102,14 @@ def test_the_bar_follows_the_stages_of_the_whole_export() -> None:
     assert exporting.overall_fraction(plan, event("progress", "other", 1, 2), 0.6) == 0.6
     assert exporting.overall_fraction(plan, event("progress", "load", 0, 3), 0.6) == 0.6   # never backwards
     assert exporting.overall_fraction(plan, event("done")) == 1.0
+
+
+def test_the_exporters_load_as_registry_entries() -> None:
+    from studio.core.registry import Registry
+
+    registry = Registry("model exporter", "test")
+    for key in exporting.EXPORT_FORMATS:   # the lines given to the lead for studio/core/builtins.py
+        registry.register(key, f"studio.core.exporting:{key.upper()}_EXPORTER")
+        loaded = registry.load_instance(key, exporting.ModelExporter)
+        assert loaded.key == key and loaded is exporting.model_exporter(key)
+    assert exporting.GGUF_EXPORTER.quants == exporting.QUANTS

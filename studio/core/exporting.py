@@ -61,6 +61,38 @@ class ExportError(StudioError):
     """An export cannot start, or the child reported a failure (its message and hint)."""
 
 
+@dataclass(frozen=True)
+class ModelExporter:
+    """One way to write a trained run for other tools: the entry ``registry.MODEL_EXPORTERS`` loads.
+
+    ``module`` is the child run with ``python -m`` (it speaks the events protocol above and takes
+    ``--run-dir --out --format [--quant] [--base-model] [--threads]``), so a plugin can add a
+    format with its own child without the GUI importing anything heavy.
+    """
+    key: str
+    title: str
+    help: str
+    quants: tuple[str, ...] = ()
+    module: str = "studio.export"
+
+
+ADAPTER_EXPORTER = ModelExporter("adapter", "Adapter (peft)", FORMAT_HELP["adapter"])
+MERGED_EXPORTER = ModelExporter("merged", "Merged Hugging Face model", FORMAT_HELP["merged"])
+GGUF_EXPORTER = ModelExporter("gguf", "GGUF (llama.cpp, Ollama)", FORMAT_HELP["gguf"], quants=QUANTS)
+BUILT_IN_EXPORTERS = {e.key: e for e in (ADAPTER_EXPORTER, MERGED_EXPORTER, GGUF_EXPORTER)}
+
+
+def model_exporter(key: str) -> ModelExporter:
+    """The exporter for a format: a registered one (plugins), else a built-in."""
+    from studio.core import registry
+
+    if key in registry.MODEL_EXPORTERS:
+        return registry.MODEL_EXPORTERS.load_instance(key, ModelExporter)
+    if key in BUILT_IN_EXPORTERS:
+        return BUILT_IN_EXPORTERS[key]
+    raise ExportError(f"unknown export format {key!r}; formats: {', '.join(EXPORT_FORMATS)}")
+
+
 def kquants_available() -> bool:
     """llama-cpp-python is importable here (looked up, not imported: the GUI must stay light)."""
     return importlib.util.find_spec("llama_cpp") is not None
@@ -93,7 +125,7 @@ def export_command(run: TrainingRun, out: Path, fmt: str, quant: str | None = No
                    base_model: str | None = None, threads: int = 0) -> list[str]:
     """argv of the export child (no shell)."""
     quant = check_choice(fmt, quant)
-    argv = [sys.executable, "-m", "studio.export", "--run-dir", str(run.run_dir), "--out", str(Path(out)),
+    argv = [sys.executable, "-m", model_exporter(fmt).module, "--run-dir", str(run.run_dir), "--out", str(Path(out)),
             "--format", fmt]
     if quant:
         argv += ["--quant", quant]
