@@ -57,6 +57,19 @@ def gqa_base(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def export_here(run: Path, out: Path, fmt: str, quant: str | None = None, base: Path | None = None) -> dict:
+    """The export in this process (torch is loaded already): the child's own code path, minus its start-up."""
+    from studio.export.job import run_export
+
+    return run_export(run, out, fmt, quant, str(base) if base else None)
+
+
+@pytest.fixture(scope="module")
+def f16_export(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("f16") / "gguf-f16"
+    return out, run_child(run_dir, out, "gguf", "f16")
+
+
 def events(result: subprocess.CompletedProcess) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
@@ -265,24 +278,30 @@ def check_gguf(path: Path, base: Path, run: Path, quant: str, *, tied: bool) -> 
     assert "### Instruction:" in template and "### Response:" in template
 
 
-@pytest.mark.parametrize("quant", ["f16", "q8_0", "bf16"])
-def test_the_gguf_file_holds_every_tensor_the_metadata_and_the_template(run_dir: Path, tiny_base: Path,
-                                                                       tmp_path: Path, quant: str) -> None:
-    out = tmp_path / f"gguf-{quant}"
-    result = run_child(run_dir, out, "gguf", quant)
+def test_the_gguf_child_reports_every_tensor_and_writes_the_modelfile_and_card(f16_export, tiny_base: Path,
+                                                                               run_dir: Path) -> None:
+    out, result = f16_export
     final = done(result)
-    assert set(final["files"]) == {f"student-{quant}.gguf", "Modelfile", "README.md", "export.json"}
+    assert set(final["files"]) == {"student-f16.gguf", "Modelfile", "README.md", "export.json"}
     tensor_events = [e for e in events(result) if e["event"] == "progress" and e["stage"] == "tensors"]
     assert [e["done"] for e in tensor_events] == list(range(1, tensor_events[-1]["total"] + 1))
-    check_gguf(out / f"student-{quant}.gguf", tiny_base, run_dir, quant, tied=False)
+    check_gguf(out / "student-f16.gguf", tiny_base, run_dir, "f16", tied=False)
 
     modelfile = (out / "Modelfile").read_text(encoding="utf-8")
-    assert f"FROM ./student-{quant}.gguf" in modelfile
+    assert "FROM ./student-f16.gguf" in modelfile
     assert 'PARAMETER stop "</s>"' in modelfile and 'PARAMETER stop "### Instruction:"' in modelfile
     assert ('{{ else if eq .Role "user" }}Below is an instruction that describes a task. Write a response that '
             'appropriately completes the request.\n\n### Instruction:\n{{ .Content }}\n\n### Response:') in modelfile
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "sha256:feedc0ffee1234" in card and str(tiny_base) in card and "ollama create" in card
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "bf16"])
+def test_quantised_gguf_holds_every_tensor_within_tolerance(run_dir: Path, tiny_base: Path, tmp_path: Path,
+                                                            quant: str) -> None:
+    result = export_here(run_dir, tmp_path / quant, "gguf", quant)
+    assert f"student-{quant}.gguf" in result["files"]
+    check_gguf(tmp_path / quant / f"student-{quant}.gguf", tiny_base, run_dir, quant, tied=False)
 
 
 def read_back_with_transformers(folder: Path, name: str, base: Path, adapter: Path, tolerance: float) -> None:
@@ -302,17 +321,17 @@ def read_back_with_transformers(folder: Path, name: str, base: Path, adapter: Pa
     assert from_gguf(text)["input_ids"] == ids[0].tolist()
 
 
-def test_transformers_gguf_loader_reads_the_file_back_as_the_same_model(run_dir: Path, tiny_base: Path,
-                                                                         tmp_path: Path) -> None:
-    out = tmp_path / "gguf"
-    done(run_child(run_dir, out, "gguf", "f16"))
+def test_transformers_gguf_loader_reads_the_file_back_as_the_same_model(f16_export, run_dir: Path,
+                                                                         tiny_base: Path) -> None:
+    out, result = f16_export
+    done(result)
     read_back_with_transformers(out, "student-f16.gguf", tiny_base, run_dir / "adapter", tolerance=2e-2)
 
 
 def test_grouped_query_attention_and_tied_embeddings_are_mapped(gqa_base: Path, tmp_path: Path) -> None:
     run = make_run(tmp_path / "runs" / "3", gqa_base, name="gqa")
     out = tmp_path / "gguf"
-    done(run_child(run, out, "gguf", "f16"))
+    export_here(run, out, "gguf", "f16")
     check_gguf(out / "gqa-f16.gguf", gqa_base, run, "f16", tied=True)
     from gguf import GGUFReader
 
@@ -328,12 +347,13 @@ def test_an_architecture_we_cannot_convert_is_named(run_dir: Path, tiny_base: Pa
     config = json.loads((other / "config.json").read_text())
     config.update(architectures=["Qwen2MoeForCausalLM"], model_type="qwen2_moe")
     (other / "config.json").write_text(json.dumps(config))
+    from studio.export.gguf_export import GGUFExportError
+
     out = tmp_path / "out"
-    result = run_child(run_dir, out, "gguf", "f16", "--base-model", str(other))
-    assert result.returncode == 1
-    error = events(result)[-1]
-    assert error["event"] == "error"
-    assert "Qwen2MoeForCausalLM" in error["message"] and "LlamaForCausalLM" in error["message"]
+    with pytest.raises(GGUFExportError) as error:
+        export_here(run_dir, out, "gguf", "f16", base=other)
+    assert str(error.value) == ("GGUF export knows Llama-family models (LlamaForCausalLM, MistralForCausalLM…); "
+                                "this one is Qwen2MoeForCausalLM")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
@@ -342,30 +362,38 @@ def test_q4_k_m_without_llama_cpp_names_the_extra(run_dir: Path, tmp_path: Path)
 
     if importlib.util.find_spec("llama_cpp") is not None:
         pytest.skip("llama-cpp-python is installed here")
-    result = run_child(run_dir, tmp_path / "q4", "gguf", "q4_k_m")
-    assert result.returncode == 1
-    error = events(result)[-1]
-    assert "llama-cpp-python" in error["message"] and "gguf-kquants" in error["hint"]
-    assert not (tmp_path / "q4").exists()
+    from studio.export.job import ExportError
+
+    with pytest.raises(ExportError) as error:
+        export_here(run_dir, tmp_path / "q4", "gguf", "q4_k_m")
+    assert "llama-cpp-python" in str(error.value) and "gguf-kquants" in error.value.hint
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_base_model_that_is_not_on_this_machine_is_never_downloaded(run_dir: Path, tmp_path: Path) -> None:
-    result = run_child(run_dir, tmp_path / "m", "merged", None, "--base-model", "someone/not-cached-model")
-    assert result.returncode == 1
-    error = events(result)[-1]
-    assert "never downloads" in error["message"] and "--base-model" in error["hint"]
+    from studio.export.job import ExportError
+
+    with pytest.raises(ExportError) as error:
+        export_here(run_dir, tmp_path / "m", "merged", base=Path("someone/not-cached-model"))
+    assert "never downloads" in str(error.value) and "--base-model" in error.value.hint
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_existing_folder_that_is_not_an_export_is_refused(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    result = run_child(run_dir, out, "adapter")
-    assert result.returncode == 1 and "not an earlier export" in events(result)[-1]["message"]
+    from studio.export.job import ExportError
+
+    with pytest.raises(ExportError, match="not an earlier export"):
+        export_here(run_dir, out, "adapter")
     assert (out / "notes.txt").read_text() == "keep me"
-    # an earlier export there is replaced whole
-    done(run_child(run_dir, tmp_path / "again", "adapter"))
-    done(run_child(run_dir, tmp_path / "again", "adapter"))
+    # an earlier export there is replaced whole, leaving nothing beside it
+    export_here(run_dir, tmp_path / "again", "adapter")
+    (tmp_path / "again" / "stale.txt").write_text("from the first export")
+    export_here(run_dir, tmp_path / "again", "adapter")
+    assert not (tmp_path / "again" / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "mine"]
 
 
 def test_sigterm_mid_export_leaves_no_target(run_dir: Path, tmp_path: Path) -> None:
@@ -407,7 +435,7 @@ def test_a_chat_format_run_keeps_the_base_models_chat_template(tiny_base: Path, 
 
     run = make_run(tmp_path / "runs" / "4", tiny_base, prompt_format="chat", name="chatty")
     out = tmp_path / "gguf"
-    done(run_child(run, out, "gguf", "q8_0"))
+    export_here(run, out, "gguf", "q8_0")
     reader = GGUFReader(str(out / "chatty-q8_0.gguf"))
     assert reader.fields["tokenizer.chat_template"].contents() == CHAT_TEMPLATE
     modelfile = (out / "Modelfile").read_text(encoding="utf-8")

@@ -308,10 +308,13 @@ def run_export(run_dir: Path, out: Path, fmt: str, quant: str | None, base_model
             "prompt_format": config.settings.prompt_format, "created_at": time.time()}, indent=2) + "\n",
             encoding="utf-8")
         check_cancel()
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the swap below is two renames: let it finish
-        if out.exists():
-            out.rename(old)
-        temp.rename(out)
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the swap is two renames: let it finish
+        try:
+            if out.exists():
+                out.rename(old)
+            temp.rename(out)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
