@@ -84,6 +84,18 @@ def test_cancel_stops_the_export_and_leaves_nothing(qtbot, context, jobs, projec
     assert dialog.export_button.isEnabled() and not dialog.cancel_button.isEnabled()
 
 
+def test_without_the_gguf_package_gguf_is_offered_disabled(qtbot, context, jobs, project, tmp_path,
+                                                          monkeypatch) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    run = project_run(project, base, adapter=False)
+    monkeypatch.setattr(exporting, "gguf_available", lambda: False)
+    dialog = make_dialog(qtbot, context, jobs, run.id, monkeypatch)
+    gguf = dialog.format_buttons.buttons()[exporting.EXPORT_FORMATS.index("gguf")]
+    assert dialog.format() == "merged" and not gguf.isEnabled() and "gguf" in gguf.toolTip()
+
+
 def test_errors_show_in_the_dialogs_message_area(qtbot, context, jobs, project, tmp_path, monkeypatch) -> None:
     base = tmp_path / "base"
     base.mkdir()

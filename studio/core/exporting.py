@@ -93,6 +93,14 @@ def model_exporter(key: str) -> ModelExporter:
     raise ExportError(f"unknown export format {key!r}; formats: {', '.join(EXPORT_FORMATS)}")
 
 
+GGUF_MISSING = "GGUF export needs the gguf package: pip install 'distill-studio[export-gguf]'"
+
+
+def gguf_available() -> bool:
+    """The ``gguf`` package is importable (looked up, not imported)."""
+    return importlib.util.find_spec("gguf") is not None
+
+
 def kquants_available() -> bool:
     """llama-cpp-python is importable here (looked up, not imported: the GUI must stay light)."""
     return importlib.util.find_spec("llama_cpp") is not None
@@ -216,6 +224,8 @@ def check_run(run: TrainingRun, fmt: str, quant: str | None) -> None:
     """What can be refused before a process starts: no adapter, q4_k_m without llama-cpp-python."""
     if not run.has_adapter:
         raise ExportError(f"training run {run.label} has no adapter yet ({run.adapter_dir}); train it first")
+    if fmt == "gguf" and not gguf_available():
+        raise ExportError(GGUF_MISSING)
     if fmt == "gguf" and quant in KQUANTS and not kquants_available():
         raise ExportError(KQUANTS_MISSING)
 

@@ -227,7 +227,12 @@ def kquant(source: Path, target: Path) -> None:
 
 
 def export_gguf(config: RunConfig, target: Path, base_override: str | None, quant: str) -> None:
-    from studio.export import gguf_export
+    try:
+        from studio.export import gguf_export
+        import gguf  # noqa: F401
+    except ImportError:
+        raise ExportError("GGUF export needs the gguf package, which is not installed",
+                          "pip install 'gguf>=0.17' (the export-gguf extra)") from None
 
     if quant == "q4_k_m":
         try:

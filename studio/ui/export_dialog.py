@@ -106,7 +106,11 @@ class ExportDialog(QDialog):
         layout.addLayout(buttons)
 
         self.format_buttons.buttonToggled.connect(self._on_format_toggled)
-        self.format_buttons.buttons()[exporting.EXPORT_FORMATS.index("gguf")].setChecked(True)
+        self.gguf = exporting.gguf_available()
+        gguf_button = self.format_buttons.buttons()[exporting.EXPORT_FORMATS.index("gguf")]
+        if not self.gguf:
+            gguf_button.setToolTip(exporting.GGUF_MISSING)
+        self.set_format("gguf" if self.gguf else "merged")
         self._update_buttons()
 
     # -- choices ------------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ class ExportDialog(QDialog):
         self.close_button.setEnabled(not running)
         self.choose_button.setEnabled(not running)
         for button in self.format_buttons.buttons():
-            button.setEnabled(not running)
+            button.setEnabled(not running and (self.gguf or button.property("format") != "gguf"))
         self.quant.setEnabled(self.format() == "gguf" and not running)
         self.target.setEnabled(not running)
         self.open_button.setEnabled(self.result_path is not None and not running)
