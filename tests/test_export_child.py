@@ -468,3 +468,31 @@ def test_llama3_rope_scaling_becomes_ggmls_frequency_divisors() -> None:
         assert got == pytest.approx(want, rel=1e-4)
     assert rope_freq_factors(LlamaConfig(hidden_size=64, num_attention_heads=2),
                              hyper_parameters(LlamaConfig(hidden_size=64, num_attention_heads=2))) is None
+
+
+def test_q4_k_m_writes_f16_then_asks_llama_cpp_to_quantise(run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """llama-cpp-python is an optional extra not installed here: a stand-in with its API records the call."""
+    import ctypes
+    import types
+
+    class Params(ctypes.Structure):
+        _fields_ = [("ftype", ctypes.c_int)]
+
+    calls = []
+
+    def quantize(source: bytes, target: bytes, params) -> int:
+        calls.append((Path(source.decode()), Path(target.decode()), params._obj.ftype))
+        from gguf import GGUFReader
+
+        assert GGUFReader(source.decode()).fields["general.file_type"].contents() == 1   # MOSTLY_F16
+        shutil.copyfile(source, target)
+        return 0
+
+    fake = types.SimpleNamespace(llama_model_quantize_default_params=Params, LLAMA_FTYPE_MOSTLY_Q4_K_M=15,
+                                 llama_model_quantize=quantize)
+    monkeypatch.setitem(sys.modules, "llama_cpp", fake)
+    result = export_here(run_dir, tmp_path / "q4", "gguf", "q4_k_m")
+    assert sorted(result["files"]) == ["Modelfile", "README.md", "export.json", "student-q4_k_m.gguf"]
+    (source, target, ftype), = calls
+    assert ftype == 15 and target.name == "student-q4_k_m.gguf" and not source.exists()
+    assert "FROM ./student-q4_k_m.gguf" in (tmp_path / "q4" / "Modelfile").read_text()
