@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,9 +321,3 @@ def write_gguf(path: Path, *, model: Any, tokenizer: Any, quant: str, name: str,
         on_progress("tensors", done, total)
     writer.close()
 
-
-def iter_tensor_names(path: Path) -> Iterator[str]:  # small helper for reports and tests
-    from gguf import GGUFReader
-
-    for tensor in GGUFReader(str(path)).tensors:
-        yield tensor.name
