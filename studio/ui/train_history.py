@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableWidget, QTableWidgetItem, QWidget
 
 COLUMNS = ("Run", "Status", "Steps", "Snapshot", "Base model", "Started")
 ELIDED = (COLUMNS.index("Snapshot"), COLUMNS.index("Base model"))  # long paths and names: share what is left
@@ -25,10 +25,12 @@ def _when(stamp: float | None) -> str:
 
 
 class RunHistory(QTableWidget):
-    """Runs as rows; ``current_run_changed(run_id | None)`` and ``selection_changed([run_id, ...])``."""
+    """Runs as rows; ``current_run_changed(run_id | None)`` and ``selection_changed([run_id, ...])``;
+    ``export_requested(run_id)`` from the row's context menu (enabled for runs with an adapter)."""
 
     current_run_changed = Signal(object)
     selection_changed = Signal(list)
+    export_requested = Signal(int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(0, len(COLUMNS), parent)
@@ -49,6 +51,24 @@ class RunHistory(QTableWidget):
         self._filling = False
         self._current: int | None = None
         self.itemSelectionChanged.connect(self._on_selection)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._on_context_menu)
+
+    def context_menu(self, run_id: int) -> QMenu:
+        """The row's menu: Export… (only a run with an adapter can be exported)."""
+        menu = QMenu(self)
+        run = self.runs.get(run_id)
+        action = menu.addAction("Export…", lambda: self.export_requested.emit(run_id))
+        action.setEnabled(run is not None and bool(getattr(run, "has_adapter", False)))
+        if not action.isEnabled():
+            action.setToolTip("This run has no adapter yet")
+        return menu
+
+    def _on_context_menu(self, pos: QPoint) -> None:
+        item = self.itemAt(pos)
+        if item is None:
+            return
+        self.context_menu(item.data(Qt.ItemDataRole.UserRole)).exec(self.viewport().mapToGlobal(pos))
 
     def show_runs(self, runs: list[Any], select: int | None = None) -> None:
         """Replace the rows, keeping the current and selected runs (or selecting ``select``)."""

@@ -285,12 +285,18 @@ class TrainPanel(Panel):
         self.hardest_button = QPushButton("Hardest samples", clicked=self.show_hardest,
                                           toolTip="Score every training sample under the run's adapter and open "
                                                   "them in Curate, worst first: a direct way to find flawed samples")
+        self.export_button = QPushButton("Export…", clicked=lambda: self.export_run(),
+                                         toolTip="Export the run: its adapter alone, a merged model, or GGUF "
+                                                 "for llama.cpp and Ollama")
+        self.history.export_requested.connect(self.export_run)
+        self.export_dialog = None  # the ExportDialog last opened here
         history_box = QWidget()
         hl = QVBoxLayout(history_box)
         hl.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
         head.addWidget(QLabel("Runs — select several to overlay their loss curves"), 1)
         head.addWidget(self.hardest_button)
+        head.addWidget(self.export_button)
         hl.addLayout(head)
         hl.addWidget(self.history, 1)
 
@@ -894,6 +900,16 @@ class TrainPanel(Panel):
             self.jobs.start_process(f"Scoring the samples of run {run.label}", self.hardest_command(run.config_path),
                                     key="train-hardest", env=launch.child_env(run.settings), on_exit=import_scores)
 
+    def export_run(self, run_id: int | None = None) -> None:
+        """The export dialog for a run with an adapter (the selected one by default)."""
+        from studio.ui.export_dialog import ExportDialog
+
+        run = self._selected_run() if run_id is None else next((r for r in self.runs if r.id == run_id), None)
+        if self.context is None or run is None or not run.has_adapter:
+            return
+        self.export_dialog = ExportDialog(self.context, self.jobs, run.id, parent=self)
+        self.export_dialog.show()
+
     def open_in_curate(self, run_id: int) -> None:
         """Show the Curate panel filtered to this run's scored samples, worst first (when in a window)."""
         window = self.window()
@@ -929,6 +945,7 @@ class TrainPanel(Panel):
                                       and status in ("stopped", "failed"))
         self.hardest_button.setEnabled(has_project and run is not None and run.has_adapter and not running
                                        and status in ("done", "stopped") and not self.jobs.is_busy("train-hardest"))
+        self.export_button.setEnabled(has_project and run is not None and run.has_adapter)
 
 
 def samples_html(round_: dict[str, Any], source: str = "held-out prompts") -> str:

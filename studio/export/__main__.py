@@ -1,0 +1,5 @@
+import sys
+
+from studio.export.job import main
+
+sys.exit(main())
