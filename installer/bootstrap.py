@@ -25,7 +25,7 @@ VENV = Path(os.environ.get("DISTILL_STUDIO_VENV", ROOT / ".venv"))
 STAMP = VENV / ".distill-studio-stamp"
 TORCH_VERSION = "2.13.0"
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-EXTRAS = "train,serve,gguf,test"
+EXTRAS = "train,serve,export-gguf,test"
 
 
 def log(message: str) -> None:

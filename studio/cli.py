@@ -911,8 +911,15 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return chat(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from studio.core.exporting import cmd_export as export_run
+
+    return export_run(args)
+
+
 def _model_parsers(commands: argparse._SubParsersAction) -> None:
     from studio.core.chat.cli_support import add_chat_arguments
+    from studio.core.exporting import add_export_arguments
     from studio.serve.cli_support import add_serve_arguments
 
     serve = commands.add_parser(
@@ -929,6 +936,14 @@ def _model_parsers(commands: argparse._SubParsersAction) -> None:
     add_chat_arguments(chat)
     _project_arg(chat)
     chat.set_defaults(handler=cmd_chat)
+
+    export = commands.add_parser(
+        "export", help="export a trained run: its adapter, a merged Hugging Face model, or GGUF with an Ollama Modelfile",
+        description="The base model is read from where it already is (never downloaded); progress goes to stderr, "
+                    "the export folder to stdout. Ctrl+C cancels and leaves nothing behind.")
+    add_export_arguments(export)
+    _project_arg(export)
+    export.set_defaults(handler=cmd_export)
 
 
 def _format_choices() -> list[str]:

@@ -60,7 +60,15 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
     ],
     # -- for the next issues -------------------------------------------------------------------------
     "trainers": [],
-    "model_exporters": [],
+    # -- model exporters: a studio.core.exporting.ModelExporter (a child process writes the files) ------
+    "model_exporters": [
+        {"key": "adapter", "target": "studio.core.exporting:ADAPTER_EXPORTER", "title": "Adapter (peft)",
+         "help": "The LoRA adapter alone: a folder that loads with plain peft on the base model."},
+        {"key": "merged", "target": "studio.core.exporting:MERGED_EXPORTER", "title": "Merged Hugging Face model",
+         "help": "Base + adapter merged (merge_and_unload): safetensors, tokenizer, chat template, model card."},
+        {"key": "gguf", "target": "studio.core.exporting:GGUF_EXPORTER", "title": "GGUF (llama.cpp, Ollama)",
+         "help": "One GGUF file (f16, bf16, q8_0; q4_k_m with llama-cpp-python) plus an Ollama Modelfile."},
+    ],
     "judges": [],
     # -- panels: a studio.ui.panels.Panel subclass (imported by the UI only, on first visit) ---------
     "panels": [
