@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import (
+    QTextOption,
     QColor,
     QFontDatabase,
     QPalette,
@@ -82,6 +83,7 @@ def style_code_blocks(browser: QTextBrowser) -> None:
             styled = QTextBlockFormat()
             styled.setBackground(tint)
             styled.setLeftMargin(6)
+            styled.setNonBreakableLines(False)  # wrapped, not cut off at the column's edge
             cursor.mergeBlockFormat(styled)
             char = cursor.charFormat()
             char.setFontFamilies([mono.family()])
@@ -103,6 +105,7 @@ class MarkdownSegment(QTextBrowser):
         self.viewport().setAutoFillBackground(False)
         self.setStyleSheet("QTextBrowser { background: transparent; border: none; padding: 0; }")
         self.document().setDocumentMargin(2)
+        self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)  # long code lines wrap
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self.text = ""
         self.setFixedHeight(8)
@@ -150,12 +153,14 @@ class AnswerView(QWidget):
         self.error.setProperty("role", "error")
         self.error.hide()
         layout.addWidget(self.error)
-        footer = QHBoxLayout()
-        footer.setContentsMargins(0, 2, 0, 0)
-        self.stats = QLabel()
+        self.stats = QLabel(wordWrap=True)
         self.stats.setProperty("role", "muted")
         self.stats.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        footer.addWidget(self.stats, 1)
+        self.stats.hide()
+        layout.addWidget(self.stats)
+        footer = QHBoxLayout()
+        footer.setContentsMargins(0, 0, 0, 0)
+        footer.setSpacing(2)
         self.buttons: dict[str, QToolButton] = {}
         for key, text, tip in (("copy", "Copy", "Copy this answer's text"),
                                ("seed", "Use as seed", "Add a seed task: this turn's prompt, this answer as its output"),
@@ -165,6 +170,7 @@ class AnswerView(QWidget):
             button.hide()
             footer.addWidget(button)
             self.buttons[key] = button
+        footer.addStretch(1)
         layout.addLayout(footer)
 
     def _new_segment(self) -> MarkdownSegment:
@@ -206,7 +212,7 @@ class AnswerView(QWidget):
             self.error.setText(error)
             self.error.show()
         self.stats.setText(stats)
-        self.stats.setToolTip(stats)
+        self.stats.setVisible(bool(stats))
         for key, button in self.buttons.items():
             button.setVisible(actions and bool(self.text) and (key == "copy" or not error))
 
@@ -298,6 +304,9 @@ class ChatColumn(QFrame):
         super().__init__(parent)
         self.setObjectName("ChatColumn")
         self.setFrameShape(QFrame.Shape.StyledPanel)
+        # The prompt of each turn as a tinted box, in the theme's colours.
+        self.setStyleSheet("QLabel#ChatUser { background: palette(alternate-base); border: 1px solid palette(mid);"
+                           " border-radius: 6px; }")
         self.index = index
         self._sources: list = []
         self._answers: dict[int, AnswerView] = {}
@@ -310,7 +319,7 @@ class ChatColumn(QFrame):
         self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.picker.setMinimumContentsLength(12)
         self.picker.currentIndexChanged.connect(self._on_picker_changed)
-        self.settings_button = QToolButton(text="Settings", checkable=True, autoRaise=True,
+        self.settings_button = QToolButton(text="⚙", checkable=True, autoRaise=True,
                                            toolTip="This column's system prompt, temperature, top-p and max tokens")
         self.export_button = QToolButton(text="Export…", autoRaise=True,
                                          toolTip="Export this run: adapter, merged model or GGUF")

@@ -228,6 +228,8 @@ class ChatPanel(Panel):
         self.conversation_list.itemClicked.connect(self._on_conversation_activated)
         self.conversation_list.itemChanged.connect(self._on_conversation_renamed)
         self.conversation_list.setEditTriggers(QListWidget.EditTrigger.EditKeyPressed)
+        self.conversation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.conversation_list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list_hint = QLabel("No saved conversations yet.\nEach chat is saved here as you go;\n"
                                 f"{_shortcut_text('Ctrl+N')} starts a new one.",
                                 alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
