@@ -42,6 +42,14 @@ def test_conversation_round_trips_through_json() -> None:
     assert again.columns[0].source == TEACHER and again.turns[0].answers[0].seed_id == 7
 
 
+def test_timings_that_are_not_numbers_are_stored_as_unknown(project: Project) -> None:
+    talk = conversation()
+    talk.turns.append(Turn("Hi", answers=[Answer("a", ttft_s=float("nan"), tokens_per_s=float("inf")), Answer()]))
+    project.conversations.create(talk)
+    stored = project.conversations.get(talk.id).turns[0].answers[0]
+    assert (stored.ttft_s, stored.tokens_per_s) == (None, None)
+
+
 def test_create_get_save_list_rename_delete(project: Project) -> None:
     seen: list[frozenset[str]] = []
     project.changes.subscribe(seen.append)
@@ -175,6 +183,13 @@ def test_sources_list_teachers_then_base_then_trained_runs(project: Project, bas
     server = server_for(base_dir, [first])
     with_server = list_sources(project, server)
     assert [s.model for s in with_server if s.kind == BASE] == ["tiny-base"]
+
+
+def test_sources_know_the_default_key_variable_without_importing_the_client() -> None:
+    from studio.core.chat import sources
+    from studio.core.llm import keys
+
+    assert sources.DEFAULT_KEY_ENV == keys.DEFAULT_KEY_ENV
 
 
 def test_sources_of_an_empty_project(project: Project) -> None:

@@ -138,7 +138,8 @@ def test_failures_become_plain_answer_errors(teacher: FakeTeacher) -> None:
 def test_a_stream_cut_mid_answer_keeps_the_partial_text_and_says_so(teacher: FakeTeacher) -> None:
     teacher.stream_break_after = 4
     answer, deltas = run_stream(teacher, [{"role": "user", "content": "Cut me."}])
-    assert answer.error and answer.text == "".join(deltas) and len(deltas) == 4
+    assert answer.error == f"The connection to {teacher.base_url} broke off in the middle of the answer; try again."
+    assert answer.text == "".join(deltas) and len(deltas) == 4
     assert answer.finish_reason is None
 
 
@@ -201,15 +202,31 @@ def test_cmd_chat_streams_to_stdout(teacher: FakeTeacher, capsys: pytest.Capture
     assert teacher.bodies[-1]["messages"][0] == {"role": "system", "content": "Be kind."}
 
 
+def test_the_chat_verbs_arguments_parse_into_what_cmd_chat_reads(teacher: FakeTeacher, capsys: pytest.CaptureFixture,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.core.chat.cli_support import add_chat_arguments
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--project", type=Path, default=None)
+    add_chat_arguments(parser)
+    monkeypatch.setenv("OPENAI_API_KEY", teacher.api_key)
+    args = parser.parse_args(["--base-url", teacher.base_url, "--model", "fake-teacher", "--temperature", "0.1",
+                              "--max-tokens", "9", "--top-p", "0.5", "--input", "Some text.", "Summarise."])
+    assert cmd_chat(args) == 0 and capsys.readouterr().out.strip()
+    body = teacher.bodies[-1]
+    assert (body["temperature"], body["max_tokens"], body["top_p"]) == (0.1, 9, 0.5)
+    assert body["messages"] == [{"role": "user", "content": "Summarise.\n\nSome text."}]  # combined for a teacher
+
+
 def test_cmd_chat_uses_the_projects_server_from_its_info_file(teacher: FakeTeacher, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     port = int(teacher.base_url.rsplit(":", 1)[1].split("/")[0])
     catalog = Catalog("/models/x", (ServedModel("fake-teacher", BASE_KIND, None, "alpaca"),))
     write_info(info_path(tmp_path), ServerInfo(pid=os.getpid(), host="127.0.0.1", port=port, catalog=catalog))
-    import studio.core.chat.cli_support as cli_support
+    import studio.core.llm.keys as keys
 
-    monkeypatch.setattr(cli_support, "NO_KEY", teacher.api_key)  # the fake insists on its key
+    monkeypatch.setattr(keys, "NO_KEY", teacher.api_key)  # the fake insists on its key; the studio server takes none
     code = cmd_chat(chat_args(project=tmp_path, prompt="Classify.", input="Great film."))
     out, _ = capsys.readouterr()
     assert code == 0 and out.strip()
@@ -238,3 +255,34 @@ def test_cmd_chat_reports_an_unreachable_endpoint(capsys: pytest.CaptureFixture)
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
     assert cmd_chat(chat_args(base_url=dead)) == 1
     assert capsys.readouterr().err == f"error: Cannot reach {dead}: check the base URL and that the server is running.\n"
+
+
+def test_three_columns_stream_at_once_on_one_loop_each_into_its_own_answer(teacher: FakeTeacher) -> None:
+    """What the Chat panel does: one event loop, one client per column, the three streams interleaved."""
+    teacher.chunk_delay_s = 0.002
+    prompts = ["First column?", "Second column?", "Third column?"]
+    seen: list[list[str]] = [[], [], []]
+    order: list[int] = []
+
+    async def go() -> list[Answer]:
+        clients = [LLMClient(EndpointConfig(base_url=teacher.base_url, model="fake-teacher"), api_key=teacher.api_key)
+                   for _ in prompts]
+
+        def on_delta(index: int):
+            return lambda text: (seen[index].append(text), order.append(index))
+
+        try:
+            return await asyncio.gather(*(
+                stream_answer(client, "fake-teacher", [{"role": "user", "content": prompt}], column_for(teacher),
+                              on_delta(n), lambda: False)
+                for n, (client, prompt) in enumerate(zip(clients, prompts))))
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    answers = asyncio.run(go())
+    for n, (answer, prompt) in enumerate(zip(answers, prompts)):
+        assert answer.error == "" and answer.text == "".join(seen[n]) == full_text(teacher, prompt)
+    firsts = [order.index(n) for n in range(3)]
+    lasts = [len(order) - 1 - order[::-1].index(n) for n in range(3)]
+    assert max(firsts) < min(lasts)  # every column had text before any finished: they streamed side by side

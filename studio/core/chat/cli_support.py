@@ -11,16 +11,17 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from studio.core.chat.conversations import ColumnSpec
+from studio.core.chat.conversations import Answer, ColumnSpec
 from studio.core.chat.session import stream_answer, user_turn
-from studio.core.chat.sources import ENDPOINT, ModelSource, client_for, endpoint_label
+from studio.core.chat.sources import DEFAULT_KEY_ENV, ENDPOINT, ModelSource, client_for, endpoint_label, studio_client
 from studio.core.errors import StudioError
-from studio.core.llm.client import LLMClient
-from studio.core.llm.endpoint import EndpointConfig
-from studio.core.llm.keys import DEFAULT_KEY_ENV, NO_KEY
 from studio.core.serving.catalog import BASE_ALIAS
 from studio.core.serving.server_info import ServerInfo, info_path, read_info
+
+if TYPE_CHECKING:
+    from studio.core.llm.client import LLMClient
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -51,10 +52,7 @@ def _client(args: argparse.Namespace) -> tuple[LLMClient, str, bool]:
     known = info.catalog.ids()
     if model not in known and model != BASE_ALIAS:
         raise StudioError(f"The studio server at {info.url} has no model {model!r}; it serves: {', '.join(known)}.")
-    endpoint = EndpointConfig(base_url=info.url, model=model, api_key_env="")
-    from studio.core.chat.sources import CHAT_RETRY
-
-    return LLMClient(endpoint, api_key=NO_KEY, retry=CHAT_RETRY), model, True
+    return studio_client(info.url, model), model, True
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -80,7 +78,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         out.write(text)
         out.flush()
 
-    async def run():
+    async def run() -> Answer:
         try:
             return await stream_answer(client, model, messages, column, show, lambda: False)
         finally:
@@ -97,7 +95,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stats(answer) -> str:
+def _stats(answer: Answer) -> str:
     parts = [f"{answer.tokens} tokens"]
     if answer.ttft_s is not None:
         parts.append(f"first token after {answer.ttft_s:.2f} s")
@@ -107,7 +105,7 @@ def _stats(answer) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def _or(value, default):
+def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 

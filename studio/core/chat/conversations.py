@@ -8,6 +8,7 @@ list in the Chat panel follows saves from any thread.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -66,8 +67,9 @@ class Answer:
     sample_id: int | None = None        # the sample made from it ("send to Curate")
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "finish_reason": self.finish_reason, "error": self.error, "ttft_s": self.ttft_s,
-                "tokens": self.tokens, "tokens_per_s": self.tokens_per_s, "seed_id": self.seed_id,
+        return {"text": self.text, "finish_reason": self.finish_reason, "error": self.error,
+                "ttft_s": _finite(self.ttft_s), "tokens": self.tokens, "tokens_per_s": _finite(self.tokens_per_s),
+                "seed_id": self.seed_id,
                 "sample_id": self.sample_id}
 
     @classmethod
@@ -238,6 +240,11 @@ class ConversationRepository:
             if cursor.rowcount == 0:
                 raise UnknownConversationError(conversation_id)
         self._changes.publish(CONVERSATIONS)
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON (and SQLite's json_valid) has no NaN or infinity: such a timing is stored as unknown."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from studio.core.chat.conversations import Answer, ColumnSpec, Conversation
 from studio.core.errors import StudioError
 from studio.core.llm.client import LLMClient, StreamEnd
-from studio.core.llm.errors import LLMError, from_openai
+from studio.core.llm.errors import NETWORK, TIMEOUT, LLMError, from_openai
 
 if TYPE_CHECKING:
     from studio.core.project import Project
@@ -126,7 +126,8 @@ async def stream_answer(client: LLMClient, model: str, messages: list[dict], col
         task.cancel()
         raise
     except LLMError as exc:
-        answer.error = exc.message
+        # openai reports a connection lost mid-answer like one never made: say which it was
+        answer.error = _broke_off(client) if parts and exc.kind in (NETWORK, TIMEOUT) else exc.message
     except Exception as exc:  # noqa: BLE001 - a broken stream (httpx) is an answer's error, not a crash
         answer.error = _stream_error(client, exc)
     answer.text = "".join(parts)
@@ -142,12 +143,16 @@ async def stream_answer(client: LLMClient, model: str, messages: list[dict], col
     return answer
 
 
+def _broke_off(client: LLMClient) -> str:
+    return f"The connection to {client.endpoint.base_url} broke off in the middle of the answer; try again."
+
+
 def _stream_error(client: LLMClient, exc: BaseException) -> str:
     import httpx
 
     where = client.endpoint.base_url
     if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
-        return f"The connection to {where} broke off in the middle of the answer; try again."
+        return _broke_off(client)
     return from_openai(exc, base_url=where, model=client.endpoint.model).message
 
 

@@ -7,25 +7,22 @@ made when a prompt is sent, against the server that runs then (its port may have
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from studio.core.errors import StudioError
-from studio.core.llm.client import LLMClient, RetryPolicy
-from studio.core.llm.endpoint import EndpointConfig
-from studio.core.llm.keys import DEFAULT_KEY_ENV, NO_KEY
 from studio.core.serving.catalog import ADAPTER, base_model_id, run_model_id
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the LLM client is imported when a client is made: opening a project stays cheap
+    from studio.core.llm.client import LLMClient, RetryPolicy
     from studio.core.project import Project
     from studio.core.serving.server_info import ServerInfo
 
 ENDPOINT, BASE, RUN = "endpoint", "base", "run"
 SOURCE_KINDS = (ENDPOINT, BASE, RUN)
-
-# A person waits for a chat answer: a few quick retries of a 429/5xx, not Generate's minute-long backoff.
-CHAT_RETRY = RetryPolicy(max_attempts=3, backoff_base_s=0.5, backoff_max_s=4.0)
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"  # studio.core.llm.keys.DEFAULT_KEY_ENV (a test checks they agree)
 START_SERVER_HINT = "start the local server (Chat panel ▸ Start, or `distill-studio serve`)"
 
 
@@ -103,8 +100,6 @@ def list_sources(project: Project, server: ServerInfo | None) -> list[ModelSourc
 
 
 def _key_env(config_json: str | None) -> str:
-    import json
-
     try:
         variable = (json.loads(config_json or "{}").get("teacher") or {}).get("api_key_env") or ""
     except (ValueError, AttributeError):
@@ -135,6 +130,23 @@ def is_studio_server(source: ModelSource, server: ServerInfo | None) -> bool:
     return server is not None and source.base_url.rstrip("/") == server.url.rstrip("/")
 
 
+def chat_retry() -> RetryPolicy:
+    """A person waits for a chat answer: a few quick retries of a 429/5xx, not Generate's minute-long backoff."""
+    from studio.core.llm.client import RetryPolicy
+
+    return RetryPolicy(max_attempts=3, backoff_base_s=0.5, backoff_max_s=4.0)
+
+
+def studio_client(url: str, model_id: str) -> LLMClient:
+    """A client of the studio's own server, which takes no key."""
+    from studio.core.llm.client import LLMClient
+    from studio.core.llm.endpoint import EndpointConfig
+    from studio.core.llm.keys import NO_KEY
+
+    return LLMClient(EndpointConfig(base_url=url, model=model_id, api_key_env=""), api_key=NO_KEY,
+                     retry=chat_retry())
+
+
 def client_for(source: ModelSource, server: ServerInfo | None) -> tuple[LLMClient, str]:
     """The client for a column and the model id to send.
 
@@ -142,15 +154,17 @@ def client_for(source: ModelSource, server: ServerInfo | None) -> tuple[LLMClien
     :func:`studio.core.llm.keys.resolve_key`); the studio server needs none. The client's
     async calls must stay on one event loop; close it with ``await client.aclose()``.
     """
+    from studio.core.llm.client import LLMClient
+    from studio.core.llm.endpoint import EndpointConfig
+
     if source.kind == ENDPOINT:
         if not source.base_url:
             raise ChatSourceError(f"{source.label or 'This column'} has no endpoint URL; pick a teacher or set one.")
         config = EndpointConfig(base_url=source.base_url, model=source.model,
                                 api_key_env=source.api_key_env or DEFAULT_KEY_ENV)
-        return LLMClient(config, retry=CHAT_RETRY), source.model
+        return LLMClient(config, retry=chat_retry()), source.model
     if source.kind not in SOURCE_KINDS:
         raise ChatSourceError(f"Unknown kind of chat source {source.kind!r}; kinds: {', '.join(SOURCE_KINDS)}.")
     model_id = served_model_id(source, server)
     assert server is not None
-    config = EndpointConfig(base_url=server.url, model=model_id, api_key_env="")
-    return LLMClient(config, api_key=NO_KEY, retry=CHAT_RETRY), model_id
+    return studio_client(server.url, model_id), model_id

@@ -1,0 +1,383 @@
+"""Starting, finding, watching and stopping the local model server (``python -m studio.serve``).
+
+The Chat panel's server control, the CLI and tests build the command and environment here, so
+every launcher starts the same process. The server is found through its info file
+(``<project>/serve/server.json``, written once it listens, removed at exit) and watched through
+``GET /health``; everything here is plain Python (urllib, no Qt, no torch) and blocking, so the
+GUI calls it from a worker thread. ``vllm_command`` is the scale-out path on a GPU box: the same
+OpenAI API from ``vllm serve`` with the project's adapters.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import studio
+from studio.core.errors import StudioError
+from studio.core.serving.catalog import Catalog, local_base_folder, run_model_id
+from studio.core.serving.server_info import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, read_info, remove_info
+from studio.core.training import events as ev
+
+if TYPE_CHECKING:
+    from studio.core.project import Project
+    from studio.core.training.runs import TrainingRun
+
+SERVE_MODULE = "studio.serve"
+STDERR_LOG = "stderr.log"          # <project>/serve/stderr.log: the server's stderr when a launcher keeps it
+READY_POLL_S = 0.1
+# The LoRA ranks vLLM accepts for --max-lora-rank (its `MaxLoRARanks`); an adapter's r is rounded up to one.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+class ServeError(StudioError):
+    """The local server could not be started, reached or told something; the message says what to do."""
+
+
+class ServeCancelled(ServeError):
+    """Waiting for the server was cancelled (the user pressed Stop, or the process went away)."""
+
+
+# -- the command line and environment ------------------------------------------------------------
+def serve_command(*, project: Path | None, runs: Sequence[str] = (), base_model: str | None = None,
+                  host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, info_file: Path | None = None,
+                  threads: int = 0, device: str = "auto", module: str = SERVE_MODULE,
+                  program: Sequence[str] | None = None) -> list[str]:
+    """``[python, -m, studio.serve, ...]`` with this interpreter (the app's own environment).
+
+    ``program`` replaces ``[python, -m, module]`` (tests launch tests/fake_studio_server.py so).
+    """
+    command = list(program) if program is not None else [sys.executable, "-m", module]
+    if project is not None:
+        command += ["--project", str(project)]
+    for run in runs:
+        command += ["--run", str(run)]
+    if base_model:
+        command += ["--base-model", str(base_model)]
+    command += ["--host", host, "--port", str(int(port))]
+    if info_file is not None:
+        command += ["--info-file", str(info_file)]
+    if threads > 0:
+        command += ["--threads", str(int(threads))]
+    if device != "auto":
+        command += ["--device", device]
+    return command
+
+
+def serve_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The server child's environment: unbuffered lines, quiet libraries, never a download, our threads.
+
+    ``threads`` > 0 caps OpenMP/MKL (on a small machine shared with a training run, an uncapped
+    server takes every core); ``PYTHONPATH`` names the folder holding ``studio`` so a child
+    started from any folder finds it.
+    """
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    env["HF_HUB_OFFLINE"] = "1"  # the server reads the base model where it is, it never downloads
+    env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    if threads > 0:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(int(threads))
+    code_root = str(Path(studio.__file__).resolve().parents[1])
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if code_root not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([code_root, *parts])
+    return env
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (the server would fail on a taken port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(host: str = DEFAULT_HOST, preferred: int = DEFAULT_PORT) -> int:
+    """``preferred`` when it is free, else 0 (the server then picks a free port and writes it in its info file)."""
+    return preferred if preferred and port_free(host, preferred) else 0
+
+
+# -- the training run beside it --------------------------------------------------------------------
+def training_gpu_conflict(project: Project) -> str | None:
+    """A message naming the live training run that holds a GPU, or None (no live run, or it trains on the CPU).
+
+    The device comes from the run's newest ``config`` event (``"cuda (NAME)"`` or ``"cpu"``); a
+    run that has not written one yet counts as on the GPU unless its settings say ``use_cpu`` or
+    this machine shows no NVIDIA GPU.
+    """
+    from studio.core.training.launch import live_pid
+
+    for run in project.training.list():
+        if live_pid(run) is None:
+            continue
+        device = run_device(run)
+        if device is None:
+            if run.settings.use_cpu or not nvidia_gpu_present():
+                continue
+            device = "cuda"
+        if device.startswith("cuda"):
+            return (f"Training run {run.label} is using the GPU ({_gpu_name(device)}); a model server beside it "
+                    "can run both out of memory. Start the server anyway?")
+    return None
+
+
+def run_device(run: TrainingRun) -> str | None:
+    """The device of the run's newest leg, from its events' ``config`` events (None before the first)."""
+    device = None
+    try:
+        with open(run.events_path, "rb") as handle:
+            for line in handle:
+                if b'"config"' not in line:  # only config lines are parsed: a long run has many others
+                    continue
+                event = ev.parse_line(line)
+                if event is not None and event.get("type") == ev.CONFIG and isinstance(event.get("device"), str):
+                    device = event["device"]
+    except OSError:
+        return None
+    return device
+
+
+def nvidia_gpu_present() -> bool:
+    """An NVIDIA GPU looks present (its device node or driver tool), without importing torch."""
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+def _gpu_name(device: str) -> str:
+    if "(" in device and device.endswith(")"):
+        return device[device.index("(") + 1:-1]
+    return device if ":" in device else "cuda:0"
+
+
+# -- finding and watching it -------------------------------------------------------------------------
+def server_root(url: str) -> str:
+    """``http://host:port`` from a server's OpenAI base URL (``…/v1``) or its root."""
+    root = url.rstrip("/")
+    return root.removesuffix("/v1")
+
+
+def fetch_health(url: str, timeout_s: float = 2.0) -> dict:
+    """``GET /health`` of the server at ``url`` (its ``…/v1`` base URL or root); ServeError if it does not answer."""
+    root = server_root(url)
+    try:
+        with urllib.request.urlopen(f"{root}/health", timeout=timeout_s) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise ServeError(f"{root}/health answered HTTP {exc.code}: {_error_message(exc)}") from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
+        raise ServeError(f"the server at {root} does not answer ({_reason(reason)}); is it running?") from None
+    except TimeoutError:
+        raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
+    except OSError as exc:
+        raise ServeError(f"the server at {root} does not answer ({_reason(exc)}); is it running?") from None
+    try:
+        health = json.loads(body)
+    except ValueError:
+        raise ServeError(f"{root}/health did not answer JSON: another program may be on that port") from None
+    if not isinstance(health, dict):
+        raise ServeError(f"{root}/health did not answer a JSON object: another program may be on that port")
+    return health
+
+
+def pid_alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie, exited but not yet reaped, is not alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): os.kill said it exists
+
+
+def wait_ready(info_file: Path, pid: int, timeout_s: float,
+               cancelled: Callable[[], bool] | None = None) -> ServerInfo:
+    """Block until the server ``pid`` has written its info file (it listens); for a worker thread.
+
+    Raises ServeError when the process exits first or ``timeout_s`` passes, ServeCancelled when
+    ``cancelled()`` turns true. A file left by another (older) server is not taken for this one.
+    """
+    info_file = Path(info_file)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = read_info(info_file, check_alive=False)
+        if info is not None and info.pid == pid:
+            return info
+        if cancelled is not None and cancelled():
+            raise ServeCancelled("stopped before the server was ready")
+        if not pid_alive(pid):
+            raise ServeError("the server exited before it was ready (its error output says why)")
+        if time.monotonic() >= deadline:
+            raise ServeError(f"the server did not become ready within {timeout_s:g} s ({info_file} was not written); "
+                             "a large base model may need longer")
+        time.sleep(READY_POLL_S)
+
+
+def stop_server(info: ServerInfo, wait_s: float = 5.0, *, info_file: Path | None = None) -> None:
+    """SIGTERM the server (it finishes or cancels its streams and removes its info file), then kill it.
+
+    After a kill the server cannot clean up; ``info_file`` is then removed here (if still its own).
+    """
+    pid = info.pid
+    if not pid_alive(pid):
+        if info_file is not None:
+            remove_info(info_file, pid)
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except OSError as exc:
+        raise ServeError(f"could not stop the server (pid {pid}): {exc.strerror or exc}") from None
+    deadline = time.monotonic() + wait_s
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        try:
+            os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        except OSError:
+            pass
+        end = time.monotonic() + 5.0
+        while pid_alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+    if info_file is not None:
+        remove_info(info_file, pid)
+
+
+def load_adapter(url: str, run: TrainingRun) -> None:
+    """Load a run's adapter into the running server (``POST /v1/load_lora_adapter``, vLLM's shape)."""
+    if not run.has_adapter:
+        raise ServeError(f"training run {run.label} has no adapter yet ({run.adapter_dir}); train it first")
+    body = {"lora_name": run_model_id(run), "lora_path": str(run.adapter_dir),
+            "prompt_format": run.settings.prompt_format}
+    post_json(url, "/v1/load_lora_adapter", body, timeout_s=120.0)
+
+
+def post_json(url: str, path: str, body: dict, *, timeout_s: float = 30.0) -> dict:
+    """POST a JSON body to the server at ``url`` (base URL or root) and return its JSON answer."""
+    root = server_root(url)
+    request = urllib.request.Request(f"{root}{path}", data=json.dumps(body).encode("utf-8"),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        raise ServeError(f"{root}{path} answered HTTP {exc.code}: {_error_message(exc)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise ServeError(f"the server at {root} does not answer ({_reason(reason)}); is it running?") from None
+    try:
+        answer = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        answer = {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def same_base(catalog: Catalog, run: TrainingRun) -> bool:
+    """Whether a run was trained on the base model this server holds (then its adapter can be loaded)."""
+    if run.base_model == catalog.base_model:
+        return True
+    try:
+        return local_base_folder(run.base_model) == catalog.base_model
+    except StudioError:
+        return False
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        data = json.loads(exc.read())
+        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+        if isinstance(message, str) and message:
+            return message
+    except (ValueError, AttributeError, OSError):
+        pass
+    return str(exc.reason)
+
+
+def _reason(reason: Any) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason)
+
+
+# -- vLLM: the scale-out path --------------------------------------------------------------------------
+def vllm_available() -> bool:
+    return shutil.which("vllm") is not None
+
+
+def vllm_command(catalog: Catalog, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                 tensor_parallel_size: int = 1) -> list[str]:
+    """``vllm serve BASE`` with every adapter of the catalog as a LoRA module (argv only).
+
+    The base is served under the catalog's base id, so clients ask for the same names as of
+    our own server; ``--max-lora-rank`` is the largest adapter ``r`` rounded up to a rank vLLM accepts.
+    """
+    if tensor_parallel_size < 1:
+        raise ServeError(f"tensor_parallel_size must be at least 1, not {tensor_parallel_size}")
+    command = ["vllm", "serve", catalog.base_model, "--served-model-name", catalog.base.id, "--enable-lora"]
+    if catalog.adapters:
+        command += ["--lora-modules", *[f"{model.id}={model.adapter_path}" for model in catalog.adapters]]
+    command += ["--host", host, "--port", str(int(port)), "--tensor-parallel-size", str(int(tensor_parallel_size))]
+    if catalog.adapters:
+        rank = max(adapter_rank(Path(model.adapter_path or "")) for model in catalog.adapters)
+        command += ["--max-lora-rank", str(next((r for r in VLLM_LORA_RANKS if r >= rank), rank))]
+    return command
+
+
+def adapter_rank(adapter_dir: Path) -> int:
+    """The LoRA rank ``r`` an adapter was trained with (its adapter_config.json)."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    try:
+        rank = json.loads(path.read_text(encoding="utf-8"))["r"]
+        return int(rank)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ServeError(f"{path}: no readable LoRA rank 'r'; is this a peft LoRA adapter folder?") from None
+
+
+__all__ = [
+    "SERVE_MODULE",
+    "ServeCancelled",
+    "ServeError",
+    "adapter_rank",
+    "fetch_health",
+    "load_adapter",
+    "pick_port",
+    "pid_alive",
+    "same_base",
+    "serve_command",
+    "serve_env",
+    "server_root",
+    "stop_server",
+    "training_gpu_conflict",
+    "vllm_available",
+    "vllm_command",
+    "wait_ready",
+]

@@ -1,0 +1,617 @@
+"""The local model server's control: start, stop, watch, adopt; small enough for a side bar or a toolbar row.
+
+The server is its own process (``python -m studio.serve``) started on the job runner, so the
+GUI never loads a model. Everything that waits or reads (the training-GPU check, waiting for
+the info file, ``/health`` every 2 s, loading an adapter) runs on a worker; this widget only
+shows the answers. A server already running for the project (its info file names a live pid)
+is adopted rather than started twice.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.serving import launch
+from studio.core.serving.catalog import project_catalog, run_model_id
+from studio.core.serving.server_info import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, info_path, read_info
+from studio.ui import theme
+from studio.ui.elided_label import ElidedLabel
+from studio.ui.jobs import JobRunner, ProcessJob, ProcessResult
+from studio.ui.project_context import ProjectContext
+
+STOPPED, CHECKING, STARTING, READY, STOPPING, FAILED = "stopped", "checking", "starting", "ready", "stopping", "failed"
+STATE_TEXT = {STOPPED: "Stopped", CHECKING: "Checking…", STARTING: "Starting…", READY: "Ready",
+              STOPPING: "Stopping…", FAILED: "Failed"}
+STATE_COLOR = {STOPPED: "muted", CHECKING: "warning", STARTING: "warning", READY: "highlight",
+               STOPPING: "warning", FAILED: "error"}
+SHORTCUT = "Ctrl+Shift+S"
+HEALTH_INTERVAL_MS = 2000
+READY_TIMEOUT_S = 900.0      # a large base model on a slow disk can take minutes to load
+STOP_TIMEOUT_S = 6.0         # the job runner terminates after half, kills after all of it
+QUIT_WAIT_MS = 3000          # at app exit: how long the server gets to remove its info file
+TAIL_CHARS = 2000
+
+
+def _while_alive(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A job's answer reaches a widget that is still there: after shutdown() or deletion it is dropped."""
+
+    @functools.wraps(method)
+    def guarded(self: ServerControl, *args: Any) -> Any:
+        if self._closed or not shiboken6.isValid(self):
+            return None
+        return method(self, *args)
+
+    return guarded
+
+
+class ServerControl(QWidget):
+    """Start/Stop, state, URL, device, memory and loaded adapters of the project's model server."""
+
+    state_changed = Signal(object)  # ServerInfo | None
+
+    def __init__(self, context: ProjectContext | None, jobs: JobRunner, parent: QWidget | None = None, *,
+                 horizontal: bool = False):
+        super().__init__(parent)
+        self.horizontal = horizontal
+        self.setObjectName("ServerControl")
+        self.jobs = jobs
+        self.context: ProjectContext | None = None
+        # How the server is started (tests point ``command_prefix`` at tests/fake_studio_server.py).
+        self.command_prefix: list[str] | None = None
+        self.host, self.port, self.device, self.threads = DEFAULT_HOST, DEFAULT_PORT, "auto", 0
+        self.state = STOPPED
+        self._info: ServerInfo | None = None
+        self._health: dict[str, Any] | None = None
+        self._process: ProcessJob | None = None
+        self._adopted = False
+        self._user_stop = False
+        self._ready_cancel = threading.Event()
+        self._wait_error = ""
+        self._restart: tuple[Sequence[str] | None, str | None] | None = None
+        self._polling = False
+        self._announced = False
+        self._closed = False
+        self._build()
+        self._timer = QTimer(self, interval=HEALTH_INTERVAL_MS)
+        self._timer.timeout.connect(self._on_timer)
+        self._timer.start()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self._on_app_quit)
+        self.set_context(context)
+
+    # -- building ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.dot = QLabel("●")
+        self.dot.setObjectName("ServerStateDot")
+        self.state_label = QLabel()
+        self.state_label.setObjectName("ServerState")
+        self.state_label.setToolTip("The local model server (python -m studio.serve): one base model and the "
+                                    "project's trained adapters, on the OpenAI API")
+        font = self.state_label.font()
+        font.setBold(True)
+        self.state_label.setFont(font)
+        self.toggle_button = QPushButton("Start")
+        self.toggle_button.setObjectName("ServerToggle")
+        self.toggle_button.clicked.connect(self._on_toggle)
+        self.url_field = QLineEdit()
+        self.url_field.setObjectName("ServerUrl")
+        self.url_field.setReadOnly(True)
+        self.url_field.setPlaceholderText("not running")
+        self.url_field.setToolTip("The OpenAI base URL: give it to any OpenAI client (base_url=...)")
+        self.copy_button = QToolButton()
+        self.copy_button.setText("Copy")
+        self.copy_button.setToolTip("Copy the server's URL")
+        self.copy_button.clicked.connect(self.copy_url)
+        self.details = ElidedLabel("")   # one line: device, memory, queue
+        self.details.setProperty("role", "muted")
+        self.models_label = QLabel()     # wraps in a side bar: it is narrow, adapter names are not
+        self.models_label.setObjectName("ServerModels")
+        self.models_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_view = QPlainTextEdit()
+        self.error_view.setObjectName("ServerError")
+        self.error_view.setReadOnly(True)
+        self.error_view.setMaximumHeight(96)
+        self.error_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.error_view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
+        self.error_view.hide()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        if self.horizontal:  # a toolbar row: everything on one line, the error below it when there is one
+            row = QHBoxLayout()
+            row.setSpacing(6)
+            self.url_field.setMinimumWidth(190)
+            self.models_label.setMaximumWidth(320)
+            for widget in (self.dot, self.state_label, self.url_field, self.copy_button, self.details,
+                           self.models_label):
+                row.addWidget(widget)
+            row.addWidget(self.toggle_button)
+            layout.addLayout(row)
+        else:                # a side bar ~300 px wide
+            self.models_label.setWordWrap(True)
+            top = QHBoxLayout()
+            top.setSpacing(6)
+            top.addWidget(self.dot)
+            top.addWidget(self.state_label, 1)
+            top.addWidget(self.toggle_button)
+            layout.addLayout(top)
+            url_row = QHBoxLayout()
+            url_row.setSpacing(4)
+            url_row.addWidget(self.url_field, 1)
+            url_row.addWidget(self.copy_button)
+            layout.addLayout(url_row)
+            layout.addWidget(self.details)
+            layout.addWidget(self.models_label)
+        layout.addWidget(self.error_view)
+
+        self.shortcut = QShortcut(QKeySequence(SHORTCUT), self, activated=self._on_toggle)
+        self.shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        self._show()
+
+    # -- public API ----------------------------------------------------------------------------
+    def info(self) -> ServerInfo | None:
+        """The running server (None unless it is ready)."""
+        return self._info if self.state == READY else None
+
+    def set_context(self, context: ProjectContext | None) -> None:
+        """The open project changed: stop the server this widget started for the old one, adopt the new one's."""
+        if context is self.context:
+            return
+        if self._process is not None:
+            self._ready_cancel.set()
+            self._terminate_own()
+            self._process = None
+        self._forget()
+        self._announce(None)
+        self.context = context
+        self._set_state(STOPPED)
+        if context is not None:
+            self._check_for_server()
+
+    def start(self, runs: Sequence[str] | None = None, base_model: str | None = None) -> None:
+        """Start the server with ``runs`` (None: every run with an adapter) on ``base_model`` (None: the newest run's)."""
+        if self.context is None or self.state in (CHECKING, STARTING, READY, STOPPING):
+            return
+        self._set_state(CHECKING, note="")
+        on_gpu = self.device != "cpu"
+        self.jobs.submit("Checking before the model server starts", _prepare, list(runs) if runs else None,
+                         base_model, on_gpu, self.host, self.port, project=self.context, key="serve-check",
+                         quiet=True, cancellable=False,
+                         on_done=lambda result: self._on_prepared(result, runs, base_model),
+                         on_error=lambda message: self._fail(message))
+
+    def stop(self) -> None:
+        """Stop the server (ours or adopted): SIGTERM, then kill; the widget shows Stopped once it is gone."""
+        self._restart = None
+        self._stop()
+
+    def ensure_adapter(self, run_id: int) -> None:
+        """Make a run trained after the server started available: load its adapter, or offer a restart."""
+        if self.state != READY or self._info is None or self.context is None:
+            return
+        info = self._info
+        self.jobs.submit("Loading an adapter into the model server", _ensure_adapter, run_id, info,
+                         project=self.context, key="serve-adapter", quiet=True,
+                         on_done=self._on_adapter_result, on_error=lambda message: self._note(message, error=True))
+
+    def shutdown(self) -> None:
+        """The window is closing: SIGTERM the server this widget started (it cleans up itself); never waits."""
+        self._timer.stop()
+        self._closed = True
+        self._ready_cancel.set()
+        if self._process is not None:
+            self._user_stop = True
+            self._terminate_own()
+
+    def copy_url(self) -> None:
+        if self.url_field.text():
+            QGuiApplication.clipboard().setText(self.url_field.text())
+
+    # -- starting ------------------------------------------------------------------------------
+    @_while_alive
+    def _on_prepared(self, result: dict, runs: Sequence[str] | None, base_model: str | None) -> None:
+        if self.state != CHECKING:
+            return
+        conflict = result.get("conflict")
+        if conflict:
+            answer = QMessageBox.question(self, "Start the model server?", conflict,
+                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                          QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                self._set_state(STOPPED, note="Not started: a training run is using the GPU.")
+                return
+        adopted = result.get("running")
+        if adopted is not None:  # someone (the CLI) started one meanwhile: use it
+            self._adopt(adopted)
+            return
+        self._launch(runs, base_model, int(result["port"]))
+
+    def _launch(self, runs: Sequence[str] | None, base_model: str | None, port: int) -> None:
+        assert self.context is not None
+        root = self.context.root
+        info_file = info_path(root)
+        argv = launch.serve_command(project=root, runs=tuple(runs or ()), base_model=base_model, host=self.host,
+                                    port=port, info_file=info_file, threads=self.threads, device=self.device,
+                                    program=self.command_prefix)
+        self._user_stop = False
+        self._wait_error = ""
+        self._ready_cancel = threading.Event()
+        started: list[ProcessJob] = []
+        try:
+            job = self.jobs.start_process("Model server", argv, key="serve", cwd=str(root),
+                                          env=launch.serve_env(self.threads), on_line=self._on_server_line,
+                                          on_exit=lambda result: self._on_server_exit(result, started),
+                                          stop_timeout_s=STOP_TIMEOUT_S)
+        except RuntimeError as exc:  # the runner has shut down (the window is closing)
+            self._fail(str(exc))
+            return
+        started.append(job)
+        job.quiet = True  # a server runs for hours: this widget shows it, not the status bar's busy bar
+        if self._process is None and self.state == FAILED:  # it failed to start inside start_process
+            return
+        self._process = job
+        self._set_state(STARTING)
+        pid = int(job.process.processId())
+        if pid <= 0:  # it could not start at all: the exit handler has already said why
+            return
+        cancel = self._ready_cancel
+        self.jobs.submit("Starting the model server", launch.wait_ready, info_file, pid, READY_TIMEOUT_S,
+                         cancel.is_set, key="serve-wait", quiet=True, cancellable=False,
+                         on_done=lambda info, j=job: self._on_ready(info, j),
+                         on_error=lambda message, j=job: self._on_wait_failed(message, j))
+
+    @_while_alive
+    def _on_server_line(self, line: str) -> None:
+        if line.startswith("Serving ") and self.state == STARTING:
+            self._note(line)
+
+    @_while_alive
+    def _on_ready(self, info: ServerInfo, job: ProcessJob) -> None:
+        if job is not self._process or self.state != STARTING:
+            return
+        self._info, self._adopted = info, False
+        self._set_state(READY, note="")
+        self._announce(info)
+        self._poll_health()
+
+    @_while_alive
+    def _on_wait_failed(self, message: str, job: ProcessJob) -> None:
+        if job is not self._process or self._ready_cancel.is_set():
+            return
+        self._wait_error = message
+        if job.running and launch.pid_alive(int(job.process.processId())):  # it timed out: give up on it
+            self._fail(message)
+            self._terminate_own()
+        # otherwise the process has exited and _on_server_exit shows its error output
+
+    @_while_alive
+    def _on_server_exit(self, result: ProcessResult, started: list[ProcessJob]) -> None:
+        if started and started[0] is not self._process:
+            return  # a server of a project no longer shown (set_context already let it go)
+        self._ready_cancel.set()
+        was_ready = self.state == READY
+        self._process = None
+        restart, self._restart = self._restart, None
+        if self.state == FAILED and result.stopped:  # we gave up on it (no info file in time): already shown
+            self._forget()
+            self._show()
+            return
+        if self._user_stop or result.stopped:  # Stop here, or the job runner stopped it (window closing)
+            self._forget()
+            self._set_state(STOPPED, note="")
+            self._announce(None)
+            if restart is not None:
+                self.start(*restart)
+            return
+        tail = result.stderr_tail.strip()[-TAIL_CHARS:]
+        what = "stopped" if was_ready else "could not start"
+        code = "crashed" if result.crashed else f"exit code {result.exit_code}"
+        self._forget()
+        self._fail(f"The server {what} ({code}).", tail or self._wait_error)
+        self._announce(None)
+
+    # -- adopting ------------------------------------------------------------------------------
+    def _check_for_server(self) -> None:
+        """On a worker: is a server of this project already running (its info file, a live pid)?"""
+        if self.context is None or self._polling:
+            return
+        self._polling = True
+        self.jobs.submit("Looking for the model server", _find_running, info_path(self.context.root),
+                         key="serve-find", quiet=True, on_done=self._on_found, on_error=self._on_find_failed)
+
+    @_while_alive
+    def _on_found(self, info: ServerInfo | None) -> None:
+        self._polling = False
+        if info is not None and self.state in (STOPPED, FAILED) and self._process is None:
+            self._adopt(info)
+
+    @_while_alive
+    def _on_find_failed(self, _message: str) -> None:
+        self._polling = False
+
+    def _adopt(self, info: ServerInfo) -> None:
+        self._info, self._adopted = info, True
+        self._set_state(READY, note="")
+        self._announce(info)
+        self._poll_health()
+
+    # -- watching ------------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        if self.state == READY:
+            self._poll_health()
+        elif self.state in (STOPPED, FAILED) and self.isVisible():
+            self._check_for_server()  # a server started from the CLI shows up here
+
+    def _poll_health(self) -> None:
+        if self._info is None or self._polling:
+            return
+        self._polling = True
+        info = self._info
+        self.jobs.submit("Model server health", launch.fetch_health, info.url, key="serve-health", quiet=True,
+                         on_done=lambda health, i=info: self._on_health(health, i),
+                         on_error=lambda message, i=info: self._on_health_failed(message, i))
+
+    @_while_alive
+    def _on_health(self, health: dict, info: ServerInfo) -> None:
+        self._polling = False
+        if info is not self._info or self.state != READY:
+            return
+        changed = self._health is not None and self._health.get("adapters") != health.get("adapters")
+        if self._health is None and self.error_view.toPlainText().startswith("Not answering"):
+            self._note("")
+        self._health = health
+        self._show()
+        if changed:  # an adapter was loaded or unloaded: its info file says so too
+            self.jobs.submit("Reading the model server's info", _find_running, info_path(self._root()),
+                             key="serve-reread", quiet=True, on_done=self._on_reread)
+
+    @_while_alive
+    def _on_health_failed(self, message: str, info: ServerInfo) -> None:
+        self._polling = False
+        if info is not self._info or self.state != READY:
+            return
+        if self._adopted and not launch.pid_alive(info.pid):
+            self._forget()
+            self._set_state(STOPPED, note="The server has exited.")
+            self._announce(None)
+            return
+        self._health = None
+        self._show()
+        self._note(f"Not answering: {message}", error=True)
+
+    @_while_alive
+    def _on_reread(self, info: ServerInfo | None) -> None:
+        if info is not None and self._info is not None and info.pid == self._info.pid and self.state == READY:
+            self._info = info
+            self._show()
+            self._announce(info)
+
+    # -- adapters --------------------------------------------------------------------------------
+    @_while_alive
+    def _on_adapter_result(self, result: dict) -> None:
+        if result["status"] == "loaded":
+            self._note(f"Loaded {result['model']}.")
+            self.jobs.submit("Reading the model server's info", _find_running, info_path(self._root()),
+                             key="serve-reread", quiet=True, on_done=self._on_reread)
+            self._poll_health()
+        elif result["status"] == "other-base":
+            text = (f"Training run {result['label']} was trained on {result['base']}, but the running server holds "
+                    f"{result['server_base']}; one server holds one base model. Restart the server with "
+                    f"{result['base']}? Chats with the current models stop.")
+            answer = QMessageBox.question(self, "Restart the model server?", text,
+                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                          QMessageBox.StandardButton.No)
+            if answer == QMessageBox.StandardButton.Yes:
+                self._restart = (None, result["base"])
+                self._stop()
+            else:
+                self._note(f"{result['model']} is not served: it was trained on another base model.", error=True)
+
+    # -- stopping --------------------------------------------------------------------------------
+    def _stop(self) -> None:
+        if self._process is not None:
+            self._user_stop = True
+            self._ready_cancel.set()
+            self._set_state(STOPPING)
+            self._terminate_own()
+        elif self.state == READY and self._info is not None:
+            info = self._info
+            self._set_state(STOPPING)
+            self.jobs.submit("Stopping the model server", launch.stop_server, info, 5.0,
+                             info_file=info_path(self._root()), key="serve-stop", quiet=True, cancellable=False,
+                             on_done=lambda _r: self._on_adopted_stopped(),
+                             on_error=lambda message: self._fail(message))
+        elif self.state in (FAILED, CHECKING):
+            self._set_state(STOPPED, note="")
+
+    @_while_alive
+    def _on_adopted_stopped(self) -> None:
+        self._forget()
+        self._set_state(STOPPED, note="")
+        self._announce(None)
+        restart, self._restart = self._restart, None
+        if restart is not None:
+            self.start(*restart)
+
+    def _terminate_own(self) -> None:
+        """SIGTERM now (the job runner's stop would first wait for a flag file), kill later if needed."""
+        job = self._process
+        if job is None or not job.running:
+            return
+        job.stop()                 # the flag file, and the runner's terminate/kill timers as a backstop
+        job.process.terminate()    # SIGTERM at once: the server finishes its streams and removes its info file
+
+    def _on_app_quit(self) -> None:
+        job = self._process
+        if job is not None and job.running:
+            self._terminate_own()
+            job.process.waitForFinished(QUIT_WAIT_MS)  # the loop has ended: nothing else waits on this thread
+
+    # -- showing -----------------------------------------------------------------------------------
+    def _announce(self, info: ServerInfo | None) -> None:
+        """Tell listeners (the Chat panel) the server's new info, or None once it is gone (once)."""
+        if info is None and not self._announced:
+            return
+        self._announced = info is not None
+        self.state_changed.emit(info)
+
+    def _forget(self) -> None:
+        self._info, self._health, self._adopted = None, None, False
+
+    @_while_alive
+    def _fail(self, message: str, detail: str = "") -> None:
+        self._set_state(FAILED, note=message)
+        if detail:
+            self.error_view.setPlainText(f"{message}\n{detail}")
+            self.error_view.show()
+
+    def _note(self, text: str, *, error: bool = False) -> None:
+        self.error_view.setPlainText(text)
+        self.error_view.setVisible(bool(text))
+        self.error_view.setProperty("level", "error" if error else "info")
+
+    def _set_state(self, state: str, *, note: str | None = None) -> None:
+        self.state = state
+        if note is not None:
+            self._note(note, error=state == FAILED)
+        self._show()
+
+    def _show(self) -> None:
+        c = theme.colors("dark" if self.palette().window().color().lightness() < 128 else "light")
+        self.dot.setStyleSheet(f"color: {c[STATE_COLOR[self.state]]};")
+        text = f"Server: {STATE_TEXT[self.state]}"
+        if self.state == READY and self._adopted:
+            text += " (already running)"
+        self.state_label.setText(text)
+        running = self.state in (STARTING, READY)
+        self.toggle_button.setText("Stop" if running or self.state == STOPPING else "Start")
+        self.toggle_button.setEnabled(self.context is not None and self.state not in (CHECKING, STOPPING))
+        verb = "Stop" if running else "Start"
+        self.toggle_button.setToolTip(f"{verb} the local model server ({SHORTCUT})")
+        info = self._info if self.state == READY else None
+        self.url_field.setText(info.url if info is not None else "")
+        self.copy_button.setEnabled(info is not None)
+        details = self._details_text(info)
+        self.details.setText(details)
+        self.details.setToolTip(details)
+        self.details.setVisible(bool(details))
+        models = self._models_text(info)
+        self.models_label.setText(models)
+        self.models_label.setVisible(bool(models))
+
+    def _details_text(self, info: ServerInfo | None) -> str:
+        if info is None:
+            return "" if self.state != STOPPED or self.context is None else f"Serves your trained runs ({SHORTCUT})"
+        health = self._health or {}
+        parts = [str(health.get("device") or info.device)]
+        memory = health.get("memory") or {}
+        if memory.get("rss_bytes"):
+            parts.append(f"RAM {human_bytes(memory['rss_bytes'])}")
+        gpu = memory.get("gpu_reserved_bytes") or memory.get("gpu_allocated_bytes")
+        if gpu:
+            parts.append(f"GPU {human_bytes(gpu)}")
+        queue = health.get("queue") or {}
+        if queue.get("running") or queue.get("waiting"):
+            parts.append(f"{queue.get('running', 0)} running, {queue.get('waiting', 0)} waiting")
+        if info.backend != "studio":
+            parts.append(info.backend)
+        return " · ".join(parts)
+
+    def _models_text(self, info: ServerInfo | None) -> str:
+        if info is None:
+            return ""
+        health = self._health or {}
+        adapters = health.get("adapters")
+        if not isinstance(adapters, list):
+            adapters = [model.id for model in info.catalog.adapters]
+        base = health.get("base_id") or info.catalog.base.id
+        if not adapters:
+            return f"Base {base}, no adapters"
+        return f"Base {base} · adapters: {', '.join(adapters)}"
+
+    def loaded_adapters(self) -> list[str]:
+        """The adapters the server says it holds (from /health; the info file's until the first answer)."""
+        if self._info is None:
+            return []
+        adapters = (self._health or {}).get("adapters")
+        return list(adapters) if isinstance(adapters, list) else [m.id for m in self._info.catalog.adapters]
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.PaletteChange:
+            self._show()  # the theme switched: the state colour follows
+        super().changeEvent(event)
+
+    def _on_toggle(self) -> None:
+        if self.state in (STARTING, READY):
+            self.stop()
+        elif self.state in (STOPPED, FAILED):
+            self.start()
+
+    def _root(self) -> Path:
+        assert self.context is not None
+        return self.context.root
+
+
+# -- worker functions (no Qt) ----------------------------------------------------------------------
+def _prepare(project: Any, runs: list[str] | None, base_model: str | None, on_gpu: bool, host: str,
+             port: int) -> dict:
+    """Before a start: a server already running, the training-GPU conflict, the catalog, a free port."""
+    running = read_info(info_path(project.root))
+    if running is not None:
+        return {"running": running}
+    conflict = launch.training_gpu_conflict(project) if on_gpu else None
+    project_catalog(project, base_model=base_model, only=runs)  # no model to serve: say so before a process starts
+    return {"conflict": conflict, "port": launch.pick_port(host, port), "running": None}
+
+
+def _find_running(path: Path) -> ServerInfo | None:
+    return read_info(path)
+
+
+def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:
+    run = project.training.get(run_id)
+    model = run_model_id(run)
+    result = {"model": model, "label": run.label, "base": run.base_model, "server_base": info.catalog.base_model}
+    try:
+        served = launch.fetch_health(info.url).get("adapters")
+    except launch.ServeError:
+        served = None
+    if not isinstance(served, list):
+        served = [m.id for m in info.catalog.adapters]
+    if model in served:
+        return {**result, "status": "present"}
+    if not launch.same_base(info.catalog, run):
+        return {**result, "status": "other-base"}
+    launch.load_adapter(info.url, run)
+    return {**result, "status": "loaded"}
+
+
+def human_bytes(value: float) -> str:
+    """``512 MB``, ``1.2 GB``: memory as a person reads it."""
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB" if value < 10 else f"{value:.0f} GB"
