@@ -14,6 +14,7 @@ from studio.ui.chat_column import SEGMENT_CHARS, AnswerView, completed_prefix
 from studio.ui.chat_panel import ChatPanel
 from studio.ui.project_context import ProjectContext
 from tests.fake_chat_server import FakeChatServer, Script
+from tests.serve_support import base_folder, fake_program, trained_run
 
 ANSWERS = {
     "model-a": "Alpha answers: **bold** words and `code`.\n\n```python\nprint('a')\n```\n\nThe end of alpha.",
@@ -54,14 +55,17 @@ def make_panel(qtbot, context: ProjectContext):
     """Panels shown on the project; at teardown each is shut down and its jobs drained before it is deleted."""
     made: list[ChatPanel] = []
 
-    def make(columns: int = 3) -> ChatPanel:
+    def make(columns: int = 3, on: ProjectContext | None = None, sources: int = 3,
+             before=None) -> ChatPanel:
         panel = ChatPanel()
         made.append(panel)
+        if before is not None:
+            before(panel)
         panel.resize(1200, 700)
         panel.show()  # the shortcuts are the window's while the panel is shown
         qtbot.waitExposed(panel)
-        panel.set_context(context)
-        qtbot.waitUntil(lambda: len(panel.sources) >= 3, timeout=10_000)
+        panel.set_context(on or context)
+        qtbot.waitUntil(lambda: len(panel.sources) >= sources, timeout=10_000)
         while len(panel.columns) < columns:
             panel.add_column()
         return panel
@@ -69,7 +73,7 @@ def make_panel(qtbot, context: ProjectContext):
     yield make
     for panel in made:
         panel.shutdown()
-        qtbot.waitUntil(lambda p=panel: not p.jobs.active_jobs(), timeout=10_000)
+        qtbot.waitUntil(lambda p=panel: not p.jobs.active_jobs(), timeout=20_000)
         panel.close()
         panel.deleteLater()
 
@@ -321,3 +325,47 @@ def test_answer_view_freezes_segments(qtbot) -> None:
     view.append("tail being written")
     view.render()
     assert view.segments() == 2 and view.live.text == "tail being written"
+
+
+# -- with the local server (tests/fake_studio_server.py as the child the server control starts) -----
+def _serve_with_fake(panel: ChatPanel) -> None:
+    control = panel.server_control
+    control.command_prefix = fake_program("--delay-ms", "2")
+    control.port = 0
+    control.device = "cpu"
+
+
+def test_a_run_column_offers_to_start_the_server_then_chats_with_it(qtbot, make_panel, project: Project,
+                                                                   tmp_path) -> None:
+    base = base_folder(tmp_path)
+    trained_run(project, base, name="first")
+    served = ProjectContext(project)
+    try:
+        panel = make_panel(columns=2, on=served, sources=5, before=_serve_with_fake)
+        assert [s.kind for s in panel.sources] == ["endpoint"] * 3 + ["base", "run"]  # teachers, base, runs
+        _pick(panel, 0, "tiny-base")
+        _pick(panel, 1, "first")
+        run_column = panel.columns[1]
+        assert not run_column.notice_box.isHidden() and "stopped" in run_column.notice.text()
+        assert run_column.notice_button.isVisibleTo(run_column) and not run_column.export_button.isHidden()
+        assert panel.columns[0].export_button.isHidden()  # export is for runs
+        run_column.notice_button.click()
+        qtbot.waitUntil(lambda: panel.server_info is not None, timeout=30_000)
+        qtbot.waitUntil(lambda: run_column.notice_box.isHidden(), timeout=10_000)
+        _send(qtbot, panel, "Hi there")
+        qtbot.waitUntil(lambda: not panel.is_streaming(), timeout=20_000)
+        assert _texts(panel) == ["Hello from tiny-base: you said Hi there.", "Hello from first: you said Hi there."]
+        # A run trained after the server started is loaded into it when a column picks it.
+        trained_run(project, base, name="later")
+        qtbot.waitUntil(lambda: any(s.model == "later" for s in panel.sources), timeout=10_000)
+        _pick(panel, 1, "later")
+        qtbot.waitUntil(lambda: "later" in panel.server_control.loaded_adapters(), timeout=30_000)
+        qtbot.waitUntil(lambda: run_column.notice_box.isHidden(), timeout=10_000)
+        _send(qtbot, panel, "And now?")
+        qtbot.waitUntil(lambda: not panel.is_streaming(), timeout=20_000)
+        assert _texts(panel, 1)[1] == "Hello from later: you said And now?."
+        panel.server_control.stop()
+        qtbot.waitUntil(lambda: panel.server_info is None, timeout=20_000)
+        qtbot.waitUntil(lambda: not run_column.notice_box.isHidden(), timeout=10_000)
+    finally:
+        served.close()

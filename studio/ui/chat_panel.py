@@ -41,7 +41,7 @@ from studio.core.chat.conversations import (
     default_title,
 )
 from studio.core.chat.session import answer_to_sample, answer_to_seed, messages_for
-from studio.core.chat.sources import is_studio_server, list_sources
+from studio.core.chat.sources import ChatSourceError, is_studio_server, list_sources, served_model_id
 from studio.core.project import Project
 from studio.ui.chat_column import ChatColumn, ColumnSettings, format_stats
 from studio.ui.chat_worker import ColumnStream
@@ -175,12 +175,14 @@ class ChatPanel(Panel):
         self.sources: list = []
         self.server_info = None
         self.server_control = None
+        self._ensured: set[tuple[int, int]] = set()  # (server pid, run id) already asked to load
         self._summaries: list = []
         self._saving = False
         self._save_again = False
         self._loading_list = False
         self.client_factory = None  # tests may inject (source, server) -> (client, model)
         self._build()
+        self._build_server_control()
         self._tick = QTimer(self, interval=TICK_MS)
         self._tick.timeout.connect(self._on_tick)
         self.add_column()
@@ -306,9 +308,11 @@ class ChatPanel(Panel):
                 except (RuntimeError, TypeError):
                     pass
         self.stop_all()
-        self._drop_server_control()
         super().set_context(context)
         self.server_info = None
+        if self.server_control is not None:
+            self.server_control.set_context(context)
+            self.server_info = self.server_control.info()
         self.conversation = self._new_conversation()
         self._show_conversation()
         if context is None:
@@ -317,7 +321,6 @@ class ChatPanel(Panel):
             return
         for signal, slot in self._subscriptions():
             signal.connect(slot)
-        self._build_server_control(context)
         self.refresh_sources()
         self.refresh_list()
         self._update_controls()
@@ -328,26 +331,21 @@ class ChatPanel(Panel):
                 (context.generation_runs_changed, self.refresh_sources),
                 (context.conversations_changed, self.refresh_list)]
 
-    def _build_server_control(self, context: ProjectContext) -> None:
+    def _build_server_control(self) -> None:
+        """The embedded server control (one for the panel's life; it follows the project itself)."""
         try:
             from studio.ui.server_control import ServerControl
-        except ImportError:  # the server control is not in this checkout yet
+        except ImportError:  # the server control is not in this checkout
             return
-        self.server_control = ServerControl(context, self.jobs, self)
+        self.server_control = ServerControl(None, self.jobs, self, horizontal=True)
         self.server_control.state_changed.connect(self._on_server_state)
         self.server_slot.addWidget(self.server_control)
-        self.server_info = self.server_control.info()
-
-    def _drop_server_control(self) -> None:
-        if self.server_control is not None:
-            self.server_control.state_changed.disconnect(self._on_server_state)
-            self.server_slot.removeWidget(self.server_control)
-            self.server_control.deleteLater()
-            self.server_control = None
 
     def shutdown(self) -> None:
         self.stop_all()
         self._tick.stop()
+        if self.server_control is not None:
+            self.server_control.shutdown()
 
     # -- columns -------------------------------------------------------------------------------------
     def add_column(self) -> ChatColumn | None:
@@ -462,11 +460,14 @@ class ChatPanel(Panel):
                                "Start server" if self.server_control is not None else "")
             return
         if source.kind == "run" and source.run_id is not None:
-            served = {m.run_id for m in info.catalog.models}
-            if source.run_id not in served:
+            try:
+                served_model_id(source, info)
+            except ChatSourceError:
                 if self.server_control is not None:
                     column.show_notice(f"Loading {source.label} into the server…")
-                    self.server_control.ensure_adapter(source.run_id)
+                    if (info.pid, source.run_id) not in self._ensured:  # asked once per server and run
+                        self._ensured.add((info.pid, source.run_id))
+                        self.server_control.ensure_adapter(source.run_id)
                 else:
                     column.show_notice(f"The server does not serve {source.label}: restart it.")
                 return
