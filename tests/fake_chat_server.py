@@ -157,3 +157,49 @@ class _Handler(BaseHTTPRequestHandler):
             with fake._lock:
                 fake.disconnects += 1
             self.close_connection = True
+
+
+def long_markdown(tokens: int, seed: int = 0) -> str:
+    """About ``tokens`` deltas of 4 characters of Markdown: paragraphs, a heading, a list, code every few blocks."""
+    import random
+
+    rng = random.Random(seed)
+    words = ("model answer token stream render column latency window paint layout segment python "
+             "function value result student teacher adapter server prompt").split()
+    blocks: list[str] = []
+    size = 0
+    n = 0
+    while size < tokens * 4:
+        n += 1
+        if n % 7 == 0:
+            block = "```python\n" + "\n".join(f"def step_{n}_{i}(x):\n    return x * {i} + {rng.randint(0, 99)}"
+                                               for i in range(4)) + "\n```"
+        elif n % 5 == 0:
+            block = "\n".join(f"- {' '.join(rng.choices(words, k=6))}" for _ in range(4))
+        elif n % 11 == 0:
+            block = f"## Part {n}"
+        else:
+            block = " ".join(("**" + w + "**") if rng.random() < 0.05 else w for w in rng.choices(words, k=60)) + "."
+        blocks.append(block)
+        size += len(block) + 2
+    return "\n\n".join(blocks)
+
+
+if __name__ == "__main__":  # python tests/fake_chat_server.py --tokens N: prints the base URL, serves until killed
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=10_000)
+    parser.add_argument("--delay", type=float, default=0.0005)
+    parser.add_argument("--chunk", type=int, default=4)
+    parser.add_argument("--lifetime", type=float, default=900.0)
+    options = parser.parse_args()
+    models = {f"model-{c}": Script(long_markdown(options.tokens, n), chunk_chars=options.chunk, delay_s=options.delay)
+              for n, c in enumerate("abc")}
+    with FakeChatServer(models, max_lifetime_s=options.lifetime) as server:
+        print(server.base_url, flush=True)
+        deadline = time.monotonic() + options.lifetime
+        while server._server is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+    sys.exit(0)

@@ -75,6 +75,7 @@ def style_code_blocks(browser: QTextBrowser) -> None:
     mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
     block = document.begin()
     cursor = QTextCursor(document)
+    cursor.beginEditBlock()  # one relayout for all of it, not one per code block
     while block.isValid():
         fmt = block.blockFormat()
         if fmt.hasProperty(QTextFormat.Property.BlockCodeFence) or fmt.nonBreakableLines():
@@ -90,6 +91,7 @@ def style_code_blocks(browser: QTextBrowser) -> None:
             char.setFontFixedPitch(True)
             cursor.mergeCharFormat(char)
         block = block.next()
+    cursor.endEditBlock()
 
 
 class MarkdownSegment(QTextBrowser):
@@ -108,14 +110,26 @@ class MarkdownSegment(QTextBrowser):
         self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)  # long code lines wrap
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self.text = ""
+        self.styled = False
         self.setFixedHeight(8)
 
-    def set_markdown(self, text: str) -> None:
-        if text == self.text:
+    def set_markdown(self, text: str, *, styled: bool = True) -> None:
+        """Render ``text``; ``styled=False`` (the live segment while tokens arrive) skips the code-block tint,
+        a walk over every block that is done once, when the segment is frozen or the answer ends."""
+        if text == self.text and (self.styled or not styled):
             return
         self.text = text
-        self.setMarkdown(text)
-        style_code_blocks(self)
+        self.styled = styled
+        # No size signal per step (each would be a Python slot call, and under a busy GIL each such
+        # call waits): the height is fitted once at the end.
+        layout = self.document().documentLayout()
+        layout.blockSignals(True)
+        try:
+            self.setMarkdown(text)
+            if styled and ("```" in text or "~~~" in text):
+                style_code_blocks(self)
+        finally:
+            layout.blockSignals(False)
         self._fit()
 
     def _fit(self, *_args: object) -> None:
@@ -186,8 +200,10 @@ class AnswerView(QWidget):
             self.text += delta
             self._dirty = True
 
-    def render(self) -> bool:
+    def render(self, *, final: bool = False) -> bool:
         """Re-render what changed since the last call (cost: one segment); True if anything was drawn."""
+        if final and not self.live.styled:
+            self._dirty = True
         if not self._dirty:
             return False
         self._dirty = False
@@ -198,7 +214,7 @@ class AnswerView(QWidget):
             self._frozen += cut
             self.live = self._new_segment()
             live_text = live_text[cut:]
-        self.live.set_markdown(live_text)
+        self.live.set_markdown(live_text, styled=final)
         self.render_count += 1
         return True
 
@@ -206,7 +222,7 @@ class AnswerView(QWidget):
         return self._segments.count()
 
     def finish(self, *, error: str = "", stats: str = "", actions: bool = True) -> None:
-        self.render()
+        self.render(final=True)
         self.waiting.hide()
         if error:
             self.error.setText(error)

@@ -44,7 +44,7 @@ from studio.core.chat.session import answer_to_sample, answer_to_seed, messages_
 from studio.core.chat.sources import ChatSourceError, is_studio_server, list_sources, served_model_id
 from studio.core.project import Project
 from studio.ui.chat_column import ChatColumn, ColumnSettings, format_stats
-from studio.ui.chat_worker import ColumnStream
+from studio.ui.chat_worker import ColumnStream, start_streams
 from studio.ui.jobs import JobRunner
 from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
@@ -531,7 +531,8 @@ class ChatPanel(Panel):
             stream.finished.connect(lambda answer, s=stream: self._on_stream_finished(s, answer))
             self.streams[n] = stream
             column.start_stream()
-            stream.start(self.jobs)
+        start_streams(self.jobs, list(self.streams.values()),
+                      title="Chat: " + ", ".join(spec.source.label for spec in specs))
         self.prompt.clear()
         self._tick.start()
         self._update_controls()

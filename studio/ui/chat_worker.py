@@ -1,35 +1,35 @@
-"""One column's answer as a job: ``stream_answer`` in its own asyncio loop on a worker thread.
+"""The columns' answers as one job: every column's ``stream_answer`` on one asyncio loop, one worker thread.
 
-Deltas are never sent to the GUI thread one by one (a fast model gives hundreds a second): the
-worker appends them to a locked buffer and the panel's tick (≤ 30 a second) takes what has
-arrived with :meth:`ColumnStream.take`. Stop is a flag that ``stream_answer`` checks between
-deltas and while it waits for one, so Stop never waits for the next token. Errors of any kind become
-the answer's error text: one column failing never touches the others.
+One thread for all columns, not one per column: the ``openai`` client parses every chunk in
+Python, and with three threads doing that at once the GUI thread waits for the GIL behind all
+of them (measured in benchmarks/chat_render.py); one loop does the same work with one
+competitor. Deltas are never sent to the GUI thread one by one either (a fast model gives
+hundreds a second): they go into each column's locked buffer and the panel's tick (≤ 30 a
+second) takes what has arrived with :meth:`ColumnStream.take`. Stop is a flag ``stream_answer``
+checks between deltas and while it waits for one. Errors of any kind become that column's
+answer error: one column failing never touches the others.
 """
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from studio.ui.jobs import Job, JobRunner, plain_message
 
-STOP_GRACE_S = 0.3  # stream_answer's own stop check gets this long before its task is cancelled
-WATCH_INTERVAL_S = 0.05
 
-
-def _answer_type():
+def _answer_type() -> type:
     from studio.core.chat.conversations import Answer
 
     return Answer
 
 
 class ColumnStream(QObject):
-    """Streams one answer; ``finished(Answer)`` on the GUI thread when it ends (done, stopped or failed)."""
+    """One column's answer; ``finished(Answer)`` on the GUI thread when it ends (done, stopped or failed)."""
 
     finished = Signal(object)
 
@@ -42,24 +42,16 @@ class ColumnStream(QObject):
         self._client_factory = client_factory
         self._streamer = streamer
         self._lock = threading.Lock()
-        self._parts: list[str] = []
-        self._count = 0  # deltas since the last take
-        self._total = 0
-        self._received = ""  # the whole text so far (a stopped or failed stream keeps it)
+        self._parts: list[str] = []  # since the last take
+        self._count = 0
+        self._all: list[str] = []  # everything so far (a stopped or failed stream keeps it)
         self.first_delta_at: float | None = None
         self.started_at = time.monotonic()
         self._stop = threading.Event()
-        self.job: Job | None = None
         self.done = False
         self.answer: Any = None
 
     # -- GUI thread --------------------------------------------------------------------------------
-    def start(self, jobs: JobRunner) -> None:
-        self.started_at = time.monotonic()
-        label = getattr(self.source, "label", "") or "a model"
-        self.job = jobs.submit(f"Chat: {label}", self._run, quiet=True, cancellable=False,
-                               on_done=self._on_done, on_error=self._on_error)
-
     def stop(self) -> None:
         """Ask the stream to end; ``finished`` follows with what was received."""
         self._stop.set()
@@ -76,25 +68,18 @@ class ColumnStream(QObject):
             self._count = 0
         return text, count
 
-    def _on_done(self, answer: Any) -> None:
-        self._finish(answer)
-
-    def _on_error(self, message: str) -> None:
-        text, _count = self._peek_all()
-        self._finish(_answer_type()(text=text, error=message, finish_reason="error"))
-
-    def _finish(self, answer: Any) -> None:
+    def finish(self, answer: Any) -> None:
         if self.done:
             return
         self.done = True
         self.answer = answer
         self.finished.emit(answer)
 
-    def _peek_all(self) -> tuple[str, int]:
+    def received(self) -> tuple[str, int]:
         with self._lock:
-            return self._received, self._total
+            return "".join(self._all), len(self._all)
 
-    # -- worker thread -----------------------------------------------------------------------------
+    # -- the worker's loop -------------------------------------------------------------------------
     def _on_delta(self, text: str) -> None:
         if self._stop.is_set():
             return  # stopped: nothing more reaches the column
@@ -102,43 +87,64 @@ class ColumnStream(QObject):
             if self.first_delta_at is None:
                 self.first_delta_at = time.monotonic()
             self._parts.append(text)
-            self._received += text
+            self._all.append(text)
             self._count += 1
-            self._total += 1
 
-    def _run(self) -> Any:
-        if self._client_factory is None:
-            from studio.core.chat.sources import client_for
-
-            client_factory = client_for
-        else:
-            client_factory = self._client_factory
-        if self._streamer is None:
-            from studio.core.chat.session import stream_answer
-
-            streamer = stream_answer
-        else:
-            streamer = self._streamer
+    async def run(self) -> Any:
+        """Make the client, stream, close the client; never raises (the error is the answer's)."""
         Answer = _answer_type()
+        if self._client_factory is not None:
+            client_factory = self._client_factory
+        else:
+            from studio.core.chat.sources import client_for as client_factory
+        if self._streamer is not None:
+            streamer = self._streamer
+        else:
+            from studio.core.chat.session import stream_answer as streamer
+        self.started_at = time.monotonic()
         try:
             client, model = client_factory(self.source, self.server)
         except Exception as exc:  # noqa: BLE001 - said in the column
             return Answer(error=plain_message(exc), finish_reason="error")
-        return asyncio.run(self._stream(streamer, client, model, Answer))
-
-    async def _stream(self, streamer: Callable[..., Any], client: Any, model: str, Answer: type) -> Any:
-        # stream_answer polls ``cancelled`` while it waits and after every delta, and closes the
-        # HTTP stream when it is set (the server sees the client leave); it never raises for the
-        # endpoint's failures. The client's pool belongs to this loop: closed here.
         try:
+            # stream_answer polls ``cancelled`` while it waits and after every delta, closes the
+            # HTTP stream when it is set (the server sees the client leave) and never raises for
+            # the endpoint's failures.
             return await streamer(client, model, self.messages, self.spec, self._on_delta, self._stop.is_set)
         except Exception as exc:  # noqa: BLE001 - a bug below must still end as this column's error
-            text, tokens = self._peek_all()
+            text, tokens = self.received()
             return Answer(text=text, error=plain_message(exc), finish_reason="error", tokens=tokens)
         finally:
             close = getattr(client, "aclose", None)
             if close is not None:
                 try:
                     await close()
-                except Exception:  # noqa: BLE001 - closing a pool that already failed
+                except Exception:  # noqa: BLE001, S110 - closing a pool that already failed
                     pass
+
+
+def start_streams(jobs: JobRunner, streams: Sequence[ColumnStream], title: str = "Chat") -> Job:
+    """Run ``streams`` together on one job; each one's ``finished`` comes as soon as it ends."""
+    streams = list(streams)
+
+    def run_all(report: Callable[[object], None]) -> None:
+        async def one(index: int, stream: ColumnStream) -> None:
+            report((index, await stream.run()))
+
+        async def all_of_them() -> None:
+            await asyncio.gather(*(one(n, s) for n, s in enumerate(streams)))
+
+        asyncio.run(all_of_them())
+
+    def on_yield(value: object) -> None:
+        index, answer = value  # type: ignore[misc]
+        streams[index].finish(answer)
+
+    def on_error(message: str) -> None:  # the loop itself failed: every open column says so
+        Answer = _answer_type()
+        for stream in streams:
+            text, tokens = stream.received()
+            stream.finish(Answer(text=text, error=message, finish_reason="error", tokens=tokens))
+
+    return jobs.submit(title, run_all, report=True, quiet=True, cancellable=False, on_yield=on_yield,
+                       on_error=on_error)
