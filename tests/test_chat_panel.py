@@ -369,3 +369,38 @@ def test_a_run_column_offers_to_start_the_server_then_chats_with_it(qtbot, make_
         qtbot.waitUntil(lambda: not run_column.notice_box.isHidden(), timeout=10_000)
     finally:
         served.close()
+
+
+def test_ctrl_n_starts_a_new_conversation_keeping_the_models(qtbot, panel: ChatPanel) -> None:
+    _send(qtbot, panel, "Something to start with")
+    qtbot.waitUntil(lambda: not panel.is_streaming() and panel.conversation.id is not None, timeout=10_000)
+    qtbot.keyClick(panel.prompt.text, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert panel.conversation.id is None and panel.conversation.turns == []
+    assert _models(panel) == ["model-a", "model-b", "model-c"]
+    assert all(not column.hint.isHidden() for column in panel.columns)
+    assert panel.conversation_title.text() == "New conversation" and panel.prompt.text.hasFocus()
+
+
+def test_export_opens_the_export_dialog_for_the_run(qtbot, make_panel, project: Project, tmp_path,
+                                                   monkeypatch) -> None:
+    import sys
+    import types
+
+    opened: list = []
+
+    class ExportDialog:  # B's dialog's constructor, as the contract names it
+        def __init__(self, context, jobs, run_id, parent=None):
+            opened.append((context, jobs, run_id, parent))
+
+        def setAttribute(self, *_args) -> None:  # noqa: N802 - Qt's name
+            pass
+
+        def open(self) -> None:
+            opened.append("open")
+
+    monkeypatch.setitem(sys.modules, "studio.ui.export_dialog", types.SimpleNamespace(ExportDialog=ExportDialog))
+    run = trained_run(project, base_folder(tmp_path), name="first")
+    panel = make_panel(columns=1, sources=5)
+    _pick(panel, 0, "first")
+    panel.columns[0].export_button.click()
+    assert opened == [(panel.context, panel.jobs, run.id, panel), "open"]

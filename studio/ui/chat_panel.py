@@ -193,7 +193,7 @@ class ChatPanel(Panel):
         self.server_slot = QVBoxLayout()
         self.server_slot.setContentsMargins(0, 0, 0, 0)
 
-        self.add_column_button = QToolButton(text="+ Column", autoRaise=False)
+        self.add_column_button = QToolButton()
         self.same_settings = QCheckBox("Same settings for all columns",
                                        toolTip="One system prompt, temperature, top-p and max tokens for every column")
         self.shared_settings = ColumnSettings(title="Settings for every column")
@@ -252,9 +252,9 @@ class ChatPanel(Panel):
             self.column_actions.append(self._action(f"Model of column {n + 1}", f"Alt+{n + 1}",
                                                     lambda _=False, i=n: self.focus_picker(i),
                                                     f"Pick the model of column {n + 1}"))
-        self.add_column_action = self._action("Add column", "Ctrl+Shift+=", self.add_column, "Add a column")
+        self.add_column_action = self._action("Add column", "Ctrl+T", self.add_column,
+                                              f"Add a column, up to {MAX_COLUMNS}")
         self.add_column_button.setDefaultAction(self.add_column_action)
-        self.add_column_button.setText("+ Column")
         for action in (self.new_action, self.send_action, self.stop_action, self.focus_action, self.add_column_action,
                        *self.column_actions):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
@@ -370,6 +370,9 @@ class ChatPanel(Panel):
         column.answer_action.connect(lambda turn, key, c=column: self._on_answer_action(self.columns.index(c), turn,
                                                                                           key))
         column.settings_button.setVisible(not self.same_settings.isChecked())
+        number = len(self.columns) + 1
+        column.picker.setToolTip(f"The model of column {number} (Alt+{number}): a teacher endpoint, the base model"
+                                 " or a trained run")
         if self.columns:
             column.settings.set_values(**self.columns[0].settings.values())
         self.columns.append(column)
@@ -394,6 +397,8 @@ class ChatPanel(Panel):
         column.deleteLater()
         for n, other in enumerate(self.columns):
             other.index = n
+            other.picker.setToolTip(f"The model of column {n + 1} (Alt+{n + 1}): a teacher endpoint, the base model"
+                                    " or a trained run")
         for turn in self.conversation.turns:
             if index < len(turn.answers):
                 turn.answers.pop(index)
