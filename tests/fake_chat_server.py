@@ -27,6 +27,7 @@ class Script:
 class FakeChatServer:
     scripts: dict[str, Script] = field(default_factory=dict)
     max_lifetime_s: float = 120.0
+    health: dict | None = None  # served at GET /health (so a ServerControl can adopt this server)
 
     def __post_init__(self) -> None:
         self.requests: list[dict] = []
@@ -91,7 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/v1/models":
+        if self.path.rstrip("/") == "/health" and self.fake.health is not None:
+            self._json(200, self.fake.health)
+        elif self.path.rstrip("/") == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
                                                         for m in self.fake.scripts]})
         else:

@@ -110,23 +110,20 @@ class MarkdownSegment(QTextBrowser):
         self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)  # long code lines wrap
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self.text = ""
-        self.styled = False
         self.setFixedHeight(8)
 
-    def set_markdown(self, text: str, *, styled: bool = True) -> None:
-        """Render ``text``; ``styled=False`` (the live segment while tokens arrive) skips the code-block tint,
-        a walk over every block that is done once, when the segment is frozen or the answer ends."""
-        if text == self.text and (self.styled or not styled):
+    def set_markdown(self, text: str) -> None:
+        """Render ``text`` (code blocks tinted and wrapped: a walk over the blocks, only when there is a fence)."""
+        if text == self.text:
             return
         self.text = text
-        self.styled = styled
         # No size signal per step (each would be a Python slot call, and under a busy GIL each such
         # call waits): the height is fitted once at the end.
         layout = self.document().documentLayout()
         layout.blockSignals(True)
         try:
             self.setMarkdown(text)
-            if styled and ("```" in text or "~~~" in text):
+            if "```" in text or "~~~" in text:
                 style_code_blocks(self)
         finally:
             layout.blockSignals(False)
@@ -200,10 +197,8 @@ class AnswerView(QWidget):
             self.text += delta
             self._dirty = True
 
-    def render(self, *, final: bool = False) -> bool:
+    def render(self) -> bool:
         """Re-render what changed since the last call (cost: one segment); True if anything was drawn."""
-        if final and not self.live.styled:
-            self._dirty = True
         if not self._dirty:
             return False
         self._dirty = False
@@ -214,7 +209,7 @@ class AnswerView(QWidget):
             self._frozen += cut
             self.live = self._new_segment()
             live_text = live_text[cut:]
-        self.live.set_markdown(live_text, styled=final)
+        self.live.set_markdown(live_text)
         self.render_count += 1
         return True
 
@@ -222,7 +217,7 @@ class AnswerView(QWidget):
         return self._segments.count()
 
     def finish(self, *, error: str = "", stats: str = "", actions: bool = True) -> None:
-        self.render(final=True)
+        self.render()
         self.waiting.hide()
         if error:
             self.error.setText(error)

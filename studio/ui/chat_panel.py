@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QToolButton,
@@ -64,6 +65,13 @@ def _shortcut_text(key: str) -> str:
 # -- work for jobs (worker threads, own project handles) -------------------------------------------
 def read_sources(project: Project, server: object) -> list:
     return list_sources(project, server)
+
+
+def warm_up() -> None:
+    import openai  # noqa: F401
+
+    import studio.core.chat.session  # noqa: F401
+    import studio.core.llm.client  # noqa: F401
 
 
 def read_conversations(project: Project) -> list:
@@ -217,7 +225,6 @@ class ChatPanel(Panel):
         main_layout = QVBoxLayout(main)
         main_layout.setContentsMargins(4, 0, 0, 0)
         main_layout.setSpacing(6)
-        main_layout.addLayout(self.server_slot)
         main_layout.addLayout(bar)
         main_layout.addWidget(self.shared_settings)
         main_layout.addWidget(self.columns_splitter, 1)
@@ -283,11 +290,12 @@ class ChatPanel(Panel):
         self.splitter.addWidget(main)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([200, 1000])
-        left.setMinimumWidth(150)
+        self.splitter.setSizes([210, 1000])
+        left.setMinimumWidth(left.minimumSizeHint().width())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.splitter)
+        layout.addLayout(self.server_slot, 0)  # the whole width: the server's URL, memory and adapters fit
+        layout.addWidget(self.splitter, 1)
 
     def _action(self, text: str, shortcut, slot, tip: str) -> QAction:
         action = QAction(text, self)
@@ -321,6 +329,9 @@ class ChatPanel(Panel):
             return
         for signal, slot in self._subscriptions():
             signal.connect(slot)
+        # The streaming stack (openai, httpx) is imported now, in the background, not when the first
+        # prompt is sent: its first answer's time to first token is then the model's.
+        self.jobs.submit("Preparing chat", warm_up, key="chat-warm-up", quiet=True, on_error=lambda _message: None)
         self.refresh_sources()
         self.refresh_list()
         self._update_controls()
@@ -339,6 +350,7 @@ class ChatPanel(Panel):
             return
         self.server_control = ServerControl(None, self.jobs, self, horizontal=True)
         self.server_control.state_changed.connect(self._on_server_state)
+        self.server_control.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.server_slot.addWidget(self.server_control)
 
     def shutdown(self) -> None:

@@ -102,8 +102,16 @@ class ColumnStream(QObject):
         else:
             from studio.core.chat.session import stream_answer as streamer
         self.started_at = time.monotonic()
+
+        def make_client() -> tuple[Any, str]:
+            import openai  # noqa: F401 - imported here, off the shared loop, the first time
+
+            return client_factory(self.source, self.server)
+
         try:
-            client, model = client_factory(self.source, self.server)
+            # Off the loop: finding a key may wait on the OS keyring (seconds on a desktop without
+            # one), and the loop is every column's.
+            client, model = await asyncio.to_thread(make_client)
         except Exception as exc:  # noqa: BLE001 - said in the column
             return Answer(error=plain_message(exc), finish_reason="error")
         try:
