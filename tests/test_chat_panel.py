@@ -404,3 +404,12 @@ def test_export_opens_the_export_dialog_for_the_run(qtbot, make_panel, project: 
     _pick(panel, 0, "first")
     panel.columns[0].export_button.click()
     assert opened == [(panel.context, panel.jobs, run.id, panel), "open"]
+
+
+def test_without_a_project_nothing_can_be_sent(qtbot, panel: ChatPanel) -> None:
+    panel.set_context(None)
+    assert not panel.prompt.send_button.isEnabled() and panel.server_control.context is None
+    assert all(not column.picker.isEnabled() for column in panel.columns)
+    panel.prompt.text.setPlainText("Hello?")
+    panel.send()
+    assert not panel.is_streaming() and panel.conversation.turns == []

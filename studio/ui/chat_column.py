@@ -392,9 +392,10 @@ class ChatColumn(QFrame):
         self._update_export()
 
     # -- the model --------------------------------------------------------------------------------
-    def set_sources(self, sources: Sequence, keep: object | None = None) -> None:
-        """Fill the picker; keep the current choice (or ``keep``) when it is still offered."""
-        wanted = keep if keep is not None else self.source()
+    def set_sources(self, sources: Sequence, keep: object | None = None, *, forget: bool = False) -> None:
+        """Fill the picker; keep the current choice (or ``keep``), shown even when no longer offered,
+        unless ``forget`` (the project closed)."""
+        wanted = None if forget else keep if keep is not None else self.source()
         self._sources = list(sources)
         if wanted is not None and not any(_same_source(s, wanted) for s in self._sources):
             self._sources.append(wanted)  # a stored conversation's model that is gone: still shown, marked

@@ -114,6 +114,7 @@ class PromptBox(QWidget):
         self.input = QPlainTextEdit(placeholderText="Input (optional)")
         for edit in (self.text, self.instruction, self.input):
             edit.setTabChangesFocus(True)
+            edit.setToolTip(f"{send_key} sends to every column, Esc stops, {_shortcut_text('Ctrl+L')} comes back here")
         line = self.text.fontMetrics().lineSpacing()
         self.text.setFixedHeight(line * 4 + 12)
         for edit in (self.instruction, self.input):
@@ -324,6 +325,9 @@ class ChatPanel(Panel):
         self.conversation = self._new_conversation()
         self._show_conversation()
         if context is None:
+            self.sources = []
+            for column in self.columns:
+                column.set_sources([], forget=True)
             self._fill_list([])
             self._update_controls()
             return
@@ -493,7 +497,7 @@ class ChatPanel(Panel):
     def _start_server_for(self, column: ChatColumn) -> None:
         if self.server_control is None:
             return
-        column.show_notice("Starting the local server…")
+        column.show_notice("Starting the local server (its state is in the row above)…")
         self.server_control.start()
 
     def _export_column(self, column: ChatColumn) -> None:
@@ -584,6 +588,7 @@ class ChatPanel(Panel):
             view.text = ""
             view.append(answer.text)
         del self.streams[n]
+        stream.deleteLater()
         if turn < len(self.conversation.turns) and n < len(self.conversation.turns[turn].answers):
             self.conversation.turns[turn].answers[n] = answer
         column.finish(turn, error=answer.error, stats=format_stats(answer))
