@@ -90,6 +90,15 @@ class FakeState:
                 write_info(self.info_file, self.info)
 
 
+def _run_id(adapter: Path) -> int | None:
+    """As the real server: the run id from the run's config.json beside its adapter folder."""
+    try:
+        value = json.loads((adapter.parent / "config.json").read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
 def rss_bytes() -> int:
     try:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -170,7 +179,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             catalog = self.state.catalog
             model = ServedModel(id=name, kind=ADAPTER, parent=catalog.base.id,
-                                prompt_format=str(body.get("prompt_format") or "alpaca"), adapter_path=path)
+                                prompt_format=str(body.get("prompt_format") or "alpaca"), adapter_path=path,
+                                run_id=_run_id(Path(path)))
             others = tuple(m for m in catalog.models if m.id != name)
             self.state.catalog = Catalog(catalog.base_model, (*others, model), catalog.skipped)
             self.state.rewrite_info()

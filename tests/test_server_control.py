@@ -227,12 +227,48 @@ def test_ensure_adapter_loads_a_run_trained_after_the_start(qtbot, control, serv
     wait_state(qtbot, control, sc.READY)
     later = trained_run(project, base, name="later")
     announced: list = []
+    results: list = []
     control.state_changed.connect(announced.append)
+    control.adapter_result.connect(lambda run_id, why: results.append((run_id, why)))
     control.ensure_adapter(later.id)
     qtbot.waitUntil(lambda: "later" in control.loaded_adapters(), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: bool(announced) and "later" in announced[-1].catalog.ids(), timeout=WAIT_MS)
+    assert results == [(later.id, "")] and announced[-1].catalog.find("later").run_id == later.id
     assert "later" in control.models_label.text()
     assert read_info(info_path(project.root)).catalog.find("later") is not None  # the server rewrote its file
+    count = len(announced)
+    control.ensure_adapter(later.id)  # already served: said so, and nothing new announced (no loops)
+    qtbot.waitUntil(lambda: len(results) == 2, timeout=WAIT_MS)
+    assert results[-1] == (later.id, "")
+    qtbot.wait(300)
+    assert len(announced) == count
+
+
+def test_ensure_adapter_without_a_server_or_a_run_says_why(qtbot, control, served) -> None:
+    results: list = []
+    control.adapter_result.connect(lambda run_id, why: results.append((run_id, why)))
+    control.ensure_adapter(1)
+    assert results == [(1, "the local server is not running; start it to serve this run")]
+    control.start()
+    wait_state(qtbot, control, sc.READY)
+    control.ensure_adapter(99)
+    qtbot.waitUntil(lambda: len(results) == 2, timeout=WAIT_MS)
+    assert results[1][0] == 99 and "no training run 99" in results[1][1]
+    assert "no training run 99" in control.error_view.toPlainText()
+
+
+def test_deleting_the_widget_stops_the_server_it_started(qtbot, served) -> None:
+    project, _base = served
+    context, jobs = ProjectContext(project), JobRunner()
+    widget = ServerControl(context, jobs)
+    widget.command_prefix, widget.port, widget.device = fake_program("--ignore-stop-file"), 0, "cpu"
+    widget.start()
+    wait_state(qtbot, widget, sc.READY)
+    pid = widget.info().pid
+    widget.deleteLater()  # what a panel does when it rebuilds for another project
+    qtbot.waitUntil(lambda: not launch.pid_alive(pid), timeout=WAIT_MS)
+    assert not info_path(project.root).exists()
+    context.close()
 
 
 def test_ensure_adapter_of_another_base_offers_a_restart(qtbot, control, served, tmp_path: Path,
@@ -249,11 +285,14 @@ def test_ensure_adapter_of_another_base_offers_a_restart(qtbot, control, served,
         return QMessageBox.StandardButton.No
 
     monkeypatch.setattr(QMessageBox, "question", question)
+    results: list = []
+    control.adapter_result.connect(lambda run_id, why: results.append((run_id, why)))
     control.ensure_adapter(other.id)
     qtbot.waitUntil(lambda: bool(asked), timeout=WAIT_MS)
     assert "was trained on" in asked[0] and "other-base" in asked[0] and "Restart the server" in asked[0]
     assert control.state == sc.READY and control.info().pid == first_pid
     assert "not served" in control.error_view.toPlainText()
+    assert results == [(other.id, "elsewhere is not served: it was trained on another base model")]
     monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.Yes)
     control.ensure_adapter(other.id)
     qtbot.waitUntil(lambda: control.state == sc.READY and control.info().pid != first_pid, timeout=WAIT_MS)
@@ -278,7 +317,7 @@ def test_stop_while_starting_ends_the_process_and_shows_stopped(qtbot, control) 
     control.command_prefix = fake_program("--startup-delay-ms", "3000")
     control.start()
     wait_state(qtbot, control, sc.STARTING)
-    assert control.toggle_button.text() == "Stop"
+    assert control.toggle_button.text() == "Stop" and control.details.text().startswith("Loading the model…")
     control.stop()
     wait_state(qtbot, control, sc.STOPPED)
     assert not control.jobs.is_busy("serve") and control.info() is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class ServerControl(QWidget):
     """Start/Stop, state, URL, device, memory and loaded adapters of the project's model server."""
 
     state_changed = Signal(object)  # ServerInfo | None
+    adapter_result = Signal(int, str)  # after ensure_adapter(run_id): "" once it is served, else why not
 
     def __init__(self, context: ProjectContext | None, jobs: JobRunner, parent: QWidget | None = None, *,
                  horizontal: bool = False):
@@ -89,6 +91,7 @@ class ServerControl(QWidget):
         self._wait_error = ""
         self._restart: tuple[Sequence[str] | None, str | None] | None = None
         self._polling = False
+        self._started_at = 0.0
         self._announced = False
         self._closed = False
         self._build()
@@ -119,13 +122,15 @@ class ServerControl(QWidget):
         self.url_field.setReadOnly(True)
         self.url_field.setPlaceholderText("not running")
         self.url_field.setToolTip("The OpenAI base URL: give it to any OpenAI client (base_url=...)")
+        self.url_field.setAccessibleName("server URL")
         self.copy_button = QToolButton()
         self.copy_button.setText("Copy")
         self.copy_button.setToolTip("Copy the server's URL")
         self.copy_button.clicked.connect(self.copy_url)
         self.details = ElidedLabel("")   # one line: device, memory, queue
         self.details.setProperty("role", "muted")
-        self.models_label = QLabel()     # wraps in a side bar: it is narrow, adapter names are not
+        # In a side bar the models wrap (it is narrow, adapter names are not); in a row they elide.
+        self.models_label = ElidedLabel("") if self.horizontal else QLabel()
         self.models_label.setObjectName("ServerModels")
         self.models_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_view = QPlainTextEdit()
@@ -143,10 +148,10 @@ class ServerControl(QWidget):
             row = QHBoxLayout()
             row.setSpacing(6)
             self.url_field.setMinimumWidth(190)
-            self.models_label.setMaximumWidth(320)
-            for widget in (self.dot, self.state_label, self.url_field, self.copy_button, self.details,
-                           self.models_label):
+            self.details.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+            for widget in (self.dot, self.state_label, self.url_field, self.copy_button, self.details):
                 row.addWidget(widget)
+            row.addWidget(self.models_label, 1)
             row.addWidget(self.toggle_button)
             layout.addLayout(row)
         else:                # a side bar ~300 px wide
@@ -208,13 +213,19 @@ class ServerControl(QWidget):
         self._stop()
 
     def ensure_adapter(self, run_id: int) -> None:
-        """Make a run trained after the server started available: load its adapter, or offer a restart."""
+        """Make a run trained after the server started available: load its adapter, or offer a restart.
+
+        ``adapter_result(run_id, "")`` follows once the run is served (``state_changed`` too when
+        the catalog changed), ``adapter_result(run_id, why)`` when it is not.
+        """
         if self.state != READY or self._info is None or self.context is None:
+            self.adapter_result.emit(run_id, "the local server is not running; start it to serve this run")
             return
         info = self._info
         self.jobs.submit("Loading an adapter into the model server", _ensure_adapter, run_id, info,
-                         project=self.context, key="serve-adapter", quiet=True,
-                         on_done=self._on_adapter_result, on_error=lambda message: self._note(message, error=True))
+                         project=self.context, key=f"serve-adapter-{run_id}", quiet=True,
+                         on_done=self._on_adapter_result,
+                         on_error=lambda message, r=run_id: self._on_adapter_failed(r, message))
 
     def shutdown(self) -> None:
         """The window is closing: SIGTERM the server this widget started (it cleans up itself); never waits."""
@@ -268,10 +279,13 @@ class ServerControl(QWidget):
             self._fail(str(exc))
             return
         started.append(job)
+        # Deleted without shutdown() (a panel rebuilt for another project): the server goes with it.
+        self.destroyed.connect(functools.partial(_terminate_job, job))
         job.quiet = True  # a server runs for hours: this widget shows it, not the status bar's busy bar
         if self._process is None and self.state == FAILED:  # it failed to start inside start_process
             return
         self._process = job
+        self._started_at = time.monotonic()
         self._set_state(STARTING)
         pid = int(job.process.processId())
         if pid <= 0:  # it could not start at all: the exit handler has already said why
@@ -361,6 +375,8 @@ class ServerControl(QWidget):
     def _on_timer(self) -> None:
         if self.state == READY:
             self._poll_health()
+        elif self.state == STARTING:
+            self._show()  # the seconds it has been loading
         elif self.state in (STOPPED, FAILED) and self.isVisible():
             self._check_for_server()  # a server started from the CLI shows up here
 
@@ -403,19 +419,25 @@ class ServerControl(QWidget):
 
     @_while_alive
     def _on_reread(self, info: ServerInfo | None) -> None:
-        if info is not None and self._info is not None and info.pid == self._info.pid and self.state == READY:
-            self._info = info
-            self._show()
+        if info is None or self._info is None or info.pid != self._info.pid or self.state != READY:
+            return
+        changed = info.catalog != self._info.catalog
+        self._info = info
+        self._show()
+        if changed:  # only news is announced: a listener that calls ensure_adapter again cannot loop
             self._announce(info)
 
     # -- adapters --------------------------------------------------------------------------------
     @_while_alive
     def _on_adapter_result(self, result: dict) -> None:
-        if result["status"] == "loaded":
-            self._note(f"Loaded {result['model']}.")
+        run_id = int(result["run_id"])
+        if result["status"] in ("loaded", "present"):
+            if result["status"] == "loaded":
+                self._note(f"Loaded {result['model']}.")
             self.jobs.submit("Reading the model server's info", _find_running, info_path(self._root()),
                              key="serve-reread", quiet=True, on_done=self._on_reread)
             self._poll_health()
+            self.adapter_result.emit(run_id, "")
         elif result["status"] == "other-base":
             text = (f"Training run {result['label']} was trained on {result['base']}, but the running server holds "
                     f"{result['server_base']}; one server holds one base model. Restart the server with "
@@ -426,8 +448,16 @@ class ServerControl(QWidget):
             if answer == QMessageBox.StandardButton.Yes:
                 self._restart = (None, result["base"])
                 self._stop()
+                self.adapter_result.emit(run_id, "the server is restarting with that run's base model")
             else:
-                self._note(f"{result['model']} is not served: it was trained on another base model.", error=True)
+                why = f"{result['model']} is not served: it was trained on another base model"
+                self._note(f"{why}.", error=True)
+                self.adapter_result.emit(run_id, why)
+
+    @_while_alive
+    def _on_adapter_failed(self, run_id: int, message: str) -> None:
+        self._note(message, error=True)
+        self.adapter_result.emit(run_id, message)
 
     # -- stopping --------------------------------------------------------------------------------
     def _stop(self) -> None:
@@ -500,7 +530,10 @@ class ServerControl(QWidget):
 
     def _show(self) -> None:
         c = theme.colors("dark" if self.palette().window().color().lightness() < 128 else "light")
-        self.dot.setStyleSheet(f"color: {c[STATE_COLOR[self.state]]};")
+        role = STATE_COLOR[self.state]
+        color = c.get("success", c["highlight"]) if self.state == READY else c[role]  # a theme's green, when it has one
+        self.dot.setStyleSheet(f"color: {color};")
+        self.dot.setAccessibleName(f"server {self.state}")
         text = f"Server: {STATE_TEXT[self.state]}"
         if self.state == READY and self._adopted:
             text += " (already running)"
@@ -512,6 +545,7 @@ class ServerControl(QWidget):
         self.toggle_button.setToolTip(f"{verb} the local model server ({SHORTCUT})")
         info = self._info if self.state == READY else None
         self.url_field.setText(info.url if info is not None else "")
+        self.url_field.setPlaceholderText("starting…" if self.state in (CHECKING, STARTING) else "not running")
         self.copy_button.setEnabled(info is not None)
         details = self._details_text(info)
         self.details.setText(details)
@@ -519,10 +553,13 @@ class ServerControl(QWidget):
         self.details.setVisible(bool(details))
         models = self._models_text(info)
         self.models_label.setText(models)
+        self.models_label.setToolTip(models)
         self.models_label.setVisible(bool(models))
 
     def _details_text(self, info: ServerInfo | None) -> str:
         if info is None:
+            if self.state == STARTING:
+                return f"Loading the model… {time.monotonic() - self._started_at:.0f} s"
             return "" if self.state != STOPPED or self.context is None else f"Serves your trained runs ({SHORTCUT})"
         health = self._health or {}
         parts = [str(health.get("device") or info.device)]
@@ -586,6 +623,12 @@ def _prepare(project: Any, runs: list[str] | None, base_model: str | None, on_gp
     return {"conflict": conflict, "port": launch.pick_port(host, port), "running": None}
 
 
+def _terminate_job(job: ProcessJob, *_args: object) -> None:
+    if shiboken6.isValid(job) and job.running:
+        job.stop()
+        job.process.terminate()
+
+
 def _find_running(path: Path) -> ServerInfo | None:
     return read_info(path)
 
@@ -593,7 +636,8 @@ def _find_running(path: Path) -> ServerInfo | None:
 def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:
     run = project.training.get(run_id)
     model = run_model_id(run)
-    result = {"model": model, "label": run.label, "base": run.base_model, "server_base": info.catalog.base_model}
+    result = {"run_id": run.id, "model": model, "label": run.label, "base": run.base_model,
+              "server_base": info.catalog.base_model}
     try:
         served = launch.fetch_health(info.url).get("adapters")
     except launch.ServeError:
