@@ -147,7 +147,8 @@ def test_escape_stops_every_stream_and_no_more_text_arrives(qtbot, panel: ChatPa
     stopped = _texts(panel)
     assert all(stopped) and all(len(t) < len(ANSWERS[m]) for t, m in zip(stopped, ANSWERS))
     assert [a.finish_reason for a in panel.conversation.turns[0].answers] == ["cancelled"] * 3
-    assert not any(job.running for job in panel.jobs.active_jobs() if job.title.startswith("Chat:"))
+    qtbot.waitUntil(lambda: not any(job.title.startswith("Chat:") for job in panel.jobs.active_jobs()),
+                    timeout=10_000)  # the worker thread ends too
     fake.gate.set()  # the server would go on: the closed connections refuse it
     qtbot.waitUntil(lambda: fake.disconnects == 3, timeout=10_000)
     panel._on_tick()
