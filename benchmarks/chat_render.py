@@ -78,7 +78,7 @@ def run_ours(base_url: str, limit_s: float) -> dict:
     panel.resize(1280, 760)
     panel.show()
     panel.set_context(context)
-    while len(panel.sources) < len(MODELS):
+    while len(panel.sources) < len(MODELS) or panel.jobs.active_jobs():  # opened, read, warmed up: idle
         app.processEvents()
         time.sleep(0.01)
     panel.add_column()

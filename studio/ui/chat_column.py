@@ -104,8 +104,12 @@ class MarkdownSegment(QTextBrowser):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setOpenExternalLinks(True)
+        # Transparent through the palette, not a style sheet: a style sheet per segment costs a parse
+        # and a polish each time one is made (one per answer and per frozen segment).
         self.viewport().setAutoFillBackground(False)
-        self.setStyleSheet("QTextBrowser { background: transparent; border: none; padding: 0; }")
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Base, QColor(0, 0, 0, 0))
+        self.setPalette(palette)
         self.document().setDocumentMargin(2)
         self.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)  # long code lines wrap
         self.document().documentLayout().documentSizeChanged.connect(self._fit)

@@ -823,7 +823,10 @@ class ChatPanel(Panel):
         streaming = self.is_streaming()
         has_project = self.project is not None
         self.prompt.send_button.setEnabled(has_project and not streaming)
-        self.send_action.setEnabled(has_project and not streaming)
+        # Ctrl+Return stays the panel's while answers stream (send() ignores it) instead of reaching the
+        # prompt as a new line; Esc is only taken while there is something to stop (a list rename keeps it).
+        self.send_action.setEnabled(has_project)
+        self.stop_action.setEnabled(streaming)
         self.prompt.stop_button.setEnabled(streaming)
         self.add_column_action.setEnabled(len(self.columns) < MAX_COLUMNS and not streaming)
         for column in self.columns:
