@@ -59,7 +59,7 @@ def completed_prefix(text: str) -> int:
         if stripped.startswith(("```", "~~~")):
             in_fence = not in_fence
         pos += len(line)
-        if not in_fence and not stripped and line.endswith("\n") and pos < len(text) + 1:
+        if not in_fence and not stripped and line.endswith("\n"):
             cut = pos
     return cut
 
