@@ -77,5 +77,6 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
          "icon": "generate.svg"},
         {"key": "curate", "target": "studio.ui.curate_panel:CuratePanel", "title": "Curate", "icon": "curate.svg"},
         {"key": "train", "target": "studio.ui.train_panel:TrainPanel", "title": "Train", "icon": "train.svg"},
+        {"key": "chat", "target": "studio.ui.chat_panel:ChatPanel", "title": "Chat", "icon": "chat.svg"},
     ],
 }
