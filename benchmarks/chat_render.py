@@ -109,7 +109,7 @@ def run_naive(base_url: str, limit_s: float, *, markdown: bool) -> dict:
     from studio.core.llm.endpoint import EndpointConfig
     from studio.core.llm.keys import NO_KEY
 
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])  # kept alive for the run
 
     class Bridge(QObject):
         delta = Signal(int, str)

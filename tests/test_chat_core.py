@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.core import changes, db, schema
+from studio.core import changes, schema
 from studio.core.chat.conversations import (
     ALPACA, CHAT, Answer, ColumnSpec, Conversation, Turn, UnknownConversationError, default_title,
 )

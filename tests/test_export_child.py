@@ -8,7 +8,6 @@ through peft's merge) and the q/k rows un-permuted with an index formula, not th
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

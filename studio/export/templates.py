@@ -98,7 +98,7 @@ def ollama_stops(fmt_name: str, eos_token: str | None) -> list[str]:
 
 def modelfile(gguf_name: str, fmt_name: str, *, eos_token: str | None, system: str = "") -> str:
     """An Ollama Modelfile for ``ollama create NAME -f Modelfile`` in the export folder."""
-    lines = [f"# Ollama: ollama create <name> -f Modelfile   (in this folder)", f"FROM ./{gguf_name}", ""]
+    lines = ["# Ollama: ollama create <name> -f Modelfile   (in this folder)", f"FROM ./{gguf_name}", ""]
     template = ollama_template(fmt_name)
     if template is None:
         lines += ["# The run used the base model's own chat template; it is in the GGUF metadata",
