@@ -9,7 +9,8 @@ JSON object), and answers on loopback with tests/fake_studio_server.py's handler
 Like vLLM it writes no info file, has no /health, routes /v1/load_lora_adapter only when
 ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` is true (answering plain text), and exits on SIGTERM.
 ``FAKE_VLLM_FAIL=MESSAGE`` makes it print MESSAGE on stderr and exit 1 at once;
-``FAKE_VLLM_STARTUP_S`` delays listening.
+``FAKE_VLLM_STARTUP_S`` delays listening; ``FAKE_VLLM_NO_RUNTIME_LORA=1`` leaves the load route out
+(a vLLM that ignores the variable).
 """
 from __future__ import annotations
 
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     handler_args = argparse.Namespace(reply=DEFAULT_REPLY, delay_ms=0.0, chunk_chars=4, max_queue=16,
                                       requests_log=None)
     state = FakeState(handler_args, catalog_from(args), None)
-    runtime = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("1", "true")
+    runtime = (os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in ("1", "true")
+               and not os.environ.get("FAKE_VLLM_NO_RUNTIME_LORA"))
     handler = type("BoundVllmHandler", (VllmHandler,), {"state": state, "runtime_lora": runtime})
     server = ThreadingHTTPServer((args.host, args.port), handler)
     server.daemon_threads = True
