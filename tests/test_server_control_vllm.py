@@ -160,11 +160,15 @@ def test_vllm_starts_from_the_catalog_serves_a_chat_loads_a_run_and_stops(qtbot,
     assert on_disk.catalog == project_catalog_of(project) and on_disk.extra == {"tensor_parallel_size": 2}
     # /health does not exist on vLLM: the state comes from /v1/models, the memory from nvidia-smi
     qtbot.waitUntil(lambda: "GPU 3.0 GB used" in control.details.text(), timeout=WAIT_MS)
-    assert "2 GPUs" in control.details.text() and "vllm" in control.details.text()
+    assert "2 GPUs" in control.details.text() and control.backend_combo.currentText() == "vLLM"
     assert control.loaded_adapters() == ["first"] and "Base tiny-base · adapters: first" in control.models_label.text()
     assert not control.backend_combo.isEnabled()  # a running server keeps its backend
+    control.settings.setValue(sc.BACKEND_SETTING, "studio")  # the other window's user prefers the studio server
     other = make_control()  # another window on the project adopts it: /v1/models, not /health, says it is up
+    assert other.backend() == sc.STUDIO
     wait_state(qtbot, other, sc.READY)
+    assert other.backend_combo.currentText() == "vLLM"  # shows what runs, without remembering it
+    assert other.settings.value(sc.BACKEND_SETTING) == "studio"
     assert other.info().backend == "vllm" and "(already running)" in other.state_label.text()
     qtbot.waitUntil(lambda: other.loaded_adapters() == ["first"] and "GPU" in other.details.text(), timeout=WAIT_MS)
 

@@ -196,7 +196,6 @@ class ServerControl(QWidget):
             top.setSpacing(6)
             top.addWidget(self.dot)
             top.addWidget(self.state_label, 1)
-            top.addWidget(self.backend_combo)
             top.addWidget(self.toggle_button)
             layout.addLayout(top)
             url_row = QHBoxLayout()
@@ -204,7 +203,11 @@ class ServerControl(QWidget):
             url_row.addWidget(self.url_field, 1)
             url_row.addWidget(self.copy_button)
             layout.addLayout(url_row)
-            layout.addWidget(self.details)
+            details_row = QHBoxLayout()  # the combo beside the details: the top row has no room in ~300 px
+            details_row.setSpacing(6)
+            details_row.addWidget(self.details, 1)
+            details_row.addWidget(self.backend_combo)
+            layout.addLayout(details_row)
             layout.addWidget(self.models_label)
         layout.addWidget(self.error_view)
 
@@ -476,6 +479,7 @@ class ServerControl(QWidget):
 
     def _adopt(self, info: ServerInfo) -> None:
         self._info, self._adopted, self._backend = info, True, info.backend
+        self._show_backend(info.backend)  # the combo names the running server's backend, not the remembered one
         self._set_state(READY, note="")
         self._announce(info)
         self._poll_health()
@@ -635,7 +639,17 @@ class ServerControl(QWidget):
         self.state_changed.emit(info)
 
     def _forget(self) -> None:
+        if self._adopted:
+            self._show_backend(str(self.settings.value(BACKEND_SETTING, STUDIO)))
         self._info, self._health, self._adopted = None, None, False
+
+    def _show_backend(self, backend: str) -> None:
+        """Show ``backend`` in the combo without remembering it (an adopted server's, then the user's again)."""
+        index = self.backend_combo.findData(backend)
+        if index >= 0:
+            self.backend_combo.blockSignals(True)
+            self.backend_combo.setCurrentIndex(index)
+            self.backend_combo.blockSignals(False)
 
     @_while_alive
     def _fail(self, message: str, detail: str = "") -> None:
@@ -705,8 +719,6 @@ class ServerControl(QWidget):
         queue = health.get("queue") or {}
         if queue.get("running") or queue.get("waiting"):
             parts.append(f"{queue.get('running', 0)} running, {queue.get('waiting', 0)} waiting")
-        if info.backend != "studio":
-            parts.append(info.backend)
         return " · ".join(parts)
 
     def _models_text(self, info: ServerInfo | None) -> str:
