@@ -246,3 +246,18 @@ def test_gpu_count_and_memory_without_torch(bin_dir: Path, monkeypatch) -> None:
     assert launch.gpu_count({"CUDA_VISIBLE_DEVICES": ""}) == 2  # empty: not set, nvidia-smi counts
     env = launch.vllm_env({"PATH": "/x"})
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["HF_HUB_OFFLINE"] == "1" and env["PATH"] == "/x"
+
+
+def test_a_vllm_that_never_answers_times_out_with_its_output_tail(qtbot, make_control, fake_gpu_box, served,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_VLLM_STARTUP_S", "60")
+    monkeypatch.setattr(sc, "READY_TIMEOUT_S", 0.5)
+    control = make_control()
+    control.set_backend(sc.VLLM)
+    control.start()
+    wait_state(qtbot, control, sc.FAILED)
+    qtbot.waitUntil(lambda: "INFO fake vLLM loading" in control.error_view.toPlainText(), timeout=WAIT_MS)
+    text = control.error_view.toPlainText()
+    assert "vLLM did not answer http://127.0.0.1:" in text and "/v1/models within 0.5 s" in text
+    qtbot.waitUntil(lambda: not control.jobs.is_busy("serve"), timeout=WAIT_MS)  # given up on: terminated
+    assert not info_path(served[0].root).exists()
