@@ -49,7 +49,7 @@ def test_vllm_command_names_every_adapter_and_rounds_the_rank_up(project: Projec
     second = trained_run(project, base, name="second", r=12)
     catalog = project_catalog(project)
     assert launch.vllm_command(catalog, host="127.0.0.1", port=9000, tensor_parallel_size=2) == [
-        "vllm", "serve", str(base.resolve()), "--served-model-name", "tiny-base", "--enable-lora",
+        "vllm", "serve", str(base.resolve()), "--served-model-name", "tiny-base", "base", "--enable-lora",
         "--lora-modules", f"first={first.adapter_dir}", f"second={second.adapter_dir}",
         "--host", "127.0.0.1", "--port", "9000", "--tensor-parallel-size", "2", "--max-lora-rank", "16"]
     (second.adapter_dir / "adapter_config.json").write_text("{}", encoding="utf-8")

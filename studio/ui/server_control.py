@@ -5,21 +5,28 @@ GUI never loads a model. Everything that waits or reads (the training-GPU check,
 the info file, ``/health`` every 2 s, loading an adapter) runs on a worker; this widget only
 shows the answers. A server already running for the project (its info file names a live pid)
 is adopted rather than started twice.
+
+Where vLLM is installed (a GPU box) the backend combo can start ``vllm serve`` instead, with the
+same catalog as LoRA modules: vLLM writes no info file and has no ``/health`` of ours, so this
+widget waits for ``GET /v1/models``, writes ``server.json`` itself (backend ``vllm``) and removes
+it on exit; the Chat panel, ``distill-studio chat`` and Evaluate then find it unchanged.
 """
 from __future__ import annotations
 
 import functools
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -32,9 +39,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.paths import config_dir
 from studio.core.serving import launch
-from studio.core.serving.catalog import project_catalog, run_model_id
-from studio.core.serving.server_info import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, info_path, read_info
+from studio.core.serving.catalog import Catalog, project_catalog, run_model_id
+from studio.core.serving.server_info import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServerInfo,
+    info_path,
+    read_info,
+    remove_info,
+    write_info,
+)
 from studio.ui import theme
 from studio.ui.elided_label import ElidedLabel
 from studio.ui.jobs import JobRunner, ProcessJob, ProcessResult
@@ -51,6 +67,9 @@ READY_TIMEOUT_S = 900.0      # a large base model on a slow disk can take minute
 STOP_TIMEOUT_S = 6.0         # the job runner terminates after half, kills after all of it
 QUIT_WAIT_MS = 3000          # at app exit: how long the server gets to remove its info file
 TAIL_CHARS = 2000
+STUDIO, VLLM = "studio", "vllm"   # the backends (ServerInfo.backend)
+BACKEND_LABELS = {STUDIO: "Studio server", VLLM: "vLLM"}
+BACKEND_SETTING = "server/backend"
 
 
 def _while_alive(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,9 +91,10 @@ class ServerControl(QWidget):
     adapter_result = Signal(int, str)  # after ensure_adapter(run_id): "" once it is served, else why not
 
     def __init__(self, context: ProjectContext | None, jobs: JobRunner, parent: QWidget | None = None, *,
-                 horizontal: bool = False):
+                 horizontal: bool = False, settings: QSettings | None = None):
         super().__init__(parent)
         self.horizontal = horizontal
+        self.settings = settings if settings is not None else _default_settings()
         self.setObjectName("ServerControl")
         self.jobs = jobs
         self.context: ProjectContext | None = None
@@ -94,6 +114,9 @@ class ServerControl(QWidget):
         self._started_at = 0.0
         self._announced = False
         self._closed = False
+        self._backend = STUDIO            # of the server this widget started (or adopted)
+        self._child_pid: int | None = None
+        self._out_tail: deque[str] = deque(maxlen=20)  # vLLM logs to stdout: its last lines explain a failure
         self._build()
         self._timer = QTimer(self, interval=HEALTH_INTERVAL_MS)
         self._timer.timeout.connect(self._on_timer)
@@ -114,6 +137,18 @@ class ServerControl(QWidget):
         font = self.state_label.font()
         font.setBold(True)
         self.state_label.setFont(font)
+        self.backend_combo = QComboBox()
+        self.backend_combo.setObjectName("ServerBackend")
+        self.backend_combo.setAccessibleName("server backend")
+        self.backend_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        for backend, label in BACKEND_LABELS.items():
+            self.backend_combo.addItem(label, backend)
+        self.refresh_backends()
+        saved = str(self.settings.value(BACKEND_SETTING, STUDIO))
+        index = self.backend_combo.findData(saved)
+        if index >= 0 and self._backend_enabled(saved):
+            self.backend_combo.setCurrentIndex(index)
+        self.backend_combo.currentIndexChanged.connect(self._on_backend_changed)
         self.toggle_button = QPushButton("Start")
         self.toggle_button.setObjectName("ServerToggle")
         self.toggle_button.clicked.connect(self._on_toggle)
@@ -152,6 +187,7 @@ class ServerControl(QWidget):
             for widget in (self.dot, self.state_label, self.url_field, self.copy_button, self.details):
                 row.addWidget(widget)
             row.addWidget(self.models_label, 1)
+            row.addWidget(self.backend_combo)
             row.addWidget(self.toggle_button)
             layout.addLayout(row)
         else:                # a side bar ~300 px wide
@@ -167,7 +203,11 @@ class ServerControl(QWidget):
             url_row.addWidget(self.url_field, 1)
             url_row.addWidget(self.copy_button)
             layout.addLayout(url_row)
-            layout.addWidget(self.details)
+            details_row = QHBoxLayout()  # the combo beside the details: the top row has no room in ~300 px
+            details_row.setSpacing(6)
+            details_row.addWidget(self.details, 1)
+            details_row.addWidget(self.backend_combo)
+            layout.addLayout(details_row)
             layout.addWidget(self.models_label)
         layout.addWidget(self.error_view)
 
@@ -179,6 +219,31 @@ class ServerControl(QWidget):
     def info(self) -> ServerInfo | None:
         """The running server (None unless it is ready)."""
         return self._info if self.state == READY else None
+
+    def backend(self) -> str:
+        """The backend a Start uses: ``"studio"`` or ``"vllm"`` (only when vLLM is on PATH)."""
+        backend = str(self.backend_combo.currentData())
+        return backend if self._backend_enabled(backend) else STUDIO
+
+    def set_backend(self, backend: str) -> None:
+        """Pick the backend (as the combo does; remembered); vLLM only when it is available."""
+        index = self.backend_combo.findData(backend)
+        if index < 0:
+            raise ValueError(f"unknown server backend {backend!r}; backends: {', '.join(BACKEND_LABELS)}")
+        if self._backend_enabled(backend):
+            self.backend_combo.setCurrentIndex(index)
+
+    def refresh_backends(self) -> None:
+        """Enable the vLLM item only where ``vllm`` is on PATH; its tooltip says why not otherwise."""
+        reason = launch.vllm_unavailable_reason()
+        item = self.backend_combo.model().item(self.backend_combo.findData(VLLM))  # type: ignore[attr-defined]
+        item.setEnabled(not reason)
+        item.setToolTip(reason or "vllm serve with the project's adapters as LoRA modules (a GPU box)")
+        if reason and self.backend_combo.currentData() == VLLM:
+            self.backend_combo.setCurrentIndex(self.backend_combo.findData(STUDIO))
+        self.backend_combo.setToolTip(
+            "Which server to start: the studio's own (python -m studio.serve) or vLLM"
+            + (f". {reason}." if reason else " (installed here)"))
 
     def set_context(self, context: ProjectContext | None) -> None:
         """The open project changed: stop the server this widget started for the old one, adopt the new one's."""
@@ -199,10 +264,12 @@ class ServerControl(QWidget):
         """Start the server with ``runs`` (None: every run with an adapter) on ``base_model`` (None: the newest run's)."""
         if self.context is None or self.state in (CHECKING, STARTING, READY, STOPPING):
             return
+        self.refresh_backends()
+        backend = self.backend()
         self._set_state(CHECKING, note="")
-        on_gpu = self.device != "cpu"
+        on_gpu = self.device != "cpu" or backend == VLLM
         self.jobs.submit("Checking before the model server starts", _prepare, list(runs) if runs else None,
-                         base_model, on_gpu, self.host, self.port, project=self.context, key="serve-check",
+                         base_model, on_gpu, self.host, self.port, backend, project=self.context, key="serve-check",
                          quiet=True, cancellable=False,
                          on_done=lambda result: self._on_prepared(result, runs, base_model),
                          on_error=lambda message: self._fail(message))
@@ -257,7 +324,60 @@ class ServerControl(QWidget):
         if adopted is not None:  # someone (the CLI) started one meanwhile: use it
             self._adopt(adopted)
             return
+        if result.get("backend") == VLLM:
+            self._launch_vllm(result["catalog"], int(result["port"]), int(result["tensor_parallel_size"]))
+            return
         self._launch(runs, base_model, int(result["port"]))
+
+    def _launch_vllm(self, catalog: Catalog, port: int, tensor_parallel_size: int) -> None:
+        """``vllm serve`` on the job runner; a worker waits for /v1/models and writes the info file."""
+        assert self.context is not None
+        root = self.context.root
+        try:
+            argv = launch.vllm_command(catalog, host=self.host, port=port, tensor_parallel_size=tensor_parallel_size)
+        except launch.ServeError as exc:
+            self._fail(str(exc))
+            return
+        job = self._start_job("vLLM server", argv, root, launch.vllm_env(), VLLM)
+        if job is None:
+            return
+        pid = int(job.process.processId())
+        if pid <= 0:
+            return
+        cancel = self._ready_cancel
+        self.jobs.submit("Starting vLLM", _wait_vllm, info_path(root), catalog, self.host, port, pid,
+                         tensor_parallel_size, READY_TIMEOUT_S, cancel.is_set, key="serve-wait", quiet=True,
+                         cancellable=False, on_done=lambda info, j=job: self._on_ready(info, j),
+                         on_error=lambda message, j=job: self._on_wait_failed(message, j))
+
+    def _start_job(self, title: str, argv: list[str], root: Path, env: dict[str, str],
+                   backend: str) -> ProcessJob | None:
+        """Start the server child; None when it did not start (the failure is shown)."""
+        self._user_stop = False
+        self._wait_error = ""
+        self._ready_cancel = threading.Event()
+        self._backend = backend
+        self._out_tail.clear()
+        started: list[ProcessJob] = []
+        try:
+            job = self.jobs.start_process(title, argv, key="serve", cwd=str(root), env=env,
+                                          on_line=self._on_server_line,
+                                          on_exit=lambda result: self._on_server_exit(result, started),
+                                          stop_timeout_s=STOP_TIMEOUT_S)
+        except RuntimeError as exc:  # the runner has shut down (the window is closing)
+            self._fail(str(exc))
+            return None
+        started.append(job)
+        self._child_pid = int(job.process.processId()) or None
+        # Deleted without shutdown() (a panel rebuilt for another project): the server goes with it.
+        self.destroyed.connect(functools.partial(_terminate_job, job))
+        job.quiet = True  # a server runs for hours: this widget shows it, not the status bar's busy bar
+        if self._process is None and self.state == FAILED:  # it failed to start inside start_process
+            return None
+        self._process = job
+        self._started_at = time.monotonic()
+        self._set_state(STARTING)
+        return job
 
     def _launch(self, runs: Sequence[str] | None, base_model: str | None, port: int) -> None:
         assert self.context is not None
@@ -266,27 +386,9 @@ class ServerControl(QWidget):
         argv = launch.serve_command(project=root, runs=tuple(runs or ()), base_model=base_model, host=self.host,
                                     port=port, info_file=info_file, threads=self.threads, device=self.device,
                                     program=self.command_prefix)
-        self._user_stop = False
-        self._wait_error = ""
-        self._ready_cancel = threading.Event()
-        started: list[ProcessJob] = []
-        try:
-            job = self.jobs.start_process("Model server", argv, key="serve", cwd=str(root),
-                                          env=launch.serve_env(self.threads), on_line=self._on_server_line,
-                                          on_exit=lambda result: self._on_server_exit(result, started),
-                                          stop_timeout_s=STOP_TIMEOUT_S)
-        except RuntimeError as exc:  # the runner has shut down (the window is closing)
-            self._fail(str(exc))
+        job = self._start_job("Model server", argv, root, launch.serve_env(self.threads), STUDIO)
+        if job is None:
             return
-        started.append(job)
-        # Deleted without shutdown() (a panel rebuilt for another project): the server goes with it.
-        self.destroyed.connect(functools.partial(_terminate_job, job))
-        job.quiet = True  # a server runs for hours: this widget shows it, not the status bar's busy bar
-        if self._process is None and self.state == FAILED:  # it failed to start inside start_process
-            return
-        self._process = job
-        self._started_at = time.monotonic()
-        self._set_state(STARTING)
         pid = int(job.process.processId())
         if pid <= 0:  # it could not start at all: the exit handler has already said why
             return
@@ -298,6 +400,7 @@ class ServerControl(QWidget):
 
     @_while_alive
     def _on_server_line(self, line: str) -> None:
+        self._out_tail.append(line)
         if line.startswith("Serving ") and self.state == STARTING:
             self._note(line)
 
@@ -328,9 +431,19 @@ class ServerControl(QWidget):
         was_ready = self.state == READY
         self._process = None
         restart, self._restart = self._restart, None
-        if self.state == FAILED and result.stopped:  # we gave up on it (no info file in time): already shown
+        if self._backend == VLLM and self.context is not None and started:
+            # vLLM never removes the info file this widget wrote for it
+            self.jobs.submit("Removing vLLM's info file", remove_info, info_path(self._root()), self._child_pid,
+                             key="serve-clean", quiet=True)
+        tail = result.stderr_tail.strip()[-TAIL_CHARS:]
+        if self._backend == VLLM and self._out_tail:  # vLLM logs to stdout as much as to stderr
+            tail = "\n".join([tail, *self._out_tail]).strip()[-TAIL_CHARS:]
+        if self.state == FAILED and result.stopped:  # we gave up on it (not ready in time): already shown
             self._forget()
             self._show()
+            if tail:
+                self.error_view.setPlainText(f"{self.error_view.toPlainText()}\n{tail}")
+                self.error_view.show()
             return
         if self._user_stop or result.stopped:  # Stop here, or the job runner stopped it (window closing)
             self._forget()
@@ -339,7 +452,6 @@ class ServerControl(QWidget):
             if restart is not None:
                 self.start(*restart)
             return
-        tail = result.stderr_tail.strip()[-TAIL_CHARS:]
         what = "stopped" if was_ready else "could not start"
         code = "crashed" if result.crashed else f"exit code {result.exit_code}"
         self._forget()
@@ -366,7 +478,8 @@ class ServerControl(QWidget):
         self._polling = False
 
     def _adopt(self, info: ServerInfo) -> None:
-        self._info, self._adopted = info, True
+        self._info, self._adopted, self._backend = info, True, info.backend
+        self._show_backend(info.backend)  # the combo names the running server's backend, not the remembered one
         self._set_state(READY, note="")
         self._announce(info)
         self._poll_health()
@@ -385,7 +498,8 @@ class ServerControl(QWidget):
             return
         self._polling = True
         info = self._info
-        self.jobs.submit("Model server health", launch.fetch_health, info.url, key="serve-health", quiet=True,
+        probe = launch.vllm_health if info.backend == VLLM else launch.fetch_health
+        self.jobs.submit("Model server health", probe, info.url, key="serve-health", quiet=True,
                          on_done=lambda health, i=info: self._on_health(health, i),
                          on_error=lambda message, i=info: self._on_health_failed(message, i))
 
@@ -438,6 +552,20 @@ class ServerControl(QWidget):
                              key="serve-reread", quiet=True, on_done=self._on_reread)
             self._poll_health()
             self.adapter_result.emit(run_id, "")
+        elif result["status"] == "load-failed":  # vLLM without runtime LoRA loading (or it refused): restart
+            text = (f"vLLM could not load {result['model']} while running ({result['error']}). Restart vLLM with "
+                    "every trained run? Chats with the current models stop.")
+            answer = QMessageBox.question(self, "Restart vLLM?", text,
+                                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                          QMessageBox.StandardButton.No)
+            if answer == QMessageBox.StandardButton.Yes:
+                self._restart = (None, result["server_base"])
+                self._stop()
+                self.adapter_result.emit(run_id, "vLLM is restarting with that run")
+            else:
+                why = f"{result['model']} is not served: {result['error']}"
+                self._note(f"{why}.", error=True)
+                self.adapter_result.emit(run_id, why)
         elif result["status"] == "other-base":
             text = (f"Training run {result['label']} was trained on {result['base']}, but the running server holds "
                     f"{result['server_base']}; one server holds one base model. Restart the server with "
@@ -496,8 +624,11 @@ class ServerControl(QWidget):
     def _on_app_quit(self) -> None:
         job = self._process
         if job is not None and job.running:
+            pid = int(job.process.processId())
             self._terminate_own()
             job.process.waitForFinished(QUIT_WAIT_MS)  # the loop has ended: nothing else waits on this thread
+            if self._backend == VLLM and self.context is not None:
+                remove_info(info_path(self._root()), pid)  # vLLM does not remove the file written for it
 
     # -- showing -----------------------------------------------------------------------------------
     def _announce(self, info: ServerInfo | None) -> None:
@@ -508,7 +639,17 @@ class ServerControl(QWidget):
         self.state_changed.emit(info)
 
     def _forget(self) -> None:
+        if self._adopted:
+            self._show_backend(str(self.settings.value(BACKEND_SETTING, STUDIO)))
         self._info, self._health, self._adopted = None, None, False
+
+    def _show_backend(self, backend: str) -> None:
+        """Show ``backend`` in the combo without remembering it (an adopted server's, then the user's again)."""
+        index = self.backend_combo.findData(backend)
+        if index >= 0:
+            self.backend_combo.blockSignals(True)
+            self.backend_combo.setCurrentIndex(index)
+            self.backend_combo.blockSignals(False)
 
     @_while_alive
     def _fail(self, message: str, detail: str = "") -> None:
@@ -541,6 +682,7 @@ class ServerControl(QWidget):
         running = self.state in (STARTING, READY)
         self.toggle_button.setText("Stop" if running or self.state == STOPPING else "Start")
         self.toggle_button.setEnabled(self.context is not None and self.state not in (CHECKING, STOPPING))
+        self.backend_combo.setEnabled(self.state in (STOPPED, FAILED))  # a running server keeps its backend
         verb = "Stop" if running else "Start"
         self.toggle_button.setToolTip(f"{verb} the local model server ({SHORTCUT})")
         info = self._info if self.state == READY else None
@@ -564,6 +706,11 @@ class ServerControl(QWidget):
         health = self._health or {}
         parts = [str(health.get("device") or info.device)]
         memory = health.get("memory") or {}
+        if info.backend == VLLM:
+            used = memory.get("gpu_used_mib")
+            parts.append(f"GPU {human_bytes(sum(used) * 1024 * 1024)} used" if used else "memory: see nvidia-smi")
+            if int(info.extra.get("tensor_parallel_size") or 1) > 1:
+                parts.append(f"{info.extra['tensor_parallel_size']} GPUs")
         if memory.get("rss_bytes"):
             parts.append(f"RAM {human_bytes(memory['rss_bytes'])}")
         gpu = memory.get("gpu_reserved_bytes") or memory.get("gpu_allocated_bytes")
@@ -572,8 +719,6 @@ class ServerControl(QWidget):
         queue = health.get("queue") or {}
         if queue.get("running") or queue.get("waiting"):
             parts.append(f"{queue.get('running', 0)} running, {queue.get('waiting', 0)} waiting")
-        if info.backend != "studio":
-            parts.append(info.backend)
         return " · ".join(parts)
 
     def _models_text(self, info: ServerInfo | None) -> str:
@@ -600,6 +745,14 @@ class ServerControl(QWidget):
             self._show()  # the theme switched: the state colour follows
         super().changeEvent(event)
 
+    def _backend_enabled(self, backend: str) -> bool:
+        index = self.backend_combo.findData(backend)
+        item = self.backend_combo.model().item(index) if index >= 0 else None  # type: ignore[attr-defined]
+        return item is not None and item.isEnabled()
+
+    def _on_backend_changed(self, _index: int) -> None:
+        self.settings.setValue(BACKEND_SETTING, str(self.backend_combo.currentData()))
+
     def _on_toggle(self) -> None:
         if self.state in (STARTING, READY):
             self.stop()
@@ -612,15 +765,41 @@ class ServerControl(QWidget):
 
 
 # -- worker functions (no Qt) ----------------------------------------------------------------------
+def _default_settings() -> QSettings:
+    """The app's own ini file (as studio.ui.app.settings; DISTILL_STUDIO_HOME redirects it in tests)."""
+    path = config_dir() / "settings.ini"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return QSettings(str(path), QSettings.Format.IniFormat)
+
+
 def _prepare(project: Any, runs: list[str] | None, base_model: str | None, on_gpu: bool, host: str,
-             port: int) -> dict:
-    """Before a start: a server already running, the training-GPU conflict, the catalog, a free port."""
+             port: int, backend: str = STUDIO) -> dict:
+    """Before a start: a server already running, the training-GPU conflict, the catalog, a free port.
+
+    For vLLM also the argv's inputs: the catalog (adapter ranks are read now) and the GPU count.
+    """
     running = read_info(info_path(project.root))
     if running is not None:
         return {"running": running}
     conflict = launch.training_gpu_conflict(project) if on_gpu else None
-    project_catalog(project, base_model=base_model, only=runs)  # no model to serve: say so before a process starts
+    catalog = project_catalog(project, base_model=base_model, only=runs)  # no model: say so before a process starts
+    if backend == VLLM:
+        tensor_parallel_size = launch.gpu_count()
+        launch.vllm_command(catalog, host=host, port=port or DEFAULT_PORT, tensor_parallel_size=tensor_parallel_size)
+        return {"conflict": conflict, "port": launch.free_port(host, port), "running": None, "backend": VLLM,
+                "catalog": catalog, "tensor_parallel_size": tensor_parallel_size}
     return {"conflict": conflict, "port": launch.pick_port(host, port), "running": None}
+
+
+def _wait_vllm(info_file: Path, catalog: Catalog, host: str, port: int, pid: int, tensor_parallel_size: int,
+               timeout_s: float, cancelled: Callable[[], bool]) -> ServerInfo:
+    """Wait until vLLM answers /v1/models, then write the info file it never writes itself."""
+    info = launch.vllm_info(catalog, host=host, port=port, pid=pid, tensor_parallel_size=tensor_parallel_size)
+    launch.wait_models(info.url, pid, timeout_s, cancelled)
+    if cancelled():
+        raise launch.ServeCancelled("stopped before the server was ready")
+    write_info(info_file, info)
+    return info
 
 
 def _terminate_job(job: ProcessJob, *_args: object) -> None:
@@ -638,8 +817,9 @@ def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:
     model = run_model_id(run)
     result = {"run_id": run.id, "model": model, "label": run.label, "base": run.base_model,
               "server_base": info.catalog.base_model}
+    probe = (lambda url: launch.vllm_health(url, gpu_memory=False)) if info.backend == VLLM else launch.fetch_health
     try:
-        served = launch.fetch_health(info.url).get("adapters")
+        served = probe(info.url).get("adapters")
     except launch.ServeError:
         served = None
     if not isinstance(served, list):
@@ -648,6 +828,12 @@ def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:
         return {**result, "status": "present"}
     if not launch.same_base(info.catalog, run):
         return {**result, "status": "other-base"}
+    if info.backend == VLLM:
+        try:
+            launch.load_vllm_adapter(info, run, info_path(project.root))
+        except launch.ServeError as exc:
+            return {**result, "status": "load-failed", "error": str(exc)}
+        return {**result, "status": "loaded"}
     launch.load_adapter(info.url, run)
     return {**result, "status": "loaded"}
 

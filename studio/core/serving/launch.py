@@ -14,18 +14,34 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import studio
 from studio.core.errors import StudioError
-from studio.core.serving.catalog import Catalog, local_base_folder, run_model_id
-from studio.core.serving.server_info import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, read_info, remove_info
+from studio.core.serving.catalog import (
+    ADAPTER,
+    BASE_ALIAS,
+    Catalog,
+    ServedModel,
+    local_base_folder,
+    run_model_id,
+)
+from studio.core.serving.server_info import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServerInfo,
+    read_info,
+    remove_info,
+    write_info,
+)
 from studio.core.training import events as ev
 
 if TYPE_CHECKING:
@@ -330,19 +346,179 @@ def _reason(reason: Any) -> str:
 
 # -- vLLM: the scale-out path --------------------------------------------------------------------------
 def vllm_available() -> bool:
+    """``vllm`` is on PATH (the scale-out path is offered only then)."""
     return shutil.which("vllm") is not None
+
+
+def vllm_unavailable_reason() -> str:
+    """Why the vLLM backend cannot be picked here, or "" when it can (for a tooltip)."""
+    if vllm_available():
+        return ""
+    return "vLLM is not installed here: `pip install vllm` on a machine with an NVIDIA GPU puts `vllm` on PATH"
+
+
+def gpu_count(env: Mapping[str, str] | None = None) -> int:
+    """How many GPUs a child would see: CUDA_VISIBLE_DEVICES when set, else the lines of ``nvidia-smi -L``.
+
+    At least 1 (vLLM's tensor parallel size); no torch, so the GUI process can ask.
+    """
+    env = os.environ if env is None else env
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip():
+        devices = [d for d in visible.split(",") if d.strip() and not d.strip().startswith("-")]
+        return max(1, len(devices))
+    lines = _nvidia_smi(["-L"])
+    count = sum(1 for line in lines if line.startswith("GPU "))
+    return max(1, count)
+
+
+def gpu_memory_used_mib() -> list[int] | None:
+    """Memory used on each GPU in MiB (``nvidia-smi --query-gpu=memory.used``), or None without nvidia-smi."""
+    lines = _nvidia_smi(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+    values = []
+    for line in lines:
+        try:
+            values.append(int(float(line.strip())))
+        except ValueError:
+            continue
+    return values or None
+
+
+def _nvidia_smi(args: list[str], timeout_s: float = 5.0) -> list[str]:
+    program = shutil.which("nvidia-smi")
+    if program is None:
+        return []
+    try:
+        done = subprocess.run([program, *args], capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
+
+
+def vllm_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``vllm serve`` child's environment: runtime LoRA loading allowed, unbuffered, never a download."""
+    env = dict(os.environ if base is None else base)
+    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # else POST /v1/load_lora_adapter is not routed
+    env["PYTHONUNBUFFERED"] = "1"
+    env["HF_HUB_OFFLINE"] = "1"  # the base model is a local folder; vLLM must not fetch it again
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    return env
+
+
+def free_port(host: str = DEFAULT_HOST, preferred: int = DEFAULT_PORT) -> int:
+    """``preferred`` when free, else a port the OS picks now (vLLM, unlike our server, cannot report one it picked)."""
+    if preferred and port_free(host, preferred):
+        return preferred
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def fetch_models(url: str, timeout_s: float = 2.0) -> list[dict]:
+    """``GET /v1/models``: the ``data`` list (each with ``id`` and, for a LoRA module, ``parent``)."""
+    root = server_root(url)
+    try:
+        with urllib.request.urlopen(f"{root}/v1/models", timeout=timeout_s) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise ServeError(f"{root}/v1/models answered HTTP {exc.code}: {_error_message(exc)}") from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+            raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
+        raise ServeError(f"the server at {root} does not answer ({_reason(exc.reason)}); is it running?") from None
+    except TimeoutError:
+        raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
+    except OSError as exc:
+        raise ServeError(f"the server at {root} does not answer ({_reason(exc)}); is it running?") from None
+    try:
+        data = json.loads(body).get("data")
+    except (ValueError, AttributeError):
+        data = None
+    if not isinstance(data, list):
+        raise ServeError(f"{root}/v1/models did not answer an OpenAI model list: another program may be on that port")
+    return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
+
+def vllm_health(url: str, timeout_s: float = 2.0, *, gpu_memory: bool = True) -> dict:
+    """A /health-shaped summary of a vLLM server (which has no /health of ours) from ``GET /v1/models``.
+
+    ``adapters`` are the models naming a parent; memory is the GPUs' as nvidia-smi reports it
+    (``gpu_used_mib``, a list), since vLLM reserves most of the GPU up front anyway.
+    """
+    models = fetch_models(url, timeout_s)
+    base = next((m["id"] for m in models if not m.get("parent")), "")
+    health: dict[str, Any] = {
+        "status": "ready", "device": "cuda", "base_id": base, "models": [m["id"] for m in models],
+        "adapters": [m["id"] for m in models if m.get("parent")], "memory": {}}
+    if gpu_memory:
+        used = gpu_memory_used_mib()
+        if used is not None:
+            health["memory"]["gpu_used_mib"] = used
+    return health
+
+
+def wait_models(url: str, pid: int, timeout_s: float, cancelled: Callable[[], bool] | None = None) -> list[dict]:
+    """Block until the server ``pid`` answers ``GET /v1/models`` (vLLM writes no info file); for a worker.
+
+    ServeError when the process exits first or ``timeout_s`` passes, ServeCancelled on ``cancelled()``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if cancelled is not None and cancelled():
+            raise ServeCancelled("stopped before the server was ready")
+        if not pid_alive(pid):
+            raise ServeError("vLLM exited before it was ready (its error output says why)")
+        try:
+            models = fetch_models(url, timeout_s=2.0)
+            if models:
+                return models
+        except ServeError:
+            pass
+        if time.monotonic() >= deadline:
+            raise ServeError(f"vLLM did not answer {server_root(url)}/v1/models within {timeout_s:g} s; "
+                             "a large base model may need longer")
+        time.sleep(READY_POLL_S)
+
+
+def vllm_info(catalog: Catalog, *, host: str, port: int, pid: int, tensor_parallel_size: int = 1) -> ServerInfo:
+    """The info file a vLLM server gets from its launcher (vLLM writes none), so every client finds it alike."""
+    return ServerInfo(pid=pid, host=host, port=int(port), catalog=catalog, device="cuda", started_at=time.time(),
+                      backend="vllm", extra={"tensor_parallel_size": int(tensor_parallel_size)})
+
+
+def load_vllm_adapter(info: ServerInfo, run: TrainingRun, info_file: Path) -> ServerInfo:
+    """Load a run's adapter into a running vLLM (its own ``/v1/load_lora_adapter``) and add it to the info file.
+
+    vLLM takes only the name and path; the prompt format and run id go into the info file here,
+    which vLLM never rewrites.
+    """
+    if not run.has_adapter:
+        raise ServeError(f"training run {run.label} has no adapter yet ({run.adapter_dir}); train it first")
+    model_id = run_model_id(run)
+    post_json(info.url, "/v1/load_lora_adapter", {"lora_name": model_id, "lora_path": str(run.adapter_dir)},
+              timeout_s=120.0)
+    model = ServedModel(id=model_id, kind=ADAPTER, parent=info.catalog.base.id,
+                        prompt_format=run.settings.prompt_format, adapter_path=str(run.adapter_dir), run_id=run.id)
+    others = tuple(m for m in info.catalog.models if m.id != model_id)
+    updated = replace(info, catalog=Catalog(info.catalog.base_model, (*others, model), info.catalog.skipped))
+    current = read_info(info_file, check_alive=False)
+    if current is None or current.pid == info.pid:
+        write_info(info_file, updated)
+    return updated
 
 
 def vllm_command(catalog: Catalog, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  tensor_parallel_size: int = 1) -> list[str]:
     """``vllm serve BASE`` with every adapter of the catalog as a LoRA module (argv only).
 
-    The base is served under the catalog's base id, so clients ask for the same names as of
-    our own server; ``--max-lora-rank`` is the largest adapter ``r`` rounded up to a rank vLLM accepts.
+    The base is served under the catalog's base id and ``base`` (the first name is the one
+    vLLM lists), so clients ask for the same names as of our own server; ``--max-lora-rank`` is the largest adapter ``r`` rounded up to a rank vLLM accepts.
     """
     if tensor_parallel_size < 1:
         raise ServeError(f"tensor_parallel_size must be at least 1, not {tensor_parallel_size}")
-    command = ["vllm", "serve", catalog.base_model, "--served-model-name", catalog.base.id, "--enable-lora"]
+    command = ["vllm", "serve", catalog.base_model, "--served-model-name", catalog.base.id, BASE_ALIAS,
+               "--enable-lora"]
     if catalog.adapters:
         command += ["--lora-modules", *[f"{model.id}={model.adapter_path}" for model in catalog.adapters]]
     command += ["--host", host, "--port", str(int(port)), "--tensor-parallel-size", str(int(tensor_parallel_size))]
@@ -368,7 +544,12 @@ __all__ = [
     "ServeError",
     "adapter_rank",
     "fetch_health",
+    "fetch_models",
+    "free_port",
+    "gpu_count",
+    "gpu_memory_used_mib",
     "load_adapter",
+    "load_vllm_adapter",
     "pick_port",
     "pid_alive",
     "same_base",
@@ -379,5 +560,10 @@ __all__ = [
     "training_gpu_conflict",
     "vllm_available",
     "vllm_command",
+    "vllm_env",
+    "vllm_health",
+    "vllm_info",
+    "vllm_unavailable_reason",
+    "wait_models",
     "wait_ready",
 ]
