@@ -1,9 +1,10 @@
 """The server process: arguments, the catalog, binding, loading, uvicorn, the info file and a clean exit.
 
 Order matters for the people waiting on it: the port is bound and listening before the model
-loads (a port already taken fails in a second, not after the load, and nobody can take it meanwhile), the info file and the one stdout line
-appear only once the socket listens and the model is loaded (so whoever reads them can connect
-at once), and both the info file and in-flight generations are dealt with on SIGTERM/Ctrl+C
+loads (a port already taken fails in a second, not after the load, and nobody can take it
+meanwhile); a live server already named in the info file is refused before anything loads; the
+info file and the one stdout line appear only once the model is loaded (so whoever reads them
+can connect at once), and both the info file and in-flight generations are dealt with on SIGTERM/Ctrl+C
 before the process exits 0. Every startup failure is one line on stderr and exit status 2.
 """
 from __future__ import annotations
