@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -58,16 +59,24 @@ def served_project(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
+    """The server's process and its first stdout line; its stderr lines gather in ``proc.err_lines``
+    (read all along, so the request log never fills the pipe)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen([sys.executable, "-m", "studio.serve", "--port", "0", "--threads", "1", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    proc.err_lines = []
+    proc.err_reader = threading.Thread(target=lambda: proc.err_lines.extend(iter(proc.stderr.readline, "")),
+                                       daemon=True)
+    proc.err_reader.start()
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
     reader.start()
     reader.join(STARTUP_S)
     if not lines or not lines[0]:
         proc.kill()
-        raise AssertionError(f"the server did not start: {proc.communicate()[1][-2000:]}")
+        proc.wait()
+        proc.err_reader.join(10)
+        raise AssertionError(f"the server did not start: {''.join(proc.err_lines)[-2000:]}")
     return proc, lines[0].rstrip("\n")
 
 
@@ -75,11 +84,23 @@ def stop(proc: subprocess.Popen) -> tuple[int, str]:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
-        _, err = proc.communicate()
-    return proc.returncode, err
+        proc.wait()
+    proc.err_reader.join(10)
+    return proc.returncode, "".join(proc.err_lines)
+
+
+def log_lines(proc: subprocess.Popen, path: str, count: int) -> list[str]:
+    """The server's request log lines for ``path``, once there are at least ``count``."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = [line.rstrip("\n") for line in list(proc.err_lines) if f" POST {path} " in line]
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} log lines for {path}: {proc.err_lines[-10:]}")
 
 
 @pytest.fixture(scope="module")
@@ -290,6 +311,10 @@ def test_another_host_warns_and_sigterm_removes_the_info_file(tiny_base: Path, t
         assert line.startswith("Serving http://127.0.0.1:") and line.endswith("models: tiny-llama (base)")
         info = read_info(info_file)
         assert info is not None and info.host == "0.0.0.0" and info.pid == proc.pid
+        assert info.url.startswith("http://127.0.0.1:")  # local clients keep the loopback address
+        # the bound address, and what other machines should use
+        assert f"(listening on 0.0.0.0 port {info.port}; other machines: " in line
+        assert f"http://{socket.gethostname()}:{info.port}/v1" in line
         if sys.platform.startswith("linux"):
             assert listening_address(info.port) == "0.0.0.0"
         body = {"model": "base", "messages": [{"role": "user", "content": PROMPT}], "temperature": 0,
@@ -374,3 +399,88 @@ def test_waiting_requests_are_batched_and_a_short_answer_ends_before_the_long_on
         thread.join(60)
     assert ended == ["B", "C"]
     assert answers["C"].startswith(answers["B"]) and len(answers["C"]) > len(answers["B"])
+
+
+# -- QA fixes ------------------------------------------------------------------------------------
+def test_each_request_is_one_log_line_without_its_text(client, server) -> None:
+    before = len(log_lines(server["proc"], "/v1/chat/completions", 0))
+    secret = "The password is swordfish."
+    client.chat.completions.create(model="student", messages=[{"role": "user", "content": secret}],
+                                   temperature=0, max_tokens=5, extra_body={"ignore_eos": True})
+    stream_text(client, "base", secret, max_tokens=3)
+    with pytest.raises(openai.NotFoundError):
+        ask(client, "no-such-model", secret)
+    lines = log_lines(server["proc"], "/v1/chat/completions", before + 3)[before:]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d POST /v1/chat/completions student no-stream "
+                        r"prompt=\d+ completion=5 \d+\.\d\ds length", lines[0]), lines[0]
+    assert re.search(r" base stream prompt=\d+ completion=\d+ \d+\.\d\ds (stop|length)$", lines[1]), lines[1]
+    assert lines[2].endswith(" 404") and " no-such-model no-stream " in lines[2]
+    err = "".join(server["proc"].err_lines)
+    assert "swordfish" not in err
+    assert "FutureWarning" not in err and "is_gradient_checkpointing" not in err  # the libraries' notices
+
+
+def test_quiet_logs_no_requests(tiny_base: Path) -> None:
+    proc, line = start_server("--base-model", str(tiny_base), "--quiet")
+    try:
+        client = openai.OpenAI(base_url=line.split()[1], api_key="none", max_retries=0, timeout=60)
+        assert ask(client, "base", max_tokens=2) is not None
+    finally:
+        code, err = stop(proc)
+    assert code == 0 and "/v1/chat/completions" not in err
+
+
+def test_fields_the_server_cannot_honour_are_400(server) -> None:
+    url = server["url"] + "/chat/completions"
+    good = {"model": "student", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+    for extra, words in (({"stop": ["a", "b", "c", "d", "e"]}, "at most 4"),
+                         ({"logprobs": True}, "not supported by this server"),
+                         ({"top_logprobs": 2}, "not supported by this server"),
+                         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tool calling is not supported"),
+                         ({"tool_choice": "auto"}, "tool calling is not supported"),
+                         ({"response_format": {"type": "json_object"}}, "'json_object' is not supported")):
+        response = httpx.post(url, json={**good, **extra}, timeout=30)
+        assert response.status_code == 400, extra
+        assert words in response.json()["error"]["message"], response.json()
+        assert response.json()["error"]["param"] == next(iter(extra))
+    for harmless in ({"stop": ["a", "b", "c", "d"]}, {"logprobs": False}, {"tool_choice": "none"},
+                     {"response_format": {"type": "text"}}):
+        assert httpx.post(url, json={**good, **harmless}, timeout=30).status_code == 200, harmless
+    completion = {"model": "student", "prompt": "x", "max_tokens": 1, "logprobs": 2}
+    response = httpx.post(server["url"] + "/completions", json=completion, timeout=30)
+    assert response.status_code == 400 and "not supported" in response.json()["error"]["message"]
+
+
+def test_a_last_assistant_message_is_continued(client, server, tiny_base: Path) -> None:
+    from transformers import AutoTokenizer
+
+    prefill = "Blue"
+    messages = [{"role": "user", "content": PROMPT}, {"role": "assistant", "content": prefill}]
+    # a text format: the same as the raw training prompt + the prefill through /v1/completions
+    chat = client.chat.completions.create(model="student", messages=messages, temperature=0, max_tokens=8)
+    raw = client.completions.create(model="student", prompt=render_prompt("alpaca-lora", PROMPT) + prefill,
+                                    temperature=0, max_tokens=8)
+    assert chat.choices[0].message.content == raw.choices[0].text and chat.usage.prompt_tokens == raw.usage.prompt_tokens
+    # the chat format: the template's prompt for the answer, then the prefill
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    base = client.chat.completions.create(model="base", messages=messages, temperature=0, max_tokens=4)
+    expected = render_prompt("chat", PROMPT, tokenizer=tokenizer) + prefill
+    assert base.usage.prompt_tokens == len(tokenizer(expected, add_special_tokens=False)["input_ids"])
+    url = server["url"] + "/chat/completions"
+    for bad, words in (([{"role": "assistant", "content": "Hi"}], "must follow a user message"),
+                       ([{"role": "user", "content": "x"}, {"role": "system", "content": "y"}],
+                        "the last message is the system's")):
+        response = httpx.post(url, json={"model": "base", "messages": bad}, timeout=30)
+        assert response.status_code == 400 and words in response.json()["error"]["message"], response.json()
+
+
+def test_a_second_server_for_the_project_is_refused_and_leaves_the_first_listed(server) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "studio.serve", "--project", str(server["project"]), "--port", "0"],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (f"distill-studio serve: a server for this project is already running at "
+                                     f"{server['url']} (pid {server['proc'].pid}); stop it first or pass "
+                                     "--info-file PATH")
+    info = read_info(server["project"] / "serve" / "server.json")
+    assert info is not None and info.pid == server["proc"].pid

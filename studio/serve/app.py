@@ -12,10 +12,11 @@ import asyncio
 import json
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,16 +34,91 @@ from studio.serve.engine import Engine, Job
 DISCONNECT_POLL_S = 0.25   # how often a non-streaming request checks that its client is still there
 
 
+RECORD_KEY = "studio.request"  # where a request's log record travels in the ASGI scope
+
+
 @dataclass
 class ServerState:
-    """What the routes share besides the engine: when it started, and who to tell when the catalog changes."""
+    """What the routes share besides the engine: when it started, who to tell when the catalog changes,
+    and where the one line per request goes (None: nowhere)."""
     started_at: int = field(default_factory=wire.now)
     on_catalog_change: Callable[[Catalog], None] = lambda catalog: None
+    log: Callable[[str], None] | None = None
+
+
+@dataclass
+class RequestRecord:
+    """What a request's log line says: never the prompt or the answer (they may be private)."""
+    model: str | None = None
+    stream: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish: str | None = None
+
+
+def request_logger(stream: TextIO) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        print(line, file=stream, flush=True)
+    return log
+
+
+class RequestLog:
+    """ASGI middleware: one line per /v1 request once its response has ended (a stream included)."""
+
+    def __init__(self, app: Any, log: Callable[[str], None]):
+        self.app, self.log = app, log
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        record = scope[RECORD_KEY] = RequestRecord()
+        started, status, ended = time.monotonic(), [0], [False]
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                ended[0] = True
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self.log(log_line(scope["method"], scope["path"], record, status[0], ended[0],
+                              time.monotonic() - started))
+
+
+def log_line(method: str, path: str, record: RequestRecord, status: int, ended: bool, seconds: float) -> str:
+    """``2026-12-01 13:52:01 POST /v1/chat/completions student stream prompt=12 completion=24 0.84s stop``."""
+    parts = [time.strftime("%Y-%m-%d %H:%M:%S"), method, path, record.model or "-",
+             "stream" if record.stream else "no-stream"]
+    if record.prompt_tokens is not None:
+        parts.append(f"prompt={record.prompt_tokens} completion={record.completion_tokens or 0}")
+    parts.append(f"{seconds:.2f}s")
+    if status == 200 and record.finish:
+        parts.append(record.finish)
+    elif status and not ended:
+        parts.append(f"{status} client disconnected")
+    else:
+        parts.append(str(status or 500))
+    return " ".join(parts)
+
+
+def _record(request: Request, body: dict[str, Any]) -> RequestRecord:
+    """This request's log record (a throwaway one when nothing logs), with the model and stream it asked for."""
+    record = request.scope.get(RECORD_KEY) or RequestRecord()
+    model = body.get("model")
+    record.model = model if isinstance(model, str) else None
+    record.stream = body.get("stream") is True
+    return record
 
 
 def create_app(engine: Engine, state: ServerState | None = None) -> FastAPI:
     state = state or ServerState()
     app = FastAPI(title="Distill Studio model server", docs_url=None, redoc_url=None, openapi_url=None)
+    if state.log is not None:
+        app.add_middleware(RequestLog, log=state.log)
 
     @app.exception_handler(wire.WireError)
     async def _wire_error(request: Request, exc: wire.WireError) -> JSONResponse:
@@ -83,21 +159,26 @@ def create_app(engine: Engine, state: ServerState | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        parsed = wire.parse_chat_request(wire.parse_json(await request.body()))
+        body = wire.parse_json(await request.body())
+        record = _record(request, body)
+        parsed = wire.parse_chat_request(body)
         served = _model(engine, parsed.model)
+        messages, prefill = _split_prefill(parsed.messages or [])
         try:
-            prompt = render_chat(served.prompt_format, parsed.messages or [], engine.tokenizer)
+            prompt = render_chat(served.prompt_format, messages, engine.tokenizer) + prefill
         except (StudioError, PromptFormatError) as exc:
             raise wire.WireError(str(exc), param="messages") from None
         ids = engine.encode(prompt, add_special_tokens=adds_special_tokens(served.prompt_format))
-        return await _answer(request, engine, served, parsed, ids, chat=True)
+        return await _answer(request, engine, served, parsed, ids, chat=True, record=record)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
-        parsed = wire.parse_completion_request(wire.parse_json(await request.body()))
+        body = wire.parse_json(await request.body())
+        record = _record(request, body)
+        parsed = wire.parse_completion_request(body)
         served = _model(engine, parsed.model)
         ids = engine.encode(parsed.prompt or "", add_special_tokens=True)
-        return await _answer(request, engine, served, parsed, ids, chat=False)
+        return await _answer(request, engine, served, parsed, ids, chat=False, record=record)
 
     @app.post("/v1/load_lora_adapter")
     async def load_lora_adapter(request: Request) -> dict[str, Any]:
@@ -136,6 +217,24 @@ def create_app(engine: Engine, state: ServerState | None = None) -> FastAPI:
     return app
 
 
+def _split_prefill(messages: list[dict[str, str]]) -> tuple[list[dict[str, str]], str]:
+    """A last assistant message is a prefill: the answer starts with it and the model continues it.
+
+    The conversation before it is rendered as usual (with the prompt for the next answer) and the
+    prefill follows, which is what the training prompt + target looked like.
+    """
+    last = messages[-1]["role"] if messages else None
+    if last == "user":
+        return messages, ""
+    if last == "assistant":
+        if len(messages) < 2 or messages[-2]["role"] != "user":
+            raise wire.WireError("a last assistant message (a prefill the model continues) must follow a user "
+                                 "message", param="messages")
+        return messages[:-1], messages[-1]["content"]
+    raise wire.WireError(f"the last message is the {last}'s: end with a user message (the model answers it) "
+                         "or an assistant message (the model continues it)", param="messages")
+
+
 def _model(engine: Engine, model_id: str) -> ServedModel:
     served = engine.find(model_id)
     if served is None:
@@ -145,7 +244,7 @@ def _model(engine: Engine, model_id: str) -> ServedModel:
 
 
 async def _answer(request: Request, engine: Engine, served: ServedModel, parsed: wire.GenerationRequest,
-                  ids: list[int], *, chat: bool) -> Any:
+                  ids: list[int], *, chat: bool, record: RequestRecord) -> Any:
     events = Mailbox(asyncio.get_running_loop())
     stops = format_stops(served.prompt_format, engine.tokenizer.eos_token, parsed.sampling.stop) if chat \
         else list(parsed.sampling.stop)
@@ -154,7 +253,7 @@ async def _answer(request: Request, engine: Engine, served: ServedModel, parsed:
     engine.submit(job)
     reply_id, created, model = wire.new_id("chatcmpl" if chat else "cmpl"), wire.now(), parsed.model
     if parsed.stream:
-        return StreamingResponse(_stream(job, events, reply_id, created, model, chat, parsed.include_usage),
+        return StreamingResponse(_stream(job, events, reply_id, created, model, chat, parsed.include_usage, record),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     texts: list[str] = []
@@ -175,6 +274,8 @@ async def _answer(request: Request, engine: Engine, served: ServedModel, parsed:
                                          type=wire.UNAVAILABLE if event[1] == 503 else wire.SERVER_ERROR)
                 else:
                     _, finish, prompt_tokens, completion_tokens = event
+                    record.finish, record.prompt_tokens, record.completion_tokens = \
+                        finish, prompt_tokens, completion_tokens
                     counts = wire.usage(prompt_tokens, completion_tokens)
                     build = wire.chat_response if chat else wire.completion_response
                     return build(reply_id, created, model, "".join(texts), finish, counts)
@@ -183,7 +284,7 @@ async def _answer(request: Request, engine: Engine, served: ServedModel, parsed:
 
 
 async def _stream(job: Job, events: Mailbox, reply_id: str, created: int, model: str, chat: bool,
-                  include_usage: bool) -> AsyncIterator[str]:
+                  include_usage: bool, record: RequestRecord | None = None) -> AsyncIterator[str]:
     template = (wire.ChunkTemplate.chat if chat else wire.ChunkTemplate.completion)(
         reply_id, created, model, with_usage=include_usage)
     try:
@@ -197,10 +298,15 @@ async def _stream(job: Job, events: Mailbox, reply_id: str, created: int, model:
                     continue
                 if event[0] == "error":
                     kind = wire.UNAVAILABLE if event[1] == 503 else wire.SERVER_ERROR
+                    if record is not None:
+                        record.finish = f"error {event[1]}"
                     yield wire.sse(wire.error_body(event[2], type=kind))
                     yield wire.SSE_DONE
                     return
                 _, finish, prompt_tokens, completion_tokens = event
+                if record is not None:
+                    record.finish, record.prompt_tokens, record.completion_tokens = \
+                        finish, prompt_tokens, completion_tokens
                 final = (wire.chat_chunk(reply_id, created, model, {}, finish, with_usage=include_usage) if chat
                          else wire.completion_chunk(reply_id, created, model, "", finish, with_usage=include_usage))
                 yield wire.sse(final)

@@ -1,28 +1,49 @@
 """The server process: arguments, the catalog, binding, loading, uvicorn, the info file and a clean exit.
 
-Order matters for the people waiting on it: the port is bound before the model loads (a port
-already taken fails in a second, not after the load), the info file and the one stdout line
-appear only once the socket listens and the model is loaded (so whoever reads them can connect
-at once), and both the info file and in-flight generations are dealt with on SIGTERM/Ctrl+C
+Order matters for the people waiting on it: the port is bound and listening before the model
+loads (a port already taken fails in a second, not after the load, and nobody can take it
+meanwhile); a live server already named in the info file is refused before anything loads; the
+info file and the one stdout line appear only once the model is loaded (so whoever reads them
+can connect at once), and both the info file and in-flight generations are dealt with on SIGTERM/Ctrl+C
 before the process exits 0. Every startup failure is one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from studio.core.errors import StudioError
-from studio.core.serving.catalog import Catalog, build_catalog, project_catalog
-from studio.core.serving.server_info import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, info_path, remove_info, write_info
+from studio.core.serving.catalog import (
+    Catalog,
+    CatalogError,
+    build_catalog,
+    local_base_folder,
+    project_catalog,
+)
+from studio.core.serving.server_info import (
+    ServerInfo,
+    claim_info,
+    info_path,
+    live_server,
+    remove_info,
+)
+from studio.serve.cli_support import add_serve_arguments
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+ANY_HOSTS = ("0.0.0.0", "::", "")
 STARTUP_FAILURE = 2
+BACKLOG = 2048  # uvicorn's default
+ADDRESS_IN_USE = {errno.EADDRINUSE, 48, 10048}  # Linux's, macOS's and Windows' numbers
+PORT_TAKEN = "the port is taken (another server?); choose another with --port, or 0 for any free one"
+LIBRARY_MODULES = r"(transformers|peft|accelerate|torch|huggingface_hub)(\.|$)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,21 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The server's options (shared with ``distill-studio serve``)."""
+    """The server's options: ``--project`` plus the ones shared with ``distill-studio serve``."""
     parser.add_argument("--project", type=Path, help="project folder: serve its trained runs")
-    parser.add_argument("--run", action="append", default=None, dest="runs", metavar="RUN",
-                        help="serve only this run (id or name); repeat for several (default: every run with an adapter)")
-    parser.add_argument("--base-model", help="base model folder (default: the newest run's base)")
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--info-file", type=Path, help="where to write the server's info file "
-                        "(default <project>/serve/server.json)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's own)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: cuda when available)")
-    parser.add_argument("--max-queue", type=int, default=16, help="requests that may wait before 429 (default 16)")
-    parser.add_argument("--max-batch", type=int, default=8,
-                        help="waiting requests for the same model and settings generated together (default 8; 1: one at a time)")
+    add_serve_arguments(parser)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -59,8 +68,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.threads > 0:  # before torch is imported, so its pools start with this size
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = str(args.threads)
+    quiet_library_warnings()
     try:
         catalog, info_file = _catalog(args)
+        if info_file is not None:
+            _refuse_a_second_server(info_file)
         if args.host not in LOCAL_HOSTS:
             print(f"warning: --host {args.host}: the server is reachable from other machines on the network, "
                   "with no authentication; leave --host out to keep it on this machine", file=sys.stderr, flush=True)
@@ -71,17 +83,39 @@ def serve(args: argparse.Namespace) -> int:
         return _serve(args, catalog, info_file, sock)
     except StudioError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        if exc.errno in ADDRESS_IN_USE:  # uvicorn's own socket work, after ours
+            return _fail(f"cannot listen on {args.host}:{args.port}: {PORT_TAKEN}")
+        raise
     except KeyboardInterrupt:  # Ctrl+C while the model loads
         return 130
     finally:
         sock.close()
 
 
+def quiet_library_warnings() -> None:
+    """Hide the libraries' deprecation notices (e.g. transformers' ``is_gradient_checkpointing``): they
+    concern peft/transformers internals, not the user, and would come before the server's first line."""
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
+
+
+def _refuse_a_second_server(info_file: Path) -> None:
+    other = live_server(info_file)
+    if other is not None and other.pid != os.getpid():
+        raise StudioError(_already_running(other))
+
+
+def _already_running(other: ServerInfo) -> str:
+    return (f"a server for this project is already running at {other.url} (pid {other.pid}); "
+            "stop it first or pass --info-file PATH")
+
+
 def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, sock: socket.socket) -> int:
     try:
         import uvicorn
 
-        from studio.serve.app import ServerState, create_app
+        from studio.serve.app import ServerState, create_app, request_logger
         from studio.serve.engine import Engine
     except ImportError as exc:
         return _fail(f"the server needs the 'serve' extra ({exc.name} is missing): pip install 'distill-studio[serve]'")
@@ -92,18 +126,24 @@ def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, s
     port = sock.getsockname()[1]
     info = ServerInfo(pid=os.getpid(), host=args.host, port=port, catalog=catalog, device=engine.device_name,
                       started_at=time.time())
+    refused: list[ServerInfo] = []
 
     def catalog_changed(new: Catalog) -> None:
         info.catalog = new
         if info_file is not None:
-            write_info(info_file, info)
+            claim_info(info_file, info)
 
     def ready() -> None:
         if info_file is not None:
-            write_info(info_file, info)
-        print(ready_line(info), flush=True)
+            other = claim_info(info_file, info)
+            if other is not None:  # another server started for this project while we loaded
+                refused.append(other)
+                server.should_exit = True
+                return
+        print(ready_line(info, network_urls(args.host, port)), flush=True)
 
-    app = create_app(engine, ServerState(on_catalog_change=catalog_changed))
+    log = None if getattr(args, "quiet", False) else request_logger(sys.stderr)
+    app = create_app(engine, ServerState(on_catalog_change=catalog_changed, log=log))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=5)
     server = _server_class()(config, on_ready=ready, on_stop=engine.close)
@@ -118,16 +158,47 @@ def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, s
         engine.close()
         if info_file is not None:
             remove_info(info_file, os.getpid())
+    if refused:
+        return _fail(_already_running(refused[0]))
     if not server.started:
         return _fail(f"the server did not start on {args.host}:{port}")
     return 0
 
 
-def ready_line(info: ServerInfo) -> str:
-    """The first stdout line: where the server is and what it serves."""
+def ready_line(info: ServerInfo, network: list[str] | None = None) -> str:
+    """The first stdout line: where the server is (for this machine, and for others when it listens on
+    every interface) and what it serves."""
     base = info.catalog.base.id
     names = [f"{base} (base)"] + [f"{model.id} (adapter of {base})" for model in info.catalog.adapters]
-    return f"Serving {info.url} · models: {', '.join(names)}"
+    where = info.url
+    if info.host in ANY_HOSTS:
+        where += f" (listening on {info.host} port {info.port}"
+        where += f"; other machines: {', '.join(network)})" if network else ")"
+    return f"Serving {where} · models: {', '.join(names)}"
+
+
+def network_urls(host: str, port: int) -> list[str]:
+    """For a server on every interface: the URLs other machines can use (this machine's outward IP, its name).
+
+    The IP is the one of the default route, found by connecting a UDP socket (which sends nothing).
+    """
+    if host not in ANY_HOSTS:
+        return []
+    names: list[str] = []
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.254.254.254", 1))
+        address = probe.getsockname()[0]
+        if address and not address.startswith("127.") and address != "0.0.0.0":
+            names.append(address)
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    hostname = socket.gethostname()
+    if hostname and hostname != "localhost":
+        names.append(hostname)
+    return [f"http://{name}:{port}/v1" for name in names]
 
 
 def _catalog(args: argparse.Namespace) -> tuple[Catalog, Path | None]:
@@ -141,7 +212,10 @@ def _catalog(args: argparse.Namespace) -> tuple[Catalog, Path | None]:
 
     project = Project.open(args.project, exclusive=False)
     try:
-        catalog = project_catalog(project, base_model=args.base_model, only=args.runs)
+        try:
+            catalog = project_catalog(project, base_model=args.base_model, only=args.runs)
+        except CatalogError as exc:
+            raise CatalogError(_with_base_hint(str(exc), project, args.base_model)) from None
         root = project.root
     finally:
         project.close()
@@ -150,16 +224,31 @@ def _catalog(args: argparse.Namespace) -> tuple[Catalog, Path | None]:
     return catalog, args.info_file or info_path(root)
 
 
+def _with_base_hint(message: str, project: Any, base_model: str | None) -> str:
+    """A run's recorded base model that is no longer there (the folder moved): say how to point at it."""
+    if base_model is not None or "--base-model" in message:
+        return message
+    for run in project.training.list():
+        if run.has_adapter and run.base_model in message:
+            try:
+                local_base_folder(run.base_model)
+            except CatalogError:
+                return f"{message} (give --base-model PATH)"
+    return message
+
+
 def _bind(host: str, port: int) -> socket.socket:
+    """A socket already listening: from here on the port is ours (bound but not listening, another
+    SO_REUSEADDR socket could still take it while the model loads). Connections wait in the backlog."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
-        reason = "the port is taken (another server?); choose another with --port, or 0 for any free one" \
-            if exc.errno in (98, 48, 10048) else exc.strerror or str(exc)
+        reason = PORT_TAKEN if exc.errno in ADDRESS_IN_USE else exc.strerror or str(exc)
         raise StudioError(f"cannot listen on {host}:{port}: {reason}") from None
     sock.set_inheritable(True)
     return sock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,36 @@ def write_info(path: Path | str, info: ServerInfo) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(info.to_dict(), indent=2) + "\n")
+
+
+def claim_info(path: Path | str, info: ServerInfo) -> ServerInfo | None:
+    """Write ``info`` unless another live server owns the file; return that server instead (nothing written).
+
+    Two servers for one project must not overwrite each other's file: the second would send the
+    Chat panel to itself and, at its exit, leave the first one unlisted.
+    """
+    other = live_server(path)
+    if other is not None and other.pid != info.pid:
+        return other
+    write_info(path, info)
+    return None
+
+
+def live_server(path: Path | str, *, probe_s: float = 0.5) -> ServerInfo | None:
+    """The server the file names if its process lives and its port accepts a connection, else None.
+
+    The port check tells a live server from a stale file whose pid was reused by another program.
+    """
+    info = read_info(path)
+    if info is None:
+        return None
+    host = "127.0.0.1" if info.host in ("0.0.0.0", "::", "") else info.host
+    try:
+        with socket.create_connection((host, info.port), timeout=probe_s):
+            pass
+    except OSError:
+        return None
+    return info
 
 
 def remove_info(path: Path | str, pid: int | None = None) -> None:

@@ -81,6 +81,7 @@ def parse_json(raw: bytes) -> dict[str, Any]:
 
 def parse_chat_request(body: dict[str, Any]) -> GenerationRequest:
     request = _common(body)
+    _refuse_unsupported(body, chat=True)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise WireError("'messages' is required: a non-empty list of {role, content} objects", param="messages")
@@ -90,6 +91,7 @@ def parse_chat_request(body: dict[str, Any]) -> GenerationRequest:
 
 def parse_completion_request(body: dict[str, Any]) -> GenerationRequest:
     request = _common(body)
+    _refuse_unsupported(body, chat=False)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
@@ -136,6 +138,30 @@ def _common(body: dict[str, Any]) -> GenerationRequest:
                              include_usage=bool(options.get("include_usage")))
 
 
+MAX_STOPS = 4  # as OpenAI
+
+
+def _refuse_unsupported(body: dict[str, Any], *, chat: bool) -> None:
+    """Fields this server cannot honour are a 400, never silently ignored (the client would trust them)."""
+    logprobs = body.get("logprobs")
+    if logprobs not in (None, False) or body.get("top_logprobs") not in (None, 0):
+        param = "logprobs" if logprobs not in (None, False) else "top_logprobs"
+        raise WireError(f"'{param}': log probabilities are not supported by this server", param=param)
+    if not chat:
+        return
+    if body.get("tools") or body.get("functions"):
+        param = "tools" if body.get("tools") else "functions"
+        raise WireError(f"'{param}': tool calling is not supported by this server", param=param)
+    for param in ("tool_choice", "function_call"):
+        if body.get(param) not in (None, "none"):
+            raise WireError(f"'{param}': tool calling is not supported by this server", param=param)
+    response_format = body.get("response_format")
+    if response_format is not None and response_format != {"type": "text"}:
+        kind = response_format.get("type") if isinstance(response_format, dict) else response_format
+        raise WireError(f"'response_format' {kind!r} is not supported by this server (only text)",
+                        param="response_format")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -156,6 +182,8 @@ def _stops(value: Any) -> list[str]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise WireError("'stop' must be a string or a list of strings", param="stop")
+    if len(value) > MAX_STOPS:
+        raise WireError(f"'stop' takes at most {MAX_STOPS} sequences (got {len(value)})", param="stop")
     return [item for item in value if item]
 
 
