@@ -14,6 +14,12 @@ from studio.serve.parent_watch import PARENT_ENV, parent_alive, watch_parent
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_the_app_names_itself_as_the_servers_parent() -> None:
+    from studio.core.serving.launch import serve_env
+
+    assert serve_env(0, base={})[PARENT_ENV] == str(os.getpid())
+
+
 def test_no_parent_named_means_no_watcher() -> None:
     assert watch_parent({}) is None
     assert watch_parent({PARENT_ENV: "not-a-pid"}) is None

@@ -14,7 +14,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 
-PARENT_ENV = "DISTILL_STUDIO_PARENT_PID"
+from studio.core.serving.launch import PARENT_ENV
 
 
 def parent_alive(pid: int) -> bool:

@@ -89,6 +89,10 @@ def serve_command(*, project: Path | None, runs: Sequence[str] = (), base_model:
     return command
 
 
+# A server started by this process watches it and stops when it is gone (no orphan holding the model).
+PARENT_ENV = "DISTILL_STUDIO_PARENT_PID"
+
+
 def serve_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The server child's environment: unbuffered lines, quiet libraries, never a download, our threads.
 
@@ -103,6 +107,7 @@ def serve_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str, 
     env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     env["HF_HUB_OFFLINE"] = "1"  # the server reads the base model where it is, it never downloads
     env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    env[PARENT_ENV] = str(os.getpid())  # the server stops itself if this process dies (studio/serve/parent_watch.py)
     if threads > 0:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(int(threads))
