@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the LLM client is imported when a client is made: opening a
 ENDPOINT, BASE, RUN = "endpoint", "base", "run"
 SOURCE_KINDS = (ENDPOINT, BASE, RUN)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"  # studio.core.llm.keys.DEFAULT_KEY_ENV (a test checks they agree)
+STUDIO_ROLE, ENDPOINT_ROLE = "the model server", "the endpoint"  # how a chat client's errors name the server
 START_SERVER_HINT = "start the local server (Chat panel ▸ Start, or `distill-studio serve`)"
 
 
@@ -144,7 +145,7 @@ def studio_client(url: str, model_id: str) -> LLMClient:
     from studio.core.llm.keys import NO_KEY
 
     return LLMClient(EndpointConfig(base_url=url, model=model_id, api_key_env=""), api_key=NO_KEY,
-                     retry=chat_retry())
+                     retry=chat_retry(), role=STUDIO_ROLE)
 
 
 def client_for(source: ModelSource, server: ServerInfo | None) -> tuple[LLMClient, str]:
@@ -162,7 +163,7 @@ def client_for(source: ModelSource, server: ServerInfo | None) -> tuple[LLMClien
             raise ChatSourceError(f"{source.label or 'This column'} has no endpoint URL; pick a teacher or set one.")
         config = EndpointConfig(base_url=source.base_url, model=source.model,
                                 api_key_env=source.api_key_env or DEFAULT_KEY_ENV)
-        return LLMClient(config, retry=chat_retry()), source.model
+        return LLMClient(config, retry=chat_retry(), role=ENDPOINT_ROLE), source.model
     if source.kind not in SOURCE_KINDS:
         raise ChatSourceError(f"Unknown kind of chat source {source.kind!r}; kinds: {', '.join(SOURCE_KINDS)}.")
     model_id = served_model_id(source, server)
