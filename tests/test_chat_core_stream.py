@@ -186,7 +186,7 @@ def test_client_for_a_served_base_streams_from_the_server_url(teacher: FakeTeach
 # -- distill-studio chat -----------------------------------------------------------------------------
 def chat_args(**values) -> argparse.Namespace:
     defaults = {"project": None, "base_url": None, "model": "fake-teacher", "system": "", "input": "",
-                "temperature": 0.7, "top_p": 1.0, "max_tokens": 64, "api_key_env": "OPENAI_API_KEY", "prompt": "Hi"}
+                "temperature": 0.7, "top_p": 1.0, "max_tokens": 64, "api_key_env": None, "prompt": "Hi"}
     defaults.update(values)
     return argparse.Namespace(**defaults)
 
