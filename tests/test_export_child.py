@@ -351,8 +351,9 @@ def test_an_architecture_we_cannot_convert_is_named(run_dir: Path, tiny_base: Pa
     out = tmp_path / "out"
     with pytest.raises(GGUFExportError) as error:
         export_here(run_dir, out, "gguf", "f16", base=other)
-    assert str(error.value) == ("GGUF export knows Llama-family models (LlamaForCausalLM, MistralForCausalLM…); "
-                                "this one is Qwen2MoeForCausalLM")
+    assert str(error.value) == ("GGUF export knows Llama-architecture models (LlamaForCausalLM: Llama, SmolLM, "
+                                "TinyLlama…); this one is Qwen2MoeForCausalLM — export 'merged' instead: that "
+                                "folder loads in transformers and vLLM")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 

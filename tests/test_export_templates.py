@@ -77,7 +77,8 @@ def test_the_modelfile_names_the_file_the_template_and_the_stops() -> None:
 
 def test_unknown_architectures_are_named() -> None:
     check_architecture({"architectures": ["LlamaForCausalLM"]})
-    check_architecture({"architectures": ["MistralForCausalLM"]})
+    with pytest.raises(GGUFExportError, match="this one is MistralForCausalLM"):  # SentencePiece or Tekken
+        check_architecture({"architectures": ["MistralForCausalLM"]})
     with pytest.raises(GGUFExportError, match="this one is Qwen2MoeForCausalLM"):
         check_architecture({"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe"})
 
@@ -143,3 +144,22 @@ def test_the_pre_tokenizer_name_follows_the_tokenizers_split() -> None:
         {**gpt2, "use_regex": False}]}) == (True, "llama-bpe")
     assert pre_tokenizer_name({"type": "Metaspace", "replacement": "▁"}) == (False, "default")
     assert pre_tokenizer_name(None) == (False, "default")
+
+
+def test_a_sentencepiece_tokenizer_is_refused_without_sending_anyone_to_llama_cpp() -> None:
+    """QA of issue 10: llama.cpp's converter fails for these users; say what works instead."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from studio.export.gguf_export import vocab_data
+
+    spm = Tokenizer(models.BPE(vocab={"<unk>": 0, "▁a": 1, "a": 2, "▁": 3}, merges=[("▁", "a")],
+                               unk_token="<unk>", byte_fallback=True))
+    spm.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=spm, unk_token="<unk>")
+    with pytest.raises(GGUFExportError) as caught:
+        vocab_data(tokenizer, 4)
+    message = str(caught.value)
+    assert "convert_hf_to_gguf" not in message and "llama.cpp" not in message
+    assert "supports byte-level BPE tokenizers (Llama 3, SmolLM" in message and "SentencePiece-style" in message
+    assert "export 'merged' instead: that folder loads in transformers and vLLM" in message

@@ -223,7 +223,9 @@ def format_size(n: int) -> str:
 def check_run(run: TrainingRun, fmt: str, quant: str | None) -> None:
     """What can be refused before a process starts: no adapter, q4_k_m without llama-cpp-python."""
     if not run.has_adapter:
-        raise ExportError(f"training run {run.label} has no adapter yet ({run.adapter_dir}); train it first")
+        from studio.core.serving.catalog import no_adapter_hint
+
+        raise ExportError(f"training run {run.label} has no adapter yet ({run.adapter_dir}): {no_adapter_hint(run)}")
     if fmt == "gguf" and not gguf_available():
         raise ExportError(GGUF_MISSING)
     if fmt == "gguf" and quant in KQUANTS and not kquants_available():
