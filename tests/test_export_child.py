@@ -439,7 +439,10 @@ def test_a_chat_format_run_keeps_the_base_models_chat_template(tiny_base: Path, 
     reader = GGUFReader(str(out / "chatty-q8_0.gguf"))
     assert reader.fields["tokenizer.chat_template"].contents() == CHAT_TEMPLATE
     modelfile = (out / "Modelfile").read_text(encoding="utf-8")
-    assert "TEMPLATE \"\"\"" not in modelfile and 'PARAMETER stop "</s>"' in modelfile
+    # Ollama does not run the GGUF's Jinja: the Modelfile carries the same template in Go (QA of issue 10)
+    assert ('TEMPLATE """{{ if .System }}<|system|>\n{{ .System }}\n{{ end }}<|user|>\n{{ .Prompt }}\n'
+            '<|assistant|>\n{{ .Response }}</s>"""') in modelfile, modelfile
+    assert modelfile.count("PARAMETER stop") == 1 and 'PARAMETER stop "</s>"' in modelfile
     assert "<|user|>\nGive three tips" in (out / "README.md").read_text(encoding="utf-8")
 
 

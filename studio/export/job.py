@@ -313,11 +313,26 @@ def export_gguf(config: RunConfig, target: Path, base_override: str | None, quan
         written.unlink()
         progress("quantize", 1, 1)
     (target / "Modelfile").write_text(
-        templates.modelfile(name, fmt, eos_token=tokenizer.eos_token), encoding="utf-8")
+        templates.modelfile(name, fmt, eos_token=tokenizer.eos_token, chat=ollama_chat(tokenizer, fmt)),
+        encoding="utf-8")
     write_card(target, config, "gguf", tokenizer=tokenizer, base_name=config.base_model, how_to_load=(
         f"llama.cpp: `llama-cli -m {name}` (the prompt format is in the file's tokenizer.chat_template).\n\n"
         f"Ollama: `ollama create {Path(name).stem} -f Modelfile` in this folder, then "
         f"`ollama run {Path(name).stem}`.\n"))
+
+
+def ollama_chat(tokenizer: Any, fmt: str) -> templates.OllamaChat | None:
+    """A chat-format run's Ollama TEMPLATE and stops, from its tokenizer's chat template."""
+    if templates.jinja_chat_template(fmt) is not None or not getattr(tokenizer, "chat_template", None):
+        return None
+    probe = tokenizer("a")["input_ids"]
+    adds_bos = bool(probe) and tokenizer.bos_token_id is not None and probe[0] == tokenizer.bos_token_id
+
+    def render(messages: list[dict], generation: bool) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+
+    return templates.ollama_from_chat_template(render, eos_token=tokenizer.eos_token,
+                                               bos_token=tokenizer.bos_token if adds_bos else None)
 
 
 # -- the whole export -----------------------------------------------------------------------------
