@@ -168,7 +168,8 @@ def test_a_sentencepiece_tokenizer_is_refused_without_sending_anyone_to_llama_cp
 # -- a chat-format run's Ollama TEMPLATE, derived from its Jinja chat template (QA of issue 10) ---------------
 LLAMA3_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
 )
 CHATML_TEMPLATE = (

@@ -143,5 +143,6 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling cut-off")
     parser.add_argument("--max-tokens", type=int, default=512, metavar="N", help="most tokens in the answer")
     parser.add_argument("--api-key-env", default=None, metavar="VAR",
-                        help=f"environment variable holding the endpoint's API key (--base-url only; default {DEFAULT_KEY_ENV})")
+                        help="environment variable holding the endpoint's API key "
+                             f"(--base-url only; default {DEFAULT_KEY_ENV})")
     parser.add_argument("prompt", metavar="PROMPT", help="what to ask")

@@ -122,7 +122,7 @@ class LLMClient:
         return self._client
 
     def warm(self) -> None:
-        """Build the HTTP client now (importing and setting up ``openai`` takes ~0.4 s once), so a timed call times the call."""
+        """Build the HTTP client now (setting up ``openai`` takes ~0.4 s once), so a timed call times only the call."""
         self._openai()
 
     async def aclose(self) -> None:
