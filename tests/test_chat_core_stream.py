@@ -186,7 +186,7 @@ def test_client_for_a_served_base_streams_from_the_server_url(teacher: FakeTeach
 # -- distill-studio chat -----------------------------------------------------------------------------
 def chat_args(**values) -> argparse.Namespace:
     defaults = {"project": None, "base_url": None, "model": "fake-teacher", "system": "", "input": "",
-                "temperature": 0.7, "top_p": 1.0, "max_tokens": 64, "api_key_env": "OPENAI_API_KEY", "prompt": "Hi"}
+                "temperature": 0.7, "top_p": 1.0, "max_tokens": 64, "api_key_env": None, "prompt": "Hi"}
     defaults.update(values)
     return argparse.Namespace(**defaults)
 
@@ -286,3 +286,23 @@ def test_three_columns_stream_at_once_on_one_loop_each_into_its_own_answer(teach
     firsts = [order.index(n) for n in range(3)]
     lasts = [len(order) - 1 - order[::-1].index(n) for n in range(3)]
     assert max(firsts) < min(lasts)  # every column had text before any finished: they streamed side by side
+
+
+def test_the_ttft_clock_starts_after_the_http_client_is_built(teacher: FakeTeacher,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the openai client (~0.4 s the first time) is not the model's time to first token."""
+    from studio.core.chat import session
+
+    now = [0.0]
+    monkeypatch.setattr(session, "_clock", lambda: now[0])
+    build = LLMClient._openai
+
+    def slow_build(self: LLMClient):
+        if self._client is None:
+            now[0] += 100.0  # a (fake-clock) slow client build
+        return build(self)
+
+    monkeypatch.setattr(LLMClient, "_openai", slow_build)
+    answer, _ = run_stream(teacher, [{"role": "user", "content": "Name two fruits."}])
+    assert answer.error == "" and answer.ttft_s is not None
+    assert answer.ttft_s < 1.0  # the clock did not run while the client was built

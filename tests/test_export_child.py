@@ -351,8 +351,9 @@ def test_an_architecture_we_cannot_convert_is_named(run_dir: Path, tiny_base: Pa
     out = tmp_path / "out"
     with pytest.raises(GGUFExportError) as error:
         export_here(run_dir, out, "gguf", "f16", base=other)
-    assert str(error.value) == ("GGUF export knows Llama-family models (LlamaForCausalLM, MistralForCausalLM…); "
-                                "this one is Qwen2MoeForCausalLM")
+    assert str(error.value) == ("GGUF export knows Llama-architecture models (LlamaForCausalLM: Llama, SmolLM, "
+                                "TinyLlama…); this one is Qwen2MoeForCausalLM — export 'merged' instead: that "
+                                "folder loads in transformers and vLLM")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
@@ -438,7 +439,10 @@ def test_a_chat_format_run_keeps_the_base_models_chat_template(tiny_base: Path, 
     reader = GGUFReader(str(out / "chatty-q8_0.gguf"))
     assert reader.fields["tokenizer.chat_template"].contents() == CHAT_TEMPLATE
     modelfile = (out / "Modelfile").read_text(encoding="utf-8")
-    assert "TEMPLATE \"\"\"" not in modelfile and 'PARAMETER stop "</s>"' in modelfile
+    # Ollama does not run the GGUF's Jinja: the Modelfile carries the same template in Go (QA of issue 10)
+    assert ('TEMPLATE """{{ if .System }}<|system|>\n{{ .System }}\n{{ end }}<|user|>\n{{ .Prompt }}\n'
+            '<|assistant|>\n{{ .Response }}</s>"""') in modelfile, modelfile
+    assert modelfile.count("PARAMETER stop") == 1 and 'PARAMETER stop "</s>"' in modelfile
     assert "<|user|>\nGive three tips" in (out / "README.md").read_text(encoding="utf-8")
 
 
@@ -495,3 +499,53 @@ def test_q4_k_m_writes_f16_then_asks_llama_cpp_to_quantise(run_dir: Path, tmp_pa
     (source, target, ftype), = calls
     assert ftype == 15 and target.name == "student-q4_k_m.gguf" and not source.exists()
     assert "FROM ./student-q4_k_m.gguf" in (tmp_path / "q4" / "Modelfile").read_text()
+
+
+# -- cancelling and file modes (QA of issue 10) ------------------------------------------------------------
+def test_ctrl_c_then_sigterm_while_loading_leaves_nothing(run_dir: Path, tmp_path: Path) -> None:
+    """A terminal's Ctrl+C reaches the child as SIGINT, then the CLI sends SIGTERM: the cleanup still completes."""
+    out = tmp_path / "cancelled"
+    argv = [sys.executable, "-m", "studio.export", "--run-dir", str(run_dir), "--out", str(out),
+            "--format", "merged", "--threads", "1"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=export_env(),
+                             cwd=REPO_ROOT)
+    try:
+        first = json.loads(child.stdout.readline())
+        assert first["event"] == "progress" and first["stage"] == "load"
+        child.send_signal(signal.SIGINT)
+        child.send_signal(signal.SIGTERM)
+        rest, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    last = json.loads(rest.strip().splitlines()[-1])
+    assert child.returncode == 1 and last == {"event": "error", "message": "export cancelled; nothing was written",
+                                              "hint": ""}, err[-2000:]
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_stale_partials_of_dead_exports_are_removed_and_files_get_the_default_mode(run_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    import os
+    import stat
+
+    run = tmp_path / "runs" / "7"
+    shutil.copytree(run_dir, run)
+    (run / "adapter" / "adapter_model.safetensors").chmod(0o600)  # as a temp-file writer leaves it
+    out = tmp_path / "student"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".student.partial-{dead.pid}"
+    live = tmp_path / ".student.partial-1"          # pid 1 is alive: maybe another export at work
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "half.bin").write_bytes(b"x")
+    old_mask = os.umask(0o022)
+    try:
+        export_here(run, out, "adapter")
+    finally:
+        os.umask(old_mask)
+    assert not stale.exists() and live.exists()
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [out, *out.rglob("*")]}
+    assert modes.pop("student") == 0o755 and modes["adapter_model.safetensors"] == 0o644
+    assert set(modes.values()) == {0o644}, modes

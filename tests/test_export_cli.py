@@ -113,3 +113,77 @@ def test_the_exporters_load_as_registry_entries() -> None:
         loaded = registry.load_instance(key, exporting.ModelExporter)
         assert loaded.key == key and loaded is exporting.model_exporter(key)
     assert exporting.GGUF_EXPORTER.quants == exporting.QUANTS
+
+
+# -- Ctrl+C: the child is stopped and waited for, and the real outcome is told (QA of issue 10) -------------
+FAKE_CHILD = '''
+import json, signal, sys, time
+mode = sys.argv[1]
+def on_term(*_):
+    if mode == "stubborn":
+        return
+    if mode == "finish":  # it had renamed already: the export is complete
+        print(json.dumps({"event": "done", "path": sys.argv[2], "files": ["a.gguf"], "bytes": 3}), flush=True)
+        sys.exit(0)
+    print(json.dumps({"event": "error", "message": "export cancelled; nothing was written", "hint": ""}), flush=True)
+    sys.exit(1)
+signal.signal(signal.SIGTERM, on_term)
+print(json.dumps({"event": "progress", "stage": "load", "done": 0, "total": 3}), flush=True)
+for _ in range(600):
+    time.sleep(0.1)
+'''
+
+
+def fake_child(mode: str, out: Path) -> list[str]:
+    return [sys.executable, "-c", FAKE_CHILD, mode, str(out)]
+
+
+def ctrl_c(event: exporting.ExportEvent) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("mode", ["cancel", "stubborn"])
+def test_ctrl_c_stops_the_child_waits_for_it_and_says_nothing_was_written(tmp_path: Path, mode: str) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(exporting.ExportCancelled, match="cancelled; nothing was written"):
+        exporting.run_export(fake_child(mode, tmp_path / "x"), on_event=ctrl_c, stop_wait_s=1.0)
+    assert time.monotonic() - started < 30  # a child that ignores SIGTERM is killed, not waited for forever
+
+
+def test_ctrl_c_after_the_child_finished_the_export_reports_it_complete(tmp_path: Path) -> None:
+    done = exporting.run_export(fake_child("finish", tmp_path / "x"), on_event=ctrl_c)
+    assert done.kind == "done" and done.path == str(tmp_path / "x")
+
+
+@pytest.mark.parametrize(("mode", "code", "words"), [("cancel", 130, "Export cancelled; nothing was written to"),
+                                                     ("finish", 0, "Exported run #1 cli-student as gguf q8_0")])
+def test_cmd_export_exits_130_when_cancelled_and_0_when_the_export_completed(
+        project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch, mode: str, code: int,
+        words: str) -> None:
+    import os
+    import signal
+    import threading
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    project_run(project, base, adapter=False)
+    out = tmp_path / "x"
+    monkeypatch.setattr(exporting, "check_run", lambda *a: None)
+    monkeypatch.setattr(exporting, "export_command", lambda *a, **k: fake_child(mode, out))
+    monkeypatch.setattr(exporting, "export_env", lambda run: None)
+    seen = threading.Event()
+    real_parse = exporting.parse_event
+
+    def parse(line: str):
+        event = real_parse(line)
+        if event is not None and event.kind == "progress" and not seen.is_set():
+            seen.set()
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl+C, to this process only (the child is told by us)
+        return event
+
+    monkeypatch.setattr(exporting, "parse_event", parse)
+    assert exporting.cmd_export(args(project, "1", out, "gguf", "q8_0")) == code
+    assert seen.is_set() and words in capsys.readouterr().err

@@ -77,7 +77,8 @@ def test_the_modelfile_names_the_file_the_template_and_the_stops() -> None:
 
 def test_unknown_architectures_are_named() -> None:
     check_architecture({"architectures": ["LlamaForCausalLM"]})
-    check_architecture({"architectures": ["MistralForCausalLM"]})
+    with pytest.raises(GGUFExportError, match="this one is MistralForCausalLM"):  # SentencePiece or Tekken
+        check_architecture({"architectures": ["MistralForCausalLM"]})
     with pytest.raises(GGUFExportError, match="this one is Qwen2MoeForCausalLM"):
         check_architecture({"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe"})
 
@@ -143,3 +144,110 @@ def test_the_pre_tokenizer_name_follows_the_tokenizers_split() -> None:
         {**gpt2, "use_regex": False}]}) == (True, "llama-bpe")
     assert pre_tokenizer_name({"type": "Metaspace", "replacement": "▁"}) == (False, "default")
     assert pre_tokenizer_name(None) == (False, "default")
+
+
+def test_a_sentencepiece_tokenizer_is_refused_without_sending_anyone_to_llama_cpp() -> None:
+    """QA of issue 10: llama.cpp's converter fails for these users; say what works instead."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from studio.export.gguf_export import vocab_data
+
+    spm = Tokenizer(models.BPE(vocab={"<unk>": 0, "▁a": 1, "a": 2, "▁": 3}, merges=[("▁", "a")],
+                               unk_token="<unk>", byte_fallback=True))
+    spm.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=spm, unk_token="<unk>")
+    with pytest.raises(GGUFExportError) as caught:
+        vocab_data(tokenizer, 4)
+    message = str(caught.value)
+    assert "convert_hf_to_gguf" not in message and "llama.cpp" not in message
+    assert "supports byte-level BPE tokenizers (Llama 3, SmolLM" in message and "SentencePiece-style" in message
+    assert "export 'merged' instead: that folder loads in transformers and vLLM" in message
+
+
+# -- a chat-format run's Ollama TEMPLATE, derived from its Jinja chat template (QA of issue 10) ---------------
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def jinja_render(template: str, bos: str, eos: str):
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    compiled = env.from_string(template)
+    return lambda messages, generation: compiled.render(messages=messages, add_generation_prompt=generation,
+                                                        bos_token=bos, eos_token=eos)
+
+
+def go_render_turn(template: str, system: str, prompt: str, response: str = "") -> str:
+    """Ollama's legacy template as it renders one turn: the if/else/end blocks and the three fields."""
+    import re
+
+    fields = {"System": system, "Prompt": prompt, "Response": response}
+
+    def branch(match: re.Match) -> str:
+        yes, _, no = match.group(2).partition("{{ else }}")
+        return yes if fields[match.group(1)] else no
+
+    text = re.sub(r"\{\{ if \.(\w+) \}\}(.*?)\{\{ end \}\}", branch, template, flags=re.S)
+    assert "{{ if" not in text and "{{ end" not in text
+    return re.sub(r"\{\{ \.(\w+) \}\}", lambda m: fields[m.group(1)], text)
+
+
+@pytest.mark.parametrize(("name", "bos", "eos", "stops"), [
+    ("tiny", "<s>", "</s>", ("</s>",)),
+    ("llama3", "<|begin_of_text|>", "<|eot_id|>", ("<|eot_id|>",)),
+    ("chatml", "", "<|im_end|>", ("<|im_end|>",)),
+])
+def test_the_ollama_template_renders_what_the_chat_template_does(name: str, bos: str, eos: str,
+                                                                 stops: tuple[str, ...]) -> None:
+    from tests.tiny_model import CHAT_TEMPLATE
+
+    jinja = {"tiny": CHAT_TEMPLATE, "llama3": LLAMA3_TEMPLATE, "chatml": CHATML_TEMPLATE}[name]
+    render = jinja_render(jinja, bos, eos)
+    chat = templates.ollama_from_chat_template(render, eos_token=eos, bos_token=bos or None)
+    assert chat is not None and chat.stops == stops
+    assert "{{ .System }}" in chat.template and "{{ .Prompt }}" in chat.template
+    assert "{{ .Response }}" in chat.template and "QX" not in chat.template
+    for system in ("Be brief.", ""):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": "Hi?"}]
+        want = render(messages, True).removeprefix(bos) if bos else render(messages, True)
+        prompt_part = chat.template.split("{{ .Response }}")[0]  # what Ollama renders before generating
+        assert go_render_turn(prompt_part, system, "Hi?") == want
+    full = go_render_turn(chat.template, "Be brief.", "Hi?", "Hello.")
+    answered = render([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
+                       {"role": "assistant", "content": "Hello."}], False)
+    assert full == (answered.removeprefix(bos) if bos else answered)
+
+
+def test_the_tiny_templates_ollama_template_reads_as_written() -> None:
+    from tests.tiny_model import CHAT_TEMPLATE
+
+    chat = templates.ollama_from_chat_template(jinja_render(CHAT_TEMPLATE, "<s>", "</s>"), eos_token="</s>",
+                                               bos_token="<s>")
+    assert chat.template == ("{{ if .System }}<|system|>\n{{ .System }}\n{{ end }}<|user|>\n{{ .Prompt }}\n"
+                             "<|assistant|>\n{{ .Response }}</s>")
+    text = templates.modelfile("chatty-q8_0.gguf", "chat", eos_token="</s>", chat=chat)
+    assert f'TEMPLATE """{chat.template}"""' in text and text.count("PARAMETER stop") == 1
+
+
+def test_a_template_that_refuses_a_system_turn_gets_a_template_without_one() -> None:
+    def render(messages: list[dict], generation: bool) -> str:
+        if any(m["role"] == "system" for m in messages):
+            raise ValueError("System role not supported")
+        out = "".join(f"<start_of_turn>{m['role']}\n{m['content']}<end_of_turn>\n" for m in messages)
+        return out + ("<start_of_turn>model\n" if generation else "")
+
+    chat = templates.ollama_from_chat_template(render, eos_token="<eos>")
+    assert chat is not None and "{{ .System }}" not in chat.template and "{{ if" not in chat.template
+    assert chat.template == ("<start_of_turn>user\n{{ .Prompt }}<end_of_turn>\n<start_of_turn>model\n"
+                             "{{ .Response }}<end_of_turn>\n")
+    assert chat.stops == ("<end_of_turn>", "<eos>")

@@ -259,3 +259,31 @@ def test_cli_lists_endpoint_kinds_and_an_endpoints_models(teacher: FakeTeacher, 
     monkeypatch.setenv("TEACHER_KEY", "sk-bad")
     assert main(["models", "--base-url", teacher.base_url, "--api-key-env", "TEACHER_KEY"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: The teacher at")
+
+
+# -- wording: who the server is, what it said, a base URL without /v1 (QA of issue 10) ---------------------
+
+def test_the_role_names_the_server_in_every_message(teacher: FakeTeacher) -> None:
+    client = _client(teacher, model="runA", role="the model server")
+    with pytest.raises(LLMError) as caught:
+        client.complete_sync(PROMPT)
+    assert caught.value.kind == errors.MODEL
+    assert caught.value.message.startswith("The model server does not know the model 'runA' (404)")
+    assert "teacher" not in caught.value.message
+
+
+def test_a_rejected_request_says_what_the_server_said_once(teacher: FakeTeacher) -> None:
+    teacher.faulty_attempts, teacher.fault_cycle = 99, ("bad_request",)
+    with pytest.raises(LLMError) as caught:
+        _client(teacher).complete_sync(PROMPT, headers={"X-Distill-Request-Key": "k"})
+    assert caught.value.message == ("The teacher rejected the request (400): "
+                                    "max_tokens is too large for this model")
+    assert "Error code" not in caught.value.message
+
+
+def test_a_404_for_the_path_asks_about_v1(teacher: FakeTeacher) -> None:
+    endpoint = EndpointConfig(base_url=teacher.base_url.removesuffix("/v1"), model="fake-teacher", timeout_s=5)
+    with pytest.raises(LLMError) as caught:
+        LLMClient(endpoint, api_key=KEY, retry=FAST, role="the endpoint").complete_sync(PROMPT)
+    assert "no such API path" in caught.value.message and "does the base URL end in /v1?" in caught.value.message
+    assert caught.value.message.startswith("The endpoint at ") and "does not know the model" not in caught.value.message

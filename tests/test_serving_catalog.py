@@ -100,3 +100,20 @@ def test_server_info_round_trips_and_a_dead_servers_file_reads_as_none(tmp_path:
     assert read_info(path) is None and read_info(path, check_alive=False) == dead
     remove_info(path)
     assert not path.exists() and read_info(path) is None
+
+
+def test_a_stopped_run_without_adapter_is_told_to_resume_and_a_moved_base_to_give_one(tmp_path: Path) -> None:
+    import dataclasses
+
+    tiny = model_folder(tmp_path, "tiny")
+    stopped = dataclasses.replace(make_run(tmp_path, 3, tiny, adapter=False), status="stopped")
+    with pytest.raises(CatalogError) as caught:
+        build_catalog([stopped], only=["3"])
+    assert str(caught.value) == "#3 run-3 has no adapter yet: resume it (distill-studio train resume 3) or train it"
+    created = dataclasses.replace(make_run(tmp_path, 4, tiny, adapter=False), status="created")
+    with pytest.raises(CatalogError, match="has no adapter yet: train it first"):
+        build_catalog([created], only=["4"])
+
+    moved = make_run(tmp_path, 5, tmp_path / "was-here")
+    with pytest.raises(CatalogError, match=r"was-here.*if it has moved, give --base-model PATH"):
+        build_catalog([moved])

@@ -223,22 +223,37 @@ def format_size(n: int) -> str:
 def check_run(run: TrainingRun, fmt: str, quant: str | None) -> None:
     """What can be refused before a process starts: no adapter, q4_k_m without llama-cpp-python."""
     if not run.has_adapter:
-        raise ExportError(f"training run {run.label} has no adapter yet ({run.adapter_dir}); train it first")
+        from studio.core.serving.catalog import no_adapter_hint
+
+        raise ExportError(f"training run {run.label} has no adapter yet ({run.adapter_dir}): {no_adapter_hint(run)}")
     if fmt == "gguf" and not gguf_available():
         raise ExportError(GGUF_MISSING)
     if fmt == "gguf" and quant in KQUANTS and not kquants_available():
         raise ExportError(KQUANTS_MISSING)
 
 
+EXIT_CANCELLED = 130  # the shell's code for Ctrl+C
+STOP_WAIT_S = 60.0  # how long a cancelled child may take to clean up (it stops at its next tensor) before a kill
+
+
+class ExportCancelled(ExportError):
+    """The export was cancelled (Ctrl+C) and the child stopped without writing the target."""
+
+
 def run_export(argv: Sequence[str], *, env: dict[str, str] | None = None,
-               on_event: Callable[[ExportEvent], None] | None = None) -> ExportEvent:
+               on_event: Callable[[ExportEvent], None] | None = None,
+               stop_wait_s: float = STOP_WAIT_S) -> ExportEvent:
     """Run the child to the end, passing each event on; returns the ``done`` event or raises ExportError.
 
-    Ctrl+C here (KeyboardInterrupt) terminates the child, which removes its temp folder, then re-raises.
+    Ctrl+C here (KeyboardInterrupt) sends the child SIGTERM and waits for it (up to ``stop_wait_s``,
+    then kills it), so the real outcome is reported: if the child had already put the export in
+    place it finishes and its ``done`` event is returned; otherwise :class:`ExportCancelled`
+    (the child removed its temp folder; nothing was written).
     """
     child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              encoding="utf-8", errors="replace", env=env)
     final: ExportEvent | None = None
+    stderr = ""
     try:
         assert child.stdout is not None
         for line in child.stdout:
@@ -252,12 +267,14 @@ def run_export(argv: Sequence[str], *, env: dict[str, str] | None = None,
         stderr = child.stderr.read() if child.stderr else ""
         child.wait()
     except KeyboardInterrupt:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-        raise
+        rest = _stop(child, stop_wait_s)
+        for line in rest.splitlines():
+            event = parse_event(line)
+            if event is not None and event.kind != "progress":
+                final = event
+        if final is not None and final.kind == "done" and child.returncode == 0:
+            return final
+        raise ExportCancelled("Export cancelled; nothing was written") from None
     if final is not None and final.kind == "done" and child.returncode == 0:
         return final
     if final is not None and final.kind == "error":
@@ -265,6 +282,18 @@ def run_export(argv: Sequence[str], *, env: dict[str, str] | None = None,
     tail = [line for line in stderr.strip().splitlines() if line.strip()]
     raise ExportError(f"the export process ended with status {child.returncode}"
                       + (f": {tail[-1]}" if tail else ""))
+
+
+def _stop(child: subprocess.Popen, wait_s: float) -> str:
+    """SIGTERM, then wait (a second Ctrl+C or the deadline: kill); the rest of its stdout."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    try:
+        out, _ = child.communicate(timeout=wait_s)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        child.kill()
+        out, _ = child.communicate()
+    return out or ""
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -291,7 +320,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                 last[0] = text
                 print(text, file=sys.stderr, flush=True)
 
-    done = run_export(argv, env=export_env(run), on_event=show)
+    try:
+        done = run_export(argv, env=export_env(run), on_event=show)
+    except ExportCancelled:
+        print(f"Export cancelled; nothing was written to {out}.", file=sys.stderr)
+        return EXIT_CANCELLED
     print(f"Exported run {run.label} as {args.format}{' ' + quant if quant else ''}: "
           f"{len(done.files)} files, {format_size(done.bytes)}", file=sys.stderr)
     print(done.path)

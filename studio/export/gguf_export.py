@@ -23,8 +23,10 @@ import numpy as np
 
 from studio.core.errors import StudioError
 
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
-SUPPORTED_MODEL_TYPES = ("llama", "mistral")
+# Not MistralForCausalLM: Mistral 7B has a SentencePiece tokenizer (which we do not write) and a sliding
+# window, and Mistral Nemo's Tekken pre-tokenizer split is not one we can name for llama.cpp.
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
+SUPPORTED_MODEL_TYPES = ("llama",)
 QUANT_TYPES = {"f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}
 FILE_TYPES = {"f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
 LLAMA3_PRE_MARKS = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)", "\\p{N}{1,3}")
@@ -42,7 +44,8 @@ def check_architecture(config: dict[str, Any]) -> None:
         return
     named = ", ".join(archs) or model_type or "unknown"
     raise GGUFExportError(
-        f"GGUF export knows Llama-family models ({', '.join(SUPPORTED_ARCHITECTURES)}…); this one is {named}")
+        f"GGUF export knows Llama-architecture models ({', '.join(SUPPORTED_ARCHITECTURES)}: Llama, SmolLM, "
+        f"TinyLlama…); this one is {named} — export 'merged' instead: that folder loads in transformers and vLLM")
 
 
 def permute_qk(weight: np.ndarray, heads: int) -> np.ndarray:
@@ -168,8 +171,8 @@ def vocab_data(tokenizer: Any, vocab_size: int) -> VocabData:
     if model.get("type") != "BPE" or not byte_level:
         kind = "SentencePiece-style" if model.get("byte_fallback") or model.get("type") == "Unigram" else model.get("type")
         raise GGUFExportError(
-            f"GGUF export writes byte-level BPE tokenizers (Llama 3, SmolLM, GPT-2 style); this one is "
-            f"{kind} — export 'merged' and convert that with llama.cpp's convert_hf_to_gguf.py")
+            f"GGUF export supports byte-level BPE tokenizers (Llama 3, SmolLM, GPT-2 style); this one is "
+            f"{kind}, which it cannot write — export 'merged' instead: that folder loads in transformers and vLLM")
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
     added = {i: tok for i, tok in tokenizer.added_tokens_decoder.items()}
     tokens, types = [], []

@@ -54,8 +54,56 @@ def check_cancel() -> None:
         raise Cancelled()
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
+CANCEL_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_cancel = {"armed": False}  # whether the next SIGTERM/SIGINT cancels (a dict: no ``global`` in the handler)
+
+
+def _on_cancel_signal(signum: int, frame: Any) -> None:
+    """The first SIGTERM/SIGINT cancels; later ones do nothing, so they cannot cut the cleanup short.
+
+    Ctrl+C in a terminal sends SIGINT to the child too, and the CLI then sends SIGTERM: without
+    this the second signal lands inside the ``finally`` that removes the temp folder. (The
+    handler stays installed and just returns: switching to SIG_IGN while a second signal is
+    pending makes Python raise "Signal 15 ignored due to race condition".)
+    """
+    if not _cancel["armed"]:
+        return
+    _cancel["armed"] = False
     raise Cancelled()
+
+
+def install_cancel_handlers() -> None:
+    _cancel["armed"] = True
+    for signum in CANCEL_SIGNALS:
+        signal.signal(signum, _on_cancel_signal)
+
+
+def ignore_cancel_signals() -> None:
+    """From now on SIGTERM/SIGINT do not cancel (the export is in place, or being put there)."""
+    _cancel["armed"] = False
+
+
+def remove_stale_partials(out: Path) -> None:
+    """``.NAME.partial-PID`` folders beside ``out`` whose process is gone (killed before it could clean up)."""
+    from studio.core.serving.launch import pid_alive
+
+    for folder in out.parent.glob(f".{out.name}.partial-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)) and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def default_modes(root: Path) -> None:
+    """Give every exported file and folder the user's default mode (0644/0755 under umask 022).
+
+    Some writers go through temp files (0600); an export is meant to be shared and served.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -265,11 +313,26 @@ def export_gguf(config: RunConfig, target: Path, base_override: str | None, quan
         written.unlink()
         progress("quantize", 1, 1)
     (target / "Modelfile").write_text(
-        templates.modelfile(name, fmt, eos_token=tokenizer.eos_token), encoding="utf-8")
+        templates.modelfile(name, fmt, eos_token=tokenizer.eos_token, chat=ollama_chat(tokenizer, fmt)),
+        encoding="utf-8")
     write_card(target, config, "gguf", tokenizer=tokenizer, base_name=config.base_model, how_to_load=(
         f"llama.cpp: `llama-cli -m {name}` (the prompt format is in the file's tokenizer.chat_template).\n\n"
         f"Ollama: `ollama create {Path(name).stem} -f Modelfile` in this folder, then "
         f"`ollama run {Path(name).stem}`.\n"))
+
+
+def ollama_chat(tokenizer: Any, fmt: str) -> templates.OllamaChat | None:
+    """A chat-format run's Ollama TEMPLATE and stops, from its tokenizer's chat template."""
+    if templates.jinja_chat_template(fmt) is not None or not getattr(tokenizer, "chat_template", None):
+        return None
+    probe = tokenizer("a")["input_ids"]
+    adds_bos = bool(probe) and tokenizer.bos_token_id is not None and probe[0] == tokenizer.bos_token_id
+
+    def render(messages: list[dict], generation: bool) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+
+    return templates.ollama_from_chat_template(render, eos_token=tokenizer.eos_token,
+                                               bos_token=tokenizer.bos_token if adds_bos else None)
 
 
 # -- the whole export -----------------------------------------------------------------------------
@@ -296,6 +359,7 @@ def run_export(run_dir: Path, out: Path, fmt: str, quant: str | None, base_model
                           "choose another target folder, or move that one away")
     config = read_run(run_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
     temp = out.parent / f".{out.name}.partial-{os.getpid()}"
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     shutil.rmtree(temp, ignore_errors=True)
@@ -312,14 +376,14 @@ def run_export(run_dir: Path, out: Path, fmt: str, quant: str | None, base_model
             "base_model": config.base_model, "snapshot_hash": config.snapshot_hash,
             "prompt_format": config.settings.prompt_format, "created_at": time.time()}, indent=2) + "\n",
             encoding="utf-8")
+        default_modes(temp)
         check_cancel()
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the swap is two renames: let it finish
-        try:
-            if out.exists():
-                out.rename(old)
-            temp.rename(out)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        # The swap is two renames: let it finish. Once the export is in place it is done: a signal
+        # after that must not report "cancelled, nothing written", so the handlers stay off.
+        ignore_cancel_signals()
+        if out.exists():
+            out.rename(old)
+        temp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
@@ -340,11 +404,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    install_cancel_handlers()  # first: the heavy imports below are cancellable too
     try:
+        args = parse_args(argv)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        check_cancel()
         if args.threads > 0:
             import torch
 

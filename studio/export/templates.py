@@ -10,6 +10,8 @@ a system message first, then each earlier turn as ``render_prompt(user, input)``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from studio.core.training.prompt_format import load_format, render_prompt, stop_strings
@@ -96,18 +98,110 @@ def ollama_stops(fmt_name: str, eos_token: str | None) -> list[str]:
     return stops
 
 
-def modelfile(gguf_name: str, fmt_name: str, *, eos_token: str | None, system: str = "") -> str:
-    """An Ollama Modelfile for ``ollama create NAME -f Modelfile`` in the export folder."""
+# -- a chat-format run: its tokenizer's Jinja template as Ollama's Go template -----------------------
+ChatRender = Callable[[list[dict], bool], str]   # (messages, add_generation_prompt) -> the prompt text
+SYSTEM_MARK, PROMPT_MARK, RESPONSE_MARK = "QXSYSTEMQX", "QXPROMPTQX", "QXRESPONSEQX"
+
+
+@dataclass(frozen=True)
+class OllamaChat:
+    """A Modelfile TEMPLATE (``.System`` / ``.Prompt`` / ``.Response``) and the stops, from a chat template."""
+
+    template: str
+    stops: tuple[str, ...]
+
+
+def ollama_from_chat_template(render: ChatRender, *, eos_token: str | None,
+                              bos_token: str | None = None) -> OllamaChat | None:
+    """Ollama does not run a GGUF's Jinja template, so derive its Go template by rendering the Jinja one.
+
+    The chat template is rendered with marker strings as the system prompt, the user's prompt
+    and an answer; the markers become ``{{ .System }}``, ``{{ .Prompt }}`` and ``{{ .Response }}``,
+    the system turn is wrapped in ``{{ if .System }}…{{ end }}`` (with ``{{ else }}`` what the
+    template writes without one, such as a default system prompt), and the text after the
+    answer (the end-of-turn string) plus EOS become the stops. A leading ``bos_token`` is
+    dropped (llama.cpp adds BOS itself). None when the template cannot be read this way.
+    """
+    def rendered(messages: list[dict], generation: bool) -> str | None:
+        try:
+            text = render(messages, generation)
+        except Exception:  # noqa: BLE001 - a template may refuse a role (e.g. no system turn): try without
+            return None
+        if bos_token and text.startswith(bos_token):
+            text = text[len(bos_token):]
+        return text
+
+    user = {"role": "user", "content": PROMPT_MARK}
+    system = {"role": "system", "content": SYSTEM_MARK}
+    with_system = rendered([system, user], True)
+    without = rendered([user], True)
+    if without is None or without.count(PROMPT_MARK) != 1:
+        return None
+    head, tail = without.split(PROMPT_MARK)
+    if with_system is not None and with_system.count(SYSTEM_MARK) == 1 and with_system.count(PROMPT_MARK) == 1:
+        before_prompt, tail = with_system.split(PROMPT_MARK)
+        head = _system_block(*before_prompt.split(SYSTEM_MARK), head)
+    else:
+        head = _go_text(head)
+    answered = rendered([*([system] if with_system else []), user,
+                         {"role": "assistant", "content": RESPONSE_MARK}], False)
+    end_of_turn = answered.split(RESPONSE_MARK, 1)[1] if answered and RESPONSE_MARK in answered else ""
+    try:
+        template = head + "{{ .Prompt }}" + _go_text(tail) + "{{ .Response }}" + _go_text(end_of_turn)
+    except ValueError:
+        return None
+    stops = []
+    for stop in (end_of_turn.strip(), eos_token or ""):
+        if stop and stop not in stops:
+            stops.append(stop)
+    return OllamaChat(template, tuple(stops))
+
+
+def _system_block(before: str, after: str, without: str) -> str:
+    """``{{ if .System }}before{{ .System }}after{{ end }}`` with what the system-less prompt shares factored out.
+
+    ``without`` (the text before the prompt with no system message) is split where its start
+    is the start of ``before`` and its end the end of ``after`` (the first such split: BOS-like
+    prefixes stay outside); if it cannot be, it becomes the ``{{ else }}`` branch.
+    """
+    for k in range(len(without) + 1):
+        prefix, suffix = without[:k], without[k:]
+        if before.startswith(prefix) and after.endswith(suffix) and len(prefix) + len(suffix) <= len(before + after):
+            inner_before, inner_after = before[len(prefix):], after[:len(after) - len(suffix)]
+            return (_go_text(prefix) + "{{ if .System }}" + _go_text(inner_before) + "{{ .System }}"
+                    + _go_text(inner_after) + "{{ end }}" + _go_text(suffix))
+    return ("{{ if .System }}" + _go_text(before) + "{{ .System }}" + _go_text(after) + "{{ else }}"
+            + _go_text(without) + "{{ end }}")
+
+
+def _go_text(text: str) -> str:
+    if "{{" in text or "}}" in text:
+        raise ValueError("a chat template whose text contains '{{' cannot be written as an Ollama template")
+    return text
+
+
+def modelfile(gguf_name: str, fmt_name: str, *, eos_token: str | None, system: str = "",
+              chat: OllamaChat | None = None) -> str:
+    """An Ollama Modelfile for ``ollama create NAME -f Modelfile`` in the export folder.
+
+    A text format gets its own template; a chat-format run the one derived from its tokenizer's
+    chat template (``chat``, see :func:`ollama_from_chat_template`): Ollama does not run the
+    GGUF's Jinja template, and without a TEMPLATE would prompt the model with the bare text.
+    """
     lines = ["# Ollama: ollama create <name> -f Modelfile   (in this folder)", f"FROM ./{gguf_name}", ""]
     template = ollama_template(fmt_name)
+    stops = ollama_stops(fmt_name, eos_token)
+    if template is None and chat is not None:
+        template = chat.template
+        stops = list(chat.stops)
     if template is None:
-        lines += ["# The run used the base model's own chat template; it is in the GGUF metadata",
-                  "# (tokenizer.chat_template), which Ollama reads when no TEMPLATE is given.", ""]
+        lines += ["# The run used the base model's own chat template (in the GGUF metadata,",
+                  "# tokenizer.chat_template); it could not be written as an Ollama template.", ""]
     else:
         lines += [f'TEMPLATE """{template}"""', ""]
     if system:
         lines += [f'SYSTEM """{system}"""', ""]
-    for stop in ollama_stops(fmt_name, eos_token):
+    for stop in stops:
         lines.append(f"PARAMETER stop {json.dumps(stop)}")
     return "\n".join(lines).rstrip("\n") + "\n"
 

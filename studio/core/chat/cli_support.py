@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from studio.core.chat.conversations import Answer, ColumnSpec
 from studio.core.chat.session import stream_answer, user_turn
-from studio.core.chat.sources import DEFAULT_KEY_ENV, ENDPOINT, ModelSource, client_for, endpoint_label, studio_client
+from studio.core.chat.sources import (
+    DEFAULT_KEY_ENV, ENDPOINT, ModelSource, client_for, endpoint_label, is_studio_server, studio_client,
+)
 from studio.core.errors import StudioError
 from studio.core.serving.catalog import BASE_ALIAS
 from studio.core.serving.server_info import ServerInfo, info_path, read_info
@@ -40,14 +42,35 @@ def project_server(project: Path | None) -> ServerInfo:
     return info
 
 
+def _project_info(project: Path | None) -> ServerInfo | None:
+    """The project's running server, or None (no project folder, no server)."""
+    from studio.core.paths import default_project_dir
+
+    try:
+        root = Path(project).expanduser() if project is not None else default_project_dir()
+        return read_info(info_path(root))
+    except (OSError, StudioError):
+        return None
+
+
 def _client(args: argparse.Namespace) -> tuple[LLMClient, str, bool]:
-    """(client, model id, whether it is the studio server)."""
+    """(client, model id, whether it is the studio server: then the Alpaca input goes as its extension)."""
     model = args.model
+    key_env = getattr(args, "api_key_env", None)
     if getattr(args, "base_url", None):
+        variable = key_env or DEFAULT_KEY_ENV
         source = ModelSource(ENDPOINT, endpoint_label(args.base_url, model), base_url=args.base_url, model=model,
-                             api_key_env=getattr(args, "api_key_env", None) or DEFAULT_KEY_ENV)
+                             api_key_env=variable)
+        studio = is_studio_server(source, _project_info(getattr(args, "project", None)), probe=True)
+        if studio:
+            return studio_client(args.base_url, model), model, True
         client, model_id = client_for(source, None)
+        if key_env is not None and client.key is not None and not client.key.found:
+            print(f"note: {variable} is not set; sending no API key", file=sys.stderr)
         return client, model_id, False
+    if key_env is not None:  # given explicitly
+        print("note: --api-key-env is ignored without --base-url (the project's own server takes no key)",
+              file=sys.stderr)
     info = project_server(getattr(args, "project", None))
     known = info.catalog.ids()
     if model not in known and model != BASE_ALIAS:
@@ -119,6 +142,7 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.7, metavar="T", help="sampling temperature")
     parser.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling cut-off")
     parser.add_argument("--max-tokens", type=int, default=512, metavar="N", help="most tokens in the answer")
-    parser.add_argument("--api-key-env", default=DEFAULT_KEY_ENV, metavar="VAR",
-                        help="environment variable holding the endpoint's API key (--base-url only)")
+    parser.add_argument("--api-key-env", default=None, metavar="VAR",
+                        help="environment variable holding the endpoint's API key "
+                             f"(--base-url only; default {DEFAULT_KEY_ENV})")
     parser.add_argument("prompt", metavar="PROMPT", help="what to ask")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 CANCELLED = "cancelled"  # Answer.finish_reason when Stop ended the stream
 FROM_CHAT_TAG = "from-chat"
 POLL_CANCEL_S = 0.05      # how often a stream that has sent nothing yet looks at ``cancelled``
+_clock = time.monotonic   # the timings' clock (a test replaces it; asyncio's own stays real)
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -78,11 +79,13 @@ async def stream_answer(client: LLMClient, model: str, messages: list[dict], col
     ``cancelled`` is polled while waiting and after every delta; once true the HTTP stream is
     closed (the server sees the client leave and frees its slot) and the answer ends with
     ``finish_reason == "cancelled"``. ``tokens`` is the server's usage count when it sends one,
-    else the number of deltas; ``tokens_per_s`` is the decode speed after the first token.
+    else the number of deltas; ``tokens_per_s`` is the decode speed after the first token; the
+    clock starts once the HTTP client exists, right before the request goes out.
     The client is left open (the caller owns it and its event loop).
     """
     answer = Answer()
-    started = time.monotonic()
+    client.warm()  # building the openai client costs ~0.4 s the first time: not the model's time to first token
+    started = _clock()
     first_at: float | None = None
     last_at: float | None = None
     deltas = 0
@@ -98,7 +101,7 @@ async def stream_answer(client: LLMClient, model: str, messages: list[dict], col
                 if isinstance(item, StreamEnd):
                     end = item
                     continue
-                now = time.monotonic()
+                now = _clock()
                 if first_at is None:
                     first_at = now
                 last_at = now
@@ -153,7 +156,7 @@ def _stream_error(client: LLMClient, exc: BaseException) -> str:
     where = client.endpoint.base_url
     if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
         return _broke_off(client)
-    return from_openai(exc, base_url=where, model=client.endpoint.model).message
+    return from_openai(exc, base_url=where, model=client.endpoint.model, role=client.role).message
 
 
 # -- answers kept as data ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the LLM client is imported when a client is made: opening a
 ENDPOINT, BASE, RUN = "endpoint", "base", "run"
 SOURCE_KINDS = (ENDPOINT, BASE, RUN)
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"  # studio.core.llm.keys.DEFAULT_KEY_ENV (a test checks they agree)
+STUDIO_ROLE, ENDPOINT_ROLE = "the model server", "the endpoint"  # how a chat client's errors name the server
 START_SERVER_HINT = "start the local server (Chat panel ▸ Start, or `distill-studio serve`)"
 
 
@@ -123,11 +124,55 @@ def served_model_id(source: ModelSource, server: ServerInfo | None) -> str:
                           "restart it (or load the run's adapter) to chat with it.")
 
 
-def is_studio_server(source: ModelSource, server: ServerInfo | None) -> bool:
-    """Whether the column's requests go to the studio's own server (which takes the ``input`` extension)."""
+STUDIO_PROBE_TIMEOUT_S = 1.0
+_studio_endpoints: dict[str, bool] = {}  # root URL -> whether its /health is a studio server's (per process)
+
+
+def is_studio_endpoint(url: str, *, timeout_s: float = STUDIO_PROBE_TIMEOUT_S) -> bool:
+    """Whether ``url`` (an OpenAI base URL) is a studio server: its ``GET /health`` answers ``status`` and ``base_id``.
+
+    The studio server renders the Alpaca ``input`` itself (the ``input`` extension), so a
+    client that knows it is one sends the input apart and chat equals training. The answer is
+    cached per URL once the server has answered; an endpoint that does not answer is asked
+    again next time (it may not have started yet). This blocks up to ``timeout_s``: call it off
+    the GUI thread (the Chat panel's streams run on the job runner).
+    """
+    import urllib.error
+    import urllib.request
+
+    from studio.core.serving.launch import server_root
+
+    root = server_root(url)
+    if not root.startswith(("http://", "https://")):
+        return False
+    known = _studio_endpoints.get(root)
+    if known is not None:
+        return known
+    try:
+        with urllib.request.urlopen(f"{root}/health", timeout=timeout_s) as response:
+            health = json.loads(response.read())
+    except urllib.error.HTTPError:  # it answered, and not as a studio server (no /health, or a key wanted)
+        health = None
+    except (OSError, ValueError):  # down, not HTTP, or not JSON: ask again next time
+        return False
+    studio = isinstance(health, dict) and isinstance(health.get("status"), str) and bool(health.get("base_id"))
+    _studio_endpoints[root] = studio
+    return studio
+
+
+def is_studio_server(source: ModelSource, server: ServerInfo | None, *, probe: bool = False) -> bool:
+    """Whether the column's requests go to the studio's own server (which takes the ``input`` extension).
+
+    Base and runs always do; an endpoint does when its URL is the running server's, or, with
+    ``probe`` (off the GUI thread only), when :func:`is_studio_endpoint` finds a studio server there.
+    """
     if source.local:
         return True
-    return server is not None and source.base_url.rstrip("/") == server.url.rstrip("/")
+    if not source.base_url:
+        return False
+    if server is not None and source.base_url.rstrip("/") == server.url.rstrip("/"):
+        return True
+    return probe and is_studio_endpoint(source.base_url)
 
 
 def chat_retry() -> RetryPolicy:
@@ -144,7 +189,7 @@ def studio_client(url: str, model_id: str) -> LLMClient:
     from studio.core.llm.keys import NO_KEY
 
     return LLMClient(EndpointConfig(base_url=url, model=model_id, api_key_env=""), api_key=NO_KEY,
-                     retry=chat_retry())
+                     retry=chat_retry(), role=STUDIO_ROLE)
 
 
 def client_for(source: ModelSource, server: ServerInfo | None) -> tuple[LLMClient, str]:
@@ -162,7 +207,7 @@ def client_for(source: ModelSource, server: ServerInfo | None) -> tuple[LLMClien
             raise ChatSourceError(f"{source.label or 'This column'} has no endpoint URL; pick a teacher or set one.")
         config = EndpointConfig(base_url=source.base_url, model=source.model,
                                 api_key_env=source.api_key_env or DEFAULT_KEY_ENV)
-        return LLMClient(config, retry=chat_retry()), source.model
+        return LLMClient(config, retry=chat_retry(), role=ENDPOINT_ROLE), source.model
     if source.kind not in SOURCE_KINDS:
         raise ChatSourceError(f"Unknown kind of chat source {source.kind!r}; kinds: {', '.join(SOURCE_KINDS)}.")
     model_id = served_model_id(source, server)

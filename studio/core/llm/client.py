@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.core.llm.endpoint import EndpointConfig
-from studio.core.llm.errors import NETWORK, LLMError, from_openai
+from studio.core.llm.errors import DEFAULT_ROLE, NETWORK, LLMError, from_openai
 from studio.core.llm.keys import resolve_key
 from studio.core.llm.pricing import PriceTable, Usage, usage_cost
 
@@ -99,8 +99,9 @@ class LLMClient:
     """
 
     def __init__(self, endpoint: EndpointConfig, *, api_key: str | None = None, retry: RetryPolicy | None = None,
-                 prices: PriceTable | None = None, on_retry: RetryCallback | None = None):
+                 prices: PriceTable | None = None, on_retry: RetryCallback | None = None, role: str = DEFAULT_ROLE):
         self.endpoint = endpoint
+        self.role = role  # how error messages name the server ("the teacher", "the model server", ...)
         self.retry = retry or RetryPolicy()
         self.prices: PriceTable = prices or {}
         self.on_retry = on_retry
@@ -120,6 +121,10 @@ class LLMClient:
             )
         return self._client
 
+    def warm(self) -> None:
+        """Build the HTTP client now (setting up ``openai`` takes ~0.4 s once), so a timed call times only the call."""
+        self._openai()
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -132,7 +137,7 @@ class LLMClient:
         await self.aclose()
 
     def _error(self, exc: BaseException, attempts: int) -> LLMError:
-        error = from_openai(exc, base_url=self.endpoint.base_url, model=self.endpoint.model)
+        error = from_openai(exc, base_url=self.endpoint.base_url, model=self.endpoint.model, role=self.role)
         error.attempts = attempts
         return error
 

@@ -89,14 +89,23 @@ def run_model_id(run: TrainingRun) -> str:
     return run.name or f"run-{run.id}"
 
 
+def no_adapter_hint(run: TrainingRun) -> str:
+    """What to do about a run without an adapter: a stopped or failed run is resumed, any other trained."""
+    from studio.core.training.runs import FAILED, STOPPED
+
+    if run.status in (STOPPED, FAILED):
+        return f"resume it (distill-studio train resume {run.id}) or train it"
+    return "train it first"
+
+
 def local_base_folder(base_model: str) -> str:
     """The base model's folder on this machine; a hub id must already be in the cache."""
     from studio.core.training.base_models import HUB, BaseModelError, resolve
 
     try:
         info = resolve(base_model)
-    except BaseModelError as exc:
-        raise CatalogError(str(exc)) from None
+    except BaseModelError as exc:  # e.g. the folder it was trained on has moved
+        raise CatalogError(f"{str(exc).rstrip('.')}; if it has moved, give --base-model PATH") from None
     if info.source == HUB:
         raise CatalogError(f"{base_model} is not on this machine (neither a folder nor in the Hugging Face "
                            "cache); the server never downloads — train on it once or give --base-model PATH")
@@ -128,9 +137,9 @@ def build_catalog(runs: Iterable[TrainingRun], *, base_model: str | None = None,
         unknown = sorted(wanted - found)
         if unknown:
             raise CatalogError(f"no training run named {', '.join(unknown)}")
-        without = [run.label for run in chosen if not run.has_adapter]
+        without = [run for run in chosen if not run.has_adapter]
         if without:
-            raise CatalogError(f"{', '.join(without)} has no adapter yet (train it first)")
+            raise CatalogError("; ".join(f"{run.label} has no adapter yet: {no_adapter_hint(run)}" for run in without))
     with_adapter = [run for run in chosen if run.has_adapter]
     if base_model is None:
         if not with_adapter:
