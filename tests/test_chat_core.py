@@ -2,6 +2,7 @@
 messages each column sends, and answers turned into seed tasks and Curate samples."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -220,6 +221,9 @@ def test_client_for_each_kind(project: Project, base_dir: Path, monkeypatch: pyt
     assert is_studio_server(ModelSource(BASE, "b"), None)
     assert is_studio_server(ModelSource(ENDPOINT, "s", base_url="http://127.0.0.1:8999/v1/"), server)
     assert not is_studio_server(TEACHER, server)
+    vllm = dataclasses.replace(server, backend="vllm")  # vLLM knows no "input": the Alpaca input is folded in
+    assert not is_studio_server(ModelSource(BASE, "b"), vllm)
+    assert not is_studio_server(ModelSource(ENDPOINT, "s", base_url="http://127.0.0.1:8999/v1/"), vllm)
 
 
 # -- messages ------------------------------------------------------------------------------------

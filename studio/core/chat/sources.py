@@ -163,15 +163,16 @@ def is_studio_endpoint(url: str, *, timeout_s: float = STUDIO_PROBE_TIMEOUT_S) -
 def is_studio_server(source: ModelSource, server: ServerInfo | None, *, probe: bool = False) -> bool:
     """Whether the column's requests go to the studio's own server (which takes the ``input`` extension).
 
-    Base and runs always do; an endpoint does when its URL is the running server's, or, with
-    ``probe`` (off the GUI thread only), when :func:`is_studio_endpoint` finds a studio server there.
+    Base and runs do unless the project's server is vLLM (the scale-out backend, which knows no
+    ``input``); an endpoint does when its URL is the running studio server's, or, with ``probe``
+    (off the GUI thread only), when :func:`is_studio_endpoint` finds a studio server there.
     """
     if source.local:
-        return True
+        return server is None or server.backend == "studio"
     if not source.base_url:
         return False
     if server is not None and source.base_url.rstrip("/") == server.url.rstrip("/"):
-        return True
+        return server.backend == "studio"
     return probe and is_studio_endpoint(source.base_url)
 
 
