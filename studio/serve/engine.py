@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, 
 from studio.core.errors import StudioError
 from studio.core.serving.catalog import ADAPTER, Catalog, ServedModel
 from studio.core.serving.wire import RATE_LIMIT, UNAVAILABLE, Sampling, WireError
+from studio.serve.profiling import profiled
 from studio.serve.textstream import TextStream
 
 MAX_DEFAULT_TOKENS = 4096     # a request without max_tokens gets the rest of the context, at most this
@@ -278,6 +279,10 @@ class Engine:
             self._worker.join(timeout_s)
 
     def _work(self) -> None:
+        with profiled("worker"):
+            self._work_loop()
+
+    def _work_loop(self) -> None:
         while True:
             with self._cond:
                 while not self._waiting and not self._closing:

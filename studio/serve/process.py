@@ -20,6 +20,7 @@ from typing import Any
 from studio.core.errors import StudioError
 from studio.core.serving.catalog import Catalog, build_catalog, project_catalog
 from studio.core.serving.server_info import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, info_path, remove_info, write_info
+from studio.serve.profiling import profiled
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 STARTUP_FAILURE = 2
@@ -111,7 +112,8 @@ def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, s
     # beforehand (it restores them), that re-raise is harmless and the process exits 0.
     previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.run(sockets=[sock])
+        with profiled("loop"):
+            server.run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
