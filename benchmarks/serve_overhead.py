@@ -178,13 +178,15 @@ def server_request(client: Any, instruction: str, max_tokens: int) -> tuple[int,
 
 def server_round(client: Any, instructions: list[str], max_tokens: int, pid: int = 0) -> dict[str, Any]:
     cpu, loop = process_cpu_s(pid), process_cpu_s(pid, pid)  # the main thread runs the event loop
+    client_cpu = time.process_time()                           # this process: the openai client
     results = [server_request(client, instruction, max_tokens) for instruction in instructions]
     tokens = sum(r[0] for r in results)
     elapsed = sum(r[2] for r in results)
     return {"tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
             "ttft_ms": statistics.median(r[1] for r in results) * 1000,
             "cpu_ms_per_token": (process_cpu_s(pid) - cpu) / max(tokens, 1) * 1000,
-            "loop_cpu_ms_per_token": (process_cpu_s(pid, pid) - loop) / max(tokens, 1) * 1000}
+            "loop_cpu_ms_per_token": (process_cpu_s(pid, pid) - loop) / max(tokens, 1) * 1000,
+            "client_cpu_ms_per_token": (time.process_time() - client_cpu) / max(tokens, 1) * 1000}
 
 
 def concurrent_round(client: Any, instructions: list[str], max_tokens: int, clients: int) -> dict[str, Any]:
@@ -273,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             if device == "cpu" and server_cpu:
                 say(f"CPU per token: raw {raw_cpu:.2f} ms, server process {server_cpu:.2f} ms "
                     f"({(server_cpu - raw_cpu) / raw_cpu * 100:+.1f} %; steadier than wall time on a shared machine)")
+            client_cpu = min(r["client_cpu_ms_per_token"] for r in servers)
             say(f"server cost  : {extra_us:+.0f} us CPU per token over raw generate (event loop thread "
-                f"{loop_cpu * 1000:.0f} us, the rest on the worker; /proc ticks, best round of each)")
+                f"{loop_cpu * 1000:.0f} us, the rest on the worker; /proc ticks, best round of each); "
+                f"the openai client here {client_cpu * 1000:.0f} us per token more")
             del model
             one = concurrent_round(client, instructions, args.max_tokens, 1)
             many = concurrent_round(client, instructions, args.max_tokens, args.clients)
@@ -292,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"device": device, "size": size, "parameters": params, "threads": args.threads,
                "max_tokens": args.max_tokens, "prompts": args.prompts, "max_batch": args.max_batch, "raw": raw, "server": served,
                "overhead_pct": overhead,
-               "cpu_ms_per_token": {"raw": raw_cpu, "server": server_cpu, "server_loop": loop_cpu},
+               "cpu_ms_per_token": {"raw": raw_cpu, "server": server_cpu, "server_loop": loop_cpu,
+                                    "client": client_cpu},
                "server_cpu_us_per_token": extra_us, "one_client": one, "concurrent": many, "concurrent_ratio": ratio,
                "server_exit": proc.returncode}
     print(json.dumps(summary))
