@@ -1,8 +1,9 @@
 """cProfile of the server's two busy threads, only when asked: ``STUDIO_SERVE_PROFILE=/tmp/prof``.
 
 The event loop (HTTP, SSE) and the generation worker each write ``<prefix>.loop`` and
-``<prefix>.worker`` when they end, for ``python -m pstats``: the way the per-token cost of the
-server was found and cut (benchmarks/serve_overhead.py ``--profile``).
+``<prefix>.worker`` when they end, for ``python -m pstats``: how the server's per-token cost is
+found (``STUDIO_SERVE_PROFILE=/tmp/prof python benchmarks/serve_overhead.py``; the benchmark's
+server inherits the environment).
 """
 from __future__ import annotations
 
