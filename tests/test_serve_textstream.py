@@ -69,3 +69,33 @@ def test_other_tokenizers_keep_the_window_path() -> None:
 
     assert byte_level_pieces(NotByteLevel()) is None
     assert byte_level_pieces(object()) is None
+
+
+def test_the_engine_streams_byte_level_answers_without_windows_and_the_text_is_unchanged(tiny_base) -> None:
+    import torch
+
+    from studio.core.serving import wire
+    from studio.core.serving.catalog import build_catalog
+    from studio.serve.engine import Engine, Job
+
+    catalog = build_catalog([], base_model=str(tiny_base))
+    engine = Engine(catalog, device="cpu", threads=1)
+    engine.load()
+    assert engine.pieces is not None  # the fixture's tokenizer is byte-level BPE
+    prompt = engine.encode("Name a colour and a fruit.", add_special_tokens=True)
+
+    def answer() -> str:
+        events: list[tuple] = []
+        engine._generate([Job(model=catalog.base, prompt_ids=prompt, stops=[], max_new_tokens=32, emit=events.append,
+                              sampling=wire.Sampling(max_tokens=32, temperature=0, ignore_eos=True))])
+        assert events[-1][0] == "done"
+        return "".join(event[1] for event in events if event[0] == "text")
+
+    fast = answer()
+    engine.pieces = None
+    assert answer() == fast
+    with torch.inference_mode():
+        ids = torch.tensor([prompt])
+        out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=32,
+                                    min_new_tokens=32, do_sample=False, pad_token_id=engine.tokenizer.pad_token_id)
+    assert fast == engine.tokenizer.decode(out[0, len(prompt):].tolist(), skip_special_tokens=True)
