@@ -1,12 +1,15 @@
 """What the model server costs: raw ``model.generate`` against the same model behind ``python -m studio.serve``.
 
-    python benchmarks/serve_overhead.py [--threads 1] [--max-tokens 128] [--prompts 6] [--rounds 3]
-    python benchmarks/serve_overhead.py --gpu        # a ~1B random-weight Llama in bf16 (auto on CUDA)
-    python benchmarks/serve_overhead.py --smoke      # a few seconds on the CPU, for the test suite
+    python benchmarks/serve_overhead.py [--size cpu|cpu-medium|1b|smoke] [--threads 1] [--max-tokens 128]
+                                        [--prompts 6] [--rounds 3]
+    python benchmarks/serve_overhead.py --gpu        # --size 1b: a ~1B random-weight Llama in bf16 (auto on CUDA)
+    python benchmarks/serve_overhead.py --smoke      # --size smoke: a few seconds on the CPU, for the test suite
 
-One random-weight Llama (CPU: hidden 256, 4 layers; GPU: the 1B shape of the training
-benchmarks, bf16) with a byte-level BPE tokenizer trained on the spot, saved to a temporary
-folder. Both sides run the same prompts (the Alpaca prompt of a few instructions, tokenized as
+One random-weight Llama with a byte-level BPE tokenizer trained on the spot, saved to a
+temporary folder: ``cpu`` hidden 256, 4 layers (3.6M parameters: the server's fixed per-token
+cost shows at its largest); ``cpu-medium`` hidden 512, 8 layers (~30M, a step closer to a
+real small model's per-token compute); ``1b`` the 1B shape of the training benchmarks (bf16 on
+CUDA). Both sides run the same prompts (the Alpaca prompt of a few instructions, tokenized as
 the server does: BOS + text), greedy, ``max_tokens`` new tokens each with EOS ruled out (raw:
 ``min_new_tokens``; server: ``ignore_eos``, vLLM's extension), so both make exactly the same
 number of tokens — checked against the server's ``usage``.
@@ -51,6 +54,8 @@ SIZES = {
               "num_key_value_heads": 2},
     "cpu": {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 4,
             "num_key_value_heads": 4},
+    "cpu-medium": {"hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 8, "num_attention_heads": 8,
+                   "num_key_value_heads": 8},
     "1b": {"hidden_size": 2048, "intermediate_size": 5504, "num_hidden_layers": 16, "num_attention_heads": 16,
            "num_key_value_heads": 16},
 }
@@ -65,12 +70,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the second part")
     parser.add_argument("--max-batch", type=int, default=8,
                         help="the server's --max-batch (1: one request at a time, no batching)")
+    parser.add_argument("--size", choices=sorted(SIZES), default=None,
+                        help="model shape (default: 1b on CUDA, else cpu)")
     parser.add_argument("--gpu", action="store_true", help="a ~1B Llama in bf16 on CUDA (the default when CUDA is there)")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even when CUDA is there")
     parser.add_argument("--smoke", action="store_true", help="tiny model, few tokens: checks the script only")
     parser.add_argument("--json", action="store_true", help="print only the JSON summary")
     args = parser.parse_args(argv)
+    if args.size == "smoke":
+        args.smoke = True
     if args.smoke:
+        args.size = "smoke"
         args.max_tokens, args.prompts, args.rounds, args.clients = 12, 2, 1, 3
     return args
 
@@ -140,10 +150,11 @@ def raw_round(model: Any, tokenizer: Any, prompts: list[str], max_tokens: int, d
             "ttft_ms": statistics.median(ttfts) * 1000, "cpu_ms_per_token": (time.process_time() - cpu) / tokens * 1000}
 
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of another process (Linux /proc; 0 elsewhere)."""
+def process_cpu_s(pid: int, thread: int | None = None) -> float:
+    """utime + stime of another process, or of one of its threads (Linux /proc; 0 elsewhere)."""
+    stat = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -166,13 +177,16 @@ def server_request(client: Any, instruction: str, max_tokens: int) -> tuple[int,
 
 
 def server_round(client: Any, instructions: list[str], max_tokens: int, pid: int = 0) -> dict[str, Any]:
-    cpu = process_cpu_s(pid)
+    cpu, loop = process_cpu_s(pid), process_cpu_s(pid, pid)  # the main thread runs the event loop
+    client_cpu = time.process_time()                           # this process: the openai client
     results = [server_request(client, instruction, max_tokens) for instruction in instructions]
     tokens = sum(r[0] for r in results)
     elapsed = sum(r[2] for r in results)
     return {"tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed,
             "ttft_ms": statistics.median(r[1] for r in results) * 1000,
-            "cpu_ms_per_token": (process_cpu_s(pid) - cpu) / max(tokens, 1) * 1000}
+            "cpu_ms_per_token": (process_cpu_s(pid) - cpu) / max(tokens, 1) * 1000,
+            "loop_cpu_ms_per_token": (process_cpu_s(pid, pid) - loop) / max(tokens, 1) * 1000,
+            "client_cpu_ms_per_token": (time.process_time() - client_cpu) / max(tokens, 1) * 1000}
 
 
 def concurrent_round(client: Any, instructions: list[str], max_tokens: int, clients: int) -> dict[str, Any]:
@@ -218,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: torch sees no CUDA GPU here; leave --gpu out to measure on the CPU")
     device = "cuda" if (args.gpu or torch.cuda.is_available()) and not args.cpu and not args.smoke else "cpu"
-    size = "smoke" if args.smoke else ("1b" if device == "cuda" else "cpu")
+    size = args.size or ("1b" if device == "cuda" else "cpu")
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
     import openai
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -256,9 +270,15 @@ def main(argv: list[str] | None = None) -> int:
             server_cpu = min(r["cpu_ms_per_token"] for r in servers)
             say(f"overhead     : {overhead:.1f} % of tokens/s (goal <= 10 %), "
                 f"+{served['ttft_ms'] - raw['ttft_ms']:.1f} ms to the first token")
+            loop_cpu = min(r["loop_cpu_ms_per_token"] for r in servers)
+            extra_us = (server_cpu - raw_cpu) * 1000
             if device == "cpu" and server_cpu:
                 say(f"CPU per token: raw {raw_cpu:.2f} ms, server process {server_cpu:.2f} ms "
                     f"({(server_cpu - raw_cpu) / raw_cpu * 100:+.1f} %; steadier than wall time on a shared machine)")
+            client_cpu = min(r["client_cpu_ms_per_token"] for r in servers)
+            say(f"server cost  : {extra_us:+.0f} us CPU per token over raw generate (event loop thread "
+                f"{loop_cpu * 1000:.0f} us, the rest on the worker; /proc ticks, best round of each); "
+                f"the openai client here {client_cpu * 1000:.0f} us per token more")
             del model
             one = concurrent_round(client, instructions, args.max_tokens, 1)
             many = concurrent_round(client, instructions, args.max_tokens, args.clients)
@@ -276,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"device": device, "size": size, "parameters": params, "threads": args.threads,
                "max_tokens": args.max_tokens, "prompts": args.prompts, "max_batch": args.max_batch, "raw": raw, "server": served,
                "overhead_pct": overhead,
-               "cpu_ms_per_token": {"raw": raw_cpu, "server": server_cpu}, "one_client": one, "concurrent": many, "concurrent_ratio": ratio,
+               "cpu_ms_per_token": {"raw": raw_cpu, "server": server_cpu, "server_loop": loop_cpu,
+                                    "client": client_cpu},
+               "server_cpu_us_per_token": extra_us, "one_client": one, "concurrent": many, "concurrent_ratio": ratio,
                "server_exit": proc.returncode}
     print(json.dumps(summary))
     return 0

@@ -75,3 +75,21 @@ def test_a_child_whose_parent_is_killed_terminates_itself(tmp_path: Path) -> Non
         assert term.exists(), "the orphaned child did not stop itself"
     finally:
         proc.kill()
+
+
+def test_the_real_server_started_for_a_dead_app_stops_itself(tiny_base: Path, tmp_path: Path) -> None:
+    """python -m studio.serve told that its app is a process that is not its parent (gone): it exits on its own."""
+    info = tmp_path / "server.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **{PARENT_ENV: "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "studio.serve", "--base-model", str(tiny_base), "--port", "0",
+                             "--info-file", str(info), "--threads", "1", "--quiet"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the server kept running although its app was gone") from None
+    finally:
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert not info.exists()

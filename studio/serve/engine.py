@@ -26,7 +26,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, 
 from studio.core.errors import StudioError
 from studio.core.serving.catalog import ADAPTER, Catalog, ServedModel
 from studio.core.serving.wire import RATE_LIMIT, UNAVAILABLE, Sampling, WireError
-from studio.serve.textstream import TextStream
+from studio.serve.profiling import profiled
+from studio.serve.textstream import Pieces, TextStream, byte_level_pieces
 
 MAX_DEFAULT_TOKENS = 4096     # a request without max_tokens gets the rest of the context, at most this
 PROMPT_TAIL = 4               # prompt tokens decoded with the first answer token (its leading space)
@@ -70,6 +71,7 @@ class _Criterion(StoppingCriteria):
 
     def __init__(self, engine: Engine, rows: list[_Row]):
         self.engine, self.rows = engine, rows
+        self._none_done: torch.BoolTensor | None = None  # the usual answer, made once (no copy to the GPU per step)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         last = input_ids[:, -1].tolist()  # one device-to-host copy per step, as a streamer does
@@ -89,7 +91,11 @@ class _Criterion(StoppingCriteria):
                 if row.finished:  # its client hears now, not when the batch's longest answer ends
                     self.engine._report(row)
             done.append(row.finished)
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        if any(done):
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+        if self._none_done is None:  # generate only ORs it into a new tensor, never writes to it
+            self._none_done = torch.zeros(len(done), dtype=torch.bool, device=input_ids.device)
+        return self._none_done
 
 
 class Engine:
@@ -106,6 +112,7 @@ class Engine:
         self.tokenizer: Any = None
         self.eos_ids: set[int] = set()
         self.special_ids: set[int] = set()
+        self.pieces: Pieces | None = None             # byte-level tokenizers: id -> bytes, streamed without windows
         self.context_length = 2048
         self._adapter_names: dict[str, str] = {}      # served id -> peft adapter name (peft forbids dots)
         self._next_adapter = 0
@@ -152,6 +159,7 @@ class Engine:
         if self.tokenizer.eos_token_id is not None:
             self.eos_ids.add(self.tokenizer.eos_token_id)
         self.special_ids = set(self.tokenizer.all_special_ids)
+        self.pieces = byte_level_pieces(self.tokenizer, self._tokenizer_lock)
         for served in self.catalog.adapters:
             self._attach(served)
 
@@ -278,6 +286,10 @@ class Engine:
             self._worker.join(timeout_s)
 
     def _work(self) -> None:
+        with profiled("worker"):
+            self._work_loop()
+
+    def _work_loop(self) -> None:
         while True:
             with self._cond:
                 while not self._waiting and not self._closing:
@@ -322,7 +334,8 @@ class Engine:
             return
         first = jobs[0]
         self.largest_batch = max(self.largest_batch, len(jobs))
-        rows = [_Row(job, TextStream(self.decode, job.stops, prompt_tail=job.prompt_ids[-PROMPT_TAIL:]))
+        rows = [_Row(job, TextStream(self.decode, job.stops, prompt_tail=job.prompt_ids[-PROMPT_TAIL:],
+                                     pieces=self.pieces))
                 for job in jobs]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0)
         longest = max(len(job.prompt_ids) for job in jobs)

@@ -36,6 +36,8 @@ from studio.core.serving.server_info import (
     remove_info,
 )
 from studio.serve.cli_support import add_serve_arguments
+from studio.serve.parent_watch import watch_parent
+from studio.serve.profiling import profiled
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 ANY_HOSTS = ("0.0.0.0", "::", "")
@@ -69,6 +71,7 @@ def serve(args: argparse.Namespace) -> int:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[name] = str(args.threads)
     quiet_library_warnings()
+    watch_parent()  # started by the app: stop when the app is gone (a crash must not leave the model loaded)
     try:
         catalog, info_file = _catalog(args)
         if info_file is not None:
@@ -151,7 +154,8 @@ def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, s
     # beforehand (it restores them), that re-raise is harmless and the process exits 0.
     previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.run(sockets=[sock])
+        with profiled("loop"):
+            server.run(sockets=[sock])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
