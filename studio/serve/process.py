@@ -23,9 +23,7 @@ from typing import Any
 from studio.core.errors import StudioError
 from studio.core.serving.catalog import (
     Catalog,
-    CatalogError,
     build_catalog,
-    local_base_folder,
     project_catalog,
 )
 from studio.core.serving.server_info import (
@@ -216,29 +214,13 @@ def _catalog(args: argparse.Namespace) -> tuple[Catalog, Path | None]:
 
     project = Project.open(args.project, exclusive=False)
     try:
-        try:
-            catalog = project_catalog(project, base_model=args.base_model, only=args.runs)
-        except CatalogError as exc:
-            raise CatalogError(_with_base_hint(str(exc), project, args.base_model)) from None
+        catalog = project_catalog(project, base_model=args.base_model, only=args.runs)  # a moved base names --base-model
         root = project.root
     finally:
         project.close()
     for reason in catalog.skipped:
         print(f"note: not served: {reason}", file=sys.stderr, flush=True)
     return catalog, args.info_file or info_path(root)
-
-
-def _with_base_hint(message: str, project: Any, base_model: str | None) -> str:
-    """A run's recorded base model that is no longer there (the folder moved): say how to point at it."""
-    if base_model is not None or "--base-model" in message:
-        return message
-    for run in project.training.list():
-        if run.has_adapter and run.base_model in message:
-            try:
-                local_base_folder(run.base_model)
-            except CatalogError:
-                return f"{message} (give --base-model PATH)"
-    return message
 
 
 def _bind(host: str, port: int) -> socket.socket:
