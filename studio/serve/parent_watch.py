@@ -14,20 +14,15 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 
+from studio.core.processes import pid_alive
 from studio.core.serving.launch import PARENT_ENV
 
 
 def parent_alive(pid: int) -> bool:
     """The watched parent still runs and is still our parent (a reparented child is orphaned)."""
-    if hasattr(os, "getppid") and os.name == "posix" and os.getppid() != pid:
+    if os.name == "posix" and os.getppid() != pid:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but not ours to signal (or Windows semantics): treat as alive
-    return True
+    return pid_alive(pid)
 
 
 def _terminate_self() -> None:

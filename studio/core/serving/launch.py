@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import studio
 from studio.core.errors import StudioError
+from studio.core.processes import pid_alive
 from studio.core.serving.catalog import (
     ADAPTER,
     BASE_ALIAS,
@@ -216,25 +217,6 @@ def fetch_health(url: str, timeout_s: float = 2.0) -> dict:
     if not isinstance(health, dict):
         raise ServeError(f"{root}/health did not answer a JSON object: another program may be on that port")
     return health
-
-
-def pid_alive(pid: int) -> bool:
-    """The process exists and has not exited (a zombie, exited but not yet reaped, is not alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): os.kill said it exists
 
 
 def wait_ready(info_file: Path, pid: int, timeout_s: float,

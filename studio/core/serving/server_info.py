@@ -8,12 +8,12 @@ by its pid.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from studio.core.formats import atomic_write_text
+from studio.core.processes import pid_alive
 from studio.core.serving.catalog import Catalog
 
 SERVE_FOLDER = "serve"
@@ -109,20 +109,6 @@ def read_info(path: Path | str, *, check_alive: bool = True) -> ServerInfo | Non
         info = ServerInfo.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if check_alive and not _alive(info.pid):
+    if check_alive and not pid_alive(info.pid):
         return None
     return info
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import studio
+from studio.core.processes import pid_alive
 from studio.core.errors import StudioError
 from studio.core.formats import atomic_write_text
 from studio.core.paths import resources_dir
@@ -188,42 +189,7 @@ def live_pid(run: TrainingRun) -> int | None:
         pid = int(run.pid_path.read_text(encoding="utf-8").split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if pid > 0 and _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    if sys.platform == "win32":
-        return _alive_windows(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process by that pid: it exists
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            if proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                return False  # exited, not yet reaped by its parent
-            command = proc.joinpath("cmdline").read_bytes().replace(b"\0", b" ")
-        except (OSError, IndexError):
-            return True
-        return b"studio" in command  # a reused pid belongs to another program
-    return True
-
-
-def _alive_windows(pid: int) -> bool:  # pragma: no cover - Windows only
-    import ctypes
-
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return False
-    try:
-        code = ctypes.c_ulong()
-        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
+    return pid if pid_alive(pid, command_contains=b"studio") else None  # a reused pid is another program
 
 
 # -- run elsewhere -------------------------------------------------------------------------------
