@@ -393,7 +393,7 @@ def test_export_opens_the_export_dialog_for_the_run(qtbot, make_panel, project: 
         def __init__(self, context, jobs, run_id, parent=None):
             opened.append((context, jobs, run_id, parent))
 
-        def setAttribute(self, *_args) -> None:  # noqa: N802 - Qt's name
+        def setAttribute(self, *_args) -> None:
             pass
 
         def open(self) -> None:
@@ -454,7 +454,6 @@ def test_identical_titles_show_their_time_and_a_rename_keeps_the_title_alone(qtb
                                                                             project: Project) -> None:
     from PySide6.QtWidgets import QStyleOptionViewItem
 
-    from studio.ui.chat_panel import WHEN_ROLE
 
     for title in ("Same title", "Same title", "Unique"):
         _conversation(project, title)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import (
-    QTextOption,
     QColor,
     QFontDatabase,
     QIcon,
@@ -25,6 +24,7 @@ from PySide6.QtGui import (
     QTextBlockFormat,
     QTextCursor,
     QTextFormat,
+    QTextOption,
 )
 from PySide6.QtWidgets import (
     QComboBox,
@@ -565,7 +565,7 @@ class ChatColumn(QFrame):
 class ElidingComboBox(QComboBox):
     """A combo box whose current text is cut with "…" to its width (a plain one clips it mid-letter)."""
 
-    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt's name
+    def paintEvent(self, _event) -> None:
         painter = QStylePainter(self)
         option = QStyleOptionComboBox()
         self.initStyleOption(option)

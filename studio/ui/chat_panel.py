@@ -47,7 +47,12 @@ from studio.core.chat.conversations import (
     default_title,
 )
 from studio.core.chat.session import answer_to_sample, answer_to_seed, messages_for
-from studio.core.chat.sources import ChatSourceError, is_studio_server, list_sources, served_model_id
+from studio.core.chat.sources import (
+    ChatSourceError,
+    is_studio_server,
+    list_sources,
+    served_model_id,
+)
 from studio.core.project import Project
 from studio.ui.chat_column import ChatColumn, ColumnSettings, format_stats
 from studio.ui.chat_worker import ColumnStream, start_streams
@@ -111,7 +116,7 @@ def read_sources(project: Project, server: object) -> SourceList:
 def warm_up() -> None:
     import openai  # noqa: F401
 
-    import studio.core.chat.session  # noqa: F401
+    import studio.core.chat.session
     import studio.core.llm.client  # noqa: F401
 
 
@@ -145,7 +150,7 @@ WHEN_ROLE = Qt.ItemDataRole.UserRole + 1  # " · 13:42" after a title that sever
 class ConversationDelegate(QStyledItemDelegate):
     """Draws a conversation's time after its title when the title is not unique (editing shows the title alone)."""
 
-    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+    def initStyleOption(self, option, index) -> None:
         super().initStyleOption(option, index)
         when = index.data(WHEN_ROLE)
         if when:
