@@ -366,8 +366,12 @@ class ChatColumn(QFrame):
         self.export_button.clicked.connect(self.export_requested)
         self.close_button = QToolButton(text="✕", autoRaise=True, toolTip="Remove this column")
         self.close_button.clicked.connect(self.remove_requested)
+        side = self.picker.sizeHint().height()
+        for button in (self.settings_button, self.export_button, self.close_button):
+            button.setFixedSize(side, side)  # square icons: the picker keeps the width for the model's name
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
+        header.setSpacing(2)
         header.addWidget(self.picker, 1)
         header.addWidget(self.settings_button)
         header.addWidget(self.export_button)

@@ -572,12 +572,12 @@ class ChatPanel(Panel):
         if info is None:
             can_start = self.server_control is not None
             if self._server_phase == "starting":
-                column.show_notice("Starting the local server…", tip="Its state is in the server row above.")
+                column.show_notice("Starting the server…", tip="Its state is in the server row above.")
             elif self._server_phase == "failed":
                 column.show_notice("The server did not start — see the server row", "Retry" if can_start else "",
                                    tip="Why it failed is in the server row above.")
             else:
-                column.show_notice("Local server stopped", "Start server" if can_start else "",
+                column.show_notice("Server stopped", "Start server" if can_start else "",
                                    tip="The local server is stopped: it serves the base model and your runs.")
             return
         if source.kind == "run" and source.run_id is not None:
