@@ -569,7 +569,7 @@ class ChatColumn(QFrame):
 class ElidingComboBox(QComboBox):
     """A combo box whose current text is cut with "…" to its width (a plain one clips it mid-letter)."""
 
-    def paintEvent(self, _event) -> None:
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt's name
         painter = QStylePainter(self)
         option = QStyleOptionComboBox()
         self.initStyleOption(option)

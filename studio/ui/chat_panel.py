@@ -116,7 +116,7 @@ def read_sources(project: Project, server: object) -> SourceList:
 def warm_up() -> None:
     import openai  # noqa: F401
 
-    import studio.core.chat.session
+    import studio.core.chat.session  # noqa: F401
     import studio.core.llm.client  # noqa: F401
 
 
@@ -150,7 +150,7 @@ WHEN_ROLE = Qt.ItemDataRole.UserRole + 1  # " · 13:42" after a title that sever
 class ConversationDelegate(QStyledItemDelegate):
     """Draws a conversation's time after its title when the title is not unique (editing shows the title alone)."""
 
-    def initStyleOption(self, option, index) -> None:
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
         super().initStyleOption(option, index)
         when = index.data(WHEN_ROLE)
         if when:
