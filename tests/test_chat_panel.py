@@ -122,7 +122,7 @@ def test_three_columns_stream_side_by_side_and_show_their_speed(qtbot, panel: Ch
         assert answer.finish_reason == "stop" and answer.ttft_s is not None and answer.tokens_per_s
         stats = column.answer_view(0).stats.text()
         assert "TTFT" in stats and "tok/s" in stats and "tokens" in stats
-        assert column.live_stats.text() == stats
+        assert column.live_stats.isHidden()  # the live line was for streaming: the stats are said once, under it
     assert panel.prompt.text.toPlainText() == "" and panel.prompt.send_button.isEnabled()
     # Markdown rendered: bold is bold, the fenced code is monospace.
     document = panel.columns[0].answer_view(0).live.document()
@@ -393,7 +393,7 @@ def test_export_opens_the_export_dialog_for_the_run(qtbot, make_panel, project: 
         def __init__(self, context, jobs, run_id, parent=None):
             opened.append((context, jobs, run_id, parent))
 
-        def setAttribute(self, *_args) -> None:  # noqa: N802 - Qt's name
+        def setAttribute(self, *_args) -> None:
             pass
 
         def open(self) -> None:
@@ -414,3 +414,195 @@ def test_without_a_project_nothing_can_be_sent(qtbot, panel: ChatPanel) -> None:
     panel.prompt.text.setPlainText("Hello?")
     panel.send()
     assert not panel.is_streaming() and panel.conversation.turns == []
+
+
+# -- the QA pass: keyboard, defaults, stats, links, the failed start -------------------------------------
+def _conversation(project: Project, title: str, sources: list | None = None) -> int:
+    from studio.core.chat.conversations import ColumnSpec, Conversation
+
+    columns = [ColumnSpec(source=s) for s in (sources or [])]
+    return project.conversations.create(Conversation(id=None, title=title, mode="chat", columns=columns)).id
+
+
+def test_arrow_keys_enable_rename_and_delete_and_del_deletes(qtbot, make_panel, project: Project,
+                                                            monkeypatch) -> None:
+    for title in ("Older chat", "Newer chat"):
+        _conversation(project, title)
+    panel = make_panel(columns=1)
+    qtbot.waitUntil(lambda: panel.conversation_list.count() == 2, timeout=10_000)
+    listing = panel.conversation_list
+    panel.activateWindow()
+    listing.setFocus()  # the list makes its first row current by itself: no click
+    qtbot.keyClick(listing, Qt.Key.Key_Down)  # and the arrow keys move it
+    assert listing.currentItem() is not None
+    assert panel.delete_action.isEnabled() and panel.rename_action.isEnabled()
+    qtbot.keyClick(listing, Qt.Key.Key_F2)
+    assert listing.state() == listing.State.EditingState  # F2 renames in place
+    qtbot.keyClick(listing.focusWidget() or listing, Qt.Key.Key_Escape)
+    listing.setFocus()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        staticmethod(lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes))
+    gone = listing.currentItem().text()
+    qtbot.keyClick(listing, Qt.Key.Key_Delete)
+    assert asked and gone in asked[0]  # Del asks first
+    qtbot.waitUntil(lambda: project.conversations.count() == 1, timeout=10_000)
+    assert [s.title for s in project.conversations.list()] != [gone]
+
+
+def test_identical_titles_show_their_time_and_a_rename_keeps_the_title_alone(qtbot, make_panel,
+                                                                            project: Project) -> None:
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+
+    for title in ("Same title", "Same title", "Unique"):
+        _conversation(project, title)
+    panel = make_panel(columns=1)
+    qtbot.waitUntil(lambda: panel.conversation_list.count() == 3, timeout=10_000)
+    listing = panel.conversation_list
+    shown = {}
+    for row in range(3):
+        index = listing.model().index(row, 0)
+        option = QStyleOptionViewItem()
+        listing.itemDelegate().initStyleOption(option, index)
+        shown.setdefault(index.data(), []).append(option.text)
+    assert shown["Unique"] == ["Unique"]
+    assert all(text.startswith("Same title · ") and ":" in text for text in shown["Same title"])
+    item = listing.item(0) if listing.item(0).text() == "Same title" else listing.item(1)
+    assert item.text() == "Same title"  # what an edit starts from: the title, not the time
+
+
+def test_fresh_columns_skip_a_dead_loopback_teacher_and_reuse_the_last_conversation(qtbot, make_panel,
+                                                                                    project: Project,
+                                                                                    fake: FakeChatServer) -> None:
+    _teacher(project, f"http://127.0.0.1:{_free_port()}/v1", "model-gone")  # the newest, and nobody listens
+    panel = make_panel(sources=4)
+    assert "model-gone" not in _models(panel)[:3] and _models(panel) == ["model-a", "model-b", "model-c"]
+    assert any(s.model == "model-gone" for s in panel.columns[0]._sources)  # still offered
+    from studio.core.chat.sources import ModelSource
+
+    chosen = [next(s for s in panel.sources if s.model == m) for m in ("model-c", "model-a")]
+    _conversation(project, "Last time", [ModelSource.from_dict(s.to_dict()) for s in chosen])
+    again = make_panel(columns=2, sources=4)
+    assert _models(again) == ["model-c", "model-a"]
+
+
+def test_an_error_is_said_once_and_the_live_line_does_not_repeat_the_stats(qtbot, make_panel, project: Project,
+                                                                           fake: FakeChatServer) -> None:
+    _teacher(project, f"http://127.0.0.1:{_free_port()}/v1", "model-gone")
+    panel = make_panel(columns=2, sources=4)
+    _pick(panel, 0, "model-a")
+    _pick(panel, 1, "model-gone")
+    _send(qtbot, panel, "Anyone there?")
+    qtbot.waitUntil(lambda: not panel.is_streaming(), timeout=20_000)
+    failed = panel.columns[1]
+    view = failed.answer_view(0)
+    assert not view.error.isHidden() and "127.0.0.1" in view.error.text()
+    assert "error" not in view.stats.text().split(" · ")
+    assert failed.live_stats.isHidden() and panel.columns[0].live_stats.isHidden()
+    assert not panel.columns[0].answer_view(0).stats.isHidden()
+
+
+def test_alt_digits_put_the_focus_on_that_columns_picker(qtbot, panel: ChatPanel) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    panel.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is panel, timeout=5_000)
+    panel.prompt.text.setFocus()
+    for n in (3, 1, 2):
+        qtbot.keyClick(QApplication.focusWidget() or panel, getattr(Qt.Key, f"Key_{n}"),
+                       Qt.KeyboardModifier.AltModifier)
+        QApplication.processEvents()
+        assert QApplication.focusWidget() is panel.columns[n - 1].picker
+
+
+def test_the_header_fits_a_narrow_column_with_the_name_in_the_tooltip(qtbot, make_panel, project: Project,
+                                                                     tmp_path) -> None:
+    base = base_folder(tmp_path)
+    trained_run(project, base, name="runA-with-a-long-name")
+    served = ProjectContext(project)
+    try:
+        panel = make_panel(columns=3, on=served, sources=5)
+        panel.resize(850, 600)  # the Chat page of a 1024 × 640 window
+        _pick(panel, 1, "runA-with-a-long-name")
+        column = panel.columns[1]
+        qtbot.waitUntil(lambda: not column.notice_box.isHidden(), timeout=5_000)
+        assert column.picker.currentText() == column.source().label  # no "Student · " in the box itself
+        assert column.picker.toolTip().startswith("Student · runA-with-a-long-name")
+        assert not column.picker.itemIcon(column.picker.currentIndex()).isNull()  # the kind is an icon
+        assert column.export_button.text() == "⤓" and "Export this run" in column.export_button.toolTip()
+        header_width = column.picker.minimumSizeHint().width() + sum(
+            b.sizeHint().width() for b in (column.settings_button, column.export_button, column.close_button))
+        assert header_width < column.width()
+        line = column.notice.fontMetrics().lineSpacing()
+        assert column.notice.height() < 2 * line  # one line, with its button
+        assert "stopped" in column.notice.toolTip() and column.notice_button.text() == "Start server"
+    finally:
+        served.close()
+
+
+def test_seed_and_curate_links_lead_to_the_new_rows(qtbot, tmp_path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from studio.core.samples import Sample, Status
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    window.show()
+    project = window.project
+    ids = [project.samples.add(Sample(f"Instruction {i}.", "", f"Out {i}.", status=Status.PENDING)) for i in range(4)]
+    seed = project.seeds.list()[3].id
+    window.nav.setCurrentRow([spec.key for spec in window.specs].index("chat"))
+    chat = window.panel("chat")
+    chat.show_sample(ids[1])
+    curate = window.panel("curate")
+    assert window.stack.currentWidget() is curate
+    assert curate.model.sample_id(curate.table.currentIndex().row()) == ids[1]
+    chat.show_seed(seed)
+    seeds = window.panel("seeds")
+    assert window.stack.currentWidget() is seeds and seeds.current_seed_id() == seed
+    window.close()
+
+
+def test_a_server_that_fails_to_start_is_said_in_the_column_not_starting_forever(qtbot, make_panel,
+                                                                                project: Project, tmp_path) -> None:
+    base = base_folder(tmp_path)
+    trained_run(project, base, name="first")
+    served = ProjectContext(project)
+
+    def failing(panel: ChatPanel) -> None:
+        _serve_with_fake(panel)
+        panel.server_control.command_prefix = fake_program("--fail", "CUDA out of memory", "--startup-delay-ms", "300")
+
+    try:
+        panel = make_panel(columns=2, on=served, sources=5, before=failing)
+        _pick(panel, 0, "tiny-base")
+        _pick(panel, 1, "first")
+        panel.columns[1].notice_button.click()
+        assert all("Starting" in column.notice.text() for column in panel.columns)
+        qtbot.waitUntil(lambda: "did not start" in panel.columns[1].notice.text(), timeout=20_000)
+        assert all(column.notice.text() == "The server did not start — see the server row"
+                   for column in panel.columns)
+        assert panel.columns[1].notice_button.text() == "Retry" and panel.server_info is None
+    finally:
+        served.close()
+
+
+def test_a_made_seed_and_sample_get_links_under_the_answer(qtbot, panel: ChatPanel, project: Project) -> None:
+    _send(qtbot, panel, "Write a haiku about rivers.")
+    qtbot.waitUntil(lambda: not panel.is_streaming(), timeout=10_000)
+    view = panel.columns[0].answer_view(0)
+    assert all(link.isHidden() for link in view.links.values())
+    view.buttons["seed"].click()
+    qtbot.waitUntil(lambda: not view.links["show-seed"].isHidden(), timeout=10_000)
+    view.buttons["sample"].click()
+    qtbot.waitUntil(lambda: not view.links["show-sample"].isHidden(), timeout=10_000)
+    answer = panel.conversation.turns[0].answers[0]
+    assert view.links["show-seed"].text() == f"Seed #{answer.seed_id} ›"
+    assert view.links["show-sample"].text() == f"Sample #{answer.sample_id} ›"
+    shown = []
+    panel.show_sample = shown.append
+    view.links["show-sample"].click()
+    assert shown == [answer.sample_id]

@@ -13,15 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import (
-    QTextOption,
     QColor,
     QFontDatabase,
+    QIcon,
+    QPainter,
     QPalette,
+    QPixmap,
     QTextBlockFormat,
     QTextCursor,
     QTextFormat,
+    QTextOption,
 )
 from PySide6.QtWidgets import (
     QComboBox,
@@ -34,11 +37,16 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSpinBox,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
+
+from studio.ui.elided_label import ElidedLabel
 
 SEGMENT_CHARS = 1500  # completed Markdown blocks are frozen into a segment of about this size
 FOLLOW_SLACK_PX = 24  # "at the bottom" within this many pixels: the scroll keeps following
@@ -145,7 +153,7 @@ class MarkdownSegment(QTextBrowser):
 class AnswerView(QWidget):
     """One column's answer to one turn: Markdown segments, then stats and actions once it ended."""
 
-    action = Signal(str)  # "copy" | "seed" | "sample"
+    action = Signal(str)  # "copy" | "seed" | "sample" | "show-seed" | "show-sample"
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -185,6 +193,15 @@ class AnswerView(QWidget):
             button.hide()
             footer.addWidget(button)
             self.buttons[key] = button
+        self.links: dict[str, QToolButton] = {}  # to the seed task / sample made from this answer
+        for key, tip in (("show-seed", "Show the seed task made from this answer on the Seeds page"),
+                         ("show-sample", "Show the sample made from this answer in Curate")):
+            button = QToolButton(toolTip=tip, autoRaise=True)
+            button.setProperty("role", "link")
+            button.clicked.connect(lambda _=False, k=key: self.action.emit(k))
+            button.hide()
+            footer.addWidget(button)
+            self.links[key] = button
         footer.addStretch(1)
         layout.addLayout(footer)
 
@@ -230,6 +247,13 @@ class AnswerView(QWidget):
         self.stats.setVisible(bool(stats))
         for key, button in self.buttons.items():
             button.setVisible(actions and bool(self.text) and (key == "copy" or not error))
+
+    def show_made(self, seed_id: int | None = None, sample_id: int | None = None) -> None:
+        """Links to the seed task / Curate sample made from this answer ("Seed #12 ›")."""
+        for key, made, noun in (("show-seed", seed_id, "Seed"), ("show-sample", sample_id, "Sample")):
+            if made is not None:
+                self.links[key].setText(f"{noun} #{made} ›")
+                self.links[key].show()
 
     def set_answer(self, text: str, *, error: str = "", stats: str = "") -> None:
         """A stored answer, drawn at once (opening a conversation)."""
@@ -313,7 +337,7 @@ class ChatColumn(QFrame):
     remove_requested = Signal()
     export_requested = Signal()
     start_server_requested = Signal()
-    answer_action = Signal(int, str)  # turn index, "copy" | "seed" | "sample"
+    answer_action = Signal(int, str)  # turn index, "copy" | "seed" | "sample" | "show-seed" | "show-sample"
 
     def __init__(self, index: int, parent: QWidget | None = None):
         super().__init__(parent)
@@ -330,19 +354,24 @@ class ChatColumn(QFrame):
         self._first_at: float | None = None
         self._deltas = 0
 
-        self.picker = QComboBox()
+        self.picker = ElidingComboBox()
         self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.picker.setMinimumContentsLength(12)
+        self.picker.setMinimumContentsLength(6)  # a narrow column still shows a model's name, cut with "…"
+        self.picker.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.picker.currentIndexChanged.connect(self._on_picker_changed)
         self.settings_button = QToolButton(text="⚙", checkable=True, autoRaise=True,
                                            toolTip="This column's system prompt, temperature, top-p and max tokens")
-        self.export_button = QToolButton(text="Export…", autoRaise=True,
-                                         toolTip="Export this run: adapter, merged model or GGUF")
+        self.export_button = QToolButton(text="⤓", autoRaise=True,
+                                         toolTip="Export this run… (the adapter, a merged model or GGUF)")
         self.export_button.clicked.connect(self.export_requested)
         self.close_button = QToolButton(text="✕", autoRaise=True, toolTip="Remove this column")
         self.close_button.clicked.connect(self.remove_requested)
+        side = self.picker.sizeHint().height()
+        for button in (self.settings_button, self.export_button, self.close_button):
+            button.setFixedSize(side, side)  # square icons: the picker keeps the width for the model's name
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
+        header.setSpacing(2)
         header.addWidget(self.picker, 1)
         header.addWidget(self.settings_button)
         header.addWidget(self.export_button)
@@ -352,8 +381,9 @@ class ChatColumn(QFrame):
         self.settings.hide()
         self.settings_button.toggled.connect(self.settings.setVisible)
 
-        self.notice = QLabel(wordWrap=True)
+        self.notice = ElidedLabel("")  # one short line; the whole text is its tooltip
         self.notice.setProperty("role", "muted")
+        self.notice.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.notice_button = QPushButton("Start server")
         self.notice_button.clicked.connect(self.start_server_requested)
         notice_row = QHBoxLayout()
@@ -381,9 +411,11 @@ class ChatColumn(QFrame):
         bar.valueChanged.connect(self._on_scrolled)
         bar.rangeChanged.connect(self._on_range_changed)
 
-        self.live_stats = QLabel(" ")
+        # Live numbers while an answer streams; once it ends its stats are under the answer, not here twice.
+        self.live_stats = ElidedLabel("")
         self.live_stats.setProperty("role", "muted")
         self.live_stats.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.live_stats.hide()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 4)
@@ -396,9 +428,10 @@ class ChatColumn(QFrame):
         self._update_export()
 
     # -- the model --------------------------------------------------------------------------------
-    def set_sources(self, sources: Sequence, keep: object | None = None, *, forget: bool = False) -> None:
+    def set_sources(self, sources: Sequence, keep: object | None = None, *, forget: bool = False,
+                    default: object | None = None) -> None:
         """Fill the picker; keep the current choice (or ``keep``), shown even when no longer offered,
-        unless ``forget`` (the project closed)."""
+        unless ``forget`` (the project closed); with no choice yet, ``default`` (else the column's n-th model)."""
         wanted = None if forget else keep if keep is not None else self.source()
         self._sources = list(sources)
         if wanted is not None and not any(_same_source(s, wanted) for s in self._sources):
@@ -411,10 +444,13 @@ class ChatColumn(QFrame):
                 self.picker.setEnabled(False)
             else:
                 self.picker.setEnabled(True)
-                for source in self._sources:
-                    self.picker.addItem(_source_label(source))
-                chosen = next((n for n, s in enumerate(self._sources) if wanted is not None
-                               and _same_source(s, wanted)), min(self.index, len(self._sources) - 1))
+                palette = self.picker.palette()
+                for row, source in enumerate(self._sources):
+                    self.picker.addItem(kind_icon(getattr(source, "kind", ""), palette), _short_label(source))
+                    self.picker.setItemData(row, _source_label(source), Qt.ItemDataRole.ToolTipRole)
+                target = wanted if wanted is not None else default
+                chosen = next((n for n, s in enumerate(self._sources) if target is not None
+                               and _same_source(s, target)), min(self.index, len(self._sources) - 1))
                 self.picker.setCurrentIndex(chosen)
         finally:
             self.picker.blockSignals(False)
@@ -434,9 +470,18 @@ class ChatColumn(QFrame):
     def _update_export(self) -> None:
         source = self.source()
         self.export_button.setVisible(source is not None and getattr(source, "kind", "") == "run")
+        self.update_tip()
 
-    def show_notice(self, text: str, button: str = "") -> None:
+    def update_tip(self) -> None:
+        """The picker's tooltip: the whole model name (the picker may show it cut), then its shortcut."""
+        source = self.source()
+        n = self.index + 1
+        tip = f"The model of column {n} (Alt+{n}): a teacher endpoint, the base model or a trained run"
+        self.picker.setToolTip(f"{_source_label(source)}\n{tip}" if source is not None else tip)
+
+    def show_notice(self, text: str, button: str = "", tip: str = "") -> None:
         self.notice.setText(text)
+        self.notice.setToolTip(tip or text)
         self.notice_button.setVisible(bool(button))
         if button:
             self.notice_button.setText(button)
@@ -452,7 +497,8 @@ class ChatColumn(QFrame):
             if item.widget() is not None:
                 item.widget().deleteLater()
         self.hint.show()
-        self.live_stats.setText(" ")
+        self.live_stats.setText("")
+        self.live_stats.hide()
         self._follow = True
 
     def add_turn(self, turn: int, user: str, input_text: str = "") -> AnswerView:
@@ -474,6 +520,8 @@ class ChatColumn(QFrame):
         self._deltas = 0
         self._follow = True
         self.live_stats.setText("waiting for the first token…")
+        self.live_stats.setToolTip("")
+        self.live_stats.show()
 
     def append(self, turn: int, delta: str, deltas: int, first_at: float | None) -> None:
         view = self._answers.get(turn)
@@ -493,15 +541,15 @@ class ChatColumn(QFrame):
             if first is not None:
                 rate = self._deltas / (now - first) if now - first > 0.05 else 0.0
                 self.live_stats.setText(f"TTFT {first - self._started_at:.2f} s · {rate:.1f} tok/s · "
-                                        f"{self._deltas} tokens…")
+                                        f"{self._deltas} tokens so far")
         return drawn
 
     def finish(self, turn: int, *, error: str, stats: str) -> None:
         view = self._answers.get(turn)
         if view is not None:
             view.finish(error=error, stats=stats)
-        self.live_stats.setText(stats or (error and "failed") or " ")
-        self.live_stats.setToolTip(error or stats)
+        self.live_stats.setText("")
+        self.live_stats.hide()
         self._started_at = None
 
     # -- scrolling: follow the bottom unless the user scrolled up --------------------------------------
@@ -518,6 +566,22 @@ class ChatColumn(QFrame):
         return self._follow
 
 
+class ElidingComboBox(QComboBox):
+    """A combo box whose current text is cut with "…" to its width (a plain one clips it mid-letter)."""
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt's name
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        room = field.width() - (option.iconSize.width() + 4 if not option.currentIcon.isNull() else 0)
+        option.currentText = self.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideRight,
+                                                           max(0, room))
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+
 def _same_source(a: object, b: object) -> bool:
     keys = ("kind", "base_url", "model", "run_id")
     return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
@@ -526,11 +590,45 @@ def _same_source(a: object, b: object) -> bool:
 KIND_PREFIX = {"endpoint": "Teacher", "base": "Base", "run": "Student"}
 
 
+KIND_LETTER = {"endpoint": "T", "base": "B", "run": "S"}
+_ICONS: dict[tuple[str, str], QIcon] = {}
+
+
 def _source_label(source: object) -> str:
+    """The full name: 'Student · alpaca-r16 (#1)' (the picker's tooltip)."""
     kind = getattr(source, "kind", "")
     label = getattr(source, "label", "") or getattr(source, "model", "")
     prefix = KIND_PREFIX.get(kind, kind.capitalize())
     return label if label.lower().startswith(prefix.lower()) else f"{prefix} · {label}"
+
+
+def _short_label(source: object) -> str:
+    """What the picker shows: the model's own name; its kind is the item's icon."""
+    return getattr(source, "label", "") or getattr(source, "model", "")
+
+
+def kind_icon(kind: str, palette: QPalette) -> QIcon:
+    """A small round badge with the kind's letter (T teacher, B base, S student), in the theme's colours."""
+    letter = KIND_LETTER.get(kind, (kind[:1] or "?").upper())
+    fill = palette.color(QPalette.ColorRole.Highlight if kind == "run" else QPalette.ColorRole.Mid)
+    key = (letter, fill.name())
+    if key not in _ICONS:
+        pixmap = QPixmap(32, 32)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawEllipse(QRectF(1, 1, 30, 30))
+        font = painter.font()
+        font.setBold(True)
+        font.setPixelSize(19)
+        painter.setFont(font)
+        painter.setPen(QColor("white") if fill.lightness() < 170 else QColor("black"))
+        painter.drawText(QRectF(0, 0, 32, 32), Qt.AlignmentFlag.AlignCenter, letter)
+        painter.end()
+        _ICONS[key] = QIcon(pixmap)
+    return _ICONS[key]
 
 
 def format_stats(answer: object) -> str:
@@ -546,6 +644,6 @@ def format_stats(answer: object) -> str:
     if tokens:
         parts.append(f"{tokens} tokens")
     reason = getattr(answer, "finish_reason", None)
-    if reason and reason != "stop":
+    if reason and reason not in ("stop", "error"):  # an error shows once, with its text
         parts.append({"length": "cut at max tokens", "cancelled": "stopped", "stopped": "stopped"}.get(reason, reason))
     return " · ".join(parts)

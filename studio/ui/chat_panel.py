@@ -12,6 +12,10 @@ run while it is stopped offers to start it, and a run it does not serve yet is l
 from __future__ import annotations
 
 import copy
+import socket
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
@@ -29,6 +33,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSplitter,
     QStackedWidget,
+    QStyledItemDelegate,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -42,7 +47,12 @@ from studio.core.chat.conversations import (
     default_title,
 )
 from studio.core.chat.session import answer_to_sample, answer_to_seed, messages_for
-from studio.core.chat.sources import ChatSourceError, is_studio_server, list_sources, served_model_id
+from studio.core.chat.sources import (
+    ChatSourceError,
+    is_studio_server,
+    list_sources,
+    served_model_id,
+)
 from studio.core.project import Project
 from studio.ui.chat_column import ChatColumn, ColumnSettings, format_stats
 from studio.ui.chat_worker import ColumnStream, start_streams
@@ -58,13 +68,49 @@ CHAT, ALPACA = "chat", "alpaca"
 STUDIO_KINDS = ("base", "run")  # served by the studio's own server
 
 
+def _same_model(a: object, b: object) -> bool:
+    keys = ("kind", "base_url", "model", "run_id")
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
+
+
 def _shortcut_text(key: str) -> str:
     return QKeySequence(key).toString(QKeySequence.SequenceFormat.NativeText)
 
 
 # -- work for jobs (worker threads, own project handles) -------------------------------------------
-def read_sources(project: Project, server: object) -> list:
-    return list_sources(project, server)
+@dataclass
+class SourceList:
+    """What the pickers offer, which loopback teachers no longer answer, and the last conversation's models."""
+
+    sources: list
+    dead: set = field(default_factory=set)  # base URLs of loopback endpoints nobody listens on
+    last_columns: list = field(default_factory=list)  # ModelSource per column of the newest conversation
+
+
+def _loopback_dead(base_url: str, timeout_s: float = 0.2) -> bool:
+    """True when ``base_url`` is on this machine and nothing listens on its port (an old fake or local server)."""
+    parts = urlsplit(base_url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return False
+    except OSError:
+        return True
+
+
+def read_sources(project: Project, server: object) -> SourceList:
+    sources = list_sources(project, server)
+    dead = {s.base_url for s in sources if s.kind not in STUDIO_KINDS and s.base_url and _loopback_dead(s.base_url)}
+    last: list = []
+    summaries = project.conversations.list()
+    if summaries:
+        try:
+            last = [spec.source for spec in project.conversations.get(summaries[0].id).columns if spec is not None]
+        except Exception:  # noqa: BLE001 - an unreadable old conversation only loses its defaults
+            last = []
+    return SourceList(sources, dead, last)
 
 
 def warm_up() -> None:
@@ -96,6 +142,26 @@ def rename_conversation(project: Project, conversation_id: int, title: str) -> N
 
 def delete_conversation(project: Project, conversation_id: int) -> None:
     project.conversations.delete(conversation_id)
+
+
+WHEN_ROLE = Qt.ItemDataRole.UserRole + 1  # " · 13:42" after a title that several conversations share
+
+
+class ConversationDelegate(QStyledItemDelegate):
+    """Draws a conversation's time after its title when the title is not unique (editing shows the title alone)."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        when = index.data(WHEN_ROLE)
+        if when:
+            option.text = f"{option.text} · {when}"
+
+
+def when_text(timestamp: float, now: float | None = None) -> str:
+    """'13:42' today, '28 Nov 13:42' another day."""
+    moment, today = time.localtime(timestamp), time.localtime(now if now is not None else time.time())
+    same_day = (moment.tm_year, moment.tm_yday) == (today.tm_year, today.tm_yday)
+    return time.strftime("%H:%M" if same_day else "%d %b %H:%M", moment)
 
 
 class PromptBox(QWidget):
@@ -182,6 +248,8 @@ class ChatPanel(Panel):
         self.columns: list[ChatColumn] = []
         self.streams: dict[int, ColumnStream] = {}  # column index -> its running stream
         self.sources: list = []
+        self._dead: set = set()  # loopback teacher endpoints that did not answer
+        self._last_columns: list = []  # the newest saved conversation's models (a fresh panel's defaults)
         self.server_info = None
         self.server_control = None
         self._ensured: set[tuple[int, int]] = set()  # (server pid, run id) already asked to load
@@ -192,6 +260,9 @@ class ChatPanel(Panel):
         self.client_factory = None  # tests may inject (source, server) -> (client, model)
         self._build()
         self._build_server_control()
+        self._server_phase = ""  # "starting" after a column's Start, "failed" when that start did not work
+        self._start_watch = QTimer(self, interval=250)
+        self._start_watch.timeout.connect(self._watch_start)
         self._tick = QTimer(self, interval=TICK_MS)
         self._tick.timeout.connect(self._on_tick)
         self.add_column()
@@ -237,9 +308,13 @@ class ChatPanel(Panel):
         self.conversation_list.itemActivated.connect(self._on_conversation_activated)
         self.conversation_list.itemClicked.connect(self._on_conversation_activated)
         self.conversation_list.itemChanged.connect(self._on_conversation_renamed)
+        # Arrow keys move the current row without a click: Rename/Delete (F2/Del) follow it.
+        self.conversation_list.currentRowChanged.connect(lambda _row: self._update_controls())
+        self.conversation_list.itemSelectionChanged.connect(self._update_controls)
         self.conversation_list.setEditTriggers(QListWidget.EditTrigger.EditKeyPressed)
         self.conversation_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.conversation_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.conversation_list.setItemDelegate(ConversationDelegate(self.conversation_list))
         self.list_hint = QLabel("No saved conversations yet.\nEach chat is saved here as you go;\n"
                                 f"{_shortcut_text('Ctrl+N')} starts a new one.",
                                 alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
@@ -294,7 +369,8 @@ class ChatPanel(Panel):
         self.splitter.setSizes([210, 1000])
         left.setMinimumWidth(left.minimumSizeHint().width())
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setContentsMargins(6, 0, 6, 6)  # the window's message strip is right above: no band between
+        layout.setSpacing(4)
         layout.addLayout(self.server_slot, 0)  # the whole width: the server's URL, memory and adapters fit
         layout.addWidget(self.splitter, 1)
 
@@ -319,6 +395,8 @@ class ChatPanel(Panel):
         self.stop_all()
         super().set_context(context)
         self.server_info = None
+        self._server_phase = ""
+        self._start_watch.stop()
         if self.server_control is not None:
             self.server_control.set_context(context)
             self.server_info = self.server_control.info()
@@ -386,14 +464,11 @@ class ChatPanel(Panel):
         column.answer_action.connect(lambda turn, key, c=column: self._on_answer_action(self.columns.index(c), turn,
                                                                                           key))
         column.settings_button.setVisible(not self.same_settings.isChecked())
-        number = len(self.columns) + 1
-        column.picker.setToolTip(f"The model of column {number} (Alt+{number}): a teacher endpoint, the base model"
-                                 " or a trained run")
         if self.columns:
             column.settings.set_values(**self.columns[0].settings.values())
         self.columns.append(column)
         self.columns_splitter.addWidget(column)
-        column.set_sources(self.sources)
+        column.set_sources(self.sources, default=self._default_source(len(self.columns) - 1))
         self.columns_splitter.setSizes([1000] * len(self.columns))
         return column
 
@@ -413,8 +488,7 @@ class ChatPanel(Panel):
         column.deleteLater()
         for n, other in enumerate(self.columns):
             other.index = n
-            other.picker.setToolTip(f"The model of column {n + 1} (Alt+{n + 1}): a teacher endpoint, the base model"
-                                    " or a trained run")
+            other.update_tip()
         for turn in self.conversation.turns:
             if index < len(turn.answers):
                 turn.answers.pop(index)
@@ -452,14 +526,33 @@ class ChatPanel(Panel):
                          project=self.context, quiet=True, on_done=self._on_sources,
                          on_error=lambda message: self.messages.show_error(f"Could not list the models: {message}"))
 
-    def _on_sources(self, sources: list) -> None:
-        self.sources = list(sources)
-        for column in self.columns:
-            column.set_sources(self.sources)
+    def _on_sources(self, found: SourceList) -> None:
+        self.sources = list(found.sources)
+        self._dead = set(found.dead)
+        self._last_columns = list(found.last_columns)
+        for n, column in enumerate(self.columns):
+            column.set_sources(self.sources, default=self._default_source(n))
         self._update_controls()
+
+    def _default_source(self, index: int):
+        """A fresh column's model: the newest conversation's model of that column; else, with the server
+        running, the base then the newest runs; else the teachers that answer, then base and runs. A teacher
+        whose loopback endpoint no longer answers (an old generation run's local server) comes last."""
+        offered = [s for s in self._last_columns if any(_same_model(s, o) for o in self.sources)]
+        if index < len(offered):
+            return next(o for o in self.sources if _same_model(offered[index], o))
+        studio = [s for s in self.sources if s.kind == "base"] + [s for s in self.sources if s.kind == "run"]
+        teachers = [s for s in self.sources if s.kind not in STUDIO_KINDS]
+        live = [s for s in teachers if s.base_url not in self._dead]
+        dead = [s for s in teachers if s.base_url in self._dead]
+        ordered = studio + live + dead if self.server_info is not None else live + studio + dead
+        return ordered[index] if 0 <= index < len(ordered) else None
 
     def _on_server_state(self, info: object) -> None:
         self.server_info = info
+        if info is not None:
+            self._server_phase = ""
+            self._start_watch.stop()
         self.refresh_sources()
         for column in self.columns:
             self._check_server_for(column)
@@ -477,8 +570,15 @@ class ChatPanel(Panel):
             return
         info = self.server_info
         if info is None:
-            column.show_notice("The local server is stopped: it serves the base model and your runs.",
-                               "Start server" if self.server_control is not None else "")
+            can_start = self.server_control is not None
+            if self._server_phase == "starting":
+                column.show_notice("Starting the server…", tip="Its state is in the server row above.")
+            elif self._server_phase == "failed":
+                column.show_notice("The server did not start — see the server row", "Retry" if can_start else "",
+                                   tip="Why it failed is in the server row above.")
+            else:
+                column.show_notice("Server stopped", "Start server" if can_start else "",
+                                   tip="The local server is stopped: it serves the base model and your runs.")
             return
         if source.kind == "run" and source.run_id is not None:
             try:
@@ -497,8 +597,28 @@ class ChatPanel(Panel):
     def _start_server_for(self, column: ChatColumn) -> None:
         if self.server_control is None:
             return
-        column.show_notice("Starting the local server (its state is in the row above)…")
         self.server_control.start()
+        self._server_phase = "starting"
+        self._start_watch.start()
+        for each in self.columns:
+            self._check_server_for(each)
+
+    def _watch_start(self) -> None:
+        """While the server starts: a start that fails (or is refused) says so in the columns, not "Starting…".
+
+        ``state_changed`` is only sent for a server that became ready or went away, so the state is read here.
+        """
+        control = self.server_control
+        state = getattr(control, "state", "")
+        if control is None or state in ("checking", "starting"):
+            return
+        self._start_watch.stop()
+        if self.server_info is None and control.info() is None:
+            self._server_phase = "failed"
+        else:
+            self._server_phase = ""
+        for column in self.columns:
+            self._check_server_for(column)
 
     def _export_column(self, column: ChatColumn) -> None:
         source = column.source()
@@ -605,6 +725,50 @@ class ChatPanel(Panel):
             self.use_as_seed(turn, column)
         elif key == "sample":
             self.send_to_curate(turn, column)
+        elif key in ("show-seed", "show-sample"):
+            answer = self._answer(turn, column)
+            if answer is not None:
+                if key == "show-seed" and answer.seed_id is not None:
+                    self.show_seed(answer.seed_id)
+                elif key == "show-sample" and answer.sample_id is not None:
+                    self.show_sample(answer.sample_id)
+
+    def _open_panel(self, key: str):
+        """Switch the main window to panel ``key`` and return it (None outside a main window)."""
+        window = self.window()
+        opener = getattr(window, "panel", None)
+        if opener is None:
+            return None
+        try:
+            panel = opener(key)
+        except (ValueError, KeyError):
+            return None
+        keys = [spec.key for spec in getattr(window, "specs", [])]
+        if key in keys and hasattr(window, "nav"):
+            window.nav.setCurrentRow(keys.index(key))
+        return panel
+
+    def show_seed(self, seed_id: int) -> None:
+        """The Seeds page, with this seed task selected."""
+        seeds = self._open_panel("seeds")
+        if seeds is not None and hasattr(seeds, "select_seed"):
+            seeds.reload(seed_id)
+            seeds.select_seed(seed_id)
+
+    def show_sample(self, sample_id: int) -> None:
+        """Curate, newest first, with this sample selected."""
+        curate = self._open_panel("curate")
+        if curate is None or not hasattr(curate, "set_filters"):
+            return
+        from studio.core.curation import SampleQuery
+
+        curate.set_filters(SampleQuery(sort="id", descending=True))
+        model = getattr(curate, "model", None)
+        select = getattr(curate, "_select_row", None)
+        if model is not None and select is not None:
+            row = next((r for r in range(min(model.rowCount(), 200)) if model.sample_id(r) == sample_id), None)
+            if row is not None:
+                select(row)
 
     def _answer(self, turn: int, column: int) -> Answer | None:
         turns = self.conversation.turns
@@ -643,10 +807,14 @@ class ChatPanel(Panel):
             else:
                 answer.sample_id = new_id
             self._save()
-        text = (f"Added seed task #{new_id} from this answer (tag from-chat): it is on the Seeds page."
+        text = (f"Added seed task #{new_id} from this answer (tag from-chat): “Seed #{new_id} ›” under it shows it."
                 if kind == "seed" else
-                f"Sent sample #{new_id} to Curate as pending (tag from-chat).")
+                f"Sent sample #{new_id} to Curate as pending (tag from-chat): “Sample #{new_id} ›” under it shows it.")
         self.messages.show_message(text, "info")
+        if 0 <= column < len(self.columns):
+            view = self.columns[column].answer_view(turn)
+            if view is not None:
+                view.show_made(**({"seed_id": new_id} if kind == "seed" else {"sample_id": new_id}))
 
     # -- conversations: list, new, open, rename, delete ----------------------------------------------------
     @staticmethod
@@ -677,10 +845,15 @@ class ChatPanel(Panel):
         self._loading_list = True
         try:
             self.conversation_list.clear()
-            for summary in self._summaries:
-                item = QListWidgetItem(summary.title or NEW_TITLE)
+            titles = [summary.title or NEW_TITLE for summary in self._summaries]
+            for summary, title in zip(self._summaries, titles):
+                item = QListWidgetItem(title)
                 item.setData(Qt.ItemDataRole.UserRole, summary.id)
-                item.setToolTip(f"{summary.title}\n{summary.turns} turn(s) · {summary.mode}")
+                when = when_text(summary.updated_at) if summary.updated_at else ""
+                if titles.count(title) > 1:
+                    item.setData(WHEN_ROLE, when)
+                item.setToolTip(f"{summary.title}\n{summary.turns} turn(s) · {summary.mode}"
+                                + (f" · saved {when}" if when else ""))
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
                 self.conversation_list.addItem(item)
                 if summary.id == self.conversation.id:
@@ -749,7 +922,7 @@ class ChatPanel(Panel):
             view = column.add_turn(t, turn.user, turn.input)
             answer = turn.answers[n] if n < len(turn.answers) else Answer()
             view.set_answer(answer.text, error=answer.error, stats=format_stats(answer))
-            column.live_stats.setText(format_stats(answer) or " ")
+            view.show_made(seed_id=answer.seed_id, sample_id=answer.sample_id)
 
     def rename_selected(self) -> None:
         item = self.conversation_list.currentItem()

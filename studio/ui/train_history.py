@@ -13,9 +13,12 @@ from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableWidget, QTableWidgetItem, QWidget
 
 COLUMNS = ("Run", "Status", "Steps", "Snapshot", "Base model", "Started")
-ELIDED = (COLUMNS.index("Snapshot"), COLUMNS.index("Base model"))  # long paths and names: share what is left
+ELIDED = (COLUMNS.index("Run"), COLUMNS.index("Snapshot"), COLUMNS.index("Base model"))  # long names: share the rest
 STATUS_WORDS = {"created": "created", "running": "running", "stopped": "stopped (resumable)", "done": "done",
                 "failed": "failed"}
+
+
+MIN_ROWS = 4  # the history never shrinks below this many rows (the curves' splitter gives way first)
 
 
 def _when(stamp: float | None) -> str:
@@ -45,6 +48,13 @@ class RunHistory(QTableWidget):
         for col in ELIDED:  # sized in _fit_columns: the space left, never narrower than the header's word
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        # One line per run: a long base path is elided (all of it in the tooltip), never wrapped into a row
+        # twice as tall and cut in half.
+        self.setWordWrap(False)
+        rows = self.verticalHeader()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 10)
+        self.setMinimumHeight(self.height_for_rows(MIN_ROWS))
         self.setToolTip("Training runs, newest first. Select one to show it; Ctrl/Shift-click more to overlay "
                         "their loss curves.")
         self.runs: dict[int, Any] = {}
@@ -53,6 +63,12 @@ class RunHistory(QTableWidget):
         self.itemSelectionChanged.connect(self._on_selection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._on_context_menu)
+
+    def height_for_rows(self, rows: int) -> int:
+        """The height that shows the header and ``rows`` whole rows (with a horizontal scroll bar's room)."""
+        header = self.horizontalHeader().sizeHint().height()
+        scroll = self.horizontalScrollBar().sizeHint().height()
+        return header + rows * self.verticalHeader().defaultSectionSize() + scroll + 2 * self.frameWidth()
 
     def context_menu(self, run_id: int) -> QMenu:
         """The row's menu: Export… (only a run with an adapter can be exported)."""

@@ -30,7 +30,7 @@ from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit,
-    QProgressBar, QPushButton, QScrollArea, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
+    QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSplitter, QTabWidget, QTextBrowser, QVBoxLayout, QWidget,
 )
 
 import html
@@ -42,6 +42,7 @@ from studio.core.training import events as ev
 from studio.core.training import launch
 from studio.core.training.runs import TrainingRun
 from studio.core.training.settings import PRESETS, SettingsError, TrainSettings, preset_settings
+from studio.ui.elided_label import ElidedLabel
 from studio.ui.jobs import JobRunner, ProcessResult
 from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
@@ -294,7 +295,10 @@ class TrainPanel(Panel):
         hl = QVBoxLayout(history_box)
         hl.setContentsMargins(0, 0, 0, 0)
         head = QHBoxLayout()
-        head.addWidget(QLabel("Runs — select several to overlay their loss curves"), 1)
+        caption = ElidedLabel("Runs · Ctrl-click to overlay", "Training runs, newest first: select one to show it, "
+                              "Ctrl/Shift-click more to overlay their loss curves")
+        caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        head.addWidget(caption, 1)
         head.addWidget(self.hardest_button)
         head.addWidget(self.export_button)
         hl.addLayout(head)
@@ -305,6 +309,7 @@ class TrainPanel(Panel):
         right.addWidget(history_box)
         right.setStretchFactor(0, 4)
         right.setStretchFactor(1, 1)
+        self.right_splitter = right
         self.splitter = QSplitter(childrenCollapsible=False)
         self.splitter.addWidget(left_side)
         self.splitter.addWidget(right)
@@ -320,6 +325,10 @@ class TrainPanel(Panel):
             total = self.splitter.width()
             left = max(self.settings_scroll.minimumWidth(), int(total * 0.3))
             self.splitter.setSizes([left, max(1, total - left)])
+            # The curves take most of the height, the run list at least its minimum (four whole rows).
+            height = self.right_splitter.height()
+            runs = max(self.right_splitter.widget(1).minimumSizeHint().height(), int(height * 0.26))
+            self.right_splitter.setSizes([max(1, height - runs), runs])
 
     # -- panel contract --------------------------------------------------------------------------
     def set_context(self, context: ProjectContext | None) -> None:
