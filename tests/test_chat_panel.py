@@ -230,6 +230,20 @@ def test_per_column_settings_and_the_alpaca_form(qtbot, panel: ChatPanel, fake: 
     assert "max tokens" in panel.columns[1].answer_view(0).stats.text()
 
 
+def test_an_endpoint_that_is_a_studio_server_gets_the_alpaca_input_as_its_own_field(
+        qtbot, panel: ChatPanel, fake: FakeChatServer) -> None:
+    """A teacher-style endpoint column whose URL is a studio server (another machine's, say): found by asking
+    its /health on the worker, it is sent the input the way training rendered it, not folded into the text."""
+    fake.health = {"status": "ready", "base_id": "tiny"}
+    panel.prompt.alpaca_mode.setChecked(True)
+    panel.prompt.instruction.setPlainText("Summarise the text.")
+    panel.prompt.input.setPlainText("A long text.")
+    panel.send()
+    qtbot.waitUntil(lambda: not panel.is_streaming(), timeout=10_000)
+    last = fake.requests_for("model-a")[-1]["messages"][-1]
+    assert last == {"role": "user", "content": "Summarise the text.", "input": "A long text."}
+
+
 def test_use_as_seed_and_send_to_curate_make_rows(qtbot, panel: ChatPanel, project: Project) -> None:
     seeds_before = project.seeds.count()
     _send(qtbot, panel, "Write a haiku about rivers.")

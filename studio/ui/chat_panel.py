@@ -48,6 +48,7 @@ from studio.core.chat.conversations import (
 )
 from studio.core.chat.session import answer_to_sample, answer_to_seed, messages_for
 from studio.core.chat.sources import (
+    ENDPOINT,
     ChatSourceError,
     is_studio_server,
     list_sources,
@@ -666,9 +667,13 @@ class ChatPanel(Panel):
             column.add_turn(turn, user, input_text)
             spec = specs[n]
             studio = is_studio_server(spec.source, self.server_info)
+            # An endpoint that may be a studio server elsewhere: the worker asks it, and sends the Alpaca
+            # input as its own field if so (folded into the text otherwise).
+            maybe_studio = not studio and spec.source.kind == ENDPOINT and any(t.input for t in conv.turns)
             stream = ColumnStream(n, turn, spec.source, self.server_info,
                                   messages_for(conv, n, studio_server=studio), spec,
-                                  client_factory=self.client_factory, parent=self)
+                                  client_factory=self.client_factory, parent=self,
+                                  studio_messages=messages_for(conv, n, studio_server=True) if maybe_studio else None)
             stream.finished.connect(lambda answer, s=stream: self._on_stream_finished(s, answer))
             self.streams[n] = stream
             column.start_stream()

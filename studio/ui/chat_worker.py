@@ -35,10 +35,14 @@ class ColumnStream(QObject):
 
     def __init__(self, column: int, turn: int, source: Any, server: Any, messages: list[dict], spec: Any, *,
                  client_factory: Callable[[Any, Any], tuple[Any, str]] | None = None,
-                 streamer: Callable[..., Any] | None = None, parent: QObject | None = None):
+                 streamer: Callable[..., Any] | None = None, parent: QObject | None = None,
+                 studio_messages: list[dict] | None = None):
         super().__init__(parent)
         self.column, self.turn = column, turn
         self.source, self.server, self.messages, self.spec = source, server, messages, spec
+        # The same turn in the studio server's form (the Alpaca input as its own field), used if the
+        # worker finds that this endpoint is a studio server (asking it may take a second: not on the GUI thread).
+        self.studio_messages = studio_messages
         self._client_factory = client_factory
         self._streamer = streamer
         self._lock = threading.Lock()
@@ -106,6 +110,11 @@ class ColumnStream(QObject):
         def make_client() -> tuple[Any, str]:
             import openai  # noqa: F401 - imported here, off the shared loop, the first time
 
+            if self.studio_messages is not None:
+                from studio.core.chat.sources import is_studio_server
+
+                if is_studio_server(self.source, self.server, probe=True):
+                    self.messages = self.studio_messages
             return client_factory(self.source, self.server)
 
         try:
