@@ -193,27 +193,35 @@ def server_root(url: str) -> str:
     return root.removesuffix("/v1")
 
 
-def fetch_health(url: str, timeout_s: float = 2.0) -> dict:
-    """``GET /health`` of the server at ``url`` (its ``…/v1`` base URL or root); ServeError if it does not answer."""
+def _get_json(url: str, path: str, timeout_s: float) -> tuple[str, object]:
+    """``GET <root><path>`` of the server at ``url`` as parsed JSON (None if the body is not JSON); ServeError
+    with a plain reason when it does not answer."""
     root = server_root(url)
+    busy = f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)"
     try:
-        with urllib.request.urlopen(f"{root}/health", timeout=timeout_s) as response:
+        with urllib.request.urlopen(f"{root}{path}", timeout=timeout_s) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
-        raise ServeError(f"{root}/health answered HTTP {exc.code}: {_error_message(exc)}") from None
+        raise ServeError(f"{root}{path} answered HTTP {exc.code}: {_error_message(exc)}") from None
     except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
-        raise ServeError(f"the server at {root} does not answer ({_reason(reason)}); is it running?") from None
+        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+            raise ServeError(busy) from None
+        raise ServeError(f"the server at {root} does not answer ({_reason(exc.reason)}); is it running?") from None
     except TimeoutError:
-        raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
+        raise ServeError(busy) from None
     except OSError as exc:
         raise ServeError(f"the server at {root} does not answer ({_reason(exc)}); is it running?") from None
     try:
-        health = json.loads(body)
+        return root, json.loads(body)
     except ValueError:
-        raise ServeError(f"{root}/health did not answer JSON: another program may be on that port") from None
+        return root, None
+
+
+def fetch_health(url: str, timeout_s: float = 2.0) -> dict:
+    """``GET /health`` of the server at ``url`` (its ``…/v1`` base URL or root); ServeError if it does not answer."""
+    root, health = _get_json(url, "/health", timeout_s)
+    if health is None:
+        raise ServeError(f"{root}/health did not answer JSON: another program may be on that port")
     if not isinstance(health, dict):
         raise ServeError(f"{root}/health did not answer a JSON object: another program may be on that port")
     return health
@@ -404,24 +412,8 @@ def free_port(host: str = DEFAULT_HOST, preferred: int = DEFAULT_PORT) -> int:
 
 def fetch_models(url: str, timeout_s: float = 2.0) -> list[dict]:
     """``GET /v1/models``: the ``data`` list (each with ``id`` and, for a LoRA module, ``parent``)."""
-    root = server_root(url)
-    try:
-        with urllib.request.urlopen(f"{root}/v1/models", timeout=timeout_s) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        raise ServeError(f"{root}/v1/models answered HTTP {exc.code}: {_error_message(exc)}") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-            raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
-        raise ServeError(f"the server at {root} does not answer ({_reason(exc.reason)}); is it running?") from None
-    except TimeoutError:
-        raise ServeError(f"the server at {root} did not answer within {timeout_s:g} s (busy or stuck)") from None
-    except OSError as exc:
-        raise ServeError(f"the server at {root} does not answer ({_reason(exc)}); is it running?") from None
-    try:
-        data = json.loads(body).get("data")
-    except (ValueError, AttributeError):
-        data = None
+    root, answer = _get_json(url, "/v1/models", timeout_s)
+    data = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(data, list):
         raise ServeError(f"{root}/v1/models did not answer an OpenAI model list: another program may be on that port")
     return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
