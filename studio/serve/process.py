@@ -144,7 +144,8 @@ def _serve(args: argparse.Namespace, catalog: Catalog, info_file: Path | None, s
         print(ready_line(info, network_urls(args.host, port)), flush=True)
 
     log = None if getattr(args, "quiet", False) else request_logger(sys.stderr)
-    app = create_app(engine, ServerState(on_catalog_change=catalog_changed, log=log))
+    app = create_app(engine, ServerState(on_catalog_change=catalog_changed, log=log,
+                                         stream_interval_s=max(0.0, getattr(args, "stream_interval_ms", 25.0)) / 1000))
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=5)
     server = _server_class()(config, on_ready=ready, on_stop=engine.close)
