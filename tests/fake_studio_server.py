@@ -26,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository root holds `studio`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio.core.serving.catalog import ADAPTER, BASE, Catalog, ServedModel, base_model_id  # noqa: E402
+from studio.core.serving.catalog import ADAPTER, BASE, Catalog, ServedModel, adapter_model, base_model_id  # noqa: E402
 from studio.core.serving.server_info import ServerInfo, info_path, remove_info, write_info  # noqa: E402
 
 DEFAULT_REPLY = "Hello from {model}: you said {prompt}."
@@ -88,15 +88,6 @@ class FakeState:
             self.info.catalog = self.catalog
             if self.info_file is not None:
                 write_info(self.info_file, self.info)
-
-
-def _run_id(adapter: Path) -> int | None:
-    """As the real server: the run id from the run's config.json beside its adapter folder."""
-    try:
-        value = json.loads((adapter.parent / "config.json").read_text(encoding="utf-8")).get("run_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None
 
 
 def rss_bytes() -> int:
@@ -178,9 +169,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(400, "lora_name and lora_path are required", "invalid_request_error")
                 return
             catalog = self.state.catalog
-            model = ServedModel(id=name, kind=ADAPTER, parent=catalog.base.id,
-                                prompt_format=str(body.get("prompt_format") or "alpaca"), adapter_path=path,
-                                run_id=_run_id(Path(path)))
+            model = adapter_model(name, path, catalog.base.id, body.get("prompt_format"))  # as the real server
             others = tuple(m for m in catalog.models if m.id != name)
             self.state.catalog = Catalog(catalog.base_model, (*others, model), catalog.skipped)
             self.state.rewrite_info()

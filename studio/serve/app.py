@@ -9,7 +9,6 @@ response) sets the job's cancel event in ``finally``, which stops its generation
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
@@ -25,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio.core.errors import StudioError
 from studio.core.serving import wire
-from studio.core.serving.catalog import ADAPTER, Catalog, ServedModel
+from studio.core.serving.catalog import ADAPTER, Catalog, ServedModel, adapter_model
 from studio.core.serving.render import adds_special_tokens, format_stops, render_chat
 from studio.core.training.prompt_format import PromptFormatError
 from studio.core.training.settings import PROMPT_FORMATS
@@ -198,12 +197,11 @@ def create_app(engine: Engine, state: ServerState | None = None) -> FastAPI:
         if not isinstance(path, str) or not (Path(path) / "adapter_config.json").is_file():
             raise wire.WireError(f"'lora_path' must be a folder with adapter_config.json (got {path!r})",
                                  param="lora_path")
-        fmt = body.get("prompt_format") or _run_prompt_format(Path(path))
-        if fmt not in PROMPT_FORMATS:
+        fmt = body.get("prompt_format")
+        if fmt is not None and fmt not in PROMPT_FORMATS:
             raise wire.WireError(f"unknown prompt_format {fmt!r}; formats: {', '.join(PROMPT_FORMATS)}",
                                  param="prompt_format")
-        served = ServedModel(id=name.strip(), kind=ADAPTER, parent=engine.catalog.base.id, prompt_format=fmt,
-                             adapter_path=str(Path(path).resolve()), run_id=_run_id(Path(path)))
+        served = adapter_model(name.strip(), path, engine.catalog.base.id, fmt)
         try:
             catalog = await asyncio.to_thread(engine.add_adapter, served)
         except StudioError as exc:
@@ -380,21 +378,3 @@ def _merge_text(events: list[tuple]) -> list[tuple]:
         else:
             merged.append(event)
     return merged
-
-
-def _run_prompt_format(adapter: Path) -> str:
-    """The prompt format recorded in the run's config.json beside the adapter folder, else alpaca."""
-    try:
-        data = json.loads((adapter.parent / "config.json").read_text(encoding="utf-8"))
-        fmt = (data.get("settings") or {}).get("prompt_format")
-    except (OSError, ValueError, AttributeError):
-        return "alpaca"
-    return fmt if fmt in PROMPT_FORMATS else "alpaca"
-
-
-def _run_id(adapter: Path) -> int | None:
-    try:
-        value = json.loads((adapter.parent / "config.json").read_text(encoding="utf-8")).get("run_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None

@@ -98,6 +98,22 @@ def no_adapter_hint(run: TrainingRun) -> str:
     return "train it first"
 
 
+def adapter_model(model_id: str, adapter_path: Path | str, parent: str, prompt_format: str | None = None) -> ServedModel:
+    """An adapter folder loaded at run time: its prompt format and run id from the run's ``config.json``
+    beside it (``runs/<id>/adapter`` → ``runs/<id>/config.json``), else ``alpaca`` and none."""
+    from studio.core.training.run_config import RunConfig, RunConfigError
+    from studio.core.training.settings import SettingsError
+
+    path = Path(adapter_path).resolve()
+    try:
+        config = RunConfig.read(path.parent / "config.json")
+        run_format, run_id = config.settings.prompt_format, config.run_id
+    except (RunConfigError, SettingsError):
+        run_format, run_id = "alpaca", None
+    return ServedModel(id=model_id, kind=ADAPTER, parent=parent, prompt_format=prompt_format or run_format,
+                       adapter_path=str(path), run_id=run_id if isinstance(run_id, int) else None)
+
+
 def local_base_folder(base_model: str) -> str:
     """The base model's folder on this machine; a hub id must already be in the cache."""
     from studio.core.training.base_models import HUB, BaseModelError, resolve
