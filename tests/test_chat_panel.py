@@ -386,6 +386,28 @@ def test_a_run_column_offers_to_start_the_server_then_chats_with_it(qtbot, make_
         served.close()
 
 
+def test_a_run_the_server_cannot_load_says_why_in_its_column(qtbot, make_panel, project: Project, tmp_path,
+                                                              monkeypatch) -> None:
+    """A run on another base model: the restart is declined, and the column says so instead of "Loading…"."""
+    trained_run(project, base_folder(tmp_path), name="first")
+    served = ProjectContext(project)
+    try:
+        panel = make_panel(columns=1, on=served, sources=5, before=_serve_with_fake)
+        panel.server_control.start()
+        qtbot.waitUntil(lambda: panel.server_info is not None, timeout=30_000)
+        monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+        trained_run(project, base_folder(tmp_path, "other-base"), name="elsewhere")
+        qtbot.waitUntil(lambda: any(s.model == "elsewhere" for s in panel.sources), timeout=10_000)
+        _pick(panel, 0, "elsewhere")
+        column = panel.columns[0]
+        qtbot.waitUntil(lambda: "not served" in column.notice.text(), timeout=20_000)
+        assert "another base model" in column.notice.text() and "Loading" not in column.notice.text()
+        panel.server_control.stop()
+        qtbot.waitUntil(lambda: panel.server_info is None, timeout=20_000)
+    finally:
+        served.close()
+
+
 def test_ctrl_n_starts_a_new_conversation_keeping_the_models(qtbot, panel: ChatPanel) -> None:
     _send(qtbot, panel, "Something to start with")
     qtbot.waitUntil(lambda: not panel.is_streaming() and panel.conversation.id is not None, timeout=10_000)

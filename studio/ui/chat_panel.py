@@ -433,6 +433,7 @@ class ChatPanel(Panel):
             return
         self.server_control = ServerControl(None, self.jobs, self, horizontal=True)
         self.server_control.state_changed.connect(self._on_server_state)
+        self.server_control.adapter_result.connect(self._on_adapter_result)
         self.server_control.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.server_slot.addWidget(self.server_control)
 
@@ -562,6 +563,19 @@ class ChatPanel(Panel):
         self._check_server_for(column)
         if column in self.columns and not self.is_streaming():
             self._sync_specs()
+
+    def _on_adapter_result(self, run_id: int, why: str) -> None:
+        """After ensure_adapter: the run's columns leave "Loading…" — served, or told why not (and may ask again)."""
+        for column in self.columns:
+            source = column.source()
+            if source is None or source.kind != "run" or source.run_id != run_id:
+                continue
+            if why:
+                column.show_notice(f"{source.label} is not served: {why}")
+            else:
+                self._check_server_for(column)
+        if why:
+            self._ensured = {key for key in self._ensured if key[1] != run_id}
 
     def _check_server_for(self, column: ChatColumn) -> None:
         """Base or run picked: offer to start the server, or load the run into it."""
