@@ -225,8 +225,9 @@ class ExportDialog(QDialog):
 
     def _remove_leftovers(self) -> None:
         """A child killed before it could clean up leaves its temp folder: remove exactly that one."""
-        if self._target is not None and self._pid:
-            shutil.rmtree(self._target.parent / f".{self._target.name}.partial-{self._pid}", ignore_errors=True)
+        if self._target is not None and self._pid:  # gigabytes of merged weights, maybe: not on the GUI thread
+            leftover = self._target.parent / f".{self._target.name}.partial-{self._pid}"
+            self._jobs.submit("Removing a cancelled export's files", shutil.rmtree, leftover, True, quiet=True)
 
     def open_folder(self) -> None:
         if self.result_path is not None:

@@ -464,7 +464,7 @@ class ServerControl(QWidget):
         if self.context is None or self._polling:
             return
         self._polling = True
-        self.jobs.submit("Looking for the model server", _find_running, info_path(self.context.root),
+        self.jobs.submit("Looking for the model server", read_info, info_path(self.context.root),
                          key="serve-find", quiet=True, on_done=self._on_found, on_error=self._on_find_failed)
 
     @_while_alive
@@ -514,7 +514,7 @@ class ServerControl(QWidget):
         self._health = health
         self._show()
         if changed:  # an adapter was loaded or unloaded: its info file says so too
-            self.jobs.submit("Reading the model server's info", _find_running, info_path(self._root()),
+            self.jobs.submit("Reading the model server's info", read_info, info_path(self._root()),
                              key="serve-reread", quiet=True, on_done=self._on_reread)
 
     @_while_alive
@@ -548,7 +548,7 @@ class ServerControl(QWidget):
         if result["status"] in ("loaded", "present"):
             if result["status"] == "loaded":
                 self._note(f"Loaded {result['model']}.")
-            self.jobs.submit("Reading the model server's info", _find_running, info_path(self._root()),
+            self.jobs.submit("Reading the model server's info", read_info, info_path(self._root()),
                              key="serve-reread", quiet=True, on_done=self._on_reread)
             self._poll_health()
             self.adapter_result.emit(run_id, "")
@@ -806,10 +806,6 @@ def _terminate_job(job: ProcessJob, *_args: object) -> None:
     if shiboken6.isValid(job) and job.running:
         job.stop()
         job.process.terminate()
-
-
-def _find_running(path: Path) -> ServerInfo | None:
-    return read_info(path)
 
 
 def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:

@@ -156,11 +156,6 @@ class RunHistory(QTableWidget):
                 return row
         return None
 
-    def select_run(self, run_id: int) -> None:
-        row = self.row_of(run_id)
-        if row is not None:
-            self.selectRow(row)
-
     def current_run(self) -> int | None:
         item = self.item(self.currentRow(), 0) if self.currentRow() >= 0 else None
         return item.data(Qt.ItemDataRole.UserRole) if item is not None and item.isSelected() else None

@@ -592,7 +592,7 @@ class TrainPanel(Panel):
         if already_running:
             self._reattach(run)
         else:
-            self._launch(run)
+            self._launch(run, resume=True)
 
     def _reattach(self, run: TrainingRun) -> None:
         """Follow a run whose job already runs, instead of refusing to start it again."""
@@ -616,7 +616,7 @@ class TrainPanel(Panel):
         self.messages.show_error(f"The run did not start: {message}")
         self._update_buttons()
 
-    def _launch(self, run: TrainingRun) -> None:
+    def _launch(self, run: TrainingRun, resume: bool = False) -> None:
         """Start the job detached (it outlives this window), then follow its events file."""
         argv = self.child_command(run.config_path)
         process = QProcess()
@@ -640,7 +640,7 @@ class TrainPanel(Panel):
         self.tabs.setCurrentIndex(0)  # the curves: what a user watches once a run starts
         self._pending_select = run.id
         self._launching = run.id  # until it is followed: no second Start or Resume meanwhile
-        if _is_resume(run):
+        if resume:
             # The earlier curve is replayed first (a job), then the file is followed from its end.
             self._load(run, follow=True)
         else:
@@ -975,25 +975,11 @@ def level_detail(checks: list[dict[str, Any]]) -> str:
     return "\n".join(f"{c.get('level')}: {c.get('message')}" for c in checks)
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _is_resume(run: TrainingRun) -> bool:
-    try:
-        return bool(json.loads(run.config_path.read_text(encoding="utf-8")).get("resume"))
-    except (OSError, ValueError):
-        return False
 
 
 def _terminate(pid: int, *, kill: bool = False) -> None:
