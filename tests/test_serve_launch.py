@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import studio
+from studio.core.processes import pid_alive
 from studio.core.project import Project
 from studio.core.serving import launch
 from studio.core.serving.catalog import project_catalog
@@ -273,8 +274,8 @@ def test_same_base(project: Project, tmp_path: Path) -> None:
 def test_pid_alive_treats_a_zombie_as_gone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 10
-    while launch.pid_alive(child.pid) and time.monotonic() < deadline:  # exited, not yet reaped: a zombie
+    while pid_alive(child.pid) and time.monotonic() < deadline:  # exited, not yet reaped: a zombie
         time.sleep(0.05)
-    assert not launch.pid_alive(child.pid)
+    assert not pid_alive(child.pid)
     child.wait()
-    assert launch.pid_alive(os.getpid()) and not launch.pid_alive(0)
+    assert pid_alive(os.getpid()) and not pid_alive(0)

@@ -15,8 +15,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
 
+from studio.core.processes import pid_alive
 from studio.core.project import Project  # noqa: E402
-from studio.core.serving import launch  # noqa: E402
 from studio.core.serving.server_info import info_path, read_info  # noqa: E402
 from studio.ui import server_control as sc  # noqa: E402
 from studio.ui.jobs import JobRunner  # noqa: E402
@@ -76,7 +76,7 @@ def test_start_shows_ready_url_memory_and_adapters_then_stop_removes_the_info_fi
     wait_state(qtbot, control, sc.STOPPED)
     assert not info_path(control.context.root).exists()  # the server removed it on SIGTERM
     assert announced == [info, None] and control.url_field.text() == ""
-    assert not launch.pid_alive(info.pid)
+    assert not pid_alive(info.pid)
 
 
 def test_the_shortcut_toggles_and_the_tooltip_names_it(qtbot, control) -> None:
@@ -209,7 +209,7 @@ def test_the_job_runner_shutdown_stops_the_server(qtbot, control) -> None:
     wait_state(qtbot, control, sc.READY)
     pid, info_file = control.info().pid, info_path(control.context.root)
     control.jobs.shutdown()  # what the window's closeEvent does
-    qtbot.waitUntil(lambda: not launch.pid_alive(pid), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not pid_alive(pid), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: not info_file.exists(), timeout=WAIT_MS)
 
 
@@ -266,7 +266,7 @@ def test_deleting_the_widget_stops_the_server_it_started(qtbot, served) -> None:
     wait_state(qtbot, widget, sc.READY)
     pid = widget.info().pid
     widget.deleteLater()  # what a panel does when it rebuilds for another project
-    qtbot.waitUntil(lambda: not launch.pid_alive(pid), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not pid_alive(pid), timeout=WAIT_MS)
     assert not info_path(project.root).exists()
     context.close()
 
@@ -338,7 +338,7 @@ def test_app_quit_terminates_the_server_and_waits_for_it(qtbot, control) -> None
     wait_state(qtbot, control, sc.READY)
     pid, info_file = control.info().pid, info_path(control.context.root)
     QApplication.instance().aboutToQuit.emit()
-    assert not launch.pid_alive(pid) and not info_file.exists()  # already gone when the handler returns
+    assert not pid_alive(pid) and not info_file.exists()  # already gone when the handler returns
 
 
 def test_a_new_project_stops_the_old_projects_server(qtbot, control, tmp_path: Path) -> None:
@@ -351,7 +351,7 @@ def test_a_new_project_stops_the_old_projects_server(qtbot, control, tmp_path: P
         context = ProjectContext(second)
         control.set_context(context)
         assert control.state == sc.STOPPED and announced == [None] and control.info() is None
-        qtbot.waitUntil(lambda: not launch.pid_alive(pid) and not old_info.exists(), timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not pid_alive(pid) and not old_info.exists(), timeout=WAIT_MS)
         assert control.state == sc.STOPPED  # the old server's exit does not touch the new project's state
         control.set_context(None)
         assert not control.toggle_button.isEnabled()

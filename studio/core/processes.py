@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -51,3 +52,30 @@ def _alive_windows(pid: int) -> bool:  # pragma: no cover - Windows only
         return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
     finally:
         kernel32.CloseHandle(handle)
+
+
+def python_child_env(threads: int = 0, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of one of our Python children (training job, model server, export).
+
+    Unbuffered UTF-8 lines (each is an event or a log line read as it comes); the libraries'
+    progress bars and advisories off (their carriage returns are not events); ``threads`` > 0
+    caps OpenMP/MKL (on a busy 2-core machine an uncapped child runs many times slower);
+    ``PYTHONPATH`` names the folder holding ``studio`` so a child started from any folder finds it.
+    """
+    import studio
+
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    if threads > 0:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(int(threads))
+    code_root = str(Path(studio.__file__).resolve().parents[1])
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if code_root not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([code_root, *parts])
+    return env

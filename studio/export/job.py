@@ -85,7 +85,7 @@ def ignore_cancel_signals() -> None:
 
 def remove_stale_partials(out: Path) -> None:
     """``.NAME.partial-PID`` folders beside ``out`` whose process is gone (killed before it could clean up)."""
-    from studio.core.serving.launch import pid_alive
+    from studio.core.processes import pid_alive
 
     for folder in out.parent.glob(f".{out.name}.partial-*"):
         pid = folder.name.rsplit("-", 1)[-1]

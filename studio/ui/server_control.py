@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.processes import pid_alive
 from studio.core.paths import config_dir
 from studio.core.serving import launch
 from studio.core.serving.catalog import Catalog, project_catalog, run_model_id
@@ -418,7 +419,7 @@ class ServerControl(QWidget):
         if job is not self._process or self._ready_cancel.is_set():
             return
         self._wait_error = message
-        if job.running and launch.pid_alive(int(job.process.processId())):  # it timed out: give up on it
+        if job.running and pid_alive(int(job.process.processId())):  # it timed out: give up on it
             self._fail(message)
             self._terminate_own()
         # otherwise the process has exited and _on_server_exit shows its error output
@@ -522,7 +523,7 @@ class ServerControl(QWidget):
         self._polling = False
         if info is not self._info or self.state != READY:
             return
-        if self._adopted and not launch.pid_alive(info.pid):
+        if self._adopted and not pid_alive(info.pid):
             self._forget()
             self._set_state(STOPPED, note="The server has exited.")
             self._announce(None)

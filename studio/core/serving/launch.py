@@ -24,9 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import studio
 from studio.core.errors import StudioError
-from studio.core.processes import pid_alive
+from studio.core.processes import pid_alive, python_child_env
 from studio.core.serving.catalog import (
     ADAPTER,
     BASE_ALIAS,
@@ -101,21 +100,9 @@ def serve_env(threads: int, base: Mapping[str, str] | None = None) -> dict[str, 
     server takes every core); ``PYTHONPATH`` names the folder holding ``studio`` so a child
     started from any folder finds it.
     """
-    env = dict(os.environ if base is None else base)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    env = python_child_env(threads, base)
     env["HF_HUB_OFFLINE"] = "1"  # the server reads the base model where it is, it never downloads
-    env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
     env[PARENT_ENV] = str(os.getpid())  # the server stops itself if this process dies (studio/serve/parent_watch.py)
-    if threads > 0:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = str(int(threads))
-    code_root = str(Path(studio.__file__).resolve().parents[1])
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if code_root not in parts:
-        env["PYTHONPATH"] = os.pathsep.join([code_root, *parts])
     return env
 
 
@@ -530,7 +517,6 @@ __all__ = [
     "load_adapter",
     "load_vllm_adapter",
     "pick_port",
-    "pid_alive",
     "same_base",
     "serve_command",
     "serve_env",

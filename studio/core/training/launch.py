@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import studio
-from studio.core.processes import pid_alive
+from studio.core.processes import pid_alive, python_child_env
 from studio.core.errors import StudioError
 from studio.core.formats import atomic_write_text
 from studio.core.paths import resources_dir
@@ -95,21 +95,7 @@ def child_env(settings: TrainSettings, base: Mapping[str, str] | None = None) ->
     progress bars are off because their carriage returns are not events; ``PYTHONPATH``
     names the folder holding ``studio`` so a child started from any folder finds it.
     """
-    env = dict(os.environ if base is None else base)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
-    env["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
-    if settings.torch_threads > 0:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[name] = str(settings.torch_threads)
-    code_root = str(Path(studio.__file__).resolve().parents[1])
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if code_root not in parts:
-        env["PYTHONPATH"] = os.pathsep.join([code_root, *parts])
-    return env
+    return python_child_env(settings.torch_threads, base)
 
 
 # -- stop and liveness ------------------------------------------------------------------------
