@@ -434,7 +434,7 @@ class ChatColumn(QFrame):
         unless ``forget`` (the project closed); with no choice yet, ``default`` (else the column's n-th model)."""
         wanted = None if forget else keep if keep is not None else self.source()
         self._sources = list(sources)
-        if wanted is not None and not any(_same_source(s, wanted) for s in self._sources):
+        if wanted is not None and not any(s.same_model(wanted) for s in self._sources):
             self._sources.append(wanted)  # a stored conversation's model that is gone: still shown, marked
         self.picker.blockSignals(True)
         try:
@@ -450,7 +450,7 @@ class ChatColumn(QFrame):
                     self.picker.setItemData(row, _source_label(source), Qt.ItemDataRole.ToolTipRole)
                 target = wanted if wanted is not None else default
                 chosen = next((n for n, s in enumerate(self._sources) if target is not None
-                               and _same_source(s, target)), min(self.index, len(self._sources) - 1))
+                               and s.same_model(target)), min(self.index, len(self._sources) - 1))
                 self.picker.setCurrentIndex(chosen)
         finally:
             self.picker.blockSignals(False)
@@ -580,11 +580,6 @@ class ElidingComboBox(QComboBox):
         option.currentText = self.fontMetrics().elidedText(option.currentText, Qt.TextElideMode.ElideRight,
                                                            max(0, room))
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
-
-
-def _same_source(a: object, b: object) -> bool:
-    keys = ("kind", "base_url", "model", "run_id")
-    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
 
 
 KIND_PREFIX = {"endpoint": "Teacher", "base": "Base", "run": "Student"}

@@ -69,11 +69,6 @@ CHAT, ALPACA = "chat", "alpaca"
 STUDIO_KINDS = ("base", "run")  # served by the studio's own server
 
 
-def _same_model(a: object, b: object) -> bool:
-    keys = ("kind", "base_url", "model", "run_id")
-    return all(getattr(a, k, None) == getattr(b, k, None) for k in keys)
-
-
 def _shortcut_text(key: str) -> str:
     return QKeySequence(key).toString(QKeySequence.SequenceFormat.NativeText)
 
@@ -540,9 +535,9 @@ class ChatPanel(Panel):
         """A fresh column's model: the newest conversation's model of that column; else, with the server
         running, the base then the newest runs; else the teachers that answer, then base and runs. A teacher
         whose loopback endpoint no longer answers (an old generation run's local server) comes last."""
-        offered = [s for s in self._last_columns if any(_same_model(s, o) for o in self.sources)]
+        offered = [s for s in self._last_columns if any(s.same_model(o) for o in self.sources)]
         if index < len(offered):
-            return next(o for o in self.sources if _same_model(offered[index], o))
+            return next(o for o in self.sources if offered[index].same_model(o))
         studio = [s for s in self.sources if s.kind == "base"] + [s for s in self.sources if s.kind == "run"]
         teachers = [s for s in self.sources if s.kind not in STUDIO_KINDS]
         live = [s for s in teachers if s.base_url not in self._dead]

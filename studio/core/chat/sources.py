@@ -46,6 +46,11 @@ class ModelSource:
     run_id: int | None = None
     api_key_env: str = ""
 
+    def same_model(self, other: ModelSource) -> bool:
+        """The same model behind it, whatever it is called (labels change when a run is renamed)."""
+        return (self.kind, self.base_url, self.model, self.run_id) == \
+            (other.kind, other.base_url, other.model, other.run_id)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -363,11 +363,6 @@ class TrainingRunRepository:
         )
         return [(sample_id, loss) for sample_id, loss in rows]
 
-    def has_hardest(self, key: int | str) -> bool:
-        run = self.get(key)
-        return self.conn.execute("SELECT 1 FROM training_sample_losses WHERE run_id = ? LIMIT 1",
-                                 (run.id,)).fetchone() is not None
-
     # -- helpers --------------------------------------------------------------------------
     def _row_to_run(self, row: sqlite3.Row) -> TrainingRun:
         data = json.loads(row["config"] or "{}")
