@@ -747,42 +747,18 @@ class ChatPanel(Panel):
                 elif key == "show-sample" and answer.sample_id is not None:
                     self.show_sample(answer.sample_id)
 
-    def _open_panel(self, key: str):
-        """Switch the main window to panel ``key`` and return it (None outside a main window)."""
-        window = self.window()
-        opener = getattr(window, "panel", None)
-        if opener is None:
-            return None
-        try:
-            panel = opener(key)
-        except (ValueError, KeyError):
-            return None
-        keys = [spec.key for spec in getattr(window, "specs", [])]
-        if key in keys and hasattr(window, "nav"):
-            window.nav.setCurrentRow(keys.index(key))
-        return panel
-
     def show_seed(self, seed_id: int) -> None:
         """The Seeds page, with this seed task selected."""
-        seeds = self._open_panel("seeds")
+        seeds = self.open_panel("seeds")
         if seeds is not None and hasattr(seeds, "select_seed"):
             seeds.reload(seed_id)
             seeds.select_seed(seed_id)
 
     def show_sample(self, sample_id: int) -> None:
         """Curate, newest first, with this sample selected."""
-        curate = self._open_panel("curate")
-        if curate is None or not hasattr(curate, "set_filters"):
-            return
-        from studio.core.curation import SampleQuery
-
-        curate.set_filters(SampleQuery(sort="id", descending=True))
-        model = getattr(curate, "model", None)
-        select = getattr(curate, "_select_row", None)
-        if model is not None and select is not None:
-            row = next((r for r in range(min(model.rowCount(), 200)) if model.sample_id(r) == sample_id), None)
-            if row is not None:
-                select(row)
+        curate = self.open_panel("curate")
+        if curate is not None and hasattr(curate, "select_sample"):
+            curate.select_sample(sample_id)
 
     def _answer(self, turn: int, column: int) -> Answer | None:
         turns = self.conversation.turns

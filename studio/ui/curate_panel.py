@@ -135,6 +135,9 @@ class _RowsOf:
         return [ids[row] for top, bottom in self.ranges for row in range(top, min(bottom, len(ids) - 1) + 1)]
 
 
+FIRST_PAGE_ROWS = 200  # where select_sample looks
+
+
 class CuratePanel(Panel):
     title = "Curate"
     icon = "curate.svg"
@@ -639,6 +642,15 @@ class CuratePanel(Panel):
         self.hardest_button.setText(f"Hardest of run #{run_id} ✕")
         self.hardest_button.show()
         self.set_filters(SampleQuery(hardest_run=run_id))
+
+    def select_sample(self, sample_id: int) -> None:
+        """Show every sample, newest first, with this one selected. A sample just sent here is on the first
+        page; only that page is searched (the model reads pages lazily: no 52K-row scan on the GUI thread)."""
+        self.set_filters(SampleQuery(sort="id", descending=True))
+        first_page = range(min(self.model.rowCount(), FIRST_PAGE_ROWS))
+        row = next((r for r in first_page if self.model.sample_id(r) == sample_id), None)
+        if row is not None:
+            self._select_row(row)
 
     def clear_hardest_run(self) -> None:
         self._query = replace(self._query, hardest_run=None, sort="id", descending=False)

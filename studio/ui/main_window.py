@@ -435,6 +435,12 @@ class MainWindow(QMainWindow):
     def panel(self, key: str) -> Panel:
         return self._ensure_panel([spec.key for spec in self.specs].index(key))
 
+    def show_panel(self, key: str) -> Panel:
+        """Switch to panel ``key`` (built on first visit) and return it: how one panel leads to another."""
+        panel = self.panel(key)
+        self.nav.setCurrentRow([spec.key for spec in self.specs].index(key))
+        return panel
+
     # -- look and feel ------------------------------------------------------------------------
     def set_theme(self, name: str) -> None:
         self.settings.setValue("theme", name)

@@ -54,6 +54,16 @@ class Panel(QWidget):
     def shutdown(self) -> None:
         """The window is closing: cancel work and return at once (never wait for a thread)."""
 
+    def open_panel(self, key: str) -> Panel | None:
+        """Switch the main window to panel ``key`` and return it (None outside a window, or no such panel)."""
+        show = getattr(self.window(), "show_panel", None)
+        if show is None:
+            return None
+        try:
+            return show(key)
+        except ValueError:  # not registered (a plugin's panel that is off)
+            return None
+
 
 @dataclass(frozen=True)
 class PanelSpec:

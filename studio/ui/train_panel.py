@@ -921,19 +921,9 @@ class TrainPanel(Panel):
 
     def open_in_curate(self, run_id: int) -> None:
         """Show the Curate panel filtered to this run's scored samples, worst first (when in a window)."""
-        window = self.window()
-        opener = getattr(window, "panel", None)
-        if opener is None:
-            return
-        try:
-            curate = opener("curate")
-        except (ValueError, KeyError):
-            return
-        if hasattr(curate, "show_hardest_run"):
+        curate = self.open_panel("curate")
+        if curate is not None and hasattr(curate, "show_hardest_run"):
             curate.show_hardest_run(run_id)
-        specs = [spec.key for spec in getattr(window, "specs", [])]
-        if "curate" in specs and hasattr(window, "nav"):
-            window.nav.setCurrentRow(specs.index("curate"))
 
     # -- state -------------------------------------------------------------------------------------
     def _selected_run(self) -> TrainingRun | None:
