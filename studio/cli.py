@@ -944,6 +944,99 @@ def _model_parsers(commands: argparse._SubParsersAction) -> None:
     add_export_arguments(export)
     _project_arg(export)
     export.set_defaults(handler=cmd_export)
+    _eval_parsers(commands)
+
+
+def _eval_handler(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler imported when the command runs, so ``--help`` imports no evaluation code."""
+
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args)
+
+    return handler
+
+
+def _eval_parsers(commands: argparse._SubParsersAction) -> None:
+    """``eval prompts import|list``, ``eval run``, ``eval results``, ``eval export``, ``eval lost``."""
+    ev = commands.add_parser("eval", help="blind pairwise evaluation: prompt sets, answers, an LLM judge, results")
+    ev_commands = ev.add_subparsers(title="eval commands", metavar="ACTION", required=True)
+    spec_help = "URL#MODEL (any OpenAI-compatible endpoint), run:RUN (a trained run) or base (the studio's base model)"
+
+    prompts = ev_commands.add_parser("prompts", help="evaluation-only prompt sets")
+    p_commands = prompts.add_subparsers(title="prompt set commands", metavar="ACTION", required=True)
+    p_import = p_commands.add_parser(
+        "import", help="import a prompt set (self-instruct JSONL, Alpaca JSON, JSONL of prompt or messages)",
+        description="The prompts become evaluation-only: Generate and Train refuse them.")
+    p_import.add_argument("file", type=Path, metavar="FILE")
+    p_import.add_argument("--name", help="the set's name (default: the file's name)")
+    p_import.add_argument("--json", action="store_true", help="print the new set as JSON")
+    _project_arg(p_import)
+    p_import.set_defaults(handler=_eval_handler("studio.core.evaluation.prompt_cli", "cmd_prompts_import"))
+    p_split = p_commands.add_parser("from-snapshot", help="a snapshot's validation split as a prompt set")
+    p_split.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot name or id")
+    p_split.add_argument("--name", help="the set's name (default: <snapshot>-validation)")
+    p_split.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
+                         help="the training setting validation_fraction (default 0.05)")
+    p_split.add_argument("--max-val", type=int, default=1000, metavar="N",
+                         help="the training setting max_validation_samples (default 1000)")
+    p_split.add_argument("--seed", type=int, default=42, help="the training setting seed (default 42)")
+    p_split.add_argument("--json", action="store_true", help="print the new set as JSON")
+    _project_arg(p_split)
+    p_split.set_defaults(handler=_eval_handler("studio.core.evaluation.prompt_cli", "cmd_prompts_from_snapshot"))
+    p_list = p_commands.add_parser("list", help="the prompt sets, with their sizes and hashes")
+    p_list.add_argument("--json", action="store_true", help="print JSON records")
+    _project_arg(p_list)
+    p_list.set_defaults(handler=_eval_handler("studio.core.evaluation.prompt_cli", "cmd_prompts_list"))
+
+    run = ev_commands.add_parser(
+        "run", help="answer a prompt set with two systems and let a judge compare them in both orders",
+        description="Answers and verdicts are cached: a rerun pays only for what is missing. run:RUN and base are "
+                    "answered by the project's own server, started for the run when none is running. Keys come "
+                    "from the keyring or the environment, as in Generate.")
+    run.add_argument("--prompts", required=True, metavar="NAME", help="the prompt set (name or id)")
+    run.add_argument("--a", required=True, metavar="SPEC", help=f"system A: {spec_help}")
+    run.add_argument("--b", required=True, metavar="SPEC", help=f"system B: {spec_help}")
+    run.add_argument("--judge", metavar="SPEC", help="the judge, URL#MODEL (default: no judge, answers only)")
+    run.add_argument("--template", type=Path, metavar="FILE",
+                     help="a pairwise judge template ({instruction} {input} {answer_a} {answer_b})")
+    run.add_argument("--max-tokens", type=_at_least_one, default=512, metavar="N", help="most tokens per answer")
+    run.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature of answers")
+    run.add_argument("--concurrency", type=_at_least_one, default=32, metavar="N", help="requests in flight")
+    run.add_argument("--budget", type=_positive_float, metavar="USD",
+                     help="hard cap on the spend of answers and judgments together")
+    run.add_argument("--name", help="a name for the evaluation")
+    run.add_argument("--api-key-env", metavar="VAR", help="environment variable with the endpoints' key")
+    run.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _project_arg(run)
+    run.set_defaults(handler=_eval_handler("studio.core.evaluation.cli_support", "cmd_eval_run"))
+
+    results = ev_commands.add_parser("results", help="an evaluation's result (default: list the evaluations)")
+    results.add_argument("evaluation", nargs="?", metavar="ID", help="evaluation id")
+    results.add_argument("--human", action="store_true", help="the blind human votes instead of the judge")
+    results.add_argument("--json", action="store_true", help="print JSON")
+    _project_arg(results)
+    results.set_defaults(handler=_eval_handler("studio.core.evaluation.cli_support", "cmd_eval_results"))
+
+    export = ev_commands.add_parser("export", help="write an evaluation's result and per-prompt rows (.json or .csv)")
+    export.add_argument("evaluation", metavar="ID", help="evaluation id")
+    export.add_argument("path", type=Path, metavar="PATH", help="a .json or .csv file")
+    export.add_argument("--human", action="store_true", help="the blind human votes instead of the judge")
+    _project_arg(export)
+    export.set_defaults(handler=_eval_handler("studio.core.evaluation.cli_support", "cmd_eval_export"))
+
+    lost = ev_commands.add_parser("lost", help="the prompts a system lost; --to-seeds makes seed tasks of them")
+    lost.add_argument("evaluation", metavar="ID", help="evaluation id")
+    lost.add_argument("--system", default="a", metavar="S",
+                      help="the student: a, b, a system's index or label (default a)")
+    lost.add_argument("--to-seeds", action="store_true",
+                      help="make each lost prompt a seed task with the winning answer as its output")
+    lost.add_argument("--nearest", type=int, default=0, metavar="K",
+                      help="also list the K training samples nearest to each lost prompt (ROUGE-L)")
+    lost.add_argument("--json", action="store_true", help="print JSON")
+    _project_arg(lost)
+    lost.set_defaults(handler=_eval_handler("studio.core.evaluation.lost_cli", "cmd_eval_lost"))
 
 
 def _format_choices() -> list[str]:

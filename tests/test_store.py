@@ -28,7 +28,7 @@ def test_new_project_has_folders_latest_schema_wal_and_foreign_keys(tmp_path: Pa
         assert project.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         tables = {r[0] for r in project.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"seed_tasks", "samples", "generation_runs", "snapshots", "snapshot_items",
-                "training_runs", "comparisons"} <= tables
+                "training_runs", "evaluations", "eval_prompt_sets", "eval_votes"} <= tables
 
 
 def test_open_missing_project_says_how_to_create_one(tmp_path: Path) -> None:

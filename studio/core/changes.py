@@ -17,11 +17,14 @@ SAMPLES = "samples"
 GENERATION_RUNS = "generation_runs"
 SNAPSHOTS = "snapshots"
 TRAINING_RUNS = "training_runs"
-COMPARISONS = "comparisons"
+COMPARISONS = "comparisons"  # human votes of a blind comparison
 VIEWS = "views"  # saved Curate views
 TRASH = "trash"  # deleted samples that can still be restored
 CONVERSATIONS = "conversations"  # saved Chat conversations
-KINDS = (SEEDS, SAMPLES, GENERATION_RUNS, SNAPSHOTS, TRAINING_RUNS, COMPARISONS, VIEWS, TRASH, CONVERSATIONS)
+PROMPT_SETS = "prompt_sets"  # evaluation-only prompt sets
+EVALUATIONS = "evaluations"  # evaluations, their answers and judge verdicts
+KINDS = (SEEDS, SAMPLES, GENERATION_RUNS, SNAPSHOTS, TRAINING_RUNS, COMPARISONS, VIEWS, TRASH, CONVERSATIONS,
+         PROMPT_SETS, EVALUATIONS)
 
 Listener = Callable[[frozenset[str]], None]
 

@@ -19,6 +19,9 @@ from studio.core.changes import ChangeFeed
 from studio.core.chat.conversations import ConversationRepository
 from studio.core.curation import CurationRepository
 from studio.core.errors import ProjectError, ProjectLockedError
+from studio.core.evaluation.prompt_sets import PromptSetRepository
+from studio.core.evaluation.store import EvaluationRepository
+from studio.core.evaluation.votes import VoteRepository
 from studio.core.generation.repository import GenerationRepository
 from studio.core.samples import SampleRepository
 from studio.core.seeds import SeedRepository
@@ -49,6 +52,9 @@ class Project:
         self.generation = GenerationRepository(conn, self.changes)
         self.training = TrainingRunRepository(conn, root, self.changes)
         self.conversations = ConversationRepository(conn, self.changes)
+        self.prompt_sets = PromptSetRepository(conn, root, self.changes)
+        self.evaluations = EvaluationRepository(conn, self.changes)
+        self.votes = VoteRepository(conn, self.changes)
 
     # -- opening and closing -------------------------------------------------------------
     @classmethod

@@ -349,6 +349,121 @@ V7_CONVERSATIONS = """
 """
 
 
+# Evaluation (issue 11). Prompt sets are evaluation-only: their prompt_hash (normalised
+# instruction + input) is what the Generate and Train paths check against. A prompt sent to the
+# seeds leaves its set (released_at/released_to) instead of being deleted, so old results still
+# name it. Answers are a cache keyed by (system, prompt, settings): a rerun or a new judge never
+# pays for the same answer twice; judgments are a cache keyed by (judge, first answer, second
+# answer), one row per order. An evaluation records its systems, prompts and judge as JSON so it
+# can be repeated. Human votes record the left/right order they were shown in. The V1
+# ``comparisons`` table never held a row; it is replaced by these.
+V8_EVALUATION = """
+        DROP TABLE comparisons;
+        CREATE TABLE eval_prompt_sets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL DEFAULT '',          -- the imported file, or 'snapshot:<id>'
+            content_hash TEXT NOT NULL,               -- of its active prompts, in order
+            meta TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(meta)),
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE eval_prompts (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES eval_prompt_sets(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            ext_id TEXT,
+            instruction TEXT NOT NULL,
+            input TEXT NOT NULL DEFAULT '',
+            reference TEXT NOT NULL DEFAULT '',       -- a reference answer when the file has one
+            category TEXT NOT NULL DEFAULT '',
+            messages TEXT CHECK (messages IS NULL OR json_valid(messages)),  -- chat prompts: the messages
+            prompt_hash TEXT NOT NULL,
+            released_at REAL,                         -- left the set (e.g. sent to the seeds)
+            released_to TEXT,
+            UNIQUE (set_id, prompt_hash)
+        );
+        CREATE INDEX eval_prompts_by_hash ON eval_prompts(prompt_hash);
+        CREATE INDEX eval_prompts_by_set ON eval_prompts(set_id, position);
+
+        CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL DEFAULT '',
+            set_id INTEGER REFERENCES eval_prompt_sets(id) ON DELETE SET NULL,
+            set_hash TEXT NOT NULL,
+            prompt_ids TEXT NOT NULL CHECK (json_valid(prompt_ids)),
+            systems TEXT NOT NULL CHECK (json_valid(systems)),
+            judge TEXT CHECK (judge IS NULL OR json_valid(judge)),
+            settings TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(settings)),
+            status TEXT NOT NULL DEFAULT 'created',
+            error TEXT NOT NULL DEFAULT '',
+            cost REAL NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        );
+
+        CREATE TABLE eval_answers (
+            id INTEGER PRIMARY KEY,
+            system_key TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            settings_hash TEXT NOT NULL,
+            text TEXT NOT NULL,
+            finish_reason TEXT,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            latency_s REAL,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            UNIQUE (system_key, prompt_hash, settings_hash)
+        );
+
+        CREATE TABLE eval_judgments (
+            id INTEGER PRIMARY KEY,
+            judge_key TEXT NOT NULL,
+            first_answer INTEGER NOT NULL REFERENCES eval_answers(id) ON DELETE CASCADE,
+            second_answer INTEGER NOT NULL REFERENCES eval_answers(id) ON DELETE CASCADE,
+            verdict TEXT NOT NULL CHECK (verdict IN ('first', 'second', 'tie', 'unreadable')),
+            raw TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0,
+            latency_s REAL,
+            created_at REAL NOT NULL,
+            UNIQUE (judge_key, first_answer, second_answer)
+        );
+
+        CREATE TABLE eval_votes (
+            id INTEGER PRIMARY KEY,
+            evaluation_id INTEGER NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+            prompt_id INTEGER NOT NULL,
+            system_a INTEGER NOT NULL,                -- indexes into the evaluation's systems
+            system_b INTEGER NOT NULL,
+            left_is_a INTEGER NOT NULL,               -- the random order it was shown in
+            verdict TEXT CHECK (verdict IS NULL OR verdict IN ('a', 'b', 'tie', 'both_bad', 'skip')),
+            decided_at REAL,
+            UNIQUE (evaluation_id, prompt_id, system_a, system_b)
+        );
+
+        -- Lineage: the seed tasks made from an evaluation's lost prompts.
+        CREATE TABLE seed_origins (
+            seed_id INTEGER PRIMARY KEY REFERENCES seed_tasks(id) ON DELETE CASCADE,
+            evaluation_id INTEGER,
+            prompt_id INTEGER,
+            system TEXT NOT NULL DEFAULT '',          -- the system whose answer became the output
+            created_at REAL NOT NULL
+        );
+        -- The training samples nearest to an evaluation's lost prompts (Curate's filter).
+        CREATE TABLE eval_nearest (
+            evaluation_id INTEGER NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+            sample_id INTEGER NOT NULL,
+            prompt_id INTEGER NOT NULL,
+            score REAL NOT NULL,
+            PRIMARY KEY (evaluation_id, sample_id)
+        ) WITHOUT ROWID;
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
     Migration(2, "generation requests and rejected candidates", V2_GENERATION),
@@ -357,6 +472,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "a trash for deleted samples that survives restarts", V5_TRASH),
     Migration(6, "training runs: progress, errors, event offsets; per-sample losses", V6_TRAINING),
     Migration(7, "saved chat conversations", V7_CONVERSATIONS),
+    Migration(8, "evaluation: prompt sets, answers, judgments, votes, seed lineage", V8_EVALUATION),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

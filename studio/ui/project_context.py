@@ -32,6 +32,8 @@ class ProjectContext(QObject):
     views_changed = Signal()
     trash_changed = Signal()
     conversations_changed = Signal()
+    prompt_sets_changed = Signal()
+    evaluations_changed = Signal()
     problem = Signal(str)  # something the user must read (a failed undo...): the window's message area shows it
 
     _published = Signal(object)  # internal: feed listener (any thread) -> GUI thread, queued by Qt
@@ -55,6 +57,8 @@ class ProjectContext(QObject):
             changes.VIEWS: self.views_changed,
             changes.TRASH: self.trash_changed,
             changes.CONVERSATIONS: self.conversations_changed,
+            changes.PROMPT_SETS: self.prompt_sets_changed,
+            changes.EVALUATIONS: self.evaluations_changed,
         }
 
     # -- facts -----------------------------------------------------------------------------
