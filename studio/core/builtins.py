@@ -69,7 +69,11 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "gguf", "target": "studio.core.exporting:GGUF_EXPORTER", "title": "GGUF (llama.cpp, Ollama)",
          "help": "One GGUF file (f16, bf16, q8_0; q4_k_m with llama-cpp-python) plus an Ollama Modelfile."},
     ],
-    "judges": [],
+    # -- judges: a studio.core.evaluation.judge.Judge (reads a pairwise verdict from an LLM's answer) ---
+    "judges": [
+        {"key": "pairwise", "target": "studio.core.evaluation.judge:PAIRWISE_JUDGE", "title": "LLM judge, pairwise",
+         "help": "An LLM compares two answers in both orders and names the better ([[A]], [[B]] or [[C]] for a tie)."},
+    ],
     # -- panels: a studio.ui.panels.Panel subclass (imported by the UI only, on first visit) ---------
     "panels": [
         {"key": "seeds", "target": "studio.ui.seeds_panel:SeedsPanel", "title": "Seeds", "icon": "seeds.svg"},
@@ -78,5 +82,7 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "curate", "target": "studio.ui.curate_panel:CuratePanel", "title": "Curate", "icon": "curate.svg"},
         {"key": "train", "target": "studio.ui.train_panel:TrainPanel", "title": "Train", "icon": "train.svg"},
         {"key": "chat", "target": "studio.ui.chat_panel:ChatPanel", "title": "Chat", "icon": "chat.svg"},
+        {"key": "evaluate", "target": "studio.ui.evaluate_panel:EvaluatePanel", "title": "Evaluate",
+         "icon": "evaluate.svg"},
     ],
 }
