@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from studio.core.chat.sources import list_sources
-from studio.core.evaluation.model import BASE, ENDPOINT, RUN, EvaluationError, SystemSpec
+from studio.core.evaluation.model import (
+    BASE,
+    ENDPOINT,
+    RUN,
+    EvaluationError,
+    SystemSpec,
+)
 from studio.core.evaluation.systems import (
     StudioServerLease,
     adapter_fingerprint,
@@ -142,7 +148,7 @@ def test_the_lease_starts_a_server_only_when_needed_and_stops_only_its_own(proje
         client, model = client_factory(project.root, None)(specs[0])  # found through the info file
         assert model == "student"
         assert client.complete_sync("Hi.", max_tokens=32).text.startswith("Hello from student")
-        base_client, base_model = client_factory(project.root, info)(specs[1])
+        _, base_model = client_factory(project.root, info)(specs[1])
         assert base_model == "tiny-base"
         # a second lease (another eval meanwhile) uses the running server and leaves it running
         with StudioServerLease(project.root, specs, program=fake_program()) as again:

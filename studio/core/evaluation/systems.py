@@ -22,14 +22,30 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from studio.core.chat.sources import ENDPOINT_ROLE, STUDIO_ROLE, ModelSource, endpoint_label
 from studio.core.chat.sources import BASE as SOURCE_BASE
 from studio.core.chat.sources import ENDPOINT as SOURCE_ENDPOINT
+from studio.core.chat.sources import (
+    ENDPOINT_ROLE,
+    STUDIO_ROLE,
+    ModelSource,
+    endpoint_label,
+)
 from studio.core.chat.sources import RUN as SOURCE_RUN
 from studio.core.errors import StudioError
-from studio.core.evaluation.model import BASE, ENDPOINT, RUN, EvaluationError, SystemSpec
+from studio.core.evaluation.model import (
+    BASE,
+    ENDPOINT,
+    RUN,
+    EvaluationError,
+    SystemSpec,
+)
 from studio.core.llm.keys import DEFAULT_KEY_ENV
-from studio.core.serving.catalog import ADAPTER, base_model_id, no_adapter_hint, run_model_id
+from studio.core.serving.catalog import (
+    ADAPTER,
+    base_model_id,
+    no_adapter_hint,
+    run_model_id,
+)
 from studio.core.serving.server_info import ServerInfo, info_path, live_server
 
 if TYPE_CHECKING:
