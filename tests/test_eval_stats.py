@@ -19,6 +19,7 @@ from studio.core.evaluation.stats import (
     position_consistency,
     summarise,
     wilson_interval,
+    win_rate_text,
 )
 
 
@@ -36,6 +37,8 @@ def test_wilson_interval_matches_alpacas_90_vs_89_computed_by_hand():
     low, high = wilson_interval(90, 179)
     assert low == pytest.approx(centre - half, abs=1e-12)
     assert high == pytest.approx(centre + half, abs=1e-12)
+    # The same by hand on paper: centre 0.502734, half-width 0.072473.
+    assert (low, high) == (pytest.approx(0.430262, abs=1e-6), pytest.approx(0.575207, abs=1e-6))
     assert (round(low, 3), round(high, 3)) == (0.430, 0.575)  # STACK.md: about 43–57 %
     # Edges: nothing counted is undefined; all wins stays inside [0, 1].
     assert wilson_interval(0, 0) == (None, None)
@@ -50,6 +53,7 @@ def test_summarise_alpaca_counts_with_ties():
     assert (pair.ci_low, pair.ci_high) == wilson_interval(90, 179)
     assert pair.win_rate_a_ties_half == pytest.approx((90 + 73 / 2) / 252)
     assert result.ci_method == "wilson" and result.ranking is None
+    assert win_rate_text(pair) == "50.3 % (43.0–57.5 %, Wilson 95 %)"
     # Equal lengths everywhere: nothing to control for, so LC is the ties-half rate.
     assert pair.lc_win_rate_a == pytest.approx(pair.win_rate_a_ties_half, abs=1e-3)
     assert not pair.length_bias
@@ -111,6 +115,7 @@ def test_all_inconsistent_outcomes_give_no_wins_and_no_win_rate():
     pair = summarise(outcomes, ["A", "B"]).first
     assert (pair.wins_a, pair.wins_b, pair.ties, pair.inconsistent) == (0, 0, 40, 40)
     assert pair.win_rate_a is None and pair.ci_low is None and pair.ci_high is None
+    assert win_rate_text(pair) == "no decisive judgment"
     assert pair.win_rate_a_ties_half == 0.5
     assert pair.position_consistency == 0.0 and pair.judged_both_orders == 40
     data = json.loads(json.dumps(summarise(outcomes, ["A", "B"]).to_dict()))

@@ -20,31 +20,15 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from studio.core.evaluation.stats import LENGTH_BIAS_THRESHOLD, EvalResult, PairResult, RankRow
+from studio.core.evaluation.stats import (
+    LENGTH_BIAS_THRESHOLD, EvalResult, PairResult, RankRow, interval_text, percent,
+)
 from studio.ui.data_shape_widget import _ThemedPlot, _use_app_palette
 from studio.ui.theme import colors
 
 JUDGE_COLOUR, LC_COLOUR, HUMAN_COLOUR = "#4c78a8", "#f58518", "#54a24b"
 MAX_CATEGORIES = 15  # a plot of 70 bars (Self-Instruct's apps) reads as noise: the largest ones
 _DASH = pg.mkPen("#888888", width=1, style=Qt.PenStyle.DashLine)
-
-
-def percent(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{100 * value:.{digits}f} %"
-
-
-def interval_text(pair: PairResult) -> str:
-    """``(43.0–57.5 %, Wilson 95 %)``, or why there is no rate."""
-    if pair.win_rate_a is None:
-        return "no decisive judgment" if pair.n else "no outcomes"
-    return f"({100 * pair.ci_low:.1f}–{100 * pair.ci_high:.1f} %, Wilson 95 %)"
-
-
-def rate_text(pair: PairResult) -> str:
-    """``50.3 % (43.0–57.5 %, Wilson 95 %)``, or why there is no rate."""
-    if pair.win_rate_a is None:
-        return interval_text(pair)
-    return f"{percent(pair.win_rate_a)} {interval_text(pair)}"
 
 
 def length_bias_text(pair: PairResult) -> str:

@@ -381,6 +381,25 @@ class EvalResult:
                    meta=dict(data.get("meta", {})))
 
 
+def percent(value: float | None, digits: int = 1) -> str:
+    """``0.503`` → ``50.3 %``; None → ``—``."""
+    return "—" if value is None else f"{100 * value:.{digits}f} %"
+
+
+def interval_text(pair: PairResult) -> str:
+    """``(43.0–57.5 %, Wilson 95 %)``, or why there is no win rate (no decisive judgment, no outcomes)."""
+    if pair.win_rate_a is None:
+        return "no decisive judgment" if pair.n else "no outcomes"
+    return f"({100 * pair.ci_low:.1f}–{100 * pair.ci_high:.1f} %, Wilson 95 %)"
+
+
+def win_rate_text(pair: PairResult) -> str:
+    """``50.3 % (43.0–57.5 %, Wilson 95 %)``: the one wording of a win rate, for the CLI and the GUI alike."""
+    if pair.win_rate_a is None:
+        return interval_text(pair)
+    return f"{percent(pair.win_rate_a)} {interval_text(pair)}"
+
+
 def _counts(outcomes: Sequence[Outcome]) -> dict:
     """n, wins, ties and the decisive win rate with its Wilson interval (a category's row, a pair's core)."""
     wins_a = sum(o.winner == A_WINS for o in outcomes)
