@@ -35,7 +35,7 @@ def length_bias_text(pair: PairResult) -> str:
     raw, lc = pair.win_rate_a_ties_half, pair.lc_win_rate_a
     return (f"▲ Length bias: {pair.system_a}'s win rate with ties as half is {percent(raw)}, but at equal "
             f"answer length (the length-controlled rate) it is {percent(lc)}, {abs(raw - lc) * 100:.0f} points "
-            f"apart (flagged from {LENGTH_BIAS_THRESHOLD * 100:.0f}). The judge may be rewarding longer answers "
+            f"apart (the flag is raised at {LENGTH_BIAS_THRESHOLD * 100:.0f}). The judge may be rewarding longer answers "
             "rather than better ones: read the length-controlled rate, or tell the judge's template to ignore length.")
 
 
