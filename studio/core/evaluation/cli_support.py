@@ -22,8 +22,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from studio.core.errors import StudioError
 from studio.core.evaluation.model import (
+    ANSWERING,
     ENDPOINT,
     FAILED,
+    JUDGING,
     STOPPED,
     AnswerSettings,
     EvalSettings,
@@ -82,9 +84,9 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
                             concurrency=int(getattr(args, "concurrency", 32) or 32),
                             budget_usd=getattr(args, "budget", None))
     # A bad spec, an unknown run or an untrained one fails here, before a server is started.
-    resolve_systems(project, specs, server=live_server(info_path(project.root)))
+    specs = resolve_systems(project, specs, server=live_server(info_path(project.root)))
     with StudioServerLease(project.root, specs, out=err) as server:
-        systems = resolve_systems(project, specs, server=server)
+        systems = resolve_systems(project, specs, server=server)  # base: the base the server holds
         evaluation = project.evaluations.create(
             set_id=prompt_set.id, set_hash=prompt_set.content_hash, prompt_ids=[p.id for p in prompts],
             systems=systems, judge=judge, settings=settings, name=getattr(args, "name", None) or "")
@@ -157,9 +159,9 @@ def _describe_estimate(project: Project, evaluation: Evaluation) -> str:
 
 
 def _run_line(result: Any) -> str:
-    return (f"{result.status}: {result.answers} answers ({result.cached_answers} cached), "
-            f"{result.judgments} judgments ({result.cached_judgments} cached), {result.errors} errors, "
-            f"cost ${result.cost:.4f}")
+    return (f"{result.status}: fetched {result.answers} answers and {result.judgments} verdicts "
+            f"({result.cached_answers} answers and {result.cached_judgments} verdicts from the cache), "
+            f"{result.errors} errors, cost ${result.cost:.4f}")
 
 
 def _run_engine(project: Project, evaluation_id: int, clients: Any, judge_client: LLMClient | None,
@@ -202,16 +204,20 @@ class _CtrlCStops:
 
 
 class ProgressLine:
-    """Engine progress on stderr: one redrawn line on a terminal (at most 5 a second), else a line each ~10 %."""
+    """Engine progress on stderr: one redrawn line on a terminal (at most 5 a second); into a file or pipe a
+    line each ~10 % (at most one a second, besides each phase's first and last line and any new message)."""
 
     def __init__(self, stream: IO[str]):
         self._stream = stream
         self._tty = bool(getattr(stream, "isatty", lambda: False)())
         self._last = 0.0
         self._step: tuple[str, int] | None = None  # (phase, tenth) last written to a file
+        self._message = ""
         self._lock = threading.Lock()  # progress may come from the engine's worker thread
 
     def __call__(self, progress: Any) -> None:
+        if progress.phase not in (ANSWERING, JUDGING):  # the end: the caller prints the run's summary line
+            return
         total = max(0, int(progress.total))
         done = min(int(progress.done), total) if total else int(progress.done)
         text = (f"{progress.phase}: {done}/{total} ({progress.cached} cached, {progress.errors} errors), "
@@ -228,9 +234,12 @@ class ProgressLine:
                 self._stream.flush()
                 return
             tenth = (10 * done) // total if total else 0
-            if self._step == (progress.phase, tenth):
+            now = time.monotonic()
+            edge = done in (0, total)  # a phase's first and last line are always written
+            news = bool(progress.message) and progress.message != self._message
+            if not news and (self._step == (progress.phase, tenth) or (not edge and now - self._last < 1.0)):
                 return
-            self._step = (progress.phase, tenth)
+            self._step, self._last, self._message = (progress.phase, tenth), now, progress.message
             print(text, file=self._stream, flush=True)
 
     def note(self, text: str) -> None:
@@ -293,34 +302,37 @@ def evaluation_result(project: Project, evaluation: Evaluation, *,
     no judged outcomes: its result counts nothing (n = 0) but still gives the answers' lengths.
     """
     from studio.core.evaluation.engine import outcomes as judge_outcomes_of
-    from studio.core.evaluation.stats import summarise
+    from studio.core.evaluation.engine import prompt_rows
+    from studio.core.evaluation.stats import agreement, summarise
 
     labels = [s.label for s in evaluation.systems]
-    answered = judge_outcomes_of(project, evaluation)
-    judged = answered if evaluation.judge is not None else []
+    judged = judge_outcomes_of(project, evaluation)  # none without a judge
     votes = project.votes.outcomes(evaluation)
     result = summarise(votes if human else judged, labels)
+    answered = None
     if not human and evaluation.judge is None:
-        _lengths_only(result, answered)
-    result.meta.update(_meta(project, evaluation, human=human, answered=len({o.prompt_id for o in answered})))
+        rows = prompt_rows(project, evaluation, [])
+        _lengths_only(result, rows)
+        answered = len({row["prompt_id"] for row in rows})
+    result.meta.update(_meta(project, evaluation, human=human))
+    if answered is not None:
+        result.meta["prompts_answered"] = answered
     if not human and votes and judged:
-        from studio.core.evaluation.stats import agreement
-
         share, n = agreement(judged, votes)
         result.meta["agreement_with_human"] = {"share": share, "n": n}
-    return result, answered, votes
+    return result, judged, votes
 
 
-def _lengths_only(result: EvalResult, answered: Sequence[Outcome]) -> None:
+def _lengths_only(result: EvalResult, rows: Sequence[dict]) -> None:
     """Answers without a judge: no verdicts, but each pair's average answer lengths are still known."""
     for pair in result.pairs:
-        rows = [o for o in answered if (o.system_a, o.system_b) == (pair.index_a, pair.index_b)]
-        if rows:
-            pair.avg_len_a = sum(o.len_a for o in rows) / len(rows)
-            pair.avg_len_b = sum(o.len_b for o in rows) / len(rows)
+        mine = [row for row in rows if (row["system_a"], row["system_b"]) == (pair.index_a, pair.index_b)]
+        if mine:
+            pair.avg_len_a = sum(row["len_a"] for row in mine) / len(mine)
+            pair.avg_len_b = sum(row["len_b"] for row in mine) / len(mine)
 
 
-def _meta(project: Project, evaluation: Evaluation, *, human: bool, answered: int) -> dict:
+def _meta(project: Project, evaluation: Evaluation, *, human: bool) -> dict:
     try:
         set_name = project.prompt_sets.get(evaluation.set_id).name if evaluation.set_id is not None else ""
     except StudioError:
@@ -335,7 +347,7 @@ def _meta(project: Project, evaluation: Evaluation, *, human: bool, answered: in
                                              "model": judge.endpoint.get("model"), "key": judge.key(),
                                              "template": judge.template},
         "prompt_set": set_name, "set_id": evaluation.set_id, "set_hash": evaluation.set_hash,
-        "prompt_ids": list(evaluation.prompt_ids), "prompts_answered": answered,
+        "prompt_ids": list(evaluation.prompt_ids),
         "settings": evaluation.settings.to_dict(), "cost": evaluation.cost,
     }
 
@@ -361,30 +373,38 @@ def _print_result(project: Project, evaluation: Evaluation, out: IO[str], *, as_
 
 # -- the human-readable result ----------------------------------------------------------------------------
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
+    from studio.core.evaluation.stats import percent
+
+    return percent(value)
 
 
 def _interval(low: float | None, high: float | None) -> str:
     return "" if low is None or high is None else f" ({100 * low:.1f}–{100 * high:.1f} %, Wilson 95 %)"
 
 
+def letter(index: int) -> str:
+    """Systems are A, B, C... in results, as in ``--a`` / ``--b``."""
+    return chr(ord("A") + index) if index < 26 else f"#{index + 1}"
+
+
 def summary_lines(result: EvalResult) -> list[str]:
-    """The result as a person reads it: per pair W/T/L, win rate with its interval, LC, lengths, categories."""
+    """The result as a person reads it: who A and B are, then per pair W/T/L, the win rate with its
+    interval, the length-controlled rate, the judge's position consistency, lengths and categories."""
     meta = result.meta
     judge = meta.get("judge")
-    head = (f"evaluation {meta.get('evaluation_id')}: {' vs '.join(result.systems)} on "
-            f"{meta.get('prompt_set') or 'a deleted set'} (hash {str(meta.get('set_hash', ''))[:12]}…, "
-            f"{len(meta.get('prompt_ids', []))} prompts), ")
     source = meta.get("source")
-    head += ("blind human votes" if source == "human votes"
-             else f"judge {judge['label']}, both orders" if judge else "no judge")
-    lines = [head + f"; status {meta.get('status')}, cost ${float(meta.get('cost') or 0):.4f}"]
+    by = ("blind human votes" if source == "human votes"
+          else f"judge {judge['label']} in both orders" if judge else "no judge")
+    lines = [f"evaluation {meta.get('evaluation_id')} on {meta.get('prompt_set') or 'a deleted prompt set'} "
+             f"({len(meta.get('prompt_ids', []))} prompts, hash {str(meta.get('set_hash', ''))[:12]}…), {by}; "
+             f"{meta.get('status')}, cost ${float(meta.get('cost') or 0):.4f}"]
+    lines += [f"  {letter(n)} = {label}" for n, label in enumerate(result.systems)]
     if source == "answers only":
         lines.append(f"  answers stored for {meta.get('prompts_answered', 0)} prompts: vote on them in the Evaluate "
                      "panel (then `eval results ID --human`) or run again with --judge URL#MODEL (answers are cached)")
         for pair in result.pairs:
-            lines.append(f"  average answer length: {pair.system_a} {_chars(pair.avg_len_a)}, "
-                         f"{pair.system_b} {_chars(pair.avg_len_b)}")
+            a, b = letter(pair.index_a), letter(pair.index_b)
+            lines.append(f"  average answer length: {a} {_chars(pair.avg_len_a)}, {b} {_chars(pair.avg_len_b)}")
         return lines
     for pair in result.pairs:
         lines += _pair_lines(pair, human=source == "human votes")
@@ -392,7 +412,8 @@ def summary_lines(result: EvalResult) -> list[str]:
         lines.append("  Bradley–Terry ranking (log-strength, bootstrap 95 %):")
         for row in result.ranking:
             interval = "" if row.ci_low is None or row.ci_high is None else f" ({row.ci_low:+.2f} to {row.ci_high:+.2f})"
-            lines.append(f"    {row.rank}. {row.system}: {row.strength:+.2f}{interval}, {row.games} games")
+            lines.append(f"    {row.rank}. {letter(row.index)} {row.system}: {row.strength:+.2f}{interval}, "
+                         f"{row.games} games")
     agreement = meta.get("agreement_with_human")
     if agreement and agreement.get("n"):
         lines.append(f"  agreement with the human votes: {_pct(agreement['share'])} of {agreement['n']} prompts")
@@ -400,35 +421,39 @@ def summary_lines(result: EvalResult) -> list[str]:
 
 
 def _chars(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f} chars"
+    return "—" if value is None else f"{value:.0f} chars"
 
 
 def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
-    a, b = pair.system_a, pair.system_b
+    from studio.core.evaluation.stats import win_rate_text
+
+    a, b = letter(pair.index_a), letter(pair.index_b)
     tie_note = []
     if pair.inconsistent:
         tie_note.append(f"{pair.inconsistent} inconsistent")
     if pair.both_bad:
         tie_note.append(f"{pair.both_bad} both bad")
     ties = f"{pair.ties} ties" + (f" ({', '.join(tie_note)})" if tie_note else "")
-    rate = (f"    win rate of {a}: {_pct(pair.win_rate_a)}{_interval(pair.ci_low, pair.ci_high)} over "
-            f"{pair.wins_a + pair.wins_b} decisive; ties as half: {_pct(pair.win_rate_a_ties_half)}")
-    lines = [f"  {a} vs {b}: {pair.n} prompts — {a} won {pair.wins_a}, {b} won {pair.wins_b}, {ties}", rate]
+    decisive = f" over {pair.wins_a + pair.wins_b} decisive" if pair.win_rate_a is not None else ""
+    lines = [f"  {a} vs {b}: {pair.n} prompts — {a} won {pair.wins_a}, {b} won {pair.wins_b}, {ties}",
+             f"    win rate of {a}: {win_rate_text(pair)}{decisive}; ties as half: {_pct(pair.win_rate_a_ties_half)}"]
     lc = f"    length-controlled win rate of {a}: {_pct(pair.lc_win_rate_a)}"
+    if pair.lc_ci_low is not None and pair.lc_ci_high is not None:
+        lc += f" ({100 * pair.lc_ci_low:.1f}–{100 * pair.lc_ci_high:.1f} %, bootstrap 95 %)"
     if pair.length_bias:
         lc += "  ⚠ length bias: the verdicts follow answer length more than quality"
     lines.append(lc)
     if not human:
-        lines.append(f"    position consistency of the judge: {_pct(pair.position_consistency)} of "
-                     f"{pair.judged_both_orders} pairs judged in both orders")
+        lines.append(f"    position consistency of the judge: {_pct(pair.position_consistency)} "
+                     f"({pair.judged_both_orders} pairs judged in both orders)")
     lines.append(f"    average answer length: {a} {_chars(pair.avg_len_a)}, {b} {_chars(pair.avg_len_b)}")
     if pair.per_category:
-        lines.append("    per category:")
-        width = max(len(name) for name in pair.per_category)
+        width = max(8, *(len(name) for name in pair.per_category))
+        lines.append(f"    {'category':<{width}}  {'n':>4}  {a + ' won':>6}  {b + ' won':>6}  {'ties':>4}  win rate of {a}")
         for name, row in pair.per_category.items():
-            lines.append(f"      {name:<{width}}  n {row['n']:>3}  {a} {row['wins_a']:>3}  {b} {row['wins_b']:>3}  "
-                         f"ties {row['ties']:>3}  win rate {_pct(row['win_rate_a'])}"
-                         f"{_interval(row.get('ci_low'), row.get('ci_high'))}")
+            rate = _pct(row["win_rate_a"]) + _interval(row.get("ci_low"), row.get("ci_high"))
+            lines.append(f"    {name:<{width}}  {row['n']:>4}  {row['wins_a']:>6}  {row['wins_b']:>6}  "
+                         f"{row['ties']:>4}  {rate}")
     return lines
 
 
