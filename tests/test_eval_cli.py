@@ -203,6 +203,47 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes_from_the_cache(root, capsys) 
         assert slow.requests_by_model["x"] + slow.requests_by_model["y"] <= 12 + 2  # at most the 2 in flight again
 
 
+def test_human_votes_give_their_own_result_and_the_judge_reports_agreement(root, fake, capsys) -> None:
+    assert run_cli(capsys, *eval_run(root, fake))[0] == 0
+    with Project.open(root) as project:
+        evaluation = project.evaluations.get(1)
+        assert project.votes.ensure_queue(evaluation) == 6
+        for n, vote in enumerate(project.votes.votes(1)):
+            project.votes.cast(vote.id, ("a", "a", "a", "b", "both_bad", "skip")[n])
+    code, out, _ = run_cli(capsys, "eval", "results", "1", "--human", "--json", "--project", root)
+    human = json.loads(out)
+    assert code == 0 and human["source"] == "human votes"
+    assert (human["n"], human["wins_a"], human["wins_b"], human["ties"], human["both_bad"]) == (5, 3, 1, 1, 1)
+    code, out, _ = run_cli(capsys, "eval", "results", "1", "--project", root)
+    assert "agreement with the human votes: 60.0 % of 5 prompts" in out  # the judge says A everywhere
+    code, out, _ = run_cli(capsys, "eval", "results", "1", "--human", "--project", root)
+    assert "blind human votes" in out and "A won 3, B won 1, 1 ties (1 both bad)" in out
+    assert "position consistency" not in out
+
+
+def test_the_budget_stops_the_run_and_says_what_is_left(root, capsys) -> None:
+    answer = lambda prompt: "An answer. " * 20  # noqa: E731
+    with FakeEvalServer(answerers={"gpt-4o-mini": answer, "plain": answer}) as priced:
+        argv = ["eval", "run", "--project", root, "--prompts", "bench", "--a", priced.spec("gpt-4o-mini"),
+                "--b", priced.spec("plain"), "--budget", "0.0005", "--max-tokens", "1000", "--json"]
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 0, err
+        assert "note: Stopped at the budget of $0.00" in err and "request(s) left" in err
+        result = json.loads(out)
+        assert result["status"] == "stopped" and priced.requests_by_model["gpt-4o-mini"] < 6
+
+
+def test_a_template_without_a_placeholder_and_the_same_model_twice_are_refused(root, fake, capsys,
+                                                                               tmp_path: Path) -> None:
+    template = tmp_path / "judge.txt"
+    template.write_text("Which is better, {answer_a} or {answer_b}? Say [[A]], [[B]] or [[C]].", encoding="utf-8")
+    code, _, err = run_cli(capsys, *eval_run(root, fake), "--template", template)
+    assert code == 1 and f"--template {template}:" in err and "instruction" in err
+    code, _, err = run_cli(capsys, *eval_run(root, fake, b="good"))
+    assert code == 1 and "are the same model: compare two different systems" in err
+    assert fake.total_requests == 0
+
+
 # -- the real studio server ----------------------------------------------------------------------------------
 def real_student(project: Project, base: Path):
     """A run whose adapter is a real peft LoRA on the tiny base (non-zero B: it answers unlike the base)."""

@@ -101,8 +101,8 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
     if result.status == FAILED:
         raise EvaluationError(result.message or evaluation.error or "the evaluation failed")
     _say(err, _run_line(result))
-    if result.status == STOPPED and result.message:
-        _say(err, f"stopped: {result.message}")
+    if result.status == STOPPED and result.message and not interrupted:
+        _say(err, f"note: {result.message}")  # the budget: what was fetched is a partial result
     _print_result(project, evaluation, out, as_json=bool(getattr(args, "json", False)), human=False)
     if interrupted:
         _say(err, "stopped by Ctrl+C: the answers and verdicts so far are kept; run the same command again "
@@ -461,13 +461,7 @@ def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
 def _list_evaluations(project: Project, out: IO[str], *, as_json: bool) -> int:
     records = []
     for evaluation in project.evaluations.list():
-        win_rate = None
-        if evaluation.judge is not None:
-            try:
-                first = evaluation_result(project, evaluation)[0].first
-                win_rate = first.win_rate_a if first is not None else None
-            except StudioError:
-                win_rate = None
+        win_rate = _first_win_rate(project, evaluation)
         records.append({"id": evaluation.id, "name": evaluation.name,
                         "systems": [s.label for s in evaluation.systems], "prompts": len(evaluation.prompt_ids),
                         "status": evaluation.status, "cost": evaluation.cost,
@@ -486,6 +480,15 @@ def _list_evaluations(project: Project, out: IO[str], *, as_json: bool) -> int:
         print(f"{r['id']:>4}  {r['status']:<9} {r['prompts']:>7} {'$' + format(r['cost'], '.4f'):>9} {rate:>7}  "
               f"{' vs '.join(r['systems'])}{name}", file=out)
     return EXIT_OK
+
+
+def _first_win_rate(project: Project, evaluation: Evaluation) -> float | None:
+    """A's decisive win rate over B by the judge (no bootstrap: the list shows many evaluations)."""
+    from studio.core.evaluation.engine import outcomes
+
+    first = [o for o in outcomes(project, evaluation) if (o.system_a, o.system_b) == (0, 1)]
+    wins_a, wins_b = sum(o.winner == "a" for o in first), sum(o.winner == "b" for o in first)
+    return wins_a / (wins_a + wins_b) if wins_a + wins_b else None
 
 
 def _say(stream: IO[str], text: str) -> None:
