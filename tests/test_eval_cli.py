@@ -78,6 +78,8 @@ def test_eval_run_json_has_the_issue_keys_and_a_rerun_requests_nothing(root, fak
         assert result["set_hash"] == project.prompt_sets.get("bench").content_hash
     assert fake.requests_by_model == {"good": 6, "plain": 6, "judge": 12}  # every pair judged in both orders
     assert "estimate:" in err and f"evaluation {result['evaluation_id']}:" in err
+    assert "keys: A: API key from $OPENAI_API_KEY; B: API key from $OPENAI_API_KEY; judge: API key from" in err
+    assert API_KEY not in err
 
     code, out, err = run_cli(capsys, *eval_run(root, fake, "--json"))
     again = json.loads(out)
@@ -167,7 +169,9 @@ def test_an_unreachable_endpoint_and_a_wrong_key_fail_clearly(root, fake, capsys
             "--b", fake.spec("plain")]
     code, out, err = run_cli(capsys, *argv)
     assert code == 1 and out == ""
-    assert f"Cannot reach http://127.0.0.1:{port}/v1" in err.splitlines()[-1]
+    assert err.splitlines()[-1] == (f"error: System A (ghost @ 127.0.0.1:{port}): Cannot reach http://127.0.0.1:{port}/v1:"
+                                    " check the base URL and that the server is running. Nothing was stored.")
+    assert json.loads(run_cli(capsys, "eval", "results", "--project", root, "--json")[1]) == []
 
     monkeypatch.setenv("WRONG_KEY", "sk-not-it")
     code, out, err = run_cli(capsys, *eval_run(root, fake, "--api-key-env", "WRONG_KEY"))

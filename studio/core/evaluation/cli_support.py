@@ -38,6 +38,7 @@ from studio.core.evaluation.model import (
 from studio.core.evaluation.systems import (
     StudioServerLease,
     client_factory,
+    key_sources,
     resolve_systems,
 )
 
@@ -92,6 +93,9 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
             systems=systems, judge=judge, settings=settings, name=getattr(args, "name", None) or "")
         _say(err, f"evaluation {evaluation.id}: {' vs '.join(s.label for s in systems)} on {prompt_set.name} "
                   f"({len(prompts)} prompts){f', judge {judge.label}' if judge else ', no judge (answers only)'}")
+        keys = key_sources(systems, judge)
+        if keys:
+            _say(err, f"keys: {keys}")
         _say(err, f"estimate: {_describe_estimate(project, evaluation)}")
         retry = RetryPolicy(max_attempts=settings.max_attempts)
         clients = client_factory(project.root, server, retry=retry, prices=settings.prices)
@@ -99,7 +103,11 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
         result, interrupted = _run_engine(project, evaluation.id, clients, judge_client, err)
     evaluation = project.evaluations.get(evaluation.id)
     if result.status == FAILED:
-        raise EvaluationError(result.message or evaluation.error or "the evaluation failed")
+        message = result.message or evaluation.error or "the evaluation failed"
+        if not (result.answers or result.judgments or result.cached_answers):
+            project.evaluations.delete(evaluation.id)  # refused before anything arrived: no empty record
+            raise EvaluationError(f"{message} Nothing was stored.")
+        raise EvaluationError(f"{message} (evaluation {evaluation.id} keeps what arrived; run again to go on)")
     _say(err, _run_line(result))
     if result.status == STOPPED and result.message and not interrupted:
         _say(err, f"note: {result.message}")  # the budget: what was fetched is a partial result

@@ -37,6 +37,7 @@ from studio.core.evaluation.model import (
     ENDPOINT,
     RUN,
     EvaluationError,
+    JudgeSpec,
     SystemSpec,
 )
 from studio.core.llm.keys import DEFAULT_KEY_ENV
@@ -167,7 +168,8 @@ def _base_model(project: Project, server: ServerInfo | None) -> tuple[str, str]:
     runs = [run for run in project.training.list() if run.has_adapter]  # newest first
     if not runs:
         raise EvaluationError("'base' is the base model of the project's trained runs, and there is none yet: "
-                              f"train a run first, or {START_HINT} with --base-model PATH.")
+                              "train a run first, or start the studio server on a base model "
+                              "(`distill-studio serve --base-model PATH`).")
     try:
         folder = local_base_folder(runs[0].base_model)
     except CatalogError as exc:
@@ -232,8 +234,7 @@ def client_factory(project_root: Path | str, server: ServerInfo | None, *, retry
         from studio.core.llm.keys import NO_KEY
 
         if spec.kind == ENDPOINT:
-            return LLMClient(spec.endpoint(), retry=retry, prices=prices,
-                             role=f"{ENDPOINT_ROLE} of {spec.label or spec.model}"), spec.model
+            return LLMClient(spec.endpoint(), retry=retry, prices=prices, role=ENDPOINT_ROLE), spec.model
         info = server or live_server(info_path(root))
         if info is None:
             raise EvaluationError(f"{spec.label or spec.kind} is answered by the studio's local server, which is not "
@@ -243,6 +244,17 @@ def client_factory(project_root: Path | str, server: ServerInfo | None, *, retry
         return LLMClient(config, api_key=NO_KEY, retry=retry, prices=prices, role=STUDIO_ROLE), model_id
 
     return make
+
+
+def key_sources(specs: Sequence[SystemSpec], judge: JudgeSpec | None = None) -> str:
+    """Where each endpoint's key comes from ("A: API key from $OPENAI_API_KEY; judge: ..."), never the key."""
+    from studio.core.llm.keys import resolve_key
+
+    parts = [f"{chr(ord('A') + n)}: {resolve_key(spec.endpoint()).describe()}"
+             for n, spec in enumerate(specs) if spec.kind == ENDPOINT]
+    if judge is not None:
+        parts.append(f"judge: {resolve_key(judge.endpoint_config()).describe()}")
+    return "; ".join(parts)
 
 
 def served_id(spec: SystemSpec, server: ServerInfo) -> str:
