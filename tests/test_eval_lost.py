@@ -117,7 +117,7 @@ def test_nearest_samples_by_rouge_l_stored_for_curates_filter(project, voted):
     assert email[0][1] == rouge_l_f(tokenize(text), tokenize(SAMPLES[0]))
     shown = project.curation.ids(SampleQuery(nearest_eval=voted.id))
     assert shown[0] in (ids[0], ids[2]) and set(shown) == {s for s, _, _ in found}
-    scores = dict((s, score) for s, _, score in lost.stored_nearest(project.conn, voted.id))
+    scores = {s: score for s, _, score in lost.stored_nearest(project.conn, voted.id)}
     assert [scores[s] for s in shown] == sorted(scores.values(), reverse=True)  # nearest first
     # asked again with fewer: the stored list is replaced, not added to
     lost.nearest_samples(project, voted, voted.prompt_ids[:1], k=1)

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from studio.core.changes import COMPARISONS
-from studio.core.evaluation.model import EvaluationError, EvalPrompt, SystemSpec
+from studio.core.evaluation.model import EvalPrompt, EvaluationError, SystemSpec
 from studio.core.evaluation.votes import left_is_a
 from studio.core.project import Project
 from tests.eval_votes_support import SYSTEMS, make_evaluation, simple_prompts

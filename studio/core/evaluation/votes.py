@@ -205,6 +205,10 @@ class VoteRepository:
         return BlindPair(vote, prompt["instruction"], prompt["input"], messages,
                          left.text if left else "", right.text if right else "")
 
+    def prompt_texts(self, prompt_ids: Sequence[int]) -> dict[int, str]:
+        """prompt id -> its instruction (the Reveal page's first column)."""
+        return {i: row["instruction"] for i, row in self._prompt_rows(set(prompt_ids)).items()}
+
     # -- helpers -------------------------------------------------------------------------------
     def _prompt_rows(self, prompt_ids: Sequence[int] | set[int]) -> dict[int, sqlite3.Row]:
         ids = sorted(int(i) for i in prompt_ids)
