@@ -173,3 +173,18 @@ def test_curate_shows_the_nearest_samples_with_a_chip_to_leave(qtbot, project, v
     panel.nearest_button.click()
     assert panel.current_query().nearest_eval is None and not panel.nearest_button.isVisible()
     qtbot.waitUntil(lambda: panel.model.rowCount() == len(SAMPLES), timeout=5_000)
+
+
+def test_nearest_samples_of_a_student_run_come_from_its_snapshot(project):
+    from studio.core.evaluation.model import SystemSpec
+    from studio.core.training.settings import TrainSettings
+    from tests.eval_votes_support import SYSTEMS
+
+    ids = accepted(project, SAMPLES[1:])
+    snapshot = project.snapshots.create("v1")
+    run = project.training.create(snapshot=snapshot.id, base_model="org/model", settings=TrainSettings())
+    accepted(project, SAMPLES[:1])  # not in the run's snapshot
+    student = SystemSpec("run", label=f"run:{run.id}", run=str(run.id), key=f"run:{run.id}:fingerprint")
+    evaluation = make_evaluation(project, PROMPTS, [STUDENT, TEACHER], systems=(student, SYSTEMS[1]))
+    found = lost.nearest_samples(project, evaluation, evaluation.prompt_ids[:1], k=1)
+    assert [s for s, _, _ in found] == [ids[0]]
