@@ -53,18 +53,22 @@ def release_label(evaluation_id: int) -> str:
 
 
 # -- which prompts were lost -------------------------------------------------------------------
+def judge_outcomes(project: Project, evaluation: Evaluation) -> list[Outcome]:
+    """The judge's outcomes (none without a judge)."""
+    if evaluation.judge is None:
+        return []
+    from studio.core.evaluation import engine  # reads the answer and verdict caches
+
+    return engine.outcomes(project, evaluation)
+
+
 def evaluation_outcomes(project: Project, evaluation: Evaluation) -> list[Outcome]:
     """The outcomes lost prompts are read from: a human vote where there is one, else the judge's.
 
     A human vote is the ground truth a judge is measured against, so it wins where both exist;
     an evaluation without a judge has only the votes.
     """
-    merged: dict[tuple[int, int, int], Outcome] = {}
-    if evaluation.judge is not None:
-        from studio.core.evaluation import engine  # the judge's outcomes (reads the answer and verdict caches)
-
-        for outcome in engine.outcomes(project, evaluation):
-            merged[(outcome.prompt_id, outcome.system_a, outcome.system_b)] = outcome
+    merged = {(o.prompt_id, o.system_a, o.system_b): o for o in judge_outcomes(project, evaluation)}
     for outcome in project.votes.outcomes(evaluation):
         merged[(outcome.prompt_id, outcome.system_a, outcome.system_b)] = outcome
     return list(merged.values())
@@ -134,8 +138,13 @@ def to_seeds_change(project: Project, evaluation: Evaluation, prompt_ids: Iterab
     already a seed (the same instruction and instance) adds no second copy but is released all the same.
     """
     ids = list(dict.fromkeys(int(i) for i in prompt_ids))
-    lost = {p.prompt_id: p for p in lost_prompts(outcomes if outcomes is not None
-                                                 else evaluation_outcomes(project, evaluation), system)}
+    if outcomes is not None:
+        lost = {p.prompt_id: p for p in lost_prompts(outcomes, system)}
+    else:
+        # Human votes over the judge (evaluation_outcomes); a prompt only the judge's outcomes call
+        # lost is still taken when asked for by id: the caller went by the judge, so its winner counts.
+        lost = {p.prompt_id: p for p in lost_prompts(judge_outcomes(project, evaluation), system)}
+        lost.update({p.prompt_id: p for p in lost_prompts(evaluation_outcomes(project, evaluation), system)})
     not_lost = [i for i in ids if i not in lost]
     if not_lost:
         raise EvaluationError(f"{evaluation.label}: {_system_label(evaluation, system)} did not lose prompt"
