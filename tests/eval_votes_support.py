@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from studio.core.evaluation.model import EvalPrompt, EvalSettings, Evaluation, SystemSpec
+from studio.core.evaluation.model import EvalPrompt, EvalSettings, Evaluation, JudgeSpec, SystemSpec
 from studio.core.llm.pricing import Usage
 from studio.core.project import Project
 
@@ -38,13 +38,13 @@ def insert_prompts(project: Project, prompts: Sequence[EvalPrompt], name: str = 
 
 
 def make_evaluation(project: Project, prompts: Sequence[EvalPrompt], answers: Sequence[Sequence[str | None]],
-                    systems: Sequence[SystemSpec] = SYSTEMS, *, seed: int = 0) -> Evaluation:
+                    systems: Sequence[SystemSpec] = SYSTEMS, *, seed: int = 0, judge: JudgeSpec | None = None) -> Evaluation:
     """An evaluation of ``prompts`` where ``answers[system][prompt]`` is stored (None: not answered)."""
     ids = insert_prompts(project, prompts)
     set_id = project.conn.execute("SELECT set_id FROM eval_prompts WHERE id = ?", (ids[0],)).fetchone()[0]
     settings = EvalSettings(seed=seed)
     evaluation = project.evaluations.create(set_id=set_id, set_hash="hash", prompt_ids=ids, systems=list(systems),
-                                            judge=None, settings=settings, name="student vs teacher")
+                                            judge=judge, settings=settings, name="student vs teacher")
     for system, texts in zip(systems, answers):
         for prompt, text in zip(prompts, texts):
             if text is not None:

@@ -188,3 +188,33 @@ def test_nearest_samples_of_a_student_run_come_from_its_snapshot(project):
     evaluation = make_evaluation(project, PROMPTS, [STUDENT, TEACHER], systems=(student, SYSTEMS[1]))
     found = lost.nearest_samples(project, evaluation, evaluation.prompt_ids[:1], k=1)
     assert [s for s, _, _ in found] == [ids[0]]
+
+
+def test_judge_outcomes_with_human_votes_over_them(project):
+    pytest.importorskip("studio.core.evaluation.engine")  # the judge's outcomes: helper C's engine
+    from studio.core.evaluation.model import FIRST, SECOND, JudgeSpec
+    from studio.core.llm.pricing import Usage
+    from tests.eval_votes_support import SYSTEMS
+
+    judge = JudgeSpec({"base_url": "http://127.0.0.1:9/v1", "model": "judge"}, "{instruction}{input}{answer_a}{answer_b}")
+    evaluation = make_evaluation(project, PROMPTS[:2], [STUDENT[:2], TEACHER[:2]], judge=judge)
+    settings_hash = evaluation.settings.answers.hash()
+
+    def judged(prompt: EvalPrompt, winner: int) -> None:  # consistent in both orders
+        a, b = (project.evaluations.cached_answer(s.key, prompt.hash, settings_hash).id for s in SYSTEMS)
+        for first, second in ((a, b), (b, a)):
+            shown_first_wins = (first == a) == (winner == 0)
+            project.evaluations.store_judgment(judge.key(), first, second, FIRST if shown_first_wins else SECOND,
+                                               "[[A]]" if shown_first_wins else "[[B]]", usage=Usage(), cost=0.0,
+                                               latency_s=None)
+
+    judged(PROMPTS[0], winner=1)  # the judge: the student lost prompt 0 ...
+    judged(PROMPTS[1], winner=0)  # ... and won prompt 1
+    vote(project, evaluation, 0, "a")  # a human: the student won 0 ...
+    vote(project, evaluation, 1, "b")  # ... and lost 1
+    merged = lost.lost_prompts(lost.evaluation_outcomes(project, evaluation))
+    assert [p.prompt_id for p in merged] == [evaluation.prompt_ids[1]]  # the human vote wins
+    # a caller that went by the judge alone may still send prompt 0 to the seeds, with the judge's winner
+    seed_ids = lost.to_seeds(project, evaluation, evaluation.prompt_ids)
+    outputs = sorted(project.seeds.get(i).instances[0].output for i in seed_ids)
+    assert outputs == sorted(TEACHER[:2])
