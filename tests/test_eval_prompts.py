@@ -135,7 +135,8 @@ def test_get_prompts_rename_delete(project: Project) -> None:
     first = project.prompt_sets.create("first", [EvalPrompt("One?"), EvalPrompt("Two?", "in", "ref", "cat"),
                                                  EvalPrompt("one?")])
     assert first.meta["duplicates_dropped"] == 1 and first.prompt_count == 2
-    assert project.prompt_sets.get(first.id) == project.prompt_sets.get("first") == project.prompt_sets.get(str(first.id))
+    by_id, by_name = project.prompt_sets.get(first.id), project.prompt_sets.get("first")
+    assert by_id == by_name == project.prompt_sets.get(str(first.id))
     prompts = project.prompt_sets.prompts("first")
     assert [(p.instruction, p.input, p.reference, p.category, p.position, p.set_id) for p in prompts] == [
         ("One?", "", "", "", 0, first.id), ("Two?", "in", "ref", "cat", 1, first.id)]

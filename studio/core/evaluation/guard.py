@@ -183,7 +183,8 @@ def refusal(wall: EvalWall, report: WallReport, items: Sequence[Any], snapshot_n
             "(`distill-studio eval prompts list` shows the sets)")
 
 
-def preflight_checks(conn: sqlite3.Connection, snapshot_id: int | None, settings: SplitSettings) -> list[dict[str, str]]:
+def preflight_checks(conn: sqlite3.Connection, snapshot_id: int | None,
+                     settings: SplitSettings) -> list[dict[str, str]]:
     """The pre-flight checks about evaluation prompts in the run's training split.
 
     An ``eval_prompt`` error for exact copies (count and the first), an ``eval_prompt_near``

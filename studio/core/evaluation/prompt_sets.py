@@ -42,7 +42,8 @@ class PromptSetRepository:
         self._changes = changes or ChangeFeed()
 
     # -- making sets --------------------------------------------------------------------------
-    def create(self, name: str, prompts: Sequence[EvalPrompt], *, source: str = "", meta: dict | None = None) -> PromptSet:
+    def create(self, name: str, prompts: Sequence[EvalPrompt], *, source: str = "",
+               meta: dict | None = None) -> PromptSet:
         """Store a new set; repeated prompts collapse to the first (``meta["duplicates_dropped"]`` adds them)."""
         name = name.strip()
         if not name:
