@@ -51,6 +51,7 @@ def test_exact_is_normalised_and_near_is_rouge_l(project: Project) -> None:
         EVAL_INSTRUCTION
     assert wall.exact("Translate to French.", "the cat  sleeps.") is not None
     assert wall.exact("Translate to French.") is None  # another prompt: the input is part of it
+    assert wall.exact("Translate to French.\n\nThe cat sleeps.") is not None  # the same words, one field
     found, score = wall.near(NEAR_INSTRUCTION)
     assert found.instruction == EVAL_INSTRUCTION and 0.7 <= score < 1.0
     assert wall.near("Explain how a rocket engine works in simple terms.") is None
@@ -145,6 +146,22 @@ def test_a_generation_run_never_keeps_an_eval_prompt(project: Project) -> None:
     assert {r["instruction"] for r in rejected} == {EVAL_INSTRUCTION, NEAR_INSTRUCTION}
     kept = [r[0] for r in project.conn.execute("SELECT instruction FROM samples")]
     assert kept and EVAL_INSTRUCTION not in kept and NEAR_INSTRUCTION not in kept
+
+
+def test_eval_prompts_are_never_shown_to_the_teacher_as_examples(project: Project, teacher: FakeTeacher) -> None:
+    """A set made after the run was stored (a resumed run): the seed and the accepted sample it names are left out."""
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(3)]
+                           + [SeedTask(EVAL_INSTRUCTION, [Instance("", "Dear neighbour.")])])
+    accepted = "Name three rivers in Europe and say where each one rises."
+    project.samples.add(Sample(accepted, "", "Danube, Rhine, Seine.", status=Status.ACCEPTED))
+    config = _config(teacher, target=30, num_tasks=5, k_examples=3, accepted_share=0.5, concurrency=2)
+    run_id = prepare_run(project, config, api_key=KEY)
+    eval_set(project, EVAL_INSTRUCTION, accepted)
+    assert GenerationEngine(project, run_id, api_key=KEY).run_blocking().reason == "target"
+    prompts = [json.dumps(body["messages"]) for body in teacher.bodies]
+    assert len(prompts) >= 6 and not any(EVAL_INSTRUCTION in p or accepted in p for p in prompts)
+    assert any("seed topic number" in p for p in prompts)
 
 
 # -- Train ----------------------------------------------------------------------------------------------

@@ -7,9 +7,8 @@ this module: Generate refuses seed tasks that are eval prompts (``engine.prepare
 (``TrainingRunRepository.create``); the pre-flight check reports exact copies as an error and
 ROUGE-L near ones as a warning (:func:`preflight_checks`).
 
-"The same prompt" is :func:`~studio.core.evaluation.model.prompt_hash` of its instruction and
-input (case and runs of whitespace do not count); a chat prompt is compared by its instruction
-(the last user message). "Near" is ROUGE-L F of the instructions ≥ the threshold (0.7, Alpaca's
+"The same prompt" is :func:`record_hash`: its instruction and input as one text, case and runs of
+whitespace not counting; a chat prompt is compared by its instruction (the last user message). "Near" is ROUGE-L F of the instructions ≥ the threshold (0.7, Alpaca's
 near-duplicate line), with the scorer of :class:`studio.core.dedup.NearDuplicateIndex`. Loading
 is one query; with no prompt set it is an empty wall that answers at once (no index is built).
 """
@@ -35,8 +34,13 @@ class PromptLike(Protocol):
 
 
 def record_hash(instruction: str, input: str = "") -> str:
-    """The wall's identity of a training-shaped prompt (instruction + input), as an eval prompt's."""
-    return prompt_hash(instruction, input)
+    """The wall's identity of a prompt: its instruction and input as one normalised text.
+
+    One text rather than two fields, so the same words split differently still match: a chat
+    prompt's user message "Translate:\n\nHello" is the record ("Translate:", "Hello") that a
+    chat export of the snapshot would hold.
+    """
+    return prompt_hash(f"{instruction} {input}")
 
 
 @dataclass

@@ -232,10 +232,12 @@ class GenerationEngine:
 
         # The evaluation wall, as it is now: eval prompts are never examples, and copies are rejected.
         wall = EvalWall.load(store.conn)
-        seeds = [e for e in store.seed_examples() if wall.exact(e.instruction, e.input) is None]
+        every_seed = store.seed_examples()
+        seeds = [e for e in every_seed if wall.exact(e.instruction, e.input) is None]
         if not seeds:
             self._discard_if_fresh(store, resumed)
-            return self._finish("error", "The project has no seed tasks to show the teacher.")
+            return self._finish("error", "Every seed task is an evaluation-only prompt: add others on the Seeds page."
+                                if every_seed else "The project has no seed tasks to show the teacher.")
         candidate_filter = CandidateFilter(config.filters, self._index_factory, wall=wall)
         candidate_filter.prime(e.instruction for e in seeds)
         candidate_filter.prime(store.all_instructions())
