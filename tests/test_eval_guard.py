@@ -205,6 +205,25 @@ def test_a_validation_split_set_is_not_refused_for_the_run_that_holds_it_out(pro
         project.training.create(snapshot=snap.id, base_model="org/model", settings=other)
 
 
+def test_a_validation_split_leaves_out_a_held_out_duplicate_of_a_training_sample(project: Project) -> None:
+    from studio.core.training.split import held_out_indexes
+
+    for text in TOPICS[:19]:
+        project.samples.add(Sample(text, "", "An answer.", status=Status.ACCEPTED))
+    project.samples.add(Sample(TOPICS[0].upper(), "", "Another answer.", status=Status.ACCEPTED))  # the same prompt
+    snap = project.snapshots.create("v1")
+    assert snap.sample_count == 20
+    settings = TrainSettings()
+    settings.validation_fraction = 0.2
+    settings.seed = next(seed for seed in range(100)
+                         if len({0, 19} & set(held_out_indexes(20, _seeded(settings, seed)))) == 1)
+    prompt_set = project.prompt_sets.from_validation_split(snap.id, seed=settings.seed, validation_fraction=0.2)
+    assert (prompt_set.prompt_count, prompt_set.meta["also_in_training"]) == (3, 1)
+    held = {p.instruction.casefold() for p in project.prompt_sets.prompts(prompt_set.id)}
+    assert TOPICS[0].casefold() not in held
+    assert project.training.create(snapshot=snap.id, base_model="org/model", settings=settings).id == 1
+
+
 def test_a_held_out_prompt_also_in_the_training_part_stays_refused(project: Project) -> None:
     from studio.core.training.split import held_out_indexes
 

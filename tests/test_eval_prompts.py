@@ -199,7 +199,7 @@ def test_the_validation_split_is_exactly_what_the_training_job_holds_out(project
     assert prompt_set.meta == {"kind": "validation_split", "snapshot_id": snap.id, "snapshot_name": "v1",
                                "snapshot_hash": snap.content_hash, "seed": 7, "validation_fraction": 0.2,
                                "max_validation_samples": TrainSettings().max_validation_samples,
-                               "duplicates_dropped": 0}
+                               "also_in_training": 0, "duplicates_dropped": 0}
     capped = project.prompt_sets.from_validation_split("v1", name="capped", validation_fraction=0.5,
                                                        max_validation_samples=3)
     assert capped.prompt_count == 3

@@ -91,15 +91,24 @@ class PromptSetRepository:
 
         Exactly the training job's split (:func:`studio.core.training.split.split_records`), so a
         run on this snapshot with the same settings trains on none of them and is not refused;
-        any other split would train on some, and is. Defaults are the training job's.
+        any other split would train on some, and is. A held-out record whose prompt the training
+        part also holds (a duplicate in the snapshot) is left out: the run learns it anyway
+        (``meta["also_in_training"]`` counts them). Defaults are the training job's.
         """
+        from studio.core.evaluation.guard import record_hash
         from studio.core.snapshots import SnapshotRepository
         from studio.core.training.split import split_records
 
         settings = _split_settings(seed, validation_fraction, max_validation_samples)
         snap = SnapshotRepository(self.conn, self.root).get(snapshot)
         items = SnapshotRepository(self.conn, self.root).items(snap.id)
-        _train, held = split_records(items, settings)
+        train, held = split_records(items, settings)
+        trained = {record_hash(item.instruction, item.input) for item in train}
+        kept = [item for item in held if record_hash(item.instruction, item.input) not in trained]
+        also_in_training, held = len(held) - len(kept), kept
+        if not held and also_in_training:
+            raise EvaluationError(f"Every held-out sample of snapshot {snap.name!r} is also in its training part "
+                                  "(duplicates): remove the duplicates in Curate and freeze a new snapshot.")
         if not held:
             raise EvaluationError(
                 f"A validation fraction of {validation_fraction:g} holds out none of the {len(items):,} samples of "
@@ -109,7 +118,7 @@ class PromptSetRepository:
         meta = {"kind": VALIDATION_SPLIT, "snapshot_id": snap.id, "snapshot_name": snap.name,
                 "snapshot_hash": snap.content_hash, "seed": settings.seed,
                 "validation_fraction": settings.validation_fraction,
-                "max_validation_samples": settings.max_validation_samples}
+                "max_validation_samples": settings.max_validation_samples, "also_in_training": also_in_training}
         return self.create(name or f"{snap.name}-validation", prompts, source=f"snapshot:{snap.id}", meta=meta)
 
     # -- reading ------------------------------------------------------------------------------

@@ -117,8 +117,6 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
 
 def _refuse_eval_seeds(project: Project) -> None:
     """Seed tasks that are evaluation-only prompts are never shown to the teacher: refuse to start."""
-    from studio.core.evaluation.guard import EvalWall
-
     wall = EvalWall.load(project.conn)
     if not wall:
         return

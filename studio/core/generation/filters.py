@@ -218,7 +218,11 @@ class NearDuplicate:
 
 
 class CandidateFilter:
-    """Runs the registered checks in order; the near-duplicate index is injected so the real one drops in."""
+    """Runs the registered checks in order; the near-duplicate index is injected so the real one drops in.
+
+    ``wall`` is the project's evaluation wall (``EvalWall``) for the checks that ask for it
+    (meta ``wall=True``); without one they pass every candidate.
+    """
 
     def __init__(self, settings: FilterSettings, index_factory: IndexFactory = default_index_factory, *,
                  wall: Any = None):
@@ -227,10 +231,13 @@ class CandidateFilter:
         self.settings = settings
         self.index = index_factory(settings.rouge_threshold)
         entries = sorted(SAMPLE_FILTERS.entries(), key=lambda e: bool(e.meta.get("indexes")))  # stable: order kept
+
+        def build(key: str, wants_wall: bool) -> CandidateCheck:
+            factory = SAMPLE_FILTERS.load(key)
+            return factory(settings, self.index, wall=wall) if wants_wall else factory(settings, self.index)
+
         self.checks: list[tuple[str, CandidateCheck]] = [
-            (entry.key, SAMPLE_FILTERS.load(entry.key)(settings, self.index, **({"wall": wall}
-                                                                                 if entry.meta.get("wall") else {})))
-            for entry in entries
+            (entry.key, build(entry.key, bool(entry.meta.get("wall")))) for entry in entries
         ]
 
     def prime(self, instructions: Iterable[str]) -> None:
