@@ -184,8 +184,10 @@ def _snapshot(project: Project, n: int = 40, name: str = "v1"):
 
 def test_the_validation_split_is_exactly_what_the_training_job_holds_out(project: Project) -> None:
     from studio.train.data import read_snapshot
+    from studio.core.training import split
     from studio.train.job import split_records  # the job's own import, moved to core and imported back
 
+    assert split_records is split.split_records  # one split: the job's is the core one
     snap = _snapshot(project)
     prompt_set = project.prompt_sets.from_validation_split(snap.id, seed=7, validation_fraction=0.2)
     settings = TrainSettings()
