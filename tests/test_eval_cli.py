@@ -232,7 +232,7 @@ def test_the_budget_stops_the_run_and_says_what_is_left(root, capsys) -> None:
                 "--b", priced.spec("plain"), "--budget", "0.0005", "--max-tokens", "1000", "--json"]
         code, out, err = run_cli(capsys, *argv)
         assert code == 0, err
-        assert "note: Stopped at the budget of $0.00" in err and "request(s) left" in err
+        assert "note: Stopped at the budget of $0.00" in err and "Raise the budget" in err
         result = json.loads(out)
         assert result["status"] == "stopped" and priced.requests_by_model["gpt-4o-mini"] < 6
 
