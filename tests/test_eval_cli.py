@@ -248,6 +248,32 @@ def test_a_template_without_a_placeholder_and_the_same_model_twice_are_refused(r
     assert fake.total_requests == 0
 
 
+def test_progress_is_one_redrawn_line_on_a_terminal_and_few_lines_in_a_file(root, capsys) -> None:
+    import io
+
+    from studio.core.evaluation.cli_support import ProgressLine
+    from studio.core.evaluation.engine import EvalProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        line = ProgressLine(stream)
+        for done in range(101):
+            line(EvalProgress("answering", done, 100, 0, 0, 0.0))
+        line(EvalProgress("done", 100, 100, 0, 0, 0.0))
+        line.close()
+    assert "\n" not in terminal.getvalue().rstrip("\n") and terminal.getvalue().count("\r") >= 2
+    assert terminal.getvalue().rstrip().endswith("answering: 100/100 (0 cached, 0 errors), $0.0000")
+    written = log.getvalue().splitlines()
+    assert written[0].startswith("answering: 0/100") and written[-1].startswith("answering: 100/100")
+    assert len(written) <= 12 and "\r" not in log.getvalue()
+
+    assert run_cli(capsys, "eval", "results", "--project", root)[1].startswith("No evaluations yet")
+
+
 # -- the real studio server ----------------------------------------------------------------------------------
 def real_student(project: Project, base: Path):
     """A run whose adapter is a real peft LoRA on the tiny base (non-zero B: it answers unlike the base)."""
