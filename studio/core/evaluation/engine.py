@@ -112,7 +112,7 @@ class EvalRunResult:
 
 @dataclass
 class _Task:
-    """One request to make: an answer (``judge`` False) or one order of one pair (``judge`` True)."""
+    """One request to make: a system's answer, or one order of one pair for the judge (with both answers)."""
 
     prompt: EvalPrompt
     messages: list[dict]
@@ -124,7 +124,14 @@ class _Task:
 
 
 class EvalEngine:
-    """Runs (or continues) one stored evaluation: answers, then verdicts; safe to :meth:`stop` from any thread."""
+    """Runs (or continues) one stored evaluation: answers, then verdicts; safe to :meth:`stop` from any thread.
+
+    ``clients`` makes each system's client (called only for systems with answers still to
+    fetch, on the engine's thread); ``judge_client`` reaches the judge (default: a client on the
+    judge spec's endpoint, its key from the keyring or environment). The engine sets each
+    client's ``max_attempts`` from the evaluation's settings and closes the clients at the end.
+    ``on_progress`` is called on the engine's thread (a GUI marshals it to its own).
+    """
 
     def __init__(self, project_root_or_project: Project | Path | str, evaluation_id: int, *,
                  clients: ClientFactory, judge_client: LLMClient | None = None,
