@@ -10,7 +10,9 @@ who answers:
   LAST one), then its verdict. Kinds: ``marker`` prefers the answer containing
   :data:`MARKER` (tie when both or neither do), ``first`` always picks the first position,
   ``longer`` always picks the longer answer, ``mumble`` never gives a verdict;
-* a model in ``failing`` answers every request with 500.
+* a model in ``failing`` answers every request with 500; one in ``flaky`` fails the first
+  attempt at each prompt with 500 (the client's retry gets the answer); ``refuse(model, prompt)``
+  true answers that prompt with 500 every time.
 
 Every answer takes ``latency_s`` from its arrival, and carries usage (characters / 4). The
 server counts requests per model and keeps every body, so a test proves that a rerun asks
@@ -59,12 +61,15 @@ class FakeEvalServer:
     answerers: dict[str, Callable[[str], str]] = field(default_factory=dict)
     judges: dict[str, str] = field(default_factory=dict)  # model -> judge kind
     failing: set[str] = field(default_factory=set)
+    flaky: set[str] = field(default_factory=set)
+    refuse: Callable[[str, str], bool] | None = None
     api_key: str = API_KEY
     max_lifetime_s: float = 300.0
     keep_bodies: bool = True
 
     def __post_init__(self) -> None:
         self.requests_by_model: Counter[str] = Counter()
+        self.attempts: Counter[tuple[str, str]] = Counter()  # (model, prompt) -> requests
         self.bodies: list[dict] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -109,9 +114,13 @@ class FakeEvalServer:
 
     # -- answers -----------------------------------------------------------------------------------
     def reply(self, model: str, messages: list[dict]) -> tuple[int, str]:
-        if model in self.failing:
-            return 500, ""
         prompt = str(messages[-1].get("content", "")) if messages else ""
+        with self._lock:
+            self.attempts[(model, prompt)] += 1
+            attempt = self.attempts[(model, prompt)]
+        if model in self.failing or (model in self.flaky and attempt == 1) or \
+                (self.refuse is not None and self.refuse(model, prompt)):
+            return 500, ""
         if model in self.judges:
             found = _ANSWERS.search(prompt)
             if found is None:

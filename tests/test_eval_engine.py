@@ -265,6 +265,24 @@ def test_a_system_whose_every_request_fails_fails_the_run(project) -> None:
     assert result.answers == 4  # A's answers are kept
 
 
+def test_retries_recover_and_a_prompt_that_keeps_failing_is_left_out(project) -> None:
+    fake = FakeEvalServer(answerers={"good": marked, "plain": echo_answer}, flaky={"good"},
+                          refuse=lambda model, prompt: model == "plain" and "number 2." in prompt,
+                          judges={"judge-marker": "marker"})
+    with fake:
+        evaluation = create_evaluation(project, fake, ["good", "plain"], judge="judge-marker", count=4,
+                                       max_attempts=3)
+        result = run(project, evaluation, fake, "judge-marker")
+    assert result.status == DONE and (result.answers, result.errors) == (7, 1)
+    assert "1 request(s) failed after retries" in result.message and "System B (plain)" in result.message
+    stored = project.evaluations.get(evaluation.id)
+    assert answer_for(project, stored, stored.prompt_ids[0], 0).attempts == 2  # the retry got it
+    assert answer_for(project, stored, stored.prompt_ids[2], 1) is None
+    found = outcomes(project, stored)
+    assert [o.prompt_id for o in found] == [stored.prompt_ids[i] for i in (0, 1, 3)]  # prompt 2 left out
+    assert result.judgments == 6
+
+
 def test_a_factory_that_cannot_make_a_client_fails_with_its_message(project, server) -> None:
     evaluation = create_evaluation(project, server, ["good", "plain"], judge=None, count=2)
 
