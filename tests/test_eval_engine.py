@@ -5,7 +5,13 @@ import socket
 import threading
 
 import pytest
-from eval_support import client_factory, create_evaluation, judge_client, prompts, system
+from eval_support import (
+    client_factory,
+    create_evaluation,
+    judge_client,
+    prompts,
+    system,
+)
 from fake_eval_endpoints import MARKER, FakeEvalServer, echo_answer
 
 from studio.core.evaluation.engine import (
@@ -18,7 +24,12 @@ from studio.core.evaluation.engine import (
     prompt_messages,
     prompt_rows,
 )
-from studio.core.evaluation.judge import DEFAULT_TEMPLATE, PAIRWISE_JUDGE, check_template, default_judge_spec
+from studio.core.evaluation.judge import (
+    DEFAULT_TEMPLATE,
+    PAIRWISE_JUDGE,
+    check_template,
+    default_judge_spec,
+)
 from studio.core.evaluation.model import (
     DONE,
     FAILED,
@@ -31,6 +42,7 @@ from studio.core.evaluation.model import (
     EvaluationError,
     SystemSpec,
 )
+from studio.core.evaluation.stats import summarise, wilson_interval
 from studio.core.llm.endpoint import EndpointConfig
 from studio.core.project import Project
 
@@ -66,7 +78,7 @@ def wins(found) -> tuple[int, int, int, int]:
 
 
 # -- the judge ------------------------------------------------------------------------------------
-def spec(**kwargs):
+def spec():
     return default_judge_spec(EndpointConfig(base_url="http://127.0.0.1:9/v1", model="judge"))
 
 
@@ -126,6 +138,9 @@ def test_a_judge_preferring_a_marker_makes_the_marked_system_win(project, server
     found = outcomes(project, project.evaluations.get(evaluation.id))
     assert len(found) == 12 and wins(found) == (12, 0, 0, 0)
     assert all(o.ab == o.ba == "a" for o in found)
+    pair = summarise(found, ["good", "plain"]).pairs[0]
+    assert (pair.win_rate_a, pair.position_consistency) == (1.0, 1.0)
+    assert pair.ci_low == pytest.approx(wilson_interval(12, 12)[0]) and pair.ci_high == pytest.approx(1.0)
     assert {o.category for o in found} == {"writing", "coding"}
     stored = project.evaluations.get(evaluation.id)
     assert stored.status == DONE and stored.finished_at is not None
@@ -161,6 +176,9 @@ def test_a_judge_that_always_picks_the_first_position_gives_no_wins(project, ser
     found = outcomes(project, project.evaluations.get(evaluation.id))
     assert len(found) == 12 and wins(found) == (0, 0, 12, 12)
     assert all((o.ab, o.ba) == ("a", "b") for o in found)
+    pair = summarise(found, ["good", "plain"]).pairs[0]
+    assert (pair.wins_a, pair.wins_b, pair.inconsistent, pair.win_rate_a) == (0, 0, 12, None)
+    assert pair.position_consistency == 0.0 and pair.judged_both_orders == 12
 
 
 def test_a_judge_that_always_picks_the_longer_answer_is_visible_in_the_lengths(project) -> None:
@@ -176,9 +194,10 @@ def test_a_judge_that_always_picks_the_longer_answer_is_visible_in_the_lengths(p
     found = outcomes(project, project.evaluations.get(evaluation.id))
     assert wins(found) == (12, 4, 0, 0)  # a 75 % raw win rate for A, all of it length
     assert all((o.winner == "a") == (o.len_a > o.len_b) for o in found)
-    mean_a = sum(o.len_a for o in found) / len(found)
-    mean_b = sum(o.len_b for o in found) / len(found)
-    assert mean_a > 1.5 * mean_b
+    pair = summarise(found, ["verbose", "terse"]).pairs[0]
+    assert pair.win_rate_a == pair.win_rate_a_ties_half == 0.75
+    assert abs(pair.lc_win_rate_a - 0.5) < 0.1 and pair.length_bias  # length control sees through it
+    assert pair.avg_len_a > 1.5 * pair.avg_len_b
 
 
 def test_a_rerun_and_a_new_judge_request_nothing_twice(project, server) -> None:
