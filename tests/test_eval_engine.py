@@ -373,3 +373,20 @@ def test_chat_prompts_are_sent_as_their_messages(project, server) -> None:
     assert run(project, evaluation, server).answers == 4
     sent = [b["messages"] for b in server.bodies if b["model"] == "good"]
     assert chat[0].messages in sent
+
+
+def test_the_estimate_counts_only_what_is_missing_at_the_settings_prices(project, server) -> None:
+    prices = {"good": (1_000_000.0, 2_000_000.0), "judge-marker": (3_000_000.0, 0.0)}  # $1 / $2 / $3 a token
+    one = [EvalPrompt(instruction="x" * 39)]  # 39 characters + the 9 of "Be brief." -> 12 tokens
+    evaluation = create_evaluation(project, server, ["good", "plain"], judge="judge-marker", prices=prices,
+                                   prompt_list=one, set_name="one", max_tokens=500)
+    planned = estimate(project, evaluation)
+    assert (planned.answer_requests, planned.judge_requests, planned.requests) == (2, 2, 4)
+    # answers: 12 prompt tokens each, ~300 typical / 500 at most; only "good" has a price
+    # verdicts: template + request + two typical answers in, 150 typical out (the judge's output is free here)
+    template = -(-len(evaluation.judge.template) // 4)
+    asked = -(-39 // 4)
+    assert planned.usd == pytest.approx(12 * 1 + 300 * 2 + 2 * 3 * (template + asked + 600))
+    assert planned.usd_max == pytest.approx(12 * 1 + 500 * 2 + 2 * 3 * (template + asked + 1000))
+    assert "2 answers and 2 verdicts to fetch" in planned.describe()
+    assert estimate(project, evaluation, judge_prompt_tokens=10).usd == pytest.approx(12 + 600 + 2 * 3 * 10)
