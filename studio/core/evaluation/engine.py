@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -167,8 +165,8 @@ class EvalEngine:
         if self._stop_requested.is_set():
             self._halt.set()
         with _worker_handle(self._project) as handle:
+            self._handle = handle
             self._store: EvaluationRepository = handle.evaluations
-            self._conn: sqlite3.Connection = handle.conn
             return await self._run()
 
     async def _run(self) -> EvalRunResult:
@@ -204,7 +202,7 @@ class EvalEngine:
                              c["cached_judgments"], self._errors, self._spent, message, **self._timings)
 
     async def _phases(self, evaluation: Evaluation) -> tuple[str, str]:
-        prompts = evaluation_prompts(self._conn, evaluation)
+        prompts = evaluation_prompts(self._handle, evaluation)
         if not prompts:
             return FAILED, "The evaluation's prompts are gone (was its prompt set deleted?)."
         if evaluation.judge is not None:
@@ -515,26 +513,9 @@ class _worker_handle:
 
 
 # -- reading an evaluation back -----------------------------------------------------------------------
-def load_prompts(conn: sqlite3.Connection, prompt_ids: Iterable[int]) -> dict[int, EvalPrompt]:
-    """id -> prompt for the ids that exist (released prompts included: an evaluation keeps its prompts)."""
-    ids = sorted({int(i) for i in prompt_ids})
-    found: dict[int, EvalPrompt] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        rows = conn.execute(
-            "SELECT id, set_id, position, ext_id, instruction, input, reference, category, messages, released_to"
-            f" FROM eval_prompts WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        for r in rows:
-            found[r[0]] = EvalPrompt(instruction=r[4], input=r[5], reference=r[6], category=r[7],
-                                     messages=json.loads(r[8]) if r[8] else None, ext_id=r[3], id=r[0],
-                                     set_id=r[1], position=r[2], released_to=r[9])
-    return found
-
-
-def evaluation_prompts(project_or_conn: Project | sqlite3.Connection, evaluation: Evaluation) -> list[EvalPrompt]:
-    """The evaluation's prompts in its order (prompts deleted since are left out)."""
-    conn = project_or_conn if isinstance(project_or_conn, sqlite3.Connection) else project_or_conn.conn
-    found = load_prompts(conn, evaluation.prompt_ids)
+def evaluation_prompts(project: Project, evaluation: Evaluation) -> list[EvalPrompt]:
+    """The evaluation's prompts in its order (released ones included; prompts deleted since are left out)."""
+    found = project.prompt_sets.prompts_by_id(evaluation.prompt_ids)
     return [found[i] for i in evaluation.prompt_ids if i in found]
 
 
@@ -554,7 +535,7 @@ def answer_for(project: Project, evaluation: Evaluation, prompt: EvalPrompt | in
                system_index: int) -> StoredAnswer | None:
     """The cached answer of system ``system_index`` to ``prompt`` (an EvalPrompt or its id), if any."""
     if not isinstance(prompt, EvalPrompt):
-        found = load_prompts(project.conn, [prompt]).get(int(prompt))
+        found = project.prompt_sets.prompts_by_id([int(prompt)]).get(int(prompt))
         if found is None:
             return None
         prompt = found
