@@ -302,6 +302,15 @@ def test_retries_recover_and_a_prompt_that_keeps_failing_is_left_out(project) ->
     assert result.judgments == 6
 
 
+def test_a_judge_whose_every_request_fails_fails_the_run(project) -> None:
+    fake = FakeEvalServer(answerers={"good": marked, "plain": echo_answer}, failing={"judge-down"})
+    with fake:
+        evaluation = create_evaluation(project, fake, ["good", "plain"], judge="judge-down", count=2, max_attempts=1)
+        result = run(project, evaluation, fake, "judge-down")
+    assert result.status == FAILED and result.answers == 4 and result.errors == 4
+    assert result.message.startswith("The judge gave none of its verdicts: ") and "(500)" in result.message
+
+
 def test_a_factory_that_cannot_make_a_client_fails_with_its_message(project, server) -> None:
     evaluation = create_evaluation(project, server, ["good", "plain"], judge=None, count=2)
 

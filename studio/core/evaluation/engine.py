@@ -164,7 +164,7 @@ class EvalEngine:
         self._halt = asyncio.Event()
         if self._stop_requested.is_set():
             self._halt.set()
-        with _worker_handle(self._project) as handle:
+        with _WorkerHandle(self._project) as handle:
             self._handle = handle
             self._store: EvaluationRepository = handle.evaluations
             return await self._run()
@@ -185,6 +185,7 @@ class EvalEngine:
         self._budget_hit = False
         self._halt_reason = ""
         self._last_error = ""
+        self._judge_failed = ""
         try:
             try:
                 status, message = await self._phases(evaluation)
@@ -229,6 +230,8 @@ class EvalEngine:
                 return FAILED, self._fatal
             if self._halt_reason:
                 return STOPPED, self._halt_reason
+            if self._judge_failed:
+                return FAILED, self._judge_failed
         if self._errors:
             return DONE, (f"{self._errors} request(s) failed after retries (last: {self._last_error}); those prompts "
                           "are left out. Run the evaluation again to retry them: nothing else is asked twice.")
@@ -339,6 +342,7 @@ class EvalEngine:
         prices = evaluation.settings.prices
         for task in tasks:
             task.worst_case = request_cost(prices, model, _tokens(task.messages), spec.max_tokens)
+        failures: list[LLMError] = []
 
         async def send(task: _Task) -> None:
             assert client is not None and task.first_answer is not None and task.second_answer is not None
@@ -349,6 +353,7 @@ class EvalEngine:
                 if self._is_fatal(error, client):
                     self._fail(f"The judge ({spec.label or model}): {error.message}")
                 else:
+                    failures.append(error)
                     self._note_error(f"The judge: {error.message}")
                 return
             cost = _cost(prices, model, done)
@@ -360,6 +365,8 @@ class EvalEngine:
 
         self._begin(JUDGING, total, self._counts["cached_judgments"])
         await self._pump(tasks, send)
+        if failures and len(failures) == len(tasks):
+            self._judge_failed = f"The judge gave none of its verdicts: {failures[-1].message}"
 
     # -- the launch loop ------------------------------------------------------------------------------
     async def _pump(self, tasks: Sequence[_Task], send: Callable[[_Task], Awaitable[None]]) -> None:
@@ -384,8 +391,8 @@ class EvalEngine:
                     self._budget_hit = True
                     self._halt_reason = (
                         f"Stopped at the budget of ${budget:.2f} (spent ${self._budget_base + self._spent:.4f} in all); "
-                        f"{len(queue)} request(s) left. Raise the budget and run again: nothing done so far is "
-                        "paid twice.")
+                        f"{len(queue)} {'verdicts' if self._phase == JUDGING else 'answers'} still to fetch. Raise "
+                        "the budget and run again: nothing done so far is paid twice.")
                     self._pulse()
                     return
                 queue.popleft()
@@ -489,7 +496,7 @@ def _who(evaluation: Evaluation, index: int) -> str:
     return f"System {chr(ord('A') + index)} ({system.label or system.key})"
 
 
-class _worker_handle:
+class _WorkerHandle:
     """``with``: a project handle for this thread (a Project's worker(), or a lock-free one on a root path)."""
 
     def __init__(self, project: Project | Path | str):
