@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("studio.core.evaluation.engine", reason="the evaluation engine (helper C) is not merged yet")
-pytest.importorskip("tests.fake_eval_endpoints", reason="the fake evaluation endpoints (helper C) are not merged yet")
-
-from studio.cli import main  # noqa: E402
-from studio.core.evaluation.model import STOPPED, EvalPrompt  # noqa: E402
-from studio.core.evaluation.stats import wilson_interval  # noqa: E402
-from studio.core.project import Project  # noqa: E402
-from studio.core.serving.server_info import info_path, read_info  # noqa: E402
-from tests.fake_eval_endpoints import API_KEY, MARKER, FakeEvalServer  # noqa: E402
+from studio.cli import main
+from studio.core.evaluation.model import STOPPED, EvalPrompt
+from studio.core.evaluation.stats import wilson_interval
+from studio.core.project import Project
+from studio.core.serving.server_info import info_path, read_info
+from tests.fake_eval_endpoints import API_KEY, MARKER, FakeEvalServer
 
 CATEGORIES = ("email", "email", "email", "math", "math", "poetry")
 PROMPTS = [EvalPrompt(f"Task number {n}: do the thing well.", input="Some context." if n % 2 else "",
