@@ -43,6 +43,7 @@ from studio.core.evaluation.systems import (
 )
 
 if TYPE_CHECKING:
+    from studio.core.evaluation.model import PromptSet
     from studio.core.evaluation.stats import EvalResult, PairResult
     from studio.core.llm.client import LLMClient
     from studio.core.project import Project
@@ -119,7 +120,7 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
     return EXIT_OK
 
 
-def _prompt_set(project: Project, key: str):
+def _prompt_set(project: Project, key: str) -> PromptSet:
     text = str(key).strip()
     return project.prompt_sets.get(int(text) if text.isdigit() else text)
 
