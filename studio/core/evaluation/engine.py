@@ -192,6 +192,10 @@ class EvalEngine:
             finally:
                 for client in self._opened:
                     await client.aclose()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # A second Ctrl+C quits at once: what arrived is stored, so the run is stopped, not failed.
+            self._store.set_status(self.evaluation_id, STOPPED, "Interrupted; the answers and verdicts so far are kept.")
+            raise
         except BaseException as exc:
             # A bug must not leave the evaluation "answering" forever; it still propagates.
             self._store.set_status(self.evaluation_id, FAILED, f"Internal error: {type(exc).__name__}: {exc}")
