@@ -111,6 +111,17 @@ def test_lc_is_undefined_when_length_cannot_be_separated_from_quality():
     assert pair.lc_win_rate_a is None and not pair.length_bias
 
 
+def test_lc_is_undefined_when_a_is_always_far_longer_and_always_wins():
+    # A ~220 characters longer every time, give or take 20: tanh(d / std) is 1 on every prompt, so the
+    # GLM's intercept is the penalties' split, not the data's (it read 100 %, bootstrap 100–100 %).
+    jitter = np.random.default_rng(4).integers(0, 40, 60)
+    outcomes = [Outcome(i, 0, 1, "a", 270 + int(j), 50) for i, j in enumerate(jitter)]
+    pair = summarise(outcomes, ["long", "short"]).first
+    assert pair.win_rate_a == 1.0
+    assert pair.lc_win_rate_a is None and pair.lc_ci_low is None and pair.lc_ci_high is None
+    assert not pair.length_bias
+
+
 def test_all_inconsistent_outcomes_give_no_wins_and_no_win_rate():
     # A judge that always picks the first position: A wins with A first, B wins with B first.
     outcomes = [judge_outcome(i, 0, 1, "a", "b", 120, 80) for i in range(40)]

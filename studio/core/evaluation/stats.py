@@ -34,6 +34,10 @@ LENGTH_BIAS_MIN_N = 10
 # at zero difference; the intercept only a little, to keep a one-sided result finite.
 LC_SLOPE_PENALTY = 0.1
 LC_INTERCEPT_PENALTY = 1e-3
+# Below this spread of tanh(d / std(d)) the length feature is all but constant (A always far
+# longer than B, say: tanh saturates at 1): the GLM cannot tell length from quality and its
+# intercept only splits the penalties (a long always-winning A read 100 % with a 100–100 interval).
+LC_MIN_FEATURE_SPREAD = 0.05
 BT_PENALTY = 1e-2  # keeps a system that never won finite; the log-strengths then have mean 0
 UNCATEGORISED = "(no category)"
 
@@ -99,15 +103,21 @@ def _targets(outcomes: Sequence[Outcome]) -> np.ndarray:
 
 
 def _length_feature(diffs: np.ndarray) -> np.ndarray | None:
-    """``tanh(d / std(d))`` per row (last axis); None for a row whose non-zero difference never varies.
-
-    With a constant, non-zero difference length and quality cannot be told apart at all.
-    """
-    std = diffs.std(axis=-1, keepdims=True)
-    constant = std[..., 0] == 0
-    if np.any(constant & np.any(diffs != 0, axis=-1)):
+    """``tanh(d / std(d))`` per row (last axis); None when a row is :func:`_inseparable`."""
+    x = _tanh_feature(diffs)
+    if np.any(_inseparable(diffs, x)):
         return None
+    return x
+
+
+def _tanh_feature(diffs: np.ndarray) -> np.ndarray:
+    std = diffs.std(axis=-1, keepdims=True)
     return np.tanh(np.divide(diffs, std, out=np.zeros_like(diffs), where=std > 0))
+
+
+def _inseparable(diffs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per row: the lengths differ but the feature hardly varies, so length and quality are confounded."""
+    return (x.std(axis=-1) < LC_MIN_FEATURE_SPREAD) & np.any(diffs != 0, axis=-1)
 
 
 def _logistic_intercepts(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> np.ndarray:
@@ -151,9 +161,10 @@ def lc_win_rate(outcomes: Sequence[Outcome]) -> float | None:
     """AlpacaEval-2-style length-controlled win rate of A: the GLM's prediction at zero length difference.
 
     A logistic regression of the outcome (1 / 0 / 0.5) on ``tanh((len_a − len_b) / std)``,
-    L2-regularised; LC = ``sigmoid(intercept)``. None when there are no outcomes, or when A's
-    answers are longer (or shorter) than B's by the very same amount every time (then length
-    and quality cannot be separated).
+    L2-regularised; LC = ``sigmoid(intercept)``. None when there are no outcomes, or when the
+    feature hardly varies (A's answers longer, or shorter, than B's by about the same amount
+    every time, relative to how much that amount varies): then length and quality cannot be
+    separated and any intercept would be the penalties' choice, not the data's.
     """
     if not outcomes:
         return None
@@ -172,11 +183,10 @@ def _lc_interval(outcomes: Sequence[Outcome], rounds: int, seed: int) -> tuple[f
     targets = _targets(outcomes)
     rows = _bootstrap_indexes(len(outcomes), rounds, seed)
     d, y = diffs[rows], targets[rows]
-    std = d.std(axis=1, keepdims=True)
-    usable = ~((std[:, 0] == 0) & np.any(d != 0, axis=1))
+    x = _tanh_feature(d)
+    usable = ~_inseparable(d, x)
     if not usable.any():
         return None, None
-    x = np.tanh(np.divide(d, std, out=np.zeros_like(d), where=std > 0))
     return _percentiles(_sigmoid(_logistic_intercepts(x[usable], y[usable])), 0.95)
 
 
