@@ -312,3 +312,18 @@ def test_run_against_base_through_the_real_studio_server(tmp_path: Path, tiny_ba
     assert result["avg_len_a"] > 0 and result["avg_len_b"] > 0
     assert "starting the studio server for run:1, base" in err and "the studio server is ready" in err
     assert read_info(info_path(root)) is None  # the lease stopped the server it started
+
+
+def test_a_judge_without_readable_verdicts_is_not_shown_as_plain_ties(root, fake, capsys, tmp_path) -> None:
+    fake.judges["mumble"] = "mumble"  # replies, but never with [[A]], [[B]] or [[C]]
+    code, out, err = run_cli(capsys, *eval_run(root, fake, judge="mumble"))
+    assert code == 0, err
+    assert "6 ties (6 without a readable verdict)" in out
+    assert "the judge ended no reply with [[A]], [[B]] or [[C]]" in out
+    # The length-controlled "—" says why: A's answers are longer by nearly the same amount every time.
+    assert "length and quality cannot be told apart" in out
+    evaluation_id = out.split()[1]
+    code, _, err = run_cli(capsys, "eval", "export", "--project", root, evaluation_id, tmp_path / "e.json")
+    assert code == 0, err
+    rows = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))["prompts"]
+    assert rows[0]["judge_raw_ab"] == rows[0]["judge_raw_ba"] == "Both answers have merits and I cannot decide."

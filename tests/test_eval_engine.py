@@ -378,6 +378,8 @@ def test_prompt_rows_carry_both_answers_verdicts_and_votes(project, server) -> N
     assert (row["label_a"], row["label_b"]) == ("good", "plain") and MARKER in row["answer_a"]
     assert row["len_a"] == len(row["answer_a"]) and row["category"] == "writing" and row["ext_id"] == "t0"
     assert rows[1]["human"] is None and rows[1]["input"] == ""
+    # The judge's raw replies travel with the rows (an export shows why each verdict was read as it was).
+    assert row["judge_raw_ab"].rstrip().endswith("[[A]]") and row["judge_raw_ba"].rstrip().endswith("[[B]]")
 
 
 def test_three_systems_are_judged_pair_by_pair(project, server) -> None:

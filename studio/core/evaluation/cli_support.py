@@ -440,6 +440,10 @@ def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
     tie_note = []
     if pair.inconsistent:
         tie_note.append(f"{pair.inconsistent} inconsistent")
+    # Judged in both orders but not both readable: the judge gave no [[A]]/[[B]]/[[C]] in one of them.
+    unreadable = 0 if human else pair.n - pair.judged_both_orders
+    if unreadable:
+        tie_note.append(f"{unreadable} without a readable verdict")
     if pair.both_bad:
         tie_note.append(f"{pair.both_bad} both bad")
     ties = f"{pair.ties} ties" + (f" ({', '.join(tie_note)})" if tie_note else "")
@@ -451,7 +455,13 @@ def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
         lc += f" ({100 * pair.lc_ci_low:.1f}–{100 * pair.lc_ci_high:.1f} %, bootstrap 95 %)"
     if pair.length_bias:
         lc += "  ⚠ length bias: the verdicts follow answer length more than quality"
+    elif pair.lc_win_rate_a is None and pair.n:
+        lc += (f" (the length difference barely varies: {a}'s answers are longer, or shorter, by about the "
+               "same amount every time, so length and quality cannot be told apart)")
     lines.append(lc)
+    if unreadable and unreadable == pair.n:
+        lines.append("    ⚠ the judge ended no reply with [[A]], [[B]] or [[C]]: these are not real ties; check its "
+                     "model and --template (`eval export` keeps its raw replies)")
     if not human:
         lines.append(f"    position consistency of the judge: {_pct(pair.position_consistency)} "
                      f"({pair.judged_both_orders} pairs judged in both orders)")

@@ -608,10 +608,15 @@ def prompt_rows(project: Project, evaluation: Evaluation, outcomes: Sequence[Out
     Keys: prompt_id, ext_id, category, instruction, input, system_a, system_b (indexes), label_a,
     label_b, answer_a, answer_b, len_a, len_b, ab, ba (the judge's verdict in each order, as a
     system: a / b / tie, None when not judged or unreadable), winner (a / b / tie, None when
-    not judged in both orders), inconsistent, human (a / b / tie / both_bad, None without a vote).
+    not judged in both orders), inconsistent, human (a / b / tie / both_bad, None without a vote),
+    judge_raw_ab, judge_raw_ba (the judge's whole reply in each order, "" when not judged: an
+    export must show why a verdict was read as it was, or why none could be read).
     """
     prompts = evaluation_prompts(project, evaluation)
     answers = _answers(project, evaluation, prompts)
+    judged: dict[tuple[int, int], StoredJudgment] = {}
+    if evaluation.judge is not None:
+        judged = project.evaluations.judgments_for(evaluation.judge.key(), (a.id for a in answers.values()))
     judge = {(o.prompt_id, o.system_a, o.system_b): o for o in outcomes}
     votes = {(o.prompt_id, o.system_a, o.system_b): o for o in human or ()}
     labels = [s.label or s.key for s in evaluation.systems]
@@ -632,8 +637,14 @@ def prompt_rows(project: Project, evaluation: Evaluation, outcomes: Sequence[Out
                 "winner": outcome.winner if outcome else None,
                 "inconsistent": bool(outcome and outcome.inconsistent),
                 "human": None if vote is None else ("both_bad" if vote.both_bad else vote.winner),
+                "judge_raw_ab": _raw(judged.get((answer_a.id, answer_b.id))),
+                "judge_raw_ba": _raw(judged.get((answer_b.id, answer_a.id))),
             })
     return rows
+
+
+def _raw(judgment: StoredJudgment | None) -> str:
+    return "" if judgment is None else judgment.raw
 
 
 # -- the estimate shown before a run -------------------------------------------------------------------
