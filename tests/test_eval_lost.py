@@ -218,3 +218,18 @@ def test_judge_outcomes_with_human_votes_over_them(project):
     seed_ids = lost.to_seeds(project, evaluation, evaluation.prompt_ids)
     outputs = sorted(project.seeds.get(i).instances[0].output for i in seed_ids)
     assert outputs == sorted(TEACHER[:2])
+
+
+def test_cli_a_second_to_seeds_does_not_claim_to_release_again_and_nearest_says_when_none(project, voted, capsys):
+    root = project.root
+    project.close()  # no accepted samples: nothing to be near
+    assert main(["eval", "lost", str(voted.id), "--to-seeds", "--nearest", "2", "--project", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "The 2 prompts left the evaluation set" in out
+    assert "No training sample is near these prompts: the accepted samples" in out
+    assert main(["eval", "lost", str(voted.id), "--to-seeds", "--json", "--project", str(root)]) == 0
+    assert json.loads(capsys.readouterr().out)["released"] == 0
+    assert main(["eval", "lost", str(voted.id), "--to-seeds", "--project", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "2 were seeds already" in out and "The 2 prompts left" not in out
+    assert "2 prompts had left the evaluation set already" in out

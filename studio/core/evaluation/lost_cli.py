@@ -11,7 +11,7 @@ import json
 
 from studio.core.errors import StudioError
 from studio.core.evaluation import lost as lost_module
-from studio.core.evaluation.model import Evaluation
+from studio.core.evaluation.model import RUN, Evaluation
 from studio.core.wording import count_noun
 
 PREVIEW = 72
@@ -60,6 +60,8 @@ def cmd_eval_lost(args: argparse.Namespace) -> int:
                 nearest.setdefault(prompt_id, []).append((sample_id, score))
         texts = project.curation.texts([s for found in nearest.values() for s, _ in found]) if nearest else {}
         seed_ids: list[int] = []
+        # Prompts still in their set (a second --to-seeds finds them released already).
+        released = sum(1 for i in ids if i in prompts and prompts[i].released_to is None) if args.to_seeds else 0
         if args.to_seeds and ids:
             seed_ids = lost_module.to_seeds(project, evaluation, ids, system=system, outcomes=outcomes)
         student = evaluation.systems[system].label or evaluation.systems[system].key
@@ -78,17 +80,18 @@ def cmd_eval_lost(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"evaluation_id": evaluation.id, "system": system, "system_label": student,
                               "compared": len({o.prompt_id for o in outcomes if system in (o.system_a, o.system_b)}),
-                              "lost": rows, "seed_ids": seed_ids, "released": len(ids) if args.to_seeds else 0},
+                              "lost": rows, "seed_ids": seed_ids, "released": released},
                              ensure_ascii=False, indent=2))
             return 0
-        _print_human(evaluation, student, outcomes, system, rows, seed_ids, bool(args.to_seeds))
+        _print_human(evaluation, student, outcomes, system, rows, seed_ids, bool(args.to_seeds), released,
+                     nearest_asked=bool(args.nearest))
         return 0
     finally:
         project.close()
 
 
 def _print_human(evaluation: Evaluation, student: str, outcomes, system: int, rows: list[dict], seed_ids: list[int],
-                 to_seeds: bool) -> None:
+                 to_seeds: bool, released: int = 0, *, nearest_asked: bool = False) -> None:
     compared = len({o.prompt_id for o in outcomes if system in (o.system_a, o.system_b)})
     if not compared:
         print(f"{evaluation.label}: nothing judged or voted yet, so no prompt is lost. "
@@ -102,10 +105,17 @@ def _print_human(evaluation: Evaluation, student: str, outcomes, system: int, ro
             print(f"      sample #{near['sample_id']}  ROUGE-L {near['score']:.2f}  {_preview(near['instruction'])}")
     if any(row["nearest"] for row in rows):
         print(f"Curate shows these samples with the filter \"nearest to evaluation {evaluation.id}\".")
+    elif nearest_asked and rows:
+        spec = evaluation.systems[system]
+        where = "its run's snapshot" if spec.kind == RUN else "the accepted samples (the student is not a trained run)"
+        print(f"No training sample is near these prompts: {where} holds none close enough by ROUGE-L, or none at all.")
     if to_seeds and rows:
         already = len(rows) - len(seed_ids)
         known = f"; {already} were seeds already" if already else ""
         print(f"Made {count_noun(len(seed_ids), 'seed task')} with the winning answers as outputs (tagged "
               f"{lost_module.FROM_EVAL_TAG}, {lost_module.eval_tag(evaluation.id)}{known}).")
-        print(f"The {count_noun(len(rows), 'prompt')} left the evaluation set: they are training data now, "
-              "so later evaluations of that set no longer include them.")
+        if released:
+            print(f"The {count_noun(released, 'prompt')} left the evaluation set: they are training data now, "
+                  "so later evaluations of that set no longer include them.")
+        if released < len(rows):
+            print(f"{count_noun(len(rows) - released, 'prompt')} had left the evaluation set already.")
