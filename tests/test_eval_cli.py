@@ -327,3 +327,24 @@ def test_a_judge_without_readable_verdicts_is_not_shown_as_plain_ties(root, fake
     assert code == 0, err
     rows = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))["prompts"]
     assert rows[0]["judge_raw_ab"] == rows[0]["judge_raw_ba"] == "Both answers have merits and I cannot decide."
+
+
+def test_eval_run_warns_when_a_run_was_trained_on_prompts_of_the_set(tmp_path) -> None:
+    """A set made after the run (another split of its snapshot) slips past the wall: `eval run` says so."""
+    from studio.core.evaluation.cli_support import _trained_on_warnings
+    from studio.core.evaluation.model import RUN, SystemSpec
+    from studio.core.samples import Sample, Status
+    from tests.serve_support import base_folder, trained_run
+
+    with Project.create(tmp_path / "p") as project:
+        for i in range(20):
+            project.samples.add(Sample(f"Write line {i} of the poem.", "", f"Line {i}.", status=Status.ACCEPTED))
+        project.snapshots.create("v1")
+        run = trained_run(project, base_folder(tmp_path))  # default split: 1 of 20 held out
+        own = project.prompt_sets.from_validation_split("v1", max_validation_samples=200)
+        wider = project.prompt_sets.from_validation_split("v1", name="wider", validation_fraction=0.25)
+        spec = SystemSpec(RUN, label="student", run=str(run.id), key=f"run:{run.id}:fingerprint")
+        assert _trained_on_warnings(project, [spec], project.prompt_sets.prompts(own.id), own.name) == []
+        [warning] = _trained_on_warnings(project, [spec], project.prompt_sets.prompts(wider.id), "wider")
+        assert warning.startswith("A (student) was trained on 4 of the 5 prompts of wider")
+        assert "measure memory" in warning

@@ -94,6 +94,8 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
             systems=systems, judge=judge, settings=settings, name=getattr(args, "name", None) or "")
         _say(err, f"evaluation {evaluation.id}: {' vs '.join(s.label for s in systems)} on {prompt_set.name} "
                   f"({len(prompts)} prompts){f', judge {judge.label}' if judge else ', no judge (answers only)'}")
+        for warning in _trained_on_warnings(project, systems, prompts, prompt_set.name):
+            _say(err, f"warning: {warning}")
         keys = key_sources(systems, judge)
         if keys:
             _say(err, f"keys: {keys}")
@@ -118,6 +120,29 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
                   "to finish (cached work costs nothing)")
         return EXIT_STOPPED
     return EXIT_OK
+
+
+def _trained_on_warnings(project: Project, systems: Sequence[SystemSpec], prompts: Sequence[Any],
+                         set_name: str) -> list[str]:
+    """A trained run that learned some of the set's prompts (the set was made after the run): its
+    wins there measure memory, so say how many before anything is paid for."""
+    from studio.core.evaluation.guard import trained_on
+    from studio.core.evaluation.model import RUN
+
+    warnings = []
+    for index, spec in enumerate(systems):
+        if spec.kind != RUN:
+            continue
+        parts = spec.key.split(":")
+        run = project.training.get(parts[1] if len(parts) >= 2 and parts[1].isdigit() else spec.run)
+        found = trained_on(project.conn, run.snapshot_id, run.settings, prompts)
+        if found:
+            warnings.append(f"{letter(index)} ({spec.label}) was trained on {len(found):,} of the "
+                            f"{len(prompts):,} prompts of {set_name} (its snapshot's training part); its "
+                            "answers there measure memory. Evaluate it on its own validation split "
+                            f"(`eval prompts from-snapshot` with the run's seed, validation_fraction and "
+                            "max_validation_samples) or on another set.")
+    return warnings
 
 
 def _prompt_set(project: Project, key: str) -> PromptSet:

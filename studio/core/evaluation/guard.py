@@ -225,3 +225,18 @@ def preflight_checks(conn: sqlite3.Connection, snapshot_id: int | None,
         checks.append({"level": "ok", "code": EXACT_CODE, "message":
                        f"no training sample is, or is near, one of the {len(wall):,} evaluation prompts"})
     return checks
+
+
+def trained_on(conn: sqlite3.Connection, snapshot_id: int | None, settings: SplitSettings,
+               prompts: Sequence[PromptLike]) -> list[int]:
+    """Indexes of ``prompts`` that a run with ``settings`` on the snapshot trained on (exact copies).
+
+    The wall stops a run from training on a set that exists; a set made *after* the run (another
+    validation split of its snapshot, or a file holding its samples) is not stopped by anything, and
+    evaluating that run on it measures memory. ``eval run`` warns with this.
+    """
+    if snapshot_id is None or not prompts:
+        return []
+    train, _ = split_records(list(snapshot_records(conn, snapshot_id)), settings)
+    trained = {record_hash(r.instruction, r.input) for r in train}
+    return [i for i, p in enumerate(prompts) if record_hash(p.instruction, p.input) in trained]
