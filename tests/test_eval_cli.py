@@ -348,3 +348,20 @@ def test_eval_run_warns_when_a_run_was_trained_on_prompts_of_the_set(tmp_path) -
         [warning] = _trained_on_warnings(project, [spec], project.prompt_sets.prompts(wider.id), "wider")
         assert warning.startswith("A (student) was trained on 4 of the 5 prompts of wider")
         assert "measure memory" in warning
+
+
+@pytest.mark.parametrize("where", ["a", "judge"])
+def test_a_url_holding_a_credential_is_refused_before_it_is_stored(root, fake, capsys, where) -> None:
+    host = fake.base_url[len("http://"):]
+    secret_url = f"http://me:sk-SECRET-123@{host}#" + ("good" if where == "a" else "judge")
+    argv = eval_run(root, fake)
+    argv[argv.index("--a" if where == "a" else "--judge") + 1] = secret_url
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 1 and "holds a user name or password" in err and "--api-key-env" in err
+    assert "SECRET" not in err + out
+    argv[argv.index("--a" if where == "a" else "--judge") + 1] = f"{fake.base_url}?api-key=sk-Q2#good"
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1 and "a credential in its query (api-key)" in err and "sk-Q2" not in err
+    with Project.open(root) as project:
+        assert project.evaluations.list() == []  # nothing stored, so nothing to leak into results or exports
+    assert fake.total_requests == 0

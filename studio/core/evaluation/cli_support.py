@@ -37,6 +37,7 @@ from studio.core.evaluation.model import (
 )
 from studio.core.evaluation.systems import (
     StudioServerLease,
+    check_url_has_no_secret,
     client_factory,
     key_sources,
     resolve_systems,
@@ -162,6 +163,7 @@ def _judge_spec(text: str, template_path: Path | None, key_env: str | None) -> J
     if spec.kind != ENDPOINT:
         raise EvaluationError(f"--judge {text!r}: a judge is an endpoint, URL#MODEL (the studio's own models "
                               "are not judges).")
+    check_url_has_no_secret(spec.base_url, "the judge")
     spec = _with_key_env(spec, key_env)
     judge = default_judge_spec(spec.endpoint())
     judge = replace(judge, label=endpoint_label(spec.base_url, spec.model))

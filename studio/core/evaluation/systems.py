@@ -64,6 +64,30 @@ ADAPTER_WEIGHTS = ("adapter_config.json", "adapter_model.safetensors", "adapter_
 
 
 # -- resolving: labels and cache keys ----------------------------------------------------------------
+_SECRET_QUERY = ("key", "token", "secret", "password", "passwd", "sig", "auth", "credential")
+
+
+def check_url_has_no_secret(url: str, what: str = "an endpoint") -> None:
+    """Refuse a URL that carries a credential (``user:password@`` or an ``api-key=`` style query).
+
+    The URL is the system's cache key and label: stored with the evaluation, printed in results
+    and written to every export. A key belongs in the keyring or an environment variable.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    named = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)
+             if any(word in name.lower() for word in _SECRET_QUERY)]
+    if parts.username is None and parts.password is None and not named:
+        return
+    host = parts.hostname or "the host"
+    where = f"a user name or password before {host}" if parts.username is not None else \
+        f"a credential in its query ({', '.join(named)})"
+    raise EvaluationError(f"The URL of {what} holds {where}: it would be stored with the evaluation and written to "
+                          "its results and exports. Remove it from the URL and put the key in the keyring or an "
+                          "environment variable (--api-key-env VAR).")
+
+
 def resolve_system(project: Project, spec: SystemSpec, *, server: ServerInfo | None = None) -> SystemSpec:
     """``spec`` with its cache ``key`` and a readable ``label`` (EvaluationError if it names nothing usable).
 
@@ -74,6 +98,7 @@ def resolve_system(project: Project, spec: SystemSpec, *, server: ServerInfo | N
     if spec.kind == ENDPOINT:
         if not spec.base_url or not spec.model:
             raise EvaluationError(f"{spec.label or 'An endpoint system'} needs a URL and a model (URL#MODEL).")
+        check_url_has_no_secret(spec.base_url, f"system {spec.model!r}")
         label = spec.label if spec.label and spec.label != spec.model else endpoint_label(spec.base_url, spec.model)
         return replace(spec, label=label, api_key_env=spec.api_key_env or DEFAULT_KEY_ENV,
                        key=f"{spec.base_url.rstrip('/')}#{spec.model}")
