@@ -365,3 +365,10 @@ def test_a_url_holding_a_credential_is_refused_before_it_is_stored(root, fake, c
     with Project.open(root) as project:
         assert project.evaluations.list() == []  # nothing stored, so nothing to leak into results or exports
     assert fake.total_requests == 0
+
+
+def test_human_results_before_any_vote_say_how_to_vote(root, fake, capsys) -> None:
+    assert run_cli(capsys, *eval_run(root, fake))[0] == 0
+    code, out, _ = run_cli(capsys, "eval", "results", "1", "--human", "--project", root)
+    assert code == 0 and "no blind votes yet: vote in the Evaluate panel" in out
+    assert "A vs B: 0 prompts" not in out

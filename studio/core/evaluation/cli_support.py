@@ -442,6 +442,9 @@ def summary_lines(result: EvalResult) -> list[str]:
             a, b = letter(pair.index_a), letter(pair.index_b)
             lines.append(f"  average answer length: {a} {_chars(pair.avg_len_a)}, {b} {_chars(pair.avg_len_b)}")
         return lines
+    if source == "human votes" and not any(pair.n for pair in result.pairs):
+        lines.append("  no blind votes yet: vote in the Evaluate panel (Compare), then run this again")
+        return lines
     for pair in result.pairs:
         lines += _pair_lines(pair, human=source == "human votes")
     if result.ranking:
