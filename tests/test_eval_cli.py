@@ -372,3 +372,19 @@ def test_human_results_before_any_vote_say_how_to_vote(root, fake, capsys) -> No
     code, out, _ = run_cli(capsys, "eval", "results", "1", "--human", "--project", root)
     assert code == 0 and "no blind votes yet: vote in the Evaluate panel" in out
     assert "A vs B: 0 prompts" not in out
+
+
+def test_a_prompt_set_in_use_is_not_deleted_under_its_evaluations(root, fake, capsys) -> None:
+    from studio.core.evaluation.model import EvaluationError
+
+    assert run_cli(capsys, *eval_run(root, fake))[0] == 0
+    with Project.open(root) as project:
+        with pytest.raises(EvaluationError, match=r"'bench' is used by 1 evaluation \(1\): deleting it would empty"):
+            project.prompt_sets.delete("bench")
+        assert project.prompt_sets.get("bench").prompt_count == 6
+    code, out, _ = run_cli(capsys, "eval", "results", "1", "--json", "--project", root)
+    assert code == 0 and json.loads(out)["n"] == 6  # the results are whole
+    with Project.open(root) as project:
+        project.evaluations.delete(1)
+        project.prompt_sets.delete("bench")  # nothing uses it now
+        assert project.prompt_sets.list() == []

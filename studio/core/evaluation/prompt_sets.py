@@ -200,8 +200,20 @@ class PromptSetRepository:
         self._changes.publish(PROMPT_SETS)
 
     def delete(self, key: int | str) -> None:
-        """The set and its prompts; evaluations run on it keep their records (their set becomes none)."""
-        set_id = self.get(key).id
+        """The set and its prompts; refused while an evaluation uses the set.
+
+        An evaluation stores only its prompts' ids: with the prompts gone its results would read
+        "0 prompts" and its export would be empty (the cached answers cannot be tied back to any
+        prompt), so the evaluations go first, on purpose.
+        """
+        prompt_set = self.get(key)
+        set_id = prompt_set.id
+        used = [r[0] for r in self.conn.execute("SELECT id FROM evaluations WHERE set_id = ? ORDER BY id", (set_id,))]
+        if used:
+            ids = ", ".join(map(str, used[:10])) + (", …" if len(used) > 10 else "")
+            raise EvaluationError(
+                f"Prompt set {prompt_set.name!r} is used by {len(used)} evaluation{'s' if len(used) != 1 else ''} "
+                f"({ids}): deleting it would empty their results. Delete those evaluations first (Evaluate panel).")
         with transaction(self.conn):
             self.conn.execute("DELETE FROM eval_prompt_sets WHERE id = ?", (set_id,))
         self._changes.publish(PROMPT_SETS)
