@@ -380,6 +380,9 @@ def test_prompt_rows_carry_both_answers_verdicts_and_votes(project, server) -> N
     assert rows[1]["human"] is None and rows[1]["input"] == ""
     # The judge's raw replies travel with the rows (an export shows why each verdict was read as it was).
     assert row["judge_raw_ab"].rstrip().endswith("[[A]]") and row["judge_raw_ba"].rstrip().endswith("[[B]]")
+    # ...and what each answer took: tokens, why it ended (``length`` = cut off), latency, cost.
+    assert row["tokens_a"] == len(row["answer_a"]) // 4 and row["finish_a"] == row["finish_b"] == "stop"
+    assert row["latency_s_a"] >= 0 and row["cost_a"] == 0
 
 
 def test_three_systems_are_judged_pair_by_pair(project, server) -> None:

@@ -609,8 +609,10 @@ def prompt_rows(project: Project, evaluation: Evaluation, outcomes: Sequence[Out
     label_b, answer_a, answer_b, len_a, len_b, ab, ba (the judge's verdict in each order, as a
     system: a / b / tie, None when not judged or unreadable), winner (a / b / tie, None when
     not judged in both orders), inconsistent, human (a / b / tie / both_bad, None without a vote),
-    judge_raw_ab, judge_raw_ba (the judge's whole reply in each order, "" when not judged: an
-    export must show why a verdict was read as it was, or why none could be read).
+    tokens_a/b, finish_a/b (``length`` = cut off at max tokens, which a judge may hold against
+    it), latency_s_a/b, cost_a/b (what each answer took), judge_raw_ab, judge_raw_ba (the
+    judge's whole reply in each order, "" when not judged: an export must show why a verdict
+    was read as it was, or why none could be read).
     """
     prompts = evaluation_prompts(project, evaluation)
     answers = _answers(project, evaluation, prompts)
@@ -637,6 +639,10 @@ def prompt_rows(project: Project, evaluation: Evaluation, outcomes: Sequence[Out
                 "winner": outcome.winner if outcome else None,
                 "inconsistent": bool(outcome and outcome.inconsistent),
                 "human": None if vote is None else ("both_bad" if vote.both_bad else vote.winner),
+                **{f"{field}_{side}": getattr(answer, attr)
+                   for side, answer in (("a", answer_a), ("b", answer_b))
+                   for field, attr in (("tokens", "completion_tokens"), ("finish", "finish_reason"),
+                                       ("latency_s", "latency_s"), ("cost", "cost"))},
                 "judge_raw_ab": _raw(judged.get((answer_a.id, answer_b.id))),
                 "judge_raw_ba": _raw(judged.get((answer_b.id, answer_a.id))),
             })
