@@ -233,3 +233,23 @@ def test_cli_a_second_to_seeds_does_not_claim_to_release_again_and_nearest_says_
     out = capsys.readouterr().out
     assert "2 were seeds already" in out and "The 2 prompts left" not in out
     assert "2 prompts had left the evaluation set already" in out
+
+
+def test_nearest_samples_of_a_student_run_leave_out_what_the_run_held_out(project):
+    """A validation-split prompt is in the run's snapshot but was never trained on: not "what it learned from"."""
+    from studio.core.evaluation.model import SystemSpec
+    from studio.core.training.settings import TrainSettings
+    from studio.core.training.split import split_records
+    from tests.eval_votes_support import SYSTEMS
+
+    accepted(project, [f"Write line {i} of the poem about the sea." for i in range(20)])
+    snapshot = project.snapshots.create("v1")
+    settings = TrainSettings()
+    run = project.training.create(snapshot=snapshot.id, base_model="org/model", settings=settings)
+    [held] = split_records(project.snapshots.items(snapshot.id), settings)[1]
+    student = SystemSpec("run", label=f"run:{run.id}", run=str(run.id), key=f"run:{run.id}:fingerprint")
+    evaluation = make_evaluation(project, [EvalPrompt(held.instruction)], [["Waves."], ["The sea sings."]],
+                                 systems=(student, SYSTEMS[1]))
+    found = lost.nearest_samples(project, evaluation, evaluation.prompt_ids, k=3)
+    assert len(found) == 3 and held.sample_id not in {s for s, _, _ in found}
+    assert all(score < 1.0 for _, _, score in found)

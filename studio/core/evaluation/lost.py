@@ -177,14 +177,25 @@ def _system_label(evaluation: Evaluation, index: int) -> str:
 # -- lost prompts -> the nearest training samples -----------------------------------------------------
 def training_samples(project: Project, evaluation: Evaluation, *, system: int = 0,
                      snapshot: int | str | None = None) -> list[tuple[int, str]]:
-    """(sample id, text) of what the student learned from: its run's snapshot, else every accepted sample."""
+    """(sample id, text) of what the student learned from, else every accepted sample.
+
+    A student run: its snapshot less the validation records the run held out (the job's own
+    split): a held-out record is often the lost prompt itself (a validation-split prompt set),
+    and showing it as "what the student learned from" would be false. A given ``snapshot``: all
+    of its items.
+    """
+    items = None
     if snapshot is None:
         spec = evaluation.systems[system]
         if spec.kind == RUN:
+            from studio.core.training.split import split_records
+
             run = project.training.get(_run_key(spec.run, spec.key))
-            snapshot = run.snapshot_id
-    if snapshot is not None:
+            if run.snapshot_id is not None:
+                items, _ = split_records(project.snapshots.items(run.snapshot_id), run.settings)
+    elif snapshot is not None:
         items = project.snapshots.items(snapshot)
+    if items is not None:
         return [(i.sample_id, _text(i.instruction, i.input)) for i in items if i.sample_id is not None]
     rows = project.conn.execute("SELECT id, instruction, input FROM samples WHERE status = 'accepted' ORDER BY id")
     return [(r[0], _text(r[1], r[2])) for r in rows]
