@@ -265,3 +265,16 @@ def test_eval_prompts_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli_main(["--project", str(root), "eval", "prompts", "import", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "bad.jsonl, line 2" in err and len(err.splitlines()) == 1
+
+
+def test_eval_prompts_a_taken_name_says_how_to_choose_another(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "p"
+    with Project.create(root) as project:
+        _snapshot(project, 20, name="snap")
+    path = write_lines(tmp_path / "user_oriented.jsonl", *USER_ORIENTED)
+    assert cli_main(["--project", str(root), "eval", "prompts", "import", str(path)]) == 0
+    assert cli_main(["--project", str(root), "eval", "prompts", "import", str(path)]) == 1
+    assert "'user_oriented' already exists; choose another name with --name NAME." in capsys.readouterr().err
+    assert cli_main(["--project", str(root), "eval", "prompts", "from-snapshot", "snap"]) == 0
+    assert cli_main(["--project", str(root), "eval", "prompts", "from-snapshot", "snap"]) == 1
+    assert "'snap-validation' already exists; choose another name with --name NAME." in capsys.readouterr().err

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from studio.core.evaluation.model import PromptSet
+from studio.core.evaluation.model import EvaluationError, PromptSet
 from studio.core.project import Project
 from studio.core.wording import count_noun
 
@@ -42,18 +42,30 @@ def summary(prompt_set: PromptSet, verb: str = "Imported") -> str:
             "they are evaluation-only: Generate and Train refuse them")
 
 
+def _name_hint(exc: EvaluationError) -> EvaluationError:
+    """The repository's "choose another name" says how, on the command line."""
+    text = str(exc)
+    return EvaluationError(text.rstrip(".") + " with --name NAME.") if "already exists" in text else exc
+
+
 def cmd_prompts_import(args: argparse.Namespace) -> int:
     with _open(args) as project:
-        prompt_set = project.prompt_sets.import_file(args.file, name=args.name)
+        try:
+            prompt_set = project.prompt_sets.import_file(args.file, name=args.name)
+        except EvaluationError as exc:
+            raise _name_hint(exc) from None
     _print_set(prompt_set, args, "Imported")
     return EXIT_OK
 
 
 def cmd_prompts_from_snapshot(args: argparse.Namespace) -> int:
     with _open(args) as project:
-        prompt_set = project.prompt_sets.from_validation_split(
-            args.snapshot, name=args.name, seed=args.seed, validation_fraction=args.val_fraction,
-            max_validation_samples=args.max_val)
+        try:
+            prompt_set = project.prompt_sets.from_validation_split(
+                args.snapshot, name=args.name, seed=args.seed, validation_fraction=args.val_fraction,
+                max_validation_samples=args.max_val)
+        except EvaluationError as exc:
+            raise _name_hint(exc) from None
     _print_set(prompt_set, args, "Took")
     if not getattr(args, "json", False):
         print(f"A training run on this snapshot with seed {args.seed}, validation_fraction {args.val_fraction:g} "
