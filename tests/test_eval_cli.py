@@ -388,3 +388,11 @@ def test_a_prompt_set_in_use_is_not_deleted_under_its_evaluations(root, fake, ca
         project.evaluations.delete(1)
         project.prompt_sets.delete("bench")  # nothing uses it now
         assert project.prompt_sets.list() == []
+
+
+def test_results_of_a_failed_evaluation_say_why_it_failed(root, fake, capsys) -> None:
+    code, _, err = run_cli(capsys, *eval_run(root, fake, judge="no-such-judge"))
+    assert code == 1 and "evaluation 1 keeps what arrived" in err
+    code, out, _ = run_cli(capsys, "eval", "results", "1", "--project", root)
+    assert code == 0 and "; failed, cost" in out
+    assert "  failed: The judge (no-such-judge @" in out and "does not know the model 'no-such-judge'" in out

@@ -434,6 +434,8 @@ def summary_lines(result: EvalResult) -> list[str]:
     lines = [f"evaluation {meta.get('evaluation_id')} on {meta.get('prompt_set') or 'a deleted prompt set'} "
              f"({len(meta.get('prompt_ids', []))} prompts, hash {str(meta.get('set_hash', ''))[:12]}…), {by}; "
              f"{meta.get('status')}, cost ${float(meta.get('cost') or 0):.4f}"]
+    if meta.get("error"):  # a failed or stopped run says why, also when it is looked at later
+        lines.append(f"  {meta.get('status')}: {meta['error']}")
     lines += [f"  {letter(n)} = {label}" for n, label in enumerate(result.systems)]
     if source == "answers only":
         lines.append(f"  answers stored for {meta.get('prompts_answered', 0)} prompts: vote on them in the Evaluate "
