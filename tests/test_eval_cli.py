@@ -396,3 +396,13 @@ def test_results_of_a_failed_evaluation_say_why_it_failed(root, fake, capsys) ->
     code, out, _ = run_cli(capsys, "eval", "results", "1", "--project", root)
     assert code == 0 and "; failed, cost" in out
     assert "  failed: The judge (no-such-judge @" in out and "does not know the model 'no-such-judge'" in out
+
+
+def test_a_temperature_out_of_range_or_a_template_without_a_judge_is_refused(root, fake, capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, *eval_run(root, fake, "--temperature", "-3", judge=None))
+    assert code == 1 and "--temperature -3: use a value from 0 to 2" in err
+    template = tmp_path / "judge.txt"
+    template.write_text("{instruction} {input} {answer_a} {answer_b} [[A]]", encoding="utf-8")
+    code, _, err = run_cli(capsys, *eval_run(root, fake, "--template", template, judge=None))
+    assert code == 1 and "--template is the judge's prompt: give --judge URL#MODEL too" in err
+    assert fake.total_requests == 0

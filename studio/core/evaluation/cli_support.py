@@ -79,11 +79,16 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
     if not prompts:
         raise EvaluationError(f"The prompt set {prompt_set.name} has no evaluation prompts left "
                               "(all were sent to the seeds); import another set.")
+    temperature = float(getattr(args, "temperature", 0.0) or 0.0)
+    if not 0.0 <= temperature <= 2.0:
+        raise EvaluationError(f"--temperature {temperature:g}: use a value from 0 to 2 (0 = the most likely "
+                              "answer, the fair choice for a comparison).")
+    if getattr(args, "template", None) is not None and not getattr(args, "judge", None):
+        raise EvaluationError("--template is the judge's prompt: give --judge URL#MODEL too (or leave --template out).")
     key_env = getattr(args, "api_key_env", None)
     specs = [_with_key_env(SystemSpec.parse(text), key_env) for text in (args.a, args.b)]
     judge = _judge_spec(args.judge, getattr(args, "template", None), key_env) if getattr(args, "judge", None) else None
-    settings = EvalSettings(answers=AnswerSettings(max_tokens=int(args.max_tokens),
-                                                   temperature=float(getattr(args, "temperature", 0.0) or 0.0)),
+    settings = EvalSettings(answers=AnswerSettings(max_tokens=int(args.max_tokens), temperature=temperature),
                             concurrency=int(getattr(args, "concurrency", 32) or 32),
                             budget_usd=getattr(args, "budget", None))
     # A bad spec, an unknown run or an untrained one fails here, before a server is started.
