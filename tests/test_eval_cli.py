@@ -312,6 +312,12 @@ def test_run_against_base_through_the_real_studio_server(tmp_path: Path, tiny_ba
     assert result["avg_len_a"] > 0 and result["avg_len_b"] > 0
     assert "starting the studio server for run:1, base" in err and "the studio server is ready" in err
     assert read_info(info_path(root)) is None  # the lease stopped the server it started
+    # A rerun has every answer cached: no server is started for it (a real base takes minutes to load).
+    with FakeEvalServer(judges={"judge": "longer"}) as judge:
+        code, out, err = run_cli(capsys, "eval", "run", "--project", root, "--prompts", "tiny", "--a", "run:student",
+                                 "--b", "base", "--judge", judge.spec("judge"), "--max-tokens", "8", "--json")
+        assert code == 0, err
+    assert "starting the studio server" not in err and json.loads(out)["n"] == 2
 
 
 def test_a_judge_without_readable_verdicts_is_not_shown_as_plain_ties(root, fake, capsys, tmp_path) -> None:

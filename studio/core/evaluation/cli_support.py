@@ -93,7 +93,9 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
                             budget_usd=getattr(args, "budget", None))
     # A bad spec, an unknown run or an untrained one fails here, before a server is started.
     specs = resolve_systems(project, specs, server=live_server(info_path(project.root)))
-    with StudioServerLease(project.root, specs, out=err) as server:
+    # A studio model whose every answer is cached needs no server (loading a 7B base takes minutes).
+    uncached = [spec for spec in specs if not _all_cached(project, spec, prompts, settings)]
+    with StudioServerLease(project.root, uncached, out=err) as server:
         systems = resolve_systems(project, specs, server=server)  # base: the base the server holds
         evaluation = project.evaluations.create(
             set_id=prompt_set.id, set_hash=prompt_set.content_hash, prompt_ids=[p.id for p in prompts],
@@ -126,6 +128,11 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
                   "to finish (cached work costs nothing)")
         return EXIT_STOPPED
     return EXIT_OK
+
+
+def _all_cached(project: Project, spec: SystemSpec, prompts: Sequence[Any], settings: EvalSettings) -> bool:
+    cached = project.evaluations.cached_answers(spec.key, (p.hash for p in prompts), settings.answers.hash())
+    return all(p.hash in cached for p in prompts)
 
 
 def _trained_on_warnings(project: Project, systems: Sequence[SystemSpec], prompts: Sequence[Any],
