@@ -1005,7 +1005,11 @@ def _eval_parsers(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature of answers")
     run.add_argument("--concurrency", type=_at_least_one, default=32, metavar="N", help="requests in flight")
     run.add_argument("--budget", type=_positive_float, metavar="USD",
-                     help="hard cap on the spend of answers and judgments together")
+                     help="hard cap on the spend of answers and judgments together (models without a price "
+                          "count as free: give them --price)")
+    run.add_argument("--price", nargs=3, action="append", metavar=("MODEL", "IN", "OUT"),
+                     help="USD per 1M input and output tokens of MODEL (repeatable; known without it: "
+                          "gpt-4o, gpt-4o-mini, gpt-4.1, gpt-4.1-mini, gpt-3.5-turbo)")
     run.add_argument("--name", help="a name for the evaluation")
     run.add_argument("--api-key-env", metavar="VAR", help="environment variable with the endpoints' key")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -412,3 +412,18 @@ def test_a_temperature_out_of_range_or_a_template_without_a_judge_is_refused(roo
     code, _, err = run_cli(capsys, *eval_run(root, fake, "--template", template, judge=None))
     assert code == 1 and "--template is the judge's prompt: give --judge URL#MODEL too" in err
     assert fake.total_requests == 0
+
+
+def test_budget_with_unpriced_models_says_so_and_price_makes_it_bite(root, fake, capsys) -> None:
+    code, _, err = run_cli(capsys, *eval_run(root, fake, "--budget", "0.001"))
+    assert code == 0  # a budget the unpriced models cannot reach: everything is fetched...
+    assert "note: no price is known for good, plain, judge: their requests count as free" in err
+    assert "give --price MODEL IN OUT" in err and fake.requests_by_model["judge"] == 12
+    # ...with prices ($1,000 per 1M tokens) the same budget stops the run, and says so in real cents.
+    code, out, err = run_cli(capsys, *eval_run(root, fake, "--budget", "0.001", "--max-tokens", "50",
+                                               "--price", "good", "1000", "1000", "--price", "plain", "1000",
+                                               "1000", "--price", "judge", "1000", "1000"))  # new max tokens: new answers
+    assert code == 0 and "no price is known" not in err
+    assert "Stopped at the budget of $0.0010" in err and "; stopped, cost" in out
+    code, _, err = run_cli(capsys, *eval_run(root, fake, "--price", "good", "x", "1"))
+    assert code == 1 and "--price good x 1: give USD per 1M input and output tokens" in err

@@ -91,6 +91,7 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
     settings = EvalSettings(answers=AnswerSettings(max_tokens=int(args.max_tokens), temperature=temperature),
                             concurrency=int(getattr(args, "concurrency", 32) or 32),
                             budget_usd=getattr(args, "budget", None))
+    settings.prices.update(_prices(getattr(args, "price", None)))
     # A bad spec, an unknown run or an untrained one fails here, before a server is started.
     specs = resolve_systems(project, specs, server=live_server(info_path(project.root)))
     # A studio model whose every answer is cached needs no server (loading a 7B base takes minutes).
@@ -104,6 +105,11 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
                   f"({len(prompts)} prompts){f', judge {judge.label}' if judge else ', no judge (answers only)'}")
         for warning in _trained_on_warnings(project, systems, prompts, prompt_set.name):
             _say(err, f"warning: {warning}")
+        unpriced = _unpriced(systems, judge, settings)
+        if settings.budget_usd is not None and unpriced:
+            _say(err, f"note: no price is known for {', '.join(unpriced)}: "
+                      f"{'its' if len(unpriced) == 1 else 'their'} requests count as free, so "
+                      "--budget does not limit them; give --price MODEL IN OUT (USD per 1M tokens) for each")
         keys = key_sources(systems, judge)
         if keys:
             _say(err, f"keys: {keys}")
@@ -128,6 +134,29 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
                   "to finish (cached work costs nothing)")
         return EXIT_STOPPED
     return EXIT_OK
+
+
+def _prices(given: Sequence[Sequence[str]] | None) -> dict[str, tuple[float, float]]:
+    """``--price MODEL IN OUT`` (repeatable) as price-table rows."""
+    prices: dict[str, tuple[float, float]] = {}
+    for model, price_in, price_out in given or ():
+        try:
+            pair = (float(price_in), float(price_out))
+        except ValueError:
+            pair = (-1.0, -1.0)
+        if min(pair) < 0:
+            raise EvaluationError(f"--price {model} {price_in} {price_out}: give USD per 1M input and output tokens, "
+                                  "two numbers of 0 or more (e.g. --price gpt-4o 2.5 10).")
+        prices[model] = pair
+    return prices
+
+
+def _unpriced(systems: Sequence[SystemSpec], judge: JudgeSpec | None, settings: EvalSettings) -> list[str]:
+    """The endpoint models (systems and judge) the price table does not know; studio models are local."""
+    models = [s.model for s in systems if s.kind == ENDPOINT]
+    if judge is not None:
+        models.append(str(judge.endpoint.get("model") or ""))
+    return list(dict.fromkeys(m for m in models if m and m not in settings.prices))
 
 
 def _all_cached(project: Project, spec: SystemSpec, prompts: Sequence[Any], settings: EvalSettings) -> bool:

@@ -65,6 +65,7 @@ from studio.core.evaluation.store import EvaluationRepository
 from studio.core.llm.client import Completion, LLMClient, RetryNotice
 from studio.core.llm.errors import BAD_REQUEST, NETWORK, LLMError
 from studio.core.llm.pricing import PriceTable, request_cost
+from studio.core.wording import count_noun
 
 if TYPE_CHECKING:
     from studio.core.project import Project
@@ -395,8 +396,9 @@ class EvalEngine:
                     # (Requests in flight were not cancelled: they are within the budget and paid for.)
                     self._budget_hit = True
                     self._halt_reason = (
-                        f"Stopped at the budget of ${budget:.2f} (spent ${self._budget_base + self._spent:.4f} in all); "
-                        f"{len(queue)} {'verdicts' if self._phase == JUDGING else 'answers'} still to fetch. Raise "
+                        f"Stopped at the budget of {usd(budget)} (spent ${self._budget_base + self._spent:.4f} in all); "
+                        f"{count_noun(len(queue), 'verdict' if self._phase == JUDGING else 'answer')} still to "
+                        "fetch. Raise "
                         "the budget and run again: nothing done so far is paid twice.")
                     self._pulse()
                     return
@@ -649,6 +651,11 @@ def prompt_rows(project: Project, evaluation: Evaluation, outcomes: Sequence[Out
     return rows
 
 
+def usd(value: float) -> str:
+    """Dollars with cents, and with four decimals under a cent: a $0.001 budget is not "$0.00"."""
+    return f"${value:,.2f}" if value == 0 or abs(value) >= 0.01 else f"${value:.4f}"
+
+
 def _raw(judgment: StoredJudgment | None) -> str:
     return "" if judgment is None else judgment.raw
 
@@ -675,8 +682,8 @@ class EvalEstimate:
         cached = f"; {self.cached_answers} answers and {self.cached_judgments} verdicts cached" \
             if self.cached_answers or self.cached_judgments else ""
         return (f"{self.answer_requests} answers and {self.judge_requests} verdicts to fetch, about "
-                f"{self.prompt_tokens + self.completion_tokens:,} tokens, ~${self.usd:.2f} "
-                f"(at most ${self.usd_max:.2f}){cached}")
+                f"{self.prompt_tokens + self.completion_tokens:,} tokens, ~{usd(self.usd)} "
+                f"(at most {usd(self.usd_max)}){cached}")
 
 
 def estimate(project: Project, evaluation: Evaluation, *, judge_prompt_tokens: int | None = None) -> EvalEstimate:
