@@ -1035,7 +1035,8 @@ def _eval_parsers(commands: argparse._SubParsersAction) -> None:
     lost.add_argument("--system", default="a", metavar="S",
                       help="the student: a, b, a system's index or label (default a)")
     lost.add_argument("--to-seeds", action="store_true",
-                      help="make each lost prompt a seed task with the winning answer as its output")
+                      help="make each lost prompt a seed task with the winning answer as its output; the "
+                           "prompts then leave their evaluation set (they are training data from then on)")
     lost.add_argument("--nearest", type=int, default=0, metavar="K",
                       help="also list the K training samples nearest to each lost prompt (ROUGE-L)")
     lost.add_argument("--json", action="store_true", help="print JSON")
