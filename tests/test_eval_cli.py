@@ -427,3 +427,11 @@ def test_budget_with_unpriced_models_says_so_and_price_makes_it_bite(root, fake,
     assert "Stopped at the budget of $0.0010" in err and "; stopped, cost" in out
     code, _, err = run_cli(capsys, *eval_run(root, fake, "--price", "good", "x", "1"))
     assert code == 1 and "--price good x 1: give USD per 1M input and output tokens" in err
+
+
+def test_export_of_an_evaluation_without_a_judge_does_not_name_one(root, fake, capsys, tmp_path) -> None:
+    assert run_cli(capsys, *eval_run(root, fake, judge=None))[0] == 0
+    code, _, err = run_cli(capsys, "eval", "export", "--project", root, "1", tmp_path / "answers.json")
+    assert code == 0 and "(6 prompt rows, answers only, no judge)" in err
+    rows = json.loads((tmp_path / "answers.json").read_text(encoding="utf-8"))["prompts"]
+    assert len(rows) == 6 and rows[0]["answer_a"] and rows[0]["winner"] is None

@@ -359,7 +359,8 @@ def cmd_eval_export(args: argparse.Namespace) -> int:
         written = (write_json if suffix == ".json" else write_csv)(result, rows, path)
     files = ", ".join(str(p) for p in written)
     _say(sys.stderr, f"Wrote evaluation {evaluation.id} ({len(rows)} prompt rows, "
-                     f"{'human votes' if human else 'the judge'}) to {files}")
+                     f"{'human votes' if human else 'the judge' if evaluation.judge else 'answers only, no judge'}) "
+                     f"to {files}")
     print(written[0])
     return EXIT_OK
 
