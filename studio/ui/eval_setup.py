@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
-from studio.core.chat.sources import BASE, ENDPOINT, RUN, ModelSource
+from studio.core.chat.sources import BASE, ENDPOINT, RUN, ModelSource, endpoint_label
 from studio.core.evaluation.model import (
     AnswerSettings, EvalSettings, EvaluationError, JudgeSpec, PromptSet, SystemSpec,
 )
@@ -307,17 +307,15 @@ class JudgeBox(QGroupBox):
         if not all(markers) or len(set(markers)) < 3:
             raise EvaluationError("Judge: the three verdict markers must be different and not empty "
                                   "(the defaults are [[A]], [[B]], [[C]]).")
-        base = None
         try:
             from studio.core.evaluation.judge import default_judge_spec
 
             base = default_judge_spec(endpoint)
         except ImportError:
-            pass
-        if base is None:
-            base = JudgeSpec(endpoint=endpoint.to_dict(), template=template, label=endpoint.model)
+            base = JudgeSpec(endpoint=endpoint.to_dict(), template=template)
         return replace(base, endpoint=endpoint.to_dict(), template=template, marker_a=markers[0],
-                       marker_b=markers[1], marker_tie=markers[2], label=base.label or endpoint.model)
+                       marker_b=markers[1], marker_tie=markers[2], label=endpoint_label(endpoint.base_url,
+                                                                                       endpoint.model))
 
     def _on_choice(self) -> None:
         data = self.combo.currentData()
@@ -623,7 +621,8 @@ class NewEvaluationPage(QWidget):
             self.estimate_label.setText(str(exc))
             return
         self.estimate_label.setText("estimating…")
-        self.jobs.submit("Estimating the evaluation's cost", work.estimate_draft, draft, key="eval-estimate",
+        self.jobs.submit("Estimating the evaluation's cost", work.estimate_draft, draft, self.server_info,
+                         key="eval-estimate",
                          project=self.context, quiet=True, on_done=self.estimate_label.setText,
                          on_error=lambda message: self.estimate_label.setText(f"No estimate: {message}"))
 

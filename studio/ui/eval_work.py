@@ -117,20 +117,14 @@ class Draft:
     settings: EvalSettings
 
 
-def _resolved(project: Project, draft: Draft) -> tuple[PromptSet, list[EvalPrompt], list[SystemSpec]]:
-    from studio.core.evaluation.systems import resolve_system
+def _resolved(project: Project, draft: Draft, server: Any) -> tuple[PromptSet, list[EvalPrompt], list[SystemSpec]]:
+    from studio.core.evaluation.systems import resolve_systems
 
     prompt_set = project.prompt_sets.get(draft.set_id)
     prompts = project.prompt_sets.prompts(draft.set_id)
     if not prompts:
         raise EvaluationError(f"Prompt set {prompt_set.name!r} has no prompts left (all were sent to the seeds).")
-    systems = [resolve_system(project, spec) for spec in draft.systems]
-    seen: dict[str, str] = {}
-    for spec in systems:
-        if spec.key in seen:
-            raise EvaluationError(f"{spec.label} is picked twice: pick two different systems to compare.")
-        seen[spec.key] = spec.label
-    return prompt_set, prompts, systems
+    return prompt_set, prompts, resolve_systems(project, draft.systems, server=server)
 
 
 def _draft_evaluation(prompt_set: PromptSet, prompts: list[EvalPrompt], systems: list[SystemSpec],
@@ -141,11 +135,11 @@ def _draft_evaluation(prompt_set: PromptSet, prompts: list[EvalPrompt], systems:
                       created_at=0.0, updated_at=0.0)
 
 
-def estimate_draft(project: Project, draft: Draft) -> str:
+def estimate_draft(project: Project, draft: Draft, server: Any = None) -> str:
     """The cost estimate of a draft, as one line (cached answers and verdicts cost nothing)."""
     from studio.core.evaluation.engine import estimate
 
-    prompt_set, prompts, systems = _resolved(project, draft)
+    prompt_set, prompts, systems = _resolved(project, draft, server)
     found = estimate(project, _draft_evaluation(prompt_set, prompts, systems, draft))
     return describe_estimate(found)
 
@@ -163,8 +157,8 @@ def describe_estimate(found: Any) -> str:
     return str(found)
 
 
-def create_evaluation(project: Project, draft: Draft) -> Evaluation:
-    prompt_set, prompts, systems = _resolved(project, draft)
+def create_evaluation(project: Project, draft: Draft, server: Any = None) -> Evaluation:
+    prompt_set, prompts, systems = _resolved(project, draft, server)
     return project.evaluations.create(set_id=prompt_set.id, set_hash=prompt_set.content_hash,
                                       prompt_ids=[int(p.id) for p in prompts if p.id is not None],
                                       systems=systems, judge=draft.judge, settings=draft.settings,
@@ -205,19 +199,19 @@ class Created:
 ClientFactoryMaker = Callable[[Path, Any], Callable]
 
 
-def _judge_client(judge: JudgeSpec | None) -> Any:
+def _judge_client(judge: JudgeSpec | None, settings: EvalSettings) -> Any:
     """An LLM client for the judge's endpoint; its key comes from the OS keyring or its variable (never stored)."""
     if judge is None:
         return None
     from studio.core.llm.client import LLMClient
 
-    return LLMClient(judge.endpoint_config(), role="the judge")
+    return LLMClient(judge.endpoint_config(), prices=settings.prices, role="the judge")
 
 
 def run_evaluation(project: Project, draft: Draft | None, evaluation_id: int | None, server: Any, handle: RunHandle,
                    *, report: Callable[[object], None],
                    client_factory: ClientFactoryMaker | None = None,
-                   judge_client_factory: Callable[[JudgeSpec | None], Any] | None = None) -> Any:
+                   judge_client_factory: Callable[[JudgeSpec | None, EvalSettings], Any] | None = None) -> Any:
     """Create the evaluation (from ``draft``) or continue ``evaluation_id``, and run it to its end or a Stop.
 
     Everything the engine stores is committed as it arrives, so a stop or a crash keeps every
@@ -226,7 +220,7 @@ def run_evaluation(project: Project, draft: Draft | None, evaluation_id: int | N
     from studio.core.evaluation.engine import EvalEngine
 
     if draft is not None:
-        evaluation = create_evaluation(project, draft)
+        evaluation = create_evaluation(project, draft, server)
         evaluation_id = evaluation.id
         report(Created(evaluation.id))
     assert evaluation_id is not None
@@ -236,7 +230,7 @@ def run_evaluation(project: Project, draft: Draft | None, evaluation_id: int | N
 
         client_factory = make_factory
     clients = client_factory(project.root, server)
-    judge_client = (judge_client_factory or _judge_client)(evaluation.judge)
+    judge_client = (judge_client_factory or _judge_client)(evaluation.judge, evaluation.settings)
 
     def on_progress(progress: Any) -> None:
         report(progress)  # the panel's counters
