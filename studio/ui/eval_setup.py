@@ -830,6 +830,7 @@ class NewEvaluationPage(QWidget):
         self.job = None
         self.handle = None
         self._set_running(False)
+        self._schedule_estimate()  # what is cached now costs nothing next time
 
     def _set_running(self, running: bool) -> None:
         busy = running or self._queued is not None
