@@ -100,17 +100,18 @@ class PromptSetsPage(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(False)
-        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
-        for column, width in enumerate((220, 70, 74, 200, 110, 200, 110)):
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        for column, width in enumerate((210, 64, 70, 200, 100, 150, 120)):
             self.table.setColumnWidth(column, width)
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
         self.table.itemActivated.connect(lambda _item: self._on_evaluate())
         self.sets_view = Hinted(self.table, "No prompt sets yet.\nImport a prompt file (Ctrl+I), e.g. the Self-Instruct "
                                             "user-oriented instructions, or take a snapshot's validation split "
                                             "(Ctrl+Shift+I).")
-        self.preview = read_only_table(["#", "Category", "Instruction", "Input", "Reference"])
+        self.preview = read_only_table(["#", "Category", "Instruction", "Input"])
         pheader = self.preview.horizontalHeader()
-        for column, width in enumerate((44, 120, 380, 200, 200)):
+        pheader.setStretchLastSection(False)
+        for column, width in enumerate((40, 110, 300, 150)):
             self.preview.setColumnWidth(column, width)
         pheader.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.preview.itemSelectionChanged.connect(self._on_prompt_selected)
@@ -151,7 +152,7 @@ class PromptSetsPage(QWidget):
         self.splitter = QSplitter(Qt.Orientation.Vertical, childrenCollapsible=False)
         self.splitter.addWidget(top)
         self.splitter.addWidget(bottom)
-        self.splitter.setSizes([300, 360])
+        self.splitter.setSizes([200, 460])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.splitter)
@@ -321,7 +322,7 @@ class PromptSetsPage(QWidget):
         for row, prompt in enumerate(prompts):
             instruction = prompt.instruction + ("  (sent to the seeds)" if not prompt.active else "")
             cells = (item(row + 1, prompt.id, align_right=True), item(prompt.category), item(instruction),
-                     item(prompt.input), item(prompt.reference))
+                     item(prompt.input))
             for column, cell in enumerate(cells):
                 self.preview.setItem(row, column, cell)
         shown = f"the first {len(prompts)} of " if total > len(prompts) else ""

@@ -24,7 +24,7 @@ from studio.ui.project_context import ProjectContext
 ALL, LOST, INCONSISTENT, TIES, DISAGREE = "all", "lost", "inconsistent", "ties", "disagree"
 FILTERS = ((ALL, "Every prompt"), (LOST, "Prompts A lost"), (INCONSISTENT, "Judge inconsistent"),
            (TIES, "Ties"), (DISAGREE, "Judge and human disagree"))
-WINNER_TEXT = {"a": "A", "b": "B", "tie": "tie", None: "—", "": "—"}
+WINNER_TEXT = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both bad", None: "—", "": "—"}
 
 
 def _results_view() -> QWidget:
@@ -90,9 +90,15 @@ class ResultsPage(QWidget):
         self.filter.currentIndexChanged.connect(self._fill_table)
         self.table = read_only_table(["#", "Category", "Instruction", "Pair", "A first", "B first", "Judge", "Human"])
         header = self.table.horizontalHeader()
-        for column, width in enumerate((44, 110, 320, 150, 62, 62, 82, 64)):
+        header.setStretchLastSection(False)
+        for column, width in enumerate((40, 84, 260, 150, 54, 54, 84, 64)):
             self.table.setColumnWidth(column, width)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for column, tip in ((4, "The judge's verdict with A's answer shown first"),
+                            (5, "The judge's verdict with B's answer shown first"),
+                            (6, "Counts only when both orders agree; otherwise an inconsistent tie"),
+                            (7, "Your blind vote on the Compare page")):
+            self.table.horizontalHeaderItem(column).setToolTip(tip)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.table_view = Hinted(self.table, "Every prompt's verdicts appear here once the evaluation has answers.")
         self.prompt_text = QPlainTextEdit(readOnly=True, placeholderText="The selected prompt")
@@ -125,7 +131,7 @@ class ResultsPage(QWidget):
         answers = QWidget()
         al = QVBoxLayout(answers)
         al.setContentsMargins(0, 0, 0, 0)
-        al.addWidget(self.prompt_text, 1)
+        al.addWidget(self.prompt_text, 2)
         pair = QHBoxLayout()
         for label, edit in ((self.answer_a_label, self.answer_a), (self.answer_b_label, self.answer_b)):
             column = QVBoxLayout()
@@ -137,7 +143,7 @@ class ResultsPage(QWidget):
         lower = QSplitter(Qt.Orientation.Horizontal, childrenCollapsible=False)
         lower.addWidget(table_box)
         lower.addWidget(answers)
-        lower.setSizes([560, 480])
+        lower.setSizes([640, 400])
         self.splitter = QSplitter(Qt.Orientation.Vertical, childrenCollapsible=False)
         self.splitter.addWidget(self.view)
         self.splitter.addWidget(lower)
@@ -213,6 +219,8 @@ class ResultsPage(QWidget):
     def _fill_table(self) -> None:
         rows = [row for row in self.rows if self._keep(row)]
         self._shown_rows = rows
+        pairs = {(row.get("system_a"), row.get("system_b")) for row in self.rows}
+        self.table.setColumnHidden(3, len(pairs) <= 1)  # two systems: one pair, the labels are above the answers
         self.table.setRowCount(len(rows))
         for n, row in enumerate(rows):
             pair = f"{_get(row, 'label_a', 'system_a_label', default='A')} vs " \

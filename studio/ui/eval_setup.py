@@ -246,9 +246,15 @@ class JudgeBox(QGroupBox):
         dl.addLayout(markers)
         dl.addWidget(muted("Every pair is judged in both orders; a verdict counts only when both agree "
                            "(otherwise it is an inconsistent tie)."))
+        self.none_hint = muted("Without a judge, the answers are compared by you: blind, on the Compare page "
+                               "(Ctrl+3). A judge can be added later by a new evaluation: the answers are cached.")
+        self.filler = QWidget()
+        self.filler.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         layout = QVBoxLayout(self)
         layout.addWidget(self.combo)
+        layout.addWidget(self.none_hint)
         layout.addWidget(self.details, 1)
+        layout.addWidget(self.filler, 1)
         self._template_loaded = False
         self.set_sources([])
 
@@ -320,6 +326,8 @@ class JudgeBox(QGroupBox):
     def _on_choice(self) -> None:
         data = self.combo.currentData()
         self.details.setVisible(data != NO_JUDGE)
+        self.none_hint.setVisible(data == NO_JUDGE)
+        self.filler.setVisible(data == NO_JUDGE)
         self.other.setVisible(data == OTHER)
         if data != NO_JUDGE and not self._template_loaded:
             self._template_loaded = True

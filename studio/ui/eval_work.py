@@ -99,10 +99,26 @@ def delete_evaluation(project: Project, evaluation_id: int) -> None:
 
 
 def read_sources(project: Project, server: Any) -> list:
-    """What the system pickers offer: Chat's list (teachers of generation runs, the base, trained runs)."""
-    from studio.core.chat.sources import list_sources
+    """What the system pickers offer: Chat's list (teachers of generation runs, the base, trained runs),
+    then the endpoints earlier evaluations compared or judged with (newest first), each once."""
+    from studio.core.chat.sources import ENDPOINT as SOURCE_ENDPOINT
+    from studio.core.chat.sources import ModelSource, endpoint_label, list_sources
+    from studio.core.llm.keys import DEFAULT_KEY_ENV
 
-    return list_sources(project, server)
+    sources = list_sources(project, server)
+    seen = {(s.base_url.rstrip("/"), s.model) for s in sources if s.kind == SOURCE_ENDPOINT}
+    for evaluation in project.evaluations.list():
+        endpoints = [(s.base_url, s.model, s.api_key_env) for s in evaluation.systems if s.kind == "endpoint"]
+        if evaluation.judge is not None:
+            e = evaluation.judge.endpoint
+            endpoints.append((str(e.get("base_url", "")), str(e.get("model", "")), str(e.get("api_key_env", ""))))
+        for base_url, model, key_env in endpoints:
+            if not base_url or not model or (base_url.rstrip("/"), model) in seen:
+                continue
+            seen.add((base_url.rstrip("/"), model))
+            sources.append(ModelSource(SOURCE_ENDPOINT, endpoint_label(base_url, model), base_url=base_url,
+                                       model=model, api_key_env="" if key_env == DEFAULT_KEY_ENV else key_env))
+    return sources
 
 
 # -- a new evaluation --------------------------------------------------------------------------------
@@ -312,8 +328,31 @@ def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int 
     if decisive and human:
         data.agreement = stats.agreement(decisive, human)
     data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)
+    _attach_raw(project, evaluation, data.rows)
     data.lost = len(lost_prompts(human if (human and not decisive) else judged, system=0))
     return data
+
+
+def _attach_raw(project: Project, evaluation: Evaluation, rows: list[dict]) -> None:
+    """Each row gets the judge's raw output in both orders (``raw_ab``, ``raw_ba``): what the verdict was read from."""
+    if evaluation.judge is None or not rows:
+        return
+    from studio.core.evaluation.engine import evaluation_prompts
+
+    prompts = {p.id: p for p in evaluation_prompts(project, evaluation)}
+    settings_hash = evaluation.settings.answers.hash()
+    answers = {}
+    for index, system in enumerate(evaluation.systems):
+        cached = project.evaluations.cached_answers(system.key, (p.hash for p in prompts.values()), settings_hash)
+        for prompt in prompts.values():
+            if prompt.hash in cached:
+                answers[(prompt.id, index)] = cached[prompt.hash].id
+    judged = project.evaluations.judgments_for(evaluation.judge.key(), answers.values())
+    for row in rows:
+        a, b = answers.get((row["prompt_id"], row["system_a"])), answers.get((row["prompt_id"], row["system_b"]))
+        ab, ba = judged.get((a, b)), judged.get((b, a))
+        row["raw_ab"] = ab.raw if ab is not None else ""
+        row["raw_ba"] = ba.raw if ba is not None else ""
 
 
 def export_results(project: Project, evaluation_id: int, path: str) -> str:

@@ -133,6 +133,7 @@ class EvaluatePanel(Panel):
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setSpacing(1)
+        self.list.setWordWrap(True)  # the second line (systems, prompts, status) wraps instead of being cut
         self.list.currentRowChanged.connect(self._on_selected)
         self.list.itemActivated.connect(lambda _item: self._open_selected())
         self.list_view = Hinted(self.list, "No evaluations yet.\nImport a prompt set (Ctrl+1), then set one up on "
@@ -165,7 +166,7 @@ class EvaluatePanel(Panel):
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([250, 1000])
+        self.splitter.setSizes([240, 1000])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 0, 6, 6)
         layout.addWidget(self.splitter, 1)
