@@ -338,11 +338,11 @@ def test_votes_in_compare_persist_and_stay_blind_until_the_end(qtbot, panel: Eva
 
 
 def _visible_text(widget) -> str:
-    from PySide6.QtWidgets import QAbstractButton, QLabel, QPlainTextEdit, QTextEdit
+    from PySide6.QtWidgets import QAbstractButton, QLabel, QPlainTextEdit, QTextEdit, QWidget
 
     parts = []
-    for child in widget.findChildren((QLabel, QPlainTextEdit, QTextEdit, QAbstractButton)):
-        if not child.isVisibleTo(widget):
+    for child in widget.findChildren(QWidget):
+        if not child.isVisibleTo(widget) or not isinstance(child, (QLabel, QPlainTextEdit, QTextEdit, QAbstractButton)):
             continue
         parts.append(child.toPlainText() if hasattr(child, "toPlainText") else child.text())
     return "\n".join(parts)
