@@ -11,15 +11,34 @@ import time
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView, QLineEdit,
-    QPlainTextEdit, QSpinBox, QSplitter, QVBoxLayout, QWidget,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLineEdit,
+    QPlainTextEdit,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
 )
 
 from studio.core.evaluation.model import EvalPrompt, PromptSet
 from studio.core.wording import count_noun
 from studio.ui import eval_work as work
 from studio.ui.eval_widgets import (
-    ID_ROLE, Dialogs, Hinted, heading, item, make_action, muted, read_only_table, tool_button,
+    ID_ROLE,
+    Dialogs,
+    Hinted,
+    heading,
+    item,
+    make_action,
+    muted,
+    read_only_table,
+    tool_button,
 )
 from studio.ui.jobs import JobRunner
 from studio.ui.message_area import MessageArea

@@ -10,13 +10,32 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QSplitter, QVBoxLayout, QWidget,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QSizePolicy,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from studio.core.evaluation.model import Evaluation
 from studio.core.wording import count_noun
 from studio.ui import eval_work as work
-from studio.ui.eval_widgets import Dialogs, Hinted, heading, item, make_action, muted, read_only_table, tool_button
+from studio.ui.elided_label import ElidedLabel
+from studio.ui.eval_widgets import (
+    Dialogs,
+    Hinted,
+    heading,
+    item,
+    make_action,
+    muted,
+    read_only_table,
+    tool_button,
+)
 from studio.ui.jobs import JobRunner
 from studio.ui.message_area import MessageArea
 from studio.ui.project_context import ProjectContext
@@ -104,8 +123,10 @@ class ResultsPage(QWidget):
         self.prompt_text = QPlainTextEdit(readOnly=True, placeholderText="The selected prompt")
         self.answer_a = QPlainTextEdit(readOnly=True, placeholderText="Answer of A")
         self.answer_b = QPlainTextEdit(readOnly=True, placeholderText="Answer of B")
-        self.answer_a_label = QLabel("A")
-        self.answer_b_label = QLabel("B")
+        self.answer_a_label = ElidedLabel("A")  # a long endpoint label must not widen the pane
+        self.answer_b_label = ElidedLabel("B")
+        for label in (self.answer_a_label, self.answer_b_label):
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.raw_judge = QPlainTextEdit(readOnly=True, placeholderText="The judge's raw output, both orders")
         for edit in (self.prompt_text, self.answer_a, self.answer_b, self.raw_judge):
             edit.setMinimumHeight(60)
@@ -131,26 +152,29 @@ class ResultsPage(QWidget):
         answers = QWidget()
         al = QVBoxLayout(answers)
         al.setContentsMargins(0, 0, 0, 0)
-        al.addWidget(self.prompt_text, 2)
+        al.addWidget(self.prompt_text, 1)
         pair = QHBoxLayout()
         for label, edit in ((self.answer_a_label, self.answer_a), (self.answer_b_label, self.answer_b)):
             column = QVBoxLayout()
             column.addWidget(label)
             column.addWidget(edit, 1)
             pair.addLayout(column, 1)
-        al.addLayout(pair, 3)
-        al.addWidget(self.raw_judge, 1)
+        al.addLayout(pair, 4)
+        al.addWidget(self.raw_judge, 2)
         lower = QSplitter(Qt.Orientation.Horizontal, childrenCollapsible=False)
         lower.addWidget(table_box)
         lower.addWidget(answers)
-        lower.setSizes([640, 400])
-        self.splitter = QSplitter(Qt.Orientation.Vertical, childrenCollapsible=False)
-        self.splitter.addWidget(self.view)
-        self.splitter.addWidget(lower)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([400, 300])
-        self.empty = Hinted(self.splitter, "Select an evaluation on the left to see its results.")
+        lower.setStretchFactor(0, 3)
+        lower.setStretchFactor(1, 2)
+        lower.setSizes([600, 440])
+        # The summary and plots get the whole page, and so does the table with both answers: at 1280 x 800
+        # they do not fit one above the other. Alt+S / Alt+P switch (the tabs' mnemonics).
+        self.inner = QTabWidget(documentMode=True)
+        self.inner.addTab(self.view, "&Summary")
+        self.inner.addTab(lower, "&Per prompt")
+        self.inner.setTabToolTip(0, "Win rates with intervals, lengths, position consistency, plots (Alt+S)")
+        self.inner.setTabToolTip(1, "Every prompt's verdicts and both answers (Alt+P)")
+        self.empty = Hinted(self.inner, "Select an evaluation on the left to see its results.")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
@@ -237,6 +261,7 @@ class ResultsPage(QWidget):
         self.table_view.show_hint(not rows, "Every prompt's verdicts appear here once the evaluation has answers."
                                   if not self.rows else "No prompt matches this filter.")
         self.table_count.setText(f"{len(rows)} of {len(self.rows)}" if self.rows else "")
+        self.inner.setTabText(1, f"&Per prompt ({len(self.rows)})" if self.rows else "&Per prompt")
         if rows:
             self.table.selectRow(0)
         else:
@@ -256,9 +281,11 @@ class ResultsPage(QWidget):
         self.answer_b_label.setText(f"B — {_get(row, 'label_b', 'system_b_label', default='B')}")
         self.answer_a.setPlainText(str(_get(row, "answer_a", default="(no answer)")))
         self.answer_b.setPlainText(str(_get(row, "answer_b", default="(no answer)")))
-        raw = [f"A shown first: {verdict_text(_get(row, 'ab'))}", str(_get(row, "raw_ab", default="")).strip(),
-               f"B shown first: {verdict_text(_get(row, 'ba'))}", str(_get(row, "raw_ba", default="")).strip()]
-        self.raw_judge.setPlainText("\n".join(part for part in raw if part))
+        raw = [f"With A shown first — verdict {verdict_text(_get(row, 'ab'))}:\n"
+               + str(_get(row, "raw_ab", default="")).strip(),
+               f"With B shown first — verdict {verdict_text(_get(row, 'ba'))}:\n"
+               + str(_get(row, "raw_ba", default="")).strip()]
+        self.raw_judge.setPlainText("\n\n".join(part.strip() for part in raw))
 
     # -- actions -----------------------------------------------------------------------------------------
     def export(self) -> None:

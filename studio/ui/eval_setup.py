@@ -15,13 +15,34 @@ from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
 )
 
 from studio.core.chat.sources import BASE, ENDPOINT, RUN, ModelSource, endpoint_label
 from studio.core.evaluation.model import (
-    AnswerSettings, EvalSettings, EvaluationError, JudgeSpec, PromptSet, SystemSpec,
+    AnswerSettings,
+    EvalSettings,
+    EvaluationError,
+    JudgeSpec,
+    PromptSet,
+    SystemSpec,
 )
 from studio.core.llm.endpoint import EndpointConfig
 from studio.core.llm.keys import DEFAULT_KEY_ENV
@@ -86,6 +107,8 @@ class EndpointFields(QWidget):
         self.model = QLineEdit(placeholderText="model id")
         self.key_env = QLineEdit(DEFAULT_KEY_ENV, toolTip="The environment variable with its key, when the OS "
                                                           "keyring has none for this URL (local servers need none)")
+        for edit in (self.url, self.model, self.key_env):
+            edit.setMinimumWidth(60)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.url, 3)
@@ -113,7 +136,7 @@ class SystemPicker(QWidget):
         self.letter.setFont(font)
         self.combo = QComboBox()
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(24)
+        self.combo.setMinimumContentsLength(14)
         self.combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.combo.currentIndexChanged.connect(self._on_choice)
         self.other = EndpointFields()
@@ -214,7 +237,7 @@ class JudgeBox(QGroupBox):
         self.combo = QComboBox(toolTip="The LLM that judges every pair in both orders; or none, and vote yourself "
                                        "on the Compare page")
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.combo.setMinimumContentsLength(24)
+        self.combo.setMinimumContentsLength(14)
         self.combo.currentIndexChanged.connect(self._on_choice)
         self.other = EndpointFields()
         self.other.changed.connect(self.changed)
@@ -223,6 +246,8 @@ class JudgeBox(QGroupBox):
         self.template.setToolTip("The pairwise prompt: {instruction}, {input}, {answer_a} and {answer_b} are filled "
                                  "in; the verdict is the last marker in the judge's answer")
         self.template.setMinimumHeight(self.fontMetrics().lineSpacing() * 7)
+        self.template.setMinimumWidth(200)
+        self.template.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.template.textChanged.connect(self.changed)
         self.reset_button = QPushButton("Reset to default", clicked=self.reset_template,
                                         toolTip="The default template: it tells the judge to ignore order and length")
@@ -238,6 +263,8 @@ class JudgeBox(QGroupBox):
             markers.addWidget(edit)
         markers.addStretch(1)
         markers.addWidget(self.reset_button)
+        for edit in (self.marker_a, self.marker_b, self.marker_tie):
+            edit.setMaximumWidth(56)
         self.details = QWidget()
         dl = QVBoxLayout(self.details)
         dl.setContentsMargins(0, 0, 0, 0)
@@ -381,7 +408,7 @@ class NewEvaluationPage(QWidget):
         self.name = QLineEdit(placeholderText="optional, e.g. run-3 vs teacher on self-instruct")
         self.prompt_set = QComboBox(toolTip="The evaluation-only prompts every system answers (Prompt sets page)")
         self.prompt_set.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.prompt_set.setMinimumContentsLength(24)
+        self.prompt_set.setMinimumContentsLength(14)
         self.prompt_set.currentIndexChanged.connect(self._schedule_estimate)
         form.addRow("Name", self.name)
         form.addRow("Prompt set", self.prompt_set)
@@ -397,7 +424,7 @@ class NewEvaluationPage(QWidget):
         add_row = QHBoxLayout()
         add_row.setContentsMargins(30, 0, 0, 0)
         add_row.addWidget(add_button)
-        add_row.addWidget(muted("A is the student: the prompts it loses go back to the seeds.", wrap=False))
+        add_row.addWidget(muted("A is the student: its lost prompts can become seed tasks.", wrap=False), 1)
         add_row.addStretch(1)
         form.addRow("", add_row)
         for _ in range(2):

@@ -6,8 +6,16 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog, QInputDialog, QLabel, QLineEdit, QMessageBox, QStackedWidget, QTableWidget, QTableWidgetItem,
-    QToolButton, QWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QWidget,
 )
 
 ID_ROLE = Qt.ItemDataRole.UserRole

@@ -24,7 +24,14 @@ import time
 from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from studio.core.evaluation.model import DONE, FAILED, STOPPED, Evaluation
@@ -33,7 +40,14 @@ from studio.ui import eval_work as work
 from studio.ui.eval_prompt_sets import PromptSetsPage
 from studio.ui.eval_results_page import ResultsPage
 from studio.ui.eval_setup import NewEvaluationPage
-from studio.ui.eval_widgets import ID_ROLE, Dialogs, Hinted, heading, make_action, tool_button
+from studio.ui.eval_widgets import (
+    ID_ROLE,
+    Dialogs,
+    Hinted,
+    heading,
+    make_action,
+    tool_button,
+)
 from studio.ui.jobs import JobRunner
 from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
@@ -208,7 +222,7 @@ class EvaluatePanel(Panel):
         self._results_timer.stop()
         self.new_page.shutdown()
 
-    def event(self, event: QEvent) -> bool:  # noqa: D102 - Qt's
+    def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
             for action, page in self._claimed:
                 if self.tabs.currentIndex() == page and action.isEnabled() and \
@@ -222,7 +236,7 @@ class EvaluatePanel(Panel):
     def show_page(self, index: int) -> None:
         self.tabs.setCurrentIndex(index)
         target = {SETS: self.sets_page.table, NEW: self.new_page.prompt_set, COMPARE: self.compare_view,
-                  RESULTS: self.results_page.table}[index]
+                  RESULTS: self.results_page.inner}[index]
         target.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def _on_page_changed(self, index: int) -> None:
