@@ -340,7 +340,7 @@ def test_votes_in_compare_persist_and_stay_blind_until_the_end(qtbot, panel: Eva
     panel.show_page(RESULTS)
     results = panel.results_page
     qtbot.waitUntil(lambda: results.data is not None and results.data.human is not None, timeout=WAIT_MS)
-    assert results.data.human.pairs[0].ties == 3
+    assert results.data.human.pairs[0].ties == 3 and results.view.result is results.data.human  # votes only
     qtbot.waitUntil(lambda: "votes 3/3" in panel.list.currentItem().text(), timeout=WAIT_MS)
 
 
@@ -404,3 +404,37 @@ def test_the_same_system_twice_is_refused(qtbot, panel: EvaluatePanel, tmp_path,
     with pytest.raises(EvaluationError):
         panel.new_page.pickers[0].choose(other=("not a url", "m", ""))
         panel.new_page.pickers[0].spec()
+
+
+def test_nearest_training_samples_open_in_curate(qtbot, tmp_path, fake, monkeypatch) -> None:
+    """In the window: the lost prompts' nearest accepted samples (ROUGE-L) become Curate's filter."""
+    prompt_sets_ready()
+    from PySide6.QtCore import QSettings
+
+    from studio.core.samples import Sample, Status
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    window.show()
+    project = window.project
+    for n in range(4):
+        project.samples.add(Sample(f"Write a short note about topic number {n} for a friend.", "", f"Note {n}.",
+                                   status=Status.ACCEPTED))
+    panel = window.show_panel("evaluate")
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 4))
+    point_at(panel, fake, "judge-marker", monkeypatch)
+    run_to_end(qtbot, panel)
+    panel.show_page(RESULTS)
+    results = panel.results_page
+    qtbot.waitUntil(lambda: results.data is not None and results.nearest_action.isEnabled(), timeout=WAIT_MS)
+    results.nearest_action.trigger()
+    curate = window.panel("curate")
+    qtbot.waitUntil(lambda: window.stack.currentWidget() is curate, timeout=WAIT_MS)
+    evaluation = project.evaluations.latest()
+    assert curate.nearest_button.isVisible() and f"#{evaluation.id}" in curate.nearest_button.text()
+    stored = project.conn.execute("SELECT count(*) FROM eval_nearest WHERE evaluation_id = ?",
+                                  (evaluation.id,)).fetchone()[0]
+    assert stored >= 4
+    window.close()

@@ -216,7 +216,10 @@ class ResultsPage(QWidget):
         evaluation = data.evaluation
         self.title.setText(f"Results — {evaluation.label}")
         self.meta.setText(describe(evaluation, data))
-        self.view.show_result(data.judge, human=data.human, agreement=data.agreement)
+        if data.judge is None:  # votes only: they are the result (the view then hides its human card)
+            self.view.show_result(data.human)
+        else:
+            self.view.show_result(data.judge, human=data.human, agreement=data.agreement)
         self.rows = list(data.rows)
         self._fill_table()
         self._update_actions()

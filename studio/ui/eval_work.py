@@ -316,20 +316,19 @@ def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int 
     evaluation = project.evaluations.get(evaluation_id)
     labels = _labels(evaluation)
     meta = _meta(evaluation)
-    judged = engine.outcomes(project, evaluation)
-    decisive = [o for o in judged if o.ab is not None or o.ba is not None]
+    judged = engine.outcomes(project, evaluation)  # pairs judged in both orders (an unreadable verdict: a tie)
     human = human_outcomes(project, evaluation)
     data = ResultsData(evaluation, votes=_vote_progress(project, evaluation.id))
-    if decisive:
-        data.judge = _with_meta(stats.summarise(decisive, labels, bootstrap_rounds=bootstrap_rounds), meta)
+    if judged:
+        data.judge = _with_meta(stats.summarise(judged, labels, bootstrap_rounds=bootstrap_rounds), meta)
     if human:
         data.human = _with_meta(stats.summarise(human, labels, bootstrap_rounds=bootstrap_rounds),
                                 {**meta, "judge": "human"})
-    if decisive and human:
-        data.agreement = stats.agreement(decisive, human)
+    if judged and human:
+        data.agreement = stats.agreement(judged, human)
     data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)
     _attach_raw(project, evaluation, data.rows)
-    data.lost = len(lost_prompts(human if (human and not decisive) else judged, system=0))
+    data.lost = len(lost_prompts(_lost_source(project, evaluation), system=0))
     return data
 
 
@@ -374,10 +373,10 @@ def export_results(project: Project, evaluation_id: int, path: str) -> str:
 
 
 def _lost_source(project: Project, evaluation: Evaluation) -> list:
-    from studio.core.evaluation import engine
+    """What "lost" is read from: a human vote where there is one, else the judge (D's rule, shared with the CLI)."""
+    from studio.core.evaluation.lost import evaluation_outcomes
 
-    judged = [o for o in engine.outcomes(project, evaluation) if o.ab is not None or o.ba is not None]
-    return judged or human_outcomes(project, evaluation)
+    return evaluation_outcomes(project, evaluation)
 
 
 def lost_prompt_ids(project: Project, evaluation_id: int) -> list[int]:
