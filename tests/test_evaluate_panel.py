@@ -438,3 +438,38 @@ def test_nearest_training_samples_open_in_curate(qtbot, tmp_path, fake, monkeypa
                                   (evaluation.id,)).fetchone()[0]
     assert stored >= 4
     window.close()
+
+
+def test_a_trained_run_and_the_base_start_the_local_server_then_answer(qtbot, project: Project, context, tmp_path,
+                                                                        monkeypatch) -> None:
+    """Start with studio models and no server: the page starts it (the test's stand-in) and then runs."""
+    prompt_sets_ready()
+    _core("engine")
+    from serve_support import base_folder, fake_program, trained_run
+
+    trained_run(project, base_folder(tmp_path), name="first")
+    widget = EvaluatePanel()
+    qtbot.addWidget(widget)
+    control = widget.new_page.server_control
+    control.command_prefix, control.port, control.device = fake_program("--delay-ms", "1"), 0, "cpu"
+    widget.set_context(context)
+    try:
+        import_set(qtbot, widget, write_prompts(tmp_path / "p.jsonl", 3))
+        page = widget.new_page
+        qtbot.waitUntil(lambda: {s.kind for s in page.sources} >= {"base", "run"}, timeout=WAIT_MS)
+        page.pickers[0].choose(next(s for s in page.sources if s.kind == "run"))
+        page.pickers[1].choose(next(s for s in page.sources if s.kind == "base"))
+        page.judge.choose_none()
+        page.start_action.trigger()
+        assert "Starting the local server" in page.phase_label.text() and page.stop_action.isEnabled()
+        qtbot.waitUntil(lambda: page.job is not None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
+        assert "Finished" in page.phase_label.text(), (page.phase_label.text(), widget.messages.message())
+        evaluation = project.evaluations.latest()
+        texts = {row[0] for row in project.conn.execute("SELECT text FROM eval_answers")}
+        assert evaluation.status == DONE and len(texts) == 6
+        assert any(t.startswith("Hello from first") for t in texts) and any("tiny-base" in t for t in texts)
+    finally:
+        control.stop()
+        qtbot.waitUntil(lambda: control.info() is None and control.state == "stopped", timeout=WAIT_MS)
+        widget.shutdown()
