@@ -221,7 +221,7 @@ def test_a_run_with_a_marker_judge_shows_the_marked_system_winning(qtbot, panel:
     evaluation = project.evaluations.latest()
     assert evaluation is not None and evaluation.status == DONE
     assert fake.requests_by_model["student"] == 6 and fake.requests_by_model["judge-marker"] == 12
-    qtbot.waitUntil(lambda: panel.selected_id() == evaluation.id and "done" in panel.list.currentItem().text(),
+    qtbot.waitUntil(lambda: panel.selected_id() == evaluation.id and "done" in panel.list.currentItem().data(Qt.ItemDataRole.UserRole + 1),
                     timeout=WAIT_MS)
 
     panel.show_page(RESULTS)
@@ -341,7 +341,8 @@ def test_votes_in_compare_persist_and_stay_blind_until_the_end(qtbot, panel: Eva
     results = panel.results_page
     qtbot.waitUntil(lambda: results.data is not None and results.data.human is not None, timeout=WAIT_MS)
     assert results.data.human.pairs[0].ties == 3 and results.view.result is results.data.human  # votes only
-    qtbot.waitUntil(lambda: "votes 3/3" in panel.list.currentItem().text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "votes 3/3" in panel.list.currentItem().data(Qt.ItemDataRole.UserRole + 1),
+                    timeout=WAIT_MS)
 
 
 def _visible_text(widget) -> str:

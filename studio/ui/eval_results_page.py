@@ -357,6 +357,6 @@ def describe(evaluation: Evaluation, data: work.ResultsData) -> str:
     systems = " · ".join(f"{chr(65 + i)}: {s.label}" for i, s in enumerate(evaluation.systems))
     judge = evaluation.judge.label or evaluation.judge.endpoint.get("model", "") if evaluation.judge else "none"
     decided, total = data.votes
-    votes = f" · human votes {decided} / {total}" if total else ""
+    votes = f" · human votes {decided} / {total}" if decided else ""
     return (f"{systems} · {count_noun(len(evaluation.prompt_ids), 'prompt')} (set hash "
             f"{evaluation.set_hash[:12]}) · judge {judge} · {evaluation.status} · ${evaluation.cost:.4f}{votes}")

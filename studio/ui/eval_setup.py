@@ -424,9 +424,11 @@ class NewEvaluationPage(QWidget):
         add_row = QHBoxLayout()
         add_row.setContentsMargins(30, 0, 0, 0)
         add_row.addWidget(add_button)
-        add_row.addWidget(muted("A is the student: its lost prompts can become seed tasks.", wrap=False), 1)
         add_row.addStretch(1)
         form.addRow("", add_row)
+        student = muted("A is the student: the prompts it loses can become seed tasks (Results page).")
+        student.setContentsMargins(30, 0, 0, 0)
+        form.addRow("", student)
         for _ in range(2):
             self.add_system()
 

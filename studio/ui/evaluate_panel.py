@@ -21,14 +21,25 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence
+from PySide6.QtCore import QEvent, QModelIndex, QRect, QSize, Qt, QTimer
+from PySide6.QtGui import (
+    QAction,
+    QFont,
+    QFontMetrics,
+    QKeyEvent,
+    QKeySequence,
+    QPainter,
+    QPalette,
+)
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -69,6 +80,61 @@ def _compare_view(jobs: JobRunner) -> QWidget:
     return BlindCompareView(jobs)
 
 
+DETAIL_ROLE = Qt.ItemDataRole.UserRole + 1
+PAD = 6
+
+
+class EvaluationDelegate(QStyledItemDelegate):
+    """Two lines per evaluation: its name in bold, then systems, prompts, status and cost, muted and wrapped."""
+
+    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont]:
+        bold = QFont(option.font)
+        bold.setBold(True)
+        small = QFont(option.font)
+        small.setPointSizeF(max(7.0, option.font.pointSizeF() - 1))
+        return bold, small
+
+    def _detail_rect(self, option: QStyleOptionViewItem, index: QModelIndex, title_height: int) -> QRect:
+        _bold, small = self._fonts(option)
+        width = max(40, option.rect.width() - 2 * PAD)
+        bound = QFontMetrics(small).boundingRect(QRect(0, 0, width, 10_000), int(Qt.TextFlag.TextWordWrap),
+                                                 str(index.data(DETAIL_ROLE) or ""))
+        return QRect(option.rect.left() + PAD, option.rect.top() + PAD + title_height + 2, width, bound.height())
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        self.initStyleOption(option, index)
+        bold, _small = self._fonts(option)
+        title_height = QFontMetrics(bold).height()
+        detail = self._detail_rect(option, index, title_height)
+        return QSize(option.rect.width(), title_height + detail.height() + 2 * PAD + 2)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        self.initStyleOption(option, index)
+        title = option.text
+        option.text = ""
+        style = option.widget.style() if option.widget is not None else None
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, option.widget)
+        bold, small = self._fonts(option)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        palette = option.palette
+        text_color = palette.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
+        muted_color = text_color if selected else palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        title_height = QFontMetrics(bold).height()
+        painter.save()
+        painter.setFont(bold)
+        painter.setPen(text_color)
+        title_rect = QRect(option.rect.left() + PAD, option.rect.top() + PAD, option.rect.width() - 2 * PAD,
+                           title_height)
+        painter.drawText(title_rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                         QFontMetrics(bold).elidedText(title, Qt.TextElideMode.ElideRight, title_rect.width()))
+        painter.setFont(small)
+        painter.setPen(muted_color)
+        painter.drawText(self._detail_rect(option, index, title_height), int(Qt.TextFlag.TextWordWrap),
+                         str(index.data(DETAIL_ROLE) or ""))
+        painter.restore()
+
+
 class _MissingCompare(QLabel):
     def __init__(self) -> None:
         super().__init__("The blind comparison view is not in this checkout.", alignment=Qt.AlignmentFlag.AlignCenter)
@@ -82,7 +148,7 @@ def evaluation_text(row: work.EvaluationRow) -> tuple[str, str]:
     evaluation = row.evaluation
     systems = " vs ".join(s.label for s in evaluation.systems)
     status = STATUS_TEXT.get(evaluation.status, evaluation.status)
-    votes = f" · votes {row.votes_decided}/{row.votes_total}" if row.votes_total else ""
+    votes = f" · votes {row.votes_decided}/{row.votes_total}" if row.votes_decided else ""
     judge = "" if evaluation.judge is not None else " · no judge"
     first = f"#{evaluation.id} {evaluation.name}" if evaluation.name else f"#{evaluation.id} {systems}"
     second = (f"{systems} · " if evaluation.name else "") + \
@@ -146,8 +212,9 @@ class EvaluatePanel(Panel):
         self.list.setObjectName("EvaluationList")
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.list.setSpacing(1)
-        self.list.setWordWrap(True)  # the second line (systems, prompts, status) wraps instead of being cut
+        self.list.setItemDelegate(EvaluationDelegate(self.list))
+        self.list.setUniformItemSizes(False)
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)  # the wrapped second line follows the width
         self.list.currentRowChanged.connect(self._on_selected)
         self.list.itemActivated.connect(lambda _item: self._open_selected())
         self.list_view = Hinted(self.list, "No evaluations yet.\nImport a prompt set (Ctrl+1), then set one up on "
@@ -282,7 +349,8 @@ class EvaluatePanel(Panel):
         self.list.clear()
         for row in rows:
             first, second = evaluation_text(row)
-            entry = QListWidgetItem(f"{first}\n{second}")
+            entry = QListWidgetItem(first)
+            entry.setData(DETAIL_ROLE, second)
             entry.setData(ID_ROLE, row.evaluation.id)
             entry.setToolTip(f"{first}\n{second}" + (f"\n{row.evaluation.error}" if row.evaluation.error else ""))
             self.list.addItem(entry)
