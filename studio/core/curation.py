@@ -144,6 +144,9 @@ class SampleQuery:
     # Only the samples a training run scored (its "hardest samples"); the default sort ("id")
     # then becomes that run's loss, worst first. sort="loss" orders by it explicitly.
     hardest_run: int | None = None
+    # Only the training samples nearest to an evaluation's lost prompts (eval_nearest, filled by
+    # studio.core.evaluation.lost.nearest_samples); the default sort is then their ROUGE-L, nearest first.
+    nearest_eval: int | None = None
     sort: str = "id"
     descending: bool = False
 
@@ -197,6 +200,9 @@ class SampleQuery:
         if self.hardest_run is not None:
             clauses.append("samples.id IN (SELECT sample_id FROM training_sample_losses WHERE run_id = ?)")
             params.append(int(self.hardest_run))
+        if self.nearest_eval is not None:
+            clauses.append("samples.id IN (SELECT sample_id FROM eval_nearest WHERE evaluation_id = ?)")
+            params.append(int(self.nearest_eval))
         return (" AND ".join(clauses) or "1"), params
 
     def order_by(self) -> str:
@@ -206,6 +212,11 @@ class SampleQuery:
                     f" WHERE run_id = {int(self.hardest_run)} AND sample_id = samples.id)")
             direction = "ASC" if self.sort == LOSS_SORT and not self.descending else "DESC"
             return f"{loss} {direction}, samples.id ASC"
+        if self.nearest_eval is not None and self.sort == "id" and not self.descending:
+            # An int again (never user text); the (evaluation, sample) primary key answers each lookup.
+            score = ("(SELECT score FROM eval_nearest"
+                     f" WHERE evaluation_id = {int(self.nearest_eval)} AND sample_id = samples.id)")
+            return f"{score} DESC, samples.id ASC"
         if self.sort not in SORT_COLUMNS:
             raise ValueError(f"cannot sort by {self.sort!r}; use one of {', '.join(SORT_COLUMNS)}")
         direction = "DESC" if self.descending else "ASC"

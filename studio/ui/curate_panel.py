@@ -255,10 +255,15 @@ class CuratePanel(Panel):
                                           "first; click to show every sample again")
         self.hardest_button.clicked.connect(self.clear_hardest_run)
         self.hardest_button.hide()
+        # Set by the Evaluate panel: the training samples nearest to an evaluation's lost prompts.
+        self.nearest_button = QToolButton(text="", toolTip="Showing the training samples nearest (ROUGE-L) to the "
+                                          "prompts the student lost, nearest first; click to show every sample again")
+        self.nearest_button.clicked.connect(self.clear_eval_nearest)
+        self.nearest_button.hide()
         first = FlowLayout()
         self.search.setMinimumWidth(self.search.fontMetrics().horizontalAdvance("Search instruction") + 40)
         self.search.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        for widget in (self.search, self.count_label, self.hardest_button, self.filters_button, self.views, save_view, self.columns_button,
+        for widget in (self.search, self.count_label, self.hardest_button, self.nearest_button, self.filters_button, self.views, save_view, self.columns_button,
                        snapshots, trash):
             first.addWidget(widget)
         second = FlowLayout()
@@ -439,13 +444,16 @@ class CuratePanel(Panel):
         if context is not None:
             for signal, slot in ((context.samples_changed, self._on_samples_changed),
                                  (context.views_changed, self._reload_views),
-                                 (context.trash_changed, self._on_trash_changed)):
+                                 (context.trash_changed, self._on_trash_changed),
+                                 (context.evaluations_changed, self._on_evaluations_changed)):
                 signal.connect(slot)
                 self._connections.append((signal, slot))
         self._reload_choices()
         self._reload_views()
-        self._query = replace(self._query, hardest_run=None)  # another project's run ids mean nothing here
+        # another project's run and evaluation ids mean nothing here
+        self._query = replace(self._query, hardest_run=None, nearest_eval=None)
         self.hardest_button.hide()
+        self.nearest_button.hide()
         self.apply_filters()
         self.setEnabled(context is not None)
 
@@ -639,9 +647,27 @@ class CuratePanel(Panel):
     def show_hardest_run(self, run_id: int) -> None:
         """Only the samples training run ``run_id`` scored, by its per-sample loss, worst first."""
         self._query = SampleQuery(hardest_run=run_id)
+        self.nearest_button.hide()
         self.hardest_button.setText(f"Hardest of run #{run_id} ✕")
         self.hardest_button.show()
         self.set_filters(SampleQuery(hardest_run=run_id))
+
+    def show_eval_nearest(self, evaluation_id: int) -> None:
+        """Only the training samples nearest to evaluation ``evaluation_id``'s lost prompts, nearest first."""
+        self._query = SampleQuery(nearest_eval=evaluation_id)
+        self.hardest_button.hide()
+        self.nearest_button.setText(f"Nearest to evaluation #{evaluation_id}'s lost prompts ✕")
+        self.nearest_button.show()
+        self.set_filters(SampleQuery(nearest_eval=evaluation_id))
+
+    def _on_evaluations_changed(self) -> None:
+        if self._query.nearest_eval is not None:  # the nearest samples were found again: show the new list
+            self.apply_filters()
+
+    def clear_eval_nearest(self) -> None:
+        self._query = replace(self._query, nearest_eval=None, sort="id", descending=False)
+        self.nearest_button.hide()
+        self.set_filters(self._query)
 
     def select_sample(self, sample_id: int) -> None:
         """Show every sample, newest first, with this one selected. A sample just sent here is on the first
