@@ -474,3 +474,23 @@ def test_a_trained_run_and_the_base_start_the_local_server_then_answer(qtbot, pr
         control.stop()
         qtbot.waitUntil(lambda: control.info() is None and control.state == "stopped", timeout=WAIT_MS)
         widget.shutdown()
+
+
+def test_a_system_that_is_down_and_a_broken_template_are_said_plainly(qtbot, panel: EvaluatePanel, project: Project,
+                                                                      fake, monkeypatch, tmp_path) -> None:
+    prompt_sets_ready()
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 2))
+    point_at(panel, fake, "judge-marker", monkeypatch)
+    page = panel.new_page
+    page.judge.template.setPlainText("Which is better, {answer_a} or {answer_b}?")
+    page.start_action.trigger()
+    assert "{instruction}" in panel.messages.message() and page.job is None
+    page.judge.reset_template()
+    page.attempts.setValue(1)  # a 500 is not retried: the test need not wait for the backoff
+    fake.failing.add("teacher")
+    page.start_action.trigger()
+    qtbot.waitUntil(lambda: page.job is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
+    assert project.evaluations.latest().status == "failed"
+    assert panel.messages.level == "error" and "teacher" in panel.messages.message()
+    assert "Failed" in page.phase_label.text()

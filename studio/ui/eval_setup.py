@@ -441,13 +441,19 @@ class NewEvaluationPage(QWidget):
                                                                               "and the judge together")
         self.budget = QDoubleSpinBox(minimum=0, maximum=100_000, decimals=2, prefix="$ ", specialValueText="no cap",
                                      toolTip="No request starts whose worst case could take the spend over this")
+        self.attempts = QSpinBox(minimum=1, maximum=20, value=EvalSettings().max_attempts,
+                                 toolTip="Tries per request: a 429 or 5xx is retried with backoff this many times "
+                                         "in all before the prompt is counted as an error")
+        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0,
+                             toolTip="Draws the left/right order of the blind comparison (recorded with each vote)")
         self.system_prompt = QLineEdit(placeholderText="none", toolTip="A system message sent with every prompt")
         for row, (label, widget) in enumerate((("Max tokens", self.max_tokens), ("Temperature", self.temperature),
-                                               ("Concurrency", self.concurrency), ("Budget", self.budget))):
+                                               ("Concurrency", self.concurrency), ("Budget", self.budget),
+                                               ("Attempts", self.attempts), ("Blind order seed", self.seed))):
             grid.addWidget(QLabel(label), row // 2, (row % 2) * 2)
             grid.addWidget(widget, row // 2, (row % 2) * 2 + 1)
-        grid.addWidget(QLabel("System prompt"), 2, 0)
-        grid.addWidget(self.system_prompt, 2, 1, 1, 3)
+        grid.addWidget(QLabel("System prompt"), 3, 0)
+        grid.addWidget(self.system_prompt, 3, 1, 1, 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         for spin in (self.max_tokens, self.concurrency):
@@ -641,7 +647,8 @@ class NewEvaluationPage(QWidget):
         answers = AnswerSettings(max_tokens=self.max_tokens.value(), temperature=round(self.temperature.value(), 3),
                                  system_prompt=self.system_prompt.text().strip())
         settings = EvalSettings(answers=answers, concurrency=self.concurrency.value(),
-                                budget_usd=self.budget.value() or None)
+                                max_attempts=self.attempts.value(), budget_usd=self.budget.value() or None,
+                                seed=self.seed.value())
         return work.Draft(self.name.text().strip(), int(set_id), systems, self.judge.spec(), settings)
 
     def _schedule_estimate(self) -> None:
