@@ -494,3 +494,34 @@ def test_a_system_that_is_down_and_a_broken_template_are_said_plainly(qtbot, pan
     assert project.evaluations.latest().status == "failed"
     assert panel.messages.level == "error" and "teacher" in panel.messages.message()
     assert "Failed" in page.phase_label.text()
+
+
+def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: EvaluatePanel, project: Project) -> None:
+    prompt_sets_ready()
+    from PySide6.QtWidgets import QDialog
+
+    from studio.core.samples import Sample, Status
+
+    for n in range(40):
+        project.samples.add(Sample(f"Explain idea number {n} in plain words.", "", f"Idea {n}.",
+                                   status=Status.ACCEPTED))
+    snapshot = project.snapshots.create("v1")
+    offered: list = []
+
+    class Split:
+        def __init__(self, snapshots, _parent):
+            offered.extend(snapshots)
+
+        def exec(self):
+            return QDialog.DialogCode.Accepted
+
+        def values(self):
+            return snapshot.id, "held out", 42, 0.1, 1000
+
+    page = panel.sets_page
+    page.split_dialog = Split
+    page.split_action.trigger()
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=WAIT_MS)
+    assert offered == [(snapshot.id, "v1", 40)]
+    made = project.prompt_sets.get("held out")
+    assert 1 <= made.prompt_count <= 40 and page.table.item(0, 0).text() == "held out"
