@@ -979,8 +979,8 @@ def _eval_parsers(commands: argparse._SubParsersAction) -> None:
     p_split.add_argument("--name", help="the set's name (default: <snapshot>-validation)")
     p_split.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
                          help="the training setting validation_fraction (default 0.05)")
-    p_split.add_argument("--max-val", type=int, default=1000, metavar="N",
-                         help="the training setting max_validation_samples (default 1000)")
+    p_split.add_argument("--max-val", type=int, default=200, metavar="N",
+                         help="the training setting max_validation_samples (default 200)")
     p_split.add_argument("--seed", type=int, default=42, help="the training setting seed (default 42)")
     p_split.add_argument("--json", action="store_true", help="print the new set as JSON")
     _project_arg(p_split)

@@ -31,7 +31,8 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "parquet", "target": "studio.core.exports:PARQUET_EXPORTER", "title": "Parquet"},
     ],
     # -- sample filters: a check class (settings, index) -> check(candidate) -> FilterVerdict | None, run in
-    #    this order (meta: reason code; indexes=True: runs last, adds kept instructions to the index) ------
+    #    this order (meta: reason code; indexes=True: runs last, adds kept instructions to the index;
+    #    wall=True: also given the project's evaluation wall) -----------------------------------------------
     "sample_filters": [
         {"key": "empty_output", "target": "studio.core.generation.filters:EmptyOutput", "title": "Empty output",
          "reason": "empty_output", "help": "The task has no output (tasks without one teach nothing)."},
@@ -45,6 +46,9 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
          "reason": "program_task", "help": "The instruction starts with 'Write a program' (over-produced by teachers)."},
         {"key": "blacklist", "target": "studio.core.generation.filters:Blacklisted", "title": "Blacklisted word",
          "reason": "blacklist", "help": "The instruction names something a text-only model cannot do (image, draw...)."},
+        {"key": "eval_prompt", "target": "studio.core.generation.filters:EvalPromptCheck",
+         "title": "Evaluation prompt", "reason": "eval_prompt", "wall": True,
+         "help": "The task is, or is near (ROUGE-L), a prompt of an evaluation-only set: evaluations never grade copies."},
         {"key": "near_duplicate", "target": "studio.core.generation.filters:NearDuplicate", "title": "Near duplicate",
          "reason": "near_duplicate", "indexes": True,
          "help": "ROUGE-L against a seed or a kept instruction is above the threshold (Alpaca: 0.7)."},

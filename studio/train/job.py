@@ -16,7 +16,6 @@ import io
 import json
 import os
 import platform
-import random
 import signal
 import sys
 import threading
@@ -33,7 +32,8 @@ from studio.core.training.run_config import (
     RunConfig,
     RunConfigError,
 )
-from studio.core.training.settings import SettingsError, TrainSettings
+from studio.core.training.settings import SettingsError
+from studio.core.training.split import split_records  # the split core shares (evaluation sets)
 from studio.train.events_out import EventWriter
 
 # In each checkpoint: the loss sum, steps and seconds of every leg up to it, so a resumed run's
@@ -134,19 +134,6 @@ def _finish_distributed() -> None:
             dist.destroy_process_group()
     except Exception as exc:  # noqa: BLE001 - exiting anyway
         print(f"distributed teardown: {exc}", file=sys.stderr)
-
-
-def split_records(records: list, settings: TrainSettings) -> tuple[list, list]:
-    """Seeded train/validation split: validation_fraction of the records, at most max_validation_samples."""
-    order = list(range(len(records)))
-    random.Random(settings.seed).shuffle(order)
-    count = min(settings.max_validation_samples, round(len(records) * settings.validation_fraction))
-    if settings.validation_fraction > 0 and count == 0 and len(records) >= 10:
-        count = 1
-    count = min(count, len(records) - 1)
-    held = set(order[:count])
-    return ([r for i, r in enumerate(records) if i not in held],
-            [records[i] for i in order[:count]])
 
 
 class Job:

@@ -5,8 +5,10 @@ with the loss mask), check the mistakes that make a model ramble forever (no EOS
 ``max_length``, EOS masked as padding, a chat model trained on a foreign template), count what
 ``max_length`` cuts and estimate memory and time. It loads only the tokenizer and the model's
 ``config.json``, never the weights, so it takes seconds. A child process, because the GUI never
-imports transformers: the panel and ``train preflight`` read its stdout. Exit 0 when no check is
-an error, 1 otherwise; the report is printed either way.
+imports transformers: the panel and ``train preflight`` read its stdout. The checks only the
+project can make (evaluation-only prompts in the training split: ``eval_prompt``, ``eval_prompt_near``)
+are made by the parent and arrive in the config's ``project_checks``; the child never opens the
+project database. Exit 0 when no check is an error, 1 otherwise; the report is printed either way.
 """
 from __future__ import annotations
 
@@ -150,7 +152,8 @@ def run_preflight(config: RunConfig, *, sample_index: int = 0,
                   device: tuple[str, float | None] | None = None) -> dict[str, Any]:
     """The whole report as a JSON-ready dict (see the module docstring for its parts)."""
     settings = config.settings
-    checks: list[dict[str, str]] = []
+    # The project's own checks first (evaluation prompts in the snapshot): the parent made them.
+    checks: list[dict[str, str]] = [dict(c) for c in config.project_checks]
     report: dict[str, Any] = {"run_id": config.run_id, "base_model": config.base_model,
                               "prompt_format": settings.prompt_format, "max_length": settings.max_length,
                               "checks": checks, "sample": None, "lengths": None, "estimates": None,

@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -92,33 +91,7 @@ def lost_prompts(outcomes: Iterable[Outcome], system: int = 0) -> list[LostPromp
 
 def prompts_by_id(project: Project, prompt_ids: Iterable[int]) -> dict[int, EvalPrompt]:
     """The prompts (released ones too), through the prompt-set repository."""
-    ids = [int(i) for i in prompt_ids]
-    try:
-        return project.prompt_sets.prompts_by_id(ids)
-    except NotImplementedError:  # TEMPORARY until helper A's repository lands: read the rows directly
-        return _prompt_rows(project.conn, ids)
-
-
-def _prompt_rows(conn: sqlite3.Connection, ids: list[int]) -> dict[int, EvalPrompt]:
-    found: dict[int, EvalPrompt] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        rows = conn.execute(f"SELECT * FROM eval_prompts WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-        for r in rows:
-            found[r["id"]] = EvalPrompt(r["instruction"], r["input"], r["reference"], r["category"],
-                                        json.loads(r["messages"]) if r["messages"] else None, r["ext_id"],
-                                        r["id"], r["set_id"], r["position"], r["released_to"])
-    return found
-
-
-def _release(project: Project, prompt_ids: list[int], to: str) -> int:
-    try:
-        return project.prompt_sets.release(prompt_ids, to)
-    except NotImplementedError:  # TEMPORARY until helper A's repository lands (it also rehashes the set)
-        with transaction(project.conn):
-            return sum(project.conn.execute(
-                "UPDATE eval_prompts SET released_at = ?, released_to = ? WHERE id = ? AND released_to IS NULL",
-                (time.time(), to, i)).rowcount for i in prompt_ids)
+    return project.prompt_sets.prompts_by_id([int(i) for i in prompt_ids])
 
 
 def _instruction(prompt: EvalPrompt) -> str:
@@ -174,7 +147,7 @@ def to_seeds_change(project: Project, evaluation: Evaluation, prompt_ids: Iterab
             " VALUES (?, ?, ?, ?, ?)",
             [(seed.id, evaluation.id, prompt_id, _system_label(evaluation, winner), now)
              for prompt_id, winner, seed in seeds if seed.id in added])
-        _release(project, ids, release_label(evaluation.id))
+        project.prompt_sets.release(ids, release_label(evaluation.id))
     return change
 
 

@@ -35,6 +35,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from studio.core.evaluation.guard import EvalWall
 from studio.core.generation import events as ev
 from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, estimate_cost
 from studio.core.generation.filters import OVER_TARGET, CandidateFilter, IndexFactory, default_index_factory
@@ -98,6 +99,7 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
     store = project.generation
     if not store.seed_examples(limit=1):
         raise ConfigError("The project has no seed tasks to show the teacher: add some on the Seeds page.")
+    _refuse_eval_seeds(project)
     if check_teacher:
         endpoint = config.teacher
         if api_key is not None:
@@ -111,6 +113,23 @@ def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = No
                 and report.error.kind != MODEL:
             raise report.error
     return create_run(store, config, name)
+
+
+def _refuse_eval_seeds(project: Project) -> None:
+    """Seed tasks that are evaluation-only prompts are never shown to the teacher: refuse to start."""
+    wall = EvalWall.load(project.conn)
+    if not wall:
+        return
+    hits = [(seed, found) for seed in project.generation.seed_examples()
+            if (found := wall.exact(seed.instruction, seed.input)) is not None]
+    if not hits:
+        return
+    named = "; ".join(f"seed {seed.seed_id}: {wall.describe(found)}" for seed, found in hits[:3])
+    more = f" and {len(hits) - 3:,} more" if len(hits) > 3 else ""
+    raise ConfigError(
+        f"{len(hits):,} seed task{'s are' if len(hits) != 1 else ' is'} an evaluation-only prompt ({named}{more}): "
+        "the teacher would learn the test. Remove them on the Seeds page, or delete the prompt set on the "
+        "Evaluate page.")
 
 
 @dataclass(frozen=True)
@@ -209,15 +228,24 @@ class GenerationEngine:
         c.prompt_tokens, c.completion_tokens, c.cost = stored["prompt_tokens"], stored["completion_tokens"], stored["cost"]
         c.requests_failed = 0  # failed requests are retried on resume; count only this session's failures
 
-        seeds = store.seed_examples()
+        # The evaluation wall, as it is now: eval prompts are never examples, and copies are rejected.
+        wall = EvalWall.load(store.conn)
+        every_seed = store.seed_examples()
+        seeds = [e for e in every_seed if wall.exact(e.instruction, e.input) is None]
         if not seeds:
             self._discard_if_fresh(store, resumed)
-            return self._finish("error", "The project has no seed tasks to show the teacher.")
-        candidate_filter = CandidateFilter(config.filters, self._index_factory)
+            return self._finish("error", "Every seed task is an evaluation-only prompt: add others on the Seeds page."
+                                if every_seed else "The project has no seed tasks to show the teacher.")
+        candidate_filter = CandidateFilter(config.filters, self._index_factory, wall=wall)
         candidate_filter.prime(e.instruction for e in seeds)
         candidate_filter.prime(store.all_instructions())
         candidate_filter.prime(_instructions_in_progress(backlog))
-        self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, store.accepted_examples,
+
+        def accepted_examples(limit: int = 50) -> list[Example]:
+            examples = store.accepted_examples(limit)
+            return [e for e in examples if wall.exact(e.instruction, e.input) is None] if wall else examples
+
+        self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, accepted_examples,
                                            lambda count: store.run_instructions(self.run_id, count)))
 
         key_source = self._key_source or resolve_key(config.teacher).describe()

@@ -9,7 +9,9 @@ most 0.7. We add ``empty_output`` (Alpaca only dropped malformed blocks).
 Each check is a ``SAMPLE_FILTERS`` registry entry (``studio.core.builtins``), run in registry
 order; a plugin adds one with one entry. The checks that consult the near-duplicate index
 (meta ``indexes=True``) run after every other one, so the index only sees survivors and only
-grows with kept tasks.
+grows with kept tasks. A check whose entry has meta ``wall=True`` is also given the project's
+evaluation wall (``studio.core.evaluation.guard.EvalWall``): ``eval_prompt`` rejects a generated
+task that is, or is near, an evaluation-only prompt, so the evaluation never grades a copy.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from studio.core.generation.prompts import Candidate
 NEAR_DUPLICATE, BLACKLIST, TOO_SHORT, TOO_LONG = "near_duplicate", "blacklist", "too_short", "too_long"
 BAD_START, PROGRAM_TASK, EMPTY_OUTPUT = "bad_start", "program_task", "empty_output"
 PARSE_ERROR, TRUNCATED = "parse_error", "truncated"  # recorded by the modes, not by a filter
+EVAL_PROMPT = "eval_prompt"  # the task is (or is near) an evaluation-only prompt
 BAD_INSTANCE = "bad_instance"  # self-instruct: output repeats the input, or the same input twice
 OVER_TARGET = "over_target"  # a good sample that arrived after the run reached its target (restorable)
 MODE_REASONS = (PARSE_ERROR, TRUNCATED, BAD_INSTANCE, OVER_TARGET)
@@ -179,6 +182,27 @@ class Blacklisted:
         return FilterVerdict(BLACKLIST, hit.group(1).lower()) if hit else None
 
 
+class EvalPromptCheck:
+    """Rejects a task whose instruction (and input) is an evaluation prompt, or near one by ROUGE-L.
+
+    Built with the wall the engine loaded at the start of the run; without one (a filter used
+    outside a run, or a project with no prompt set) it passes everything.
+    """
+
+    def __init__(self, settings: FilterSettings, index: DuplicateIndex, wall: Any = None):
+        self.wall = wall if wall else None
+
+    def __call__(self, c: Candidate, *, key: Any, need_output: bool) -> FilterVerdict | None:
+        if self.wall is None:
+            return None
+        found = self.wall.check(c.instruction, c.input)
+        if found is None:
+            return None
+        prompt, score = found
+        detail = f"set {self.wall.set_name(prompt)}" + ("" if score >= 1.0 else f", ROUGE-L {score:.2f}")
+        return FilterVerdict(EVAL_PROMPT, detail, prompt.instruction, float(score))
+
+
 class NearDuplicate:
     """ROUGE-L against seeds and kept instructions; a survivor joins the index at once."""
 
@@ -194,16 +218,26 @@ class NearDuplicate:
 
 
 class CandidateFilter:
-    """Runs the registered checks in order; the near-duplicate index is injected so the real one drops in."""
+    """Runs the registered checks in order; the near-duplicate index is injected so the real one drops in.
 
-    def __init__(self, settings: FilterSettings, index_factory: IndexFactory = default_index_factory):
+    ``wall`` is the project's evaluation wall (``EvalWall``) for the checks that ask for it
+    (meta ``wall=True``); without one they pass every candidate.
+    """
+
+    def __init__(self, settings: FilterSettings, index_factory: IndexFactory = default_index_factory, *,
+                 wall: Any = None):
         from studio.core.registry import SAMPLE_FILTERS
 
         self.settings = settings
         self.index = index_factory(settings.rouge_threshold)
         entries = sorted(SAMPLE_FILTERS.entries(), key=lambda e: bool(e.meta.get("indexes")))  # stable: order kept
+
+        def build(key: str, wants_wall: bool) -> CandidateCheck:
+            factory = SAMPLE_FILTERS.load(key)
+            return factory(settings, self.index, wall=wall) if wants_wall else factory(settings, self.index)
+
         self.checks: list[tuple[str, CandidateCheck]] = [
-            (entry.key, SAMPLE_FILTERS.load(entry.key)(settings, self.index)) for entry in entries
+            (entry.key, build(entry.key, bool(entry.meta.get("wall")))) for entry in entries
         ]
 
     def prime(self, instructions: Iterable[str]) -> None:

@@ -282,7 +282,9 @@ def cmd_preflight(project: Project, args: argparse.Namespace) -> int:
             raise StudioError(f"train preflight takes RUN or the run options, not both ({', '.join(given)} given); "
                               "a run's settings are in its config.json")
         run = project.training.get(args.run)
-        return _preflight(run.config_path, run.settings, as_json=args.json)
+        with tempfile.TemporaryDirectory(prefix="preflight-") as folder:
+            return _preflight(launch.write_run_preflight_config(project, run, Path(folder)), run.settings,
+                              as_json=args.json)
     if not args.snapshot or not args.base_model:
         raise StudioError("train preflight needs RUN, or --snapshot NAME and --base-model PATH")
     settings = settings_from_args(args)

@@ -145,14 +145,34 @@ def _kill(pid: int) -> None:
 
 def write_preflight_config(project: Project, snapshot: int | str, base_model: str, settings: TrainSettings,
                            folder: Path, *, name: str = "preflight") -> Path:
-    """A throwaway config naming the snapshot's data, so a pre-flight check needs no run row."""
+    """A throwaway config naming the snapshot's data, so a pre-flight check needs no run row.
+
+    It carries the checks only the project can make (evaluation prompts in the training split,
+    ``studio.core.evaluation.guard.preflight_checks``); blocking: call off the GUI thread.
+    """
+    from studio.core.evaluation.guard import preflight_checks
+
     snap = project.snapshots.get(snapshot)
     base = Path(base_model).expanduser()
     config = RunConfig(run_id="preflight", run_name=name, run_dir=str(folder),
                        base_model=str(base.resolve()) if base.exists() else base_model,
                        data_path=str((project.root / snap.path).resolve()), snapshot_hash=snap.content_hash,
-                       snapshot_name=snap.name, settings=settings)
+                       snapshot_name=snap.name, settings=settings,
+                       project_checks=preflight_checks(project.conn, snap.id, settings))
     return config.write()
+
+
+def write_run_preflight_config(project: Project, run: TrainingRun, folder: Path) -> Path:
+    """A stored run's config for its pre-flight check: the run's own file when the project has nothing
+    to add, else a copy in ``folder`` with the project's checks (the run's file is never changed)."""
+    from studio.core.evaluation.guard import preflight_checks
+
+    checks = preflight_checks(project.conn, run.snapshot_id, run.settings)
+    if not checks:
+        return run.config_path
+    config = run.read_config()
+    config.project_checks = checks
+    return config.write(Path(folder) / CONFIG_FILE)
 
 
 def stderr_tail(run: RunFolder, limit: int = 4096) -> str:

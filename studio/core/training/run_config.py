@@ -78,6 +78,9 @@ class RunConfig(RunFolder):
     base_model_revision: str | None = None
     resume: bool = False               # continue from the newest checkpoint in run_dir
     settings: TrainSettings = field(default_factory=TrainSettings)
+    # Pre-flight checks only the project can make (the child never opens its database), e.g.
+    # evaluation prompts in the snapshot; the parent fills them, the check reports them first.
+    project_checks: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def dir(self) -> Path:
@@ -90,6 +93,8 @@ class RunConfig(RunFolder):
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["settings"] = self.settings.to_dict()
+        if not self.project_checks:  # a run's own config never carries them
+            data.pop("project_checks")
         data["help"] = help_by_name()
         return data
 
@@ -128,4 +133,4 @@ class RunConfig(RunFolder):
 
 
 _FIELDS = {"run_id", "run_name", "run_dir", "base_model", "data_path", "snapshot_hash", "snapshot_name",
-           "base_model_revision", "resume"}
+           "base_model_revision", "resume", "project_checks"}

@@ -89,7 +89,8 @@ class TrainingRunRepository:
         """A new run: its row and ``runs/<id>/config.json``, ready for ``python -m studio.train``.
 
         The config names the snapshot's own frozen JSONL file and content hash, so what the
-        model is trained on never changes after the row is written.
+        model is trained on never changes after the row is written. A snapshot whose training
+        split holds an evaluation-only prompt is refused (``studio.core.evaluation.guard``).
         """
         snap = SnapshotRepository(self.conn, self.root).get(snapshot)
         settings.validate()
@@ -101,6 +102,7 @@ class TrainingRunRepository:
                                    "create the snapshot again")
         if snap.sample_count == 0 or not _has_a_line(data_path):
             raise TrainingRunError(f"snapshot {snap.name!r} has no samples; choose a snapshot with samples")
+        _refuse_eval_prompts(self.conn, snap.id, snap.name, settings)
         _check_local_model(base_model)
         now = time.time()
         with transaction(self.conn):
@@ -424,6 +426,19 @@ def _resolve_base_model(base_model: str) -> str:
     if path.is_absolute() or base_model.startswith((".", "~")) or base_model.count("/") > 1:
         raise TrainingRunError(f"{path}: no such model folder; give a local folder or a hub id like org/name")
     return base_model
+
+
+def _refuse_eval_prompts(conn: sqlite3.Connection, snapshot_id: int, snapshot_name: str,
+                         settings: TrainSettings) -> None:
+    """A run never trains on an evaluation-only prompt; held-out ones (its validation split) are fine."""
+    from studio.core.evaluation.guard import EvalWall, refusal, snapshot_report
+
+    wall = EvalWall.load(conn)
+    if not wall:
+        return
+    report, items = snapshot_report(conn, snapshot_id, settings, near=False, wall=wall)
+    if report.exact:
+        raise TrainingRunError(refusal(wall, report, items, snapshot_name))
 
 
 def _has_a_line(path: Path) -> bool:

@@ -1,0 +1,227 @@
+"""The wall between evaluation prompts and training data: the one place that decides "is this an eval prompt".
+
+A prompt of an evaluation-only set (``project.prompt_sets``, not released) must never be shown
+to the teacher as an example nor trained on, or the evaluation measures memory. Three paths use
+this module: Generate refuses seed tasks that are eval prompts (``engine.prepare_run``) and the
+``eval_prompt`` sample filter rejects generated copies; Train refuses a snapshot holding one
+(``TrainingRunRepository.create``); the pre-flight check reports exact copies as an error and
+ROUGE-L near ones as a warning (:func:`preflight_checks`).
+
+"The same prompt" is :func:`record_hash`: its instruction and input as one text, case and runs of
+whitespace not counting; a chat prompt is compared by its instruction (the last user message). "Near" is ROUGE-L F of the instructions ≥ the threshold (0.7, Alpaca's
+near-duplicate line), with the scorer of :class:`studio.core.dedup.NearDuplicateIndex`. Loading
+is one query; with no prompt set it is an empty wall that answers at once (no index is built).
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from studio.core.evaluation.model import EvalPrompt, prompt_hash
+from studio.core.training.split import SplitSettings, split_records
+
+NEAR_THRESHOLD = 0.7
+EXACT_CODE, NEAR_CODE = "eval_prompt", "eval_prompt_near"  # the pre-flight check codes
+
+
+class PromptLike(Protocol):
+    """A snapshot item, a training record, a seed example, a generated candidate: anything with these."""
+
+    instruction: str
+    input: str
+
+
+def record_hash(instruction: str, input: str = "") -> str:
+    """The wall's identity of a prompt: its instruction and input as one normalised text.
+
+    One text rather than two fields, so the same words split differently still match: a chat
+    prompt's user message "Translate:\n\nHello" is the record ("Translate:", "Hello") that a
+    chat export of the snapshot would hold.
+    """
+    return prompt_hash(f"{instruction} {input}")
+
+
+@dataclass
+class WallReport:
+    """Records that are evaluation prompts: ``exact`` (index, prompt) and ``near`` (index, prompt, ROUGE-L)."""
+
+    exact: list[tuple[int, EvalPrompt]] = field(default_factory=list)
+    near: list[tuple[int, EvalPrompt, float]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.near)
+
+
+class EvalWall:
+    """The active evaluation prompts of a project, ready to check prompts against."""
+
+    def __init__(self, prompts: Sequence[EvalPrompt], set_names: dict[int, str] | None = None, *,
+                 threshold: float = NEAR_THRESHOLD):
+        self.prompts = list(prompts)
+        self.set_names = dict(set_names or {})
+        self.threshold = float(threshold)
+        self._by_hash: dict[str, EvalPrompt] = {}
+        for prompt in self.prompts:
+            self._by_hash.setdefault(record_hash(prompt.instruction, prompt.input), prompt)
+        self._index: Any = None  # the ROUGE-L index, built on the first near() call
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection, *, threshold: float = NEAR_THRESHOLD) -> EvalWall:
+        """The wall of the project behind ``conn`` (every active prompt of every set)."""
+        from studio.core.evaluation.prompt_sets import PromptSetRepository
+
+        prompts = PromptSetRepository(conn, ".").active_prompts()
+        names = dict(conn.execute("SELECT id, name FROM eval_prompt_sets").fetchall()) if prompts else {}
+        return cls(prompts, names, threshold=threshold)
+
+    def __bool__(self) -> bool:
+        return bool(self.prompts)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def set_name(self, prompt: EvalPrompt) -> str:
+        return self.set_names.get(prompt.set_id, f"set {prompt.set_id}") if prompt.set_id is not None else "a set"
+
+    def exact(self, instruction: str, input: str = "") -> EvalPrompt | None:
+        """The eval prompt with this instruction and input (normalised), or None."""
+        if not self._by_hash:
+            return None
+        return self._by_hash.get(record_hash(instruction, input))
+
+    def near(self, instruction: str) -> tuple[EvalPrompt, float] | None:
+        """The eval prompt whose instruction is nearest by ROUGE-L, when at or above the threshold."""
+        if not self.prompts or not instruction.strip():
+            return None
+        if self._index is None:
+            from studio.core.dedup import NearDuplicateIndex
+
+            self._index = NearDuplicateIndex(threshold=self.threshold)
+            for number, prompt in enumerate(self.prompts):
+                self._index.add(prompt.instruction, number)
+        match = self._index.nearest(instruction)
+        if match is None or match.score < self.threshold:
+            return None
+        return self.prompts[match.key], float(match.score)
+
+    def check(self, instruction: str, input: str = "") -> tuple[EvalPrompt, float] | None:
+        """Exact (score 1.0) or near: the one question the generation filter asks."""
+        found = self.exact(instruction, input)
+        if found is not None:
+            return found, 1.0
+        return self.near(instruction)
+
+    def check_records(self, records: Iterable[PromptLike], *, exempt_hashes: Iterable[str] = (),
+                      near: bool = True) -> WallReport:
+        """Which records are eval prompts; a record whose :func:`record_hash` is exempt is skipped.
+
+        ``near=False`` looks for exact copies only (one dictionary lookup a record).
+        """
+        report = WallReport()
+        if not self.prompts:
+            return report
+        exempt = set(exempt_hashes)
+        for index, record in enumerate(records):
+            digest = record_hash(record.instruction, record.input)
+            if digest in exempt:
+                continue
+            found = self._by_hash.get(digest)
+            if found is not None:
+                report.exact.append((index, found))
+            elif near:
+                close = self.near(record.instruction)
+                if close is not None:
+                    report.near.append((index, *close))
+        return report
+
+    def describe(self, prompt: EvalPrompt, limit: int = 70) -> str:
+        """"'Instruction…' (set NAME)" for messages that name what was found."""
+        text = " ".join(prompt.instruction.split())
+        text = text if len(text) <= limit else text[: limit - 1] + "…"
+        return f"{text!r} (set {self.set_name(prompt)!r})"
+
+
+def snapshot_records(conn: sqlite3.Connection, snapshot_id: int) -> list[Any]:
+    """A snapshot's frozen items in file order (the order the training job reads and splits)."""
+    from studio.core.snapshots import SnapshotRepository
+
+    return SnapshotRepository(conn, ".").items(snapshot_id)
+
+
+def exempt_for_snapshot(conn: sqlite3.Connection, snapshot_id: int, settings: SplitSettings,
+                        records: Sequence[PromptLike] | None = None) -> set[str]:
+    """Hashes of the records a run with ``settings`` holds out of the snapshot and never trains on.
+
+    The training job's own split (``studio.core.training.split``): a prompt set taken from this
+    snapshot's validation split with the same settings is exactly these, so the run is not
+    refused for them; a prompt also present in the training part stays refused.
+    """
+    items = snapshot_records(conn, snapshot_id) if records is None else records
+    train, held = split_records(list(items), settings)
+    trained = {record_hash(r.instruction, r.input) for r in train}
+    return {digest for r in held if (digest := record_hash(r.instruction, r.input)) not in trained}
+
+
+def snapshot_report(conn: sqlite3.Connection, snapshot_id: int, settings: SplitSettings, *, near: bool = True,
+                    wall: EvalWall | None = None) -> tuple[WallReport, list[Any]]:
+    """The eval prompts a run with ``settings`` would train on in the snapshot, and its items."""
+    wall = EvalWall.load(conn) if wall is None else wall
+    if not wall:
+        return WallReport(), []
+    items = snapshot_records(conn, snapshot_id)
+    exempt = exempt_for_snapshot(conn, snapshot_id, settings, items)
+    return wall.check_records(items, exempt_hashes=exempt, near=near), items
+
+
+def refusal(wall: EvalWall, report: WallReport, items: Sequence[Any], snapshot_name: str) -> str:
+    """The one-line reason Train gives for refusing a snapshot that holds evaluation prompts."""
+    count = len(report.exact)
+    index, prompt = report.exact[0]
+    sample = getattr(items[index], "sample_id", None)
+    where = f"sample {sample}" if sample is not None else f"record {index + 1}"
+    return (f"snapshot {snapshot_name!r} holds {count:,} evaluation-only prompt{'s' if count != 1 else ''} "
+            f"(first: {where}, {wall.describe(prompt)}): evaluation prompts are never training data; "
+            "remove those samples in Curate and freeze a new snapshot, or delete the prompt set "
+            "(`distill-studio eval prompts list` shows the sets)")
+
+
+def preflight_checks(conn: sqlite3.Connection, snapshot_id: int | None,
+                     settings: SplitSettings) -> list[dict[str, str]]:
+    """The pre-flight checks about evaluation prompts in the run's training split.
+
+    An ``eval_prompt`` error for exact copies (count and the first), an ``eval_prompt_near``
+    warning for ROUGE-L near ones, or one ``eval_prompt`` ok line when there are prompt sets
+    and the training split holds none of their prompts (nothing when the project has no set).
+    """
+    if snapshot_id is None:
+        return []
+    wall = EvalWall.load(conn)
+    if not wall:
+        return []
+    report, items = snapshot_report(conn, snapshot_id, settings, wall=wall)
+    checks: list[dict[str, str]] = []
+
+    def where(index: int) -> str:
+        sample = getattr(items[index], "sample_id", None)
+        return f"sample {sample}" if sample is not None else f"record {index + 1}"
+
+    if report.exact:
+        index, prompt = report.exact[0]
+        count = len(report.exact)
+        checks.append({"level": "error", "code": EXACT_CODE, "message":
+                       f"{count:,} training sample{'s are' if count != 1 else ' is'} an evaluation-only prompt "
+                       f"(first: {where(index)}, {wall.describe(prompt)}): the evaluation would measure memory; "
+                       "remove them in Curate and freeze a new snapshot"})
+    if report.near:
+        index, prompt, score = max(report.near, key=lambda hit: hit[2])
+        count = len(report.near)
+        checks.append({"level": "warning", "code": NEAR_CODE, "message":
+                       f"{count:,} training sample{'s are' if count != 1 else ' is'} near an evaluation prompt "
+                       f"(ROUGE-L ≥ {wall.threshold:g}; nearest: {where(index)}, ROUGE-L {score:.2f} to "
+                       f"{wall.describe(prompt)}): consider removing them so the evaluation stays fair"})
+    if not checks:
+        checks.append({"level": "ok", "code": EXACT_CODE, "message":
+                       f"no training sample is, or is near, one of the {len(wall):,} evaluation prompts"})
+    return checks
