@@ -136,7 +136,7 @@ def run_to_end(qtbot, panel: EvaluatePanel) -> None:
 
 # -- the pages and their keys ----------------------------------------------------------------------------
 def test_every_action_has_a_key_and_the_pages_switch_by_key(panel: EvaluatePanel) -> None:
-    actions = [*panel.page_actions, panel.new_action, panel.continue_action, panel.rename_action, panel.delete_action,
+    actions = [*panel.page_actions, panel.new_action, panel.like_action, panel.continue_action, panel.rename_action, panel.delete_action,
                panel.sets_page.import_action, panel.sets_page.split_action, panel.sets_page.rename_action,
                panel.sets_page.delete_action, panel.sets_page.evaluate_action, panel.new_page.start_action,
                panel.new_page.stop_action, panel.new_page.add_system_action, panel.results_page.export_action,
@@ -248,9 +248,13 @@ def test_a_run_with_a_marker_judge_shows_the_marked_system_winning(qtbot, panel:
     results.export_action.trigger()
     qtbot.waitUntil(csv_out.exists, timeout=WAIT_MS)
 
-    # The same systems, judge and settings again: a new evaluation that asks for nothing (the caches).
+    # The same systems, judge and settings again (Ctrl+D from a fresh form): a new evaluation that asks for nothing.
     before = fake.total_requests
-    panel.show_page(NEW)
+    page.judge.choose_none()
+    page.max_tokens.setValue(99)
+    panel.like_action.trigger()
+    assert panel.tabs.currentIndex() == NEW and page.max_tokens.value() == 512
+    assert page.judge.other.config()[1] == "judge-marker"
     qtbot.waitUntil(lambda: "0 answers and 0 verdicts" in page.estimate_label.text(), timeout=WAIT_MS)
     run_to_end(qtbot, panel)
     assert fake.total_requests == before and "0 new answers (+12 cached)" in page.counters_label.text()

@@ -632,6 +632,45 @@ class NewEvaluationPage(QWidget):
         else:
             self._pending_set = set_id
 
+    def load_from(self, evaluation: object) -> None:
+        """Fill the form with ``evaluation``'s set, systems, judge and settings (a rerun, or another judge:
+        whatever is cached is not paid for again)."""
+        ev = evaluation  # an Evaluation
+        if ev.set_id is not None:  # type: ignore[attr-defined]
+            self.choose_set(ev.set_id)  # type: ignore[attr-defined]
+        systems = list(ev.systems)  # type: ignore[attr-defined]
+        while len(self.pickers) < min(len(systems), MAX_SYSTEMS):
+            self.add_system()
+        while len(self.pickers) > max(2, len(systems)):
+            self.remove_system(self.pickers[-1])
+        for picker, spec in zip(self.pickers, systems, strict=False):
+            listed = next((s for s in self.sources if _same_system(s, spec)), None)
+            if listed is not None:
+                picker.choose(listed)
+            elif spec.kind == ENDPOINT:
+                picker.choose(other=(spec.base_url, spec.model, spec.api_key_env))
+        judge = ev.judge  # type: ignore[attr-defined]
+        if judge is None:
+            self.judge.choose_none()
+        else:
+            endpoint = judge.endpoint
+            self.judge.choose_other(str(endpoint.get("base_url", "")), str(endpoint.get("model", "")),
+                                    str(endpoint.get("api_key_env") or DEFAULT_KEY_ENV))
+            self.judge.template.setPlainText(judge.template)
+            for edit, marker in ((self.judge.marker_a, judge.marker_a), (self.judge.marker_b, judge.marker_b),
+                                 (self.judge.marker_tie, judge.marker_tie)):
+                edit.setText(marker)
+        settings = ev.settings  # type: ignore[attr-defined]
+        self.max_tokens.setValue(settings.answers.max_tokens)
+        self.temperature.setValue(settings.answers.temperature)
+        self.system_prompt.setText(settings.answers.system_prompt)
+        self.concurrency.setValue(settings.concurrency)
+        self.attempts.setValue(settings.max_attempts)
+        self.budget.setValue(settings.budget_usd or 0.0)
+        self.seed.setValue(settings.seed)
+        self.name.setText("")
+        self._schedule_estimate()
+
     def shutdown(self) -> None:
         self.stop()
         if self.server_control is not None:
@@ -884,6 +923,16 @@ class NewEvaluationPage(QWidget):
         self.stop_action.setEnabled(busy)
         self.stop_button.setEnabled(busy)
         self.add_system_action.setEnabled(not busy and len(self.pickers) < MAX_SYSTEMS)
+
+
+def _same_system(source: ModelSource, spec: SystemSpec) -> bool:
+    """Whether a picker's model is the system an evaluation compared."""
+    if spec.kind == ENDPOINT:
+        return source.kind == ENDPOINT and source.base_url.rstrip("/") == spec.base_url.rstrip("/") \
+            and source.model == spec.model
+    if spec.kind == RUN:
+        return source.kind == RUN and source.run_id is not None and source.run_id == _run_id_of(spec)
+    return source.kind == BASE
 
 
 def _serves(info: object, run_id: int) -> bool:

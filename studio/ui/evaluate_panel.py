@@ -10,7 +10,8 @@ A composition root: the project's evaluations on the left, four pages on the rig
 ``evaluations_changed`` / ``prompt_sets_changed`` / ``comparisons_changed``, throttled while a
 run commits answers many times a second.
 
-Keys: Ctrl+1…4 the pages; Ctrl+N new evaluation; Ctrl+Shift+Return continue the selected one;
+Keys: Ctrl+1…4 the pages; Ctrl+N new evaluation; Ctrl+D a new one set up like the selected one;
+Ctrl+Shift+Return continue the selected one;
 F2 / Del rename / delete (in the list); Ctrl+I / Ctrl+Shift+I import a prompt set / take a
 validation split; Ctrl+Return start; Esc stop; Ctrl+E export; Ctrl+Shift+L lost prompts →
 seeds; Ctrl+Shift+C nearest samples in Curate. While the focus is in this panel, Ctrl+I,
@@ -224,6 +225,10 @@ class EvaluatePanel(Panel):
         self.continue_action = make_action(self, "Continue", "Ctrl+Shift+Return", self.continue_selected,
                                            "Run the selected evaluation again: only missing answers and verdicts "
                                            "are asked for", context=Qt.ShortcutContext.WindowShortcut)
+        self.like_action = make_action(self, "Set up like this", "Ctrl+D", self.set_up_like_selected,
+                                       "A new evaluation with the selected one's set, systems, judge and settings: "
+                                       "change the judge, say, and the cached answers are reused",
+                                       context=Qt.ShortcutContext.WindowShortcut)
         self.rename_action = make_action(self.list, "Rename", "F2", self.rename_selected,
                                          "Rename the selected evaluation", context=Qt.ShortcutContext.WidgetShortcut)
         self.delete_action = make_action(self.list, "Delete", QKeySequence.StandardKey.Delete, self.delete_selected,
@@ -231,7 +236,8 @@ class EvaluatePanel(Panel):
                                          context=Qt.ShortcutContext.WidgetShortcut)
         buttons = QHBoxLayout()
         buttons.setContentsMargins(0, 0, 0, 0)
-        for action in (self.new_action, self.continue_action, self.rename_action, self.delete_action):
+        for action in (self.new_action, self.like_action, self.continue_action, self.rename_action,
+                       self.delete_action):
             buttons.addWidget(tool_button(action))
         buttons.addStretch(1)
         left = QWidget()
@@ -257,7 +263,7 @@ class EvaluatePanel(Panel):
                                                     (self.results_page.export_action, RESULTS)]
 
     def menu_actions(self) -> list[QAction]:
-        return [self.new_action, self.continue_action, self.sets_page.import_action, self.sets_page.split_action,
+        return [self.new_action, self.like_action, self.continue_action, self.sets_page.import_action, self.sets_page.split_action,
                 self.new_page.start_action, self.new_page.stop_action, self.results_page.export_action,
                 self.results_page.seeds_action, self.results_page.nearest_action]
 
@@ -398,6 +404,13 @@ class EvaluatePanel(Panel):
         self.new_page.choose_set(set_id)
         self.show_page(NEW)
 
+    def set_up_like_selected(self) -> None:
+        evaluation = self.selected()
+        if evaluation is None or self.new_page.is_busy():
+            return
+        self.new_page.load_from(evaluation)
+        self.show_page(NEW)
+
     def continue_selected(self) -> None:
         evaluation = self.selected()
         if evaluation is None or self.new_page.is_busy():
@@ -463,3 +476,4 @@ class EvaluatePanel(Panel):
                                                                                          "answering", "judging"))
         self.rename_action.setEnabled(evaluation is not None)
         self.delete_action.setEnabled(evaluation is not None)
+        self.like_action.setEnabled(evaluation is not None)
