@@ -102,6 +102,7 @@ def import_set(qtbot, panel: EvaluatePanel, path: Path) -> None:
 @pytest.fixture
 def fake():
     _core("engine")
+    _core("systems")
     from fake_eval_endpoints import API_KEY, MARKER, FakeEvalServer, echo_answer
 
     def marked(prompt: str) -> str:
@@ -450,6 +451,7 @@ def test_a_trained_run_and_the_base_start_the_local_server_then_answer(qtbot, pr
     """Start with studio models and no server: the page starts it (the test's stand-in) and then runs."""
     prompt_sets_ready()
     _core("engine")
+    _core("systems")
     from serve_support import base_folder, fake_program, trained_run
 
     trained_run(project, base_folder(tmp_path), name="first")
