@@ -33,10 +33,11 @@ from PySide6.QtGui import (
     QPalette,
 )
 from PySide6.QtWidgets import (
-    QHBoxLayout,
+    QGridLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QSplitter,
     QStyle,
     QStyledItemDelegate,
@@ -225,7 +226,7 @@ class EvaluatePanel(Panel):
         self.continue_action = make_action(self, "Continue", "Ctrl+Shift+Return", self.continue_selected,
                                            "Run the selected evaluation again: only missing answers and verdicts "
                                            "are asked for", context=Qt.ShortcutContext.WindowShortcut)
-        self.like_action = make_action(self, "Set up like this", "Ctrl+D", self.set_up_like_selected,
+        self.like_action = make_action(self, "Duplicate", "Ctrl+D", self.set_up_like_selected,
                                        "A new evaluation with the selected one's set, systems, judge and settings: "
                                        "change the judge, say, and the cached answers are reused",
                                        context=Qt.ShortcutContext.WindowShortcut)
@@ -234,12 +235,14 @@ class EvaluatePanel(Panel):
         self.delete_action = make_action(self.list, "Delete", QKeySequence.StandardKey.Delete, self.delete_selected,
                                          "Delete the selected evaluation (its cached answers stay for others)",
                                          context=Qt.ShortcutContext.WidgetShortcut)
-        buttons = QHBoxLayout()
+        buttons = QGridLayout()  # two rows: five buttons do not fit the list's width on one
         buttons.setContentsMargins(0, 0, 0, 0)
-        for action in (self.new_action, self.like_action, self.continue_action, self.rename_action,
-                       self.delete_action):
-            buttons.addWidget(tool_button(action))
-        buttons.addStretch(1)
+        buttons.setSpacing(4)
+        for n, action in enumerate((self.new_action, self.like_action, self.continue_action, self.rename_action,
+                                    self.delete_action)):
+            button = tool_button(action)
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            buttons.addWidget(button, n // 3, n % 3)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 4, 0)
