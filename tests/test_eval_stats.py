@@ -11,6 +11,8 @@ import pytest
 from studio.core.evaluation.model import Outcome, judge_outcome
 from studio.core.evaluation.results_io import companion_paths, write_csv, write_json
 from studio.core.evaluation.stats import (
+    LENGTH_BIAS_MIN_N,
+    LENGTH_BIAS_THRESHOLD,
     EvalResult,
     agreement,
     bootstrap_interval,
@@ -237,3 +239,14 @@ def test_export_json_and_csv(tmp_path):
     assert written[-1].name == "three.ranking.csv"
     with open(written[-1], newline="", encoding="utf-8") as stream:
         assert [row["system"] for row in csv.DictReader(stream)] == ["x", "z", "y"]
+
+
+def test_a_handful_of_prompts_is_never_flagged_for_length_bias() -> None:
+    # Six prompts: LC moves far from the raw rate
+    # on so few points, but that is noise, not a judge following length.
+    lengths = [(15, 15), (30, 42), (41, 16), (29, 45), (28, 55), (17, 45)]
+    winners = ["a", "a", "a", "tie", "tie", "tie"]
+    outcomes = [judge_outcome(i, 0, 1, w, w, a, b) for i, ((a, b), w) in enumerate(zip(lengths, winners))]
+    pair = summarise(outcomes, ["A", "B"]).pairs[0]
+    assert abs(pair.lc_win_rate_a - pair.win_rate_a_ties_half) >= LENGTH_BIAS_THRESHOLD  # the gap is there...
+    assert pair.n == 6 < LENGTH_BIAS_MIN_N and not pair.length_bias  # ...but six prompts are too few to say so

@@ -192,6 +192,10 @@ class EvalEngine:
             finally:
                 for client in self._opened:
                     await client.aclose()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # A second Ctrl+C quits at once: what arrived is stored, so the run is stopped, not failed.
+            self._store.set_status(self.evaluation_id, STOPPED, "Interrupted; the answers and verdicts so far are kept.")
+            raise
         except BaseException as exc:
             # A bug must not leave the evaluation "answering" forever; it still propagates.
             self._store.set_status(self.evaluation_id, FAILED, f"Internal error: {type(exc).__name__}: {exc}")
@@ -250,10 +254,11 @@ class EvalEngine:
                 if prompt.hash in cached:
                     answers[(prompt.id, index)] = cached[prompt.hash]
         tasks: list[_Task] = []
+        own_server = studio_backend(self._handle)
         for prompt in prompts:  # prompt by prompt, so a stopped run has whole pairs to judge
             for index, system in enumerate(evaluation.systems):
                 if (prompt.id, index) not in answers:
-                    messages = prompt_messages(prompt, settings.system_prompt, system)
+                    messages = prompt_messages(prompt, settings.system_prompt, system, studio_backend=own_server)
                     tasks.append(_Task(prompt, messages, 0.0, index))
         self._counts["cached_answers"] = len(answers)
         clients: dict[int, tuple[LLMClient, str]] = {}
@@ -468,15 +473,30 @@ class EvalEngine:
 
 
 # -- what a system is sent -----------------------------------------------------------------------------
-def prompt_messages(prompt: EvalPrompt, system_prompt: str, system: SystemSpec) -> list[dict]:
-    """A chat prompt's own messages; an Alpaca prompt as one user turn after the settings' system prompt."""
+def prompt_messages(prompt: EvalPrompt, system_prompt: str, system: SystemSpec, *,
+                    studio_backend: bool = True) -> list[dict]:
+    """A chat prompt's own messages; an Alpaca prompt as one user turn after the settings' system prompt.
+
+    The studio's own server takes the Alpaca input as its ``input`` extension (rendered into the
+    run's Input section, as in training); vLLM (``studio_backend=False``) and endpoints get it
+    in the text.
+    """
     if prompt.messages:
         return [dict(m) for m in prompt.messages]
     from studio.core.chat.session import user_turn
 
     messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    messages.append(user_turn(prompt.instruction, prompt.input, studio_server=system.kind in (RUN, BASE)))
+    studio_server = studio_backend and system.kind in (RUN, BASE)
+    messages.append(user_turn(prompt.instruction, prompt.input, studio_server=studio_server))
     return messages
+
+
+def studio_backend(project: Project) -> bool:
+    """Whether the project's running server (if any) is the studio's own rather than vLLM."""
+    from studio.core.serving.server_info import info_path, read_info
+
+    server = read_info(info_path(project.root))
+    return server is None or server.backend == "studio"
 
 
 def _tokens(messages: Iterable[dict]) -> int:

@@ -92,7 +92,7 @@ class SystemSpec:
     """A model that answers prompts: an OpenAI-compatible endpoint, or the studio's base / a trained run.
 
     The CLI's text forms: ``URL#MODEL``, ``run:RUN`` (id or name) and ``base``. ``key`` is
-    the cache identity, set when an evaluation is created (``engine.resolve_system``): for an
+    the cache identity, set when an evaluation is created (``systems.resolve_system``): for an
     endpoint its URL and model, for a run its id and adapter fingerprint, so a retrained run's
     answers are never taken from the cache of the old adapter.
     """

@@ -27,6 +27,8 @@ from studio.core.evaluation.model import A_WINS, B_WINS, Outcome
 
 Z95 = 1.959963984540054  # the two-sided 95 % normal quantile
 LENGTH_BIAS_THRESHOLD = 0.10  # |LC − ties-half rate| at which the judge is flagged for length bias
+# Below this many outcomes the GLM's slope is mostly noise (6 prompts once moved LC by 13 points): no flag.
+LENGTH_BIAS_MIN_N = 10
 # L2 penalties of the LC GLM. The length slope is regularised so that a judge that *always*
 # picks the longer answer (perfectly separable data) still gives a finite fit that reads ≈ 0.5
 # at zero difference; the intercept only a little, to keep a one-sided result finite.
@@ -427,7 +429,8 @@ def _pair_result(outcomes: Sequence[Outcome], labels: Sequence[str], i: int, j: 
         system_a=labels[i], system_b=labels[j], index_a=i, index_b=j, **core,
         inconsistent=sum(o.inconsistent for o in outcomes), both_bad=sum(o.both_bad for o in outcomes),
         win_rate_a_ties_half=ties_half, lc_win_rate_a=lc, lc_ci_low=lc_low, lc_ci_high=lc_high,
-        length_bias=lc is not None and ties_half is not None and abs(lc - ties_half) >= LENGTH_BIAS_THRESHOLD,
+        length_bias=(n >= LENGTH_BIAS_MIN_N and lc is not None and ties_half is not None
+                     and abs(lc - ties_half) >= LENGTH_BIAS_THRESHOLD),
         avg_len_a=float(np.mean([o.len_a for o in outcomes])) if n else None,
         avg_len_b=float(np.mean([o.len_b for o in outcomes])) if n else None,
         position_consistency=consistency, judged_both_orders=both, per_category=per_category)
