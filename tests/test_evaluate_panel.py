@@ -33,22 +33,6 @@ KEY_ENV = "STUDIO_TEST_EVAL_KEY"
 WAIT_MS = 30_000
 
 
-def _core(name: str):
-    return pytest.importorskip(f"studio.core.evaluation.{name}")
-
-
-def prompt_sets_ready() -> None:
-    """Skip until the prompt-set repository (helper A) is in this checkout."""
-    from studio.core.evaluation.prompt_sets import PromptSetRepository
-
-    try:
-        PromptSetRepository(None, Path("."), None).list()  # type: ignore[arg-type]
-    except NotImplementedError:
-        pytest.skip("the prompt-set repository is not in this checkout yet")
-    except Exception:  # noqa: BLE001 - the real one fails on the missing connection: it is there
-        return
-
-
 @pytest.fixture
 def context(project: Project):
     ctx = ProjectContext(project)
@@ -101,8 +85,6 @@ def import_set(qtbot, panel: EvaluatePanel, path: Path) -> None:
 
 @pytest.fixture
 def fake():
-    _core("engine")
-    _core("systems")
     from fake_eval_endpoints import API_KEY, MARKER, FakeEvalServer, echo_answer
 
     def marked(prompt: str) -> str:
@@ -172,7 +154,6 @@ def test_start_says_what_is_missing(qtbot, panel: EvaluatePanel) -> None:
 
 # -- prompt sets -------------------------------------------------------------------------------------
 def test_prompt_sets_import_preview_rename_and_delete(qtbot, panel: EvaluatePanel, project: Project, tmp_path) -> None:
-    prompt_sets_ready()
     import_set(qtbot, panel, write_prompts(tmp_path / "user_oriented.jsonl", 6))
     page = panel.sets_page
     assert page.table.item(0, 1).text() == "6" and "writing" in page.table.item(0, 3).text()
@@ -198,7 +179,6 @@ def test_prompt_sets_import_preview_rename_and_delete(qtbot, panel: EvaluatePane
 
 
 def test_a_malformed_prompt_file_is_one_clear_message(qtbot, panel: EvaluatePanel, tmp_path) -> None:
-    prompt_sets_ready()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "fine"}\n{not json\n', encoding="utf-8")
     Answers(panel.sets_page.dialogs, open_file=str(bad))
@@ -211,7 +191,6 @@ def test_a_malformed_prompt_file_is_one_clear_message(qtbot, panel: EvaluatePane
 # -- a run against loopback fakes ----------------------------------------------------------------------
 def test_a_run_with_a_marker_judge_shows_the_marked_system_winning(qtbot, panel: EvaluatePanel, project: Project,
                                                                    fake, monkeypatch, tmp_path) -> None:
-    prompt_sets_ready()
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 6))
     point_at(panel, fake, "judge-marker", monkeypatch)
     page = panel.new_page
@@ -280,7 +259,6 @@ def test_a_run_with_a_marker_judge_shows_the_marked_system_winning(qtbot, panel:
 
 def test_a_judge_that_always_picks_the_first_position_gives_no_wins(qtbot, panel: EvaluatePanel, fake,
                                                                     monkeypatch, tmp_path) -> None:
-    prompt_sets_ready()
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 4))
     point_at(panel, fake, "judge-first", monkeypatch)
     run_to_end(qtbot, panel)
@@ -297,7 +275,6 @@ def test_a_judge_that_always_picks_the_first_position_gives_no_wins(qtbot, panel
 
 def test_stop_keeps_the_answers_and_continue_asks_only_for_the_rest(qtbot, panel: EvaluatePanel, project: Project,
                                                                     fake, monkeypatch, tmp_path) -> None:
-    prompt_sets_ready()
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 8))
     point_at(panel, fake, None, monkeypatch)
     fake.latency_s = 0.3
@@ -325,8 +302,6 @@ def test_stop_keeps_the_answers_and_continue_asks_only_for_the_rest(qtbot, panel
 # -- blind human votes -----------------------------------------------------------------------------------
 def test_votes_in_compare_persist_and_stay_blind_until_the_end(qtbot, panel: EvaluatePanel, project: Project,
                                                                fake, monkeypatch, tmp_path) -> None:
-    prompt_sets_ready()
-    pytest.importorskip("studio.ui.eval_compare_view")
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 3))
     point_at(panel, fake, None, monkeypatch)
     run_to_end(qtbot, panel)
@@ -399,8 +374,6 @@ def test_a_run_handle_stops_an_engine_that_arrives_later() -> None:
 
 
 def test_the_same_system_twice_is_refused(qtbot, panel: EvaluatePanel, tmp_path, fake, monkeypatch) -> None:
-    prompt_sets_ready()
-    _core("systems")
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 2))
     point_at(panel, fake, None, monkeypatch)
     panel.new_page.pickers[1].choose(other=(fake.base_url, "student", KEY_ENV))
@@ -414,7 +387,6 @@ def test_the_same_system_twice_is_refused(qtbot, panel: EvaluatePanel, tmp_path,
 
 def test_nearest_training_samples_open_in_curate(qtbot, tmp_path, fake, monkeypatch) -> None:
     """In the window: the lost prompts' nearest accepted samples (ROUGE-L) become Curate's filter."""
-    prompt_sets_ready()
     from PySide6.QtCore import QSettings
 
     from studio.core.samples import Sample, Status
@@ -449,9 +421,6 @@ def test_nearest_training_samples_open_in_curate(qtbot, tmp_path, fake, monkeypa
 def test_a_trained_run_and_the_base_start_the_local_server_then_answer(qtbot, project: Project, context, tmp_path,
                                                                         monkeypatch) -> None:
     """Start with studio models and no server: the page starts it (the test's stand-in) and then runs."""
-    prompt_sets_ready()
-    _core("engine")
-    _core("systems")
     from serve_support import base_folder, fake_program, trained_run
 
     trained_run(project, base_folder(tmp_path), name="first")
@@ -484,7 +453,6 @@ def test_a_trained_run_and_the_base_start_the_local_server_then_answer(qtbot, pr
 
 def test_a_system_that_is_down_and_a_broken_template_are_said_plainly(qtbot, panel: EvaluatePanel, project: Project,
                                                                       fake, monkeypatch, tmp_path) -> None:
-    prompt_sets_ready()
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 2))
     point_at(panel, fake, "judge-marker", monkeypatch)
     page = panel.new_page
@@ -503,7 +471,6 @@ def test_a_system_that_is_down_and_a_broken_template_are_said_plainly(qtbot, pan
 
 
 def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: EvaluatePanel, project: Project) -> None:
-    prompt_sets_ready()
     from PySide6.QtWidgets import QDialog
 
     from studio.core.samples import Sample, Status
