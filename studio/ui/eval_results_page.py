@@ -26,6 +26,7 @@ from studio.core.evaluation.model import Evaluation
 from studio.core.wording import count_noun
 from studio.ui import eval_work as work
 from studio.ui.elided_label import ElidedLabel
+from studio.ui.eval_results_view import EvalResultsView
 from studio.ui.eval_widgets import (
     Dialogs,
     Hinted,
@@ -44,23 +45,6 @@ ALL, LOST, INCONSISTENT, TIES, DISAGREE = "all", "lost", "inconsistent", "ties",
 FILTERS = ((ALL, "Every prompt"), (LOST, "Prompts A lost"), (INCONSISTENT, "Judge inconsistent"),
            (TIES, "Ties"), (DISAGREE, "Judge and human disagree"))
 WINNER_TEXT = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both bad", None: "—", "": "—"}
-
-
-def _results_view() -> QWidget:
-    try:
-        from studio.ui.eval_results_view import EvalResultsView
-    except ImportError:
-        return _Missing("The results view is not in this checkout.")
-    return EvalResultsView()
-
-
-class _Missing(QLabel):
-    def __init__(self, text: str):
-        super().__init__(text, alignment=Qt.AlignmentFlag.AlignCenter)
-        self.setProperty("role", "muted")
-
-    def show_result(self, *args: object, **kwargs: object) -> None:
-        pass
 
 
 def _get(row: dict, *names: str, default: object = None) -> object:
@@ -102,7 +86,7 @@ class ResultsPage(QWidget):
         self.title = heading("Results")
         self.meta = muted("")
         self.meta.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.view = _results_view()
+        self.view = EvalResultsView()
         self.filter = QComboBox(toolTip="Which prompts the table lists")
         for key, label in FILTERS:
             self.filter.addItem(label, key)

@@ -36,6 +36,11 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.chat.sources import BASE, ENDPOINT, RUN, ModelSource, endpoint_label
+from studio.core.evaluation.judge import (
+    DEFAULT_TEMPLATE,
+    check_template,
+    default_judge_spec,
+)
 from studio.core.evaluation.model import (
     AnswerSettings,
     EvalSettings,
@@ -44,6 +49,7 @@ from studio.core.evaluation.model import (
     PromptSet,
     SystemSpec,
 )
+from studio.core.evaluation.systems import from_source
 from studio.core.llm.endpoint import EndpointConfig
 from studio.core.llm.keys import DEFAULT_KEY_ENV
 from studio.core.wording import count_noun
@@ -60,40 +66,6 @@ ESTIMATE_DELAY_MS = 400  # after the last change of a setting
 REDRAW_MS = 100
 SERVER_WATCH_MS = 500
 LETTERS = "ABCDEFGH"
-
-
-def system_from_source(source: ModelSource) -> SystemSpec:
-    """A picker's model as an (unresolved) system: F's ``systems.from_source`` when present."""
-    try:
-        from studio.core.evaluation.systems import from_source
-    except ImportError:
-        from_source = None
-    if from_source is not None:
-        return from_source(source)
-    if source.kind == ENDPOINT:
-        return SystemSpec(ENDPOINT, label=source.label, base_url=source.base_url, model=source.model,
-                          api_key_env=source.api_key_env or DEFAULT_KEY_ENV)
-    if source.kind == RUN:
-        return SystemSpec(RUN, label=source.label, run=str(source.run_id))
-    return SystemSpec(BASE, label=source.label)
-
-
-def default_template() -> str:
-    from studio.core.evaluation.judge import DEFAULT_TEMPLATE
-
-    return DEFAULT_TEMPLATE
-
-
-def check_template(template: str) -> None:
-    try:
-        from studio.core.evaluation.judge import check_template as check
-    except ImportError:
-        missing = [p for p in ("{instruction}", "{input}", "{answer_a}", "{answer_b}") if p not in template]
-        if missing:
-            raise EvaluationError(f"The judge template lacks {', '.join(missing)}: reset it to the default "
-                                  "or add them.") from None
-        return
-    check(template)
 
 
 class EndpointFields(QWidget):
@@ -211,7 +183,7 @@ class SystemPicker(QWidget):
         """The system picked; EvaluationError naming what is missing."""
         source = self.source()
         if source is not None:
-            return system_from_source(source)
+            return from_source(source)
         url, model, key_env = self.other.config()
         if not url.startswith(("http://", "https://")) or not model:
             raise EvaluationError(f"System {LETTERS[self.index]}: type the endpoint's URL (http://…/v1) and model, "
@@ -314,10 +286,7 @@ class JudgeBox(QGroupBox):
         self.combo.setCurrentIndex(0)
 
     def reset_template(self) -> None:
-        try:
-            self.template.setPlainText(default_template())
-        except ImportError:
-            self.template.setPlainText("")
+        self.template.setPlainText(DEFAULT_TEMPLATE)
         for edit, marker in ((self.marker_a, "[[A]]"), (self.marker_b, "[[B]]"), (self.marker_tie, "[[C]]")):
             edit.setText(marker)
 
@@ -340,15 +309,9 @@ class JudgeBox(QGroupBox):
         if not all(markers) or len(set(markers)) < 3:
             raise EvaluationError("Judge: the three verdict markers must be different and not empty "
                                   "(the defaults are [[A]], [[B]], [[C]]).")
-        try:
-            from studio.core.evaluation.judge import default_judge_spec
-
-            base = default_judge_spec(endpoint)
-        except ImportError:
-            base = JudgeSpec(endpoint=endpoint.to_dict(), template=template)
-        return replace(base, endpoint=endpoint.to_dict(), template=template, marker_a=markers[0],
-                       marker_b=markers[1], marker_tie=markers[2], label=endpoint_label(endpoint.base_url,
-                                                                                       endpoint.model))
+        return replace(default_judge_spec(endpoint), endpoint=endpoint.to_dict(), template=template,
+                       marker_a=markers[0], marker_b=markers[1], marker_tie=markers[2],
+                       label=endpoint_label(endpoint.base_url, endpoint.model))
 
     def _on_choice(self) -> None:
         data = self.combo.currentData()

@@ -84,10 +84,7 @@ def read_evaluations(project: Project) -> list[EvaluationRow]:
 
 
 def _vote_progress(project: Project, evaluation_id: int) -> tuple[int, int]:
-    try:
-        return project.votes.progress(evaluation_id)
-    except NotImplementedError:  # the vote store is not in this checkout
-        return 0, 0
+    return project.votes.progress(evaluation_id)
 
 
 def rename_evaluation(project: Project, evaluation_id: int, name: str) -> None:
@@ -303,10 +300,7 @@ def _with_meta(result: Any, meta: dict) -> Any:
 
 
 def human_outcomes(project: Project, evaluation: Evaluation) -> list:
-    try:
-        return project.votes.outcomes(evaluation)
-    except NotImplementedError:
-        return []
+    return project.votes.outcomes(evaluation)
 
 
 def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int = 1000) -> ResultsData:

@@ -34,7 +34,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QGridLayout,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QSizePolicy,
@@ -50,6 +49,7 @@ from PySide6.QtWidgets import (
 from studio.core.evaluation.model import DONE, FAILED, STOPPED, Evaluation
 from studio.core.wording import count_noun
 from studio.ui import eval_work as work
+from studio.ui.eval_compare_view import BlindCompareView
 from studio.ui.eval_prompt_sets import PromptSetsPage
 from studio.ui.eval_results_page import ResultsPage
 from studio.ui.eval_setup import NewEvaluationPage
@@ -72,14 +72,6 @@ LIST_REFRESH_MS = 250  # a burst of committed answers refreshes the list once
 RESULTS_REFRESH_MS = 1500  # while a run commits, the visible results are recomputed at this pace
 STATUS_TEXT = {"created": "created", "answering": "answering…", "judging": "judging…", "done": "done",
                "stopped": "stopped", "failed": "failed"}
-
-
-def _compare_view(jobs: JobRunner) -> QWidget:
-    try:
-        from studio.ui.eval_compare_view import BlindCompareView
-    except ImportError:
-        return _MissingCompare()
-    return BlindCompareView(jobs)
 
 
 DETAIL_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -137,14 +129,6 @@ class EvaluationDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-class _MissingCompare(QLabel):
-    def __init__(self) -> None:
-        super().__init__("The blind comparison view is not in this checkout.", alignment=Qt.AlignmentFlag.AlignCenter)
-
-    def set_evaluation(self, context: object, evaluation_id: int | None) -> None:
-        pass
-
-
 def evaluation_text(row: work.EvaluationRow) -> tuple[str, str]:
     """The list's two lines: name and status; systems, prompts, votes and cost."""
     evaluation = row.evaluation
@@ -179,17 +163,15 @@ class EvaluatePanel(Panel):
     def _build(self) -> None:
         self.sets_page = PromptSetsPage(self.jobs, self.messages)
         self.new_page = NewEvaluationPage(self.jobs, self.messages)
-        self.compare_view = _compare_view(self.jobs)
+        self.compare_view = BlindCompareView(self.jobs)
         self.results_page = ResultsPage(self.jobs, self.messages)
         self.sets_page.sets_loaded.connect(self.new_page.set_prompt_sets)
         self.sets_page.evaluate_requested.connect(self._on_evaluate_set)
         self.new_page.run_started.connect(self._on_run_started)
         self.new_page.run_finished.connect(self._on_run_finished)
         self.results_page.show_nearest.connect(self.show_nearest_in_curate)
-        for signal_name in ("finished", "voted"):
-            signal = getattr(self.compare_view, signal_name, None)
-            if signal is not None:
-                signal.connect(self._on_voted)
+        self.compare_view.voted.connect(self._on_voted)
+        self.compare_view.finished.connect(self._on_voted)
 
         compare = QWidget()
         cl = QVBoxLayout(compare)
@@ -465,11 +447,11 @@ class EvaluatePanel(Panel):
 
     def show_nearest_in_curate(self, evaluation_id: int) -> None:
         curate = self.open_panel("curate")
-        show = getattr(curate, "show_eval_nearest", None)
-        if show is None:
-            self.messages.show_error("Curate cannot filter by an evaluation's nearest samples in this version.")
+        if curate is None:  # the panel outside a window (or Curate switched off)
+            self.messages.show_message(f"The nearest samples are stored: `distill-studio eval lost {evaluation_id} "
+                                       "--nearest 5` lists them, Curate filters by them.", "info")
             return
-        show(evaluation_id)
+        curate.show_eval_nearest(evaluation_id)
 
     def _update_actions(self) -> None:
         has_project = self.context is not None
