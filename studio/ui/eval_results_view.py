@@ -16,27 +16,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
-    QFrame,
-    QGridLayout,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QSizePolicy,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
+    QAbstractItemView, QComboBox, QFrame, QGridLayout, QHBoxLayout, QHeaderView, QLabel, QSizePolicy,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from studio.core.evaluation.stats import (
-    LENGTH_BIAS_THRESHOLD,
-    EvalResult,
-    PairResult,
-    RankRow,
-    interval_text,
-    percent,
+    LENGTH_BIAS_THRESHOLD, EvalResult, PairResult, RankRow, interval_text, percent,
 )
 from studio.ui.data_shape_widget import _ThemedPlot, _use_app_palette
 from studio.ui.theme import colors
@@ -456,7 +441,7 @@ class EvalResultsView(QWidget):
                                    f"border: 1px solid {c['warning']}; border-radius: 4px; padding: 6px; "
                                    "font-weight: 600; }")
 
-    def changeEvent(self, event: QEvent) -> None:
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
         super().changeEvent(event)
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._style_warning()
