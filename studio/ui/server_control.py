@@ -39,8 +39,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.paths import config_dir
 from studio.core.processes import pid_alive
+from studio.core.paths import config_dir
 from studio.core.serving import launch
 from studio.core.serving.catalog import Catalog, project_catalog, run_model_id
 from studio.core.serving.server_info import (
@@ -275,7 +275,8 @@ class ServerControl(QWidget):
         self._set_state(CHECKING, note="")
         on_gpu = self.device != "cpu" or backend == VLLM
         self.jobs.submit("Checking before the model server starts", _prepare, list(runs) if runs else None,
-                         base_model, on_gpu, self.host, self.port, backend, project=self.context, key=self._key("serve-check"),
+                         base_model, on_gpu, self.host, self.port, backend, project=self.context,
+                         key=self._key("serve-check"),
                          quiet=True, cancellable=False,
                          on_done=lambda result: self._on_prepared(result, runs, base_model),
                          on_error=lambda message: self._fail(message))
@@ -604,7 +605,8 @@ class ServerControl(QWidget):
             info = self._info
             self._set_state(STOPPING)
             self.jobs.submit("Stopping the model server", launch.stop_server, info, 5.0,
-                             info_file=info_path(self._root()), key=self._key("serve-stop"), quiet=True, cancellable=False,
+                             info_file=info_path(self._root()), key=self._key("serve-stop"), quiet=True,
+                             cancellable=False,
                              on_done=lambda _r: self._on_adopted_stopped(),
                              on_error=lambda message: self._fail(message))
         elif self.state in (FAILED, CHECKING):
@@ -746,7 +748,7 @@ class ServerControl(QWidget):
         adapters = (self._health or {}).get("adapters")
         return list(adapters) if isinstance(adapters, list) else [m.id for m in self._info.catalog.adapters]
 
-    def changeEvent(self, event: QEvent) -> None:
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
         if event.type() == QEvent.Type.PaletteChange:
             self._show()  # the theme switched: the state colour follows
         super().changeEvent(event)
