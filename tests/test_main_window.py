@@ -62,7 +62,7 @@ def test_the_about_box_names_only_panels_that_exist(qtbot, tmp_path: Path, monke
     monkeypatch.setattr(QMessageBox, "about", lambda _parent, _title, text: shown.append(text))
     window = open_window(qtbot, tmp_path)
     window.show_about()
-    assert "Seeds, Generate, Curate" in shown[0] and "not in this version yet" in shown[0]
+    assert "Seeds, Generate, Curate, Train, Chat, Evaluate" in shown[0] and "not in this version" not in shown[0]
     window.close()
 
 

@@ -453,8 +453,9 @@ class MainWindow(QMainWindow):
             self, "About Distill Studio",
             f"<b>Distill Studio {__version__}</b><p>Distill a capable teacher model into a small local one. "
             f"This version has: {panels} — write seed tasks, expand them into samples with a teacher "
-            f"LLM, and curate and freeze the samples as training datasets.</p>"
-            f"<p>Training, chat and evaluation are not in this version yet.</p>",
+            f"LLM, curate and freeze them, fine-tune a local model with LoRA, chat with it beside its base "
+            f"and teacher, serve and export it, and compare it blind, pair by pair, with a human or an LLM "
+            f"judge.</p>",
         )
 
     def _restore_geometry(self) -> None:

@@ -216,6 +216,11 @@ class ServerControl(QWidget):
         self.shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
         self._show()
 
+    def _key(self, name: str) -> str:
+        """A job key of this control: the Chat and Evaluate panels each embed one, and with a shared key
+        one control's health poll would cancel the other's ("latest wins"), leaving it polling forever."""
+        return f"{name}@{id(self):x}"
+
     # -- public API ----------------------------------------------------------------------------
     def info(self) -> ServerInfo | None:
         """The running server (None unless it is ready)."""
@@ -270,7 +275,8 @@ class ServerControl(QWidget):
         self._set_state(CHECKING, note="")
         on_gpu = self.device != "cpu" or backend == VLLM
         self.jobs.submit("Checking before the model server starts", _prepare, list(runs) if runs else None,
-                         base_model, on_gpu, self.host, self.port, backend, project=self.context, key="serve-check",
+                         base_model, on_gpu, self.host, self.port, backend, project=self.context,
+                         key=self._key("serve-check"),
                          quiet=True, cancellable=False,
                          on_done=lambda result: self._on_prepared(result, runs, base_model),
                          on_error=lambda message: self._fail(message))
@@ -291,7 +297,7 @@ class ServerControl(QWidget):
             return
         info = self._info
         self.jobs.submit("Loading an adapter into the model server", _ensure_adapter, run_id, info,
-                         project=self.context, key=f"serve-adapter-{run_id}", quiet=True,
+                         project=self.context, key=self._key(f"serve-adapter-{run_id}"), quiet=True,
                          on_done=self._on_adapter_result,
                          on_error=lambda message, r=run_id: self._on_adapter_failed(r, message))
 
@@ -347,7 +353,7 @@ class ServerControl(QWidget):
             return
         cancel = self._ready_cancel
         self.jobs.submit("Starting vLLM", _wait_vllm, info_path(root), catalog, self.host, port, pid,
-                         tensor_parallel_size, READY_TIMEOUT_S, cancel.is_set, key="serve-wait", quiet=True,
+                         tensor_parallel_size, READY_TIMEOUT_S, cancel.is_set, key=self._key("serve-wait"), quiet=True,
                          cancellable=False, on_done=lambda info, j=job: self._on_ready(info, j),
                          on_error=lambda message, j=job: self._on_wait_failed(message, j))
 
@@ -395,7 +401,7 @@ class ServerControl(QWidget):
             return
         cancel = self._ready_cancel
         self.jobs.submit("Starting the model server", launch.wait_ready, info_file, pid, READY_TIMEOUT_S,
-                         cancel.is_set, key="serve-wait", quiet=True, cancellable=False,
+                         cancel.is_set, key=self._key("serve-wait"), quiet=True, cancellable=False,
                          on_done=lambda info, j=job: self._on_ready(info, j),
                          on_error=lambda message, j=job: self._on_wait_failed(message, j))
 
@@ -435,7 +441,7 @@ class ServerControl(QWidget):
         if self._backend == VLLM and self.context is not None and started:
             # vLLM never removes the info file this widget wrote for it
             self.jobs.submit("Removing vLLM's info file", remove_info, info_path(self._root()), self._child_pid,
-                             key="serve-clean", quiet=True)
+                             key=self._key("serve-clean"), quiet=True)
         tail = result.stderr_tail.strip()[-TAIL_CHARS:]
         if self._backend == VLLM and self._out_tail:  # vLLM logs to stdout as much as to stderr
             tail = "\n".join([tail, *self._out_tail]).strip()[-TAIL_CHARS:]
@@ -466,7 +472,7 @@ class ServerControl(QWidget):
             return
         self._polling = True
         self.jobs.submit("Looking for the model server", read_info, info_path(self.context.root),
-                         key="serve-find", quiet=True, on_done=self._on_found, on_error=self._on_find_failed)
+                         key=self._key("serve-find"), quiet=True, on_done=self._on_found, on_error=self._on_find_failed)
 
     @_while_alive
     def _on_found(self, info: ServerInfo | None) -> None:
@@ -500,7 +506,7 @@ class ServerControl(QWidget):
         self._polling = True
         info = self._info
         probe = launch.vllm_health if info.backend == VLLM else launch.fetch_health
-        self.jobs.submit("Model server health", probe, info.url, key="serve-health", quiet=True,
+        self.jobs.submit("Model server health", probe, info.url, key=self._key("serve-health"), quiet=True,
                          on_done=lambda health, i=info: self._on_health(health, i),
                          on_error=lambda message, i=info: self._on_health_failed(message, i))
 
@@ -516,7 +522,7 @@ class ServerControl(QWidget):
         self._show()
         if changed:  # an adapter was loaded or unloaded: its info file says so too
             self.jobs.submit("Reading the model server's info", read_info, info_path(self._root()),
-                             key="serve-reread", quiet=True, on_done=self._on_reread)
+                             key=self._key("serve-reread"), quiet=True, on_done=self._on_reread)
 
     @_while_alive
     def _on_health_failed(self, message: str, info: ServerInfo) -> None:
@@ -550,7 +556,7 @@ class ServerControl(QWidget):
             if result["status"] == "loaded":
                 self._note(f"Loaded {result['model']}.")
             self.jobs.submit("Reading the model server's info", read_info, info_path(self._root()),
-                             key="serve-reread", quiet=True, on_done=self._on_reread)
+                             key=self._key("serve-reread"), quiet=True, on_done=self._on_reread)
             self._poll_health()
             self.adapter_result.emit(run_id, "")
         elif result["status"] == "load-failed":  # vLLM without runtime LoRA loading (or it refused): restart
@@ -599,7 +605,8 @@ class ServerControl(QWidget):
             info = self._info
             self._set_state(STOPPING)
             self.jobs.submit("Stopping the model server", launch.stop_server, info, 5.0,
-                             info_file=info_path(self._root()), key="serve-stop", quiet=True, cancellable=False,
+                             info_file=info_path(self._root()), key=self._key("serve-stop"), quiet=True,
+                             cancellable=False,
                              on_done=lambda _r: self._on_adopted_stopped(),
                              on_error=lambda message: self._fail(message))
         elif self.state in (FAILED, CHECKING):
