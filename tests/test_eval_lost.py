@@ -253,3 +253,18 @@ def test_nearest_samples_of_a_student_run_leave_out_what_the_run_held_out(projec
     found = lost.nearest_samples(project, evaluation, evaluation.prompt_ids, k=3)
     assert len(found) == 3 and held.sample_id not in {s for s, _, _ in found}
     assert all(score < 1.0 for _, _, score in found)
+
+
+def test_nearest_samples_of_a_deleted_student_run_say_so(project):
+    from studio.core.evaluation.model import SystemSpec
+    from studio.core.training.settings import TrainSettings
+    from tests.eval_votes_support import SYSTEMS
+
+    accepted(project, SAMPLES)
+    snapshot = project.snapshots.create("v1")
+    run = project.training.create(snapshot=snapshot.id, base_model="org/model", settings=TrainSettings())
+    student = SystemSpec("run", label="student", run=str(run.id), key=f"run:{run.id}:fingerprint")
+    evaluation = make_evaluation(project, PROMPTS, [STUDENT, TEACHER], systems=(student, SYSTEMS[1]))
+    project.training.delete(run.id)
+    with pytest.raises(EvaluationError, match=rf"The student, student, was training run {run.id}, which is deleted"):
+        lost.nearest_samples(project, evaluation, evaluation.prompt_ids[:1], k=1)

@@ -190,7 +190,15 @@ def training_samples(project: Project, evaluation: Evaluation, *, system: int = 
         if spec.kind == RUN:
             from studio.core.training.split import split_records
 
-            run = project.training.get(_run_key(spec.run, spec.key))
+            from studio.core.training.runs import TrainingRunError
+
+            try:
+                run = project.training.get(_run_key(spec.run, spec.key))
+            except TrainingRunError:
+                raise EvaluationError(
+                    f"The student, {_system_label(evaluation, system)}, was training run "
+                    f"{_run_key(spec.run, spec.key)}, which is deleted: what it learned from is unknown, so there "
+                    "are no nearest training samples to show (the lost prompts list without --nearest).") from None
             if run.snapshot_id is not None:
                 items, _ = split_records(project.snapshots.items(run.snapshot_id), run.settings)
     elif snapshot is not None:
