@@ -188,9 +188,8 @@ def training_samples(project: Project, evaluation: Evaluation, *, system: int = 
     if snapshot is None:
         spec = evaluation.systems[system]
         if spec.kind == RUN:
-            from studio.core.training.split import split_records
-
             from studio.core.training.runs import TrainingRunError
+            from studio.core.training.split import split_records
 
             try:
                 run = project.training.get(_run_key(spec.run, spec.key))
