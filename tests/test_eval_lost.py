@@ -67,6 +67,7 @@ def test_lost_prompts_to_seeds_with_the_winning_answer_tags_and_lineage(project,
     assert email.instruction == PROMPTS[0].instruction
     assert [(i.input, i.output) for i in email.instances] == [(PROMPTS[0].input, TEACHER[0])]
     assert email.tags == ["from-eval", f"eval-{voted.id}"]
+    assert email.name.startswith(f"eval-{voted.id}-")  # `seeds list` names its origin without the tags
     assert by_prompt[voted.prompt_ids[1]].instances[0].output == TEACHER[1]
     # the prompts left their set: they are training data now
     released = dict(project.conn.execute("SELECT id, released_to FROM eval_prompts").fetchall())

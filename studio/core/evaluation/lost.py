@@ -136,7 +136,9 @@ def to_seeds_change(project: Project, evaluation: Evaluation, prompt_ids: Iterab
         if answer is None or not answer.text.strip():
             raise EvaluationError(f"{evaluation.label}: prompt {prompt_id} has no answer from "
                                   f"{_system_label(evaluation, winner)} to use as the seed's output.")
-        seeds.append((prompt_id, winner, SeedTask(instruction=_instruction(prompt),
+        # Named after where it came from, so `seeds list` and the Seeds panel say it without the tags.
+        name = f"eval-{evaluation.id}-{prompt.ext_id or f'prompt-{prompt_id}'}"
+        seeds.append((prompt_id, winner, SeedTask(instruction=_instruction(prompt), name=name,
                                                   instances=[Instance(prompt.input, answer.text)], tags=list(tags))))
     with transaction(project.conn):
         change = project.seeds.import_many([s for _, _, s in seeds], skip_identical=True,
