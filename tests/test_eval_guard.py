@@ -305,3 +305,21 @@ def test_the_train_panels_preflight_tab_shows_the_eval_prompt_error(qtbot, proje
     assert "evaluation-only prompt" in panel.preflight.checks.toPlainText()
     panel.shutdown()
     context.close()
+
+
+# -- the audit: ways round the wall ------------------------------------------------------------------
+def test_punctuation_and_text_moved_between_fields_do_not_get_an_eval_prompt_past_train(project: Project) -> None:
+    project.prompt_sets.create("held-out", [EvalPrompt("Translate to French.", "The cat sleeps.")])
+    wall = EvalWall.load(project.conn)
+    for instruction, input in [("Translate to French", "The cat sleeps"),         # no full stops
+                               ("Translate to French:", "The cat sleeps!"),        # other punctuation
+                               ("Translate to French: the cat sleeps.", ""),      # all in the instruction
+                               ("Translate", "to French. The cat sleeps.")]:      # the split moved
+        assert wall.exact(instruction, input) is not None, (instruction, input)
+    assert wall.exact("Translate to French.", "The dog sleeps.") is None  # other words: another prompt
+    project.samples.add(Sample("Translate to French:", "the cat sleeps", "Le chat dort.", status=Status.ACCEPTED))
+    snap = project.snapshots.create("v1")
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    with pytest.raises(TrainingRunError, match="holds 1 evaluation-only prompt"):
+        project.training.create(snapshot=snap.id, base_model="org/model", settings=settings)

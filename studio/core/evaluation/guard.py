@@ -7,23 +7,25 @@ this module: Generate refuses seed tasks that are eval prompts (``engine.prepare
 (``TrainingRunRepository.create``); the pre-flight check reports exact copies as an error and
 ROUGE-L near ones as a warning (:func:`preflight_checks`).
 
-"The same prompt" is :func:`record_hash`: its instruction and input as one text, case and runs of
-whitespace not counting; a chat prompt is compared by its instruction (the last user message). "Near" is ROUGE-L F of the instructions ≥ the threshold (0.7, Alpaca's
+"The same prompt" is :func:`record_hash`: its instruction and input as one text, case, runs of
+whitespace and punctuation not counting; a chat prompt is compared by its instruction (the last user message). "Near" is ROUGE-L F of the instructions ≥ the threshold (0.7, Alpaca's
 near-duplicate line), with the scorer of :class:`studio.core.dedup.NearDuplicateIndex`. Loading
 is one query; with no prompt set it is an empty wall that answers at once (no index is built).
 """
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from studio.core.evaluation.model import EvalPrompt, prompt_hash
+from studio.core.evaluation.model import EvalPrompt, normalise, prompt_hash
 from studio.core.training.split import SplitSettings, split_records
 
 NEAR_THRESHOLD = 0.7
 EXACT_CODE, NEAR_CODE = "eval_prompt", "eval_prompt_near"  # the pre-flight check codes
+_WORD = re.compile(r"\w+")  # a word of the wall's identity (Unicode letters and digits)
 
 
 class PromptLike(Protocol):
@@ -38,9 +40,14 @@ def record_hash(instruction: str, input: str = "") -> str:
 
     One text rather than two fields, so the same words split differently still match: a chat
     prompt's user message "Translate:\n\nHello" is the record ("Translate:", "Hello") that a
-    chat export of the snapshot would hold.
+    chat export of the snapshot would hold. Punctuation does not count either (only the words,
+    in order): "Translate: Hello." is "translate hello", so a trailing full stop or a colon moved
+    to the other field cannot carry an evaluation prompt past the exact check (which Train refuses
+    on; a near copy only warns). A text without any word keeps its normalised characters.
     """
-    return prompt_hash(f"{instruction} {input}")
+    text = normalise(f"{instruction} {input}")
+    words = _WORD.findall(text)
+    return prompt_hash(" ".join(words) if words else text)
 
 
 @dataclass
