@@ -323,3 +323,20 @@ def test_punctuation_and_text_moved_between_fields_do_not_get_an_eval_prompt_pas
     settings.validation_fraction = 0.0
     with pytest.raises(TrainingRunError, match="holds 1 evaluation-only prompt"):
         project.training.create(snapshot=snap.id, base_model="org/model", settings=settings)
+
+
+def test_a_run_created_before_the_prompt_set_is_refused_on_resume_and_export(project: Project, tmp_path: Path,
+                                                                            capsys) -> None:
+    snap = _snapshot(project, [*TOPICS[:10], EVAL_INSTRUCTION])
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    run = project.training.create(snapshot=snap.id, base_model="org/model", settings=settings, name="early")
+    eval_set(project, EVAL_INSTRUCTION.upper())  # the set arrives after the run was stored
+    with pytest.raises(TrainingRunError, match="holds 1 evaluation-only prompt"):
+        project.training.prepare_resume(run.id)
+    assert not run.read_config().resume  # nothing was changed for a resume
+    job = tmp_path / "job"
+    assert cli_main(["train", "export-job", "early", str(job), "--project", str(project.root)]) == 1
+    assert "holds 1 evaluation-only prompt" in capsys.readouterr().err and not job.exists()
+    project.prompt_sets.delete("held-out")
+    assert project.training.prepare_resume(run.id).read_config().resume
