@@ -340,3 +340,32 @@ def test_a_run_created_before_the_prompt_set_is_refused_on_resume_and_export(pro
     assert "holds 1 evaluation-only prompt" in capsys.readouterr().err and not job.exists()
     project.prompt_sets.delete("held-out")
     assert project.training.prepare_resume(run.id).read_config().resume
+
+
+def test_a_resumed_self_instruct_run_sends_no_stored_request_that_shows_an_eval_prompt(
+        project: Project, teacher: FakeTeacher) -> None:
+    """Requests stored (and instructions kept) before the set was imported are not sent on resume."""
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(5)]
+                           + [SeedTask("Classify the sentiment of the review as positive or negative.",
+                                       [Instance("Great food.", "positive")], is_classification=True)])
+    store = project.generation
+    config = _config(teacher, mode="self-instruct", target=40, concurrency=2, num_tasks=6, max_requests=2)
+    run_id = prepare_run(project, config, api_key=KEY)
+    assert GenerationEngine(project, run_id, api_key=KEY).run_blocking().reason == "max_requests"
+    pending = store.unfinished_requests(run_id)
+    waiting = [text for r in pending for text in r.payload.get("instructions", [])]
+    assert waiting, "the chain stopped before classifying what stage 1 kept"
+    # A kept sample of the run (self-instruct shows those to the teacher) becomes an eval prompt too.
+    kept = "Describe the colour of the sea at dawn to someone who has never seen it."
+    project.samples.add(Sample(kept, "", "Grey, then pink.", status=Status.ACCEPTED, run_id=run_id))
+    sentiment = "Classify the sentiment of the review as positive or negative."
+    eval_set(project, waiting[0], kept)
+    project.prompt_sets.create("with-input", [EvalPrompt(sentiment, "Great food.")])  # the seed itself
+    project.conn.execute("UPDATE generation_runs SET config = json_set(config, '$.max_requests', NULL) WHERE id = ?",
+                         (run_id,))
+    before = len(teacher.bodies)
+    assert GenerationEngine(project, run_id, api_key=KEY).run_blocking().reason == "target"
+    sent = [json.dumps(body["messages"]) for body in teacher.bodies[before:]]
+    assert sent and not any(waiting[0] in p or sentiment in p or kept in p for p in sent)
+    assert any("seed topic number" in p for p in sent)

@@ -45,9 +45,14 @@ def record_hash(instruction: str, input: str = "") -> str:
     to the other field cannot carry an evaluation prompt past the exact check (which Train refuses
     on; a near copy only warns). A text without any word keeps its normalised characters.
     """
-    text = normalise(f"{instruction} {input}")
+    return prompt_hash(wall_words(f"{instruction} {input}"))
+
+
+def wall_words(text: str) -> str:
+    """The words of ``text`` as the wall compares them: casefolded, one space apart, no punctuation."""
+    text = normalise(text)
     words = _WORD.findall(text)
-    return prompt_hash(" ".join(words) if words else text)
+    return " ".join(words) if words else text
 
 
 @dataclass
