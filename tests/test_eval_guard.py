@@ -369,3 +369,24 @@ def test_a_resumed_self_instruct_run_sends_no_stored_request_that_shows_an_eval_
     sent = [json.dumps(body["messages"]) for body in teacher.bodies[before:]]
     assert sent and not any(waiting[0] in p or sentiment in p or kept in p for p in sent)
     assert any("seed topic number" in p for p in sent)
+
+
+def test_a_near_copy_is_found_when_text_moved_between_instruction_and_input(project: Project) -> None:
+    project.prompt_sets.create("held-out", [
+        EvalPrompt("Translate to French: the cat sleeps on the warm mat near the kitchen door."),
+        EvalPrompt("Summarise the report.", "Sales rose in the north and fell in the south after the storm.")])
+    wall = EvalWall.load(project.conn)
+    moved_out = wall.check("Translate into French:", "The cat sleeps on the warm mat by the kitchen door!")
+    assert moved_out is not None and 0.7 <= moved_out[1] < 1.0
+    moved_in = wall.check("Summarise this report: sales rose in the north and fell in the south after a storm")
+    assert moved_in is not None and moved_in[0].instruction == "Summarise the report."
+    assert wall.check("Translate into French:", "Good morning, how did you sleep?") is None
+    project.samples.add(Sample("Translate into French:", "The cat sleeps on the warm mat by the kitchen door!",
+                               "Le chat dort.", status=Status.ACCEPTED))
+    snap = project.snapshots.create("v1")
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    from studio.core.evaluation.guard import preflight_checks
+
+    checks = preflight_checks(project.conn, snap.id, settings)
+    assert [(c["level"], c["code"]) for c in checks] == [("warning", "eval_prompt_near")]

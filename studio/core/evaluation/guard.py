@@ -77,7 +77,8 @@ class EvalWall:
         self._by_hash: dict[str, EvalPrompt] = {}
         for prompt in self.prompts:
             self._by_hash.setdefault(record_hash(prompt.instruction, prompt.input), prompt)
-        self._index: Any = None  # the ROUGE-L index, built on the first near() call
+        self._index: Any = None  # the ROUGE-L index of instructions, built on the first near() call
+        self._joined: Any = None  # and of instruction + input, when some prompt has an input
 
     @classmethod
     def load(cls, conn: sqlite3.Connection, *, threshold: float = NEAR_THRESHOLD) -> EvalWall:
@@ -103,27 +104,41 @@ class EvalWall:
             return None
         return self._by_hash.get(record_hash(instruction, input))
 
-    def near(self, instruction: str) -> tuple[EvalPrompt, float] | None:
-        """The eval prompt whose instruction is nearest by ROUGE-L, when at or above the threshold."""
-        if not self.prompts or not instruction.strip():
-            return None
-        if self._index is None:
-            from studio.core.dedup import NearDuplicateIndex
+    def near(self, instruction: str, input: str = "") -> tuple[EvalPrompt, float] | None:
+        """The eval prompt nearest by ROUGE-L, when at or above the threshold.
 
+        Instructions are compared with instructions, and, where either side has an input, the
+        instruction and input as one text with the same of each prompt: text moved from the input
+        into the instruction (or back) is still near. The higher of the two scores counts.
+        """
+        if not self.prompts or not (instruction.strip() or input.strip()):
+            return None
+        from studio.core.dedup import NearDuplicateIndex
+
+        if self._index is None:
             self._index = NearDuplicateIndex(threshold=self.threshold)
             for number, prompt in enumerate(self.prompts):
                 self._index.add(prompt.instruction, number)
-        match = self._index.nearest(instruction)
-        if match is None or match.score < self.threshold:
+            with_input = [n for n, p in enumerate(self.prompts) if p.input.strip()]
+            if with_input:
+                self._joined = NearDuplicateIndex(threshold=self.threshold)
+                for number, prompt in enumerate(self.prompts):
+                    self._joined.add(f"{prompt.instruction} {prompt.input}", number)
+        best = self._index.nearest(instruction) if instruction.strip() else None
+        if self._joined is not None or input.strip():
+            joined = (self._joined or self._index).nearest(f"{instruction} {input}")
+            if joined is not None and (best is None or joined.score > best.score):
+                best = joined
+        if best is None or best.score < self.threshold:
             return None
-        return self.prompts[match.key], float(match.score)
+        return self.prompts[best.key], float(best.score)
 
     def check(self, instruction: str, input: str = "") -> tuple[EvalPrompt, float] | None:
         """Exact (score 1.0) or near: the one question the generation filter asks."""
         found = self.exact(instruction, input)
         if found is not None:
             return found, 1.0
-        return self.near(instruction)
+        return self.near(instruction, input)
 
     def check_records(self, records: Iterable[PromptLike], *, exempt_hashes: Iterable[str] = (),
                       near: bool = True) -> WallReport:
@@ -143,7 +158,7 @@ class EvalWall:
             if found is not None:
                 report.exact.append((index, found))
             elif near:
-                close = self.near(record.instruction)
+                close = self.near(record.instruction, record.input)
                 if close is not None:
                     report.near.append((index, *close))
         return report
