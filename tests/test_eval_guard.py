@@ -390,3 +390,27 @@ def test_a_near_copy_is_found_when_text_moved_between_instruction_and_input(proj
 
     checks = preflight_checks(project.conn, snap.id, settings)
     assert [(c["level"], c["code"]) for c in checks] == [("warning", "eval_prompt_near")]
+
+
+def test_a_prompt_released_to_the_seeds_is_still_blocked_while_another_set_holds_it(
+        project: Project, teacher: FakeTeacher) -> None:
+    from studio.core.evaluation import lost
+    from tests.eval_votes_support import make_evaluation
+
+    prompts = [EvalPrompt("Write a polite email declining a meeting invitation.", "Meeting on Friday at 3pm"),
+               EvalPrompt("Summarise the plot of Hamlet in two sentences.")]
+    evaluation = make_evaluation(project, prompts, [["No.", "Sad."], ["Dear Ana, sadly I cannot come.",
+                                                                      "Hamlet avenges his father; most die."]])
+    project.prompt_sets.create("copy", [EvalPrompt(prompts[0].instruction.upper(), prompts[0].input)])
+    project.votes.ensure_queue(evaluation)
+    for vote in project.votes.votes(evaluation.id):
+        project.votes.cast(vote.id, "b")  # the teacher (B) wins both
+    outcomes = lost.evaluation_outcomes(project, evaluation)
+    assert sorted(p.prompt_id for p in lost.lost_prompts(outcomes)) == evaluation.prompt_ids
+    lost.to_seeds(project, evaluation, evaluation.prompt_ids)
+    wall = EvalWall.load(project.conn)
+    assert wall.exact(prompts[1].instruction) is None  # released: training data now, as the wording says
+    held = wall.exact(prompts[0].instruction, prompts[0].input)
+    assert held is not None and wall.set_name(held) == "copy"  # the other set still holds it
+    with pytest.raises(ConfigError, match=r"1 seed task is an evaluation-only prompt .*\(set 'copy'\)"):
+        prepare_run(project, _config(teacher, target=5), api_key=KEY)
