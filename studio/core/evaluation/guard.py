@@ -14,13 +14,14 @@ is one query; with no prompt set it is an empty wall that answers at once (no in
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from studio.core.evaluation.model import EvalPrompt, normalise, prompt_hash
+from studio.core.evaluation.model import EvalPrompt, normalise
 from studio.core.training.split import SplitSettings, split_records
 
 NEAR_THRESHOLD = 0.7
@@ -45,14 +46,13 @@ def record_hash(instruction: str, input: str = "") -> str:
     to the other field cannot carry an evaluation prompt past the exact check (which Train refuses
     on; a near copy only warns). A text without any word keeps its normalised characters.
     """
-    return prompt_hash(wall_words(f"{instruction} {input}"))
+    return hashlib.sha256(wall_words(f"{instruction} {input}").encode("utf-8")).hexdigest()
 
 
 def wall_words(text: str) -> str:
     """The words of ``text`` as the wall compares them: casefolded, one space apart, no punctuation."""
-    text = normalise(text)
-    words = _WORD.findall(text)
-    return " ".join(words) if words else text
+    words = _WORD.findall(text.casefold())
+    return " ".join(words) if words else normalise(text)
 
 
 @dataclass
@@ -141,17 +141,18 @@ class EvalWall:
         return self.near(instruction, input)
 
     def check_records(self, records: Iterable[PromptLike], *, exempt_hashes: Iterable[str] = (),
-                      near: bool = True) -> WallReport:
+                      near: bool = True, digests: Sequence[str] | None = None) -> WallReport:
         """Which records are eval prompts; a record whose :func:`record_hash` is exempt is skipped.
 
-        ``near=False`` looks for exact copies only (one dictionary lookup a record).
+        ``near=False`` looks for exact copies only (one dictionary lookup a record); ``digests``
+        are the records' :func:`record_hash` when the caller has them already.
         """
         report = WallReport()
         if not self.prompts:
             return report
         exempt = set(exempt_hashes)
         for index, record in enumerate(records):
-            digest = record_hash(record.instruction, record.input)
+            digest = digests[index] if digests is not None else record_hash(record.instruction, record.input)
             if digest in exempt:
                 continue
             found = self._by_hash.get(digest)
@@ -178,7 +179,8 @@ def snapshot_records(conn: sqlite3.Connection, snapshot_id: int) -> list[Any]:
 
 
 def exempt_for_snapshot(conn: sqlite3.Connection, snapshot_id: int, settings: SplitSettings,
-                        records: Sequence[PromptLike] | None = None) -> set[str]:
+                        records: Sequence[PromptLike] | None = None, *,
+                        digests: Sequence[str] | None = None) -> set[str]:
     """Hashes of the records a run with ``settings`` holds out of the snapshot and never trains on.
 
     The training job's own split (``studio.core.training.split``): a prompt set taken from this
@@ -186,9 +188,11 @@ def exempt_for_snapshot(conn: sqlite3.Connection, snapshot_id: int, settings: Sp
     refused for them; a prompt also present in the training part stays refused.
     """
     items = snapshot_records(conn, snapshot_id) if records is None else records
-    train, held = split_records(list(items), settings)
-    trained = {record_hash(r.instruction, r.input) for r in train}
-    return {digest for r in held if (digest := record_hash(r.instruction, r.input)) not in trained}
+    if digests is None:
+        digests = [record_hash(r.instruction, r.input) for r in items]
+    train, held = split_records(list(digests), settings)  # the split depends on the count only
+    trained = set(train)
+    return {digest for digest in held if digest not in trained}
 
 
 def snapshot_report(conn: sqlite3.Connection, snapshot_id: int, settings: SplitSettings, *, near: bool = True,
@@ -198,8 +202,9 @@ def snapshot_report(conn: sqlite3.Connection, snapshot_id: int, settings: SplitS
     if not wall:
         return WallReport(), []
     items = snapshot_records(conn, snapshot_id)
-    exempt = exempt_for_snapshot(conn, snapshot_id, settings, items)
-    return wall.check_records(items, exempt_hashes=exempt, near=near), items
+    digests = [record_hash(item.instruction, item.input) for item in items]  # once a record
+    exempt = exempt_for_snapshot(conn, snapshot_id, settings, items, digests=digests)
+    return wall.check_records(items, exempt_hashes=exempt, near=near, digests=digests), items
 
 
 def refusal(wall: EvalWall, report: WallReport, items: Sequence[Any], snapshot_name: str) -> str:
