@@ -414,3 +414,37 @@ def test_a_prompt_released_to_the_seeds_is_still_blocked_while_another_set_holds
     assert held is not None and wall.set_name(held) == "copy"  # the other set still holds it
     with pytest.raises(ConfigError, match=r"1 seed task is an evaluation-only prompt .*\(set 'copy'\)"):
         prepare_run(project, _config(teacher, target=5), api_key=KEY)
+
+
+def test_imported_and_chat_samples_that_are_eval_prompts_are_refused_by_train(tmp_path: Path, capsys) -> None:
+    """`data import` and Chat's "To Curate" put samples in Curate; freezing warns, Train refuses."""
+    from studio.core.chat.conversations import Answer, ColumnSpec, Conversation, Turn
+    from studio.core.chat.session import answer_to_sample
+    from studio.core.chat.sources import ENDPOINT, ModelSource
+    from studio.core.evaluation.guard import snapshot_note
+
+    root = tmp_path / "project"
+    with Project.create(root) as project:
+        eval_set(project, EVAL_INSTRUCTION, "Name three rivers in Europe.")
+        assert snapshot_note(project.conn, _snapshot(project, TOPICS[:5], name="clean").id) is None
+    data = tmp_path / "more.json"
+    data.write_text(json.dumps([{"instruction": f"{EVAL_INSTRUCTION.lower()}!", "input": "", "output": "Thanks!"}]
+                               + [{"instruction": t, "input": "", "output": "x"} for t in TOPICS[5:15]]))
+    assert cli_main(["data", "import", str(data), "--status", "accepted", "--project", str(root)]) == 0
+    assert cli_main(["snapshot", "create", "imported", "--project", str(root)]) == 0
+    assert cli_main(["train", "start", "--snapshot", "imported", "--base-model", "org/model",
+                     "--set", "validation_fraction=0", "--project", str(root)]) == 1
+    assert "holds 1 evaluation-only prompt" in capsys.readouterr().err
+    with Project.open(root) as project:
+        assert "holds 1 evaluation-only prompt" in snapshot_note(project.conn, project.snapshots.get("imported").id)
+        # Chat: the user asked an eval prompt (no full stop) and sent the answer to Curate.
+        talk = Conversation(id=None, title="A talk", mode="chat", columns=[ColumnSpec(source=ModelSource(
+            ENDPOINT, "gpt @ api", base_url="http://127.0.0.1:9/v1", model="gpt-x"))])
+        talk.turns.append(Turn("name three rivers in europe", "", [Answer("Danube, Rhine, Seine.", "stop")]))
+        sample_id = answer_to_sample(project, project.conversations.create(talk), 0, 0)
+        project.conn.execute("UPDATE samples SET status = 'accepted' WHERE id = ?", (sample_id,))
+        chat_snap = project.snapshots.create("with-chat")
+        settings = TrainSettings()
+        settings.validation_fraction = 0.0
+        with pytest.raises(TrainingRunError, match="holds 2 evaluation-only prompts"):
+            project.training.create(snapshot=chat_snap.id, base_model="org/model", settings=settings)

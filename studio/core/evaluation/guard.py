@@ -219,6 +219,27 @@ def refusal(wall: EvalWall, report: WallReport, items: Sequence[Any], snapshot_n
             "(`distill-studio eval prompts list` shows the sets)")
 
 
+def snapshot_note(conn: sqlite3.Connection, snapshot_id: int) -> str | None:
+    """A one-line warning for a snapshot just frozen that holds evaluation-only prompts (exact copies).
+
+    Freezing is allowed (a prompt set may be taken from it later, or the copies held out), but the
+    user should know now that Train will refuse a run that would train on them. None when clean.
+    """
+    wall = EvalWall.load(conn)
+    if not wall:
+        return None
+    items = snapshot_records(conn, snapshot_id)
+    report = wall.check_records(items, near=False)
+    if not report.exact:
+        return None
+    count = len(report.exact)
+    index, prompt = report.exact[0]
+    sample = getattr(items[index], "sample_id", None)
+    where = f"sample {sample}" if sample is not None else f"record {index + 1}"
+    return (f"the snapshot holds {count:,} evaluation-only prompt{'s' if count != 1 else ''} (first: {where}, "
+            f"{wall.describe(prompt)}): Train refuses to train on them; remove them in Curate and freeze again")
+
+
 def preflight_checks(conn: sqlite3.Connection, snapshot_id: int | None,
                      settings: SplitSettings) -> list[dict[str, str]]:
     """The pre-flight checks about evaluation prompts in the run's training split.
