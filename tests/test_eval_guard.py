@@ -448,3 +448,21 @@ def test_imported_and_chat_samples_that_are_eval_prompts_are_refused_by_train(tm
         settings.validation_fraction = 0.0
         with pytest.raises(TrainingRunError, match="holds 2 evaluation-only prompts"):
             project.training.create(snapshot=chat_snap.id, base_model="org/model", settings=settings)
+
+
+def test_a_chat_prompt_is_walled_by_its_last_user_message_against_alpaca_records(project: Project,
+                                                                                  tmp_path: Path) -> None:
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "system", "content": "You are terse."},
+                                             {"role": "user", "content": "Translate to French:\n\nThe cat sleeps."}]})
+                    + "\n")
+    project.prompt_sets.import_file(path, name="chat")
+    wall = EvalWall.load(project.conn)
+    assert wall.exact("Translate to French", "the cat sleeps") is not None
+    assert wall.exact("Translate to French:") is None and wall.exact("You are terse.") is None
+    project.samples.add(Sample("Translate to French.", "The cat sleeps", "Le chat dort.", status=Status.ACCEPTED))
+    snap = project.snapshots.create("v1")
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    with pytest.raises(TrainingRunError, match=r"holds 1 evaluation-only prompt .*\(set 'chat'\)"):
+        project.training.create(snapshot=snap.id, base_model="org/model", settings=settings)
