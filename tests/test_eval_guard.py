@@ -466,3 +466,32 @@ def test_a_chat_prompt_is_walled_by_its_last_user_message_against_alpaca_records
     settings.validation_fraction = 0.0
     with pytest.raises(TrainingRunError, match=r"holds 1 evaluation-only prompt .*\(set 'chat'\)"):
         project.training.create(snapshot=snap.id, base_model="org/model", settings=settings)
+
+
+def test_self_instructs_instance_stage_rejects_an_instruction_and_input_that_make_an_eval_prompt(
+        project: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instruction alone passed stage 1 (ROUGE-L 0.62); with the input the teacher wrote, it is the prompt."""
+    import fake_teacher
+
+    instruction = "Translate this sentence into French"
+    original = fake_teacher.respond
+
+    def respond(server: FakeTeacher, key: str, prompt: str) -> str:
+        if "one per line" in prompt and "Answer one line per task" not in prompt:
+            return f"1. {instruction}\n" + "\n".join(
+                f"{n}. {text}" for n, (text, _, _) in enumerate(server.batch(key, 3), start=2))
+        if "Output: ..." in prompt and f"Task: {instruction}" in prompt:
+            return "Example 1\nInput: The cat sleeps on the mat.\nOutput: Le chat dort sur le tapis."
+        return original(server, key, prompt)
+
+    monkeypatch.setattr(fake_teacher, "respond", respond)
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(4)])
+    eval_set(project, "Translate this sentence into French: the cat sleeps on the mat.")
+    config = _config(teacher, mode="self-instruct", target=6, concurrency=1, num_tasks=4, max_requests=12)
+    run_id = prepare_run(project, config, api_key=KEY)
+    GenerationEngine(project, run_id, api_key=KEY).run_blocking()
+    kept = [tuple(r) for r in project.conn.execute("SELECT instruction, input FROM samples")]
+    assert kept and (instruction, "The cat sleeps on the mat.") not in kept
+    rejected = project.generation.rejected(run_id, EVAL_PROMPT)
+    assert [(r["instruction"], r["input"]) for r in rejected] == [(instruction, "The cat sleeps on the mat.")]
