@@ -1,16 +1,22 @@
 """The wall between evaluation prompts and training data: the one place that decides "is this an eval prompt".
 
 A prompt of an evaluation-only set (``project.prompt_sets``, not released) must never be shown
-to the teacher as an example nor trained on, or the evaluation measures memory. Three paths use
-this module: Generate refuses seed tasks that are eval prompts (``engine.prepare_run``) and the
-``eval_prompt`` sample filter rejects generated copies; Train refuses a snapshot holding one
-(``TrainingRunRepository.create``); the pre-flight check reports exact copies as an error and
-ROUGE-L near ones as a warning (:func:`preflight_checks`).
+to the teacher as an example nor trained on, or the evaluation measures memory. The paths that
+use this module: Generate refuses seed tasks that are eval prompts (``engine.prepare_run``); a
+run (new or resumed) never shows one as an example, never sends a stored request that shows one
+(a set imported after the request was stored) and its ``eval_prompt`` sample filter rejects
+generated copies (self-instruct checks an instance again with its input); Train refuses a
+snapshot holding one on create, on resume and on ``train export-job``
+(``TrainingRunRepository.create`` / ``refuse_eval_prompts``); the pre-flight check reports exact
+copies as an error and ROUGE-L near ones as a warning (:func:`preflight_checks`);
+:func:`snapshot_note` is the warning for a snapshot just frozen.
 
 "The same prompt" is :func:`record_hash`: its instruction and input as one text, case, runs of
-whitespace and punctuation not counting; a chat prompt is compared by its instruction (the last user message). "Near" is ROUGE-L F of the instructions ≥ the threshold (0.7, Alpaca's
-near-duplicate line), with the scorer of :class:`studio.core.dedup.NearDuplicateIndex`. Loading
-is one query; with no prompt set it is an empty wall that answers at once (no index is built).
+whitespace and punctuation not counting; a chat prompt is compared by its instruction (the last
+user message). "Near" is ROUGE-L F ≥ the threshold (0.7, Alpaca's near-duplicate line) of the
+instructions, or of instruction + input as one text where either side has an input, with the
+scorer of :class:`studio.core.dedup.NearDuplicateIndex`. Loading is one query; with no prompt
+set it is an empty wall that answers at once (no index is built).
 """
 from __future__ import annotations
 
