@@ -495,3 +495,23 @@ def test_self_instructs_instance_stage_rejects_an_instruction_and_input_that_mak
     assert kept and (instruction, "The cat sleeps on the mat.") not in kept
     rejected = project.generation.rejected(run_id, EVAL_PROMPT)
     assert [(r["instruction"], r["input"]) for r in rejected] == [(instruction, "The cat sleeps on the mat.")]
+
+
+def test_a_seed_whose_instruction_alone_is_an_eval_prompt_is_never_shown(project: Project,
+                                                                          teacher: FakeTeacher) -> None:
+    """Self-instruct shows seed instructions without inputs: the eval prompt's whole text would be there."""
+    sentiment = "Classify the sentiment of the review as positive or negative."
+    ids = project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                           [Instance("", f"Example {i}.")]) for i in range(4)]
+                                 + [SeedTask(sentiment, [Instance("Great food.", "positive")], is_classification=True)])
+    eval_set(project, sentiment)
+    config = _config(teacher, mode="self-instruct", target=8, concurrency=1, num_tasks=4, max_requests=6)
+    with pytest.raises(ConfigError, match=rf"1 seed task is an evaluation-only prompt \(seed {ids[-1]}: 'Classify"):
+        prepare_run(project, config, api_key=KEY)
+    # A run stored before the set (resumed now) leaves the seed out of every request.
+    project.prompt_sets.delete("held-out")
+    run_id = prepare_run(project, config, api_key=KEY)
+    eval_set(project, sentiment)
+    GenerationEngine(project, run_id, api_key=KEY).run_blocking()
+    sent = [json.dumps(body["messages"]) for body in teacher.bodies]
+    assert sent and not any(sentiment in p for p in sent)

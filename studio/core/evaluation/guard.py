@@ -110,6 +110,13 @@ class EvalWall:
             return None
         return self._by_hash.get(record_hash(instruction, input))
 
+    def shown(self, instruction: str, input: str = "") -> EvalPrompt | None:
+        """The eval prompt an example would show the teacher: the example itself, or its instruction
+        alone (self-instruct shows seeds' instructions without their inputs, so a seed with an input
+        whose instruction is an eval prompt would put that prompt's whole text in the request)."""
+        found = self.exact(instruction, input)
+        return found if found is not None or not input.strip() else self.exact(instruction)
+
     def near(self, instruction: str, input: str = "") -> tuple[EvalPrompt, float] | None:
         """The eval prompt nearest by ROUGE-L, when at or above the threshold.
 

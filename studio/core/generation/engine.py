@@ -121,7 +121,7 @@ def _refuse_eval_seeds(project: Project) -> None:
     if not wall:
         return
     hits = [(seed, found) for seed in project.generation.seed_examples()
-            if (found := wall.exact(seed.instruction, seed.input)) is not None]
+            if (found := wall.shown(seed.instruction, seed.input)) is not None]
     if not hits:
         return
     named = "; ".join(f"seed {seed.seed_id}: {wall.describe(found)}" for seed, found in hits[:3])
@@ -231,7 +231,7 @@ class GenerationEngine:
         # The evaluation wall, as it is now: eval prompts are never examples, and copies are rejected.
         wall = EvalWall.load(store.conn)
         every_seed = store.seed_examples()
-        seeds = [e for e in every_seed if wall.exact(e.instruction, e.input) is None]
+        seeds = [e for e in every_seed if wall.shown(e.instruction, e.input) is None]
         if wall and backlog:
             backlog = _without_eval_prompts(backlog, wall, every_seed, store.run_instructions(self.run_id, -1))
         if not seeds:
@@ -245,7 +245,7 @@ class GenerationEngine:
 
         def accepted_examples(limit: int = 50) -> list[Example]:
             examples = store.accepted_examples(limit)
-            return [e for e in examples if wall.exact(e.instruction, e.input) is None] if wall else examples
+            return [e for e in examples if wall.shown(e.instruction, e.input) is None] if wall else examples
 
         def generated_instructions(count: int) -> list[str]:
             # Kept by this run before a prompt set named them: never shown to the teacher again.
@@ -578,7 +578,7 @@ def _without_eval_prompts(backlog: list[RequestRow], wall: EvalWall, seeds: Sequ
     """
     from studio.core.evaluation.guard import wall_words
 
-    hit = [s for s in seeds if wall.exact(s.instruction, s.input)]
+    hit = [s for s in seeds if wall.shown(s.instruction, s.input)]
     walled_seeds = {s.seed_id for s in hit if s.seed_id is not None}
     walled_texts = [words for text in [*(s.instruction for s in hit), *(t for t in instructions if wall.exact(t))]
                     if (words := wall_words(text))]
