@@ -515,3 +515,19 @@ def test_a_seed_whose_instruction_alone_is_an_eval_prompt_is_never_shown(project
     GenerationEngine(project, run_id, api_key=KEY).run_blocking()
     sent = [json.dumps(body["messages"]) for body in teacher.bodies]
     assert sent and not any(sentiment in p for p in sent)
+
+
+def test_a_stored_alpaca_request_showing_an_accepted_sample_is_not_sent_once_that_sample_is_an_eval_prompt(
+        project: Project, teacher: FakeTeacher) -> None:
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(3)])
+    accepted = "Name three rivers in Europe and say where each one rises."
+    project.samples.add(Sample(accepted, "", "Danube, Rhine, Seine.", status=Status.ACCEPTED))
+    config = _config(teacher, target=10, num_tasks=5, k_examples=3, accepted_share=0.5, concurrency=1)
+    run_id = prepare_run(project, config, api_key=KEY)
+    stored = f"Here are examples.\n\nInstruction: {accepted}\nInput: <noinput>\nOutput: Danube.\n\nWrite 5 more."
+    project.generation.add_request(run_id, 0, stored, [])  # stored before the set: its text is fixed
+    eval_set(project, accepted)
+    assert GenerationEngine(project, run_id, api_key=KEY).run_blocking().reason == "target"
+    sent = [json.dumps(body["messages"]) for body in teacher.bodies]
+    assert sent and not any(accepted in p for p in sent)

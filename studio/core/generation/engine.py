@@ -572,16 +572,18 @@ def _without_eval_prompts(backlog: list[RequestRow], wall: EvalWall, seeds: Sequ
 
     A request stored before a prompt set was imported (or a seed edited into one) holds its prompt
     text as built then: the seeds it shows (``seed_ids``, or found in the text: self-instruct's
-    classify and instance prompts show seeds too), the run's own kept instructions (found in the
-    text) and the tasks it asks about (``payload``). Such a
+    classify and instance prompts show seeds too), the run's own kept instructions and accepted
+    samples (an eval prompt's instruction found in the text, words in order) and the tasks it
+    asks about (``payload``). Such a
     request stays pending in the store but is not sent; the run makes fresh ones instead.
     """
     from studio.core.evaluation.guard import wall_words
 
     hit = [s for s in seeds if wall.shown(s.instruction, s.input)]
     walled_seeds = {s.seed_id for s in hit if s.seed_id is not None}
-    walled_texts = [words for text in [*(s.instruction for s in hit), *(t for t in instructions if wall.exact(t))]
-                    if (words := wall_words(text))]
+    texts = [*(s.instruction for s in hit), *(t for t in instructions if wall.exact(t)),
+             *(p.instruction for p in wall.prompts)]  # the prompts themselves: accepted examples show them too
+    walled_texts = list(dict.fromkeys(words for text in texts if (words := wall_words(text))))
 
     def shows_one(request: RequestRow) -> bool:
         if walled_seeds.intersection(request.seed_ids):
