@@ -305,3 +305,229 @@ def test_the_train_panels_preflight_tab_shows_the_eval_prompt_error(qtbot, proje
     assert "evaluation-only prompt" in panel.preflight.checks.toPlainText()
     panel.shutdown()
     context.close()
+
+
+# -- the audit: ways round the wall ------------------------------------------------------------------
+def test_punctuation_and_text_moved_between_fields_do_not_get_an_eval_prompt_past_train(project: Project) -> None:
+    project.prompt_sets.create("held-out", [EvalPrompt("Translate to French.", "The cat sleeps.")])
+    wall = EvalWall.load(project.conn)
+    for instruction, input in [("Translate to French", "The cat sleeps"),         # no full stops
+                               ("Translate to French:", "The cat sleeps!"),        # other punctuation
+                               ("Translate to French: the cat sleeps.", ""),      # all in the instruction
+                               ("Translate", "to French. The cat sleeps.")]:      # the split moved
+        assert wall.exact(instruction, input) is not None, (instruction, input)
+    assert wall.exact("Translate to French.", "The dog sleeps.") is None  # other words: another prompt
+    project.samples.add(Sample("Translate to French:", "the cat sleeps", "Le chat dort.", status=Status.ACCEPTED))
+    snap = project.snapshots.create("v1")
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    with pytest.raises(TrainingRunError, match="holds 1 evaluation-only prompt"):
+        project.training.create(snapshot=snap.id, base_model="org/model", settings=settings)
+
+
+def test_a_run_created_before_the_prompt_set_is_refused_on_resume_and_export(project: Project, tmp_path: Path,
+                                                                            capsys) -> None:
+    snap = _snapshot(project, [*TOPICS[:10], EVAL_INSTRUCTION])
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    run = project.training.create(snapshot=snap.id, base_model="org/model", settings=settings, name="early")
+    eval_set(project, EVAL_INSTRUCTION.upper())  # the set arrives after the run was stored
+    with pytest.raises(TrainingRunError, match="holds 1 evaluation-only prompt"):
+        project.training.prepare_resume(run.id)
+    assert not run.read_config().resume  # nothing was changed for a resume
+    job = tmp_path / "job"
+    assert cli_main(["train", "export-job", "early", str(job), "--project", str(project.root)]) == 1
+    assert "holds 1 evaluation-only prompt" in capsys.readouterr().err and not job.exists()
+    project.prompt_sets.delete("held-out")
+    assert project.training.prepare_resume(run.id).read_config().resume
+
+
+def test_a_resumed_self_instruct_run_sends_no_stored_request_that_shows_an_eval_prompt(
+        project: Project, teacher: FakeTeacher) -> None:
+    """Requests stored (and instructions kept) before the set was imported are not sent on resume."""
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(5)]
+                           + [SeedTask("Classify the sentiment of the review as positive or negative.",
+                                       [Instance("Great food.", "positive")], is_classification=True)])
+    store = project.generation
+    config = _config(teacher, mode="self-instruct", target=40, concurrency=2, num_tasks=6, max_requests=2)
+    run_id = prepare_run(project, config, api_key=KEY)
+    assert GenerationEngine(project, run_id, api_key=KEY).run_blocking().reason == "max_requests"
+    pending = store.unfinished_requests(run_id)
+    waiting = [text for r in pending for text in r.payload.get("instructions", [])]
+    assert waiting, "the chain stopped before classifying what stage 1 kept"
+    # A kept sample of the run (self-instruct shows those to the teacher) becomes an eval prompt too.
+    kept = "Describe the colour of the sea at dawn to someone who has never seen it."
+    project.samples.add(Sample(kept, "", "Grey, then pink.", status=Status.ACCEPTED, run_id=run_id))
+    sentiment = "Classify the sentiment of the review as positive or negative."
+    eval_set(project, waiting[0], kept)
+    project.prompt_sets.create("with-input", [EvalPrompt(sentiment, "Great food.")])  # the seed itself
+    project.conn.execute("UPDATE generation_runs SET config = json_set(config, '$.max_requests', NULL) WHERE id = ?",
+                         (run_id,))
+    before = len(teacher.bodies)
+    assert GenerationEngine(project, run_id, api_key=KEY).run_blocking().reason == "target"
+    sent = [json.dumps(body["messages"]) for body in teacher.bodies[before:]]
+    assert sent and not any(waiting[0] in p or sentiment in p or kept in p for p in sent)
+    assert any("seed topic number" in p for p in sent)
+
+
+def test_a_near_copy_is_found_when_text_moved_between_instruction_and_input(project: Project) -> None:
+    project.prompt_sets.create("held-out", [
+        EvalPrompt("Translate to French: the cat sleeps on the warm mat near the kitchen door."),
+        EvalPrompt("Summarise the report.", "Sales rose in the north and fell in the south after the storm.")])
+    wall = EvalWall.load(project.conn)
+    moved_out = wall.check("Translate into French:", "The cat sleeps on the warm mat by the kitchen door!")
+    assert moved_out is not None and 0.7 <= moved_out[1] < 1.0
+    moved_in = wall.check("Summarise this report: sales rose in the north and fell in the south after a storm")
+    assert moved_in is not None and moved_in[0].instruction == "Summarise the report."
+    assert wall.check("Translate into French:", "Good morning, how did you sleep?") is None
+    project.samples.add(Sample("Translate into French:", "The cat sleeps on the warm mat by the kitchen door!",
+                               "Le chat dort.", status=Status.ACCEPTED))
+    snap = project.snapshots.create("v1")
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    from studio.core.evaluation.guard import preflight_checks
+
+    checks = preflight_checks(project.conn, snap.id, settings)
+    assert [(c["level"], c["code"]) for c in checks] == [("warning", "eval_prompt_near")]
+
+
+def test_a_prompt_released_to_the_seeds_is_still_blocked_while_another_set_holds_it(
+        project: Project, teacher: FakeTeacher) -> None:
+    from studio.core.evaluation import lost
+    from tests.eval_votes_support import make_evaluation
+
+    prompts = [EvalPrompt("Write a polite email declining a meeting invitation.", "Meeting on Friday at 3pm"),
+               EvalPrompt("Summarise the plot of Hamlet in two sentences.")]
+    evaluation = make_evaluation(project, prompts, [["No.", "Sad."], ["Dear Ana, sadly I cannot come.",
+                                                                      "Hamlet avenges his father; most die."]])
+    project.prompt_sets.create("copy", [EvalPrompt(prompts[0].instruction.upper(), prompts[0].input)])
+    project.votes.ensure_queue(evaluation)
+    for vote in project.votes.votes(evaluation.id):
+        project.votes.cast(vote.id, "b")  # the teacher (B) wins both
+    outcomes = lost.evaluation_outcomes(project, evaluation)
+    assert sorted(p.prompt_id for p in lost.lost_prompts(outcomes)) == evaluation.prompt_ids
+    lost.to_seeds(project, evaluation, evaluation.prompt_ids)
+    wall = EvalWall.load(project.conn)
+    assert wall.exact(prompts[1].instruction) is None  # released: training data now, as the wording says
+    held = wall.exact(prompts[0].instruction, prompts[0].input)
+    assert held is not None and wall.set_name(held) == "copy"  # the other set still holds it
+    with pytest.raises(ConfigError, match=r"1 seed task is an evaluation-only prompt .*\(set 'copy'\)"):
+        prepare_run(project, _config(teacher, target=5), api_key=KEY)
+
+
+def test_imported_and_chat_samples_that_are_eval_prompts_are_refused_by_train(tmp_path: Path, capsys) -> None:
+    """`data import` and Chat's "To Curate" put samples in Curate; freezing warns, Train refuses."""
+    from studio.core.chat.conversations import Answer, ColumnSpec, Conversation, Turn
+    from studio.core.chat.session import answer_to_sample
+    from studio.core.chat.sources import ENDPOINT, ModelSource
+    from studio.core.evaluation.guard import snapshot_note
+
+    root = tmp_path / "project"
+    with Project.create(root) as project:
+        eval_set(project, EVAL_INSTRUCTION, "Name three rivers in Europe.")
+        assert snapshot_note(project.conn, _snapshot(project, TOPICS[:5], name="clean").id) is None
+    data = tmp_path / "more.json"
+    data.write_text(json.dumps([{"instruction": f"{EVAL_INSTRUCTION.lower()}!", "input": "", "output": "Thanks!"}]
+                               + [{"instruction": t, "input": "", "output": "x"} for t in TOPICS[5:15]]))
+    assert cli_main(["data", "import", str(data), "--status", "accepted", "--project", str(root)]) == 0
+    assert cli_main(["snapshot", "create", "imported", "--project", str(root)]) == 0
+    assert cli_main(["train", "start", "--snapshot", "imported", "--base-model", "org/model",
+                     "--set", "validation_fraction=0", "--project", str(root)]) == 1
+    assert "holds 1 evaluation-only prompt" in capsys.readouterr().err
+    with Project.open(root) as project:
+        assert "holds 1 evaluation-only prompt" in snapshot_note(project.conn, project.snapshots.get("imported").id)
+        # Chat: the user asked an eval prompt (no full stop) and sent the answer to Curate.
+        talk = Conversation(id=None, title="A talk", mode="chat", columns=[ColumnSpec(source=ModelSource(
+            ENDPOINT, "gpt @ api", base_url="http://127.0.0.1:9/v1", model="gpt-x"))])
+        talk.turns.append(Turn("name three rivers in europe", "", [Answer("Danube, Rhine, Seine.", "stop")]))
+        sample_id = answer_to_sample(project, project.conversations.create(talk), 0, 0)
+        project.conn.execute("UPDATE samples SET status = 'accepted' WHERE id = ?", (sample_id,))
+        chat_snap = project.snapshots.create("with-chat")
+        settings = TrainSettings()
+        settings.validation_fraction = 0.0
+        with pytest.raises(TrainingRunError, match="holds 2 evaluation-only prompts"):
+            project.training.create(snapshot=chat_snap.id, base_model="org/model", settings=settings)
+
+
+def test_a_chat_prompt_is_walled_by_its_last_user_message_against_alpaca_records(project: Project,
+                                                                                  tmp_path: Path) -> None:
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "system", "content": "You are terse."},
+                                             {"role": "user", "content": "Translate to French:\n\nThe cat sleeps."}]})
+                    + "\n")
+    project.prompt_sets.import_file(path, name="chat")
+    wall = EvalWall.load(project.conn)
+    assert wall.exact("Translate to French", "the cat sleeps") is not None
+    assert wall.exact("Translate to French:") is None and wall.exact("You are terse.") is None
+    project.samples.add(Sample("Translate to French.", "The cat sleeps", "Le chat dort.", status=Status.ACCEPTED))
+    snap = project.snapshots.create("v1")
+    settings = TrainSettings()
+    settings.validation_fraction = 0.0
+    with pytest.raises(TrainingRunError, match=r"holds 1 evaluation-only prompt .*\(set 'chat'\)"):
+        project.training.create(snapshot=snap.id, base_model="org/model", settings=settings)
+
+
+def test_self_instructs_instance_stage_rejects_an_instruction_and_input_that_make_an_eval_prompt(
+        project: Project, teacher: FakeTeacher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instruction alone passed stage 1 (ROUGE-L 0.62); with the input the teacher wrote, it is the prompt."""
+    import fake_teacher
+
+    instruction = "Translate this sentence into French"
+    original = fake_teacher.respond
+
+    def respond(server: FakeTeacher, key: str, prompt: str) -> str:
+        if "one per line" in prompt and "Answer one line per task" not in prompt:
+            return f"1. {instruction}\n" + "\n".join(
+                f"{n}. {text}" for n, (text, _, _) in enumerate(server.batch(key, 3), start=2))
+        if "Output: ..." in prompt and f"Task: {instruction}" in prompt:
+            return "Example 1\nInput: The cat sleeps on the mat.\nOutput: Le chat dort sur le tapis."
+        return original(server, key, prompt)
+
+    monkeypatch.setattr(fake_teacher, "respond", respond)
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(4)])
+    eval_set(project, "Translate this sentence into French: the cat sleeps on the mat.")
+    config = _config(teacher, mode="self-instruct", target=6, concurrency=1, num_tasks=4, max_requests=12)
+    run_id = prepare_run(project, config, api_key=KEY)
+    GenerationEngine(project, run_id, api_key=KEY).run_blocking()
+    kept = [tuple(r) for r in project.conn.execute("SELECT instruction, input FROM samples")]
+    assert kept and (instruction, "The cat sleeps on the mat.") not in kept
+    rejected = project.generation.rejected(run_id, EVAL_PROMPT)
+    assert [(r["instruction"], r["input"]) for r in rejected] == [(instruction, "The cat sleeps on the mat.")]
+
+
+def test_a_seed_whose_instruction_alone_is_an_eval_prompt_is_never_shown(project: Project,
+                                                                          teacher: FakeTeacher) -> None:
+    """Self-instruct shows seed instructions without inputs: the eval prompt's whole text would be there."""
+    sentiment = "Classify the sentiment of the review as positive or negative."
+    ids = project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                           [Instance("", f"Example {i}.")]) for i in range(4)]
+                                 + [SeedTask(sentiment, [Instance("Great food.", "positive")], is_classification=True)])
+    eval_set(project, sentiment)
+    config = _config(teacher, mode="self-instruct", target=8, concurrency=1, num_tasks=4, max_requests=6)
+    with pytest.raises(ConfigError, match=rf"1 seed task is an evaluation-only prompt \(seed {ids[-1]}: 'Classify"):
+        prepare_run(project, config, api_key=KEY)
+    # A run stored before the set (resumed now) leaves the seed out of every request.
+    project.prompt_sets.delete("held-out")
+    run_id = prepare_run(project, config, api_key=KEY)
+    eval_set(project, sentiment)
+    GenerationEngine(project, run_id, api_key=KEY).run_blocking()
+    sent = [json.dumps(body["messages"]) for body in teacher.bodies]
+    assert sent and not any(sentiment in p for p in sent)
+
+
+def test_a_stored_alpaca_request_showing_an_accepted_sample_is_not_sent_once_that_sample_is_an_eval_prompt(
+        project: Project, teacher: FakeTeacher) -> None:
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(3)])
+    accepted = "Name three rivers in Europe and say where each one rises."
+    project.samples.add(Sample(accepted, "", "Danube, Rhine, Seine.", status=Status.ACCEPTED))
+    config = _config(teacher, target=10, num_tasks=5, k_examples=3, accepted_share=0.5, concurrency=1)
+    run_id = prepare_run(project, config, api_key=KEY)
+    stored = f"Here are examples.\n\nInstruction: {accepted}\nInput: <noinput>\nOutput: Danube.\n\nWrite 5 more."
+    project.generation.add_request(run_id, 0, stored, [])  # stored before the set: its text is fixed
+    eval_set(project, accepted)
+    assert GenerationEngine(project, run_id, api_key=KEY).run_blocking().reason == "target"
+    sent = [json.dumps(body["messages"]) for body in teacher.bodies]
+    assert sent and not any(accepted in p for p in sent)

@@ -40,7 +40,7 @@ from studio.core.generation import events as ev
 from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, estimate_cost
 from studio.core.generation.filters import OVER_TARGET, CandidateFilter, IndexFactory, default_index_factory
 from studio.core.generation.modes import ModeContext, Outcome, make_mode
-from studio.core.generation.prompts import Example, build_prompt, default_template
+from studio.core.generation.prompts import Example, SeedExample, build_prompt, default_template
 from studio.core.generation.repository import Completion, GenerationRepository, Rejected, RequestRow
 from studio.core.generation.writer import StoreWriter
 from studio.core.llm.client import LLMClient, RetryNotice, RetryPolicy
@@ -121,7 +121,7 @@ def _refuse_eval_seeds(project: Project) -> None:
     if not wall:
         return
     hits = [(seed, found) for seed in project.generation.seed_examples()
-            if (found := wall.exact(seed.instruction, seed.input)) is not None]
+            if (found := wall.shown(seed.instruction, seed.input)) is not None]
     if not hits:
         return
     named = "; ".join(f"seed {seed.seed_id}: {wall.describe(found)}" for seed, found in hits[:3])
@@ -231,7 +231,9 @@ class GenerationEngine:
         # The evaluation wall, as it is now: eval prompts are never examples, and copies are rejected.
         wall = EvalWall.load(store.conn)
         every_seed = store.seed_examples()
-        seeds = [e for e in every_seed if wall.exact(e.instruction, e.input) is None]
+        seeds = [e for e in every_seed if wall.shown(e.instruction, e.input) is None]
+        if wall and backlog:
+            backlog = _without_eval_prompts(backlog, wall, every_seed, store.run_instructions(self.run_id, -1))
         if not seeds:
             self._discard_if_fresh(store, resumed)
             return self._finish("error", "Every seed task is an evaluation-only prompt: add others on the Seeds page."
@@ -243,10 +245,15 @@ class GenerationEngine:
 
         def accepted_examples(limit: int = 50) -> list[Example]:
             examples = store.accepted_examples(limit)
-            return [e for e in examples if wall.exact(e.instruction, e.input) is None] if wall else examples
+            return [e for e in examples if wall.shown(e.instruction, e.input) is None] if wall else examples
+
+        def generated_instructions(count: int) -> list[str]:
+            # Kept by this run before a prompt set named them: never shown to the teacher again.
+            shown = store.run_instructions(self.run_id, count)
+            return [text for text in shown if wall.exact(text) is None] if wall else shown
 
         self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, accepted_examples,
-                                           lambda count: store.run_instructions(self.run_id, count)))
+                                           generated_instructions))
 
         key_source = self._key_source or resolve_key(config.teacher).describe()
         prompt_chars = sample_prompt_chars(config, seeds)
@@ -557,6 +564,37 @@ class _Answer:
     prompt_tokens: int
     completion_tokens: int
     cost: float
+
+
+def _without_eval_prompts(backlog: list[RequestRow], wall: EvalWall, seeds: Sequence[SeedExample],
+                          instructions: Sequence[str]) -> list[RequestRow]:
+    """The stored requests a resumed run may still send: none whose prompt shows an evaluation prompt.
+
+    A request stored before a prompt set was imported (or a seed edited into one) holds its prompt
+    text as built then: the seeds it shows (``seed_ids``, or found in the text: self-instruct's
+    classify and instance prompts show seeds too), the run's own kept instructions and accepted
+    samples (an eval prompt's instruction found in the text, words in order) and the tasks it
+    asks about (``payload``). Such a
+    request stays pending in the store but is not sent; the run makes fresh ones instead.
+    """
+    from studio.core.evaluation.guard import wall_words
+
+    hit = [s for s in seeds if wall.shown(s.instruction, s.input)]
+    walled_seeds = {s.seed_id for s in hit if s.seed_id is not None}
+    texts = [*(s.instruction for s in hit), *(t for t in instructions if wall.exact(t)),
+             *(p.instruction for p in wall.prompts)]  # the prompts themselves: accepted examples show them too
+    walled_texts = list(dict.fromkeys(words for text in texts if (words := wall_words(text))))
+
+    def shows_one(request: RequestRow) -> bool:
+        if walled_seeds.intersection(request.seed_ids):
+            return True
+        tasks = [*request.payload.get("instructions", []), request.payload.get("instruction") or ""]
+        if any(task and wall.check(task) is not None for task in tasks):
+            return True
+        text = f" {wall_words(request.prompt)} "
+        return any(f" {words} " in text for words in walled_texts)
+
+    return [request for request in backlog if not shows_one(request)]
 
 
 def _instructions_in_progress(requests: list[RequestRow]) -> Iterator[str]:

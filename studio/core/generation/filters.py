@@ -239,6 +239,16 @@ class CandidateFilter:
         self.checks: list[tuple[str, CandidateCheck]] = [
             (entry.key, build(entry.key, bool(entry.meta.get("wall")))) for entry in entries
         ]
+        self._wall_keys = {entry.key for entry in entries if entry.meta.get("wall")}
+
+    def wall_check(self, c: Candidate) -> FilterVerdict | None:
+        """Only the evaluation-wall checks (``wall=True``), for a task whose instruction passed the
+        filter before its input existed (self-instruct's instance stage): None when it passes."""
+        for name, check in self.checks:
+            if name in self._wall_keys and (verdict := check(c, key=None, need_output=False)) is not None \
+                    and not verdict.kept:
+                return verdict
+        return None
 
     def prime(self, instructions: Iterable[str]) -> None:
         """Seed instructions and kept ones from earlier (or resumed) runs."""

@@ -187,6 +187,12 @@ class SelfInstructMode:
             if reason:
                 outcome.rejected.append(Rejected(instruction, input_text, output, reason))
                 continue
+            # The instruction passed the wall alone; with this input it may be an evaluation prompt.
+            walled = self.ctx.filter.wall_check(Candidate(instruction, input_text, output))
+            if walled is not None:
+                outcome.rejected.append(Rejected(instruction, input_text, output, walled.reason or "",
+                                                 walled.detail, walled.nearest_instruction, walled.score))
+                continue
             seen_inputs.add(input_text.strip())
             outcome.kept.append(make_sample(self.ctx, instruction, input_text, output,
                                             request.payload.get("origin_seed_ids", []), request.key,

@@ -469,7 +469,7 @@ def _instructions(path: Path) -> dict[int, str]:
 
 # -- run elsewhere -----------------------------------------------------------------------------------
 def cmd_export_job(project: Project, args: argparse.Namespace) -> int:
-    run = project.training.get(args.run)
+    run = project.training.refuse_eval_prompts(args.run)  # the far side trains on what the folder holds
     target = launch.export_job(run, args.dir, gpus=args.gpus, include_model=args.include_model)
     print(f"Wrote the job for run {run.label} to {target}.")
     _say(f"There: ./launch.sh {args.gpus} (or sbatch job.sbatch); then copy the folder back and "

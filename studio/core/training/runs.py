@@ -252,6 +252,7 @@ class TrainingRunRepository:
                                    "(start a new run to train more)")
         if not run.config_path.is_file():
             raise TrainingRunError(f"{run.config_path}: the run's config is missing; it cannot be resumed")
+        self.refuse_eval_prompts(run)
         config = run.read_config()
         config.resume = True
         config.write()
@@ -261,6 +262,19 @@ class TrainingRunRepository:
                               (_config_json(config), time.time(), run.id))
         self._changes.publish(TRAINING_RUNS)
         return self.get(run.id)
+
+    def refuse_eval_prompts(self, key: int | str | TrainingRun) -> TrainingRun:
+        """Refuse a stored run whose training split holds an evaluation-only prompt *now*.
+
+        ``create`` checks once, but a prompt set imported after the run was created must stop it
+        too: resuming it (``prepare_resume``) or exporting it to another machine
+        (``train export-job``) would train on the set. A run without a local snapshot (imported
+        with its own copy of the data) is not checked here.
+        """
+        run = key if isinstance(key, TrainingRun) else self.get(key)
+        if run.snapshot_id is not None:
+            _refuse_eval_prompts(self.conn, run.snapshot_id, run.snapshot_name, run.settings)
+        return run
 
     def record_events(self, key: int | str, events: list[dict[str, Any]]) -> TrainingRun:
         """Fold events (in the order the job wrote them) into the row's status, step and error.
