@@ -408,8 +408,13 @@ def cmd_snapshot_create(args: argparse.Namespace) -> int:
         if query == SampleQuery():
             query = SampleQuery(statuses=("accepted",))
         snapshot = project.snapshots.create(args.name, query, note=args.note)
+        from studio.core.evaluation.guard import snapshot_note
+
+        note = snapshot_note(project.conn, snapshot.id)  # Train will refuse it: say so now, not at the start
     print(f"Snapshot {snapshot.id} {snapshot.name!r}: {snapshot.sample_count} samples, hash {snapshot.content_hash[:16]}, "
           f"{snapshot.path}")
+    if note:
+        _say(f"warning: {note}")
     return EXIT_OK
 
 

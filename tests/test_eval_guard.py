@@ -432,6 +432,7 @@ def test_imported_and_chat_samples_that_are_eval_prompts_are_refused_by_train(tm
                                + [{"instruction": t, "input": "", "output": "x"} for t in TOPICS[5:15]]))
     assert cli_main(["data", "import", str(data), "--status", "accepted", "--project", str(root)]) == 0
     assert cli_main(["snapshot", "create", "imported", "--project", str(root)]) == 0
+    assert "warning: the snapshot holds 1 evaluation-only prompt" in capsys.readouterr().err  # said when frozen
     assert cli_main(["train", "start", "--snapshot", "imported", "--base-model", "org/model",
                      "--set", "validation_fraction=0", "--project", str(root)]) == 1
     assert "holds 1 evaluation-only prompt" in capsys.readouterr().err
