@@ -131,3 +131,26 @@ def test_more_than_two_systems_show_the_ranking_and_a_pair_selector(view, qtbot)
     assert view.selected_pair() == (1, 2)
     view.show_result(None)
     assert view.empty.isVisible() and not view.rank_plot.bars
+
+
+def test_a_votes_only_result_speaks_of_the_votes_not_a_judge(view):
+    result = summarise(_longer_wins(), ["run-3 (student)", "gpt-4o-mini (teacher)"])
+    result.meta["judge"] = "human"  # what the panel's worker writes for a result computed from votes
+    view.show_result(result)
+    assert view.warning.isVisible()
+    assert "judge" not in view.warning.text() and "votes" in view.warning.text()
+    assert "judge" not in view.rate_key.text() and "votes" in view.rate_key.text()
+    assert not view.cards["inconsistent"].isVisible() and not view.cards["consistency"].isVisible()
+    judged = summarise(_longer_wins(), ["run-3 (student)", "gpt-4o-mini (teacher)"])
+    view.show_result(judged)
+    assert "judge" in view.warning.text() and "judge" in view.rate_key.text()
+    assert view.cards["consistency"].isVisible()
+
+
+def test_the_rate_plot_names_pairs_by_letter_and_keys_the_full_names(view):
+    """Long system names elided on the y axis read as noise ("run-3 (...udent)"): letters there, names below."""
+    view.show_result(summarise(_alpaca(), ["run-3 (student)", "gpt-4o-mini (teacher)"]))
+    ticks = view.rate_plot.getPlotItem().getAxis("left")._tickLevels[0]
+    assert [label for _, label in ticks] == ["A vs B"]
+    assert "A = run-3 (student) · B = gpt-4o-mini (teacher)" in view.rate_key.text()
+    assert view.rate_plot.getPlotItem().titleLabel.text == "Win rate, 95 % interval"
