@@ -114,7 +114,9 @@ def test_more_than_two_systems_show_the_ranking_and_a_pair_selector(view, qtbot)
     view.show_result(result)
     assert view.rank_box.isVisible() and view.pair_combo.isVisible()
     assert view.pair_combo.count() == 3
-    assert [view.rank_table.item(r, 1).text() for r in range(3)] == ["strong", "middle", "weak"]
+    assert [view.rank_table.item(r, 1).text() for r in range(3)] == ["A  strong", "B  middle", "C  weak"]
+    ticks = view.rank_plot.getPlotItem().getAxis("left")._tickLevels[0]
+    assert sorted(label for _, label in ticks) == ["A", "B", "C"]  # the letters of the win-rate plot's key
     assert view.rank_table.item(0, 0).text() == "1"
     assert len(view.rank_plot.bars) == 1 and len(view.rank_plot.error_bars) == 1
     assert len(view.rank_plot.bars[0].opts["y"]) == 3
@@ -154,3 +156,16 @@ def test_the_rate_plot_names_pairs_by_letter_and_keys_the_full_names(view):
     assert [label for _, label in ticks] == ["A vs B"]
     assert "A = run-3 (student) · B = gpt-4o-mini (teacher)" in view.rate_key.text()
     assert view.rate_plot.getPlotItem().titleLabel.text == "Win rate, 95 % interval"
+
+
+def test_long_system_names_do_not_widen_the_rate_plot_past_the_others(view):
+    """Three endpoint labels in the key must wrap: unwrapped, they pushed the ranking and category plots to slivers."""
+    labels = [f"{name} @ 127.0.0.1:40787" for name in ("student-run-3", "gpt-4o-mini", "llama-base")]
+    outcomes = [Outcome(p, i, j, "a" if (p + i) % 3 else "b", 500, 400, category="c" if p % 2 else "d")
+                for p in range(30) for i, j in ((0, 1), (0, 2), (1, 2))]
+    view.resize(860, 560)
+    view.show_result(summarise(outcomes, labels, bootstrap_rounds=100))
+    for _ in range(5):
+        view.repaint()
+    widths = [view.rate_box.width(), view.rank_box.width(), view.category_plot.width()]
+    assert min(widths) > 0.6 * max(widths), widths

@@ -155,8 +155,9 @@ class EvalResultsView(QWidget):
         self.pair_combo.setToolTip("Which two systems the cards and the category plot are about")
         self.pair_label.setBuddy(self.pair_combo)
         self.pair_combo.currentIndexChanged.connect(self._on_pair_combo_changed)
-        self.method = QLabel("")
+        self.method = QLabel("", wordWrap=True)
         self.method.setProperty("role", "muted")
+        self.method.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.warning = QLabel("", wordWrap=True, objectName="LengthBiasWarning")
         self.warning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.warning.hide()
@@ -185,13 +186,16 @@ class EvalResultsView(QWidget):
         self.rate_plot.setToolTip("Each pair's win rate of its first system: the judge's (Wilson interval), the "
                                   "length-controlled one (bootstrap interval) and the human votes' (Wilson)")
         self.rate_plot.getPlotItem().setLabel("bottom", "%")
-        self.rate_key = QLabel("", textFormat=Qt.TextFormat.RichText, alignment=Qt.AlignmentFlag.AlignCenter)
+        self.rate_key = QLabel("", textFormat=Qt.TextFormat.RichText, alignment=Qt.AlignmentFlag.AlignCenter,
+                               wordWrap=True)
+        # Long system names wrap here; they must not widen the plot's column and squeeze the others.
+        self.rate_key.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.rate_box = QWidget()
         rate_layout = QVBoxLayout(self.rate_box)
         rate_layout.setContentsMargins(0, 0, 0, 0)
         rate_layout.addWidget(self.rate_plot, 1)
         rate_layout.addWidget(self.rate_key)
-        self.rank_plot = _Plot("Bradley–Terry ranking")
+        self.rank_plot = _Plot("Bradley–Terry")  # "… ranking" is cut in a third of 1280 px
         self.rank_plot.setToolTip("Each system's chance to beat an average one (Bradley–Terry), with bootstrap "
                                   "95 % intervals over prompts")
         self.rank_table = QTableWidget(0, 5)
@@ -202,6 +206,7 @@ class EvalResultsView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # ≤ a few rows: cheap
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.rank_table.setWordWrap(False)
+        self.rank_table.setTextElideMode(Qt.TextElideMode.ElideRight)  # the letter first, then the name
         self.rank_table.setMaximumHeight(150)
         self.rank_box = QWidget()
         rank_layout = QVBoxLayout(self.rank_box)
@@ -414,16 +419,19 @@ class EvalResultsView(QWidget):
                       pg.ErrorBarItem(x=value, y=y, left=below, right=above, beam=0.25,
                                       pen=pg.mkPen(plot.palette().text().color(), width=1.5)))
         plot.addItem(pg.InfiniteLine(pos=50, angle=90, pen=_DASH))
-        plot.getPlotItem().getAxis("left").setTicks([[(float(i), _short(r.system)) for i, r in enumerate(rows)]])
+        # Letters as on the win-rate plot (elided names there read as noise); the table names each in full.
+        plot.getPlotItem().getAxis("left").setTicks([[(float(i), _letter(r.index)) for i, r in enumerate(rows)]])
         plot.getPlotItem().setLabel("bottom", "% vs an average system")
         plot.setXRange(0, 104, padding=0)
         plot.setYRange(-0.6, len(rows) - 0.4, padding=0)
         self.rank_table.setRowCount(len(ranking))
         for row, r in enumerate(ranking):
             interval = "—" if r.ci_low is None else f"{r.ci_low:+.2f} … {r.ci_high:+.2f}"
-            cells = (str(r.rank), r.system, f"{r.strength:+.2f}", interval, percent(r.score))
+            cells = (str(r.rank), f"{_letter(r.index)}  {r.system}", f"{r.strength:+.2f}", interval,
+                     percent(r.score))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(text)
                 if column != 1:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.rank_table.setItem(row, column, item)
