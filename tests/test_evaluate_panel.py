@@ -498,3 +498,24 @@ def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: Evaluat
     assert offered == [(snapshot.id, "v1", 40)]
     made = project.prompt_sets.get("held out")
     assert 1 <= made.prompt_count <= 40 and page.table.item(0, 0).text() == "held out"
+
+
+def test_starting_a_run_scrolls_its_progress_into_view(qtbot, panel: EvaluatePanel, fake, monkeypatch,
+                                                       tmp_path) -> None:
+    """With three systems and a judge the Run box sits below the fold at 1280 x 800: Start must bring it up."""
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 4))
+    point_at(panel, fake, "judge-marker", monkeypatch)
+    page = panel.new_page
+    page.add_system_action.trigger()
+    page.pickers[2].choose(other=(fake.base_url, "teacher", KEY_ENV))
+    panel.resize(1280, 640)
+    panel.show()
+    panel.show_page(NEW)
+    from PySide6.QtWidgets import QScrollArea
+    page.findChild(QScrollArea).verticalScrollBar().setValue(0)
+    qtbot.waitUntil(lambda: page.progress.visibleRegion().isEmpty(), timeout=WAIT_MS)  # below the fold
+    fake.latency_s = 0.2
+    page.start_action.trigger()
+    qtbot.waitUntil(lambda: not page.progress.visibleRegion().isEmpty(), timeout=WAIT_MS)
+    fake.latency_s = 0.0
+    qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
