@@ -255,6 +255,12 @@ def test_a_run_with_a_marker_judge_shows_the_marked_system_winning(qtbot, panel:
     assert len(new) == 6 and all("certified good" in s.instances[0].output for s in new)
     assert seed_origin(project.conn, new[0].id)["evaluation_id"] == evaluation.id
     assert project.prompt_sets.list()[0].prompt_count == 0  # they left the set
+    # Sent once: the page stops offering the same prompts again (a second click added nothing yet said "6").
+    qtbot.waitUntil(lambda: results.data.lost_sent == 6, timeout=WAIT_MS)
+    assert not results.seeds_action.isEnabled() and "(0)" in results.seeds_action.text()
+    assert "seed tasks already" in results.seeds_action.toolTip()
+    with pytest.raises(EvaluationError, match="seed tasks already"):
+        eval_work.lost_to_seeds(project, evaluation.id)
 
 
 def test_a_judge_that_always_picks_the_first_position_gives_no_wins(qtbot, panel: EvaluatePanel, fake,
