@@ -288,6 +288,8 @@ def test_stop_keeps_the_answers_and_continue_asks_only_for_the_rest(qtbot, panel
     page.concurrency.setValue(2)
     page.start_action.trigger()
     qtbot.waitUntil(lambda: fake.total_requests >= 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: panel.selected_id() is not None, timeout=WAIT_MS)
+    assert not panel.continue_action.isEnabled()  # one run at a time: Continue would do nothing now
     page.stop_action.trigger()
     qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
     evaluation = project.evaluations.latest()

@@ -457,8 +457,9 @@ class EvaluatePanel(Panel):
         has_project = self.context is not None
         evaluation = self.selected()
         self.new_action.setEnabled(has_project)
-        self.continue_action.setEnabled(evaluation is not None and evaluation.status in (STOPPED, FAILED, "created",
-                                                                                         "answering", "judging"))
+        # While a run is going, Continue did nothing at all (one run at a time): it is off until the run ends.
+        self.continue_action.setEnabled(evaluation is not None and not self.new_page.is_busy()
+                                        and evaluation.status in (STOPPED, FAILED, "created", "answering", "judging"))
         self.rename_action.setEnabled(evaluation is not None)
         self.delete_action.setEnabled(evaluation is not None)
         self.like_action.setEnabled(evaluation is not None)
