@@ -527,3 +527,11 @@ def test_starting_a_run_scrolls_its_progress_into_view(qtbot, panel: EvaluatePan
     qtbot.waitUntil(lambda: not page.progress.visibleRegion().isEmpty(), timeout=WAIT_MS)
     fake.latency_s = 0.0
     qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
+
+
+def test_the_empty_list_says_the_next_step(qtbot, panel: EvaluatePanel, tmp_path) -> None:
+    """Before a set: import one; after: set an evaluation up (it kept saying "Import a prompt set")."""
+    assert "Import a prompt set" in panel.list_view.hint.text()
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 2))
+    qtbot.waitUntil(lambda: "Import" not in panel.list_view.hint.text(), timeout=WAIT_MS)
+    assert "New evaluation (Ctrl+N)" in panel.list_view.hint.text()
