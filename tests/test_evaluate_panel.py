@@ -294,6 +294,7 @@ def test_stop_keeps_the_answers_and_continue_asks_only_for_the_rest(qtbot, panel
     qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
     evaluation = project.evaluations.latest()
     assert evaluation.status == STOPPED and "Stopped" in page.phase_label.text()
+    assert page.phase_label.text().count("Stopped") == 1, page.phase_label.text()  # it said "Stopped. Stopped; …"
     assert fake.total_requests < 16
     fake.latency_s = 0.0
     qtbot.waitUntil(lambda: panel.selected_id() == evaluation.id and panel.continue_action.isEnabled(),

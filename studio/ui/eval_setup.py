@@ -853,7 +853,9 @@ class NewEvaluationPage(QWidget):
                    f"{count_noun(verdicts, 'new verdict')} (+{cached_j:,} cached) · "
                    f"{count_noun(errors, 'error')} · ${cost:.4f}")
         title = {"done": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(status, status.capitalize())
-        self.phase_label.setText(f"{title}." + (f" {message}" if message else ""))
+        # The engine's message may start with the same word ("Stopped; every answer…"): say it once.
+        said = message.lower().startswith(title.lower())
+        self.phase_label.setText(message if said else f"{title}." + (f" {message}" if message else ""))
         self.counters_label.setText(summary)
         if status == "done":
             self.progress.setRange(0, 1)
@@ -883,7 +885,8 @@ class NewEvaluationPage(QWidget):
         self.job = None
         self.handle = None
         self._set_running(False)
-        self.show_run_box()  # the outcome's words are there
+        # The outcome's words are set after this and may add lines: scroll once the layout has followed.
+        QTimer.singleShot(50, self, self.show_run_box)  # dropped if the page goes
         self._schedule_estimate()  # what is cached now costs nothing next time
 
     def _set_running(self, running: bool) -> None:
