@@ -258,9 +258,9 @@ class BlindCompareView(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         # Endpoint labels ("student-run-3 @ 127.0.0.1:40787") sized to contents left the prompt two words
         # wide, wrapped: one line each, the system columns capped (the full text is the cell's tooltip).
-        header.setMaximumSectionSize(210)
+        header.setMaximumSectionSize(170)
         self.reveal_table.setWordWrap(False)
-        self.reveal_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.reveal_table.setTextElideMode(Qt.TextElideMode.ElideRight)  # a prompt and a model id read from the start
         for column in range(1, 5):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.reveal_table, 1)
