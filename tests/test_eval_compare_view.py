@@ -152,3 +152,22 @@ def test_no_answers_yet_says_so(qtbot, project):
     qtbot.waitUntil(lambda: "no pair of answers yet" in view.empty_page.text(), timeout=5_000)
     view.set_evaluation(None, None)
     assert view.stack.currentWidget() is view.empty_page
+
+
+def test_the_reveal_keeps_room_for_the_prompt_when_system_labels_are_long(qtbot, project):
+    """Endpoint labels sized to contents pushed the Winner column out of sight; now they are capped."""
+    from dataclasses import replace
+
+    from tests.eval_votes_support import SYSTEMS as BASE
+
+    systems = tuple(replace(s, label=f"{s.label} @ 127.0.0.1:40787 (a long endpoint label)") for s in BASE)
+    evaluation = make_evaluation(project, PROMPTS, ANSWERS, systems)
+    view = make_view(qtbot, project, evaluation)
+    for _ in range(N):
+        qtbot.keyClick(view, Qt.Key.Key_1)
+    qtbot.waitUntil(lambda: view.stack.currentWidget() is view.reveal_page, timeout=5_000)
+    table = view.reveal_table
+    widths = [table.columnWidth(column) for column in range(table.columnCount())]
+    assert sum(widths) <= table.viewport().width() + 2, widths  # no sideways scrolling to see the winner
+    assert widths[0] >= 0.3 * table.viewport().width(), widths
+    assert table.item(0, 1).toolTip() == table.item(0, 1).text()  # the full label on hover

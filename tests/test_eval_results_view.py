@@ -114,7 +114,9 @@ def test_more_than_two_systems_show_the_ranking_and_a_pair_selector(view, qtbot)
     view.show_result(result)
     assert view.rank_box.isVisible() and view.pair_combo.isVisible()
     assert view.pair_combo.count() == 3
-    assert [view.rank_table.item(r, 1).text() for r in range(3)] == ["strong", "middle", "weak"]
+    assert [view.rank_table.item(r, 1).text() for r in range(3)] == ["A  strong", "B  middle", "C  weak"]
+    ticks = view.rank_plot.getPlotItem().getAxis("left")._tickLevels[0]
+    assert sorted(label for _, label in ticks) == ["A", "B", "C"]  # the letters of the win-rate plot's key
     assert view.rank_table.item(0, 0).text() == "1"
     assert len(view.rank_plot.bars) == 1 and len(view.rank_plot.error_bars) == 1
     assert len(view.rank_plot.bars[0].opts["y"]) == 3
@@ -131,3 +133,39 @@ def test_more_than_two_systems_show_the_ranking_and_a_pair_selector(view, qtbot)
     assert view.selected_pair() == (1, 2)
     view.show_result(None)
     assert view.empty.isVisible() and not view.rank_plot.bars
+
+
+def test_a_votes_only_result_speaks_of_the_votes_not_a_judge(view):
+    result = summarise(_longer_wins(), ["run-3 (student)", "gpt-4o-mini (teacher)"])
+    result.meta["judge"] = "human"  # what the panel's worker writes for a result computed from votes
+    view.show_result(result)
+    assert view.warning.isVisible()
+    assert "judge" not in view.warning.text() and "votes" in view.warning.text()
+    assert "judge" not in view.rate_key.text() and "votes" in view.rate_key.text()
+    assert not view.cards["inconsistent"].isVisible() and not view.cards["consistency"].isVisible()
+    judged = summarise(_longer_wins(), ["run-3 (student)", "gpt-4o-mini (teacher)"])
+    view.show_result(judged)
+    assert "judge" in view.warning.text() and "judge" in view.rate_key.text()
+    assert view.cards["consistency"].isVisible()
+
+
+def test_the_rate_plot_names_pairs_by_letter_and_keys_the_full_names(view):
+    """Long system names elided on the y axis read as noise ("run-3 (...udent)"): letters there, names below."""
+    view.show_result(summarise(_alpaca(), ["run-3 (student)", "gpt-4o-mini (teacher)"]))
+    ticks = view.rate_plot.getPlotItem().getAxis("left")._tickLevels[0]
+    assert [label for _, label in ticks] == ["A vs B"]
+    assert "A = run-3 (student) · B = gpt-4o-mini (teacher)" in view.rate_key.text()
+    assert view.rate_plot.getPlotItem().titleLabel.text == "Win rate, 95 % interval"
+
+
+def test_long_system_names_do_not_widen_the_rate_plot_past_the_others(view):
+    """Three endpoint labels in the key must wrap: unwrapped, they pushed the ranking and category plots to slivers."""
+    labels = [f"{name} @ 127.0.0.1:40787" for name in ("student-run-3", "gpt-4o-mini", "llama-base")]
+    outcomes = [Outcome(p, i, j, "a" if (p + i) % 3 else "b", 500, 400, category="c" if p % 2 else "d")
+                for p in range(30) for i, j in ((0, 1), (0, 2), (1, 2))]
+    view.resize(860, 560)
+    view.show_result(summarise(outcomes, labels, bootstrap_rounds=100))
+    for _ in range(5):
+        view.repaint()
+    widths = [view.rate_box.width(), view.rank_box.width(), view.category_plot.width()]
+    assert min(widths) > 0.6 * max(widths), widths

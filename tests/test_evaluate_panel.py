@@ -255,6 +255,12 @@ def test_a_run_with_a_marker_judge_shows_the_marked_system_winning(qtbot, panel:
     assert len(new) == 6 and all("certified good" in s.instances[0].output for s in new)
     assert seed_origin(project.conn, new[0].id)["evaluation_id"] == evaluation.id
     assert project.prompt_sets.list()[0].prompt_count == 0  # they left the set
+    # Sent once: the page stops offering the same prompts again (a second click added nothing yet said "6").
+    qtbot.waitUntil(lambda: results.data.lost_sent == 6, timeout=WAIT_MS)
+    assert not results.seeds_action.isEnabled() and "(0)" in results.seeds_action.text()
+    assert "seed tasks already" in results.seeds_action.toolTip()
+    with pytest.raises(EvaluationError, match="seed tasks already"):
+        eval_work.lost_to_seeds(project, evaluation.id)
 
 
 def test_a_judge_that_always_picks_the_first_position_gives_no_wins(qtbot, panel: EvaluatePanel, fake,
@@ -282,10 +288,13 @@ def test_stop_keeps_the_answers_and_continue_asks_only_for_the_rest(qtbot, panel
     page.concurrency.setValue(2)
     page.start_action.trigger()
     qtbot.waitUntil(lambda: fake.total_requests >= 2, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: panel.selected_id() is not None, timeout=WAIT_MS)
+    assert not panel.continue_action.isEnabled()  # one run at a time: Continue would do nothing now
     page.stop_action.trigger()
     qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
     evaluation = project.evaluations.latest()
     assert evaluation.status == STOPPED and "Stopped" in page.phase_label.text()
+    assert page.phase_label.text().count("Stopped") == 1, page.phase_label.text()  # it said "Stopped. Stopped; …"
     assert fake.total_requests < 16
     fake.latency_s = 0.0
     qtbot.waitUntil(lambda: panel.selected_id() == evaluation.id and panel.continue_action.isEnabled(),
@@ -498,3 +507,32 @@ def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: Evaluat
     assert offered == [(snapshot.id, "v1", 40)]
     made = project.prompt_sets.get("held out")
     assert 1 <= made.prompt_count <= 40 and page.table.item(0, 0).text() == "held out"
+
+
+def test_starting_a_run_scrolls_its_progress_into_view(qtbot, panel: EvaluatePanel, fake, monkeypatch,
+                                                       tmp_path) -> None:
+    """With three systems and a judge the Run box sits below the fold at 1280 x 800: Start must bring it up."""
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 4))
+    point_at(panel, fake, "judge-marker", monkeypatch)
+    page = panel.new_page
+    page.add_system_action.trigger()
+    page.pickers[2].choose(other=(fake.base_url, "teacher", KEY_ENV))
+    panel.resize(1280, 640)
+    panel.show()
+    panel.show_page(NEW)
+    from PySide6.QtWidgets import QScrollArea
+    page.findChild(QScrollArea).verticalScrollBar().setValue(0)
+    qtbot.waitUntil(lambda: page.progress.visibleRegion().isEmpty(), timeout=WAIT_MS)  # below the fold
+    fake.latency_s = 0.2
+    page.start_action.trigger()
+    qtbot.waitUntil(lambda: not page.progress.visibleRegion().isEmpty(), timeout=WAIT_MS)
+    fake.latency_s = 0.0
+    qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
+
+
+def test_the_empty_list_says_the_next_step(qtbot, panel: EvaluatePanel, tmp_path) -> None:
+    """Before a set: import one; after: set an evaluation up (it kept saying "Import a prompt set")."""
+    assert "Import a prompt set" in panel.list_view.hint.text()
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 2))
+    qtbot.waitUntil(lambda: "Import" not in panel.list_view.hint.text(), timeout=WAIT_MS)
+    assert "New evaluation (Ctrl+N)" in panel.list_view.hint.text()

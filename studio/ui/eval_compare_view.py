@@ -256,6 +256,11 @@ class BlindCompareView(QWidget):
         self.reveal_table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         header = self.reveal_table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # Endpoint labels ("student-run-3 @ 127.0.0.1:40787") sized to contents left the prompt two words
+        # wide, wrapped: one line each, the system columns capped (the full text is the cell's tooltip).
+        header.setMaximumSectionSize(170)
+        self.reveal_table.setWordWrap(False)
+        self.reveal_table.setTextElideMode(Qt.TextElideMode.ElideRight)  # a prompt and a model id read from the start
         for column in range(1, 5):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         layout.addWidget(self.reveal_table, 1)
@@ -394,6 +399,7 @@ class BlindCompareView(QWidget):
             cells = (preview, labels[vote.left_system], labels[vote.right_system], said, winner or "—")
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(text)
                 if column == 4 and winner:
                     font = QFont(item.font())
                     font.setBold(True)

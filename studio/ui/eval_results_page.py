@@ -291,10 +291,12 @@ class ResultsPage(QWidget):
     def lost_to_seeds(self) -> None:
         if self.context is None or self.evaluation_id is None or self.data is None:
             return
-        lost, student = self.data.lost, self.data.evaluation.systems[0].label
+        lost, student = self.data.lost_unsent, self.data.evaluation.systems[0].label
         if not lost:
-            self.messages.show_message(f"The student ({student}) lost no prompt here: nothing to send to the seeds.",
-                                       "info")
+            self.messages.show_message(
+                f"The prompts the student ({student}) lost are seed tasks already: nothing more to send."
+                if self.data.lost else f"The student ({student}) lost no prompt here: nothing to send to the seeds.",
+                "info")
             return
         if not self.dialogs.confirm(
                 "Lost prompts → Seeds",
@@ -330,10 +332,14 @@ class ResultsPage(QWidget):
         has_data = chosen and self.data is not None
         self.refresh_action.setEnabled(chosen)
         self.export_action.setEnabled(has_data and (self.data.judge is not None or self.data.human is not None))
-        self.seeds_action.setEnabled(has_data and self.data.lost > 0)
+        self.seeds_action.setEnabled(has_data and self.data.lost_unsent > 0)
         self.nearest_action.setEnabled(has_data and self.data.lost > 0)
         if has_data:
-            self.seeds_action.setText(f"Lost prompts → Seeds ({self.data.lost})…")
+            self.seeds_action.setText(f"Lost prompts → Seeds ({self.data.lost_unsent})…")
+            if self.data.lost_sent:
+                self.seeds_action.setToolTip(f"{count_noun(self.data.lost_sent, 'lost prompt')} of this evaluation "
+                                             "are seed tasks already (tagged "
+                                             f"eval-{self.data.evaluation.id} in Seeds)")
 
 
 def describe(evaluation: Evaluation, data: work.ResultsData) -> str:

@@ -10,6 +10,7 @@ more than two systems, and the selected pair's win rate per category.
 """
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -31,12 +32,26 @@ MAX_CATEGORIES = 15  # a plot of 70 bars (Self-Instruct's apps) reads as noise: 
 _DASH = pg.mkPen("#888888", width=1, style=Qt.PenStyle.DashLine)
 
 
-def length_bias_text(pair: PairResult) -> str:
+def length_bias_text(pair: PairResult, *, votes: bool = False) -> str:
+    """The warning strip's words; ``votes`` when the result is the human votes' (there is no judge to blame)."""
     raw, lc = pair.win_rate_a_ties_half, pair.lc_win_rate_a
-    return (f"▲ Length bias: {pair.system_a}'s win rate with ties as half is {percent(raw)}, but at equal "
+    head = (f"▲ Length bias: {pair.system_a}'s win rate with ties as half is {percent(raw)}, but at equal "
             f"answer length (the length-controlled rate) it is {percent(lc)}, {abs(raw - lc) * 100:.0f} points "
-            f"apart (the flag is raised at {LENGTH_BIAS_THRESHOLD * 100:.0f}). The judge may be rewarding longer answers "
-            "rather than better ones: read the length-controlled rate, or tell the judge's template to ignore length.")
+            f"apart (the flag is raised at {LENGTH_BIAS_THRESHOLD * 100:.0f}). ")
+    if votes:
+        return head + ("The votes may be favouring longer answers rather than better ones (or the longer answers "
+                       "really are better): read the length-controlled rate next to the raw one.")
+    return head + ("The judge may be rewarding longer answers rather than better ones: read the length-controlled "
+                   "rate, or tell the judge's template to ignore length.")
+
+
+def is_votes_result(result: EvalResult | None) -> bool:
+    """A result computed from the blind votes (the panel's meta says ``judge: human``)."""
+    return result is not None and str((result.meta or {}).get("judge", "")) == "human"
+
+
+def _letter(index: int) -> str:
+    return chr(65 + index) if 0 <= index < 26 else str(index + 1)
 
 
 def _short(text: str, width: int = 16) -> str:
@@ -45,10 +60,6 @@ def _short(text: str, width: int = 16) -> str:
         return text
     tail = (width - 1) // 2
     return text[: width - 1 - tail] + "…" + text[len(text) - tail:]
-
-
-def _pair_label(pair: PairResult, width: int) -> str:
-    return f"{_short(pair.system_a, width)} vs {_short(pair.system_b, width)}"
 
 
 class _Card(QFrame):
@@ -133,6 +144,7 @@ class EvalResultsView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.result: EvalResult | None = None
+        self.votes_only = False  # the result is the human votes' (no judge): the wording speaks of votes
         self.human: EvalResult | None = None
         self.agreement: tuple[float | None, int] | None = None
         self.empty = QLabel("No results yet: run the evaluation with a judge, or finish the blind comparison.",
@@ -143,8 +155,9 @@ class EvalResultsView(QWidget):
         self.pair_combo.setToolTip("Which two systems the cards and the category plot are about")
         self.pair_label.setBuddy(self.pair_combo)
         self.pair_combo.currentIndexChanged.connect(self._on_pair_combo_changed)
-        self.method = QLabel("")
+        self.method = QLabel("", wordWrap=True)
         self.method.setProperty("role", "muted")
+        self.method.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.warning = QLabel("", wordWrap=True, objectName="LengthBiasWarning")
         self.warning.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.warning.hide()
@@ -169,17 +182,20 @@ class EvalResultsView(QWidget):
         for place, card in enumerate(self.cards.values()):
             cards.addWidget(card, place // 4, place % 4)
 
-        self.rate_plot = _Plot("Win rate of A, 95 % interval")
+        self.rate_plot = _Plot("Win rate, 95 % interval")  # longer titles are cut at 1280 px
         self.rate_plot.setToolTip("Each pair's win rate of its first system: the judge's (Wilson interval), the "
                                   "length-controlled one (bootstrap interval) and the human votes' (Wilson)")
         self.rate_plot.getPlotItem().setLabel("bottom", "%")
-        self.rate_key = QLabel("", textFormat=Qt.TextFormat.RichText, alignment=Qt.AlignmentFlag.AlignCenter)
+        self.rate_key = QLabel("", textFormat=Qt.TextFormat.RichText, alignment=Qt.AlignmentFlag.AlignCenter,
+                               wordWrap=True)
+        # Long system names wrap here; they must not widen the plot's column and squeeze the others.
+        self.rate_key.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.rate_box = QWidget()
         rate_layout = QVBoxLayout(self.rate_box)
         rate_layout.setContentsMargins(0, 0, 0, 0)
         rate_layout.addWidget(self.rate_plot, 1)
         rate_layout.addWidget(self.rate_key)
-        self.rank_plot = _Plot("Bradley–Terry ranking")
+        self.rank_plot = _Plot("Bradley–Terry")  # "… ranking" is cut in a third of 1280 px
         self.rank_plot.setToolTip("Each system's chance to beat an average one (Bradley–Terry), with bootstrap "
                                   "95 % intervals over prompts")
         self.rank_table = QTableWidget(0, 5)
@@ -190,6 +206,7 @@ class EvalResultsView(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)  # ≤ a few rows: cheap
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.rank_table.setWordWrap(False)
+        self.rank_table.setTextElideMode(Qt.TextElideMode.ElideRight)  # the letter first, then the name
         self.rank_table.setMaximumHeight(150)
         self.rank_box = QWidget()
         rank_layout = QVBoxLayout(self.rank_box)
@@ -232,6 +249,7 @@ class EvalResultsView(QWidget):
         """
         previous = self.selected_pair()
         self.result, self.human, self.agreement = result, human, agreement
+        self.votes_only = is_votes_result(result)
         self.empty.setVisible(result is None)
         self.body.setVisible(result is not None)
         self.pair_combo.blockSignals(True)
@@ -309,7 +327,9 @@ class EvalResultsView(QWidget):
             "—" if pair.avg_len_a is None else f"{pair.avg_len_a:,.0f} / {pair.avg_len_b:,.0f}",
             f"characters, {_short(a, 24)} / {_short(b, 24)}")
         self.warning.setVisible(pair.length_bias)
-        self.warning.setText(length_bias_text(pair) if pair.length_bias else "")
+        self.warning.setText(length_bias_text(pair, votes=self.votes_only) if pair.length_bias else "")
+        for name in ("inconsistent", "consistency"):  # a judge's traits: votes have no orders to swap
+            self.cards[name].setVisible(not self.votes_only)
         human = self._human_pair(pair)
         self.cards["human"].setVisible(human is not None)
         if human is not None:
@@ -341,15 +361,22 @@ class EvalResultsView(QWidget):
         plot = self.rate_plot
         plot.reset()
         pairs = self.result.pairs
-        series = [("judge", JUDGE_COLOUR, [(p.win_rate_a, p.ci_low, p.ci_high) for p in pairs]),
+        series = [("votes" if self.votes_only else "judge", HUMAN_COLOUR if self.votes_only else JUDGE_COLOUR,
+                   [(p.win_rate_a, p.ci_low, p.ci_high) for p in pairs]),
                   ("length-controlled", LC_COLOUR, [(p.lc_win_rate_a, p.lc_ci_low, p.lc_ci_high) for p in pairs])]
         if self.human is not None:
             humans = [self._human_pair(p) for p in pairs]
             series.append(("human", HUMAN_COLOUR, [(h.win_rate_a, h.ci_low, h.ci_high) if h else (None, None, None)
                                                    for h in humans]))
         # The key is a label under the plot: a long plot title widens the plot past its widget (clipped).
+        # The rows are named by letter ("A vs B"); the key says which system each letter is, in full.
+        names = {}
+        for p in pairs:
+            names.setdefault(p.index_a, p.system_a)
+            names.setdefault(p.index_b, p.system_b)
+        letters = " · ".join(f"{_letter(i)} = {html.escape(name)}" for i, name in sorted(names.items()))
         self.rate_key.setText("&nbsp;&nbsp;".join(f'<span style="color:{colour}">■</span> {name}'
-                                                  for name, colour, _ in series))
+                                                  for name, colour, _ in series) + f"<br>{letters}")
         height = 0.8 / len(series)
         rows = len(pairs) - 1 - np.arange(len(pairs), dtype=float)  # the first pair on top
         ink = plot.palette().text().color()
@@ -367,9 +394,8 @@ class EvalResultsView(QWidget):
                 label.setPos(float(end) + 1, float(yi))
                 plot.addItem(label)
         plot.addItem(pg.InfiniteLine(pos=50, angle=90, pen=_DASH))
-        width = 14 if len(pairs) < 4 else 11
         plot.getPlotItem().getAxis("left").setTicks(
-            [[(float(row), _pair_label(p, width)) for row, p in zip(rows, pairs)]])
+            [[(float(row), f"{_letter(p.index_a)} vs {_letter(p.index_b)}") for row, p in zip(rows, pairs)]])
         plot.setXRange(0, 112, padding=0)
         middle, half = (len(pairs) - 1) / 2, max(len(pairs), 1.8) / 2  # one pair: bars not a wall of colour
         plot.setYRange(middle - half, middle + half, padding=0)
@@ -393,16 +419,19 @@ class EvalResultsView(QWidget):
                       pg.ErrorBarItem(x=value, y=y, left=below, right=above, beam=0.25,
                                       pen=pg.mkPen(plot.palette().text().color(), width=1.5)))
         plot.addItem(pg.InfiniteLine(pos=50, angle=90, pen=_DASH))
-        plot.getPlotItem().getAxis("left").setTicks([[(float(i), _short(r.system)) for i, r in enumerate(rows)]])
+        # Letters as on the win-rate plot (elided names there read as noise); the table names each in full.
+        plot.getPlotItem().getAxis("left").setTicks([[(float(i), _letter(r.index)) for i, r in enumerate(rows)]])
         plot.getPlotItem().setLabel("bottom", "% vs an average system")
         plot.setXRange(0, 104, padding=0)
         plot.setYRange(-0.6, len(rows) - 0.4, padding=0)
         self.rank_table.setRowCount(len(ranking))
         for row, r in enumerate(ranking):
             interval = "—" if r.ci_low is None else f"{r.ci_low:+.2f} … {r.ci_high:+.2f}"
-            cells = (str(r.rank), r.system, f"{r.strength:+.2f}", interval, percent(r.score))
+            cells = (str(r.rank), f"{_letter(r.index)}  {r.system}", f"{r.strength:+.2f}", interval,
+                     percent(r.score))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(text)
                 if column != 1:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.rank_table.setItem(row, column, item)
@@ -423,9 +452,10 @@ class EvalResultsView(QWidget):
         ok, value, below, above = _whiskers([c["win_rate_a"] for _, c in rows], [c["ci_low"] for _, c in rows],
                                             [c["ci_high"] for _, c in rows])
         y = np.arange(len(rows), dtype=float)
+        colour = HUMAN_COLOUR if self.votes_only else JUDGE_COLOUR
         if ok.any():
             plot.add_bars(pg.BarGraphItem(x0=np.zeros(int(ok.sum())), y=y[ok], width=value[ok], height=0.6,
-                                          brush=JUDGE_COLOUR, pen=pg.mkPen(JUDGE_COLOUR)),
+                                          brush=colour, pen=pg.mkPen(colour)),
                           pg.ErrorBarItem(x=value[ok], y=y[ok], left=below[ok], right=above[ok], beam=0.25,
                                           pen=pg.mkPen(plot.palette().text().color(), width=1.5)))
         plot.addItem(pg.InfiniteLine(pos=50, angle=90, pen=_DASH))

@@ -479,7 +479,7 @@ class NewEvaluationPage(QWidget):
                            "rerun or another judge pays nothing twice); then the judge compares every pair in both "
                            "orders. Without a judge, vote yourself on the Compare page."))
         bl.addLayout(columns, 1)
-        scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
+        self.scroll = scroll = QScrollArea(widgetResizable=True, frameShape=QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         layout = QVBoxLayout(self)
@@ -797,6 +797,13 @@ class NewEvaluationPage(QWidget):
                                     **kwargs)
         self._set_running(True)
         self._redraw_timer.start()
+        self.show_run_box()
+
+    def show_run_box(self) -> None:
+        """Scroll the Run box into view: at 1280 x 800 with three systems it sits below the fold, and a run
+        whose progress and phase cannot be seen looks like nothing happened."""
+        self.scroll.ensureWidgetVisible(self.counters_label, 0, 8)
+        self.scroll.ensureWidgetVisible(self.start_button, 0, 8)
 
     def stop(self) -> None:
         if self._queued is not None:
@@ -846,7 +853,9 @@ class NewEvaluationPage(QWidget):
                    f"{count_noun(verdicts, 'new verdict')} (+{cached_j:,} cached) · "
                    f"{count_noun(errors, 'error')} · ${cost:.4f}")
         title = {"done": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(status, status.capitalize())
-        self.phase_label.setText(f"{title}." + (f" {message}" if message else ""))
+        # The engine's message may start with the same word ("Stopped; every answer…"): say it once.
+        said = message.lower().startswith(title.lower())
+        self.phase_label.setText(message if said else f"{title}." + (f" {message}" if message else ""))
         self.counters_label.setText(summary)
         if status == "done":
             self.progress.setRange(0, 1)
@@ -876,6 +885,8 @@ class NewEvaluationPage(QWidget):
         self.job = None
         self.handle = None
         self._set_running(False)
+        # The outcome's words are set after this and may add lines: scroll once the layout has followed.
+        QTimer.singleShot(50, self, self.show_run_box)  # dropped if the page goes
         self._schedule_estimate()  # what is cached now costs nothing next time
 
     def _set_running(self, running: bool) -> None:

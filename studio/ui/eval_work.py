@@ -268,6 +268,12 @@ class ResultsData:
     agreement: tuple[float | None, int] | None = None
     rows: list[dict] = field(default_factory=list)
     lost: int = 0  # prompts the student (system 0) lost
+    lost_sent: int = 0  # of those, the ones already sent to the seeds (released from their set)
+
+    @property
+    def lost_unsent(self) -> int:
+        """Lost prompts not yet seed tasks: what "Lost prompts → Seeds" would send."""
+        return max(self.lost - self.lost_sent, 0)
     votes: tuple[int, int] = (0, 0)
 
 
@@ -322,8 +328,16 @@ def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int 
         data.agreement = stats.agreement(judged, human)
     data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)
     _attach_raw(project, evaluation, data.rows)
-    data.lost = len(lost_prompts(_lost_source(project, evaluation), system=0))
+    lost_ids = {lost.prompt_id for lost in lost_prompts(_lost_source(project, evaluation), system=0)}
+    data.lost = len(lost_ids)
+    data.lost_sent = len(lost_ids) - len(_unreleased(project, lost_ids))
     return data
+
+
+def _unreleased(project: Project, prompt_ids: set[int] | list[int]) -> list[int]:
+    """The prompts still in their evaluation set (a released one was sent to the seeds already)."""
+    prompts = project.prompt_sets.prompts_by_id(list(prompt_ids))
+    return sorted(i for i in prompt_ids if i in prompts and prompts[i].released_to is None)
 
 
 def _attach_raw(project: Project, evaluation: Evaluation, rows: list[dict]) -> None:
@@ -385,9 +399,13 @@ def lost_to_seeds(project: Project, evaluation_id: int) -> list[int]:
     from studio.core.evaluation.lost import to_seeds
 
     evaluation = project.evaluations.get(evaluation_id)
-    ids = lost_prompt_ids(project, evaluation_id)
-    if not ids:
+    lost = lost_prompt_ids(project, evaluation_id)
+    if not lost:
         raise EvaluationError(f"The student ({evaluation.systems[0].label}) lost no prompt in {evaluation.label}.")
+    ids = _unreleased(project, lost)  # a second click must not offer the same prompts again
+    if not ids:
+        raise EvaluationError(f"The {len(lost)} prompts the student lost in {evaluation.label} are seed tasks "
+                              "already (tagged eval-" + str(evaluation.id) + " in Seeds).")
     return to_seeds(project, evaluation, ids, system=0)
 
 

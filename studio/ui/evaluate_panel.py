@@ -166,6 +166,7 @@ class EvaluatePanel(Panel):
         self.compare_view = BlindCompareView(self.jobs)
         self.results_page = ResultsPage(self.jobs, self.messages)
         self.sets_page.sets_loaded.connect(self.new_page.set_prompt_sets)
+        self.sets_page.sets_loaded.connect(self._on_sets_loaded)
         self.sets_page.evaluate_requested.connect(self._on_evaluate_set)
         self.new_page.run_started.connect(self._on_run_started)
         self.new_page.run_finished.connect(self._on_run_finished)
@@ -201,8 +202,8 @@ class EvaluatePanel(Panel):
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)  # the wrapped second line follows the width
         self.list.currentRowChanged.connect(self._on_selected)
         self.list.itemActivated.connect(lambda _item: self._open_selected())
-        self.list_view = Hinted(self.list, "No evaluations yet.\nImport a prompt set (Ctrl+1), then set one up on "
-                                           "New evaluation (Ctrl+N).")
+        self.list_view = Hinted(self.list, "No evaluations yet.\nImport a prompt set (Ctrl+1, then Ctrl+I), then set "
+                                           "one up on New evaluation (Ctrl+N).")
         self.new_action = make_action(self, "New", "Ctrl+N", self.new_evaluation, "Set up a new evaluation",
                                       context=Qt.ShortcutContext.WindowShortcut)
         self.continue_action = make_action(self, "Continue", "Ctrl+Shift+Return", self.continue_selected,
@@ -352,9 +353,20 @@ class EvaluatePanel(Panel):
         self.list.blockSignals(False)
         if self._select_after is not None and chosen >= 0:
             self._select_after = None
-        self.list_view.show_hint(not rows)
+        self.list_view.show_hint(not rows, self._list_hint())
         self._update_actions()
         self._sync_pages()
+
+    def _list_hint(self) -> str:
+        """The empty list's next step: import a set first, or (once there is one) set an evaluation up."""
+        if getattr(self, "_has_sets", False):
+            return "No evaluations yet.\nSet one up on New evaluation (Ctrl+N)."
+        return "No evaluations yet.\nImport a prompt set (Ctrl+1, then Ctrl+I), then set one up on New evaluation " \
+               "(Ctrl+N)."
+
+    def _on_sets_loaded(self, sets: list) -> None:
+        self._has_sets = bool(sets)
+        self.list_view.show_hint(not self.rows, self._list_hint())
 
     def _on_selected(self, _row: int) -> None:
         self._update_actions()
@@ -457,8 +469,9 @@ class EvaluatePanel(Panel):
         has_project = self.context is not None
         evaluation = self.selected()
         self.new_action.setEnabled(has_project)
-        self.continue_action.setEnabled(evaluation is not None and evaluation.status in (STOPPED, FAILED, "created",
-                                                                                         "answering", "judging"))
+        # While a run is going, Continue did nothing at all (one run at a time): it is off until the run ends.
+        self.continue_action.setEnabled(evaluation is not None and not self.new_page.is_busy()
+                                        and evaluation.status in (STOPPED, FAILED, "created", "answering", "judging"))
         self.rename_action.setEnabled(evaluation is not None)
         self.delete_action.setEnabled(evaluation is not None)
         self.like_action.setEnabled(evaluation is not None)
