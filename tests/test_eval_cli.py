@@ -222,6 +222,18 @@ def test_human_votes_give_their_own_result_and_the_judge_reports_agreement(root,
     assert "position consistency" not in out
 
 
+def test_an_evaluation_without_a_judge_shows_its_votes(root, fake, capsys) -> None:
+    assert run_cli(capsys, *eval_run(root, fake, judge=None))[0] == 0
+    with Project.open(root) as project:
+        evaluation = project.evaluations.get(1)
+        project.votes.ensure_queue(evaluation)
+        for vote in project.votes.votes(1):
+            project.votes.cast(vote.id, "a")
+    code, out, _ = run_cli(capsys, "eval", "results", "1", "--json", "--project", root)
+    shown = json.loads(out)  # no --human: the votes are the only result it has, as in the panel
+    assert code == 0 and shown["source"] == "human votes" and (shown["n"], shown["wins_a"]) == (6, 6)
+
+
 def test_the_budget_stops_the_run_and_says_what_is_left(root, capsys) -> None:
     answer = lambda prompt: "An answer. " * 20  # noqa: E731
     with FakeEvalServer(answerers={"gpt-4o-mini": answer, "plain": answer}) as priced:

@@ -264,8 +264,8 @@ class PromptSetsPage(QWidget):
             return
         if not self.dialogs.confirm("Delete prompt set",
                                     f"Delete prompt set {chosen.name!r} ({count_noun(chosen.prompt_count, 'prompt')})?"
-                                    " Evaluations on it keep their answers and verdicts; its prompts may then be "
-                                    "used for generation and training again.", "Delete"):
+                                    " Its prompts may then be used for generation and training again. A set that "
+                                    "evaluations use cannot be deleted (delete those evaluations first).", "Delete"):
             return
         self.jobs.submit("Deleting a prompt set", work.delete_prompt_set, chosen.id, key="eval-set-edit",
                          project=self.context, on_done=lambda _r: self.refresh(), on_error=self._on_error)

@@ -339,8 +339,15 @@ def cmd_eval_results(args: argparse.Namespace) -> int:
             return _list_evaluations(project, sys.stdout, as_json=bool(getattr(args, "json", False)))
         evaluation = project.evaluations.get(_evaluation_id(args.evaluation))
         _print_result(project, evaluation, sys.stdout, as_json=bool(getattr(args, "json", False)),
-                      human=bool(getattr(args, "human", False)))
+                      human=_use_votes(project, evaluation, args))
     return EXIT_OK
+
+
+def _use_votes(project: Project, evaluation: Evaluation, args: argparse.Namespace) -> bool:
+    """--human, or an evaluation without a judge that has votes (its only result, as the panel shows it)."""
+    if getattr(args, "human", False):
+        return True
+    return evaluation.judge is None and project.votes.progress(evaluation.id)[0] > 0
 
 
 def cmd_eval_export(args: argparse.Namespace) -> int:
@@ -353,7 +360,7 @@ def cmd_eval_export(args: argparse.Namespace) -> int:
         raise EvaluationError(f"{path}: export to a .json or a .csv file.")
     with _open(args, exclusive=False) as project:
         evaluation = project.evaluations.get(_evaluation_id(args.evaluation))
-        human = bool(getattr(args, "human", False))
+        human = _use_votes(project, evaluation, args)
         result, judge_outcomes, human_outcomes = evaluation_result(project, evaluation, human=human)
         rows = prompt_rows(project, evaluation, judge_outcomes, human=human_outcomes or None)
         written = (write_json if suffix == ".json" else write_csv)(result, rows, path)

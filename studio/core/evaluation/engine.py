@@ -422,7 +422,7 @@ class EvalEngine:
         if isinstance(ended, BaseException) and not isinstance(ended, asyncio.CancelledError):
             raise ended  # a bug in a worker must not pass for a stopped run
         if halt.is_set() and not self._fatal and not self._halt_reason and self._stop_requested.is_set():
-            self._halt_reason = "Stopped; every answer and verdict received so far is kept. Run it again to go on."
+            self._halt_reason = "Stopped; every answer and verdict received so far is kept. Continue it to go on (nothing is asked twice)."
 
     async def _wait_change(self) -> None:
         await self._changed.wait()
