@@ -128,8 +128,8 @@ def _refuse_eval_seeds(project: Project) -> None:
     more = f" and {len(hits) - 3:,} more" if len(hits) > 3 else ""
     raise ConfigError(
         f"{len(hits):,} seed task{'s are' if len(hits) != 1 else ' is'} an evaluation-only prompt ({named}{more}): "
-        "the teacher would learn the test. Remove them on the Seeds page, or delete the prompt set on the "
-        "Evaluate page.")
+        "the teacher would learn the test. Remove them on the Seeds page (or `distill-studio seeds delete ID`), "
+        "or delete the prompt set on the Evaluate page.")
 
 
 @dataclass(frozen=True)
