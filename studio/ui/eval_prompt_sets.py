@@ -29,10 +29,10 @@ from PySide6.QtWidgets import (
 from studio.core.evaluation.model import EvalPrompt, PromptSet
 from studio.core.wording import count_noun
 from studio.ui import eval_work as work
+from studio.ui.hinted_view import HintedView
 from studio.ui.eval_widgets import (
     ID_ROLE,
     Dialogs,
-    Hinted,
     heading,
     item,
     make_action,
@@ -124,7 +124,7 @@ class PromptSetsPage(QWidget):
             self.table.setColumnWidth(column, width)
         self.table.itemSelectionChanged.connect(self._on_selection_changed)
         self.table.itemActivated.connect(lambda _item: self._on_evaluate())
-        self.sets_view = Hinted(self.table, "No prompt sets yet.\nImport a prompt file (Ctrl+I), e.g. the Self-Instruct "
+        self.sets_view = HintedView(self.table, "No prompt sets yet.\nImport a prompt file (Ctrl+I), e.g. the Self-Instruct "
                                             "user-oriented instructions, or take a snapshot's validation split "
                                             "(Ctrl+Shift+I).")
         self.preview = read_only_table(["#", "Category", "Instruction", "Input"])
@@ -134,7 +134,7 @@ class PromptSetsPage(QWidget):
             self.preview.setColumnWidth(column, width)
         pheader.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.preview.itemSelectionChanged.connect(self._on_prompt_selected)
-        self.preview_view = Hinted(self.preview, "Select a set to see its prompts.")
+        self.preview_view = HintedView(self.preview, "Select a set to see its prompts.")
         self.preview_label = muted("")
         self.detail = QPlainTextEdit(readOnly=True, placeholderText="The selected prompt in full")
         self.detail.setMinimumHeight(80)

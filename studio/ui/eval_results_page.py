@@ -27,9 +27,9 @@ from studio.core.wording import count_noun
 from studio.ui import eval_work as work
 from studio.ui.elided_label import ElidedLabel
 from studio.ui.eval_results_view import EvalResultsView
+from studio.ui.hinted_view import HintedView
 from studio.ui.eval_widgets import (
     Dialogs,
-    Hinted,
     heading,
     item,
     make_action,
@@ -103,7 +103,7 @@ class ResultsPage(QWidget):
                             (7, "Your blind vote on the Compare page")):
             self.table.horizontalHeaderItem(column).setToolTip(tip)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
-        self.table_view = Hinted(self.table, "Every prompt's verdicts appear here once the evaluation has answers.")
+        self.table_view = HintedView(self.table, "Every prompt's verdicts appear here once the evaluation has answers.")
         self.prompt_text = QPlainTextEdit(readOnly=True, placeholderText="The selected prompt")
         self.answer_a = QPlainTextEdit(readOnly=True, placeholderText="Answer of A")
         self.answer_b = QPlainTextEdit(readOnly=True, placeholderText="Answer of B")
@@ -158,7 +158,7 @@ class ResultsPage(QWidget):
         self.inner.addTab(lower, "&Per prompt")
         self.inner.setTabToolTip(0, "Win rates with intervals, lengths, position consistency, plots (Alt+S)")
         self.inner.setTabToolTip(1, "Every prompt's verdicts and both answers (Alt+P)")
-        self.empty = Hinted(self.inner, "Select an evaluation on the left to see its results.")
+        self.empty = HintedView(self.inner, "Select an evaluation on the left to see its results.")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)

@@ -11,7 +11,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMessageBox,
-    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QToolButton,
@@ -44,28 +43,6 @@ def tool_button(action: QAction) -> QToolButton:
     button.setDefaultAction(action)
     button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
     return button
-
-
-class Hinted(QStackedWidget):
-    """A view that says what will appear in it while it is empty."""
-
-    def __init__(self, view: QWidget, hint: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.view = view
-        self.hint = QLabel(hint, wordWrap=True, alignment=Qt.AlignmentFlag.AlignCenter)
-        self.hint.setProperty("role", "muted")
-        self.hint.setMargin(16)
-        self.addWidget(self.hint)
-        self.addWidget(view)
-        self.show_hint(True)
-
-    def show_hint(self, empty: bool, text: str | None = None) -> None:
-        if text is not None:
-            self.hint.setText(text)
-        self.setCurrentIndex(0 if empty else 1)
-
-    def hint_shown(self) -> bool:
-        return self.currentIndex() == 0
 
 
 def heading(text: str) -> QLabel:

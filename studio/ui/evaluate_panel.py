@@ -53,10 +53,10 @@ from studio.ui.eval_compare_view import BlindCompareView
 from studio.ui.eval_prompt_sets import PromptSetsPage
 from studio.ui.eval_results_page import ResultsPage
 from studio.ui.eval_setup import NewEvaluationPage
+from studio.ui.hinted_view import HintedView
 from studio.ui.eval_widgets import (
     ID_ROLE,
     Dialogs,
-    Hinted,
     heading,
     make_action,
     tool_button,
@@ -177,7 +177,7 @@ class EvaluatePanel(Panel):
         compare = QWidget()
         cl = QVBoxLayout(compare)
         cl.setContentsMargins(0, 0, 0, 0)
-        self.compare_hint = Hinted(self.compare_view, "Select an evaluation on the left to compare its answers "
+        self.compare_hint = HintedView(self.compare_view, "Select an evaluation on the left to compare its answers "
                                                       "blind: two answers side by side, the systems hidden until "
                                                       "every vote is in.")
         cl.addWidget(self.compare_hint)
@@ -202,7 +202,7 @@ class EvaluatePanel(Panel):
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)  # the wrapped second line follows the width
         self.list.currentRowChanged.connect(self._on_selected)
         self.list.itemActivated.connect(lambda _item: self._open_selected())
-        self.list_view = Hinted(self.list, "No evaluations yet.\nImport a prompt set (Ctrl+1, then Ctrl+I), then set "
+        self.list_view = HintedView(self.list, "No evaluations yet.\nImport a prompt set (Ctrl+1, then Ctrl+I), then set "
                                            "one up on New evaluation (Ctrl+N).")
         self.new_action = make_action(self, "New", "Ctrl+N", self.new_evaluation, "Set up a new evaluation",
                                       context=Qt.ShortcutContext.WindowShortcut)

@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-    QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QStackedWidget, QTableWidget,
+    QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QTableWidget,
     QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
@@ -29,6 +29,7 @@ from studio.core.llm.models import ConnectionReport, check_connection
 from studio.core.project import Project
 from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES, RegistryError
 from studio.ui.generate_worker import GenerationWorker
+from studio.ui.hinted_view import HintedView
 from studio.ui.jobs import JobRunner
 from studio.ui.message_area import MessageArea
 from studio.ui.panels import Panel
@@ -65,26 +66,6 @@ def read_seed_yield(project: Project, run_id: int) -> list[tuple[str, int, int]]
 
 def restore_rejected(project: Project, rejected_id: int) -> int | None:
     return project.generation.restore(rejected_id)
-
-
-class HintedView(QStackedWidget):
-    """A list or table that says what will appear in it while it is empty."""
-
-    def __init__(self, view: QWidget, hint: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.view = view
-        self.hint = QLabel(hint, wordWrap=True, alignment=Qt.AlignmentFlag.AlignCenter)
-        self.hint.setProperty("role", "muted")
-        self.hint.setMargin(16)
-        self.addWidget(self.hint)
-        self.addWidget(view)
-        self.show_hint(True)
-
-    def show_hint(self, empty: bool) -> None:
-        self.setCurrentIndex(0 if empty else 1)
-
-    def hint_shown(self) -> bool:
-        return self.currentIndex() == 0
 
 
 class GeneratePanel(Panel):

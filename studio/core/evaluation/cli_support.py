@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from studio.core.ctrl_c import CtrlCStops
 from studio.core.errors import StudioError
 from studio.core.evaluation.model import (
     ANSWERING,
@@ -248,36 +248,11 @@ def _run_engine(project: Project, evaluation_id: int, clients: Any, judge_client
 
     line = ProgressLine(err)
     engine = EvalEngine(project, evaluation_id, clients=clients, judge_client=judge_client, on_progress=line)
-    stopper = _CtrlCStops(engine, line)
+    stopper = CtrlCStops(engine.stop, line.note)
     with stopper:
         result = engine.run_blocking()
     line.close()
     return result, stopper.pressed
-
-
-class _CtrlCStops:
-    """Ctrl+C asks the engine to stop (what arrived is committed); a second Ctrl+C quits at once."""
-
-    def __init__(self, engine: Any, line: ProgressLine):
-        self._engine, self._line = engine, line
-        self._previous: Any = None
-        self.pressed = False
-
-    def _handler(self, signum: int, frame: object) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-        self.pressed = True
-        self._line.note("stopping: finishing the requests in flight (Ctrl+C again to quit at once)")
-        self._engine.stop()
-
-    def __enter__(self) -> _CtrlCStops:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 class ProgressLine:

@@ -5,11 +5,10 @@ Kept beside the engine (not in ``studio/cli.py``) so the CLI module stays cheap 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 
+from studio.core.ctrl_c import CtrlCStops
 from studio.core.errors import StudioError
 from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig
@@ -65,7 +64,7 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         run_id = prepare_run(project, config, api_key=key.value)
     bar = ProgressBar(sys.stderr, quiet=args.quiet)
     engine = GenerationEngine(project, run_id, on_event=bar, api_key=key.value, key_source=key.describe())
-    with _ctrl_c_stops(engine, bar):
+    with CtrlCStops(engine.stop, bar.note):
         result = engine.run_blocking()
     bar.close()
     c = result.counters
@@ -79,31 +78,6 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         print(f"error: {result.message}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_STOPPED if result.reason == "stopped" else EXIT_OK
-
-
-class _ctrl_c_stops:
-    """Ctrl+C asks the engine to stop (finished work is committed, then one summary line); a second one quits."""
-
-    def __init__(self, engine: GenerationEngine, bar: ProgressBar):
-        self._engine, self._bar = engine, bar
-        self._previous = None
-        self._pressed = False
-
-    def _handler(self, signum: int, frame: object) -> None:
-        if self._pressed:
-            raise KeyboardInterrupt
-        self._pressed = True
-        self._bar.note("stopping: finishing the requests in flight (Ctrl+C again to quit at once)")
-        self._engine.stop()
-
-    def __enter__(self) -> _ctrl_c_stops:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 class ProgressBar:

@@ -1,0 +1,38 @@
+"""Ctrl+C for a CLI command that runs an engine: the first asks it to stop, a second quits at once.
+
+Generation and evaluation runs commit each result as it arrives, so a first Ctrl+C lets the
+requests in flight finish and the command print its summary; only a second one interrupts.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+STOPPING = "stopping: finishing the requests in flight (Ctrl+C again to quit at once)"
+
+
+class CtrlCStops:
+    """``with CtrlCStops(engine.stop, line.note):`` — SIGINT handled on the main thread only, restored after."""
+
+    def __init__(self, stop: Callable[[], None], note: Callable[[str], None]):
+        self._stop, self._note = stop, note
+        self._previous: Any = None
+        self.pressed = False
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+        self._note(STOPPING)
+        self._stop()
+
+    def __enter__(self) -> CtrlCStops:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
