@@ -536,3 +536,83 @@ def test_the_empty_list_says_the_next_step(qtbot, panel: EvaluatePanel, tmp_path
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 2))
     qtbot.waitUntil(lambda: "Import" not in panel.list_view.hint.text(), timeout=WAIT_MS)
     assert "New evaluation (Ctrl+N)" in panel.list_view.hint.text()
+
+
+# -- refreshes, selection and project switches ------------------------------------------------------------
+def stored_evaluation(project: Project, name: str = "") -> int:
+    """An evaluation with one prompt and no judge, stored directly (no run)."""
+    from studio.core.evaluation.model import EvalSettings, SystemSpec
+
+    with project.conn:
+        set_id = project.conn.execute("INSERT INTO eval_prompt_sets (name, content_hash, created_at)"
+                                      " VALUES ('s', 'h', 0)").lastrowid
+        prompt_id = project.conn.execute("INSERT INTO eval_prompts (set_id, position, instruction, prompt_hash)"
+                                         " VALUES (?, 0, 'x', ?)", (set_id, EvalPrompt("x").hash)).lastrowid
+    systems = [SystemSpec("endpoint", label=m, base_url="http://127.0.0.1:9/v1", model=m, key=m)
+               for m in ("student", "teacher")]
+    return project.evaluations.create(set_id=set_id, set_hash="h", prompt_ids=[prompt_id], systems=systems,
+                                      judge=None, settings=EvalSettings(), name=name).id
+
+
+def test_list_refreshes_do_not_restart_the_results_read(qtbot, panel: EvaluatePanel, project: Project,
+                                                        monkeypatch) -> None:
+    import threading
+
+    evaluation_id = stored_evaluation(project)
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.selected_id() == evaluation_id, timeout=WAIT_MS)
+    real, calls, gate = eval_work.read_results, [], threading.Event()
+
+    def slow_read(project, evaluation_id, **kwargs):
+        calls.append(evaluation_id)
+        gate.wait(10)
+        return real(project, evaluation_id, **kwargs)
+
+    monkeypatch.setattr(eval_work, "read_results", slow_read)
+    panel.show_page(RESULTS)
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=WAIT_MS)
+    for _ in range(5):  # a run's list refreshes: the same evaluation stays selected
+        panel._fill(list(panel.rows))
+    panel.results_page.refresh()  # the results timer while the read computes: one more read, after it
+    panel.results_page.refresh()
+    gate.set()
+    qtbot.waitUntil(lambda: panel.results_page.data is not None and not panel.results_page.is_reading(),
+                    timeout=WAIT_MS)
+    qtbot.wait(50)
+    assert calls == [evaluation_id, evaluation_id]
+
+
+def test_a_run_of_the_previous_project_does_not_reach_the_next(qtbot, panel: EvaluatePanel, fake, monkeypatch,
+                                                                tmp_path) -> None:
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 6))
+    point_at(panel, fake, None, monkeypatch)
+    fake.latency_s = 0.3
+    page = panel.new_page
+    page.concurrency.setValue(1)
+    finished: list[int] = []
+    page.run_finished.connect(finished.append)
+    page.start_action.trigger()
+    qtbot.waitUntil(lambda: page.job is not None and fake.total_requests >= 1, timeout=WAIT_MS)
+    old_job = page.job
+    with Project.create(tmp_path / "other") as other:
+        other_context = ProjectContext(other)
+        try:
+            panel.set_context(other_context)
+            assert not page.is_busy() and page.start_action.isEnabled()  # Start is not a silent no-op
+            qtbot.waitUntil(lambda: not old_job.running, timeout=WAIT_MS)
+            qtbot.wait(100)
+            assert finished == [] and page.evaluation_id is None and panel.selected_id() is None
+        finally:
+            panel.set_context(None)
+            other_context.close()
+
+
+def test_alt_keys_follow_the_pickers_after_a_removal(panel: EvaluatePanel) -> None:
+    page = panel.new_page
+    third, fourth = page.add_system(), page.add_system()
+    assert third is not None and fourth is not None
+    removed = third.focus_action
+    page.remove_system(third)
+    keys = [p.focus_action.shortcut().toString() for p in page.pickers]
+    assert keys == ["Alt+1", "Alt+2", "Alt+3"]
+    assert removed not in page.actions() and fourth.focus_action.text() == "System C"

@@ -72,6 +72,9 @@ class ResultsPage(QWidget):
         self.data: work.ResultsData | None = None
         self.rows: list[dict] = []
         self._shown_rows: list[dict] = []
+        self._read_job: object | None = None  # the read computing now, and of which evaluation
+        self._read_id: int | None = None
+        self._read_again = False
         self._build()
 
     def _build(self) -> None:
@@ -169,6 +172,7 @@ class ResultsPage(QWidget):
     # -- the project -------------------------------------------------------------------------------------
     def set_context(self, context: ProjectContext | None) -> None:
         self.context = context
+        self._read_job, self._read_id, self._read_again = None, None, False
         self.set_evaluation(None)
 
     def set_evaluation(self, evaluation_id: int | None) -> None:
@@ -186,12 +190,30 @@ class ResultsPage(QWidget):
         if evaluation_id is not None:
             self.refresh()
 
+    def is_reading(self) -> bool:
+        return self._read_job is not None
+
     def refresh(self) -> None:
+        """Read the results again; while a read of this evaluation is computing, one more runs when it ends
+        (submitting now would cancel it, and with many prompts no read would ever finish)."""
         if self.context is None or self.evaluation_id is None:
             return
-        self.jobs.submit("Computing the evaluation's results", work.read_results, self.evaluation_id,
-                         key="eval-results", project=self.context, quiet=True, on_done=self._show,
-                         on_error=self._on_error)
+        if self._read_job is not None and self._read_id == self.evaluation_id:
+            self._read_again = True
+            return
+        self._read_again = False
+        job = self.jobs.submit("Computing the evaluation's results", work.read_results, self.evaluation_id,
+                               key="eval-results", project=self.context, quiet=True, on_done=self._show,
+                               on_error=self._on_error)
+        self._read_job, self._read_id = job, self.evaluation_id
+        job.finished.connect(lambda j=job: self._on_read_end(j))
+
+    def _on_read_end(self, job: object) -> None:
+        if job is not self._read_job:  # a read of another evaluation, cancelled by this one
+            return
+        self._read_job = None
+        if self._read_again:
+            self.refresh()
 
     def _show(self, data: work.ResultsData) -> None:
         if data.evaluation.id != self.evaluation_id:

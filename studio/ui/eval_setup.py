@@ -11,9 +11,11 @@ GUI thread. Stop (Esc) asks the engine to wind down: every answer and verdict so
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -350,6 +352,7 @@ class NewEvaluationPage(QWidget):
         self._waiting_adapters: set[int] = set()
         self._progress: object | None = None
         self._pending_set: int | None = None
+        self._launch_token = 0  # which launch the run callbacks belong to (a project switch drops the old one's)
         self._build()
         self._estimate_timer = QTimer(self, singleShot=True, interval=ESTIMATE_DELAY_MS)
         self._estimate_timer.timeout.connect(self._estimate)
@@ -522,12 +525,22 @@ class NewEvaluationPage(QWidget):
             return
         self.pickers.remove(picker)
         self.removeAction(picker.focus_action)  # type: ignore[attr-defined]
+        picker.focus_action.deleteLater()  # type: ignore[attr-defined]
         picker.setParent(None)
         picker.deleteLater()
         for index, each in enumerate(self.pickers):
             each.set_index(index)
+            self._bind_focus_key(each)
         self.add_system_action.setEnabled(True)
         self._schedule_estimate()
+
+    def _bind_focus_key(self, picker: SystemPicker) -> None:
+        """Alt+N follows the picker's letter once one above it is removed (else two Alt+3 and a dead Alt+4)."""
+        action: QAction = picker.focus_action  # type: ignore[attr-defined]
+        letter = LETTERS[picker.index]
+        action.setText(f"System {letter}")
+        action.setShortcut(QKeySequence(f"Alt+{picker.index + 1}"))
+        action.setToolTip(f"Pick system {letter} ({key_text(f'Alt+{picker.index + 1}')})")
 
     def _default_source(self, index: int) -> ModelSource | None:
         """A: the newest trained run (the student); B: the newest teacher; then whatever is left."""
@@ -547,6 +560,13 @@ class NewEvaluationPage(QWidget):
             for signal in (self.context.training_runs_changed, self.context.generation_runs_changed):
                 signal.disconnect(self.refresh_sources)
         self.stop()
+        # The old project's run stops on its own; its callbacks must not reach this project (the token), and
+        # Start must not wait for it (is_busy).
+        self._launch_token += 1
+        self.job, self.handle, self._queued, self._pending_set = None, None, None, None
+        self._waiting_adapters.clear()
+        self._redraw_timer.stop()
+        self.evaluation_id = None
         self.context = context
         self.server_info = None
         if self.server_control is not None:
@@ -791,10 +811,16 @@ class NewEvaluationPage(QWidget):
         if self.judge_client_factory is not None:
             kwargs["judge_client_factory"] = self.judge_client_factory
         handle = self.handle
+        self._launch_token += 1
+        token = self._launch_token
+
+        def current(slot: Callable[[object], None]) -> Callable[[object], None]:
+            return lambda value: slot(value) if token == self._launch_token else None
+
         self.job = self.jobs.submit("Evaluating", work.run_evaluation, draft, evaluation_id, self.server_info, handle,
                                     key="eval-run", project=self.context, report=True, on_cancel=handle.stop,
-                                    on_yield=self._on_report, on_done=self._on_run_done, on_error=self._on_run_failed,
-                                    **kwargs)
+                                    on_yield=current(self._on_report), on_done=current(self._on_run_done),
+                                    on_error=current(self._on_run_failed), **kwargs)
         self._set_running(True)
         self._redraw_timer.start()
         self.show_run_box()

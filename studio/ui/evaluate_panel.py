@@ -152,6 +152,7 @@ class EvaluatePanel(Panel):
         self.dialogs = Dialogs(self)
         self.rows: list[work.EvaluationRow] = []
         self._select_after: int | None = None
+        self._compare_shown: tuple | None = None  # (context, id, created_at) Compare was last given
         self._build()
         self._list_timer = QTimer(self, singleShot=True, interval=LIST_REFRESH_MS)
         self._list_timer.timeout.connect(self.refresh_list)
@@ -264,6 +265,7 @@ class EvaluatePanel(Panel):
         self.sets_page.set_context(context)
         self.new_page.set_context(context)
         self.results_page.set_context(context)
+        self._compare_shown = None
         self.compare_view.set_evaluation(context, None)
         if context is not None:
             for signal, slot in self._subscriptions(context):
@@ -299,7 +301,7 @@ class EvaluatePanel(Panel):
         target.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def _on_page_changed(self, index: int) -> None:
-        self._sync_pages()
+        self._sync_pages(force=True)
 
     def selected_id(self) -> int | None:
         current = self.list.currentItem()
@@ -316,17 +318,29 @@ class EvaluatePanel(Panel):
                 return
         self._select_after = evaluation_id
 
-    def _sync_pages(self) -> None:
-        """The visible page shows the selected evaluation (the hidden ones catch up when shown)."""
+    def _sync_pages(self, *, force: bool = False) -> None:
+        """The visible page shows the selected evaluation (the hidden ones catch up when shown: ``force``)."""
         chosen = self.selected_id()
         index = self.tabs.currentIndex()
         if index == COMPARE:
             self.compare_hint.show_hint(chosen is None)
-            if getattr(self, "_compare_shown", None) != chosen:
-                self._compare_shown = chosen
+            shown = self._compare_key(chosen)
+            if self._compare_shown != shown:
+                self._compare_shown = shown
                 self.compare_view.set_evaluation(self.context, chosen)
         elif index == RESULTS:
-            self.results_page.set_evaluation(chosen)
+            # Only a change of evaluation reads again here: while a run commits, the list refreshes every
+            # LIST_REFRESH_MS and the results follow RESULTS_REFRESH_MS (a read per list refresh was cancelled
+            # by the next one and never shown).
+            if force or chosen != self.results_page.evaluation_id:
+                self.results_page.set_evaluation(chosen)
+
+    def _compare_key(self, chosen: int | None) -> tuple | None:
+        """What Compare shows: ids are reused after a delete, so the project and the creation time are in it."""
+        if chosen is None:
+            return None
+        created = next((row.evaluation.created_at for row in self.rows if row.evaluation.id == chosen), None)
+        return (id(self.context), chosen, created)
 
     # -- the list ----------------------------------------------------------------------------------------
     def refresh_list(self) -> None:
