@@ -547,7 +547,7 @@ def stored_evaluation(project: Project, name: str = "") -> int:
 
     with project.conn:
         set_id = project.conn.execute("INSERT INTO eval_prompt_sets (name, content_hash, created_at)"
-                                      " VALUES ('s', 'h', 0)").lastrowid
+                                      " VALUES (?, 'h', 0)", (f"set {name}",)).lastrowid
         prompt_id = project.conn.execute("INSERT INTO eval_prompts (set_id, position, instruction, prompt_hash)"
                                          " VALUES (?, 0, 'x', ?)", (set_id, EvalPrompt("x").hash)).lastrowid
     systems = [SystemSpec("endpoint", label=m, base_url="http://127.0.0.1:9/v1", model=m, key=m)
@@ -618,3 +618,88 @@ def test_alt_keys_follow_the_pickers_after_a_removal(panel: EvaluatePanel) -> No
     keys = [p.focus_action.shortcut().toString() for p in page.pickers]
     assert keys == ["Alt+1", "Alt+2", "Alt+3"]
     assert removed not in page.actions() and fourth.focus_action.text() == "System C"
+
+
+def test_compare_follows_a_reused_id_and_a_project_switch(qtbot, panel: EvaluatePanel, project: Project,
+                                                          tmp_path) -> None:
+    first = stored_evaluation(project, name="first")
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.selected_id() == first, timeout=WAIT_MS)
+    panel.show_page(COMPARE)
+    assert panel.compare_view.evaluation.name == "first"
+    project.evaluations.delete(first)
+    second = stored_evaluation(project, name="second")
+    assert second == first  # no AUTOINCREMENT: the id comes back
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.compare_view.evaluation is not None
+                    and panel.compare_view.evaluation.name == "second", timeout=WAIT_MS)
+    with Project.create(tmp_path / "other") as other:
+        assert stored_evaluation(other, name="elsewhere") == first
+        other_context = ProjectContext(other)
+        try:
+            panel.set_context(other_context)
+            qtbot.waitUntil(lambda: panel.compare_view.evaluation is not None
+                            and panel.compare_view.evaluation.name == "elsewhere", timeout=WAIT_MS)
+        finally:
+            panel.set_context(None)
+            other_context.close()
+
+
+def test_the_end_of_a_run_leaves_another_selected_evaluation_alone(qtbot, panel: EvaluatePanel, project: Project,
+                                                                    fake, monkeypatch, tmp_path) -> None:
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 3))
+    other = stored_evaluation(project, name="voting here")
+    point_at(panel, fake, None, monkeypatch)
+    fake.latency_s = 0.2
+    page = panel.new_page
+    page.concurrency.setValue(1)
+    page.start_action.trigger()
+    qtbot.waitUntil(lambda: page.evaluation_id is not None and panel.selected_id() == page.evaluation_id,
+                    timeout=WAIT_MS)
+    panel.select_evaluation(other)
+    assert panel.selected_id() == other
+    qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
+    qtbot.wait(LIST_WAIT_MS)
+    assert panel.selected_id() == other
+
+
+LIST_WAIT_MS = 600  # past the list's refresh after a run ends
+
+
+def results_row(prompt_id: int, a: int, b: int, winner: str | None, human: str | None) -> dict:
+    return {"prompt_id": prompt_id, "system_a": a, "system_b": b, "winner": winner, "human": human,
+            "instruction": f"prompt {prompt_id}", "answer_a": f"answer {prompt_id} of {a}"}
+
+
+def show_rows(panel: EvaluatePanel, project: Project, evaluation_id: int, rows: list[dict],
+              lost_ids: set[int]) -> None:
+    page = panel.results_page
+    page.evaluation_id = evaluation_id
+    page._show(eval_work.ResultsData(project.evaluations.get(evaluation_id), rows=[dict(r) for r in rows],
+                                     lost_ids=frozenset(lost_ids)))
+
+
+def test_the_lost_filter_lists_the_prompts_counted_as_lost(panel: EvaluatePanel, project: Project) -> None:
+    from studio.ui.eval_results_page import LOST
+
+    evaluation_id = stored_evaluation(project)
+    rows = [results_row(1, 0, 1, "a", "b"),  # the judge says A, the human B: lost (the vote wins)
+            results_row(2, 0, 1, "b", "a"),  # the judge says B, the human A: not lost
+            results_row(3, 1, 2, "b", None),  # a pair without A
+            results_row(3, 0, 1, "b", None)]
+    show_rows(panel, project, evaluation_id, rows, {1, 3})
+    page = panel.results_page
+    page.filter.setCurrentIndex(page.filter.findData(LOST))
+    shown = [(r["prompt_id"], r["system_a"], r["system_b"]) for r in page._shown_rows]
+    assert shown == [(1, 0, 1), (3, 0, 1)]
+
+
+def test_a_results_refresh_keeps_the_selected_prompt(panel: EvaluatePanel, project: Project) -> None:
+    evaluation_id = stored_evaluation(project)
+    rows = [results_row(n, 0, 1, "a", None) for n in range(1, 4)]
+    show_rows(panel, project, evaluation_id, rows, set())
+    page = panel.results_page
+    page.table.selectRow(2)
+    rows[2]["answer_a"] = "a longer answer that arrived meanwhile"
+    show_rows(panel, project, evaluation_id, rows, set())
+    assert page.table.currentRow() == 2 and page.answer_a.toPlainText() == rows[2]["answer_a"]

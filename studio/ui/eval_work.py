@@ -157,12 +157,6 @@ def estimate_draft(project: Project, draft: Draft, server: Any = None) -> str:
     return describe_estimate(found)
 
 
-def estimate_evaluation(project: Project, evaluation_id: int) -> str:
-    from studio.core.evaluation.engine import estimate
-
-    return describe_estimate(estimate(project, project.evaluations.get(evaluation_id)))
-
-
 def describe_estimate(found: Any) -> str:
     describe = getattr(found, "describe", None)
     if callable(describe):
@@ -267,14 +261,18 @@ class ResultsData:
     human: Any = None  # EvalResult of the human votes (None: no vote yet)
     agreement: tuple[float | None, int] | None = None
     rows: list[dict] = field(default_factory=list)
-    lost: int = 0  # prompts the student (system 0) lost
+    lost_ids: frozenset[int] = frozenset()  # prompts the student (system 0) lost: a human vote over the judge
     lost_sent: int = 0  # of those, the ones already sent to the seeds (released from their set)
+    votes: tuple[int, int] = (0, 0)
+
+    @property
+    def lost(self) -> int:
+        return len(self.lost_ids)
 
     @property
     def lost_unsent(self) -> int:
         """Lost prompts not yet seed tasks: what "Lost prompts → Seeds" would send."""
         return max(self.lost - self.lost_sent, 0)
-    votes: tuple[int, int] = (0, 0)
 
 
 def _labels(evaluation: Evaluation) -> list[str]:
@@ -311,7 +309,6 @@ def human_outcomes(project: Project, evaluation: Evaluation) -> list:
 
 def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int = 1000) -> ResultsData:
     from studio.core.evaluation import engine, stats
-    from studio.core.evaluation.lost import lost_prompts
 
     evaluation = project.evaluations.get(evaluation_id)
     labels = _labels(evaluation)
@@ -326,40 +323,26 @@ def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int 
                                 {**meta, "judge": "human"})
     if judged and human:
         data.agreement = stats.agreement(judged, human)
-    data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)
-    _attach_raw(project, evaluation, data.rows)
-    lost_ids = {lost.prompt_id for lost in lost_prompts(_lost_source(project, evaluation), system=0)}
-    data.lost = len(lost_ids)
-    data.lost_sent = len(lost_ids) - len(_unreleased(project, lost_ids))
+    data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)  # judge_raw_ab / _ba too
+    data.lost_ids = frozenset(_lost_ids(judged, human))
+    data.lost_sent = len(data.lost_ids) - len(_unreleased(project, data.lost_ids))
     return data
+
+
+def _lost_ids(judged: list, human: list) -> set[int]:
+    """The prompts the student (system 0) lost: a human vote where there is one, else the judge — the rule of
+    ``lost.evaluation_outcomes`` (shared with the CLI), on outcomes already read."""
+    from studio.core.evaluation.lost import lost_prompts
+
+    merged = {(o.prompt_id, o.system_a, o.system_b): o for o in judged}
+    merged.update({(o.prompt_id, o.system_a, o.system_b): o for o in human})
+    return {lost.prompt_id for lost in lost_prompts(merged.values(), system=0)}
 
 
 def _unreleased(project: Project, prompt_ids: set[int] | list[int]) -> list[int]:
     """The prompts still in their evaluation set (a released one was sent to the seeds already)."""
     prompts = project.prompt_sets.prompts_by_id(list(prompt_ids))
     return sorted(i for i in prompt_ids if i in prompts and prompts[i].released_to is None)
-
-
-def _attach_raw(project: Project, evaluation: Evaluation, rows: list[dict]) -> None:
-    """Each row gets the judge's raw output in both orders (``raw_ab``, ``raw_ba``): what the verdict was read from."""
-    if evaluation.judge is None or not rows:
-        return
-    from studio.core.evaluation.engine import evaluation_prompts
-
-    prompts = {p.id: p for p in evaluation_prompts(project, evaluation)}
-    settings_hash = evaluation.settings.answers.hash()
-    answers = {}
-    for index, system in enumerate(evaluation.systems):
-        cached = project.evaluations.cached_answers(system.key, (p.hash for p in prompts.values()), settings_hash)
-        for prompt in prompts.values():
-            if prompt.hash in cached:
-                answers[(prompt.id, index)] = cached[prompt.hash].id
-    judged = project.evaluations.judgments_for(evaluation.judge.key(), answers.values())
-    for row in rows:
-        a, b = answers.get((row["prompt_id"], row["system_a"])), answers.get((row["prompt_id"], row["system_b"]))
-        ab, ba = judged.get((a, b)), judged.get((b, a))
-        row["raw_ab"] = ab.raw if ab is not None else ""
-        row["raw_ba"] = ba.raw if ba is not None else ""
 
 
 def export_results(project: Project, evaluation_id: int, path: str) -> str:
@@ -380,18 +363,12 @@ def export_results(project: Project, evaluation_id: int, path: str) -> str:
     return str(target)
 
 
-def _lost_source(project: Project, evaluation: Evaluation) -> list:
-    """What "lost" is read from: a human vote where there is one, else the judge (D's rule, shared with the CLI)."""
-    from studio.core.evaluation.lost import evaluation_outcomes
-
-    return evaluation_outcomes(project, evaluation)
-
-
 def lost_prompt_ids(project: Project, evaluation_id: int) -> list[int]:
-    from studio.core.evaluation.lost import lost_prompts
+    """The prompts the student lost (a human vote over the judge: ``lost.evaluation_outcomes``, as the CLI)."""
+    from studio.core.evaluation.lost import evaluation_outcomes, lost_prompts
 
     evaluation = project.evaluations.get(evaluation_id)
-    return sorted({lost.prompt_id for lost in lost_prompts(_lost_source(project, evaluation), system=0)})
+    return sorted({lost.prompt_id for lost in lost_prompts(evaluation_outcomes(project, evaluation), system=0)})
 
 
 def lost_to_seeds(project: Project, evaluation_id: int) -> list[int]:

@@ -463,7 +463,8 @@ class EvaluatePanel(Panel):
         self.refresh_list()
 
     def _on_run_finished(self, evaluation_id: int) -> None:
-        self._select_after = evaluation_id
+        if self.selected_id() in (None, evaluation_id):  # someone voting on another evaluation stays there
+            self._select_after = evaluation_id
         self.refresh_list()
         self.status_message.emit(f"Evaluation {evaluation_id} ended at {time.strftime('%H:%M')}.")
 
