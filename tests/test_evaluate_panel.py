@@ -496,6 +496,9 @@ def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: Evaluat
         def __init__(self, snapshots, _parent):
             offered.extend(snapshots)
 
+        def deleteLater(self):
+            offered.append("deleted")
+
         def exec(self):
             return QDialog.DialogCode.Accepted
 
@@ -506,7 +509,7 @@ def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: Evaluat
     page.split_dialog = Split
     page.split_action.trigger()
     qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=WAIT_MS)
-    assert offered == [(snapshot.id, "v1", 40)]
+    assert offered == [(snapshot.id, "v1", 40), "deleted"]  # the parented dialog does not pile up
     made = project.prompt_sets.get("held out")
     assert 1 <= made.prompt_count <= 40 and page.table.item(0, 0).text() == "held out"
 
@@ -703,3 +706,32 @@ def test_a_results_refresh_keeps_the_selected_prompt(panel: EvaluatePanel, proje
     rows[2]["answer_a"] = "a longer answer that arrived meanwhile"
     show_rows(panel, project, evaluation_id, rows, set())
     assert page.table.currentRow() == 2 and page.answer_a.toPlainText() == rows[2]["answer_a"]
+
+
+def test_the_preview_follows_prompts_sent_to_the_seeds(qtbot, panel: EvaluatePanel, project: Project,
+                                                      tmp_path) -> None:
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 4))
+    page = panel.sets_page
+    assert "sent to the seeds" not in page.preview.item(0, 2).text()
+    prompt_set = project.prompt_sets.list()[0]
+    first = project.prompt_sets.prompts(prompt_set.id)[0]
+    project.prompt_sets.release([first.id], "seed 1")  # publishes the change: the list refreshes
+    qtbot.waitUntil(lambda: "sent to the seeds" in page.preview.item(0, 2).text(), timeout=WAIT_MS)
+
+
+def test_a_continue_waiting_for_the_server_blocks_delete_and_its_failure_frees_the_actions(
+        qtbot, panel: EvaluatePanel, project: Project) -> None:
+    evaluation_id = stored_evaluation(project)
+    project.evaluations.set_status(evaluation_id, STOPPED)
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.selected_id() == evaluation_id and panel.continue_action.isEnabled(),
+                    timeout=WAIT_MS)
+    page = panel.new_page
+    page._queued, page._waiting_adapters = (None, evaluation_id, []), {7}  # waiting for run 7's adapter
+    page._set_running(False)
+    assert not panel.continue_action.isEnabled()
+    asked = Answers(panel.dialogs, confirm=True)
+    panel.delete_selected()
+    assert not asked.calls and "is running" in panel.messages.message()
+    page._on_adapter_result(7, "no such run")  # the server cannot serve it: the Continue is dropped
+    assert panel.continue_action.isEnabled() and not page.is_busy()

@@ -333,6 +333,7 @@ class NewEvaluationPage(QWidget):
 
     run_started = Signal(int)
     run_finished = Signal(int)
+    busy_changed = Signal(bool)  # running or queued for the server, or neither (the list's actions follow)
 
     def __init__(self, jobs: JobRunner, messages: MessageArea, parent: QWidget | None = None):
         super().__init__(parent)
@@ -700,6 +701,11 @@ class NewEvaluationPage(QWidget):
         """Running, or waiting for the server / an adapter before it runs."""
         return self.is_running() or self._queued is not None
 
+    def busy_with(self, evaluation_id: int) -> bool:
+        """Whether ``evaluation_id`` is running here, or queued to continue once the server is ready."""
+        queued = self._queued[1] if self._queued is not None else None
+        return (self.is_running() and self.evaluation_id == evaluation_id) or queued == evaluation_id
+
     def start(self) -> None:
         """Start a new evaluation from the form."""
         if self.context is None or self.is_busy():
@@ -736,6 +742,7 @@ class NewEvaluationPage(QWidget):
         if info is None:
             if self.server_control is None:
                 self._queued = None
+                self._set_running(False)  # Continue / Duplicate come back
                 self.messages.show_error("The base model and trained runs are answered by the studio's local server, "
                                          "which is not running: start it (`distill-studio serve`) and Start again.")
                 return
@@ -923,6 +930,7 @@ class NewEvaluationPage(QWidget):
         self.stop_action.setEnabled(busy)
         self.stop_button.setEnabled(busy)
         self.add_system_action.setEnabled(not busy and len(self.pickers) < MAX_SYSTEMS)
+        self.busy_changed.emit(busy)
 
 
 def _same_system(source: ModelSource, spec: SystemSpec) -> bool:

@@ -171,6 +171,7 @@ class EvaluatePanel(Panel):
         self.sets_page.evaluate_requested.connect(self._on_evaluate_set)
         self.new_page.run_started.connect(self._on_run_started)
         self.new_page.run_finished.connect(self._on_run_finished)
+        self.new_page.busy_changed.connect(lambda _busy: self._update_actions())
         self.results_page.show_nearest.connect(self.show_nearest_in_curate)
         self.compare_view.voted.connect(self._on_voted)
         self.compare_view.finished.connect(self._on_voted)
@@ -448,7 +449,7 @@ class EvaluatePanel(Panel):
         evaluation = self.selected()
         if evaluation is None or self.context is None:
             return
-        if self.new_page.is_running() and self.new_page.evaluation_id == evaluation.id:
+        if self.new_page.busy_with(evaluation.id):  # running, or its Continue waits for the local server
             self.messages.show_error(f"{evaluation.label} is running: stop it (Esc on New evaluation) first.")
             return
         if not self.dialogs.confirm("Delete evaluation", f"Delete {evaluation.label} and its human votes? Its "
