@@ -426,6 +426,21 @@ def test_nearest_training_samples_open_in_curate(qtbot, tmp_path, fake, monkeypa
     stored = project.conn.execute("SELECT count(*) FROM eval_nearest WHERE evaluation_id = ?",
                                   (evaluation.id,)).fetchone()[0]
     assert stored >= 4
+    # A run elsewhere publishes EVALUATIONS for every answer: Curate's table is reset only when these rows change.
+    resets: list[int] = []
+    curate.model.modelReset.connect(lambda: resets.append(1))
+    qtbot.waitUntil(lambda: not curate.jobs.is_busy("curate-nearest"), timeout=WAIT_MS)
+    for _ in range(5):
+        curate.context.evaluations_changed.emit()
+    qtbot.waitUntil(lambda: not curate.jobs.is_busy("curate-nearest"), timeout=WAIT_MS)
+    qtbot.wait(50)
+    assert resets == []
+    with project.conn:
+        project.conn.execute("DELETE FROM eval_nearest WHERE evaluation_id = ? AND sample_id = "
+                             "(SELECT min(sample_id) FROM eval_nearest WHERE evaluation_id = ?)",
+                             (evaluation.id, evaluation.id))
+    curate.context.evaluations_changed.emit()
+    qtbot.waitUntil(lambda: len(resets) == 1, timeout=WAIT_MS)
     window.close()
 
 
