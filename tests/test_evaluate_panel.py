@@ -750,3 +750,27 @@ def test_a_continue_waiting_for_the_server_blocks_delete_and_its_failure_frees_t
     assert not asked.calls and "is running" in panel.messages.message()
     page._on_adapter_result(7, "no such run")  # the server cannot serve it: the Continue is dropped
     assert panel.continue_action.isEnabled() and not page.is_busy()
+
+
+def test_duplicate_keeps_its_systems_when_the_models_arrive_late_and_says_which_cannot_be_picked(
+        qtbot, panel: EvaluatePanel, project: Project) -> None:
+    from studio.core.chat.sources import ModelSource
+    from studio.core.evaluation.model import EvalSettings, SystemSpec
+
+    page = panel.new_page
+    qtbot.waitUntil(lambda: page._sources_read, timeout=WAIT_MS)
+    evaluation_id = stored_evaluation(project)
+    evaluation = project.evaluations.get(evaluation_id)
+    page._sources_read = False  # Duplicate before the models are read
+    page.load_from(evaluation)
+    teacher = ModelSource("endpoint", "listed", base_url="http://127.0.0.1:9/v1", model="listed")
+    page._on_sources([teacher])  # the late list: its defaults must not replace Duplicate's picks
+    assert [p.spec().model for p in page.pickers] == ["student", "teacher"]
+    assert not panel.messages.is_shown()
+
+    run = SystemSpec("run", label="gone", run="99", key="run:99:abc")
+    lost = project.evaluations.create(set_id=evaluation.set_id, set_hash="h", prompt_ids=evaluation.prompt_ids,
+                                      systems=[evaluation.systems[0], run], judge=None, settings=EvalSettings(),
+                                      name="")
+    page.load_from(lost)
+    assert panel.messages.is_shown() and "system B (gone)" in panel.messages.message()

@@ -51,7 +51,7 @@ from studio.core.evaluation.model import (
     PromptSet,
     SystemSpec,
 )
-from studio.core.evaluation.systems import from_source
+from studio.core.evaluation.systems import from_source, to_source
 from studio.core.llm.endpoint import EndpointConfig
 from studio.core.llm.keys import DEFAULT_KEY_ENV
 from studio.core.wording import count_noun
@@ -354,6 +354,8 @@ class NewEvaluationPage(QWidget):
         self._progress: object | None = None
         self._pending_set: int | None = None
         self._launch_token = 0  # which launch the run callbacks belong to (a project switch drops the old one's)
+        self._sources_read = False  # the project's models were read once (the pickers' defaults are set)
+        self._requested_specs: list[SystemSpec] | None = None  # Duplicate's systems, waiting for the models
         self._build()
         self._estimate_timer = QTimer(self, singleShot=True, interval=ESTIMATE_DELAY_MS)
         self._estimate_timer.timeout.connect(self._estimate)
@@ -574,6 +576,7 @@ class NewEvaluationPage(QWidget):
             self.server_control.set_context(context)
             self.server_info = self.server_control.info()
         self.sources = []
+        self._sources_read, self._requested_specs = False, None
         self.prompt_set.clear()
         if context is not None:
             for signal in (context.training_runs_changed, context.generation_runs_changed):
@@ -588,11 +591,13 @@ class NewEvaluationPage(QWidget):
                              on_error=lambda message: self.messages.show_error(message))
 
     def _on_sources(self, sources: list[ModelSource]) -> None:
-        first = not self.sources
+        first = not self._sources_read
+        self._sources_read = True
         self.sources = list(sources)
         for index, picker in enumerate(self.pickers):
             picker.set_sources(self.sources, self._default_source(index) if first else None)
         self.judge.set_sources(self.sources)
+        self._apply_requested()  # a Duplicate made before the list came: its picks, not the defaults
         self._schedule_estimate()
 
     def set_prompt_sets(self, sets: list[PromptSet]) -> None:
@@ -627,12 +632,8 @@ class NewEvaluationPage(QWidget):
             self.add_system()
         while len(self.pickers) > max(2, len(systems)):
             self.remove_system(self.pickers[-1])
-        for picker, spec in zip(self.pickers, systems, strict=False):
-            listed = next((s for s in self.sources if _same_system(s, spec)), None)
-            if listed is not None:
-                picker.choose(listed)
-            elif spec.kind == ENDPOINT:
-                picker.choose(other=(spec.base_url, spec.model, spec.api_key_env))
+        self._requested_specs = systems[:MAX_SYSTEMS]
+        self._apply_requested()
         judge = ev.judge  # type: ignore[attr-defined]
         if judge is None:
             self.judge.choose_none()
@@ -654,6 +655,28 @@ class NewEvaluationPage(QWidget):
         self.seed.setValue(settings.seed)
         self.name.setText("")
         self._schedule_estimate()
+
+    def _apply_requested(self) -> None:
+        """Pick the systems Duplicate asked for. Until the models are read (a job) a run or the base cannot be
+        picked: they are picked when the list arrives; one that is not in it is said plainly."""
+        specs = self._requested_specs
+        if specs is None:
+            return
+        missing = []
+        for picker, spec in zip(self.pickers, specs, strict=False):
+            listed = next((s for s in self.sources if _same_system(s, spec)), None)
+            if listed is not None:
+                picker.choose(listed)
+            elif spec.kind == ENDPOINT:
+                picker.choose(other=(spec.base_url, spec.model, spec.api_key_env))
+            elif self._sources_read:
+                missing.append(f"system {LETTERS[picker.index]} ({spec.label or spec.kind})")
+        if not self._sources_read:
+            return  # applied again when the models are read
+        self._requested_specs = None
+        if missing:
+            self.messages.show_error(f"Duplicate could not pick {', '.join(missing)}: it is not among the models "
+                                     "here (a deleted run, or no base model set): pick another on New evaluation.")
 
     def shutdown(self) -> None:
         self.stop()
@@ -722,13 +745,7 @@ class NewEvaluationPage(QWidget):
         """Run a stopped or failed evaluation again: only what is missing is asked for."""
         if self.context is None or self.is_busy():
             return
-        local = []
-        for spec in evaluation.systems:  # type: ignore[attr-defined]
-            if spec.kind == RUN:
-                run_id = _run_id_of(spec)
-                local.append(ModelSource(RUN, spec.label, run_id=run_id))
-            elif spec.kind == BASE:
-                local.append(ModelSource(BASE, spec.label))
+        local = [to_source(spec) for spec in evaluation.systems if spec.kind in (RUN, BASE)]  # type: ignore
         self._prepare(None, evaluation.id, local)  # type: ignore[attr-defined]
 
     def _prepare(self, draft: work.Draft | None, evaluation_id: int | None, local: list[ModelSource]) -> None:
@@ -934,24 +951,17 @@ class NewEvaluationPage(QWidget):
 
 
 def _same_system(source: ModelSource, spec: SystemSpec) -> bool:
-    """Whether a picker's model is the system an evaluation compared."""
-    if spec.kind == ENDPOINT:
-        return source.kind == ENDPOINT and source.base_url.rstrip("/") == spec.base_url.rstrip("/") \
-            and source.model == spec.model
-    if spec.kind == RUN:
-        return source.kind == RUN and source.run_id is not None and source.run_id == _run_id_of(spec)
-    return source.kind == BASE
+    """Whether a picker's model is the system an evaluation compared (a run by its id: its label may change)."""
+    target = to_source(spec)
+    if source.kind != target.kind:
+        return False
+    if target.kind == ENDPOINT:
+        return source.base_url.rstrip("/") == target.base_url.rstrip("/") and source.model == target.model
+    if target.kind == RUN:
+        return source.run_id is not None and source.run_id == target.run_id
+    return True
 
 
 def _serves(info: object, run_id: int) -> bool:
     catalog = getattr(info, "catalog", None)
     return catalog is not None and any(m.run_id == run_id for m in catalog.models)
-
-
-def _run_id_of(spec: SystemSpec) -> int | None:
-    """The run id in a resolved run system's cache key (``run:ID:fingerprint``), else its ``run`` when numeric."""
-    parts = spec.key.split(":")
-    for text in ((parts[1] if len(parts) > 1 and parts[0] == "run" else ""), spec.run):
-        if text.isdigit():
-            return int(text)
-    return None
