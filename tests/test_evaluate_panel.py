@@ -774,3 +774,19 @@ def test_duplicate_keeps_its_systems_when_the_models_arrive_late_and_says_which_
                                       name="")
     page.load_from(lost)
     assert panel.messages.is_shown() and "system B (gone)" in panel.messages.message()
+
+
+def test_the_panel_exports_the_file_the_cli_exports(qtbot, panel: EvaluatePanel, project: Project, fake,
+                                                    monkeypatch, tmp_path) -> None:
+    from studio.cli import main
+
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 3))
+    point_at(panel, fake, "judge-marker", monkeypatch)
+    run_to_end(qtbot, panel)
+    evaluation = project.evaluations.latest()
+    written = eval_work.export_results(project, evaluation.id, str(tmp_path / "panel.json"))
+    assert main(["eval", "export", str(evaluation.id), str(tmp_path / "cli.json"),
+                 "--project", str(project.root)]) == 0
+    panel_file, cli_file = (json.loads(Path(p).read_text(encoding="utf-8"))
+                            for p in (written, tmp_path / "cli.json"))
+    assert panel_file["meta"] == cli_file["meta"] and panel_file["prompts"] == cli_file["prompts"]

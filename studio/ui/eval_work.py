@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -275,52 +275,22 @@ class ResultsData:
         return max(self.lost - self.lost_sent, 0)
 
 
-def _labels(evaluation: Evaluation) -> list[str]:
-    labels = [spec.label or spec.key or spec.kind for spec in evaluation.systems]
-    # Two systems may share a label (two runs named alike): the results must tell them apart.
-    return [f"{label} ({chr(65 + i)})" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
-
-
-def _meta(evaluation: Evaluation) -> dict:
-    return {"evaluation_id": evaluation.id, "name": evaluation.label,
-            "systems": [s.to_dict() for s in evaluation.systems], "set_id": evaluation.set_id,
-            "set_hash": evaluation.set_hash, "judge": evaluation.judge.to_dict() if evaluation.judge else None,
-            "judge_key": evaluation.judge.key() if evaluation.judge else None,
-            "settings": evaluation.settings.to_dict(), "prompt_ids": list(evaluation.prompt_ids),
-            "cost": evaluation.cost}
-
-
-def _with_meta(result: Any, meta: dict) -> Any:
-    if result is None:
-        return None
-    current = getattr(result, "meta", None)
-    if isinstance(current, dict):
-        current.update(meta)
-        return result
-    try:
-        return replace(result, meta=meta)
-    except (TypeError, ValueError):
-        return result
-
-
-def human_outcomes(project: Project, evaluation: Evaluation) -> list:
-    return project.votes.outcomes(evaluation)
-
-
-def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int = 1000) -> ResultsData:
+def read_results(project: Project, evaluation_id: int) -> ResultsData:
+    """The judge's and the votes' results, per-prompt rows and lost prompts — the same results and meta the CLI
+    shows and exports (``cli_support.evaluation_result``)."""
     from studio.core.evaluation import engine, stats
+    from studio.core.evaluation.cli_support import _meta as result_meta  # to become public (see the report)
+    from studio.core.evaluation.cli_support import evaluation_result
 
     evaluation = project.evaluations.get(evaluation_id)
-    labels = _labels(evaluation)
-    meta = _meta(evaluation)
-    judged = engine.outcomes(project, evaluation)  # pairs judged in both orders (an unreadable verdict: a tie)
-    human = human_outcomes(project, evaluation)
+    judge_result, judged, human = evaluation_result(project, evaluation)  # judged: both orders (unreadable: tie)
     data = ResultsData(evaluation, votes=_vote_progress(project, evaluation.id))
     if judged:
-        data.judge = _with_meta(stats.summarise(judged, labels, bootstrap_rounds=bootstrap_rounds), meta)
-    if human:
-        data.human = _with_meta(stats.summarise(human, labels, bootstrap_rounds=bootstrap_rounds),
-                                {**meta, "judge": "human"})
+        data.judge = judge_result
+    if human:  # what evaluation_result(..., human=True) gives, without reading the outcomes again
+        data.human = stats.summarise(human, [s.label for s in evaluation.systems])
+        data.human.meta.update(result_meta(project, evaluation, human=True))
+        data.human.meta["judge"] = "human"  # what eval_results_view.is_votes_result reads (display only)
     if judged and human:
         data.agreement = stats.agreement(judged, human)
     data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)  # judge_raw_ab / _ba too
@@ -346,21 +316,23 @@ def _unreleased(project: Project, prompt_ids: set[int] | list[int]) -> list[int]
 
 
 def export_results(project: Project, evaluation_id: int, path: str) -> str:
-    """Write the judge's result (the human one when nothing was judged) with every prompt's row."""
+    """Write what ``distill-studio eval export`` writes: the judge's result (the votes' when there is no judge
+    and someone voted), with every prompt's row; the first path written."""
     from studio.core.evaluation import results_io
+    from studio.core.evaluation.cli_support import evaluation_result
+    from studio.core.evaluation.engine import prompt_rows
 
-    data = read_results(project, evaluation_id)
-    result = data.judge if data.judge is not None else data.human
-    if result is None:
-        raise EvaluationError(f"{data.evaluation.label} has no verdicts or votes yet: run it or vote first.")
+    evaluation = project.evaluations.get(evaluation_id)
+    human = evaluation.judge is None and _vote_progress(project, evaluation.id)[0] > 0  # the CLI's rule
+    if evaluation.judge is None and not human:
+        raise EvaluationError(f"{evaluation.label} has no judge and no votes yet: vote on Compare first.")
+    result, judged, votes = evaluation_result(project, evaluation, human=human)
+    rows = prompt_rows(project, evaluation, judged, human=votes or None)
     target = Path(path)
-    if target.suffix.lower() == ".csv":
-        results_io.write_csv(result, data.rows, target)
-    else:
-        if target.suffix.lower() != ".json":
-            target = target.with_suffix(".json")
-        results_io.write_json(result, data.rows, target)
-    return str(target)
+    if target.suffix.lower() not in (".csv", ".json"):
+        target = target.with_suffix(".json")
+    write = results_io.write_csv if target.suffix.lower() == ".csv" else results_io.write_json
+    return str(write(result, rows, target)[0])
 
 
 def lost_prompt_ids(project: Project, evaluation_id: int) -> list[int]:
