@@ -279,7 +279,7 @@ def read_results(project: Project, evaluation_id: int) -> ResultsData:
     """The judge's and the votes' results, per-prompt rows and lost prompts — the same results and meta the CLI
     shows and exports (``cli_support.evaluation_result``)."""
     from studio.core.evaluation import engine, stats
-    from studio.core.evaluation.cli_support import _meta as result_meta  # to become public (see the report)
+    from studio.core.evaluation.cli_support import _meta as result_meta
     from studio.core.evaluation.cli_support import evaluation_result
 
     evaluation = project.evaluations.get(evaluation_id)

@@ -329,12 +329,11 @@ class EvaluatePanel(Panel):
             if self._compare_shown != shown:
                 self._compare_shown = shown
                 self.compare_view.set_evaluation(self.context, chosen)
-        elif index == RESULTS:
-            # Only a change of evaluation reads again here: while a run commits, the list refreshes every
-            # LIST_REFRESH_MS and the results follow RESULTS_REFRESH_MS (a read per list refresh was cancelled
-            # by the next one and never shown).
-            if force or chosen != self.results_page.evaluation_id:
-                self.results_page.set_evaluation(chosen)
+        # Results: only a change of evaluation (or showing the page) reads again here. While a run commits, the
+        # list refreshes every LIST_REFRESH_MS and the results follow RESULTS_REFRESH_MS (a read per list refresh
+        # was cancelled by the next one and never shown).
+        elif index == RESULTS and (force or chosen != self.results_page.evaluation_id):
+            self.results_page.set_evaluation(chosen)
 
     def _compare_key(self, chosen: int | None) -> tuple | None:
         """What Compare shows: ids are reused after a delete, so the project and the creation time are in it."""
