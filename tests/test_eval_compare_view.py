@@ -171,3 +171,32 @@ def test_the_reveal_keeps_room_for_the_prompt_when_system_labels_are_long(qtbot,
     assert sum(widths) <= table.viewport().width() + 2, widths  # no sideways scrolling to see the winner
     assert widths[0] >= 0.3 * table.viewport().width(), widths
     assert table.item(0, 1).toolTip() == table.item(0, 1).text()  # the full label on hover
+
+
+def test_the_queue_is_rebuilt_only_when_shown_throttled_and_for_its_own_evaluation(qtbot, project, evaluation,
+                                                                                     monkeypatch):
+    view = make_view(qtbot, project, evaluation)
+    builds: list[int] = []
+    real = type(project.votes).ensure_queue
+
+    def counting(votes, chosen):
+        builds.append(chosen.id)
+        return real(votes, chosen)
+
+    monkeypatch.setattr(type(project.votes), "ensure_queue", counting)
+    for _ in range(5):  # another evaluation's run: its answers publish EVALUATIONS, this one did not change
+        view.context.evaluations_changed.emit()
+    qtbot.wait(1300)
+    assert builds == []
+    project.evaluations.set_status(evaluation.id, "answering")  # this one is running now
+    view.hide()
+    for _ in range(5):
+        view.context.evaluations_changed.emit()
+    qtbot.wait(1300)
+    assert builds == []  # hidden: nothing read
+    view.show()
+    qtbot.waitUntil(lambda: builds == [evaluation.id], timeout=5_000)
+    for _ in range(5):  # a burst: one build
+        view.context.evaluations_changed.emit()
+    qtbot.wait(1300)
+    assert builds == [evaluation.id, evaluation.id]

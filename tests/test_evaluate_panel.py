@@ -322,6 +322,8 @@ def test_votes_in_compare_persist_and_stay_blind_until_the_end(qtbot, panel: Eva
     assert "student" not in _visible_text(view) and "teacher" not in _visible_text(view)
     for _ in range(3):
         decided = project.votes.progress(evaluation.id)[0]
+        # The queue is in the database before the view shows its first vote: a key before that is ignored.
+        qtbot.waitUntil(lambda: view.current is not None and view.current.pending, timeout=WAIT_MS)
         qtbot.keyClick(view, Qt.Key.Key_3)  # tie
         qtbot.waitUntil(lambda d=decided: project.votes.progress(evaluation.id)[0] == d + 1, timeout=WAIT_MS)
     assert project.votes.finished(evaluation.id)
@@ -424,6 +426,21 @@ def test_nearest_training_samples_open_in_curate(qtbot, tmp_path, fake, monkeypa
     stored = project.conn.execute("SELECT count(*) FROM eval_nearest WHERE evaluation_id = ?",
                                   (evaluation.id,)).fetchone()[0]
     assert stored >= 4
+    # A run elsewhere publishes EVALUATIONS for every answer: Curate's table is reset only when these rows change.
+    resets: list[int] = []
+    curate.model.modelReset.connect(lambda: resets.append(1))
+    qtbot.waitUntil(lambda: not curate.jobs.is_busy("curate-nearest"), timeout=WAIT_MS)
+    for _ in range(5):
+        curate.context.evaluations_changed.emit()
+    qtbot.waitUntil(lambda: not curate.jobs.is_busy("curate-nearest"), timeout=WAIT_MS)
+    qtbot.wait(50)
+    assert resets == []
+    with project.conn:
+        project.conn.execute("DELETE FROM eval_nearest WHERE evaluation_id = ? AND sample_id = "
+                             "(SELECT min(sample_id) FROM eval_nearest WHERE evaluation_id = ?)",
+                             (evaluation.id, evaluation.id))
+    curate.context.evaluations_changed.emit()
+    qtbot.waitUntil(lambda: len(resets) == 1, timeout=WAIT_MS)
     window.close()
 
 
@@ -494,6 +511,9 @@ def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: Evaluat
         def __init__(self, snapshots, _parent):
             offered.extend(snapshots)
 
+        def deleteLater(self):
+            offered.append("deleted")
+
         def exec(self):
             return QDialog.DialogCode.Accepted
 
@@ -504,7 +524,7 @@ def test_a_snapshots_validation_split_becomes_a_prompt_set(qtbot, panel: Evaluat
     page.split_dialog = Split
     page.split_action.trigger()
     qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=WAIT_MS)
-    assert offered == [(snapshot.id, "v1", 40)]
+    assert offered == [(snapshot.id, "v1", 40), "deleted"]  # the parented dialog does not pile up
     made = project.prompt_sets.get("held out")
     assert 1 <= made.prompt_count <= 40 and page.table.item(0, 0).text() == "held out"
 
@@ -536,3 +556,237 @@ def test_the_empty_list_says_the_next_step(qtbot, panel: EvaluatePanel, tmp_path
     import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 2))
     qtbot.waitUntil(lambda: "Import" not in panel.list_view.hint.text(), timeout=WAIT_MS)
     assert "New evaluation (Ctrl+N)" in panel.list_view.hint.text()
+
+
+# -- refreshes, selection and project switches ------------------------------------------------------------
+def stored_evaluation(project: Project, name: str = "") -> int:
+    """An evaluation with one prompt and no judge, stored directly (no run)."""
+    from studio.core.evaluation.model import EvalSettings, SystemSpec
+
+    with project.conn:
+        set_id = project.conn.execute("INSERT INTO eval_prompt_sets (name, content_hash, created_at)"
+                                      " VALUES (?, 'h', 0)", (f"set {name}",)).lastrowid
+        prompt_id = project.conn.execute("INSERT INTO eval_prompts (set_id, position, instruction, prompt_hash)"
+                                         " VALUES (?, 0, 'x', ?)", (set_id, EvalPrompt("x").hash)).lastrowid
+    systems = [SystemSpec("endpoint", label=m, base_url="http://127.0.0.1:9/v1", model=m, key=m)
+               for m in ("student", "teacher")]
+    return project.evaluations.create(set_id=set_id, set_hash="h", prompt_ids=[prompt_id], systems=systems,
+                                      judge=None, settings=EvalSettings(), name=name).id
+
+
+def test_list_refreshes_do_not_restart_the_results_read(qtbot, panel: EvaluatePanel, project: Project,
+                                                        monkeypatch) -> None:
+    import threading
+
+    evaluation_id = stored_evaluation(project)
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.selected_id() == evaluation_id, timeout=WAIT_MS)
+    real, calls, gate = eval_work.read_results, [], threading.Event()
+
+    def slow_read(project, evaluation_id, **kwargs):
+        calls.append(evaluation_id)
+        gate.wait(10)
+        return real(project, evaluation_id, **kwargs)
+
+    monkeypatch.setattr(eval_work, "read_results", slow_read)
+    panel.show_page(RESULTS)
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=WAIT_MS)
+    for _ in range(5):  # a run's list refreshes: the same evaluation stays selected
+        panel._fill(list(panel.rows))
+    panel.results_page.refresh()  # the results timer while the read computes: one more read, after it
+    panel.results_page.refresh()
+    gate.set()
+    qtbot.waitUntil(lambda: panel.results_page.data is not None and not panel.results_page.is_reading(),
+                    timeout=WAIT_MS)
+    qtbot.wait(50)
+    assert calls == [evaluation_id, evaluation_id]
+
+
+def test_a_run_of_the_previous_project_does_not_reach_the_next(qtbot, panel: EvaluatePanel, fake, monkeypatch,
+                                                                tmp_path) -> None:
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 6))
+    point_at(panel, fake, None, monkeypatch)
+    fake.latency_s = 0.3
+    page = panel.new_page
+    page.concurrency.setValue(1)
+    finished: list[int] = []
+    page.run_finished.connect(finished.append)
+    page.start_action.trigger()
+    qtbot.waitUntil(lambda: page.job is not None and fake.total_requests >= 1, timeout=WAIT_MS)
+    old_job = page.job
+    with Project.create(tmp_path / "other") as other:
+        other_context = ProjectContext(other)
+        try:
+            panel.set_context(other_context)
+            assert not page.is_busy() and page.start_action.isEnabled()  # Start is not a silent no-op
+            qtbot.waitUntil(lambda: not old_job.running, timeout=WAIT_MS)
+            qtbot.wait(100)
+            assert finished == [] and page.evaluation_id is None and panel.selected_id() is None
+        finally:
+            panel.set_context(None)
+            other_context.close()
+
+
+def test_alt_keys_follow_the_pickers_after_a_removal(panel: EvaluatePanel) -> None:
+    page = panel.new_page
+    third, fourth = page.add_system(), page.add_system()
+    assert third is not None and fourth is not None
+    removed = third.focus_action
+    page.remove_system(third)
+    keys = [p.focus_action.shortcut().toString() for p in page.pickers]
+    assert keys == ["Alt+1", "Alt+2", "Alt+3"]
+    assert removed not in page.actions() and fourth.focus_action.text() == "System C"
+
+
+def test_compare_follows_a_reused_id_and_a_project_switch(qtbot, panel: EvaluatePanel, project: Project,
+                                                          tmp_path) -> None:
+    first = stored_evaluation(project, name="first")
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.selected_id() == first, timeout=WAIT_MS)
+    panel.show_page(COMPARE)
+    assert panel.compare_view.evaluation.name == "first"
+    project.evaluations.delete(first)
+    second = stored_evaluation(project, name="second")
+    assert second == first  # no AUTOINCREMENT: the id comes back
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.compare_view.evaluation is not None
+                    and panel.compare_view.evaluation.name == "second", timeout=WAIT_MS)
+    with Project.create(tmp_path / "other") as other:
+        assert stored_evaluation(other, name="elsewhere") == first
+        other_context = ProjectContext(other)
+        try:
+            panel.set_context(other_context)
+            qtbot.waitUntil(lambda: panel.compare_view.evaluation is not None
+                            and panel.compare_view.evaluation.name == "elsewhere", timeout=WAIT_MS)
+        finally:
+            panel.set_context(None)
+            other_context.close()
+
+
+def test_the_end_of_a_run_leaves_another_selected_evaluation_alone(qtbot, panel: EvaluatePanel, project: Project,
+                                                                    fake, monkeypatch, tmp_path) -> None:
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 3))
+    other = stored_evaluation(project, name="voting here")
+    point_at(panel, fake, None, monkeypatch)
+    fake.latency_s = 0.2
+    page = panel.new_page
+    page.concurrency.setValue(1)
+    page.start_action.trigger()
+    qtbot.waitUntil(lambda: page.evaluation_id is not None and panel.selected_id() == page.evaluation_id,
+                    timeout=WAIT_MS)
+    panel.select_evaluation(other)
+    assert panel.selected_id() == other
+    qtbot.waitUntil(lambda: not page.is_running(), timeout=WAIT_MS)
+    qtbot.wait(LIST_WAIT_MS)
+    assert panel.selected_id() == other
+
+
+LIST_WAIT_MS = 600  # past the list's refresh after a run ends
+
+
+def results_row(prompt_id: int, a: int, b: int, winner: str | None, human: str | None) -> dict:
+    return {"prompt_id": prompt_id, "system_a": a, "system_b": b, "winner": winner, "human": human,
+            "instruction": f"prompt {prompt_id}", "answer_a": f"answer {prompt_id} of {a}"}
+
+
+def show_rows(panel: EvaluatePanel, project: Project, evaluation_id: int, rows: list[dict],
+              lost_ids: set[int]) -> None:
+    page = panel.results_page
+    page.evaluation_id = evaluation_id
+    page._show(eval_work.ResultsData(project.evaluations.get(evaluation_id), rows=[dict(r) for r in rows],
+                                     lost_ids=frozenset(lost_ids)))
+
+
+def test_the_lost_filter_lists_the_prompts_counted_as_lost(panel: EvaluatePanel, project: Project) -> None:
+    from studio.ui.eval_results_page import LOST
+
+    evaluation_id = stored_evaluation(project)
+    rows = [results_row(1, 0, 1, "a", "b"),  # the judge says A, the human B: lost (the vote wins)
+            results_row(2, 0, 1, "b", "a"),  # the judge says B, the human A: not lost
+            results_row(3, 1, 2, "b", None),  # a pair without A
+            results_row(3, 0, 1, "b", None)]
+    show_rows(panel, project, evaluation_id, rows, {1, 3})
+    page = panel.results_page
+    page.filter.setCurrentIndex(page.filter.findData(LOST))
+    shown = [(r["prompt_id"], r["system_a"], r["system_b"]) for r in page._shown_rows]
+    assert shown == [(1, 0, 1), (3, 0, 1)]
+
+
+def test_a_results_refresh_keeps_the_selected_prompt(panel: EvaluatePanel, project: Project) -> None:
+    evaluation_id = stored_evaluation(project)
+    rows = [results_row(n, 0, 1, "a", None) for n in range(1, 4)]
+    show_rows(panel, project, evaluation_id, rows, set())
+    page = panel.results_page
+    page.table.selectRow(2)
+    rows[2]["answer_a"] = "a longer answer that arrived meanwhile"
+    show_rows(panel, project, evaluation_id, rows, set())
+    assert page.table.currentRow() == 2 and page.answer_a.toPlainText() == rows[2]["answer_a"]
+
+
+def test_the_preview_follows_prompts_sent_to_the_seeds(qtbot, panel: EvaluatePanel, project: Project,
+                                                      tmp_path) -> None:
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 4))
+    page = panel.sets_page
+    assert "sent to the seeds" not in page.preview.item(0, 2).text()
+    prompt_set = project.prompt_sets.list()[0]
+    first = project.prompt_sets.prompts(prompt_set.id)[0]
+    project.prompt_sets.release([first.id], "seed 1")  # publishes the change: the list refreshes
+    qtbot.waitUntil(lambda: "sent to the seeds" in page.preview.item(0, 2).text(), timeout=WAIT_MS)
+
+
+def test_a_continue_waiting_for_the_server_blocks_delete_and_its_failure_frees_the_actions(
+        qtbot, panel: EvaluatePanel, project: Project) -> None:
+    evaluation_id = stored_evaluation(project)
+    project.evaluations.set_status(evaluation_id, STOPPED)
+    panel.refresh_list()
+    qtbot.waitUntil(lambda: panel.selected_id() == evaluation_id and panel.continue_action.isEnabled(),
+                    timeout=WAIT_MS)
+    page = panel.new_page
+    page._queued, page._waiting_adapters = (None, evaluation_id, []), {7}  # waiting for run 7's adapter
+    page._set_running(False)
+    assert not panel.continue_action.isEnabled()
+    asked = Answers(panel.dialogs, confirm=True)
+    panel.delete_selected()
+    assert not asked.calls and "is running" in panel.messages.message()
+    page._on_adapter_result(7, "no such run")  # the server cannot serve it: the Continue is dropped
+    assert panel.continue_action.isEnabled() and not page.is_busy()
+
+
+def test_duplicate_keeps_its_systems_when_the_models_arrive_late_and_says_which_cannot_be_picked(
+        qtbot, panel: EvaluatePanel, project: Project) -> None:
+    from studio.core.chat.sources import ModelSource
+    from studio.core.evaluation.model import EvalSettings, SystemSpec
+
+    page = panel.new_page
+    qtbot.waitUntil(lambda: page._sources_read, timeout=WAIT_MS)
+    evaluation_id = stored_evaluation(project)
+    evaluation = project.evaluations.get(evaluation_id)
+    page._sources_read = False  # Duplicate before the models are read
+    page.load_from(evaluation)
+    teacher = ModelSource("endpoint", "listed", base_url="http://127.0.0.1:9/v1", model="listed")
+    page._on_sources([teacher])  # the late list: its defaults must not replace Duplicate's picks
+    assert [p.spec().model for p in page.pickers] == ["student", "teacher"]
+    assert not panel.messages.is_shown()
+
+    run = SystemSpec("run", label="gone", run="99", key="run:99:abc")
+    lost = project.evaluations.create(set_id=evaluation.set_id, set_hash="h", prompt_ids=evaluation.prompt_ids,
+                                      systems=[evaluation.systems[0], run], judge=None, settings=EvalSettings(),
+                                      name="")
+    page.load_from(lost)
+    assert panel.messages.is_shown() and "system B (gone)" in panel.messages.message()
+
+
+def test_the_panel_exports_the_file_the_cli_exports(qtbot, panel: EvaluatePanel, project: Project, fake,
+                                                    monkeypatch, tmp_path) -> None:
+    from studio.cli import main
+
+    import_set(qtbot, panel, write_prompts(tmp_path / "p.jsonl", 3))
+    point_at(panel, fake, "judge-marker", monkeypatch)
+    run_to_end(qtbot, panel)
+    evaluation = project.evaluations.latest()
+    written = eval_work.export_results(project, evaluation.id, str(tmp_path / "panel.json"))
+    assert main(["eval", "export", str(evaluation.id), str(tmp_path / "cli.json"),
+                 "--project", str(project.root)]) == 0
+    panel_file, cli_file = (json.loads(Path(p).read_text(encoding="utf-8"))
+                            for p in (written, tmp_path / "cli.json"))
+    assert panel_file["meta"] == cli_file["meta"] and panel_file["prompts"] == cli_file["prompts"]

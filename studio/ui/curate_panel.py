@@ -116,6 +116,13 @@ def _choices_job(project: Project) -> tuple[list[int], list[str]]:
     return project.curation.run_ids(), project.curation.tags()
 
 
+def _nearest_revision_job(project: Project, evaluation_id: int) -> tuple:
+    """What Curate's nearest filter shows for ``evaluation_id`` (its stored rows): compared, not shown."""
+    from studio.core.evaluation.lost import stored_nearest
+
+    return evaluation_id, tuple(stored_nearest(project.conn, evaluation_id))
+
+
 def _shape_job(project: Project, query: SampleQuery):
     return project.curation.shape_steps(query)
 
@@ -150,6 +157,7 @@ class CuratePanel(Panel):
         self.model.sort_changed.connect(self._on_model_sort_changed)
         self.model.modelReset.connect(lambda: self._update_filters_button())  # a new query: recount the filters
         self._query = SampleQuery()
+        self._nearest_revision: tuple | None = None  # the nearest filter's stored rows last shown
         self._current_id: int | None = None
         self._write_job: Job | None = None
         self._undo_was_active = False  # the undo stack's state before a write job made it inactive
@@ -658,10 +666,30 @@ class CuratePanel(Panel):
         self.hardest_button.hide()
         self.nearest_button.setText(f"Nearest to evaluation #{evaluation_id}'s lost prompts ✕")
         self.nearest_button.show()
+        self._nearest_revision = None
         self.set_filters(SampleQuery(nearest_eval=evaluation_id))
+        self._check_nearest(apply=False)
 
     def _on_evaluations_changed(self) -> None:
-        if self._query.nearest_eval is not None:  # the nearest samples were found again: show the new list
+        # A run publishes EVALUATIONS for every answer: the table is reset only when the nearest samples of the
+        # evaluation shown were found again (its stored rows changed), read on a worker.
+        if self._query.nearest_eval is not None:
+            self._check_nearest(apply=True)
+
+    def _check_nearest(self, *, apply: bool) -> None:
+        if self.context is None or self._query.nearest_eval is None:
+            return
+        self.jobs.submit("Checking the nearest samples", _nearest_revision_job, self._query.nearest_eval,
+                         project=self.context, key="curate-nearest", quiet=True,
+                         on_done=lambda revision, a=apply: self._on_nearest_revision(revision, a),
+                         on_error=lambda _message: self.apply_filters())  # cannot tell: show it again
+
+    def _on_nearest_revision(self, revision: tuple, apply: bool) -> None:
+        if revision[0] != self._query.nearest_eval:
+            return  # the filter changed meanwhile
+        changed = self._nearest_revision is not None and revision != self._nearest_revision
+        self._nearest_revision = revision
+        if apply and changed:
             self.apply_filters()
 
     def clear_eval_nearest(self) -> None:

@@ -12,15 +12,15 @@ Ctrl+Z undo the last vote (also one decided before a restart).
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont, QKeyEvent, QKeySequence
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QKeyEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView, QFrame, QHBoxLayout, QHeaderView, QLabel, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
     QSplitter, QStackedWidget, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from studio.core.errors import StudioError
-from studio.core.evaluation.model import Evaluation
+from studio.core.evaluation.model import ANSWERING, JUDGING, Evaluation
 from studio.core.evaluation.votes import BlindPair, Vote
 from studio.core.wording import count_noun
 from studio.ui.jobs import JobRunner
@@ -118,6 +118,9 @@ class _Card(QFrame):
         layout.addWidget(self.text, 1)
 
 
+QUEUE_REFRESH_MS = 1000
+
+
 class BlindCompareView(QWidget):
     """Vote on an evaluation's answers, blind; emits ``voted(evaluation_id)`` after each vote and
     ``finished(evaluation_id)`` when the last one is in."""
@@ -132,6 +135,13 @@ class BlindCompareView(QWidget):
         self.evaluation: Evaluation | None = None
         self.current: Vote | None = None
         self._connections: list = []
+        # A run publishes EVALUATIONS for every answer: the queue (every prompt and answer read, a write
+        # transaction) is rebuilt at most once a QUEUE_REFRESH_MS, only while shown, only when its own
+        # evaluation moved on (running, or updated since the last build).
+        self._queue_stale = False
+        self._queue_updated_at: float | None = None
+        self._queue_timer = QTimer(self, singleShot=True, interval=QUEUE_REFRESH_MS)
+        self._queue_timer.timeout.connect(self._refresh_queue)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setStyleSheet(_STYLE)
 
@@ -281,6 +291,8 @@ class BlindCompareView(QWidget):
         for signal, slot in self._connections:
             signal.disconnect(slot)
         self._connections.clear()
+        self._queue_timer.stop()
+        self._queue_stale = False
         self.context, self.evaluation, self.current = context, None, None
         if context is None or evaluation_id is None:
             self._show_empty("Choose an evaluation to compare its answers blind.")
@@ -301,6 +313,8 @@ class BlindCompareView(QWidget):
         if self.context is None or self.evaluation is None:
             return
         evaluation_id = self.evaluation.id
+        self._queue_stale = False
+        self._queue_updated_at = self.evaluation.updated_at
 
         def build(project) -> int:
             return project.votes.ensure_queue(project.evaluations.get(evaluation_id))
@@ -473,9 +487,40 @@ class BlindCompareView(QWidget):
             self._advance()
 
     def _on_evaluations_changed(self) -> None:
-        """New answers may have arrived (the engine is running): add their votes to the queue."""
-        if self._live() and not self.jobs.is_busy("compare-queue"):
-            self._build_queue()
+        """New answers may have arrived (the engine is running): add their votes to the queue, throttled."""
+        if not self._live():
+            return
+        self._queue_stale = True
+        if self._shown() and not self._queue_timer.isActive():
+            self._queue_timer.start()
+
+    def _shown(self) -> bool:
+        """On screen, or would be once its window is (a hidden tab page is not)."""
+        window = self.window()
+        if window.isVisible():
+            return self.isVisible()
+        return not self.isHidden() if window is self else self.isVisibleTo(window)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._queue_stale and not self._queue_timer.isActive():
+            self._queue_timer.start()
+
+    def _refresh_queue(self) -> None:
+        if not self._live() or not self._queue_stale or not self._shown():
+            return
+        if self.jobs.is_busy("compare-queue"):
+            self._queue_timer.start()  # after the build in progress
+            return
+        try:
+            fresh = self.context.project.evaluations.get(self.evaluation.id)
+        except StudioError:
+            return
+        if fresh.status not in (ANSWERING, JUDGING) and fresh.updated_at == self._queue_updated_at:
+            self._queue_stale = False  # another evaluation's answers: nothing new for this queue
+            return
+        self.evaluation = fresh
+        self._build_queue()
 
     def _report(self, text: str) -> None:
         if self.context is not None:

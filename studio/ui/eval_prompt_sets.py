@@ -100,6 +100,7 @@ class PromptSetsPage(QWidget):
         self.split_dialog = SnapshotSplitDialog  # tests replace it with one that answers at once
         self.sets: list[PromptSet] = []
         self._preview_set: int | None = None
+        self._preview_key: tuple | None = None  # (id, content_hash, released_count, prompt_count) last read
         self._prompts: list[EvalPrompt] = []
         self._select_after: int | None = None
         self._build()
@@ -230,9 +231,13 @@ class PromptSetsPage(QWidget):
                                        "split as a prompt set.", "info")
             return
         dialog = self.split_dialog(snapshots, self)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
-            return
-        snapshot_id, name, seed, fraction, max_samples = dialog.values()
+        try:
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return
+            snapshot_id, name, seed, fraction, max_samples = dialog.values()
+        finally:
+            if hasattr(dialog, "deleteLater"):  # parented for its position: each Ctrl+Shift+I would keep one
+                dialog.deleteLater()
         self.jobs.submit("Taking a validation split as a prompt set", work.prompt_set_from_snapshot, snapshot_id,
                          name, seed, fraction, max_samples, key="eval-split", project=self.context,
                          on_done=self._on_created, on_error=self._on_error)
@@ -318,16 +323,19 @@ class PromptSetsPage(QWidget):
         self._update_actions()
         chosen = self.selected_set()
         if chosen is None:
-            self._preview_set = None
+            self._preview_set, self._preview_key = None, None
             self._prompts = []
             self.preview.setRowCount(0)
             self.preview_label.setText("")
             self.preview_view.show_hint(True, "Select a set to see its prompts.")
             self.detail.clear()
             return
-        if chosen.id == self._preview_set:
+        # Keyed on what the preview shows: after prompts are sent to the seeds (released) the same set must
+        # be read again, or its preview keeps them as evaluation-only.
+        if self._preview_key == (chosen.id, chosen.content_hash, chosen.released_count, chosen.prompt_count):
             return
         self._preview_set = chosen.id
+        self._preview_key = (chosen.id, chosen.content_hash, chosen.released_count, chosen.prompt_count)
         self.preview_label.setText(f"{chosen.name}: reading prompts…")
         self.jobs.submit("Reading a prompt set", work.read_prompts, chosen.id, key="eval-preview",
                          project=self.context, quiet=True,

@@ -54,6 +54,12 @@ def _get(row: dict, *names: str, default: object = None) -> object:
     return default
 
 
+def _set_text(edit: QPlainTextEdit, text: str) -> None:
+    """Replace the text only when it changed: a refresh must not scroll an answer being read back to its top."""
+    if edit.toPlainText() != text:
+        edit.setPlainText(text)
+
+
 def verdict_text(value: object) -> str:
     return WINNER_TEXT.get(value if isinstance(value, str) or value is None else str(value), str(value))
 
@@ -72,6 +78,9 @@ class ResultsPage(QWidget):
         self.data: work.ResultsData | None = None
         self.rows: list[dict] = []
         self._shown_rows: list[dict] = []
+        self._read_job: object | None = None  # the read computing now, and of which evaluation
+        self._read_id: int | None = None
+        self._read_again = False
         self._build()
 
     def _build(self) -> None:
@@ -169,6 +178,7 @@ class ResultsPage(QWidget):
     # -- the project -------------------------------------------------------------------------------------
     def set_context(self, context: ProjectContext | None) -> None:
         self.context = context
+        self._read_job, self._read_id, self._read_again = None, None, False
         self.set_evaluation(None)
 
     def set_evaluation(self, evaluation_id: int | None) -> None:
@@ -186,12 +196,30 @@ class ResultsPage(QWidget):
         if evaluation_id is not None:
             self.refresh()
 
+    def is_reading(self) -> bool:
+        return self._read_job is not None
+
     def refresh(self) -> None:
+        """Read the results again; while a read of this evaluation is computing, one more runs when it ends
+        (submitting now would cancel it, and with many prompts no read would ever finish)."""
         if self.context is None or self.evaluation_id is None:
             return
-        self.jobs.submit("Computing the evaluation's results", work.read_results, self.evaluation_id,
-                         key="eval-results", project=self.context, quiet=True, on_done=self._show,
-                         on_error=self._on_error)
+        if self._read_job is not None and self._read_id == self.evaluation_id:
+            self._read_again = True
+            return
+        self._read_again = False
+        job = self.jobs.submit("Computing the evaluation's results", work.read_results, self.evaluation_id,
+                               key="eval-results", project=self.context, quiet=True, on_done=self._show,
+                               on_error=self._on_error)
+        self._read_job, self._read_id = job, self.evaluation_id
+        job.finished.connect(lambda j=job: self._on_read_end(j))
+
+    def _on_read_end(self, job: object) -> None:
+        if job is not self._read_job:  # a read of another evaluation, cancelled by this one
+            return
+        self._read_job = None
+        if self._read_again:
+            self.refresh()
 
     def _show(self, data: work.ResultsData) -> None:
         if data.evaluation.id != self.evaluation_id:
@@ -216,9 +244,9 @@ class ResultsPage(QWidget):
         key = self.filter.currentData()
         winner = _get(row, "winner")
         human = _get(row, "human")
-        if key == LOST:
-            return _get(row, "system_a_index", "system_a", default=0) in (0, "0") and winner == "b" or \
-                (winner is None and human == "b")
+        if key == LOST:  # the prompts counted as lost (a human vote over the judge), in the pairs with A
+            lost = self.data.lost_ids if self.data is not None else frozenset()
+            return _get(row, "prompt_id") in lost and 0 in (row.get("system_a"), row.get("system_b"))
         if key == INCONSISTENT:
             return bool(_get(row, "inconsistent", default=False))
         if key == TIES:
@@ -227,7 +255,14 @@ class ResultsPage(QWidget):
             return human in ("a", "b", "tie") and winner in ("a", "b", "tie") and human != winner
         return True
 
+    @staticmethod
+    def _row_key(row: dict) -> tuple:
+        return _get(row, "prompt_id"), row.get("system_a"), row.get("system_b")
+
     def _fill_table(self) -> None:
+        index = self.table.currentRow()
+        # A refresh (every RESULTS_REFRESH_MS while a run commits) keeps the prompt being read selected.
+        keep = self._row_key(self._shown_rows[index]) if 0 <= index < len(self._shown_rows) else None
         rows = [row for row in self.rows if self._keep(row)]
         self._shown_rows = rows
         pairs = {(row.get("system_a"), row.get("system_b")) for row in self.rows}
@@ -250,7 +285,9 @@ class ResultsPage(QWidget):
         self.table_count.setText(f"{len(rows)} of {len(self.rows)}" if self.rows else "")
         self.inner.setTabText(1, f"&Per prompt ({len(self.rows)})" if self.rows else "&Per prompt")
         if rows:
-            self.table.selectRow(0)
+            keys = [self._row_key(row) for row in rows]
+            self.table.selectRow(keys.index(keep) if keep in keys else 0)
+            self._on_row_selected()  # the same row selected again emits nothing, and its answers may have come
         else:
             for edit in (self.prompt_text, self.answer_a, self.answer_b, self.raw_judge):
                 edit.clear()
@@ -263,16 +300,16 @@ class ResultsPage(QWidget):
         text = str(_get(row, "instruction", default=""))
         if _get(row, "input"):
             text += f"\n\nInput:\n{_get(row, 'input')}"
-        self.prompt_text.setPlainText(text)
+        _set_text(self.prompt_text, text)
         self.answer_a_label.setText(f"A — {_get(row, 'label_a', 'system_a_label', default='A')}")
         self.answer_b_label.setText(f"B — {_get(row, 'label_b', 'system_b_label', default='B')}")
-        self.answer_a.setPlainText(str(_get(row, "answer_a", default="(no answer)")))
-        self.answer_b.setPlainText(str(_get(row, "answer_b", default="(no answer)")))
+        _set_text(self.answer_a, str(_get(row, "answer_a", default="(no answer)")))
+        _set_text(self.answer_b, str(_get(row, "answer_b", default="(no answer)")))
         raw = [f"With A shown first — verdict {verdict_text(_get(row, 'ab'))}:\n"
-               + str(_get(row, "raw_ab", default="")).strip(),
+               + str(_get(row, "judge_raw_ab", default="")).strip(),
                f"With B shown first — verdict {verdict_text(_get(row, 'ba'))}:\n"
-               + str(_get(row, "raw_ba", default="")).strip()]
-        self.raw_judge.setPlainText("\n\n".join(part.strip() for part in raw))
+               + str(_get(row, "judge_raw_ba", default="")).strip()]
+        _set_text(self.raw_judge, "\n\n".join(part.strip() for part in raw))
 
     # -- actions -----------------------------------------------------------------------------------------
     def export(self) -> None:

@@ -11,9 +11,11 @@ GUI thread. Stop (Esc) asks the engine to wind down: every answer and verdict so
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -49,7 +51,7 @@ from studio.core.evaluation.model import (
     PromptSet,
     SystemSpec,
 )
-from studio.core.evaluation.systems import from_source
+from studio.core.evaluation.systems import from_source, to_source
 from studio.core.llm.endpoint import EndpointConfig
 from studio.core.llm.keys import DEFAULT_KEY_ENV
 from studio.core.wording import count_noun
@@ -331,6 +333,7 @@ class NewEvaluationPage(QWidget):
 
     run_started = Signal(int)
     run_finished = Signal(int)
+    busy_changed = Signal(bool)  # running or queued for the server, or neither (the list's actions follow)
 
     def __init__(self, jobs: JobRunner, messages: MessageArea, parent: QWidget | None = None):
         super().__init__(parent)
@@ -350,6 +353,9 @@ class NewEvaluationPage(QWidget):
         self._waiting_adapters: set[int] = set()
         self._progress: object | None = None
         self._pending_set: int | None = None
+        self._launch_token = 0  # which launch the run callbacks belong to (a project switch drops the old one's)
+        self._sources_read = False  # the project's models were read once (the pickers' defaults are set)
+        self._requested_specs: list[SystemSpec] | None = None  # Duplicate's systems, waiting for the models
         self._build()
         self._estimate_timer = QTimer(self, singleShot=True, interval=ESTIMATE_DELAY_MS)
         self._estimate_timer.timeout.connect(self._estimate)
@@ -522,12 +528,22 @@ class NewEvaluationPage(QWidget):
             return
         self.pickers.remove(picker)
         self.removeAction(picker.focus_action)  # type: ignore[attr-defined]
+        picker.focus_action.deleteLater()  # type: ignore[attr-defined]
         picker.setParent(None)
         picker.deleteLater()
         for index, each in enumerate(self.pickers):
             each.set_index(index)
+            self._bind_focus_key(each)
         self.add_system_action.setEnabled(True)
         self._schedule_estimate()
+
+    def _bind_focus_key(self, picker: SystemPicker) -> None:
+        """Alt+N follows the picker's letter once one above it is removed (else two Alt+3 and a dead Alt+4)."""
+        action: QAction = picker.focus_action  # type: ignore[attr-defined]
+        letter = LETTERS[picker.index]
+        action.setText(f"System {letter}")
+        action.setShortcut(QKeySequence(f"Alt+{picker.index + 1}"))
+        action.setToolTip(f"Pick system {letter} ({key_text(f'Alt+{picker.index + 1}')})")
 
     def _default_source(self, index: int) -> ModelSource | None:
         """A: the newest trained run (the student); B: the newest teacher; then whatever is left."""
@@ -547,12 +563,20 @@ class NewEvaluationPage(QWidget):
             for signal in (self.context.training_runs_changed, self.context.generation_runs_changed):
                 signal.disconnect(self.refresh_sources)
         self.stop()
+        # The old project's run stops on its own; its callbacks must not reach this project (the token), and
+        # Start must not wait for it (is_busy).
+        self._launch_token += 1
+        self.job, self.handle, self._queued, self._pending_set = None, None, None, None
+        self._waiting_adapters.clear()
+        self._redraw_timer.stop()
+        self.evaluation_id = None
         self.context = context
         self.server_info = None
         if self.server_control is not None:
             self.server_control.set_context(context)
             self.server_info = self.server_control.info()
         self.sources = []
+        self._sources_read, self._requested_specs = False, None
         self.prompt_set.clear()
         if context is not None:
             for signal in (context.training_runs_changed, context.generation_runs_changed):
@@ -567,11 +591,13 @@ class NewEvaluationPage(QWidget):
                              on_error=lambda message: self.messages.show_error(message))
 
     def _on_sources(self, sources: list[ModelSource]) -> None:
-        first = not self.sources
+        first = not self._sources_read
+        self._sources_read = True
         self.sources = list(sources)
         for index, picker in enumerate(self.pickers):
             picker.set_sources(self.sources, self._default_source(index) if first else None)
         self.judge.set_sources(self.sources)
+        self._apply_requested()  # a Duplicate made before the list came: its picks, not the defaults
         self._schedule_estimate()
 
     def set_prompt_sets(self, sets: list[PromptSet]) -> None:
@@ -606,12 +632,8 @@ class NewEvaluationPage(QWidget):
             self.add_system()
         while len(self.pickers) > max(2, len(systems)):
             self.remove_system(self.pickers[-1])
-        for picker, spec in zip(self.pickers, systems, strict=False):
-            listed = next((s for s in self.sources if _same_system(s, spec)), None)
-            if listed is not None:
-                picker.choose(listed)
-            elif spec.kind == ENDPOINT:
-                picker.choose(other=(spec.base_url, spec.model, spec.api_key_env))
+        self._requested_specs = systems[:MAX_SYSTEMS]
+        self._apply_requested()
         judge = ev.judge  # type: ignore[attr-defined]
         if judge is None:
             self.judge.choose_none()
@@ -633,6 +655,28 @@ class NewEvaluationPage(QWidget):
         self.seed.setValue(settings.seed)
         self.name.setText("")
         self._schedule_estimate()
+
+    def _apply_requested(self) -> None:
+        """Pick the systems Duplicate asked for. Until the models are read (a job) a run or the base cannot be
+        picked: they are picked when the list arrives; one that is not in it is said plainly."""
+        specs = self._requested_specs
+        if specs is None:
+            return
+        missing = []
+        for picker, spec in zip(self.pickers, specs, strict=False):
+            listed = next((s for s in self.sources if _same_system(s, spec)), None)
+            if listed is not None:
+                picker.choose(listed)
+            elif spec.kind == ENDPOINT:
+                picker.choose(other=(spec.base_url, spec.model, spec.api_key_env))
+            elif self._sources_read:
+                missing.append(f"system {LETTERS[picker.index]} ({spec.label or spec.kind})")
+        if not self._sources_read:
+            return  # applied again when the models are read
+        self._requested_specs = None
+        if missing:
+            self.messages.show_error(f"Duplicate could not pick {', '.join(missing)}: it is not among the models "
+                                     "here (a deleted run, or no base model set): pick another on New evaluation.")
 
     def shutdown(self) -> None:
         self.stop()
@@ -680,6 +724,11 @@ class NewEvaluationPage(QWidget):
         """Running, or waiting for the server / an adapter before it runs."""
         return self.is_running() or self._queued is not None
 
+    def busy_with(self, evaluation_id: int) -> bool:
+        """Whether ``evaluation_id`` is running here, or queued to continue once the server is ready."""
+        queued = self._queued[1] if self._queued is not None else None
+        return (self.is_running() and self.evaluation_id == evaluation_id) or queued == evaluation_id
+
     def start(self) -> None:
         """Start a new evaluation from the form."""
         if self.context is None or self.is_busy():
@@ -696,13 +745,7 @@ class NewEvaluationPage(QWidget):
         """Run a stopped or failed evaluation again: only what is missing is asked for."""
         if self.context is None or self.is_busy():
             return
-        local = []
-        for spec in evaluation.systems:  # type: ignore[attr-defined]
-            if spec.kind == RUN:
-                run_id = _run_id_of(spec)
-                local.append(ModelSource(RUN, spec.label, run_id=run_id))
-            elif spec.kind == BASE:
-                local.append(ModelSource(BASE, spec.label))
+        local = [to_source(spec) for spec in evaluation.systems if spec.kind in (RUN, BASE)]  # type: ignore
         self._prepare(None, evaluation.id, local)  # type: ignore[attr-defined]
 
     def _prepare(self, draft: work.Draft | None, evaluation_id: int | None, local: list[ModelSource]) -> None:
@@ -716,6 +759,7 @@ class NewEvaluationPage(QWidget):
         if info is None:
             if self.server_control is None:
                 self._queued = None
+                self._set_running(False)  # Continue / Duplicate come back
                 self.messages.show_error("The base model and trained runs are answered by the studio's local server, "
                                          "which is not running: start it (`distill-studio serve`) and Start again.")
                 return
@@ -791,10 +835,16 @@ class NewEvaluationPage(QWidget):
         if self.judge_client_factory is not None:
             kwargs["judge_client_factory"] = self.judge_client_factory
         handle = self.handle
+        self._launch_token += 1
+        token = self._launch_token
+
+        def current(slot: Callable[[object], None]) -> Callable[[object], None]:
+            return lambda value: slot(value) if token == self._launch_token else None
+
         self.job = self.jobs.submit("Evaluating", work.run_evaluation, draft, evaluation_id, self.server_info, handle,
                                     key="eval-run", project=self.context, report=True, on_cancel=handle.stop,
-                                    on_yield=self._on_report, on_done=self._on_run_done, on_error=self._on_run_failed,
-                                    **kwargs)
+                                    on_yield=current(self._on_report), on_done=current(self._on_run_done),
+                                    on_error=current(self._on_run_failed), **kwargs)
         self._set_running(True)
         self._redraw_timer.start()
         self.show_run_box()
@@ -897,27 +947,21 @@ class NewEvaluationPage(QWidget):
         self.stop_action.setEnabled(busy)
         self.stop_button.setEnabled(busy)
         self.add_system_action.setEnabled(not busy and len(self.pickers) < MAX_SYSTEMS)
+        self.busy_changed.emit(busy)
 
 
 def _same_system(source: ModelSource, spec: SystemSpec) -> bool:
-    """Whether a picker's model is the system an evaluation compared."""
-    if spec.kind == ENDPOINT:
-        return source.kind == ENDPOINT and source.base_url.rstrip("/") == spec.base_url.rstrip("/") \
-            and source.model == spec.model
-    if spec.kind == RUN:
-        return source.kind == RUN and source.run_id is not None and source.run_id == _run_id_of(spec)
-    return source.kind == BASE
+    """Whether a picker's model is the system an evaluation compared (a run by its id: its label may change)."""
+    target = to_source(spec)
+    if source.kind != target.kind:
+        return False
+    if target.kind == ENDPOINT:
+        return source.base_url.rstrip("/") == target.base_url.rstrip("/") and source.model == target.model
+    if target.kind == RUN:
+        return source.run_id is not None and source.run_id == target.run_id
+    return True
 
 
 def _serves(info: object, run_id: int) -> bool:
     catalog = getattr(info, "catalog", None)
     return catalog is not None and any(m.run_id == run_id for m in catalog.models)
-
-
-def _run_id_of(spec: SystemSpec) -> int | None:
-    """The run id in a resolved run system's cache key (``run:ID:fingerprint``), else its ``run`` when numeric."""
-    parts = spec.key.split(":")
-    for text in ((parts[1] if len(parts) > 1 and parts[0] == "run" else ""), spec.run):
-        if text.isdigit():
-            return int(text)
-    return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -157,12 +157,6 @@ def estimate_draft(project: Project, draft: Draft, server: Any = None) -> str:
     return describe_estimate(found)
 
 
-def estimate_evaluation(project: Project, evaluation_id: int) -> str:
-    from studio.core.evaluation.engine import estimate
-
-    return describe_estimate(estimate(project, project.evaluations.get(evaluation_id)))
-
-
 def describe_estimate(found: Any) -> str:
     describe = getattr(found, "describe", None)
     if callable(describe):
@@ -267,71 +261,52 @@ class ResultsData:
     human: Any = None  # EvalResult of the human votes (None: no vote yet)
     agreement: tuple[float | None, int] | None = None
     rows: list[dict] = field(default_factory=list)
-    lost: int = 0  # prompts the student (system 0) lost
+    lost_ids: frozenset[int] = frozenset()  # prompts the student (system 0) lost: a human vote over the judge
     lost_sent: int = 0  # of those, the ones already sent to the seeds (released from their set)
+    votes: tuple[int, int] = (0, 0)
+
+    @property
+    def lost(self) -> int:
+        return len(self.lost_ids)
 
     @property
     def lost_unsent(self) -> int:
         """Lost prompts not yet seed tasks: what "Lost prompts → Seeds" would send."""
         return max(self.lost - self.lost_sent, 0)
-    votes: tuple[int, int] = (0, 0)
 
 
-def _labels(evaluation: Evaluation) -> list[str]:
-    labels = [spec.label or spec.key or spec.kind for spec in evaluation.systems]
-    # Two systems may share a label (two runs named alike): the results must tell them apart.
-    return [f"{label} ({chr(65 + i)})" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
-
-
-def _meta(evaluation: Evaluation) -> dict:
-    return {"evaluation_id": evaluation.id, "name": evaluation.label,
-            "systems": [s.to_dict() for s in evaluation.systems], "set_id": evaluation.set_id,
-            "set_hash": evaluation.set_hash, "judge": evaluation.judge.to_dict() if evaluation.judge else None,
-            "judge_key": evaluation.judge.key() if evaluation.judge else None,
-            "settings": evaluation.settings.to_dict(), "prompt_ids": list(evaluation.prompt_ids),
-            "cost": evaluation.cost}
-
-
-def _with_meta(result: Any, meta: dict) -> Any:
-    if result is None:
-        return None
-    current = getattr(result, "meta", None)
-    if isinstance(current, dict):
-        current.update(meta)
-        return result
-    try:
-        return replace(result, meta=meta)
-    except (TypeError, ValueError):
-        return result
-
-
-def human_outcomes(project: Project, evaluation: Evaluation) -> list:
-    return project.votes.outcomes(evaluation)
-
-
-def read_results(project: Project, evaluation_id: int, *, bootstrap_rounds: int = 1000) -> ResultsData:
+def read_results(project: Project, evaluation_id: int) -> ResultsData:
+    """The judge's and the votes' results, per-prompt rows and lost prompts — the same results and meta the CLI
+    shows and exports (``cli_support.evaluation_result``)."""
     from studio.core.evaluation import engine, stats
-    from studio.core.evaluation.lost import lost_prompts
+    from studio.core.evaluation.cli_support import _meta as result_meta
+    from studio.core.evaluation.cli_support import evaluation_result
 
     evaluation = project.evaluations.get(evaluation_id)
-    labels = _labels(evaluation)
-    meta = _meta(evaluation)
-    judged = engine.outcomes(project, evaluation)  # pairs judged in both orders (an unreadable verdict: a tie)
-    human = human_outcomes(project, evaluation)
+    judge_result, judged, human = evaluation_result(project, evaluation)  # judged: both orders (unreadable: tie)
     data = ResultsData(evaluation, votes=_vote_progress(project, evaluation.id))
     if judged:
-        data.judge = _with_meta(stats.summarise(judged, labels, bootstrap_rounds=bootstrap_rounds), meta)
-    if human:
-        data.human = _with_meta(stats.summarise(human, labels, bootstrap_rounds=bootstrap_rounds),
-                                {**meta, "judge": "human"})
+        data.judge = judge_result
+    if human:  # what evaluation_result(..., human=True) gives, without reading the outcomes again
+        data.human = stats.summarise(human, [s.label for s in evaluation.systems])
+        data.human.meta.update(result_meta(project, evaluation, human=True))
+        data.human.meta["judge"] = "human"  # what eval_results_view.is_votes_result reads (display only)
     if judged and human:
         data.agreement = stats.agreement(judged, human)
-    data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)
-    _attach_raw(project, evaluation, data.rows)
-    lost_ids = {lost.prompt_id for lost in lost_prompts(_lost_source(project, evaluation), system=0)}
-    data.lost = len(lost_ids)
-    data.lost_sent = len(lost_ids) - len(_unreleased(project, lost_ids))
+    data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)  # judge_raw_ab / _ba too
+    data.lost_ids = frozenset(_lost_ids(judged, human))
+    data.lost_sent = len(data.lost_ids) - len(_unreleased(project, data.lost_ids))
     return data
+
+
+def _lost_ids(judged: list, human: list) -> set[int]:
+    """The prompts the student (system 0) lost: a human vote where there is one, else the judge — the rule of
+    ``lost.evaluation_outcomes`` (shared with the CLI), on outcomes already read."""
+    from studio.core.evaluation.lost import lost_prompts
+
+    merged = {(o.prompt_id, o.system_a, o.system_b): o for o in judged}
+    merged.update({(o.prompt_id, o.system_a, o.system_b): o for o in human})
+    return {lost.prompt_id for lost in lost_prompts(merged.values(), system=0)}
 
 
 def _unreleased(project: Project, prompt_ids: set[int] | list[int]) -> list[int]:
@@ -340,58 +315,32 @@ def _unreleased(project: Project, prompt_ids: set[int] | list[int]) -> list[int]
     return sorted(i for i in prompt_ids if i in prompts and prompts[i].released_to is None)
 
 
-def _attach_raw(project: Project, evaluation: Evaluation, rows: list[dict]) -> None:
-    """Each row gets the judge's raw output in both orders (``raw_ab``, ``raw_ba``): what the verdict was read from."""
-    if evaluation.judge is None or not rows:
-        return
-    from studio.core.evaluation.engine import evaluation_prompts
-
-    prompts = {p.id: p for p in evaluation_prompts(project, evaluation)}
-    settings_hash = evaluation.settings.answers.hash()
-    answers = {}
-    for index, system in enumerate(evaluation.systems):
-        cached = project.evaluations.cached_answers(system.key, (p.hash for p in prompts.values()), settings_hash)
-        for prompt in prompts.values():
-            if prompt.hash in cached:
-                answers[(prompt.id, index)] = cached[prompt.hash].id
-    judged = project.evaluations.judgments_for(evaluation.judge.key(), answers.values())
-    for row in rows:
-        a, b = answers.get((row["prompt_id"], row["system_a"])), answers.get((row["prompt_id"], row["system_b"]))
-        ab, ba = judged.get((a, b)), judged.get((b, a))
-        row["raw_ab"] = ab.raw if ab is not None else ""
-        row["raw_ba"] = ba.raw if ba is not None else ""
-
-
 def export_results(project: Project, evaluation_id: int, path: str) -> str:
-    """Write the judge's result (the human one when nothing was judged) with every prompt's row."""
+    """Write what ``distill-studio eval export`` writes: the judge's result (the votes' when there is no judge
+    and someone voted), with every prompt's row; the first path written."""
     from studio.core.evaluation import results_io
+    from studio.core.evaluation.cli_support import evaluation_result
+    from studio.core.evaluation.engine import prompt_rows
 
-    data = read_results(project, evaluation_id)
-    result = data.judge if data.judge is not None else data.human
-    if result is None:
-        raise EvaluationError(f"{data.evaluation.label} has no verdicts or votes yet: run it or vote first.")
+    evaluation = project.evaluations.get(evaluation_id)
+    human = evaluation.judge is None and _vote_progress(project, evaluation.id)[0] > 0  # the CLI's rule
+    if evaluation.judge is None and not human:
+        raise EvaluationError(f"{evaluation.label} has no judge and no votes yet: vote on Compare first.")
+    result, judged, votes = evaluation_result(project, evaluation, human=human)
+    rows = prompt_rows(project, evaluation, judged, human=votes or None)
     target = Path(path)
-    if target.suffix.lower() == ".csv":
-        results_io.write_csv(result, data.rows, target)
-    else:
-        if target.suffix.lower() != ".json":
-            target = target.with_suffix(".json")
-        results_io.write_json(result, data.rows, target)
-    return str(target)
-
-
-def _lost_source(project: Project, evaluation: Evaluation) -> list:
-    """What "lost" is read from: a human vote where there is one, else the judge (D's rule, shared with the CLI)."""
-    from studio.core.evaluation.lost import evaluation_outcomes
-
-    return evaluation_outcomes(project, evaluation)
+    if target.suffix.lower() not in (".csv", ".json"):
+        target = target.with_suffix(".json")
+    write = results_io.write_csv if target.suffix.lower() == ".csv" else results_io.write_json
+    return str(write(result, rows, target)[0])
 
 
 def lost_prompt_ids(project: Project, evaluation_id: int) -> list[int]:
-    from studio.core.evaluation.lost import lost_prompts
+    """The prompts the student lost (a human vote over the judge: ``lost.evaluation_outcomes``, as the CLI)."""
+    from studio.core.evaluation.lost import evaluation_outcomes, lost_prompts
 
     evaluation = project.evaluations.get(evaluation_id)
-    return sorted({lost.prompt_id for lost in lost_prompts(_lost_source(project, evaluation), system=0)})
+    return sorted({lost.prompt_id for lost in lost_prompts(evaluation_outcomes(project, evaluation), system=0)})
 
 
 def lost_to_seeds(project: Project, evaluation_id: int) -> list[int]:

@@ -152,6 +152,7 @@ class EvaluatePanel(Panel):
         self.dialogs = Dialogs(self)
         self.rows: list[work.EvaluationRow] = []
         self._select_after: int | None = None
+        self._compare_shown: tuple | None = None  # (context, id, created_at) Compare was last given
         self._build()
         self._list_timer = QTimer(self, singleShot=True, interval=LIST_REFRESH_MS)
         self._list_timer.timeout.connect(self.refresh_list)
@@ -170,6 +171,7 @@ class EvaluatePanel(Panel):
         self.sets_page.evaluate_requested.connect(self._on_evaluate_set)
         self.new_page.run_started.connect(self._on_run_started)
         self.new_page.run_finished.connect(self._on_run_finished)
+        self.new_page.busy_changed.connect(lambda _busy: self._update_actions())
         self.results_page.show_nearest.connect(self.show_nearest_in_curate)
         self.compare_view.voted.connect(self._on_voted)
         self.compare_view.finished.connect(self._on_voted)
@@ -264,6 +266,7 @@ class EvaluatePanel(Panel):
         self.sets_page.set_context(context)
         self.new_page.set_context(context)
         self.results_page.set_context(context)
+        self._compare_shown = None
         self.compare_view.set_evaluation(context, None)
         if context is not None:
             for signal, slot in self._subscriptions(context):
@@ -299,7 +302,7 @@ class EvaluatePanel(Panel):
         target.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def _on_page_changed(self, index: int) -> None:
-        self._sync_pages()
+        self._sync_pages(force=True)
 
     def selected_id(self) -> int | None:
         current = self.list.currentItem()
@@ -316,17 +319,28 @@ class EvaluatePanel(Panel):
                 return
         self._select_after = evaluation_id
 
-    def _sync_pages(self) -> None:
-        """The visible page shows the selected evaluation (the hidden ones catch up when shown)."""
+    def _sync_pages(self, *, force: bool = False) -> None:
+        """The visible page shows the selected evaluation (the hidden ones catch up when shown: ``force``)."""
         chosen = self.selected_id()
         index = self.tabs.currentIndex()
         if index == COMPARE:
             self.compare_hint.show_hint(chosen is None)
-            if getattr(self, "_compare_shown", None) != chosen:
-                self._compare_shown = chosen
+            shown = self._compare_key(chosen)
+            if self._compare_shown != shown:
+                self._compare_shown = shown
                 self.compare_view.set_evaluation(self.context, chosen)
-        elif index == RESULTS:
+        # Results: only a change of evaluation (or showing the page) reads again here. While a run commits, the
+        # list refreshes every LIST_REFRESH_MS and the results follow RESULTS_REFRESH_MS (a read per list refresh
+        # was cancelled by the next one and never shown).
+        elif index == RESULTS and (force or chosen != self.results_page.evaluation_id):
             self.results_page.set_evaluation(chosen)
+
+    def _compare_key(self, chosen: int | None) -> tuple | None:
+        """What Compare shows: ids are reused after a delete, so the project and the creation time are in it."""
+        if chosen is None:
+            return None
+        created = next((row.evaluation.created_at for row in self.rows if row.evaluation.id == chosen), None)
+        return (id(self.context), chosen, created)
 
     # -- the list ----------------------------------------------------------------------------------------
     def refresh_list(self) -> None:
@@ -434,7 +448,7 @@ class EvaluatePanel(Panel):
         evaluation = self.selected()
         if evaluation is None or self.context is None:
             return
-        if self.new_page.is_running() and self.new_page.evaluation_id == evaluation.id:
+        if self.new_page.busy_with(evaluation.id):  # running, or its Continue waits for the local server
             self.messages.show_error(f"{evaluation.label} is running: stop it (Esc on New evaluation) first.")
             return
         if not self.dialogs.confirm("Delete evaluation", f"Delete {evaluation.label} and its human votes? Its "
@@ -449,7 +463,8 @@ class EvaluatePanel(Panel):
         self.refresh_list()
 
     def _on_run_finished(self, evaluation_id: int) -> None:
-        self._select_after = evaluation_id
+        if self.selected_id() in (None, evaluation_id):  # someone voting on another evaluation stays there
+            self._select_after = evaluation_id
         self.refresh_list()
         self.status_message.emit(f"Evaluation {evaluation_id} ended at {time.strftime('%H:%M')}.")
 
