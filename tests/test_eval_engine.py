@@ -363,6 +363,28 @@ def test_stop_keeps_everything_stored_and_the_next_run_goes_on(project, tmp_path
     assert rest.status == DONE and rest.cached_answers == stopped.answers and rest.answers == 40 - stopped.answers
 
 
+def test_a_stop_lets_the_requests_in_flight_land_so_nothing_paid_is_dropped(project) -> None:
+    fake = FakeEvalServer(latency_s=0.3, answerers={"good": marked, "plain": echo_answer})
+    with fake:
+        evaluation = create_evaluation(project, fake, ["good", "plain"], judge=None, count=20, concurrency=6)
+        first = threading.Event()
+
+        def on_progress(progress: EvalProgress) -> None:
+            if progress.done >= 1:
+                first.set()
+
+        engine = EvalEngine(project.root, evaluation.id, clients=client_factory(), on_progress=on_progress)
+        stopper = threading.Thread(target=lambda: (first.wait(30), engine.stop()))
+        stopper.start()
+        stopped = engine.run_blocking()
+        stopper.join()
+        stored = project.evaluations.get(evaluation.id)
+        kept = [answer_for(project, stored, p, i) for p in evaluation_prompts(project, stored) for i in (0, 1)]
+    assert stopped.status == STOPPED and stopped.answers < 40
+    # Every request the servers saw (and would bill) has its answer stored: Continue pays for none twice.
+    assert fake.total_requests == stopped.answers == sum(a is not None for a in kept)
+
+
 def test_prompt_rows_carry_both_answers_verdicts_and_votes(project, server) -> None:
     from studio.core.evaluation.model import Outcome
 

@@ -146,7 +146,7 @@ class EvalEngine:
 
     # -- control (any thread) ------------------------------------------------------------------
     def stop(self) -> None:
-        """End the run soon: nothing more is sent, requests in flight are dropped; everything stored stays."""
+        """End the run soon: nothing more is sent, the requests in flight finish and are stored; everything stays."""
         self._stop_requested.set()
         loop, halt = self._loop, self._halt
         if loop is not None and halt is not None and not loop.is_closed():
@@ -415,8 +415,10 @@ class EvalEngine:
         workers = asyncio.gather(*(worker() for _ in range(max(1, min(settings.concurrency, len(queue))))))
         halted = asyncio.ensure_future(halt.wait())
         await asyncio.wait([workers, halted], return_when=asyncio.FIRST_COMPLETED)
-        if not workers.done():
-            workers.cancel()  # Stop or a fatal error: requests in flight are dropped (nothing paid is lost)
+        if not workers.done() and self._fatal:
+            workers.cancel()  # a fatal error: what is in flight cannot succeed either (a bad key, a server down)
+        # On a plain Stop the workers take no new task (halt is set) but the requests in flight are
+        # paid for already: let them land and be stored, so Continue does not pay for them again.
         halted.cancel()
         (ended,) = await asyncio.gather(workers, return_exceptions=True)
         if isinstance(ended, BaseException) and not isinstance(ended, asyncio.CancelledError):
