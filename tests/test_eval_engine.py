@@ -339,6 +339,40 @@ def test_a_factory_that_cannot_make_a_client_fails_with_its_message(project, ser
         "System A (good): run:3 needs the studio server: start it on the Chat page."
 
 
+def test_a_run_made_for_one_kind_of_server_is_not_answered_by_the_other(project, server) -> None:
+    import os
+
+    from studio.core.evaluation.model import RUN
+    from studio.core.serving.catalog import Catalog, ServedModel
+    from studio.core.serving.server_info import ServerInfo, info_path, write_info
+
+    evaluation = create_evaluation(project, server, ["good", "plain"], judge=None, count=2)
+    made_for_vllm = SystemSpec(RUN, label="student", run="3", model="student", key="run:3:abc:vllm")
+    systems = [made_for_vllm, evaluation.systems[0]]
+    for_vllm = project.evaluations.create(set_id=evaluation.set_id, set_hash=evaluation.set_hash,
+                                          prompt_ids=evaluation.prompt_ids, systems=systems, judge=None,
+                                          settings=evaluation.settings)
+    asked: list[SystemSpec] = []
+
+    def clients(spec: SystemSpec):
+        asked.append(spec)
+        raise EvaluationError("not reached")
+
+    result = EvalEngine(project, for_vllm.id, clients=clients).run_blocking()
+    assert result.status == FAILED and "made for vLLM server and the running server is the studio's own" in \
+        result.message and result.message.startswith("System A (student)") and asked == []
+    # A studio-made key with vLLM running: the same refusal the other way round.
+    made_for_studio = SystemSpec(RUN, label="student", run="3", model="student", key="run:3:abc")
+    for_studio = project.evaluations.create(set_id=evaluation.set_id, set_hash=evaluation.set_hash,
+                                            prompt_ids=evaluation.prompt_ids, settings=evaluation.settings,
+                                            systems=[made_for_studio, evaluation.systems[0]], judge=None)
+    write_info(info_path(project.root), ServerInfo(os.getpid(), "127.0.0.1", 8000, Catalog("/m", (
+        ServedModel("tiny", "base", None, "alpaca"),)), backend="vllm"))
+    result = EvalEngine(project, for_studio.id, clients=clients).run_blocking()
+    assert result.status == FAILED and "made for the studio's own server and the running server is vLLM" in \
+        result.message and asked == []
+
+
 def test_stop_keeps_everything_stored_and_the_next_run_goes_on(project, tmp_path) -> None:
     fake = FakeEvalServer(latency_s=0.05, answerers={"good": marked, "plain": echo_answer})
     with fake:

@@ -41,6 +41,7 @@ from studio.core.evaluation.systems import (
     client_factory,
     key_sources,
     resolve_systems,
+    run_id_of,
 )
 
 if TYPE_CHECKING:
@@ -175,8 +176,8 @@ def _trained_on_warnings(project: Project, systems: Sequence[SystemSpec], prompt
     for index, spec in enumerate(systems):
         if spec.kind != RUN:
             continue
-        parts = spec.key.split(":")
-        run = project.training.get(parts[1] if len(parts) >= 2 and parts[1].isdigit() else spec.run)
+        run_id = run_id_of(spec)
+        run = project.training.get(run_id if run_id is not None else spec.run)
         found = trained_on(project.conn, run.snapshot_id, run.settings, prompts)
         if found:
             warnings.append(f"{letter(index)} ({spec.label}) was trained on {len(found):,} of the "

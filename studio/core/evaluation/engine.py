@@ -264,6 +264,10 @@ class EvalEngine:
         self._counts["cached_answers"] = len(answers)
         clients: dict[int, tuple[LLMClient, str]] = {}
         for index in sorted({t.system for t in tasks}):  # a system with every answer cached needs no client
+            mismatch = _backend_mismatch(evaluation.systems[index], own_server)
+            if mismatch:
+                self._fatal = f"{_who(evaluation, index)}: {mismatch}"
+                return answers, ""
             try:
                 client, model = self._clients(evaluation.systems[index])
             except StudioError as exc:
@@ -493,6 +497,23 @@ def prompt_messages(prompt: EvalPrompt, system_prompt: str, system: SystemSpec, 
     studio_server = studio_backend and system.kind in (RUN, BASE)
     messages.append(user_turn(prompt.instruction, prompt.input, studio_server=studio_server))
     return messages
+
+
+def _backend_mismatch(system: SystemSpec, own_server: bool) -> str:
+    """Why a run/base system cannot be answered by the running kind of server, or "".
+
+    Its cache key says which kind it was resolved for (``:vllm``, see
+    :func:`studio.core.evaluation.systems.resolve_system`); the other kind is sent the input
+    differently, so its answers must not be cached under that key.
+    """
+    from studio.core.evaluation.systems import served_by_vllm
+
+    if system.kind not in (RUN, BASE) or served_by_vllm(system) != own_server:
+        return ""
+    wanted, running = ("vLLM", "the studio's own") if own_server else ("the studio's own", "vLLM")
+    return (f"this evaluation was made for {wanted} server and the running server is {running}: answers of the "
+            f"two are not the same (the input is sent differently). Start {wanted} server, or create a new "
+            "evaluation for this one.")
 
 
 def studio_backend(project: Project) -> bool:
