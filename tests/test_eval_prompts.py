@@ -11,8 +11,8 @@ import pytest
 from studio.cli import main as cli_main
 from studio.core.changes import PROMPT_SETS
 from studio.core.evaluation.model import EvalPrompt, EvaluationError, prompt_hash
-from studio.core.llm.pricing import Usage
 from studio.core.evaluation.prompt_files import read_prompt_file
+from studio.core.llm.pricing import Usage
 from studio.core.project import Project
 from studio.core.samples import Sample, Status
 from studio.core.training.settings import TrainSettings
@@ -200,9 +200,11 @@ def _snapshot(project: Project, n: int = 40, name: str = "v1"):
 
 
 def test_the_validation_split_is_exactly_what_the_training_job_holds_out(project: Project) -> None:
-    from studio.train.data import read_snapshot
     from studio.core.training import split
-    from studio.train.job import split_records  # the job's own import, moved to core and imported back
+    from studio.train.data import read_snapshot
+    from studio.train.job import (
+        split_records,  # the job's own import, moved to core and imported back
+    )
 
     assert split_records is split.split_records  # one split: the job's is the core one
     snap = _snapshot(project)

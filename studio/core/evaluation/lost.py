@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 from studio.core.changes import EVALUATIONS
 from studio.core.db import transaction
 from studio.core.dedup import NearDuplicateIndex
-from studio.core.evaluation.model import RUN, EvalPrompt, Evaluation, EvaluationError, Outcome, SystemSpec
+from studio.core.evaluation.model import (
+    RUN,
+    EvalPrompt,
+    Evaluation,
+    EvaluationError,
+    Outcome,
+    SystemSpec,
+)
 from studio.core.seed_changes import SeedRows
 from studio.core.seeds import Instance, SeedTask
 
