@@ -44,6 +44,7 @@ from studio.core.evaluation.model import (
 )
 from studio.core.evaluation.stats import summarise, wilson_interval
 from studio.core.llm.endpoint import EndpointConfig
+from studio.core.llm.pricing import Usage
 from studio.core.project import Project
 
 
@@ -240,6 +241,22 @@ def test_a_rerun_and_a_new_judge_request_nothing_twice(project, server) -> None:
     assert server.requests_by_model["good"] == server.requests_by_model["plain"] == 12
     # an unreadable verdict is no verdict: a tie, not an inconsistency
     assert wins(outcomes(project, project.evaluations.get(other.id))) == (0, 0, 12, 0)
+    # ...and nothing to keep: a rerun asks the judge again, and its readable verdicts replace them
+    assert estimate(project, other).judge_requests == 24
+    server.judges["judge-mumble"] = "marker"
+    fourth = run(project, other, server, "judge-mumble")
+    assert (fourth.judgments, fourth.cached_judgments) == (24, 0)
+    assert server.requests_by_model["judge-mumble"] == 48
+    assert wins(outcomes(project, project.evaluations.get(other.id))) == (12, 0, 0, 0)
+    fifth = run(project, other, server, "judge-mumble")
+    assert (fifth.judgments, fifth.cached_judgments) == (0, 24)
+    # a readable verdict is never replaced
+    judge_key = other.judge.key()
+    (first, second), stored = next(iter(project.evaluations.judgments_for(
+        judge_key, [answer_for(project, other, evaluation_prompts(project, other)[0], 0).id]).items()))
+    again = project.evaluations.store_judgment(judge_key, first, second, TIE, "[[C]]", usage=Usage(), cost=1.0,
+                                               latency_s=None)
+    assert (again.id, again.verdict, again.raw) == (stored.id, stored.verdict, stored.raw) and stored.verdict != TIE
 
 
 def test_without_a_judge_the_run_ends_after_the_answers(project, server) -> None:

@@ -322,7 +322,7 @@ class EvalEngine:
     async def _judge_phase(self, evaluation: Evaluation, spec: JudgeSpec, prompts: list[EvalPrompt],
                            answers: dict[tuple[int, int], StoredAnswer]) -> None:
         judge_key = spec.key()
-        cached = self._store.judgments_for(judge_key, (a.id for a in answers.values()))
+        cached = self._store.judgments_for(judge_key, (a.id for a in answers.values()), readable=True)
         tasks: list[_Task] = []
         total = 0
         for prompt in prompts:
@@ -734,7 +734,7 @@ def estimate(project: Project, evaluation: Evaluation, *, judge_prompt_tokens: i
             usd_max += request_cost(prices, model, tokens, max_tokens)
     spec = evaluation.judge
     if spec is not None:
-        judged = project.evaluations.judgments_for(spec.key(), (a.id for a in answers.values()))
+        judged = project.evaluations.judgments_for(spec.key(), (a.id for a in answers.values()), readable=True)
         model = str(spec.endpoint.get("model", ""))
         verdict_typical = min(spec.max_tokens, TYPICAL_VERDICT_TOKENS)
         template_tokens = math.ceil(len(spec.template) / CHARS_PER_TOKEN)
