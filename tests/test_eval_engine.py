@@ -113,6 +113,9 @@ def test_the_default_template_and_its_checks() -> None:
         check_template("{instruction} {input} {answer_a} {answer_b} {")
     assert check_template("JSON {{\"k\": 1}} {instruction} {input} {answer_a} {answer_b}") is None
     assert judge.template == DEFAULT_TEMPLATE and judge.label == "judge" and "api_key" not in judge.endpoint
+    # The GUI makes its judge here too: a key in the URL would be stored and exported with it.
+    with pytest.raises(EvaluationError, match=r"The URL of the judge holds a credential in its query \(api-key\)"):
+        default_judge_spec(EndpointConfig(base_url="https://h.example/v1?api-key=sk-123", model="judge"))
 
 
 def test_what_a_system_is_sent() -> None:

@@ -113,5 +113,12 @@ PAIRWISE_JUDGE = Judge("pairwise", "LLM judge, pairwise", DEFAULT_TEMPLATE)
 
 
 def default_judge_spec(endpoint: EndpointConfig) -> JudgeSpec:
-    """A judge on ``endpoint`` with the default template and MT-Bench's markers (the key stays out)."""
+    """A judge on ``endpoint`` with the default template and MT-Bench's markers (the key stays out).
+
+    A URL holding a credential is refused here, for the GUI as for the CLI: the judge's URL is
+    stored with the evaluation and written to its results and exports.
+    """
+    from studio.core.evaluation.systems import check_url_has_no_secret
+
+    check_url_has_no_secret(endpoint.base_url, "the judge")
     return JudgeSpec(endpoint=endpoint.to_dict(), template=DEFAULT_TEMPLATE, label=endpoint.model)
