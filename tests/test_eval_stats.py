@@ -18,7 +18,9 @@ from studio.core.evaluation.stats import (
     bootstrap_interval,
     bradley_terry,
     lc_win_rate,
+    length_confounded_text,
     position_consistency,
+    strength_interval_text,
     summarise,
     wilson_interval,
     win_rate_text,
@@ -173,6 +175,47 @@ def test_bradley_terry_stays_finite_for_a_system_that_never_won():
     outcomes = [Outcome(p, 0, 1, "a", 1, 1) for p in range(20)] + [Outcome(p, 1, 2, "a", 1, 1) for p in range(20)]
     fitted = bradley_terry(outcomes, 3)
     assert all(math.isfinite(v) for v in fitted) and fitted[0] > fitted[1] > fitted[2]
+
+
+def test_a_system_that_won_or_lost_every_game_gets_a_one_sided_interval():
+    # 0 beats 1 and 2 always; 1 and 2 split their games: 0's strength is only where the penalty stops it.
+    outcomes = ([Outcome(p, 0, 1, "a", 1, 1) for p in range(20)] + [Outcome(p, 0, 2, "a", 1, 1) for p in range(20)]
+                + [Outcome(p, 1, 2, "a" if p % 2 else "b", 1, 1) for p in range(20)])
+    ranking = summarise(outcomes, ["always", "half", "other"], bootstrap_rounds=200).ranking
+    best = ranking[0]
+    assert best.system == "always" and best.score == 1.0
+    assert best.ci_high is None and best.ci_low is not None and best.ci_low < best.strength
+    assert strength_interval_text(best) == f"≥ {best.ci_low:+.2f}"
+    for row in ranking[1:]:  # won some, lost some: a two-sided interval
+        assert row.ci_low is not None and row.ci_high is not None
+        assert strength_interval_text(row) == f"{row.ci_low:+.2f} to {row.ci_high:+.2f}"
+    flipped = [Outcome(o.prompt_id, o.system_a, o.system_b, "b" if o.winner == "a" else "a", 1, 1) for o in outcomes]
+    worst = summarise(flipped, ["never", "half", "other"], bootstrap_rounds=200).ranking[-1]
+    assert worst.system == "never" and worst.score == 0.0 and worst.ci_low is None and worst.ci_high is not None
+    assert strength_interval_text(worst) == f"≤ {worst.ci_high:+.2f}"
+
+
+def test_a_pair_where_one_answer_is_always_longer_is_flagged_length_confounded():
+    # A longer on every prompt, by amounts that vary (220–260 chars): LC undefined, and flagged.
+    jitter = np.random.default_rng(4).integers(0, 40, 30)
+    outcomes = [Outcome(i, 0, 1, "a" if i % 3 else "b", 270 + int(j), 50) for i, j in enumerate(jitter)]
+    pair = summarise(outcomes, ["long", "short"]).first
+    assert pair.lc_win_rate_a is None and pair.length_confounded
+    assert length_confounded_text(pair, "A") == \
+        "A's answer was longer on every prompt, so length and quality cannot be told apart"
+    assert summarise(outcomes, ["long", "short"]).to_dict()["length_confounded"] is True
+    shorter = [Outcome(o.prompt_id, 0, 1, o.winner, o.len_b, o.len_a) for o in outcomes]
+    assert "A's answer was shorter" in length_confounded_text(summarise(shorter, ["s", "l"]).first, "A")
+    # Too few prompts to flag; lengths that differ both ways have an LC rate and no flag.
+    assert not summarise(outcomes[:LENGTH_BIAS_MIN_N - 1], ["long", "short"]).first.length_confounded
+    mixed = summarise(_longer_wins_mixed(), ["A", "B"]).first
+    assert mixed.lc_win_rate_a is not None and not mixed.length_confounded
+
+
+def _longer_wins_mixed() -> list[Outcome]:
+    rng = np.random.default_rng(1)
+    return [Outcome(i, 0, 1, "a" if i % 2 else "b", int(rng.integers(50, 500)), int(rng.integers(50, 500)))
+            for i in range(60)]
 
 
 def test_per_category_breakdown():

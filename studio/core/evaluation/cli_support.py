@@ -475,9 +475,11 @@ def summary_lines(result: EvalResult) -> list[str]:
     for pair in result.pairs:
         lines += _pair_lines(pair, human=source == "human votes")
     if result.ranking:
+        from studio.core.evaluation.stats import strength_interval_text
+
         lines.append("  Bradley–Terry ranking (log-strength, bootstrap 95 %):")
         for row in result.ranking:
-            interval = "" if row.ci_low is None or row.ci_high is None else f" ({row.ci_low:+.2f} to {row.ci_high:+.2f})"
+            interval = f" ({strength_interval_text(row)})" if strength_interval_text(row) else ""
             lines.append(f"    {row.rank}. {letter(row.index)} {row.system}: {row.strength:+.2f}{interval}, "
                          f"{row.games} games")
     agreement = meta.get("agreement_with_human")
@@ -491,7 +493,7 @@ def _chars(value: float | None) -> str:
 
 
 def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
-    from studio.core.evaluation.stats import win_rate_text
+    from studio.core.evaluation.stats import length_confounded_text, win_rate_text
 
     a, b = letter(pair.index_a), letter(pair.index_b)
     tie_note = []
@@ -512,10 +514,12 @@ def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
         lc += f" ({100 * pair.lc_ci_low:.1f}–{100 * pair.lc_ci_high:.1f} %, bootstrap 95 %)"
     if pair.length_bias:
         lc += "  ⚠ length bias: the verdicts follow answer length more than quality"
-    elif pair.lc_win_rate_a is None and pair.n:
-        lc += (f" (the length difference barely varies: {a}'s answers are longer, or shorter, by about the "
-               "same amount every time, so length and quality cannot be told apart)")
+    elif pair.lc_win_rate_a is None and pair.n and not pair.length_confounded:
+        lc += f" ({length_confounded_text(pair, a)})"
     lines.append(lc)
+    if pair.length_confounded:
+        lines.append(f"    ⚠ {length_confounded_text(pair, a)}: the win rate above may measure length as much "
+                     "as quality")
     if unreadable and unreadable == pair.n:
         lines.append("    ⚠ the judge ended no reply with [[A]], [[B]] or [[C]]: these are not real ties; check its "
                      "model and --template (`eval export` keeps its raw replies)")
