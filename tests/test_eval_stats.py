@@ -239,6 +239,11 @@ def test_agreement_between_judge_and_human():
              Outcome(2, 0, 1, "tie", 1, 1, both_bad=True), Outcome(9, 0, 1, "a", 1, 1)]
     assert agreement(judge, human) == (pytest.approx(2 / 3), 3)  # prompt 9 has no judgment, 3 no vote
     assert agreement(judge, []) == (None, 0)
+    # A judge "tie" from an unreadable verdict is no decision: it does not agree with a human tie.
+    unreadable = [judge_outcome(0, 0, 1, None, "a", 1, 1), judge_outcome(1, 0, 1, None, None, 1, 1),
+                  judge_outcome(2, 0, 1, "tie", "tie", 1, 1)]
+    ties = [Outcome(p, 0, 1, "tie", 1, 1) for p in range(3)]
+    assert agreement(unreadable, ties) == (1.0, 1)
     pair = summarise(human, ["A", "B"]).first
     assert pair.both_bad == 1 and pair.position_consistency is None
 

@@ -265,10 +265,14 @@ def position_consistency(outcomes: Sequence[Outcome]) -> tuple[float | None, int
 def agreement(judge: Sequence[Outcome], human: Sequence[Outcome]) -> tuple[float | None, int]:
     """How often the judge and the human picked the same winner (a/b/tie) where both decided a prompt and pair.
 
-    An inconsistent judge verdict is a tie, a both-bad vote is a tie. Returns (share, n);
-    share is None when no prompt has both.
+    An inconsistent judge verdict is a tie, a both-bad vote is a tie. A judge outcome with an
+    unreadable (or missing) verdict in either order (``ab`` or ``ba`` None, see
+    :func:`~studio.core.evaluation.model.judge_outcome`) is no decision and is left out: its
+    "tie" must not count as agreeing with a human tie. Returns (share, n); share is None when
+    no prompt has both.
     """
-    judged = {(o.prompt_id, o.system_a, o.system_b): o.winner for o in judge}
+    judged = {(o.prompt_id, o.system_a, o.system_b): o.winner for o in judge
+              if o.ab is not None and o.ba is not None}
     matches = [judged[key] == o.winner for o in human
                if (key := (o.prompt_id, o.system_a, o.system_b)) in judged]
     if not matches:
