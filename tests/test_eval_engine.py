@@ -129,7 +129,13 @@ def test_what_a_system_is_sent() -> None:
     chat = EvalPrompt(instruction="Hi", messages=[{"role": "user", "content": "Hi"},
                                                   {"role": "assistant", "content": "Hello"},
                                                   {"role": "user", "content": "Tell a joke"}])
-    assert prompt_messages(chat, "Be brief.", endpoint) == chat.messages
+    # The system prompt is part of the answer cache key: a chat prompt is sent it too...
+    assert prompt_messages(chat, "Be brief.", endpoint) == [{"role": "system", "content": "Be brief."}, *chat.messages]
+    assert prompt_messages(chat, "", endpoint) == chat.messages
+    # ...unless it brings a system message of its own.
+    own = EvalPrompt(instruction="Hi", messages=[{"role": "system", "content": "Be a pirate."},
+                                                 {"role": "user", "content": "Hi"}])
+    assert prompt_messages(own, "Be brief.", endpoint) == own.messages
 
 
 def test_a_run_served_by_vllm_gets_the_input_in_its_text(project) -> None:
@@ -479,7 +485,7 @@ def test_chat_prompts_are_sent_as_their_messages(project, server) -> None:
                                    set_name="chat")
     assert run(project, evaluation, server).answers == 4
     sent = [b["messages"] for b in server.bodies if b["model"] == "good"]
-    assert chat[0].messages in sent
+    assert [{"role": "system", "content": "Be brief."}, *chat[0].messages] in sent  # the settings' system prompt
 
 
 def test_the_estimate_counts_only_what_is_missing_at_the_settings_prices(project, server) -> None:

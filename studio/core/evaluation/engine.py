@@ -24,7 +24,8 @@ Launch rules, as in Generate's engine:
 
 A prompt is sent as its chat ``messages`` when it has them; an Alpaca prompt as one user turn
 (:func:`studio.core.chat.session.user_turn`, which hands the studio server the input as its own
-field) after ``settings.answers.system_prompt`` as a system message when there is one.
+field); either after ``settings.answers.system_prompt`` as a system message when there is one
+(a chat prompt with a system message of its own keeps just that).
 """
 from __future__ import annotations
 
@@ -483,17 +484,23 @@ class EvalEngine:
 # -- what a system is sent -----------------------------------------------------------------------------
 def prompt_messages(prompt: EvalPrompt, system_prompt: str, system: SystemSpec, *,
                     studio_backend: bool = True) -> list[dict]:
-    """A chat prompt's own messages; an Alpaca prompt as one user turn after the settings' system prompt.
+    """A chat prompt's own messages; an Alpaca prompt as one user turn; either after the settings'
+    system prompt when there is one (a chat prompt with a system message of its own keeps that one).
 
-    The studio's own server takes the Alpaca input as its ``input`` extension (rendered into the
-    run's Input section, as in training); vLLM (``studio_backend=False``) and endpoints get it
-    in the text.
+    The system prompt is part of the answer cache key (``AnswerSettings.hash``), so it must be
+    what was sent. The studio's own server takes the Alpaca input as its ``input`` extension
+    (rendered into the run's Input section, as in training); vLLM (``studio_backend=False``) and
+    endpoints get it in the text.
     """
+    system_message = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     if prompt.messages:
-        return [dict(m) for m in prompt.messages]
+        messages = [dict(m) for m in prompt.messages]
+        if any(m.get("role") == "system" for m in messages):
+            return messages
+        return system_message + messages
     from studio.core.chat.session import user_turn
 
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    messages = system_message
     studio_server = studio_backend and system.kind in (RUN, BASE)
     messages.append(user_turn(prompt.instruction, prompt.input, studio_server=studio_server))
     return messages
