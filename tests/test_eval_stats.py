@@ -49,6 +49,18 @@ def test_wilson_interval_matches_alpacas_90_vs_89_computed_by_hand():
     assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] > 0.6
 
 
+def test_one_wording_and_one_count_for_every_caller():
+    # The CLI's category rows and evaluation list use these too (no second copy to drift).
+    from studio.core.evaluation import cli_support, engine, judge
+    from studio.core.evaluation.stats import pair_counts, wilson_text
+
+    assert cli_support.JUDGE_ROLE is engine.JUDGE_ROLE is judge.JUDGE_ROLE
+    counts = pair_counts(_outcomes(90, 89, 73))
+    assert (counts["n"], counts["wins_a"], counts["wins_b"], counts["ties"]) == (252, 90, 89, 73)
+    assert wilson_text(counts["ci_low"], counts["ci_high"]) == "(43.0–57.5 %, Wilson 95 %)"
+    assert cli_support._interval(counts["ci_low"], counts["ci_high"]) == " (43.0–57.5 %, Wilson 95 %)"
+
+
 def test_summarise_alpaca_counts_with_ties():
     result = summarise(_outcomes(90, 89, 73), ["student", "text-davinci-003"])
     pair = result.first

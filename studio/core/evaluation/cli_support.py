@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from studio.core.ctrl_c import CtrlCStops
 from studio.core.errors import StudioError
+from studio.core.evaluation.judge import JUDGE_ROLE
 from studio.core.evaluation.model import (
     ANSWERING,
     ENDPOINT,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
     from studio.core.project import Project
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
-JUDGE_ROLE = "the judge"
 
 
 def _open(args: argparse.Namespace, *, exclusive: bool = True) -> Project:
@@ -440,7 +440,9 @@ def _pct(value: float | None) -> str:
 
 
 def _interval(low: float | None, high: float | None) -> str:
-    return "" if low is None or high is None else f" ({100 * low:.1f}–{100 * high:.1f} %, Wilson 95 %)"
+    from studio.core.evaluation.stats import wilson_text
+
+    return "" if low is None or high is None else f" {wilson_text(low, high)}"
 
 
 def letter(index: int) -> str:
@@ -565,10 +567,10 @@ def _list_evaluations(project: Project, out: IO[str], *, as_json: bool) -> int:
 def _first_win_rate(project: Project, evaluation: Evaluation) -> float | None:
     """A's decisive win rate over B by the judge (no bootstrap: the list shows many evaluations)."""
     from studio.core.evaluation.engine import outcomes
+    from studio.core.evaluation.stats import pair_counts
 
     first = [o for o in outcomes(project, evaluation) if (o.system_a, o.system_b) == (0, 1)]
-    wins_a, wins_b = sum(o.winner == "a" for o in first), sum(o.winner == "b" for o in first)
-    return wins_a / (wins_a + wins_b) if wins_a + wins_b else None
+    return pair_counts(first)["win_rate_a"]
 
 
 def _say(stream: IO[str], text: str) -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.core.errors import StudioError
-from studio.core.evaluation.judge import PAIRWISE_JUDGE, check_template, judge_instruction
+from studio.core.evaluation.judge import JUDGE_ROLE, PAIRWISE_JUDGE, check_template, judge_instruction
 from studio.core.evaluation.model import (
     ANSWERING,
     BASE,
@@ -73,7 +73,6 @@ if TYPE_CHECKING:
 
 ClientFactory = Callable[[SystemSpec], "tuple[LLMClient, str]"]  # (client, the model id to send)
 ProgressSink = Callable[["EvalProgress"], None]
-JUDGE_ROLE = "the judge"
 CHARS_PER_TOKEN = 4  # the estimate's and the budget's rough conversion
 TYPICAL_ANSWER_TOKENS = 300  # what the estimate assumes an answer costs (the budget assumes max_tokens)
 TYPICAL_VERDICT_TOKENS = 150

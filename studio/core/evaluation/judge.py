@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from studio.core.evaluation.model import FIRST, SECOND, TIE, UNREADABLE, EvalPrompt, EvaluationError, JudgeSpec
 from studio.core.llm.endpoint import EndpointConfig
 
+JUDGE_ROLE = "the judge"  # how errors name the judge's client ("the judge: wrong key ...")
+
 PLACEHOLDERS = ("instruction", "input", "answer_a", "answer_b")
 NO_INPUT = "(none)"  # what {input} shows when the prompt has no input
 

@@ -410,7 +410,13 @@ def interval_text(pair: PairResult) -> str:
     """``(43.0–57.5 %, Wilson 95 %)``, or why there is no win rate (no decisive judgment, no outcomes)."""
     if pair.win_rate_a is None:
         return "no decisive judgment" if pair.n else "no outcomes"
-    return f"({100 * pair.ci_low:.1f}–{100 * pair.ci_high:.1f} %, Wilson 95 %)"
+    assert pair.ci_low is not None and pair.ci_high is not None  # a win rate has its interval
+    return wilson_text(pair.ci_low, pair.ci_high)
+
+
+def wilson_text(low: float, high: float) -> str:
+    """``(43.0–57.5 %, Wilson 95 %)``: a Wilson interval in words (a pair's, a category's)."""
+    return f"({100 * low:.1f}–{100 * high:.1f} %, Wilson 95 %)"
 
 
 def strength_interval_text(row: RankRow, between: str = " to ") -> str:
@@ -432,7 +438,7 @@ def win_rate_text(pair: PairResult) -> str:
     return f"{percent(pair.win_rate_a)} {interval_text(pair)}"
 
 
-def _counts(outcomes: Sequence[Outcome]) -> dict:
+def pair_counts(outcomes: Sequence[Outcome]) -> dict:
     """n, wins, ties and the decisive win rate with its Wilson interval (a category's row, a pair's core)."""
     wins_a = sum(o.winner == A_WINS for o in outcomes)
     wins_b = sum(o.winner == B_WINS for o in outcomes)
@@ -443,7 +449,7 @@ def _counts(outcomes: Sequence[Outcome]) -> dict:
 
 def _pair_result(outcomes: Sequence[Outcome], labels: Sequence[str], i: int, j: int, *,
                  categories: bool, rounds: int, seed: int) -> PairResult:
-    core = _counts(outcomes)
+    core = pair_counts(outcomes)
     n = core["n"]
     ties_half = (core["wins_a"] + core["ties"] / 2) / n if n else None
     lc = lc_win_rate(outcomes)
@@ -454,7 +460,7 @@ def _pair_result(outcomes: Sequence[Outcome], labels: Sequence[str], i: int, j: 
         groups: dict[str, list[Outcome]] = {}
         for o in outcomes:
             groups.setdefault(o.category or UNCATEGORISED, []).append(o)
-        per_category = {name: _counts(groups[name]) for name in sorted(groups, key=lambda c: (-len(groups[c]), c))}
+        per_category = {name: pair_counts(groups[name]) for name in sorted(groups, key=lambda c: (-len(groups[c]), c))}
     return PairResult(
         system_a=labels[i], system_b=labels[j], index_a=i, index_b=j, **core,
         inconsistent=sum(o.inconsistent for o in outcomes), both_bad=sum(o.both_bad for o in outcomes),
