@@ -44,6 +44,7 @@ from studio.core.evaluation.model import (
 )
 from studio.core.evaluation.stats import summarise, wilson_interval
 from studio.core.llm.endpoint import EndpointConfig
+from studio.core.llm.pricing import Usage
 from studio.core.project import Project
 
 
@@ -112,6 +113,9 @@ def test_the_default_template_and_its_checks() -> None:
         check_template("{instruction} {input} {answer_a} {answer_b} {")
     assert check_template("JSON {{\"k\": 1}} {instruction} {input} {answer_a} {answer_b}") is None
     assert judge.template == DEFAULT_TEMPLATE and judge.label == "judge" and "api_key" not in judge.endpoint
+    # The GUI makes its judge here too: a key in the URL would be stored and exported with it.
+    with pytest.raises(EvaluationError, match=r"The URL of the judge holds a credential in its query \(api-key\)"):
+        default_judge_spec(EndpointConfig(base_url="https://h.example/v1?api-key=sk-123", model="judge"))
 
 
 def test_what_a_system_is_sent() -> None:
@@ -125,7 +129,13 @@ def test_what_a_system_is_sent() -> None:
     chat = EvalPrompt(instruction="Hi", messages=[{"role": "user", "content": "Hi"},
                                                   {"role": "assistant", "content": "Hello"},
                                                   {"role": "user", "content": "Tell a joke"}])
-    assert prompt_messages(chat, "Be brief.", endpoint) == chat.messages
+    # The system prompt is part of the answer cache key: a chat prompt is sent it too...
+    assert prompt_messages(chat, "Be brief.", endpoint) == [{"role": "system", "content": "Be brief."}, *chat.messages]
+    assert prompt_messages(chat, "", endpoint) == chat.messages
+    # ...unless it brings a system message of its own.
+    own = EvalPrompt(instruction="Hi", messages=[{"role": "system", "content": "Be a pirate."},
+                                                 {"role": "user", "content": "Hi"}])
+    assert prompt_messages(own, "Be brief.", endpoint) == own.messages
 
 
 def test_a_run_served_by_vllm_gets_the_input_in_its_text(project) -> None:
@@ -240,6 +250,22 @@ def test_a_rerun_and_a_new_judge_request_nothing_twice(project, server) -> None:
     assert server.requests_by_model["good"] == server.requests_by_model["plain"] == 12
     # an unreadable verdict is no verdict: a tie, not an inconsistency
     assert wins(outcomes(project, project.evaluations.get(other.id))) == (0, 0, 12, 0)
+    # ...and nothing to keep: a rerun asks the judge again, and its readable verdicts replace them
+    assert estimate(project, other).judge_requests == 24
+    server.judges["judge-mumble"] = "marker"
+    fourth = run(project, other, server, "judge-mumble")
+    assert (fourth.judgments, fourth.cached_judgments) == (24, 0)
+    assert server.requests_by_model["judge-mumble"] == 48
+    assert wins(outcomes(project, project.evaluations.get(other.id))) == (12, 0, 0, 0)
+    fifth = run(project, other, server, "judge-mumble")
+    assert (fifth.judgments, fifth.cached_judgments) == (0, 24)
+    # a readable verdict is never replaced
+    judge_key = other.judge.key()
+    (first, second), stored = next(iter(project.evaluations.judgments_for(
+        judge_key, [answer_for(project, other, evaluation_prompts(project, other)[0], 0).id]).items()))
+    again = project.evaluations.store_judgment(judge_key, first, second, TIE, "[[C]]", usage=Usage(), cost=1.0,
+                                               latency_s=None)
+    assert (again.id, again.verdict, again.raw) == (stored.id, stored.verdict, stored.raw) and stored.verdict != TIE
 
 
 def test_without_a_judge_the_run_ends_after_the_answers(project, server) -> None:
@@ -339,6 +365,40 @@ def test_a_factory_that_cannot_make_a_client_fails_with_its_message(project, ser
         "System A (good): run:3 needs the studio server: start it on the Chat page."
 
 
+def test_a_run_made_for_one_kind_of_server_is_not_answered_by_the_other(project, server) -> None:
+    import os
+
+    from studio.core.evaluation.model import RUN
+    from studio.core.serving.catalog import Catalog, ServedModel
+    from studio.core.serving.server_info import ServerInfo, info_path, write_info
+
+    evaluation = create_evaluation(project, server, ["good", "plain"], judge=None, count=2)
+    made_for_vllm = SystemSpec(RUN, label="student", run="3", model="student", key="run:3:abc:vllm")
+    systems = [made_for_vllm, evaluation.systems[0]]
+    for_vllm = project.evaluations.create(set_id=evaluation.set_id, set_hash=evaluation.set_hash,
+                                          prompt_ids=evaluation.prompt_ids, systems=systems, judge=None,
+                                          settings=evaluation.settings)
+    asked: list[SystemSpec] = []
+
+    def clients(spec: SystemSpec):
+        asked.append(spec)
+        raise EvaluationError("not reached")
+
+    result = EvalEngine(project, for_vllm.id, clients=clients).run_blocking()
+    assert result.status == FAILED and "made for vLLM server and the running server is the studio's own" in \
+        result.message and result.message.startswith("System A (student)") and asked == []
+    # A studio-made key with vLLM running: the same refusal the other way round.
+    made_for_studio = SystemSpec(RUN, label="student", run="3", model="student", key="run:3:abc")
+    for_studio = project.evaluations.create(set_id=evaluation.set_id, set_hash=evaluation.set_hash,
+                                            prompt_ids=evaluation.prompt_ids, settings=evaluation.settings,
+                                            systems=[made_for_studio, evaluation.systems[0]], judge=None)
+    write_info(info_path(project.root), ServerInfo(os.getpid(), "127.0.0.1", 8000, Catalog("/m", (
+        ServedModel("tiny", "base", None, "alpaca"),)), backend="vllm"))
+    result = EvalEngine(project, for_studio.id, clients=clients).run_blocking()
+    assert result.status == FAILED and "made for the studio's own server and the running server is vLLM" in \
+        result.message and asked == []
+
+
 def test_stop_keeps_everything_stored_and_the_next_run_goes_on(project, tmp_path) -> None:
     fake = FakeEvalServer(latency_s=0.05, answerers={"good": marked, "plain": echo_answer})
     with fake:
@@ -361,6 +421,28 @@ def test_stop_keeps_everything_stored_and_the_next_run_goes_on(project, tmp_path
         assert sum(a is not None for a in kept) == stopped.answers and stored.status == STOPPED
         rest = EvalEngine(project, evaluation.id, clients=client_factory()).run_blocking()
     assert rest.status == DONE and rest.cached_answers == stopped.answers and rest.answers == 40 - stopped.answers
+
+
+def test_a_stop_lets_the_requests_in_flight_land_so_nothing_paid_is_dropped(project) -> None:
+    fake = FakeEvalServer(latency_s=0.3, answerers={"good": marked, "plain": echo_answer})
+    with fake:
+        evaluation = create_evaluation(project, fake, ["good", "plain"], judge=None, count=20, concurrency=6)
+        first = threading.Event()
+
+        def on_progress(progress: EvalProgress) -> None:
+            if progress.done >= 1:
+                first.set()
+
+        engine = EvalEngine(project.root, evaluation.id, clients=client_factory(), on_progress=on_progress)
+        stopper = threading.Thread(target=lambda: (first.wait(30), engine.stop()))
+        stopper.start()
+        stopped = engine.run_blocking()
+        stopper.join()
+        stored = project.evaluations.get(evaluation.id)
+        kept = [answer_for(project, stored, p, i) for p in evaluation_prompts(project, stored) for i in (0, 1)]
+    assert stopped.status == STOPPED and stopped.answers < 40
+    # Every request the servers saw (and would bill) has its answer stored: Continue pays for none twice.
+    assert fake.total_requests == stopped.answers == sum(a is not None for a in kept)
 
 
 def test_prompt_rows_carry_both_answers_verdicts_and_votes(project, server) -> None:
@@ -403,7 +485,7 @@ def test_chat_prompts_are_sent_as_their_messages(project, server) -> None:
                                    set_name="chat")
     assert run(project, evaluation, server).answers == 4
     sent = [b["messages"] for b in server.bodies if b["model"] == "good"]
-    assert chat[0].messages in sent
+    assert [{"role": "system", "content": "Be brief."}, *chat[0].messages] in sent  # the settings' system prompt
 
 
 def test_the_estimate_counts_only_what_is_missing_at_the_settings_prices(project, server) -> None:

@@ -12,6 +12,7 @@ from studio.cli import main as cli_main
 from studio.core.changes import PROMPT_SETS
 from studio.core.evaluation.model import EvalPrompt, EvaluationError, prompt_hash
 from studio.core.evaluation.prompt_files import read_prompt_file
+from studio.core.llm.pricing import Usage
 from studio.core.project import Project
 from studio.core.samples import Sample, Status
 from studio.core.training.settings import TrainSettings
@@ -101,11 +102,27 @@ def test_a_malformed_element_of_an_alpaca_array_names_its_line(tmp_path: Path) -
 
 
 def test_repeated_prompts_collapse_to_the_first(tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "dupes.jsonl", {"prompt": "Name a colour."}, {"prompt": "  name A   colour. "},
+    path = write_lines(tmp_path / "dupes.jsonl", {"prompt": "Name a colour."}, {"prompt": "  Name a colour.\n"},
                        {"prompt": "Name a fruit."}, {"instruction": "Name a colour.", "input": "", "output": "x"})
     parsed = read_prompt_file(path)
     assert [p.instruction for p in parsed.prompts] == ["Name a colour.", "Name a fruit."]
     assert parsed.duplicates_dropped == 2
+
+
+def test_case_and_inner_spacing_make_a_different_prompt(project: Project, tmp_path: Path) -> None:
+    # Case and indentation can be the task itself: neither prompt may stand in for the other.
+    title = "Convert to title case: the cat"
+    code = "Fix this Python:\ndef f():\n    return 1"
+    path = write_lines(tmp_path / "cases.jsonl", {"prompt": title}, {"prompt": "Convert to title case: The Cat"},
+                       {"prompt": code}, {"prompt": code.replace("    ", "  ")})
+    prompt_set = project.prompt_sets.import_file(path, name="cases")
+    assert prompt_set.prompt_count == 4 and prompt_set.meta["duplicates_dropped"] == 0
+    stored = project.prompt_sets.prompts("cases")
+    assert len({p.hash for p in stored}) == 4
+    # ...so the answer cache keeps one answer each.
+    project.evaluations.store_answer("sys", stored[0].hash, "s", "Convert To Title Case: The Cat", finish_reason="stop",
+                                     usage=Usage(), cost=0.0, latency_s=None, attempts=1)
+    assert project.evaluations.cached_answer("sys", stored[1].hash, "s") is None
 
 
 # -- the store ------------------------------------------------------------------------------------
@@ -133,7 +150,7 @@ def test_import_stores_an_evaluation_only_set_and_nothing_on_error(project: Proj
 
 def test_get_prompts_rename_delete(project: Project) -> None:
     first = project.prompt_sets.create("first", [EvalPrompt("One?"), EvalPrompt("Two?", "in", "ref", "cat"),
-                                                 EvalPrompt("one?")])
+                                                 EvalPrompt(" One?\n")])
     assert first.meta["duplicates_dropped"] == 1 and first.prompt_count == 2
     by_id, by_name = project.prompt_sets.get(first.id), project.prompt_sets.get("first")
     assert by_id == by_name == project.prompt_sets.get(str(first.id))
@@ -183,9 +200,11 @@ def _snapshot(project: Project, n: int = 40, name: str = "v1"):
 
 
 def test_the_validation_split_is_exactly_what_the_training_job_holds_out(project: Project) -> None:
-    from studio.train.data import read_snapshot
     from studio.core.training import split
-    from studio.train.job import split_records  # the job's own import, moved to core and imported back
+    from studio.train.data import read_snapshot
+    from studio.train.job import (
+        split_records,  # the job's own import, moved to core and imported back
+    )
 
     assert split_records is split.split_records  # one split: the job's is the core one
     snap = _snapshot(project)

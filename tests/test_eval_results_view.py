@@ -87,6 +87,18 @@ def test_length_bias_warning_is_visible(view):
     assert not view.warning.isVisible()
 
 
+def test_a_length_confounded_pair_and_a_one_sided_ranking_interval_are_shown(view):
+    outcomes = [judge_outcome(i, 0, 1, w, w, 300 + 7 * (i % 5), 50) for i, w in enumerate("ab" * 15)]
+    view.show_result(summarise(outcomes, ["long", "short"]))
+    assert view.warning.isVisible()
+    assert "long's answer was longer on every prompt" in view.warning.text()
+    assert view.cards["lc"].value.text() == "— ▲"
+    always = ([Outcome(p, 0, 1, "a", 1, 1) for p in range(10)] + [Outcome(p, 0, 2, "a", 1, 1) for p in range(10)]
+              + [Outcome(p, 1, 2, "a" if p % 2 else "b", 1, 1) for p in range(10)])
+    view.show_result(summarise(always, ["always", "half", "other"], bootstrap_rounds=100))
+    assert view.rank_table.item(0, 3).text().startswith("≥ ")
+
+
 def test_human_votes_and_agreement(view):
     judge = _alpaca()
     human = [Outcome(i, 0, 1, "a" if i % 2 else "tie", 500, 500, both_bad=not i % 2) for i in range(20)]

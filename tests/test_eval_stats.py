@@ -18,7 +18,9 @@ from studio.core.evaluation.stats import (
     bootstrap_interval,
     bradley_terry,
     lc_win_rate,
+    length_confounded_text,
     position_consistency,
+    strength_interval_text,
     summarise,
     wilson_interval,
     win_rate_text,
@@ -45,6 +47,18 @@ def test_wilson_interval_matches_alpacas_90_vs_89_computed_by_hand():
     # Edges: nothing counted is undefined; all wins stays inside [0, 1].
     assert wilson_interval(0, 0) == (None, None)
     assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(10, 10)[0] > 0.6
+
+
+def test_one_wording_and_one_count_for_every_caller():
+    # The CLI's category rows and evaluation list use these too (no second copy to drift).
+    from studio.core.evaluation import cli_support, engine, judge
+    from studio.core.evaluation.stats import pair_counts, wilson_text
+
+    assert cli_support.JUDGE_ROLE is engine.JUDGE_ROLE is judge.JUDGE_ROLE
+    counts = pair_counts(_outcomes(90, 89, 73))
+    assert (counts["n"], counts["wins_a"], counts["wins_b"], counts["ties"]) == (252, 90, 89, 73)
+    assert wilson_text(counts["ci_low"], counts["ci_high"]) == "(43.0–57.5 %, Wilson 95 %)"
+    assert cli_support._interval(counts["ci_low"], counts["ci_high"]) == " (43.0–57.5 %, Wilson 95 %)"
 
 
 def test_summarise_alpaca_counts_with_ties():
@@ -175,6 +189,47 @@ def test_bradley_terry_stays_finite_for_a_system_that_never_won():
     assert all(math.isfinite(v) for v in fitted) and fitted[0] > fitted[1] > fitted[2]
 
 
+def test_a_system_that_won_or_lost_every_game_gets_a_one_sided_interval():
+    # 0 beats 1 and 2 always; 1 and 2 split their games: 0's strength is only where the penalty stops it.
+    outcomes = ([Outcome(p, 0, 1, "a", 1, 1) for p in range(20)] + [Outcome(p, 0, 2, "a", 1, 1) for p in range(20)]
+                + [Outcome(p, 1, 2, "a" if p % 2 else "b", 1, 1) for p in range(20)])
+    ranking = summarise(outcomes, ["always", "half", "other"], bootstrap_rounds=200).ranking
+    best = ranking[0]
+    assert best.system == "always" and best.score == 1.0
+    assert best.ci_high is None and best.ci_low is not None and best.ci_low < best.strength
+    assert strength_interval_text(best) == f"≥ {best.ci_low:+.2f}"
+    for row in ranking[1:]:  # won some, lost some: a two-sided interval
+        assert row.ci_low is not None and row.ci_high is not None
+        assert strength_interval_text(row) == f"{row.ci_low:+.2f} to {row.ci_high:+.2f}"
+    flipped = [Outcome(o.prompt_id, o.system_a, o.system_b, "b" if o.winner == "a" else "a", 1, 1) for o in outcomes]
+    worst = summarise(flipped, ["never", "half", "other"], bootstrap_rounds=200).ranking[-1]
+    assert worst.system == "never" and worst.score == 0.0 and worst.ci_low is None and worst.ci_high is not None
+    assert strength_interval_text(worst) == f"≤ {worst.ci_high:+.2f}"
+
+
+def test_a_pair_where_one_answer_is_always_longer_is_flagged_length_confounded():
+    # A longer on every prompt, by amounts that vary (220–260 chars): LC undefined, and flagged.
+    jitter = np.random.default_rng(4).integers(0, 40, 30)
+    outcomes = [Outcome(i, 0, 1, "a" if i % 3 else "b", 270 + int(j), 50) for i, j in enumerate(jitter)]
+    pair = summarise(outcomes, ["long", "short"]).first
+    assert pair.lc_win_rate_a is None and pair.length_confounded
+    assert length_confounded_text(pair, "A") == \
+        "A's answer was longer on every prompt, so length and quality cannot be told apart"
+    assert summarise(outcomes, ["long", "short"]).to_dict()["length_confounded"] is True
+    shorter = [Outcome(o.prompt_id, 0, 1, o.winner, o.len_b, o.len_a) for o in outcomes]
+    assert "A's answer was shorter" in length_confounded_text(summarise(shorter, ["s", "l"]).first, "A")
+    # Too few prompts to flag; lengths that differ both ways have an LC rate and no flag.
+    assert not summarise(outcomes[:LENGTH_BIAS_MIN_N - 1], ["long", "short"]).first.length_confounded
+    mixed = summarise(_longer_wins_mixed(), ["A", "B"]).first
+    assert mixed.lc_win_rate_a is not None and not mixed.length_confounded
+
+
+def _longer_wins_mixed() -> list[Outcome]:
+    rng = np.random.default_rng(1)
+    return [Outcome(i, 0, 1, "a" if i % 2 else "b", int(rng.integers(50, 500)), int(rng.integers(50, 500)))
+            for i in range(60)]
+
+
 def test_per_category_breakdown():
     outcomes = ([Outcome(i, 0, 1, "a", 10, 10, category="Gmail") for i in range(8)]
                 + [Outcome(8 + i, 0, 1, "b", 10, 10, category="Twitter") for i in range(3)]
@@ -196,6 +251,11 @@ def test_agreement_between_judge_and_human():
              Outcome(2, 0, 1, "tie", 1, 1, both_bad=True), Outcome(9, 0, 1, "a", 1, 1)]
     assert agreement(judge, human) == (pytest.approx(2 / 3), 3)  # prompt 9 has no judgment, 3 no vote
     assert agreement(judge, []) == (None, 0)
+    # A judge "tie" from an unreadable verdict is no decision: it does not agree with a human tie.
+    unreadable = [judge_outcome(0, 0, 1, None, "a", 1, 1), judge_outcome(1, 0, 1, None, None, 1, 1),
+                  judge_outcome(2, 0, 1, "tie", "tie", 1, 1)]
+    ties = [Outcome(p, 0, 1, "tie", 1, 1) for p in range(3)]
+    assert agreement(unreadable, ties) == (1.0, 1)
     pair = summarise(human, ["A", "B"]).first
     assert pair.both_bad == 1 and pair.position_consistency is None
 

@@ -26,6 +26,7 @@ from studio.core.evaluation.systems import (
     needs_server,
     resolve_system,
     resolve_systems,
+    run_id_of,
     to_source,
 )
 from studio.core.llm.keys import ENVIRONMENT
@@ -59,6 +60,34 @@ def test_a_run_is_found_by_id_or_name_and_keyed_by_its_adapter(project, tmp_path
     (run.adapter_dir / "adapter_model.safetensors").write_bytes(b"weights of the second training")
     second = resolve_system(project, SystemSpec.parse("run:student")).key
     assert second != first  # trained again: the old adapter's answers are not the new one's
+
+
+def test_a_run_or_base_served_by_vllm_has_its_own_cache_key(project, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from studio.core.evaluation.cli_support import _trained_on_warnings
+    from studio.core.evaluation.lost import _run_key
+    from studio.core.serving.catalog import Catalog, ServedModel
+    from studio.core.serving.server_info import ServerInfo
+
+    base = base_folder(tmp_path)
+    run = trained_run(project, base, name="student")
+    studio = resolve_system(project, SystemSpec.parse("run:student"))
+    vllm_server = ServerInfo(os.getpid(), "127.0.0.1", 9, Catalog(str(base.resolve()),
+                                                                  (ServedModel("tiny-base", "base", None, "alpaca"),)),
+                             backend="vllm")
+    # vLLM is sent the input in the text, the studio server as its own field: two caches.
+    vllm = resolve_system(project, SystemSpec.parse("run:student"), server=vllm_server)
+    assert vllm.key == f"{studio.key}:vllm"
+    base_vllm = resolve_system(project, SystemSpec.parse("base"), server=vllm_server)
+    assert base_vllm.key == f"base:{base.resolve()}:vllm"
+    # The one parser of run keys reads both forms, in every place that needs the run.
+    for spec in (studio, vllm):
+        named = replace(spec, run="student")
+        assert run_id_of(spec) == run_id_of(named) == run.id and to_source(named).run_id == run.id
+        assert _run_key(named) == str(run.id)
+        assert _trained_on_warnings(project, [named], [], "set") == []
+    assert run_id_of(SystemSpec.parse("run:student")) is None and run_id_of(base_vllm) is None
 
 
 def test_an_unknown_run_lists_the_runs_and_an_untrained_run_says_what_to_do(project, tmp_path: Path) -> None:

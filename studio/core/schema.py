@@ -349,8 +349,9 @@ V7_CONVERSATIONS = """
 """
 
 
-# Evaluation (issue 11). Prompt sets are evaluation-only: their prompt_hash (normalised
-# instruction + input) is what the Generate and Train paths check against. A prompt sent to the
+# Evaluation (issue 11). Prompt sets are evaluation-only: the Generate and Train paths check
+# against their instruction + input through the wall's own loose identity (guard.record_hash:
+# words, casefolded); prompt_hash is the exact text (a set's duplicates, the answer cache). A prompt sent to the
 # seeds leaves its set (released_at/released_to) instead of being deleted, so old results still
 # name it. Answers are a cache keyed by (system, prompt, settings): a rerun or a new judge never
 # pays for the same answer twice; judgments are a cache keyed by (judge, first answer, second

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.evaluation.stats import (
-    LENGTH_BIAS_THRESHOLD, EvalResult, PairResult, RankRow, interval_text, percent,
+    LENGTH_BIAS_THRESHOLD, EvalResult, PairResult, RankRow, interval_text, length_confounded_text, percent,
+    strength_interval_text,
 )
 from studio.ui.data_shape_widget import _ThemedPlot, _use_app_palette
 from studio.ui.theme import colors
@@ -317,7 +318,8 @@ class EvalResultsView(QWidget):
         self.cards["consistency"].set(percent(pair.position_consistency),
                                       f"of {judged} judged in both orders" if judged else "no judge verdicts")
         if pair.lc_win_rate_a is None:
-            self.cards["lc"].set("—", "length cannot be told apart from quality here" if pair.n else "")
+            self.cards["lc"].set("— ▲" if pair.length_confounded else "—",
+                                 "length cannot be told apart from quality here" if pair.n else "")
         else:
             interval = (f"{100 * pair.lc_ci_low:.1f}–{100 * pair.lc_ci_high:.1f} %, bootstrap; "
                         if pair.lc_ci_low is not None else "")
@@ -326,8 +328,10 @@ class EvalResultsView(QWidget):
         self.cards["lengths"].set(
             "—" if pair.avg_len_a is None else f"{pair.avg_len_a:,.0f} / {pair.avg_len_b:,.0f}",
             f"characters, {_short(a, 24)} / {_short(b, 24)}")
-        self.warning.setVisible(pair.length_bias)
-        self.warning.setText(length_bias_text(pair, votes=self.votes_only) if pair.length_bias else "")
+        self.warning.setVisible(pair.length_bias or pair.length_confounded)
+        self.warning.setText(length_bias_text(pair, votes=self.votes_only) if pair.length_bias else
+                             f"⚠ {length_confounded_text(pair, _short(a, 40))}: the win rate may measure length "
+                             "as much as quality." if pair.length_confounded else "")
         for name in ("inconsistent", "consistency"):  # a judge's traits: votes have no orders to swap
             self.cards[name].setVisible(not self.votes_only)
         human = self._human_pair(pair)
@@ -426,7 +430,7 @@ class EvalResultsView(QWidget):
         plot.setYRange(-0.6, len(rows) - 0.4, padding=0)
         self.rank_table.setRowCount(len(ranking))
         for row, r in enumerate(ranking):
-            interval = "—" if r.ci_low is None else f"{r.ci_low:+.2f} … {r.ci_high:+.2f}"
+            interval = strength_interval_text(r, " … ") or "—"
             cells = (str(r.rank), f"{_letter(r.index)}  {r.system}", f"{r.strength:+.2f}", interval,
                      percent(r.score))
             for column, text in enumerate(cells):

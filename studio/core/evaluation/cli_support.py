@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from studio.core.ctrl_c import CtrlCStops
 from studio.core.errors import StudioError
+from studio.core.evaluation.judge import JUDGE_ROLE
 from studio.core.evaluation.model import (
     ANSWERING,
     ENDPOINT,
@@ -41,6 +42,7 @@ from studio.core.evaluation.systems import (
     client_factory,
     key_sources,
     resolve_systems,
+    run_id_of,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +52,6 @@ if TYPE_CHECKING:
     from studio.core.project import Project
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
-JUDGE_ROLE = "the judge"
 
 
 def _open(args: argparse.Namespace, *, exclusive: bool = True) -> Project:
@@ -175,8 +176,8 @@ def _trained_on_warnings(project: Project, systems: Sequence[SystemSpec], prompt
     for index, spec in enumerate(systems):
         if spec.kind != RUN:
             continue
-        parts = spec.key.split(":")
-        run = project.training.get(parts[1] if len(parts) >= 2 and parts[1].isdigit() else spec.run)
+        run_id = run_id_of(spec)
+        run = project.training.get(run_id if run_id is not None else spec.run)
         found = trained_on(project.conn, run.snapshot_id, run.settings, prompts)
         if found:
             warnings.append(f"{letter(index)} ({spec.label}) was trained on {len(found):,} of the "
@@ -439,7 +440,9 @@ def _pct(value: float | None) -> str:
 
 
 def _interval(low: float | None, high: float | None) -> str:
-    return "" if low is None or high is None else f" ({100 * low:.1f}–{100 * high:.1f} %, Wilson 95 %)"
+    from studio.core.evaluation.stats import wilson_text
+
+    return "" if low is None or high is None else f" {wilson_text(low, high)}"
 
 
 def letter(index: int) -> str:
@@ -474,9 +477,11 @@ def summary_lines(result: EvalResult) -> list[str]:
     for pair in result.pairs:
         lines += _pair_lines(pair, human=source == "human votes")
     if result.ranking:
+        from studio.core.evaluation.stats import strength_interval_text
+
         lines.append("  Bradley–Terry ranking (log-strength, bootstrap 95 %):")
         for row in result.ranking:
-            interval = "" if row.ci_low is None or row.ci_high is None else f" ({row.ci_low:+.2f} to {row.ci_high:+.2f})"
+            interval = f" ({strength_interval_text(row)})" if strength_interval_text(row) else ""
             lines.append(f"    {row.rank}. {letter(row.index)} {row.system}: {row.strength:+.2f}{interval}, "
                          f"{row.games} games")
     agreement = meta.get("agreement_with_human")
@@ -490,7 +495,7 @@ def _chars(value: float | None) -> str:
 
 
 def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
-    from studio.core.evaluation.stats import win_rate_text
+    from studio.core.evaluation.stats import length_confounded_text, win_rate_text
 
     a, b = letter(pair.index_a), letter(pair.index_b)
     tie_note = []
@@ -511,10 +516,12 @@ def _pair_lines(pair: PairResult, *, human: bool) -> list[str]:
         lc += f" ({100 * pair.lc_ci_low:.1f}–{100 * pair.lc_ci_high:.1f} %, bootstrap 95 %)"
     if pair.length_bias:
         lc += "  ⚠ length bias: the verdicts follow answer length more than quality"
-    elif pair.lc_win_rate_a is None and pair.n:
-        lc += (f" (the length difference barely varies: {a}'s answers are longer, or shorter, by about the "
-               "same amount every time, so length and quality cannot be told apart)")
+    elif pair.lc_win_rate_a is None and pair.n and not pair.length_confounded:
+        lc += f" ({length_confounded_text(pair, a)})"
     lines.append(lc)
+    if pair.length_confounded:
+        lines.append(f"    ⚠ {length_confounded_text(pair, a)}: the win rate above may measure length as much "
+                     "as quality")
     if unreadable and unreadable == pair.n:
         lines.append("    ⚠ the judge ended no reply with [[A]], [[B]] or [[C]]: these are not real ties; check its "
                      "model and --template (`eval export` keeps its raw replies)")
@@ -560,10 +567,10 @@ def _list_evaluations(project: Project, out: IO[str], *, as_json: bool) -> int:
 def _first_win_rate(project: Project, evaluation: Evaluation) -> float | None:
     """A's decisive win rate over B by the judge (no bootstrap: the list shows many evaluations)."""
     from studio.core.evaluation.engine import outcomes
+    from studio.core.evaluation.stats import pair_counts
 
     first = [o for o in outcomes(project, evaluation) if (o.system_a, o.system_b) == (0, 1)]
-    wins_a, wins_b = sum(o.winner == "a" for o in first), sum(o.winner == "b" for o in first)
-    return wins_a / (wins_a + wins_b) if wins_a + wins_b else None
+    return pair_counts(first)["win_rate_a"]
 
 
 def _say(stream: IO[str], text: str) -> None:

@@ -24,7 +24,8 @@ Launch rules, as in Generate's engine:
 
 A prompt is sent as its chat ``messages`` when it has them; an Alpaca prompt as one user turn
 (:func:`studio.core.chat.session.user_turn`, which hands the studio server the input as its own
-field) after ``settings.answers.system_prompt`` as a system message when there is one.
+field); either after ``settings.answers.system_prompt`` as a system message when there is one
+(a chat prompt with a system message of its own keeps just that).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.core.errors import StudioError
-from studio.core.evaluation.judge import PAIRWISE_JUDGE, check_template, judge_instruction
+from studio.core.evaluation.judge import JUDGE_ROLE, PAIRWISE_JUDGE, check_template, judge_instruction
 from studio.core.evaluation.model import (
     ANSWERING,
     BASE,
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
 
 ClientFactory = Callable[[SystemSpec], "tuple[LLMClient, str]"]  # (client, the model id to send)
 ProgressSink = Callable[["EvalProgress"], None]
-JUDGE_ROLE = "the judge"
 CHARS_PER_TOKEN = 4  # the estimate's and the budget's rough conversion
 TYPICAL_ANSWER_TOKENS = 300  # what the estimate assumes an answer costs (the budget assumes max_tokens)
 TYPICAL_VERDICT_TOKENS = 150
@@ -146,7 +146,7 @@ class EvalEngine:
 
     # -- control (any thread) ------------------------------------------------------------------
     def stop(self) -> None:
-        """End the run soon: nothing more is sent, requests in flight are dropped; everything stored stays."""
+        """End the run soon: nothing more is sent, the requests in flight finish and are stored; everything stays."""
         self._stop_requested.set()
         loop, halt = self._loop, self._halt
         if loop is not None and halt is not None and not loop.is_closed():
@@ -264,6 +264,10 @@ class EvalEngine:
         self._counts["cached_answers"] = len(answers)
         clients: dict[int, tuple[LLMClient, str]] = {}
         for index in sorted({t.system for t in tasks}):  # a system with every answer cached needs no client
+            mismatch = _backend_mismatch(evaluation.systems[index], own_server)
+            if mismatch:
+                self._fatal = f"{_who(evaluation, index)}: {mismatch}"
+                return answers, ""
             try:
                 client, model = self._clients(evaluation.systems[index])
             except StudioError as exc:
@@ -318,7 +322,7 @@ class EvalEngine:
     async def _judge_phase(self, evaluation: Evaluation, spec: JudgeSpec, prompts: list[EvalPrompt],
                            answers: dict[tuple[int, int], StoredAnswer]) -> None:
         judge_key = spec.key()
-        cached = self._store.judgments_for(judge_key, (a.id for a in answers.values()))
+        cached = self._store.judgments_for(judge_key, (a.id for a in answers.values()), readable=True)
         tasks: list[_Task] = []
         total = 0
         for prompt in prompts:
@@ -415,8 +419,10 @@ class EvalEngine:
         workers = asyncio.gather(*(worker() for _ in range(max(1, min(settings.concurrency, len(queue))))))
         halted = asyncio.ensure_future(halt.wait())
         await asyncio.wait([workers, halted], return_when=asyncio.FIRST_COMPLETED)
-        if not workers.done():
-            workers.cancel()  # Stop or a fatal error: requests in flight are dropped (nothing paid is lost)
+        if not workers.done() and self._fatal:
+            workers.cancel()  # a fatal error: what is in flight cannot succeed either (a bad key, a server down)
+        # On a plain Stop the workers take no new task (halt is set) but the requests in flight are
+        # paid for already: let them land and be stored, so Continue does not pay for them again.
         halted.cancel()
         (ended,) = await asyncio.gather(workers, return_exceptions=True)
         if isinstance(ended, BaseException) and not isinstance(ended, asyncio.CancelledError):
@@ -477,20 +483,43 @@ class EvalEngine:
 # -- what a system is sent -----------------------------------------------------------------------------
 def prompt_messages(prompt: EvalPrompt, system_prompt: str, system: SystemSpec, *,
                     studio_backend: bool = True) -> list[dict]:
-    """A chat prompt's own messages; an Alpaca prompt as one user turn after the settings' system prompt.
+    """A chat prompt's own messages; an Alpaca prompt as one user turn; either after the settings'
+    system prompt when there is one (a chat prompt with a system message of its own keeps that one).
 
-    The studio's own server takes the Alpaca input as its ``input`` extension (rendered into the
-    run's Input section, as in training); vLLM (``studio_backend=False``) and endpoints get it
-    in the text.
+    The system prompt is part of the answer cache key (``AnswerSettings.hash``), so it must be
+    what was sent. The studio's own server takes the Alpaca input as its ``input`` extension
+    (rendered into the run's Input section, as in training); vLLM (``studio_backend=False``) and
+    endpoints get it in the text.
     """
+    system_message = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     if prompt.messages:
-        return [dict(m) for m in prompt.messages]
+        messages = [dict(m) for m in prompt.messages]
+        if any(m.get("role") == "system" for m in messages):
+            return messages
+        return system_message + messages
     from studio.core.chat.session import user_turn
 
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    messages = system_message
     studio_server = studio_backend and system.kind in (RUN, BASE)
     messages.append(user_turn(prompt.instruction, prompt.input, studio_server=studio_server))
     return messages
+
+
+def _backend_mismatch(system: SystemSpec, own_server: bool) -> str:
+    """Why a run/base system cannot be answered by the running kind of server, or "".
+
+    Its cache key says which kind it was resolved for (``:vllm``, see
+    :func:`studio.core.evaluation.systems.resolve_system`); the other kind is sent the input
+    differently, so its answers must not be cached under that key.
+    """
+    from studio.core.evaluation.systems import served_by_vllm
+
+    if system.kind not in (RUN, BASE) or served_by_vllm(system) != own_server:
+        return ""
+    wanted, running = ("vLLM", "the studio's own") if own_server else ("the studio's own", "vLLM")
+    return (f"this evaluation was made for {wanted} server and the running server is {running}: answers of the "
+            f"two are not the same (the input is sent differently). Start {wanted} server, or create a new "
+            "evaluation for this one.")
 
 
 def studio_backend(project: Project) -> bool:
@@ -711,7 +740,7 @@ def estimate(project: Project, evaluation: Evaluation, *, judge_prompt_tokens: i
             usd_max += request_cost(prices, model, tokens, max_tokens)
     spec = evaluation.judge
     if spec is not None:
-        judged = project.evaluations.judgments_for(spec.key(), (a.id for a in answers.values()))
+        judged = project.evaluations.judgments_for(spec.key(), (a.id for a in answers.values()), readable=True)
         model = str(spec.endpoint.get("model", ""))
         verdict_typical = min(spec.max_tokens, TYPICAL_VERDICT_TOKENS)
         template_tokens = math.ceil(len(spec.template) / CHARS_PER_TOKEN)

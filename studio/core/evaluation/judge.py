@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from studio.core.evaluation.model import FIRST, SECOND, TIE, UNREADABLE, EvalPrompt, EvaluationError, JudgeSpec
 from studio.core.llm.endpoint import EndpointConfig
 
+JUDGE_ROLE = "the judge"  # how errors name the judge's client ("the judge: wrong key ...")
+
 PLACEHOLDERS = ("instruction", "input", "answer_a", "answer_b")
 NO_INPUT = "(none)"  # what {input} shows when the prompt has no input
 
@@ -113,5 +115,12 @@ PAIRWISE_JUDGE = Judge("pairwise", "LLM judge, pairwise", DEFAULT_TEMPLATE)
 
 
 def default_judge_spec(endpoint: EndpointConfig) -> JudgeSpec:
-    """A judge on ``endpoint`` with the default template and MT-Bench's markers (the key stays out)."""
+    """A judge on ``endpoint`` with the default template and MT-Bench's markers (the key stays out).
+
+    A URL holding a credential is refused here, for the GUI as for the CLI: the judge's URL is
+    stored with the evaluation and written to its results and exports.
+    """
+    from studio.core.evaluation.systems import check_url_has_no_secret
+
+    check_url_has_no_secret(endpoint.base_url, "the judge")
     return JudgeSpec(endpoint=endpoint.to_dict(), template=DEFAULT_TEMPLATE, label=endpoint.model)

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 from studio.core.changes import EVALUATIONS
 from studio.core.db import transaction
 from studio.core.dedup import NearDuplicateIndex
-from studio.core.evaluation.model import RUN, EvalPrompt, Evaluation, EvaluationError, Outcome
+from studio.core.evaluation.model import (
+    RUN,
+    EvalPrompt,
+    Evaluation,
+    EvaluationError,
+    Outcome,
+    SystemSpec,
+)
 from studio.core.seed_changes import SeedRows
 from studio.core.seeds import Instance, SeedTask
 
@@ -194,11 +201,11 @@ def training_samples(project: Project, evaluation: Evaluation, *, system: int = 
             from studio.core.training.split import split_records
 
             try:
-                run = project.training.get(_run_key(spec.run, spec.key))
+                run = project.training.get(_run_key(spec))
             except TrainingRunError:
                 raise EvaluationError(
                     f"The student, {_system_label(evaluation, system)}, was training run "
-                    f"{_run_key(spec.run, spec.key)}, which is deleted: what it learned from is unknown, so there "
+                    f"{_run_key(spec)}, which is deleted: what it learned from is unknown, so there "
                     "are no nearest training samples to show (the lost prompts list without --nearest).") from None
             if run.snapshot_id is not None:
                 items, _ = split_records(project.snapshots.items(run.snapshot_id), run.settings)
@@ -210,12 +217,12 @@ def training_samples(project: Project, evaluation: Evaluation, *, system: int = 
     return [(r[0], _text(r[1], r[2])) for r in rows]
 
 
-def _run_key(run: str, key: str) -> str:
-    """The run of a system: its id from the resolved cache key (``run:<id>:<fingerprint>``), else as typed."""
-    parts = key.split(":")
-    if len(parts) >= 2 and parts[0] == "run" and parts[1].isdigit():
-        return parts[1]
-    return run
+def _run_key(spec: SystemSpec) -> str:
+    """The run of a system: its id (:func:`~studio.core.evaluation.systems.run_id_of`), else its name as typed."""
+    from studio.core.evaluation.systems import run_id_of
+
+    run_id = run_id_of(spec)
+    return str(run_id) if run_id is not None else spec.run
 
 
 def _text(instruction: str, input: str) -> str:

@@ -32,15 +32,19 @@ def normalise(text: str) -> str:
 
 
 def prompt_hash(instruction: str, input: str = "", messages: list[dict] | None = None) -> str:
-    """The identity of a prompt for the evaluation-only wall and the answer cache.
+    """The identity of a prompt for a set's duplicates and the answer cache: its exact text.
 
     A chat prompt (``messages``) is identified by its messages; an Alpaca prompt by its
-    instruction and input, normalised (:func:`normalise`).
+    instruction and input. Only leading and trailing whitespace is dropped: case and inner
+    spacing can change the task ("Convert to title case: the cat" vs "...: The Cat", Python
+    code indented differently), so such prompts are two prompts with two answers. The wall
+    against training on evaluation prompts has its own, looser identity
+    (:func:`studio.core.evaluation.guard.record_hash`).
     """
     if messages:
-        body = json.dumps([[m.get("role", ""), normalise(str(m.get("content", "")))] for m in messages])
+        body = json.dumps([[m.get("role", ""), str(m.get("content", "")).strip()] for m in messages])
     else:
-        body = json.dumps([normalise(instruction), normalise(input)])
+        body = json.dumps([instruction.strip(), input.strip()])
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
 
 

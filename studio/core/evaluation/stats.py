@@ -265,10 +265,14 @@ def position_consistency(outcomes: Sequence[Outcome]) -> tuple[float | None, int
 def agreement(judge: Sequence[Outcome], human: Sequence[Outcome]) -> tuple[float | None, int]:
     """How often the judge and the human picked the same winner (a/b/tie) where both decided a prompt and pair.
 
-    An inconsistent judge verdict is a tie, a both-bad vote is a tie. Returns (share, n);
-    share is None when no prompt has both.
+    An inconsistent judge verdict is a tie, a both-bad vote is a tie. A judge outcome with an
+    unreadable (or missing) verdict in either order (``ab`` or ``ba`` None, see
+    :func:`~studio.core.evaluation.model.judge_outcome`) is no decision and is left out: its
+    "tie" must not count as agreeing with a human tie. Returns (share, n); share is None when
+    no prompt has both.
     """
-    judged = {(o.prompt_id, o.system_a, o.system_b): o.winner for o in judge}
+    judged = {(o.prompt_id, o.system_a, o.system_b): o.winner for o in judge
+              if o.ab is not None and o.ba is not None}
     matches = [judged[key] == o.winner for o in human
                if (key := (o.prompt_id, o.system_a, o.system_b)) in judged]
     if not matches:
@@ -311,6 +315,9 @@ class PairResult:
     position_consistency: float | None
     judged_both_orders: int
     per_category: dict[str, dict] = field(default_factory=dict)
+    # No LC rate because one side's answer was longer on every prompt (n ≥ LENGTH_BIAS_MIN_N): the
+    # raw win rate may be length as much as quality, and nothing here can say which.
+    length_confounded: bool = False
 
     @property
     def label(self) -> str:
@@ -351,7 +358,8 @@ class RankRow:
 # The numbers a one-line summary (the CLI's --json) reads, taken from the first pair.
 SUMMARY_KEYS = ("n", "wins_a", "wins_b", "ties", "inconsistent", "win_rate_a", "ci_low", "ci_high",
                 "win_rate_a_ties_half", "lc_win_rate_a", "lc_ci_low", "lc_ci_high", "length_bias",
-                "avg_len_a", "avg_len_b", "position_consistency", "both_bad", "system_a", "system_b")
+                "avg_len_a", "avg_len_b", "position_consistency", "both_bad", "system_a", "system_b",
+                "length_confounded")
 
 
 @dataclass
@@ -402,7 +410,25 @@ def interval_text(pair: PairResult) -> str:
     """``(43.0–57.5 %, Wilson 95 %)``, or why there is no win rate (no decisive judgment, no outcomes)."""
     if pair.win_rate_a is None:
         return "no decisive judgment" if pair.n else "no outcomes"
-    return f"({100 * pair.ci_low:.1f}–{100 * pair.ci_high:.1f} %, Wilson 95 %)"
+    assert pair.ci_low is not None and pair.ci_high is not None  # a win rate has its interval
+    return wilson_text(pair.ci_low, pair.ci_high)
+
+
+def wilson_text(low: float, high: float) -> str:
+    """``(43.0–57.5 %, Wilson 95 %)``: a Wilson interval in words (a pair's, a category's)."""
+    return f"({100 * low:.1f}–{100 * high:.1f} %, Wilson 95 %)"
+
+
+def strength_interval_text(row: RankRow, between: str = " to ") -> str:
+    """A ranking row's interval: ``+0.10 to +0.52``; one-sided for a system that won every game
+    (``≥ +0.10``) or lost every one (``≤ -0.52``); ``""`` when there is none."""
+    if row.ci_low is not None and row.ci_high is not None:
+        return f"{row.ci_low:+.2f}{between}{row.ci_high:+.2f}"
+    if row.ci_low is not None:
+        return f"≥ {row.ci_low:+.2f}"
+    if row.ci_high is not None:
+        return f"≤ {row.ci_high:+.2f}"
+    return ""
 
 
 def win_rate_text(pair: PairResult) -> str:
@@ -412,7 +438,7 @@ def win_rate_text(pair: PairResult) -> str:
     return f"{percent(pair.win_rate_a)} {interval_text(pair)}"
 
 
-def _counts(outcomes: Sequence[Outcome]) -> dict:
+def pair_counts(outcomes: Sequence[Outcome]) -> dict:
     """n, wins, ties and the decisive win rate with its Wilson interval (a category's row, a pair's core)."""
     wins_a = sum(o.winner == A_WINS for o in outcomes)
     wins_b = sum(o.winner == B_WINS for o in outcomes)
@@ -423,7 +449,7 @@ def _counts(outcomes: Sequence[Outcome]) -> dict:
 
 def _pair_result(outcomes: Sequence[Outcome], labels: Sequence[str], i: int, j: int, *,
                  categories: bool, rounds: int, seed: int) -> PairResult:
-    core = _counts(outcomes)
+    core = pair_counts(outcomes)
     n = core["n"]
     ties_half = (core["wins_a"] + core["ties"] / 2) / n if n else None
     lc = lc_win_rate(outcomes)
@@ -434,7 +460,7 @@ def _pair_result(outcomes: Sequence[Outcome], labels: Sequence[str], i: int, j: 
         groups: dict[str, list[Outcome]] = {}
         for o in outcomes:
             groups.setdefault(o.category or UNCATEGORISED, []).append(o)
-        per_category = {name: _counts(groups[name]) for name in sorted(groups, key=lambda c: (-len(groups[c]), c))}
+        per_category = {name: pair_counts(groups[name]) for name in sorted(groups, key=lambda c: (-len(groups[c]), c))}
     return PairResult(
         system_a=labels[i], system_b=labels[j], index_a=i, index_b=j, **core,
         inconsistent=sum(o.inconsistent for o in outcomes), both_bad=sum(o.both_bad for o in outcomes),
@@ -443,7 +469,29 @@ def _pair_result(outcomes: Sequence[Outcome], labels: Sequence[str], i: int, j: 
                      and abs(lc - ties_half) >= LENGTH_BIAS_THRESHOLD),
         avg_len_a=float(np.mean([o.len_a for o in outcomes])) if n else None,
         avg_len_b=float(np.mean([o.len_b for o in outcomes])) if n else None,
-        position_consistency=consistency, judged_both_orders=both, per_category=per_category)
+        position_consistency=consistency, judged_both_orders=both, per_category=per_category,
+        length_confounded=n >= LENGTH_BIAS_MIN_N and lc is None and _one_side_longer(outcomes) is not None)
+
+
+def _one_side_longer(outcomes: Sequence[Outcome]) -> str | None:
+    """``"longer"`` / ``"shorter"`` when A's answer was so on every outcome, else None."""
+    diffs = [o.len_a - o.len_b for o in outcomes]
+    if diffs and all(d > 0 for d in diffs):
+        return "longer"
+    if diffs and all(d < 0 for d in diffs):
+        return "shorter"
+    return None
+
+
+def length_confounded_text(pair: PairResult, name: str) -> str:
+    """Why a pair has no length-controlled rate, in words (``name`` is how the reader knows A).
+
+    LC is undefined when the length feature hardly varies: one side's answer longer on every
+    prompt (``length_confounded`` when there are enough prompts to say so), or on all but a few.
+    """
+    side = "longer" if (pair.avg_len_a or 0) > (pair.avg_len_b or 0) else "shorter"
+    every = "every prompt" if pair.length_confounded or pair.n < LENGTH_BIAS_MIN_N else "nearly every prompt"
+    return f"{name}'s answer was {side} on {every}, so length and quality cannot be told apart"
 
 
 def summarise(outcomes: Sequence[Outcome], labels: Sequence[str], *, categories: bool = True,
@@ -478,7 +526,25 @@ def _ranking(outcomes: Sequence[Outcome], labels: Sequence[str], rounds: int, se
     intervals = _bt_intervals(outcomes, k, rounds, seed)
     games = (wins + wins.T).sum(axis=1)
     order = sorted(range(k), key=lambda s: -strengths[s])
-    return [RankRow(rank=place + 1, index=s, system=labels[s], strength=float(strengths[s]),
-                    ci_low=intervals[s][0], ci_high=intervals[s][1], games=round(float(games[s])),
-                    score=float(wins[s].sum() / games[s]) if games[s] else None)
-            for place, s in enumerate(order)]
+    rows = []
+    for place, s in enumerate(order):
+        score = float(wins[s].sum() / games[s]) if games[s] else None
+        low, high = intervals[s]
+        # A system that won (lost) every game has no finite strength: the fit's value is where the
+        # regularising penalty stops it, and so is every bootstrap round's, so the interval would look
+        # narrow for no reason: no upper (lower) bound. The other bound is at most what the Wilson
+        # interval of its score allows against its opponents' average strength (the bootstrap's own
+        # bound sits at the penalty's optimum too).
+        if score in (1.0, 0.0):
+            n_games = round(float(games[s]))
+            share_low, share_high = wilson_interval(n_games if score else 0, n_games)
+            against = float(np.dot(wins[s] + wins[:, s], strengths) / games[s])
+            if score == 1.0:
+                bound = against + math.log(share_low / (1 - share_low))
+                high, low = None, bound if low is None else min(low, bound)
+            else:
+                bound = against + math.log(share_high / (1 - share_high))
+                low, high = None, bound if high is None else max(high, bound)
+        rows.append(RankRow(rank=place + 1, index=s, system=labels[s], strength=float(strengths[s]),
+                            ci_low=low, ci_high=high, games=round(float(games[s])), score=score))
+    return rows

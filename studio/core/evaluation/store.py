@@ -17,6 +17,7 @@ from studio.core.changes import EVALUATIONS, ChangeFeed
 from studio.core.db import transaction
 from studio.core.evaluation.model import (
     CREATED,
+    UNREADABLE,
     EvalSettings,
     Evaluation,
     EvaluationError,
@@ -149,8 +150,13 @@ class EvaluationRepository:
             (judge_key, int(first_answer), int(second_answer))).fetchone()
         return _row_to_judgment(row) if row is not None else None
 
-    def judgments_for(self, judge_key: str, answer_ids: Iterable[int]) -> dict[tuple[int, int], StoredJudgment]:
-        """(first, second) -> judgment for every cached judgment whose first answer is one of ``answer_ids``."""
+    def judgments_for(self, judge_key: str, answer_ids: Iterable[int], *,
+                      readable: bool = False) -> dict[tuple[int, int], StoredJudgment]:
+        """(first, second) -> judgment for every cached judgment whose first answer is one of ``answer_ids``.
+
+        ``readable``: leave out the unreadable ones (no marker, e.g. cut off at max_tokens): they
+        are no verdict to reuse, so a rerun asks again (and :meth:`store_judgment` replaces them).
+        """
         ids = sorted(set(int(i) for i in answer_ids))
         found: dict[tuple[int, int], StoredJudgment] = {}
         for start in range(0, len(ids), 500):
@@ -159,15 +165,23 @@ class EvaluationRepository:
             rows = self.conn.execute(
                 f"SELECT * FROM eval_judgments WHERE judge_key = ? AND first_answer IN ({marks})",
                 (judge_key, *chunk)).fetchall()
-            found.update({(r["first_answer"], r["second_answer"]): _row_to_judgment(r) for r in rows})
+            found.update({(r["first_answer"], r["second_answer"]): _row_to_judgment(r) for r in rows
+                          if not (readable and r["verdict"] == UNREADABLE)})
         return found
 
     def store_judgment(self, judge_key: str, first_answer: int, second_answer: int, verdict: str, raw: str, *,
                        usage: Usage, cost: float, latency_s: float | None, publish: bool = True) -> StoredJudgment:
+        """Commit one verdict at once. A stored readable verdict wins (the cache never changes); a
+        stored unreadable one is replaced, its row's cost adding up what both requests cost."""
         with transaction(self.conn):
             self.conn.execute(
-                "INSERT OR IGNORE INTO eval_judgments (judge_key, first_answer, second_answer, verdict, raw,"
-                " prompt_tokens, completion_tokens, cost, latency_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO eval_judgments (judge_key, first_answer, second_answer, verdict, raw,"
+                " prompt_tokens, completion_tokens, cost, latency_s, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (judge_key, first_answer, second_answer) DO UPDATE SET verdict = excluded.verdict,"
+                " raw = excluded.raw, prompt_tokens = excluded.prompt_tokens,"
+                " completion_tokens = excluded.completion_tokens, cost = eval_judgments.cost + excluded.cost,"
+                " latency_s = excluded.latency_s, created_at = excluded.created_at"
+                f" WHERE eval_judgments.verdict = '{UNREADABLE}'",
                 (judge_key, int(first_answer), int(second_answer), verdict, raw, usage.prompt_tokens,
                  usage.completion_tokens, cost, latency_s, time.time()))
         if publish:

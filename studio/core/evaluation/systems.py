@@ -94,6 +94,9 @@ def resolve_system(project: Project, spec: SystemSpec, *, server: ServerInfo | N
     endpoint: key ``URL#MODEL``; run: found by id or name, key ``run:ID:FINGERPRINT`` (the
     adapter's files), ``run`` becomes the id and ``model`` the id it is served under; base: the
     running ``server``'s base, else the base of the newest run with an adapter, key ``base:FOLDER``.
+    A run or base served by vLLM (``server``, else the project's live server) gets ``:vllm``
+    after its key: vLLM is sent an Alpaca input in the text, the studio's server as its own
+    field, so their answers are two different things to cache.
     """
     if spec.kind == ENDPOINT:
         if not spec.base_url or not spec.model:
@@ -105,11 +108,41 @@ def resolve_system(project: Project, spec: SystemSpec, *, server: ServerInfo | N
     if spec.kind == RUN:
         run = find_run(project, spec.run)
         return replace(spec, label=run_model_id(run), run=str(run.id), model=run_model_id(run),
-                       key=f"run:{run.id}:{adapter_fingerprint(run.adapter_dir)}")
+                       key=f"run:{run.id}:{adapter_fingerprint(run.adapter_dir)}{_backend_suffix(project, server)}")
     if spec.kind == BASE:
         folder, base_id = _base_model(project, server)
-        return replace(spec, label=f"{base_id} (base)", model=base_id, key=f"base:{folder}")
+        return replace(spec, label=f"{base_id} (base)", model=base_id,
+                       key=f"base:{folder}{_backend_suffix(project, server)}")
     raise EvaluationError(f"Unknown kind of system {spec.kind!r}; kinds: {ENDPOINT}, {RUN}, {BASE}.")
+
+
+VLLM_SUFFIX = ":vllm"  # after a run/base cache key whose answers came from a vLLM server
+
+
+def _backend_suffix(project: Project, server: ServerInfo | None) -> str:
+    """``:vllm`` when the server that will answer (``server``, else the project's live one) is vLLM."""
+    if server is None:
+        server = live_server(info_path(project.root))
+    return VLLM_SUFFIX if server is not None and server.backend == "vllm" else ""
+
+
+def run_id_of(spec: SystemSpec) -> int | None:
+    """The run id of a run system: its ``run`` when numeric, else the id in its cache key
+    (``run:ID:FINGERPRINT`` with an optional ``:vllm``); None when neither says (a name not yet resolved).
+
+    The one parser of run keys: lost prompts, the CLI's warnings and the client factory all use it.
+    """
+    if spec.kind != RUN:
+        return None
+    if spec.run.strip().isdigit():
+        return int(spec.run)
+    parts = spec.key.split(":")
+    return int(parts[1]) if len(parts) >= 3 and parts[0] == RUN and parts[1].isdigit() else None
+
+
+def served_by_vllm(spec: SystemSpec) -> bool:
+    """Whether a resolved run/base system's answers are for (and from) a vLLM server."""
+    return spec.kind in (RUN, BASE) and spec.key.endswith(VLLM_SUFFIX)
 
 
 def resolve_systems(project: Project, specs: Iterable[SystemSpec], *,
@@ -223,18 +256,11 @@ def to_source(spec: SystemSpec) -> ModelSource:
         return ModelSource(SOURCE_ENDPOINT, spec.label or endpoint_label(spec.base_url, spec.model),
                            base_url=spec.base_url, model=spec.model, api_key_env=variable)
     if spec.kind == RUN:
-        run_id = _run_id(spec)
+        run_id = run_id_of(spec)
         return ModelSource(SOURCE_RUN, spec.label or spec.run, model=spec.model, run_id=run_id)
     if spec.kind == BASE:
         return ModelSource(SOURCE_BASE, spec.label or BASE, model=spec.model)
     raise EvaluationError(f"Unknown kind of system {spec.kind!r}; kinds: {ENDPOINT}, {RUN}, {BASE}.")
-
-
-def _run_id(spec: SystemSpec) -> int | None:
-    if spec.run.strip().isdigit():
-        return int(spec.run)
-    parts = spec.key.split(":")  # run:ID:FINGERPRINT
-    return int(parts[1]) if len(parts) == 3 and parts[0] == RUN and parts[1].isdigit() else None
 
 
 # -- clients -------------------------------------------------------------------------------------------
@@ -287,7 +313,7 @@ def served_id(spec: SystemSpec, server: ServerInfo) -> str:
     catalog = server.catalog
     if spec.kind == BASE:
         return catalog.base.id
-    run_id = _run_id(spec)
+    run_id = run_id_of(spec)
     for model in catalog.models:
         if model.kind == ADAPTER and ((run_id is not None and model.run_id == run_id)
                                       or (spec.model and model.id == spec.model)):
