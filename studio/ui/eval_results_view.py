@@ -47,8 +47,9 @@ def length_bias_text(pair: PairResult, *, votes: bool = False) -> str:
 
 
 def is_votes_result(result: EvalResult | None) -> bool:
-    """A result computed from the blind votes (the panel's meta says ``judge: human``)."""
-    return result is not None and str((result.meta or {}).get("judge", "")) == "human"
+    """A result computed from the blind votes (its meta says ``source: human votes``, as the CLI writes it)."""
+    meta = (result.meta or {}) if result is not None else {}
+    return result is not None and (meta.get("source") == "human votes" or str(meta.get("judge", "")) == "human")
 
 
 def _letter(index: int) -> str:

@@ -279,7 +279,7 @@ def read_results(project: Project, evaluation_id: int) -> ResultsData:
     """The judge's and the votes' results, per-prompt rows and lost prompts — the same results and meta the CLI
     shows and exports (``cli_support.evaluation_result``)."""
     from studio.core.evaluation import engine, stats
-    from studio.core.evaluation.cli_support import _meta as result_meta
+    from studio.core.evaluation.cli_support import result_meta
     from studio.core.evaluation.cli_support import evaluation_result
 
     evaluation = project.evaluations.get(evaluation_id)
@@ -290,7 +290,6 @@ def read_results(project: Project, evaluation_id: int) -> ResultsData:
     if human:  # what evaluation_result(..., human=True) gives, without reading the outcomes again
         data.human = stats.summarise(human, [s.label for s in evaluation.systems])
         data.human.meta.update(result_meta(project, evaluation, human=True))
-        data.human.meta["judge"] = "human"  # what eval_results_view.is_votes_result reads (display only)
     if judged and human:
         data.agreement = stats.agreement(judged, human)
     data.rows = engine.prompt_rows(project, evaluation, judged, human=human or None)  # judge_raw_ab / _ba too

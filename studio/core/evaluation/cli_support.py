@@ -375,7 +375,7 @@ def evaluation_result(project: Project, evaluation: Evaluation, *,
         rows = prompt_rows(project, evaluation, [])
         _lengths_only(result, rows)
         answered = len({row["prompt_id"] for row in rows})
-    result.meta.update(_meta(project, evaluation, human=human))
+    result.meta.update(result_meta(project, evaluation, human=human))
     if answered is not None:
         result.meta["prompts_answered"] = answered
     if not human and votes and judged:
@@ -393,7 +393,7 @@ def _lengths_only(result: EvalResult, rows: Sequence[dict]) -> None:
             pair.avg_len_b = sum(row["len_b"] for row in mine) / len(mine)
 
 
-def _meta(project: Project, evaluation: Evaluation, *, human: bool) -> dict:
+def result_meta(project: Project, evaluation: Evaluation, *, human: bool) -> dict:
     try:
         set_name = project.prompt_sets.get(evaluation.set_id).name if evaluation.set_id is not None else ""
     except StudioError:
