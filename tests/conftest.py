@@ -48,3 +48,25 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return build_tiny_llama(tmp_path_factory.mktemp("tiny_base") / "tiny-llama")
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def default_sigint():
+    """Ctrl+C as a fresh process has it (handled, not blocked: KeyboardInterrupt), for the tests that send one.
+
+    In full runs these tests' Ctrl+C was sometimes lost (never in a single file's run): the signal
+    was ignored or blocked in the main thread by then, and a CLI child inherits both. Found state
+    is reported as a warning, so the run says which it was.
+    """
+    import signal
+    import warnings
+
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    handler = signal.getsignal(signal.SIGINT)
+    if blocked or handler is not signal.default_int_handler:
+        warnings.warn(f"SIGINT was {'blocked' if blocked else 'not blocked'} with handler {handler!r} "
+                      "before this test; reset to the default", stacklevel=1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)

@@ -161,7 +161,7 @@ def test_ctrl_c_after_the_child_finished_the_export_reports_it_complete(tmp_path
                                                      ("finish", 0, "Exported run #1 cli-student as gguf q8_0")])
 def test_cmd_export_exits_130_when_cancelled_and_0_when_the_export_completed(
         project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch, mode: str, code: int,
-        words: str) -> None:
+        words: str, default_sigint) -> None:
     import signal
     import threading
 

@@ -98,7 +98,8 @@ def test_a_folder_that_is_no_model_gives_an_error_event_and_exit_1(project_dir: 
         assert [e["type"] for e in read_all(run.events_path)][-1] == "error"
 
 
-def test_start_stop_with_ctrl_c_then_resume_continues_the_steps(project_dir: Path, tiny_base: Path, capsys) -> None:
+def test_start_stop_with_ctrl_c_then_resume_continues_the_steps(project_dir: Path, tiny_base: Path, capsys,
+                                                                 default_sigint) -> None:
     start = studio_process(project_dir, "train", "start", "--snapshot", "s1", "--base-model", str(tiny_base),
                            "--name", "tiny", "--max-steps", "10", "--set", "save_steps=100", "--set", "eval_steps=0",
                            "--json", *TINY)
