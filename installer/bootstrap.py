@@ -4,6 +4,7 @@
     python3 installer/bootstrap.py            # set up, then open the app on the default project
     python3 installer/bootstrap.py test       # set up, then run the test suite
     python3 installer/bootstrap.py run ARGS   # set up, then run `distill-studio ARGS`
+    python3 installer/bootstrap.py shortcut [--remove]   # add (or remove) the app in the desktop's menu
 
 Standard library only, so it runs on a fresh Python 3.10+ on Linux, macOS and Windows.
 torch is installed before everything else: once a torch is present, transformers/peft/trl
@@ -108,6 +109,11 @@ def warn_about_display() -> None:
 
 def main(argv: list[str]) -> int:
     action, rest = (argv[0], argv[1:]) if argv else ("app", [])
+    if action == "shortcut":  # no environment needed: the launcher runs this script, which sets up on first use
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import shortcut
+
+        return shortcut.main(rest)
     ensure_environment()
     python = str(venv_python())
     if action == "app":
@@ -120,7 +126,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([python, "-m", "pytest", *rest], cwd=ROOT, env=env)
     if action == "setup":
         return 0
-    print(f"unknown action {action!r}; use: app | test | run ARGS | setup", file=sys.stderr)
+    print(f"unknown action {action!r}; use: app | test | run ARGS | setup | shortcut [--remove]", file=sys.stderr)
     return 2
 
 
