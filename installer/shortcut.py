@@ -47,7 +47,6 @@ def desktop_entry(python: str, bootstrap: Path, icon: str) -> str:
         f"Icon={icon}",
         "Terminal=false",
         "Categories=Development;Science;ArtificialIntelligence;",
-        f"StartupWMClass={APP_ID}",
         "",
     ])
 
