@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback_server import LoopbackServer
+
 
 @dataclass
 class Script:
@@ -24,7 +26,7 @@ class Script:
 
 
 @dataclass
-class FakeChatServer:
+class FakeChatServer(LoopbackServer):
     scripts: dict[str, Script] = field(default_factory=dict)
     max_lifetime_s: float = 120.0
     health: dict | None = None  # served at GET /health (so a ServerControl can adopt this server)
@@ -37,38 +39,17 @@ class FakeChatServer:
         self.completed = 0
         self.deltas_sent = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._timer: threading.Timer | None = None
 
     def start(self) -> FakeChatServer:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self._timer = threading.Timer(self.max_lifetime_s, self.stop)
-        self._timer.daemon = True
-        self._timer.start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        self._serve(server)
         return self
 
     def stop(self) -> None:
-        self.gate.set()
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeChatServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self.gate.set()  # a held stream lets go first
+        super().stop()
 
     def requests_for(self, model: str) -> list[dict]:
         with self._lock:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback_server import LoopbackServer
+
 MARKER = "(certified good)"
 API_KEY = "sk-fake-eval"
 _ANSWERS = re.compile(r"<<<ANSWER A>>>\n(.*?)\n<<<END OF ANSWER A>>>.*?<<<ANSWER B>>>\n(.*?)\n<<<END OF ANSWER B>>>",
@@ -56,7 +58,7 @@ def judge_reply(kind: str, first: str, second: str) -> str:
 
 
 @dataclass
-class FakeEvalServer:
+class FakeEvalServer(LoopbackServer):
     latency_s: float = 0.0
     answerers: dict[str, Callable[[str], str]] = field(default_factory=dict)
     judges: dict[str, str] = field(default_factory=dict)  # model -> judge kind
@@ -72,37 +74,12 @@ class FakeEvalServer:
         self.attempts: Counter[tuple[str, str]] = Counter()  # (model, prompt) -> requests
         self.bodies: list[dict] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._timer: threading.Timer | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> FakeEvalServer:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self._timer = threading.Timer(self.max_lifetime_s, self.stop)  # bounded lifetime, even if a test forgets
-        self._timer.daemon = True
-        self._timer.start()
+        self._serve(_Server(("127.0.0.1", 0), handler))
         return self
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeEvalServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def spec(self, model: str) -> str:
         """The CLI form of a system on this server: ``URL#MODEL``."""
