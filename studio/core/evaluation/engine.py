@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -614,22 +614,27 @@ def outcomes(project: Project, evaluation: Evaluation) -> list[Outcome]:
     """
     if evaluation.judge is None:
         return []
+    return [judge_outcome(prompt.id, a, b, _SHOWN_FIRST.get(ab.verdict), _SHOWN_SECOND.get(ba.verdict),
+                          len(answer_a.text), len(answer_b.text), prompt.category)
+            for prompt, a, b, answer_a, answer_b, ab, ba in answered_pairs(project, evaluation)
+            if ab is not None and ba is not None]
+
+
+def answered_pairs(project: Project, evaluation: Evaluation) -> Iterator[
+        tuple[EvalPrompt, int, int, StoredAnswer, StoredAnswer, StoredJudgment | None, StoredJudgment | None]]:
+    """Every prompt and pair of systems with both answers, in prompt order, with the judge's verdict
+    in each order (A shown first, then B shown first; None when not judged or there is no judge)."""
     prompts = evaluation_prompts(project, evaluation)
     answers = _answers(project, evaluation, prompts)
-    judged = project.evaluations.judgments_for(evaluation.judge.key(), (a.id for a in answers.values()))
-    found: list[Outcome] = []
+    judged: dict[tuple[int, int], StoredJudgment] = {}
+    if evaluation.judge is not None:
+        judged = project.evaluations.judgments_for(evaluation.judge.key(), (a.id for a in answers.values()))
     for prompt in prompts:
         for a, b in evaluation.pairs():
             answer_a, answer_b = answers.get((prompt.id, a)), answers.get((prompt.id, b))
-            if answer_a is None or answer_b is None:
-                continue
-            ab: StoredJudgment | None = judged.get((answer_a.id, answer_b.id))
-            ba: StoredJudgment | None = judged.get((answer_b.id, answer_a.id))
-            if ab is None or ba is None:
-                continue
-            found.append(judge_outcome(prompt.id, a, b, _SHOWN_FIRST.get(ab.verdict), _SHOWN_SECOND.get(ba.verdict),
-                                       len(answer_a.text), len(answer_b.text), prompt.category))
-    return found
+            if answer_a is not None and answer_b is not None:
+                yield (prompt, a, b, answer_a, answer_b, judged.get((answer_a.id, answer_b.id)),
+                       judged.get((answer_b.id, answer_a.id)))
 
 
 def prompt_rows(project: Project, evaluation: Evaluation, outcomes: Sequence[Outcome],
@@ -645,38 +650,29 @@ def prompt_rows(project: Project, evaluation: Evaluation, outcomes: Sequence[Out
     judge's whole reply in each order, "" when not judged: an export must show why a verdict
     was read as it was, or why none could be read).
     """
-    prompts = evaluation_prompts(project, evaluation)
-    answers = _answers(project, evaluation, prompts)
-    judged: dict[tuple[int, int], StoredJudgment] = {}
-    if evaluation.judge is not None:
-        judged = project.evaluations.judgments_for(evaluation.judge.key(), (a.id for a in answers.values()))
     judge = {(o.prompt_id, o.system_a, o.system_b): o for o in outcomes}
     votes = {(o.prompt_id, o.system_a, o.system_b): o for o in human or ()}
     labels = [s.label or s.key for s in evaluation.systems]
     rows: list[dict] = []
-    for prompt in prompts:
-        for a, b in evaluation.pairs():
-            answer_a, answer_b = answers.get((prompt.id, a)), answers.get((prompt.id, b))
-            if answer_a is None or answer_b is None:
-                continue
-            outcome, vote = judge.get((prompt.id, a, b)), votes.get((prompt.id, a, b))
-            rows.append({
-                "prompt_id": prompt.id, "ext_id": prompt.ext_id, "category": prompt.category,
-                "instruction": judge_instruction(prompt), "input": prompt.input,
-                "system_a": a, "system_b": b, "label_a": labels[a], "label_b": labels[b],
-                "answer_a": answer_a.text, "answer_b": answer_b.text,
-                "len_a": len(answer_a.text), "len_b": len(answer_b.text),
-                "ab": outcome.ab if outcome else None, "ba": outcome.ba if outcome else None,
-                "winner": outcome.winner if outcome else None,
-                "inconsistent": bool(outcome and outcome.inconsistent),
-                "human": None if vote is None else ("both_bad" if vote.both_bad else vote.winner),
-                **{f"{field}_{side}": getattr(answer, attr)
-                   for side, answer in (("a", answer_a), ("b", answer_b))
-                   for field, attr in (("tokens", "completion_tokens"), ("finish", "finish_reason"),
-                                       ("latency_s", "latency_s"), ("cost", "cost"))},
-                "judge_raw_ab": _raw(judged.get((answer_a.id, answer_b.id))),
-                "judge_raw_ba": _raw(judged.get((answer_b.id, answer_a.id))),
-            })
+    for prompt, a, b, answer_a, answer_b, ab, ba in answered_pairs(project, evaluation):
+        outcome, vote = judge.get((prompt.id, a, b)), votes.get((prompt.id, a, b))
+        rows.append({
+            "prompt_id": prompt.id, "ext_id": prompt.ext_id, "category": prompt.category,
+            "instruction": judge_instruction(prompt), "input": prompt.input,
+            "system_a": a, "system_b": b, "label_a": labels[a], "label_b": labels[b],
+            "answer_a": answer_a.text, "answer_b": answer_b.text,
+            "len_a": len(answer_a.text), "len_b": len(answer_b.text),
+            "ab": outcome.ab if outcome else None, "ba": outcome.ba if outcome else None,
+            "winner": outcome.winner if outcome else None,
+            "inconsistent": bool(outcome and outcome.inconsistent),
+            "human": None if vote is None else ("both_bad" if vote.both_bad else vote.winner),
+            **{f"{field}_{side}": getattr(answer, attr)
+               for side, answer in (("a", answer_a), ("b", answer_b))
+               for field, attr in (("tokens", "completion_tokens"), ("finish", "finish_reason"),
+                                   ("latency_s", "latency_s"), ("cost", "cost"))},
+            "judge_raw_ab": _raw(ab),
+            "judge_raw_ba": _raw(ba),
+        })
     return rows
 
 
