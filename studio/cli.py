@@ -950,6 +950,7 @@ def _model_parsers(commands: argparse._SubParsersAction) -> None:
     _project_arg(export)
     export.set_defaults(handler=cmd_export)
     _eval_parsers(commands)
+    _plugin_parsers(commands)
 
 
 def _eval_handler(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -1068,8 +1069,30 @@ def _split_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split's shuffle")
 
 
+def _plugin_parsers(commands: argparse._SubParsersAction) -> None:
+    """``plugins list [--json]``, ``plugins enable|disable NAME``, ``plugins install SPEC``."""
+    module = "studio.core.plugins.cli"
+    plugins = commands.add_parser("plugins", help="installed plugins: list, enable, disable, install")
+    p_commands = plugins.add_subparsers(title="plugin commands", metavar="ACTION", required=True)
+    p_list = p_commands.add_parser("list", help="every plugin found, its version, contributions and errors")
+    p_list.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+    p_list.set_defaults(handler=_eval_handler(module, "cmd_list"))
+    for action, verb in (("enable", "turn a plugin on"), ("disable", "turn a plugin off; its code is never imported")):
+        parser = p_commands.add_parser(action, help=f"{verb} (from the next start)")
+        parser.add_argument("name", metavar="NAME", help="the plugin's name (see plugins list)")
+        parser.set_defaults(handler=_eval_handler(module, f"cmd_{action}"))
+    p_install = p_commands.add_parser(
+        "install", help="install a plugin into the app's environment (refused when it conflicts with the app's pins)")
+    p_install.add_argument("spec", metavar="SPEC", help="a plugin folder, a wheel, or a requirement (name, name==1.2)")
+    p_install.add_argument("--dry-run", action="store_true", help="check the plugin's requirements, change nothing")
+    p_install.set_defaults(handler=_eval_handler(module, "cmd_install"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Every failure a user can cause or fix is one ``error:`` line on stderr, never a traceback."""
+    from studio.core.plugins.discovery import load_plugins
+
+    load_plugins()  # before the parser: plugins' formats, modes and backends are choices of it
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:

@@ -78,6 +78,13 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "pairwise", "target": "studio.core.evaluation.judge:PAIRWISE_JUDGE", "title": "LLM judge, pairwise",
          "help": "An LLM compares two answers in both orders and names the better ([[A]], [[B]] or [[C]] for a tie)."},
     ],
+    # -- generation backends: a studio.core.generation.backends.Backend (how requests reach the teacher) --
+    "generation_backends": [
+        {"key": "live", "target": "studio.core.generation.backends:LIVE_BACKEND", "title": "Live calls",
+         "help": "Each request is sent at once and answered in seconds, at the endpoint's normal price."},
+    ],
+    # -- serving backends: a studio.core.serving.backends.ServingBackend (filled by issue 12's vLLM move) --
+    "serving_backends": [],
     # -- panels: a studio.ui.panels.Panel subclass (imported by the UI only, on first visit) ---------
     "panels": [
         {"key": "seeds", "target": "studio.ui.seeds_panel:SeedsPanel", "title": "Seeds", "icon": "seeds.svg"},

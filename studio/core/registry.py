@@ -34,6 +34,7 @@ class Entry:
     help: str = ""
     source: str = BUILT_IN  # "built-in" or the contributing plugin's name
     meta: Mapping[str, Any] = field(default_factory=dict)
+    point: str = ""  # the registry's name ("dataset format"), set by Registry.register: errors say it
 
     def __post_init__(self) -> None:
         module, sep, attr = self.target.partition(":")
@@ -44,6 +45,10 @@ class Entry:
     @property
     def label(self) -> str:
         return self.title or self.key
+
+    @property
+    def built_in(self) -> bool:
+        return self.source == BUILT_IN
 
 
 class Registry:
@@ -62,7 +67,7 @@ class Registry:
                 f"{self.name}: {key!r} is already registered by {self._entries[key].source}; "
                 f"{source} cannot register it again."
             )
-        entry = Entry(key, target, title, help, source, meta)
+        entry = Entry(key, target, title, help, source, meta, self.name)
         self._entries[key] = entry
         self._loaded.pop(key, None)
         return entry
@@ -70,6 +75,11 @@ class Registry:
     def unregister(self, key: str) -> None:
         self._entries.pop(key, None)
         self._loaded.pop(key, None)
+
+    def unregister_source(self, source: str) -> None:
+        """Remove every entry ``source`` (a plugin) registered: a rediscovery or a disable."""
+        for key in [k for k, e in self._entries.items() if e.source == source]:
+            self.unregister(key)
 
     def get(self, key: str) -> Entry:
         try:
@@ -89,12 +99,28 @@ class Registry:
             for part in attr_path.split("."):
                 obj = getattr(obj, part)
         except Exception as exc:  # noqa: BLE001 - a plugin's broken import must not take the app down
-            raise RegistryError(
+            error = RegistryError(
                 f"{self.name} {key!r} from {entry.source} could not be loaded ({entry.target}): "
                 f"{type(exc).__name__}: {exc}"
-            ) from exc
+            )
+            if not entry.built_in:
+                from studio.core.plugins.boundary import record_failure
+
+                record_failure(entry, str(error))
+            raise error from exc
         self._loaded[key] = obj
         return obj
+
+    def guard(self, key: str, action: str = ""):
+        """A context manager around a call into entry ``key``'s code: the registry boundary.
+
+        A plugin's exception (anything but a :class:`StudioError`, which already speaks plainly)
+        becomes a :class:`~studio.core.plugins.boundary.PluginError` naming the plugin, the
+        entry and ``action``, and is recorded for *Help > Plugins*; built-in entries pass through.
+        """
+        from studio.core.plugins.boundary import plugin_boundary
+
+        return plugin_boundary(self.get(key), action)
 
     def load_instance(self, key: str, cls: type) -> Any:
         """:meth:`load`, checked: an instance of ``cls`` whose ``key`` is the entry's (a plugin's typo says so)."""
@@ -136,6 +162,10 @@ TRAINERS = Registry("trainer", "Child-process commands that fine-tune a model an
 MODEL_EXPORTERS = Registry("model exporter", "Ways to write a trained model for other tools (merged weights, GGUF).")
 JUDGES = Registry("judge", "Ways to decide which of two answers is better.")
 PANELS = Registry("panel", "Pages of the main window (Qt widgets; only the UI loads them).")
+GENERATION_BACKENDS = Registry("generation backend",
+                               "How a run's teacher requests are sent: live calls, or a provider's batch API.")
+SERVING_BACKENDS = Registry("serving backend",
+                            "Servers that serve the base model and the runs' adapters over the OpenAI API.")
 
 ALL: dict[str, Registry] = {
     "generation_modes": GENERATION_MODES,
@@ -147,6 +177,8 @@ ALL: dict[str, Registry] = {
     "model_exporters": MODEL_EXPORTERS,
     "judges": JUDGES,
     "panels": PANELS,
+    "generation_backends": GENERATION_BACKENDS,
+    "serving_backends": SERVING_BACKENDS,
 }
 
 

@@ -465,6 +465,42 @@ V8_EVALUATION = """
 """
 
 
+# Generation backends that keep work at a provider (a Batch API job, hours long). A job row is
+# written before anything is uploaded (``local_key`` travels as the file's name and the job's
+# metadata, so a job whose ids were never committed can be found again at the provider); its
+# file id and job id are committed the moment they are known; ``backend_job_requests`` says
+# which request is in which job, so a resumed run never sends a request twice.
+V9_BACKEND_JOBS = """
+        ALTER TABLE generation_runs ADD COLUMN backend_status TEXT
+            CHECK (backend_status IS NULL OR json_valid(backend_status));  -- {"text": ..., "state": {...}}
+        CREATE TABLE backend_jobs (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES generation_runs(id) ON DELETE CASCADE,
+            backend TEXT NOT NULL,                    -- the GENERATION_BACKENDS key, e.g. 'openai-batch'
+            local_key TEXT NOT NULL UNIQUE,           -- our name for it, known before the provider's ids
+            file_id TEXT,                             -- the uploaded input file
+            job_id TEXT,                              -- the provider's job (batch) id
+            status TEXT NOT NULL DEFAULT 'preparing', -- preparing, uploaded, then the provider's status; collected
+            output_file_id TEXT,
+            error_file_id TEXT,
+            counts TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(counts)),   -- total, completed, failed
+            detail TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(detail)),   -- backend-specific
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX backend_jobs_by_run ON backend_jobs(run_id, status);
+        CREATE TABLE backend_job_requests (
+            job INTEGER NOT NULL REFERENCES backend_jobs(id) ON DELETE CASCADE,
+            request_key TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'sent',      -- sent, answered, failed (retried elsewhere or given up)
+            error TEXT,
+            PRIMARY KEY (job, request_key)
+        ) WITHOUT ROWID;
+        CREATE INDEX backend_job_requests_by_key ON backend_job_requests(request_key);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema: seeds, samples, runs, snapshots, training runs, comparisons", V1_INITIAL),
     Migration(2, "generation requests and rejected candidates", V2_GENERATION),
@@ -474,6 +510,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "training runs: progress, errors, event offsets; per-sample losses", V6_TRAINING),
     Migration(7, "saved chat conversations", V7_CONVERSATIONS),
     Migration(8, "evaluation: prompt sets, answers, judgments, votes, seed lineage", V8_EVALUATION),
+    Migration(9, "generation backends: provider jobs (Batch API) and the requests they hold", V9_BACKEND_JOBS),
 ]
 LATEST_VERSION = MIGRATIONS[-1].version
 

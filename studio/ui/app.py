@@ -23,6 +23,9 @@ def settings() -> QSettings:
 
 
 def create_window(project_dir: Path | None = None) -> MainWindow:
+    from studio.core.plugins.discovery import load_plugins
+
+    load_plugins()  # data only (manifests): the panels and choices of enabled plugins, no plugin code
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Distill Studio")
     app.setOrganizationName("Distill Studio")

@@ -52,6 +52,8 @@ class RunConfig:
     teacher: EndpointConfig = _help("The teacher endpoint and model.", factory=EndpointConfig)
     filters: FilterSettings = _help("Quality and near-duplicate filters.", factory=FilterSettings)
     prices: dict[str, tuple[float, float]] = _help("USD per 1M input/output tokens per model.", factory=lambda: dict(DEFAULT_PRICES))
+    backend: str = _help("How requests are sent: live calls, or a provider's batch API (a plugin).", "live")
+    backend_options: dict = _help("The backend's own settings (its entry's 'options').", factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-safe and key-free: this is what the project and exports hold."""
@@ -78,6 +80,12 @@ class RunConfig:
         if self.mode not in GENERATION_MODES:
             known = ", ".join(GENERATION_MODES.keys())
             raise ConfigError(f"Unknown generation mode {self.mode!r}; known: {known}.")
+        from studio.core.registry import GENERATION_BACKENDS
+
+        if self.backend not in GENERATION_BACKENDS:
+            known = ", ".join(GENERATION_BACKENDS.keys())
+            raise ConfigError(f"Unknown generation backend {self.backend!r} (is its plugin installed and enabled?); "
+                              f"known: {known}.")
         for name in ("target", "concurrency", "num_tasks", "k_examples", "max_tokens", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ').capitalize()} must be at least 1 (it is {getattr(self, name)}).")

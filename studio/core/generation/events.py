@@ -106,3 +106,16 @@ class RunFinished(Event):
     counters: Counters
     message: str = ""
     discarded: bool = False  # a new run that failed before any answer: its row was removed
+
+
+@dataclass(frozen=True)
+class BackendStatus(Event):
+    """A backend's state in words and numbers (a batch's status, counts, saving); shown and stored on the run.
+
+    ``text`` is one line for the panel and the CLI; ``state`` is JSON-safe detail (a batch
+    backend: its jobs with status and counts, ``open`` while the provider holds requests,
+    ``saving_usd`` against live calls).
+    """
+
+    text: str
+    state: dict = field(default_factory=dict)
