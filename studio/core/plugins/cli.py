@@ -2,8 +2,8 @@
 
 CONTRACT (issue 12): ``cmd_list`` (table; ``--json``: ``{"plugins": [record.to_dict(), ...]}``,
 exit 0 even when some plugins have errors), ``cmd_enable`` / ``cmd_disable`` (an unknown name
-is an error naming the known ones; says the change applies at the next start), ``cmd_install``
-(see :mod:`studio.core.plugins.install`).
+is an error naming the known ones; says the change applies at the next start), ``plugins install``
+is :func:`studio.core.plugins.install.cmd_install`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,3 @@ def cmd_enable(args: argparse.Namespace) -> int:
 
 def cmd_disable(args: argparse.Namespace) -> int:
     raise StudioError("plugins disable is not built yet")
-
-
-def cmd_install(args: argparse.Namespace) -> int:
-    raise StudioError("plugins install is not built yet")

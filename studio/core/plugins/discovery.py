@@ -1,44 +1,254 @@
 """Entry points -> manifests -> :class:`PluginRecord` s, without importing any plugin's code.
 
-CONTRACT (issue 12; the discovery helper fills the bodies):
-
-* :func:`discover` reads every ``distill_studio.plugins`` entry point
-  (``importlib.metadata.entry_points(group=PLUGIN_GROUP)``), finds the manifest module's source
-  file without executing it or its parent packages (``importlib.machinery.PathFinder`` walked
-  by hand), parses it with :mod:`ast` and reads the named top-level assignment with
-  :func:`ast.literal_eval`. Checks, each turning the record into state ERROR with a message
-  that names the plugin and the problem: not plain data, a missing/ill-typed field (name,
-  version, studio, contributions), a name that differs from the entry point's, an unknown
-  extension point, a contribution without key/target or with a target that is not
-  ``module:attr``, a contribution whose module cannot be found (found, never imported), a studio
-  version outside ``studio`` (``packaging.specifiers``), a key another plugin or a built-in has,
-  two plugins with one name. Never raises.
-* :func:`load_plugins` (once per process; ``reload=True`` for tests): discover, then register
-  the contributions of every ENABLED record (``source=record.name``), all or nothing per plugin.
-  Disabled (settings) or safe mode: state DISABLED, nothing registered.
-* :func:`loaded_plugins`: the records of this process, with ``runtime_errors`` filled from
-  :mod:`boundary` at call time.
+A plugin's entry point (group ``distill_studio.plugins``) names its manifest as
+``"package.module:NAME"``. The module's source file is found by walking the import path by
+hand (``PathFinder`` on each level: no ``__init__`` runs), parsed with :mod:`ast`, and the
+top-level ``NAME = {...}`` is read with :func:`ast.literal_eval`: plain data or an error.
+Each contribution's module is found the same way (found, not imported). Every problem turns
+the record into state ERROR with a message naming the plugin; discovery never raises, so a
+broken plugin can never keep the window from opening. :func:`load_plugins` registers the
+contributions of the enabled, valid plugins (all or nothing per plugin).
 """
 from __future__ import annotations
 
-from studio.core.plugins.model import PluginRecord
+import ast
+import importlib.machinery
+import importlib.metadata
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from studio.core.plugins.model import DISABLED, ENABLED, ERROR, PLUGIN_GROUP, Contribution, PluginRecord
 
 _records: list[PluginRecord] | None = None
+_lock = threading.Lock()
+REQUIRED_FIELDS = {"name": str, "version": str, "studio": str, "contributions": dict}
+ITEM_FIELDS = ("key", "target", "title", "help")
+
+
+class ManifestError(ValueError):
+    """A manifest problem, said in words (becomes the record's ``error``)."""
+
+
+# -- finding source without importing ---------------------------------------------------------------
+def module_source(module: str, path: list[str] | None = None) -> Path | None:
+    """The file that ``import module`` would run, found without running it (or its parents)."""
+    search = list(sys.path) if path is None else path
+    parts = module.split(".")
+    location: Path | None = None
+    for depth, part in enumerate(parts):
+        spec = importlib.machinery.PathFinder.find_spec(part, search)
+        if spec is None:
+            return None
+        last = depth == len(parts) - 1
+        if spec.submodule_search_locations is not None:  # a package (regular or namespace)
+            if last:
+                origin = spec.origin
+                return Path(origin) if origin and origin not in ("namespace", None) else Path(
+                    list(spec.submodule_search_locations)[0])
+            search = list(spec.submodule_search_locations)
+            continue
+        if not last:
+            return None  # a plain module cannot have submodules
+        location = Path(spec.origin) if spec.origin else None
+    return location
+
+
+def read_manifest(entry_value: str) -> tuple[dict[str, Any], Path]:
+    """The manifest dict an entry point names, read as plain data from the module's source."""
+    module, sep, attr = entry_value.partition(":")
+    module, attr = module.strip(), attr.strip()
+    if not (module and sep and attr) or "." in attr:
+        raise ManifestError(f"the entry point {entry_value!r} must name a manifest as 'package.module:NAME'")
+    source = module_source(module)
+    if source is None:
+        raise ManifestError(f"its manifest module {module!r} is not installed (no file found on the path)")
+    if source.suffix != ".py":
+        raise ManifestError(f"its manifest module {module!r} is {source.name}, not Python source")
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ManifestError(f"its manifest {source} cannot be read: {exc}") from None
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == attr for t in targets) and node.value is not None:
+            try:
+                value = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                raise ManifestError(f"{attr} in {source.name} (line {node.lineno}) is not plain data "
+                                    "(dicts, lists, strings, numbers only: it is read, never run)") from None
+            if not isinstance(value, dict):
+                raise ManifestError(f"{attr} in {source.name} is a {type(value).__name__}, not a dict")
+            return value, source
+    raise ManifestError(f"{source.name} has no top-level {attr} = {{...}}")
+
+
+# -- checking ------------------------------------------------------------------------------------------
+def _contributions(manifest: Mapping[str, Any]) -> list[Contribution]:
+    from studio.core.registry import ALL
+
+    found: list[Contribution] = []
+    for point, items in manifest["contributions"].items():
+        if point not in ALL:
+            raise ManifestError(f"it contributes to {point!r}, which is no extension point; known: {', '.join(ALL)}")
+        if not isinstance(items, list):
+            raise ManifestError(f"contributions[{point!r}] must be a list of entries")
+        for number, item in enumerate(items, 1):
+            if not isinstance(item, dict):
+                raise ManifestError(f"{point} entry {number} must be a dict")
+            for name in ("key", "target"):
+                if not isinstance(item.get(name), str) or not item[name].strip():
+                    raise ManifestError(f"{point} entry {number} has no {name!r} string")
+            key, target = item["key"], item["target"]
+            module, sep, attr = target.partition(":")
+            if not (module and sep and attr):
+                raise ManifestError(f"{point} {key!r}: target {target!r} is not 'module:attribute'")
+            for name in ("title", "help"):
+                if name in item and not isinstance(item[name], str):
+                    raise ManifestError(f"{point} {key!r}: {name!r} must be a string")
+            meta = {k: v for k, v in item.items() if k not in ITEM_FIELDS}
+            found.append(Contribution(point, key, target, item.get("title", ""), item.get("help", ""), meta))
+    return found
+
+
+def _check_modules(contributions: list[Contribution]) -> None:
+    for c in contributions:
+        module = c.target.partition(":")[0]
+        if module_source(module) is None:
+            raise ManifestError(f"its {c.point} {c.key!r} names the module {module!r}, which is not installed")
+
+
+def _check_studio(spec_text: str) -> None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import Version
+
+    import studio
+
+    try:
+        spec = SpecifierSet(spec_text)
+    except InvalidSpecifier:
+        raise ManifestError(f"its studio versions {spec_text!r} are not a version specifier (e.g. '>=0.1,<0.2')") from None
+    if not spec.contains(Version(studio.__version__), prereleases=True):
+        raise ManifestError(f"it needs Distill Studio {spec_text}; this is {studio.__version__}")
+
+
+def _record(entry: importlib.metadata.EntryPoint) -> PluginRecord:
+    dist = getattr(entry, "dist", None)
+    record = PluginRecord(
+        name=entry.name, entry_point=entry.value,
+        distribution=(dist.metadata["Name"] or "") if dist is not None else "",
+        dist_version=(dist.version or "") if dist is not None else "",
+        requires=list(dist.requires or []) if dist is not None else [],
+    )
+    try:
+        manifest, source = read_manifest(entry.value)
+        record.location = str(source)
+        for name, kind in REQUIRED_FIELDS.items():
+            if not isinstance(manifest.get(name), kind):
+                raise ManifestError(f"its manifest has no {name!r} ({kind.__name__})")
+        record.version = manifest["version"]
+        record.title = str(manifest.get("title", ""))
+        record.description = str(manifest.get("description", ""))
+        record.studio_versions = manifest["studio"]
+        if manifest["name"] != entry.name:
+            raise ManifestError(f"its manifest is named {manifest['name']!r}, its entry point {entry.name!r}")
+        record.contributions = _contributions(manifest)
+        _check_modules(record.contributions)
+        _check_studio(record.studio_versions)
+    except ManifestError as exc:
+        record.state, record.error = ERROR, str(exc)
+    except Exception as exc:  # noqa: BLE001 - discovery never raises: an odd installation is a record's error
+        record.state, record.error = ERROR, f"{type(exc).__name__}: {exc}"
+    return record
 
 
 def discover(*, disabled: set[str] | None = None) -> list[PluginRecord]:
-    """Every plugin installed, in entry-point order, checked; never imports plugin code, never raises."""
-    return []  # filled by the discovery helper
+    """Every plugin installed, by name, checked; never imports plugin code, never raises."""
+    from studio.core.plugins.settings import disabled_plugins, safe_mode
+
+    off = disabled_plugins() if disabled is None else disabled
+    try:
+        entries = list(importlib.metadata.entry_points(group=PLUGIN_GROUP))
+    except Exception:  # noqa: BLE001 - a broken dist-info somewhere must not stop the app
+        entries = []
+    records: list[PluginRecord] = []
+    seen: dict[str, PluginRecord] = {}
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.name in seen:
+            first = seen[entry.name]
+            if entry.value == first.entry_point:  # one distribution found twice on the path
+                continue
+            dist = getattr(entry, "dist", None)
+            twin = PluginRecord(name=entry.name, entry_point=entry.value, state=ERROR,
+                                distribution=dist.metadata["Name"] if dist is not None else "",
+                                error=f"another plugin is already named {entry.name!r} ({first.distribution})")
+            records.append(twin)
+            continue
+        record = _record(entry)
+        seen[entry.name] = record
+        if record.state == ENABLED and (entry.name in off or safe_mode()):
+            record.state = DISABLED
+        records.append(record)
+    return records
+
+
+# -- registering ----------------------------------------------------------------------------------------
+def _register(record: PluginRecord) -> None:
+    """All of a plugin's entries, or none (a key already taken makes the record an ERROR)."""
+    from studio.core.registry import ALL, RegistryError
+
+    for c in record.contributions:
+        registry = ALL[c.point]
+        if c.key in registry:
+            holder = registry.get(c.key).source
+            record.state = ERROR
+            record.error = f"its {registry.name} {c.key!r} is already registered by {holder}"
+            return
+    try:
+        for c in record.contributions:
+            ALL[c.point].register(c.key, c.target, title=c.title, help=c.help, source=record.name, **c.meta)
+    except (RegistryError, TypeError) as exc:
+        for registry in ALL.values():
+            registry.unregister_source(record.name)
+        record.state, record.error = ERROR, str(exc)
+
+
+def _unregister_all(records: list[PluginRecord]) -> None:
+    from studio.core.registry import ALL
+
+    for record in records:
+        for registry in ALL.values():
+            registry.unregister_source(record.name)
 
 
 def load_plugins(*, reload: bool = False) -> list[PluginRecord]:
-    """Discover and register the enabled plugins (once per process)."""
+    """Discover and register the enabled plugins (once per process; ``reload`` starts over, for tests)."""
     global _records
-    if _records is None or reload:
-        _records = discover()
-    return list(_records)
+    with _lock:
+        if _records is not None and not reload:
+            return list(_records)
+        if _records is not None:
+            _unregister_all(_records)
+        importlib.invalidate_caches()
+        records = discover()
+        for record in records:
+            if record.state == ENABLED:
+                _register(record)
+        _records = records
+        return list(records)
 
 
 def loaded_plugins() -> list[PluginRecord]:
-    """The records :func:`load_plugins` made (discovering first if it has not run)."""
-    return load_plugins()
+    """The records :func:`load_plugins` made, with this session's runtime errors filled in."""
+    from studio.core.plugins.boundary import failures
+
+    records = load_plugins()
+    for record in records:
+        record.runtime_errors = failures(record.name)
+    return records
+
+
+def plugin_named(name: str) -> PluginRecord | None:
+    return next((r for r in loaded_plugins() if r.name == name), None)

@@ -1,0 +1,1 @@
+"""The Batch API generation backend (issue 12: being built)."""

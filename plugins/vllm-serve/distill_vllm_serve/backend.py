@@ -1,0 +1,1 @@
+"""The vLLM serving backend (issue 12: being built)."""
