@@ -622,12 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed_commands = seeds.add_subparsers(title="seed commands", metavar="ACTION", required=True)
     s_import = seed_commands.add_parser("import", help="add seed tasks from a file")
     s_import.add_argument("file", type=Path, metavar="FILE")
-    s_import.add_argument("--format", choices=(formats.SEED, *formats.SAMPLE_FORMATS), help="default: detected")
+    s_import.add_argument("--format", choices=_format_choices(), help="default: detected")
     _project_arg(s_import)
     s_import.set_defaults(handler=cmd_seeds_import)
     s_export = seed_commands.add_parser("export", help="write the seed tasks to a file")
     s_export.add_argument("file", type=Path, metavar="FILE")
-    s_export.add_argument("--format", choices=(formats.SEED, *formats.SAMPLE_FORMATS),
+    s_export.add_argument("--format", choices=_format_choices(),
                           help="default: seed for .jsonl, alpaca otherwise")
     _project_arg(s_export)
     s_export.set_defaults(handler=cmd_seeds_export)

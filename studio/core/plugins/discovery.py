@@ -143,6 +143,9 @@ def _record(entry: importlib.metadata.EntryPoint) -> PluginRecord:
         requires=list(dist.requires or []) if dist is not None else [],
     )
     try:
+        module = entry.value.partition(":")[0].strip()
+        found = module_source(module) if module else None
+        record.location = str(found) if found is not None else ""  # where to look, even if it cannot be read
         manifest, source = read_manifest(entry.value)
         record.location = str(source)
         for name, kind in REQUIRED_FIELDS.items():
@@ -188,8 +191,8 @@ def discover(*, disabled: set[str] | None = None) -> list[PluginRecord]:
             continue
         record = _record(entry)
         seen[entry.name] = record
-        if record.state == ENABLED and (entry.name in off or safe_mode()):
-            record.state = DISABLED
+        if entry.name in off or safe_mode():  # the user's choice wins: a disabled broken plugin stays quiet
+            record.state = DISABLED  # (its error, if any, is kept for the details)
         records.append(record)
     return records
 
