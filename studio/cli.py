@@ -490,11 +490,12 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from studio.core.llm import EndpointConfig, list_models, presets, resolve_key  # openai loads only here
+    from studio.core.llm import EndpointConfig, list_models, resolve_key  # openai loads only here
+    from studio.core.llm.endpoint import preset
 
     if not (args.base_url or args.preset):
         raise StudioError("models needs --base-url or --preset.")
-    base_url = args.base_url or presets()[args.preset].base_url
+    base_url = args.base_url or preset(args.preset).base_url  # a broken plugin's preset: an error naming it
     endpoint = EndpointConfig(base_url=base_url, api_key_env=args.api_key_env or "OPENAI_API_KEY")
     key = resolve_key(endpoint)
     _say(f"{base_url}: {key.describe()}")
