@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -291,3 +292,36 @@ def test_reload_is_idempotent(with_test_plugins: list) -> None:
     load_plugins(reload=True)
     assert snapshot() == first
     assert load_plugins() == load_plugins()  # without reload: the same records, no rediscovery
+
+
+class _EditableFinder:
+    """What setuptools installs for ``pip install -e`` of a project it cannot expose with a .pth: a finder
+    on ``sys.meta_path`` mapping a top-level package to its source folder (not on ``sys.path``)."""
+
+    def __init__(self, name: str, folder: Path):
+        self.name, self.folder = name, folder
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        if fullname != self.name:
+            return None
+        return importlib.util.spec_from_file_location(fullname, self.folder / "__init__.py",
+                                                      submodule_search_locations=[str(self.folder)])
+
+
+def test_a_plugin_installed_editable_through_a_meta_path_finder_is_found_unimported(site: Site, tmp_path: Path) -> None:
+    package = site.add("editable", "editable", manifest("editable", {
+        "dataset_formats": [{"key": "ed", "target": "dsp_editable_src.fmt:FORMAT"}]}), package="dsp_editable_src")
+    source = tmp_path / "checkout" / package
+    source.parent.mkdir()
+    (site.root / package).rename(source)  # the source lives outside sys.path
+    (source / "fmt.py").write_text(FORMAT_MODULE.format(key="ed"), encoding="utf-8")
+    finder = _EditableFinder(package, source)
+    sys.meta_path.append(finder)
+    try:
+        record = _record("editable")
+        assert (record.state, record.error) == (ENABLED, "")
+        assert record.location == str(source / "manifest.py")
+        assert not [m for m in sys.modules if m.startswith(package)]  # __init__ raises if run
+    finally:
+        sys.meta_path.remove(finder)
+    assert "is not installed" in _record("editable").error

@@ -34,13 +34,35 @@ class ManifestError(ValueError):
 
 
 # -- finding source without importing ---------------------------------------------------------------
+def _find_spec(fullname: str, locations: list[str] | None, finders: list[Any]) -> Any:
+    """The first finder's spec for ``fullname`` (``locations``: the parent package's folders, None: top level)."""
+    for finder in finders:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = find(fullname, locations)
+        except Exception:  # noqa: BLE001 - an odd finder is no answer, not a crash
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
 def module_source(module: str, path: list[str] | None = None) -> Path | None:
-    """The file that ``import module`` would run, found without running it (or its parents)."""
-    search = list(sys.path) if path is None else path
+    """The file that ``import module`` would run, found without running it (or its parents).
+
+    Each level is looked up with the finders ``import`` uses (``sys.meta_path``: the path finder,
+    and e.g. setuptools' finder for ``pip install -e`` projects) asking for a spec only, so no
+    package's ``__init__`` runs. With ``path``, only those folders are searched.
+    """
+    finders: list[Any] = list(sys.meta_path) if path is None else [importlib.machinery.PathFinder]
+    search: list[str] | None = None if path is None else list(path)
     parts = module.split(".")
     location: Path | None = None
     for depth, part in enumerate(parts):
-        spec = importlib.machinery.PathFinder.find_spec(part, search)
+        fullname = ".".join(parts[:depth + 1])
+        spec = _find_spec(fullname, search, finders)
         if spec is None:
             return None
         last = depth == len(parts) - 1
@@ -53,7 +75,7 @@ def module_source(module: str, path: list[str] | None = None) -> Path | None:
             continue
         if not last:
             return None  # a plain module cannot have submodules
-        location = Path(spec.origin) if spec.origin else None
+        location = Path(spec.origin) if spec.origin and spec.has_location else None
     return location
 
 
