@@ -121,3 +121,13 @@ def test_enable_or_disable_of_an_unknown_plugin_names_the_installed_ones(cli) ->
     assert done.returncode == 1
     assert done.stderr.startswith("error: No plugin is named 'no-such-plugin'; the installed plugins are: ")
     assert "csv-format" in done.stderr and "broken-manifest" in done.stderr
+
+
+def test_safe_mode_lists_every_plugin_disabled_and_says_why(cli) -> None:
+    done = subprocess.run([sys.executable, "-m", "studio", "plugins", "list"], env={**cli.env, "DISTILL_STUDIO_NO_PLUGINS": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    *table, note = done.stdout.splitlines()
+    rows = [line.split() for line in table[1:] if not line.startswith(" ")]  # not the error lines
+    assert len(rows) >= 6 and {row[2] for row in rows} == {"disabled"}
+    assert note == "Every plugin is off in this process: DISTILL_STUDIO_NO_PLUGINS is set (safe mode)."

@@ -52,11 +52,16 @@ def format_table(records: list[PluginRecord]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from studio.core.plugins.discovery import loaded_plugins
 
+    from studio.core.plugins.settings import SAFE_MODE_ENV, safe_mode
+
     records = loaded_plugins()
     if getattr(args, "json", False):
-        print(json.dumps({"plugins": [r.to_dict() for r in records]}, ensure_ascii=False, indent=2))
-    else:
-        print(format_table(records))
+        print(json.dumps({"plugins": [r.to_dict() for r in records], "safe_mode": safe_mode()},
+                         ensure_ascii=False, indent=2))
+        return 0
+    print(format_table(records))
+    if safe_mode() and records:
+        print(f"Every plugin is off in this process: {SAFE_MODE_ENV} is set (safe mode).")
     return 0
 
 
