@@ -79,11 +79,14 @@ class FakeBatchAPI(LoopbackServer):
         """The chat completion for one request (the same for a request key, live or in a batch)."""
         prompt = "\n".join(m.get("content") or "" for m in body.get("messages", []))
         text = respond(self.words, key, prompt)
+        finish = "stop"
+        if body.get("max_tokens") and len(text) // 4 > body["max_tokens"]:  # cut off, as a real model is
+            text, finish = text[: body["max_tokens"] * 4], "length"
         usage = {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return {"id": f"chatcmpl-{key}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model"), "usage": usage,
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+                "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}]}
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self._ids):05d}"

@@ -103,3 +103,103 @@ def test_a_batch_run_completes_at_half_the_live_price(seeded: Project, api: Fake
     assert "at batch prices" in started.estimate
     stored = seeded.generation.backend_status(result.run_id)
     assert stored["state"]["open_jobs"] == 0 and not seeded.generation.runs_to_pick_up()
+
+
+def _stages_by_job(project: Project, run_id: int) -> list[set[str]]:
+    jobs = BackendJobs(project.conn)
+    stage = dict(project.conn.execute("SELECT request_key, stage FROM generation_requests WHERE run_id = ?", (run_id,)))
+    return [{stage[k] for k in jobs.request_keys(job.id)} for job in jobs.jobs(run_id)]
+
+
+def test_self_instruct_goes_through_its_stages_in_follow_up_batches(seeded: Project, api: FakeBatchAPI) -> None:
+    seeded.seeds.add(SeedTask("Classify the sentiment of the review as positive or negative.",
+                              [Instance("Great food.", "positive")], is_classification=True))
+    config = batch_config(api, mode="self-instruct", target=12, num_tasks=6)
+    result = run(seeded, api, config)
+    assert result.reason == "target" and result.counters.kept == 12
+    stages = _stages_by_job(seeded, result.run_id)
+    assert stages[0] == {"instructions"} and len(stages) >= 3  # the first batch, then two follow-ups at least
+    assert any("classify" in s for s in stages[1:]) and any("instances" in s for s in stages[2:])
+    assert api.uploads == api.batches_created == len(stages) and api.live_calls == 0
+    assert all(count == 1 for count in api.batch_runs_by_key.values())
+
+
+@pytest.mark.parametrize("retry", ["batch", "live"])
+def test_failed_lines_are_retried_as_a_follow_up_batch_or_live(seeded: Project, api: FakeBatchAPI, retry: str) -> None:
+    events: list = []
+    api.line_faults = {"r1-generate-000000": LineFault(500, "server_error"),
+                       "r1-generate-000001": LineFault(429, "rate_limit_exceeded")}
+    result = run(seeded, api, batch_config(api, options={"retry_failed": retry}), events)
+    assert result.reason == "target"
+    rows = {r["request_key"]: r for r in requests_of(seeded, result.run_id)}
+    for key in api.line_faults:
+        assert rows[key]["status"] == "done" and rows[key]["attempts"] == 2
+    live_cost = request_cost(PRICES, "fake-teacher", rows["r1-generate-000000"]["prompt_tokens"],
+                             rows["r1-generate-000000"]["completion_tokens"])
+    if retry == "batch":
+        assert api.live_calls == 0 and api.batches_created == 2
+        assert _stages_by_job(seeded, result.run_id)[1] == {"generate"}
+        assert BackendJobs(seeded.conn).request_keys(BackendJobs(seeded.conn).jobs(result.run_id)[1].id) == sorted(
+            api.line_faults)
+        assert rows["r1-generate-000000"]["cost"] == pytest.approx(live_cost / 2)
+    else:
+        assert api.batches_created == 1 and dict(api.live_by_key) == {k: 1 for k in api.line_faults}
+        assert rows["r1-generate-000000"]["cost"] == pytest.approx(live_cost)  # live retries pay the live price
+    retried = [e for e in events if isinstance(e, ev.RetryScheduled)]
+    assert {e.request_key for e in retried} == set(api.line_faults)
+    assert all(count == 1 for key, count in api.batch_runs_by_key.items() if key not in api.line_faults)
+
+
+@pytest.mark.parametrize("retry", ["batch", "live"])
+def test_lines_an_expired_batch_never_ran_are_retried(seeded: Project, api: FakeBatchAPI, retry: str) -> None:
+    api.expire = {1: 1}  # the first batch runs one line, then its 24 h window ends
+    result = run(seeded, api, batch_config(api, options={"retry_failed": retry}))
+    assert result.reason == "target" and result.counters.kept == 60
+    jobs = BackendJobs(seeded.conn).jobs(result.run_id)
+    first = BackendJobs(seeded.conn).request_states(jobs[0].id)
+    answered = [k for k, (state, _) in first.items() if state == "answered"]
+    expired = sorted(k for k, (state, _) in first.items() if state == "failed")
+    assert len(answered) == 1 and expired and all("batch_expired" in first[k][1] for k in expired)
+    rows = {r["request_key"]: r for r in requests_of(seeded, result.run_id)}
+    assert all(rows[k]["status"] == "done" for k in expired + answered)
+    assert api.batch_runs_by_key[answered[0]] == 1  # the line that ran is never sent again
+    if retry == "batch":
+        assert api.live_calls == 0 and BackendJobs(seeded.conn).request_keys(jobs[1].id)[:len(expired)] == expired
+    else:
+        assert dict(api.live_by_key) == {k: 1 for k in expired} and len(jobs) == 1
+
+
+def test_a_line_the_provider_refuses_fails_its_request_and_the_run_goes_on(seeded: Project, api: FakeBatchAPI) -> None:
+    events: list = []
+    api.line_faults = {"r1-generate-000001": LineFault(400, "invalid_request", times=99)}
+    result = run(seeded, api, batch_config(api), events)
+    assert result.reason == "target" and result.counters.kept == 60
+    rows = {r["request_key"]: r for r in requests_of(seeded, result.run_id)}
+    refused = rows["r1-generate-000001"]
+    assert refused["status"] == "failed" and "400" in refused["error"] and refused["attempts"] == 1
+    assert api.batch_runs_by_key["r1-generate-000001"] == 1  # never retried: no retry fixes a refused request
+    assert [e.request_key for e in events if isinstance(e, ev.RequestFailed)] == ["r1-generate-000001"]
+
+
+def test_a_batch_that_fails_as_a_whole_stops_the_run_with_the_providers_message(
+        seeded: Project, api: FakeBatchAPI) -> None:
+    api.fail_batches = {1}
+    events: list = []
+    result = run(seeded, api, batch_config(api), events)
+    assert result.reason == "error" and "invalid_json_line" in result.message and "not parseable" in result.message
+    assert any(isinstance(e, ev.TeacherError) for e in events)
+    assert api.batches_created == 1 and api.live_calls == 0
+    # Nothing was answered or paid for: like a live run refused before any answer, it leaves no row.
+    assert result.discarded and seeded.generation.run(result.run_id) is None
+
+
+def test_the_budget_reserves_at_batch_prices(seeded: Project, api: FakeBatchAPI) -> None:
+    from studio.core.generation.engine import sample_prompt_chars
+
+    config = batch_config(api, target=10**6, max_tokens=500)
+    worst_live = config.worst_case_cost(sample_prompt_chars(config, seeded.generation.seed_examples()) // 3)
+    config.budget_usd = worst_live * 3.2  # 3 requests at a time at live prices; 6 at batch prices
+    result = run(seeded, api, config)
+    assert result.reason == "budget" and result.counters.cost <= config.budget_usd
+    first = next(f for f in api.files.values() if f["purpose"] == "batch")
+    assert len(first["_content"].decode().splitlines()) == 6
