@@ -163,6 +163,19 @@ class GenerationRepository:
             " ORDER BY r.id DESC", tuple(CLOSED_STATES))
         return [r[0] for r in rows]
 
+    def has_open_backend_work(self, run_id: int) -> bool:
+        """True while a provider still holds requests of this run (an uncollected batch)."""
+        from studio.core.generation.backend_jobs import BackendJobs
+
+        return BackendJobs(self.conn).has_open_jobs(run_id)
+
+    def update_config(self, run_id: int, config: dict) -> None:
+        """Replace a run's stored settings (a resumed run's backend options)."""
+        with transaction(self.conn):
+            self.conn.execute("UPDATE generation_runs SET config = ?, updated_at = ? WHERE id = ?",
+                              (json.dumps(config), time.time(), run_id))
+        self._changes.publish(GENERATION_RUNS)
+
     # -- requests ------------------------------------------------------------------------------
     def unfinished_requests(self, run_id: int) -> list[RequestRow]:
         """Pending and failed requests of every stage, later stages first (finish started work first)."""
