@@ -203,3 +203,70 @@ def test_the_budget_reserves_at_batch_prices(seeded: Project, api: FakeBatchAPI)
     assert result.reason == "budget" and result.counters.cost <= config.budget_usd
     first = next(f for f in api.files.values() if f["purpose"] == "batch")
     assert len(first["_content"].decode().splitlines()) == 6
+
+
+def _start_held(project: Project, api: FakeBatchAPI, config: RunConfig):
+    import threading
+    import time
+
+    api.hold.set()  # batches stay where they are until the test lets them go
+    run_id = create_run(project.generation, config)
+    engine = GenerationEngine(project, run_id, api_key=api.api_key)
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(engine.run_blocking()), daemon=True)
+    thread.start()
+    jobs = BackendJobs(project.conn)
+    deadline = time.monotonic() + 30
+    while not any(j.job_id for j in jobs.jobs(run_id)):
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.01)
+    return engine, thread, results
+
+
+def test_closing_the_app_detaches_the_run_and_a_resume_collects_the_same_batch(
+        seeded: Project, api: FakeBatchAPI) -> None:
+    engine, thread, results = _start_held(seeded, api, batch_config(api))
+    engine.stop(detach=True)
+    thread.join(30)
+    assert results[0].reason == "stopped" and seeded.generation.run(engine.run_id)["status"] == "detached"
+    assert seeded.generation.runs_to_pick_up() == [engine.run_id]
+    assert api.cancels == 0  # the batch is left running at the provider
+    api.hold.clear()
+    again = GenerationEngine(seeded, engine.run_id, api_key=api.api_key).run_blocking()
+    assert again.reason == "target" and again.counters.kept == 60
+    first = BackendJobs(seeded.conn).jobs(engine.run_id)[0]
+    assert api.batches[first.job_id]["status"] == "completed" and first.status == "collected"
+    assert all(count == 1 for count in api.batch_runs_by_key.values()) and api.uploads == api.batches_created
+    assert not seeded.generation.runs_to_pick_up()
+
+
+def test_stop_with_cancel_work_cancels_the_batch_and_a_resume_sends_its_unrun_lines_again(
+        seeded: Project, api: FakeBatchAPI) -> None:
+    engine, thread, results = _start_held(seeded, api, batch_config(api))
+    engine.stop(cancel_work=True)
+    thread.join(30)
+    first = BackendJobs(seeded.conn).jobs(engine.run_id)[0]
+    assert api.cancels == 1 and first.status == "cancelling"
+    assert seeded.generation.run(engine.run_id)["status"] == "stopped" and not seeded.generation.runs_to_pick_up()
+    api.hold.clear()
+    again = GenerationEngine(seeded, engine.run_id, api_key=api.api_key).run_blocking()
+    assert again.reason == "target"
+    jobs = BackendJobs(seeded.conn).jobs(engine.run_id)
+    assert api.batches[first.job_id]["status"] == "cancelled" and len(jobs) >= 2
+    states = BackendJobs(seeded.conn).request_states(first.id)
+    assert states and all(state == "failed" and "batch_cancelled" in error for state, error in states.values())
+    assert set(BackendJobs(seeded.conn).request_keys(jobs[1].id)) >= set(states)  # sent again in a new batch
+    assert all(count == 1 for count in api.batch_runs_by_key.values())  # the cancelled batch ran none of them
+
+
+def test_cli_backend_options_are_typed_by_the_entrys_declared_options() -> None:
+    from studio.core.errors import StudioError
+    from studio.core.generation.cli_support import parse_backend_options
+
+    assert parse_backend_options("openai-batch", ["batch_size=100", "poll_s=0.5", "retry_failed=live"]) == {
+        "batch_size": 100, "poll_s": 0.5, "retry_failed": "live"}
+    for bad, words in (("batch_size=many", "must be a whole number"), ("batch_size=60000", "at most 50000"),
+                       ("retry_failed=never", "choose one of batch, live"), ("colour=red", "no option 'colour'"),
+                       ("poll_s", "write KEY=VALUE")):
+        with pytest.raises(StudioError, match=words):
+            parse_backend_options("openai-batch", [bad])

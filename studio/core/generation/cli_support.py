@@ -57,10 +57,12 @@ def parse_backend_options(backend: str, pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key, text = key.strip(), text.strip()
-        if not sep or key not in declared:
-            known = ", ".join(declared) or "none"
+        known = ", ".join(declared) or "none"
+        if not sep:
+            raise StudioError(f"--backend-option {pair!r}: write KEY=VALUE (the {backend} backend's options: {known}).")
+        if key not in declared:
             raise StudioError(f"--backend-option {pair!r}: the {backend} backend has no option {key!r} "
-                              f"(write KEY=VALUE; its options: {known}).")
+                              f"(its options: {known}).")
         options[key] = _typed(backend, declared[key], text)
     return options
 
@@ -79,7 +81,8 @@ def _typed(backend: str, option: dict, text: str):
         else:
             value = text
     except ValueError:
-        raise StudioError(f"--backend-option {key}={text}: the {backend} backend's {key} must be a {kind}.") from None
+        what = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        raise StudioError(f"--backend-option {key}={text}: the {backend} backend's {key} must be {what}.") from None
     if kind == "choice" and value not in [c[0] for c in option.get("choices", ())]:
         raise StudioError(f"--backend-option {key}={text}: choose one of "
                           f"{', '.join(str(c[0]) for c in option.get('choices', ()))}.")
