@@ -663,14 +663,20 @@ def build_parser() -> argparse.ArgumentParser:
     _project_arg(d_stats)
     d_stats.set_defaults(handler=cmd_data_stats)
 
-    from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES  # data only: imports no mode's code
+    from studio.core.registry import ENDPOINT_KINDS, GENERATION_BACKENDS, GENERATION_MODES  # data only: no code
 
     modes = GENERATION_MODES.choices()
     kinds = ENDPOINT_KINDS.choices()
+    backends = GENERATION_BACKENDS.choices()
+    backend_options = "; ".join(f"{e.key}: " + ", ".join(f"{o['key']} ({o.get('type', 'str')}, default {o.get('default')})"
+                                                          for o in e.meta.get("options", ()))
+                                for e in GENERATION_BACKENDS if e.meta.get("options"))
     gen = commands.add_parser(
         "generate", help="expand the seed tasks into samples with a teacher LLM",
         epilog="modes: " + "; ".join(f"{key} ({label})" for key, label in modes)
-               + ". presets: " + "; ".join(f"{key} ({label})" for key, label in kinds) + ".")
+               + ". presets: " + "; ".join(f"{key} ({label})" for key, label in kinds)
+               + ". backends: " + "; ".join(f"{key} ({label})" for key, label in backends)
+               + (f". backend options: {backend_options}" if backend_options else "") + ".")
     gen.add_argument("--preset", choices=[key for key, _ in kinds],
                      help="fill --base-url and --model from a known kind of endpoint")
     gen.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -684,6 +690,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num-tasks", type=_at_least_one, help="tasks asked for per request (default 20)")
     gen.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
                      help="USD per 1M input and output tokens for this model (overrides the table)")
+    gen.add_argument("--backend", choices=[key for key, _ in backends],
+                     help="how requests are sent (default live; openai-batch: the Batch API at half the price)")
+    gen.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="a setting of the backend (repeatable; see the backend options below)")
     gen.add_argument("--resume", action="store_true", help="continue the project's latest run (or --run)")
     gen.add_argument("--run", type=_at_least_one, metavar="ID", help="the run to resume")
     gen.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key (default OPENAI_API_KEY)")
