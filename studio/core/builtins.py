@@ -83,8 +83,12 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "live", "target": "studio.core.generation.backends:LIVE_BACKEND", "title": "Live calls",
          "help": "Each request is sent at once and answered in seconds, at the endpoint's normal price."},
     ],
-    # -- serving backends: a studio.core.serving.backends.ServingBackend (filled by issue 12's vLLM move) --
-    "serving_backends": [],
+    # -- serving backends: a studio.core.serving.backends.ServingBackend (which server Start runs) --------
+    "serving_backends": [
+        {"key": "studio", "target": "studio.core.serving.backends:STUDIO_BACKEND", "title": "Studio server",
+         "help": "The studio's own server (python -m studio.serve): the base model and the runs' adapters, "
+                 "on the CPU or a GPU."},
+    ],
     # -- panels: a studio.ui.panels.Panel subclass (imported by the UI only, on first visit) ---------
     "panels": [
         {"key": "seeds", "target": "studio.ui.seeds_panel:SeedsPanel", "title": "Seeds", "icon": "seeds.svg"},
