@@ -312,3 +312,47 @@ def test_a_serving_backend_that_raises_is_greyed_with_the_plugins_name(make_cont
     assert not vllm_item(widget).isEnabled() and widget.backend() == sc.STUDIO
     assert f"The plugin {PLUGIN!r} failed in its serving backend 'vllm'" in tooltip and "ZeroDivisionError" in tooltip
     assert any("ZeroDivisionError" in message for message in failures(PLUGIN))  # shown in Help > Plugins
+
+
+def test_the_chat_panel_starts_vllm_from_a_run_column_and_streams_from_it(qtbot, fake_gpu_box, served) -> None:
+    from PySide6.QtCore import Qt
+
+    from studio.ui.chat_panel import ChatPanel
+
+    project, _base, first = served
+    context = ProjectContext(project)
+    panel = ChatPanel()
+    try:
+        panel.server_control.port = 0
+        panel.server_control.set_backend(VLLM)
+        panel.resize(1200, 700)
+        panel.show()
+        qtbot.waitExposed(panel)
+        panel.set_context(context)
+        qtbot.waitUntil(lambda: len(panel.sources) >= 2, timeout=WAIT_MS)
+        while len(panel.columns) < 2:
+            panel.add_column()
+        for column, model in zip(panel.columns, ("tiny-base", "first")):
+            column.picker.setCurrentIndex(next(n for n, s in enumerate(column._sources) if s.model == model))
+        run_column = panel.columns[1]
+        qtbot.waitUntil(lambda: not run_column.notice_box.isHidden(), timeout=WAIT_MS)
+        run_column.notice_button.click()  # "start the server": the remembered backend, vLLM
+        qtbot.waitUntil(lambda: panel.server_info is not None, timeout=WAIT_MS)
+        argv = json.loads(fake_gpu_box.read_text())["argv"]
+        assert panel.server_info.backend == VLLM and argv[:2] == ["serve", panel.server_info.catalog.base_model]
+        assert argv[argv.index("--tensor-parallel-size") + 1] == "2" and f"first={first.adapter_dir}" in argv
+        panel.prompt.text.setPlainText("Hi there")
+        panel.prompt.text.setFocus()
+        qtbot.keyClick(panel.prompt.text, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda: not panel.is_streaming(), timeout=WAIT_MS)
+        texts = [column.answer_view(0).text for column in panel.columns]
+        assert texts[0].startswith("Hello from tiny-base") and texts[1].startswith("Hello from first"), texts
+        panel.server_control.stop()
+        qtbot.waitUntil(lambda: panel.server_info is None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not info_path(project.root).exists(), timeout=WAIT_MS)
+    finally:
+        panel.shutdown()
+        qtbot.waitUntil(lambda: not panel.jobs.active_jobs(), timeout=WAIT_MS)
+        panel.close()
+        panel.deleteLater()
+        context.close()

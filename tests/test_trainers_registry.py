@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from studio.cli import main
+from studio.core.errors import StudioError
 from studio.core.plugins.boundary import PluginError, failures
 from studio.core.project import Project
 from studio.core.registry import TRAINERS
@@ -126,6 +127,8 @@ def test_a_plugin_trainer_runs_from_train_start_and_its_loss_events_are_stored(t
         assert json.loads((run.run_dir / "argv.json").read_text()) == [str(run.config_path), "--from-tiny-trainer"]
         assert launch.child_command(run.config_path)[1] == str(trainers)  # the panel's and resume's command too
     assert '"type": "done"' in out
+    with Project.open(project_dir) as project, pytest.raises(StudioError, match="uses the trainer 'tiny'; an exported"):
+        launch.export_job(project.training.get("r"), project_dir.parent / "job")
 
 
 def test_the_trainer_setting_and_an_unknown_trainer(trainers, project_dir: Path, model: Path, capsys) -> None:

@@ -250,6 +250,9 @@ def export_job(run: TrainingRun, target: Path, *, gpus: int = 1, include_model: 
     """
     if gpus < 1:
         raise StudioError(f"--gpus must be at least 1, not {gpus}")
+    if run.settings.trainer != DEFAULT_TRAINER:  # the folder carries the studio's own job code, not a plugin's
+        raise StudioError(f"training run {run.label} uses the trainer {run.settings.trainer!r}; an exported job "
+                          f"runs only {DEFAULT_TRAINER!r} (install that trainer's plugin on the other machine instead)")
     target = Path(target).expanduser().absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StudioError(f"{target}: the folder exists and is not empty; name a new folder")
