@@ -83,9 +83,6 @@ def cmd_start(project: Project, args: argparse.Namespace) -> int:
     if not args.snapshot or not args.base_model:
         raise StudioError("train start needs --snapshot NAME and --base-model PATH")
     settings = settings_from_args(args)
-    from studio.core.registry import TRAINERS
-
-    TRAINERS.get(settings.trainer)  # an unknown trainer is refused before a run is made (the error lists them)
     run = project.training.create(snapshot=args.snapshot, base_model=args.base_model, settings=settings,
                                   name=args.name or "")
     _say(f"Created training run {run.label} in {run.run_dir}")
