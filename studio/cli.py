@@ -812,6 +812,9 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
         description="Create a training run and run `python -m studio.train` on it. Ctrl-C stops it "
                     "with a checkpoint (a second Ctrl-C kills it).", epilog=epilog, formatter_class=raw)
     run_options(t_start, required=True)
+    t_start.add_argument("--trainer", choices=registry.TRAINERS.keys(), metavar="KEY",
+                         help="which trainer runs the job (the setting trainer; default peft-lora): "
+                              + ", ".join(registry.TRAINERS.keys()))
     t_start.add_argument("--json", action="store_true", help="print the raw event lines")
     _project_arg(t_start)
     t_start.set_defaults(handler=cmd_train_start)
