@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from studio.core.errors import StudioError
 from studio.core.plugins import install as plugin_install
@@ -83,8 +84,10 @@ def test_conflicts_follow_markers_the_app_s_transitive_needs_and_the_app_itself(
     assert plugin_install.conflicts([Requirement(f"packaging>={PACKAGING}")]) == []
     openai_needs = [Requirement(r) for r in importlib.metadata.distribution("openai").requires or []]
     dependency = next(r for r in openai_needs if r.marker is None and plugin_install._installed_version(r.name))
+    held = plugin_install.app_requirements()[canonicalize_name(dependency.name)]
+    assert ("openai", dependency) in held  # the app needs it through openai: followed through installed metadata
     found = plugin_install.conflicts([Requirement(f"{dependency.name}<0.0.1")], plugin="p")
-    assert len(found) == 1 and f"openai needs {dependency.name}" in found[0]  # only openai (the app's) needs it
+    assert len(found) == 1 and f"p needs {dependency.name}<0.0.1; the app has {dependency.name} " in found[0]
     assert plugin_install.conflicts([Requirement("distill-studio>=99")], plugin="p") == [
         f"p needs distill-studio>=99; the app has distill-studio {importlib.metadata.version('distill-studio')} "
         "(it is part of the app)"]
