@@ -1099,6 +1099,7 @@ def _plugin_parsers(commands: argparse._SubParsersAction) -> None:
         "install", help="install a plugin into the app's environment (refused when it conflicts with the app's pins)")
     p_install.add_argument("spec", metavar="SPEC", help="a plugin folder, a wheel, or a requirement (name, name==1.2)")
     p_install.add_argument("--dry-run", action="store_true", help="check the plugin's requirements, change nothing")
+    p_install.add_argument("--target", type=Path, metavar="DIR", help=argparse.SUPPRESS)  # tests: install elsewhere
     p_install.set_defaults(handler=_eval_handler("studio.core.plugins.install", "cmd_install"))
 
 
