@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QFileDialog, QLabel, QVBoxLayout
 
-from studio.core import formats, registry
+from studio.core import exports, formats, registry
+from studio.core.curation import SampleQuery
 from studio.core.formats import DatasetFormat, FormatError, Record
 from studio.core.plugins.boundary import clear_failures, failures
+from studio.core.samples import Sample, Status
 from studio.ui.main_window import MainWindow
 from studio.ui.panels import Panel, PluginErrorPanel
 
@@ -219,4 +221,41 @@ def test_the_about_box_lists_only_the_built_in_panels(qtbot, tmp_path: Path, plu
     window = open_window(qtbot, tmp_path)
     window.show_about()
     assert "Seeds, Generate, Curate, Train, Chat, Evaluate —" in shown[0] and "Hello" not in shown[0]
+    window.close()
+
+
+CSV_EXPORTER = exports.format_exporter("csv", "CSV", (".csv",))
+
+
+def test_a_plugin_exporter_is_offered_by_the_snapshot_export_with_its_file_filter(
+        qtbot, tmp_path: Path, plugin_entries, monkeypatch) -> None:
+    from studio.ui.snapshot_dialog import SnapshotDialog
+
+    registry.DATASET_FORMATS.register("csv", f"{__name__}:CSV_FORMAT", title="CSV", source=PLUGIN)
+    registry.DATASET_EXPORTERS.register("csv", f"{__name__}:CSV_EXPORTER", title="CSV table", source=PLUGIN,
+                                        help="One row per sample.")
+    window = open_window(qtbot, tmp_path)
+    project = window.project
+    project.samples.add(Sample("Name a colour.", output="Blue", status=Status.ACCEPTED))
+    project.snapshots.create("v1")
+    dialog = SnapshotDialog(window.context, window.jobs, SampleQuery())
+    qtbot.addWidget(dialog)
+    labels = [dialog.format.itemText(i) for i in range(dialog.format.count())]
+    assert labels[0] == "Alpaca JSON" and labels[-1] == "CSV table"
+    assert PLUGIN in dialog.format.itemData(dialog.format.count() - 1, Qt.ItemDataRole.ToolTipRole)
+    dialog.format.setCurrentIndex(dialog.format.count() - 1)
+    dialog.table.setCurrentCell(0, 0)
+    asked: list[tuple[str, str]] = []
+    target = tmp_path / "v1.csv"
+
+    def get_save(_parent, _title, start, filters):
+        asked.append((start, filters))
+        return str(target), filters.split(";;")[0]
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", get_save)
+    dialog._on_export_clicked()
+    assert asked[0][1] == "CSV table (*.csv);;All files (*)" and asked[0][0].endswith("v1.csv")
+    qtbot.waitUntil(lambda: dialog.message.text().startswith("Exported"), timeout=10_000)
+    assert target.read_text().splitlines() == ["instruction,input,output", "Name a colour.,,Blue"]
+    dialog.close()
     window.close()

@@ -101,8 +101,11 @@ class PluginErrorPanel(Panel):
         layout.setContentsMargins(24, 24, 24, 24)
         layout.addWidget(heading)
         layout.addWidget(hint)
-        layout.addWidget(self.error_view, 1)
+        layout.addWidget(self.error_view)
         layout.addLayout(buttons)
+        layout.addStretch(1)
+        lines = max(4, min(12, error.count("\n") + 3))
+        self.error_view.setFixedHeight(lines * self.error_view.fontMetrics().lineSpacing() + 16)
 
     def _on_plugins_clicked(self) -> None:
         show = getattr(self.window(), "show_plugins", None)

@@ -158,7 +158,7 @@ class PluginsDialog(QDialog):
                  restart: Callable[[], None] | None = None):
         super().__init__(parent)
         self.setWindowTitle("Plugins")
-        self.resize(920, 600)
+        self.resize(940, 640)
         self.records = list(records)
         self._restart = restart
         off = settings.disabled_plugins()
@@ -192,8 +192,10 @@ class PluginsDialog(QDialog):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.details)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setChildrenCollapsible(False)
+        self.splitter = splitter
         self.pages = QStackedWidget()
         self.pages.addWidget(splitter)
         self.pages.addWidget(self.empty_label)
@@ -226,6 +228,10 @@ class PluginsDialog(QDialog):
         if self.records:
             self.select(self.records[0].name)
         self.table.setFocus()
+        # The list as tall as its rows (up to ten), the details below get the rest.
+        rows = min(len(self.records), 10)
+        table_height = self.table.horizontalHeader().sizeHint().height() + rows * self.table.verticalHeader().defaultSectionSize() + 6
+        splitter.setSizes([table_height, max(self.height() - table_height - 120, 200)])
 
     # -- building -------------------------------------------------------------------------------
     def _fill_table(self) -> None:
@@ -299,7 +305,8 @@ class PluginsDialog(QDialog):
         if record is None:
             return
         state = display_state(record)
-        self.title_label.setText(f"{record.label}   {record.name} {record.version}".rstrip())
+        name = record.name if record.label == record.name else f"{record.label}   {record.name}"
+        self.title_label.setText(f"{name} {record.version}".rstrip())
         self.description_label.setText(record.description or "No description.")
         self.description_label.setProperty("role", "" if record.description else "muted")
         self.facts_label.setText(_facts_html(record))
