@@ -8,6 +8,7 @@ to it; the status bar's counts follow its change signals) and the one :class:`Jo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
@@ -31,6 +32,9 @@ from studio.ui.jobs import Job, JobRunner
 from studio.ui.message_area import WARNING, MessageArea
 from studio.ui.panels import Panel, PanelSpec, panel_specs
 from studio.ui.project_context import ProjectContext
+
+if TYPE_CHECKING:
+    from studio.ui.plugins_dialog import PluginsDialog
 
 MAX_RECENT = 8
 
@@ -97,7 +101,7 @@ class MainWindow(QMainWindow):
             if not spec.built_in:
                 item.setToolTip(f"{spec.title}: a panel of the plugin {spec.source}")
         self.relaunch = _launch_detached  # Help ▸ Plugins ▸ Restart now (tests put a recorder here)
-        self.plugins_dialog = None
+        self.plugins_dialog: PluginsDialog | None = None
 
         self.no_project_label = QLabel("No project is open.\nUse File ▸ New Project or File ▸ Open Project.")
         self.no_project_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -456,7 +460,7 @@ class MainWindow(QMainWindow):
         return panel
 
     # -- plugins ------------------------------------------------------------------------------------
-    def show_plugins(self, select: str | None = None):
+    def show_plugins(self, select: str | None = None) -> PluginsDialog:
         """Help ▸ Plugins: the records discovery made at start, with this session's runtime errors."""
         from studio.core.plugins.discovery import loaded_plugins
         from studio.ui.plugins_dialog import PluginsDialog
