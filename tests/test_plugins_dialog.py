@@ -37,6 +37,12 @@ def records() -> list[PluginRecord]:
     ]
 
 
+@pytest.fixture(autouse=True)
+def sleepy_was_turned_off() -> None:
+    """The settings that go with records(): "sleepy" is DISABLED because the user turned it off."""
+    settings.set_enabled("sleepy", False)
+
+
 def open_dialog(qtbot, recs: list[PluginRecord] | None = None, **kwargs) -> PluginsDialog:
     dialog = PluginsDialog(records() if recs is None else recs, None, **kwargs)
     qtbot.addWidget(dialog)
@@ -98,19 +104,21 @@ def test_toggling_a_plugin_is_remembered_in_plugins_json_and_the_banner_offers_a
     assert dialog.is_checked("csv-format") and not dialog.banner.isVisible()
     qtbot.keyClick(dialog.table, Qt.Key.Key_Space)  # Space toggles the current row (csv-format)
     assert not dialog.is_checked("csv-format")
-    assert json.loads(settings.settings_path().read_text()) == {"disabled": ["csv-format"]}
+    assert json.loads(settings.settings_path().read_text()) == {"disabled": ["csv-format", "sleepy"]}
     assert dialog.banner.isVisible() and dialog.banner_label.text() == RESTART_BANNER
     # A click on the checkbox works too; toggling back to what the session started with hides the banner.
     item = dialog.table.item(0, ENABLED_COLUMN)
     item.setCheckState(Qt.CheckState.Checked)
-    assert settings.disabled_plugins() == set() and not dialog.banner.isVisible()
+    assert settings.disabled_plugins() == {"sleepy"} and not dialog.banner.isVisible()
     qtbot.keyClick(dialog.table, Qt.Key.Key_Space)
     qtbot.mouseClick(dialog.restart_button, Qt.MouseButton.LeftButton)
     assert restarts == ["restart"] and not dialog.isVisible()
+    # Opened again in the same session, before a restart: the choice is still pending, so the banner shows.
+    again = open_dialog(qtbot)
+    assert not again.is_checked("csv-format") and again.banner.isVisible()
 
 
 def test_a_plugin_the_settings_disabled_starts_unchecked_and_esc_closes(qtbot) -> None:
-    settings.set_enabled("sleepy", False)
     dialog = open_dialog(qtbot)
     assert not dialog.is_checked("sleepy") and dialog.is_checked("broken-manifest")
     assert not dialog.restart_button.isVisibleTo(dialog)  # no restart given: no button
@@ -194,7 +202,7 @@ def test_restart_now_closes_the_window_then_relaunches_on_the_same_project(qtbot
     dialog = window.show_plugins("broken-manifest")
     assert dialog.current_record().name == "broken-manifest"
     qtbot.keyClick(dialog.table, Qt.Key.Key_Space)
-    assert settings.disabled_plugins() == {"broken-manifest"}
+    assert settings.disabled_plugins() == {"broken-manifest", "sleepy"}
     qtbot.mouseClick(dialog.restart_button, Qt.MouseButton.LeftButton)
     assert not window.isVisible() and window.project is None
     assert launched == [restart_argv(root)] and launched[0][1:] == ["-m", "studio", "--project", str(root)]

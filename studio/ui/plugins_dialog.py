@@ -162,7 +162,11 @@ class PluginsDialog(QDialog):
         self.records = list(records)
         self._restart = restart
         off = settings.disabled_plugins()
-        self._initial = {r.name: r.name not in off for r in self.records}  # what this session started with
+        self._chosen = {r.name: r.name not in off for r in self.records}  # what the next start loads
+        # What this session loaded: a plugin turned off before it started is DISABLED (safe mode turns all
+        # off, so there only a toggle here counts as a change).
+        self._session = dict(self._chosen) if settings.safe_mode() else {
+            r.name: r.state != DISABLED for r in self.records}
         self._filling = False
 
         self.table = QTableWidget(len(self.records), len(COLUMNS))
@@ -212,7 +216,7 @@ class PluginsDialog(QDialog):
         self.restart_button.setVisible(restart is not None)
         banner_layout.addWidget(self.banner_label, 1)
         banner_layout.addWidget(self.restart_button)
-        self.banner.setVisible(False)
+        self.banner.setVisible(self.has_pending_changes())  # e.g. a choice made the last time the dialog was open
         self.safe_mode_label = QLabel(SAFE_MODE_NOTE)
         self.safe_mode_label.setWordWrap(True)
         self.safe_mode_label.setProperty("role", "muted")
@@ -248,7 +252,7 @@ class PluginsDialog(QDialog):
             contributes.setToolTip(summary)
             enabled = QTableWidgetItem("")
             enabled.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable)
-            enabled.setCheckState(Qt.CheckState.Checked if self._initial[record.name] else Qt.CheckState.Unchecked)
+            enabled.setCheckState(Qt.CheckState.Checked if self._chosen[record.name] else Qt.CheckState.Unchecked)
             enabled.setToolTip("Load this plugin when Distill Studio starts (Space toggles)")
             for column, item in ((NAME, name), (VERSION, QTableWidgetItem(record.version or record.dist_version)),
                                  (STATE, badge), (CONTRIBUTES, contributes), (ENABLED_COLUMN, enabled)):
@@ -349,8 +353,8 @@ class PluginsDialog(QDialog):
         self.banner.setVisible(self.has_pending_changes())
 
     def has_pending_changes(self) -> bool:
-        """Whether a checkbox differs from what this session started with (a restart would change something)."""
-        return any(self.is_checked(name) != enabled for name, enabled in self._initial.items())
+        """Whether a checkbox differs from what this session loaded (a restart would change something)."""
+        return any(self.is_checked(name) != loaded for name, loaded in self._session.items())
 
     def _on_restart_clicked(self) -> None:
         self.accept()
