@@ -8,6 +8,7 @@ to it; the status bar's counts follow its change signals) and the one :class:`Jo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QElapsedTimer, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoGroup
@@ -28,9 +29,12 @@ from studio.ui import theme
 from studio.ui.elided_label import ElidedLabel
 from studio.ui.job_status import JobStatus
 from studio.ui.jobs import Job, JobRunner
-from studio.ui.message_area import MessageArea
-from studio.ui.panels import Panel, panel_specs
+from studio.ui.message_area import WARNING, MessageArea
+from studio.ui.panels import Panel, PanelSpec, panel_specs
 from studio.ui.project_context import ProjectContext
+
+if TYPE_CHECKING:
+    from studio.ui.plugins_dialog import PluginsDialog
 
 MAX_RECENT = 8
 
@@ -93,7 +97,11 @@ class MainWindow(QMainWindow):
         self.panel_menus: dict[int, QMenu] = {}
         self.undo_group = QUndoGroup(self)
         for spec in self.specs:
-            QListWidgetItem(theme.icon(spec.icon), spec.title, self.nav)
+            item = QListWidgetItem(theme.icon(spec.icon), spec.title, self.nav)
+            if not spec.built_in:
+                item.setToolTip(f"{spec.title}: a panel of the plugin {spec.source}")
+        self.relaunch = _launch_detached  # Help ▸ Plugins ▸ Restart now (tests put a recorder here)
+        self.plugins_dialog: PluginsDialog | None = None
 
         self.no_project_label = QLabel("No project is open.\nUse File ▸ New Project or File ▸ Open Project.")
         self.no_project_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -139,24 +147,25 @@ class MainWindow(QMainWindow):
         panel = self.panels[row]
         if panel is not None:
             return panel
+        spec = self.specs[row]
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            panel = self.specs[row].create(self.jobs, self.messages)
+            panel = spec.create(self.jobs, self.messages)  # a plugin's failure: a placeholder page, not a crash
         finally:
             QApplication.restoreOverrideCursor()
         self.panels[row] = panel
         self.stack.addWidget(panel)
-        actions = panel.menu_actions()
+        actions = self._call(spec, panel, "menu_actions", default=[])
         if actions:
-            panel_menu = QMenu(f"&{self.specs[row].title}", self)
+            panel_menu = QMenu(f"&{spec.title}", self)
             for action in actions:
                 panel_menu.addAction(action)
             self.menuBar().insertMenu(self.view_menu.menuAction(), panel_menu)
             self.panel_menus[row] = panel_menu
             panel_menu.menuAction().setVisible(row == self.nav.currentRow())
         if self.context is not None:
-            panel.set_context(self.context)
-        stack = panel.undo_stack()
+            self._call(spec, panel, "set_context", self.context)
+        stack = self._call(spec, panel, "undo_stack")
         if stack is not None:
             self.undo_group.addStack(stack)
         panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
@@ -164,6 +173,15 @@ class MainWindow(QMainWindow):
 
     def live_panels(self) -> list[Panel]:
         return [panel for panel in self.panels if panel is not None]
+
+    def _call(self, spec: PanelSpec, panel: Panel, hook: str, *args, default=None):
+        """A panel hook; a plugin panel's exception is caught at the boundary and shown, naming the plugin."""
+        return spec.call(panel, hook, *args, default=default, on_error=self.messages.show_error)
+
+    def _call_live(self, hook: str, *args) -> None:
+        for spec, panel in zip(self.specs, self.panels):
+            if panel is not None:
+                self._call(spec, panel, hook, *args)
 
     def _menu_action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = menu.addAction(text)
@@ -207,7 +225,7 @@ class MainWindow(QMainWindow):
         view_menu = self.view_menu = self.menuBar().addMenu("&View")
         for number, spec in enumerate(self.specs, start=1):
             self._menu_action(view_menu, spec.title, lambda _=False, n=number - 1: self.nav.setCurrentRow(n),
-                              f"Ctrl+{number}")
+                              f"Ctrl+{number}" if number <= 9 else None)
         view_menu.addSeparator()
         theme_menu = view_menu.addMenu("&Theme")
         group = QActionGroup(self)
@@ -220,6 +238,7 @@ class MainWindow(QMainWindow):
             group.addAction(action)
 
         help_menu = self.menuBar().addMenu("&Help")
+        self._menu_action(help_menu, "&Plugins…", lambda: self.show_plugins(), tip="Installed plugins: state, errors, enable/disable")
         self._menu_action(help_menu, "&About Distill Studio", self.show_about)
 
     # -- project lifecycle ------------------------------------------------------------------
@@ -251,18 +270,17 @@ class MainWindow(QMainWindow):
         self.context = ProjectContext(project, self)
         self.context.changed.connect(self._on_project_changed)
         self.context.problem.connect(self.messages.show_error)
-        for panel in self.live_panels():
-            panel.set_context(self.context)
+        self._call_live("set_context", self.context)
         self._remember(project.root)
         self._show_project_state()
         self.statusBar().showMessage(f"Opened {project.root}", 4000)
+        self._show_plugin_notice()
         return True
 
     def close_project(self) -> None:
         if self.project is None:
             return
-        for panel in self.live_panels():
-            panel.set_context(None)
+        self._call_live("set_context", None)
         self.context.close()
         self.context.deleteLater()
         self.context = None
@@ -441,6 +459,37 @@ class MainWindow(QMainWindow):
         self.nav.setCurrentRow([spec.key for spec in self.specs].index(key))
         return panel
 
+    # -- plugins ------------------------------------------------------------------------------------
+    def show_plugins(self, select: str | None = None) -> PluginsDialog:
+        """Help ▸ Plugins: the records discovery made at start, with this session's runtime errors."""
+        from studio.core.plugins.discovery import loaded_plugins
+        from studio.ui.plugins_dialog import PluginsDialog
+
+        if self.plugins_dialog is not None:
+            self.plugins_dialog.deleteLater()
+        self.plugins_dialog = dialog = PluginsDialog(loaded_plugins(), self, restart=self.restart_app)
+        if select:
+            dialog.select(select)
+        dialog.open()
+        return dialog
+
+    def _show_plugin_notice(self) -> None:
+        """One notice when a plugin could not be loaded or failed in use (ones the user turned off excepted)."""
+        from studio.core.plugins.discovery import loaded_plugins
+        from studio.ui.plugins_dialog import problem_notice
+
+        text = problem_notice(loaded_plugins())
+        if text:
+            self.messages.show_message(text, WARNING, action=("Show plugins", self.show_plugins))
+
+    def restart_app(self) -> None:
+        """Close this window (its project lock with it: the new process must take it), then start again."""
+        from studio.ui.plugins_dialog import restart_argv
+
+        root = self.project.root if self.project is not None else None
+        if self.close():
+            self.relaunch(restart_argv(root))
+
     # -- look and feel ------------------------------------------------------------------------
     def set_theme(self, name: str) -> None:
         self.settings.setValue("theme", name)
@@ -448,7 +497,7 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> None:
         # Only what this version does: the panels that exist, read from the registry.
-        panels = ", ".join(spec.title for spec in self.specs)
+        panels = ", ".join(spec.title for spec in self.specs if spec.built_in)
         QMessageBox.about(
             self, "About Distill Studio",
             f"<b>Distill Studio {__version__}</b><p>Distill a capable teacher model into a small local one. "
@@ -471,12 +520,17 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
-        for panel in self.live_panels():
-            panel.shutdown()
+        self._call_live("shutdown")
         self.jobs.shutdown()
         self.close_project()
         self.settings.sync()
         super().closeEvent(event)
+
+
+def _launch_detached(argv: list[str]) -> None:
+    from studio.ui.plugins_dialog import launch_detached
+
+    launch_detached(argv)
 
 
 def startup_probe() -> None:

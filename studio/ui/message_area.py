@@ -8,6 +8,8 @@ makes it go away.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QWidget
 
@@ -30,6 +32,9 @@ class MessageArea(QWidget):
         self.text = ElidedLabel("")
         self.text.setObjectName("MessageText")
         self.text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.action_button = QToolButton(objectName="MessageAction")  # e.g. "Show plugins"; hidden without one
+        self.action_button.clicked.connect(self._on_action_clicked)
+        self._on_action: Callable[[], object] | None = None
         self.close_button = QToolButton(objectName="MessageClose", text="✕", autoRaise=True)
         self.close_button.setToolTip("Dismiss")
         self.close_button.clicked.connect(self._on_close_clicked)
@@ -37,6 +42,7 @@ class MessageArea(QWidget):
         layout.setContentsMargins(8, 4, 4, 4)
         layout.addWidget(self.marker, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.text, 1)
+        layout.addWidget(self.action_button, 0, Qt.AlignmentFlag.AlignVCenter)
         layout.addWidget(self.close_button, 0, Qt.AlignmentFlag.AlignVCenter)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         # The line is always reserved: a message appearing never pushes the panel down. A long
@@ -53,7 +59,9 @@ class MessageArea(QWidget):
         """The whole message shown now (also when the strip shows it cut)."""
         return self._full_text if self._level else ""
 
-    def show_message(self, text: str, level: str = ERROR, detail: str = "") -> None:
+    def show_message(self, text: str, level: str = ERROR, detail: str = "",
+                     action: tuple[str, Callable[[], object]] | None = None) -> None:
+        """Show ``text``; ``action`` (label, callback) adds one button that does the obvious next step."""
         if level not in _MARKERS:
             raise ValueError(f"unknown message level {level!r}")
         self._level = level
@@ -64,6 +72,9 @@ class MessageArea(QWidget):
         self.setProperty("level", level)
         self.setToolTip(detail)
         self._show_parts(True)
+        self._on_action = action[1] if action else None
+        self.action_button.setText(action[0] if action else "")
+        self.action_button.setVisible(action is not None)
         self._restyle()
 
     def show_error(self, text: str, detail: str = "") -> None:
@@ -75,6 +86,8 @@ class MessageArea(QWidget):
         self.text.setText("")
         self.text.setToolTip("")
         self.setProperty("level", "")
+        self._on_action = None
+        self.action_button.setVisible(False)
         self._show_parts(False)
         self._restyle()
 
@@ -88,6 +101,14 @@ class MessageArea(QWidget):
         style.unpolish(self)
         style.polish(self)
         self.update()
+
+    def _on_action_clicked(self) -> None:
+        if self._on_action is not None:
+            self._on_action()
+
+    def action_text(self) -> str:
+        """The action button's label ("" when the message has none)."""
+        return self.action_button.text() if self._on_action is not None else ""
 
     def _on_close_clicked(self) -> None:
         self.clear()

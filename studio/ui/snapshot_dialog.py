@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
     QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
 )
 
-from studio.core import exports
+from studio.core import exports, registry
+from studio.core.errors import StudioError
 from studio.core.curation import SampleQuery
 from studio.core.wording import count_noun
 from studio.core.project import Project
@@ -81,8 +83,11 @@ class SnapshotDialog(QDialog):
         self.diff_view = QPlainTextEdit()
         self.diff_view.setReadOnly(True)
 
-        self.format = QComboBox()
-        self.format.addItems(list(exports.EXPORT_FORMATS))
+        self.format = QComboBox()  # every exporter in the registry, a plugin's too (listed without importing it)
+        for entry in registry.DATASET_EXPORTERS:
+            self.format.addItem(entry.label, entry.key)
+            tip = entry.help if entry.built_in else f"{entry.help} (from the plugin {entry.source})".strip()
+            self.format.setItemData(self.format.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.val_fraction = QDoubleSpinBox()
         self.val_fraction.setRange(0.0, 0.5)
         self.val_fraction.setSingleStep(0.05)
@@ -163,13 +168,23 @@ class SnapshotDialog(QDialog):
         if row < 0:
             self.message.setText("Select a snapshot to export.")
             return
-        fmt = self.format.currentText()
-        start = str(self._context.root / "exports")
-        if fmt == exports.HF:
-            path = QFileDialog.getExistingDirectory(self, "Export folder", start)
-            path = str(Path(path) / self.table.item(row, 1).text()) if path else ""
+        fmt = self.format.currentData()
+        try:
+            exporter = exports.get_exporter(fmt)  # a plugin's exporter is imported here, on first use
+        except StudioError as exc:
+            self.message.setText(str(exc))
+            return
+        start = self._context.root / "exports"
+        name = self.table.item(row, 1).text()
+        if exporter.writes_folder:
+            path = QFileDialog.getExistingDirectory(self, "Export folder", str(start))
+            path = str(Path(path) / name) if path else ""
         else:
-            path, _ = QFileDialog.getSaveFileName(self, "Export to", start)
+            # The filter comes from the exporter, so the dialog suggests and shows its files.
+            patterns = " ".join("*" + e for e in exporter.extensions) or "*"
+            suggested = start / (name + (exporter.extensions[0] if exporter.extensions else ""))
+            path, _ = QFileDialog.getSaveFileName(self, "Export to", str(suggested),
+                                                  f"{self.format.currentText()} ({patterns});;All files (*)")
         if path:
             self.export_to(int(self.table.item(row, 0).text()), Path(path), fmt, self.val_fraction.value())
 
