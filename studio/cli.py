@@ -490,11 +490,12 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from studio.core.llm import EndpointConfig, list_models, presets, resolve_key  # openai loads only here
+    from studio.core.llm import EndpointConfig, list_models, resolve_key  # openai loads only here
+    from studio.core.llm.endpoint import preset
 
     if not (args.base_url or args.preset):
         raise StudioError("models needs --base-url or --preset.")
-    base_url = args.base_url or presets()[args.preset].base_url
+    base_url = args.base_url or preset(args.preset).base_url  # a broken plugin's preset: an error naming it
     endpoint = EndpointConfig(base_url=base_url, api_key_env=args.api_key_env or "OPENAI_API_KEY")
     key = resolve_key(endpoint)
     _say(f"{base_url}: {key.describe()}")
@@ -622,12 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed_commands = seeds.add_subparsers(title="seed commands", metavar="ACTION", required=True)
     s_import = seed_commands.add_parser("import", help="add seed tasks from a file")
     s_import.add_argument("file", type=Path, metavar="FILE")
-    s_import.add_argument("--format", choices=(formats.SEED, *formats.SAMPLE_FORMATS), help="default: detected")
+    s_import.add_argument("--format", choices=_format_choices(), help="default: detected")
     _project_arg(s_import)
     s_import.set_defaults(handler=cmd_seeds_import)
     s_export = seed_commands.add_parser("export", help="write the seed tasks to a file")
     s_export.add_argument("file", type=Path, metavar="FILE")
-    s_export.add_argument("--format", choices=(formats.SEED, *formats.SAMPLE_FORMATS),
+    s_export.add_argument("--format", choices=_format_choices(),
                           help="default: seed for .jsonl, alpaca otherwise")
     _project_arg(s_export)
     s_export.set_defaults(handler=cmd_seeds_export)
@@ -662,14 +663,20 @@ def build_parser() -> argparse.ArgumentParser:
     _project_arg(d_stats)
     d_stats.set_defaults(handler=cmd_data_stats)
 
-    from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES  # data only: imports no mode's code
+    from studio.core.registry import ENDPOINT_KINDS, GENERATION_BACKENDS, GENERATION_MODES  # data only: no code
 
     modes = GENERATION_MODES.choices()
     kinds = ENDPOINT_KINDS.choices()
+    backends = GENERATION_BACKENDS.choices()
+    backend_options = "; ".join(f"{e.key}: " + ", ".join(f"{o['key']} ({o.get('type', 'str')}, default {o.get('default')})"
+                                                          for o in e.meta.get("options", ()))
+                                for e in GENERATION_BACKENDS if e.meta.get("options"))
     gen = commands.add_parser(
         "generate", help="expand the seed tasks into samples with a teacher LLM",
         epilog="modes: " + "; ".join(f"{key} ({label})" for key, label in modes)
-               + ". presets: " + "; ".join(f"{key} ({label})" for key, label in kinds) + ".")
+               + ". presets: " + "; ".join(f"{key} ({label})" for key, label in kinds)
+               + ". backends: " + "; ".join(f"{key} ({label})" for key, label in backends)
+               + (f". backend options: {backend_options}" if backend_options else "") + ".")
     gen.add_argument("--preset", choices=[key for key, _ in kinds],
                      help="fill --base-url and --model from a known kind of endpoint")
     gen.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -683,6 +690,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num-tasks", type=_at_least_one, help="tasks asked for per request (default 20)")
     gen.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
                      help="USD per 1M input and output tokens for this model (overrides the table)")
+    gen.add_argument("--backend", choices=[key for key, _ in backends],
+                     help="how requests are sent (default live; openai-batch: the Batch API at half the price)")
+    gen.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="a setting of the backend (repeatable; see the backend options below)")
     gen.add_argument("--resume", action="store_true", help="continue the project's latest run (or --run)")
     gen.add_argument("--run", type=_at_least_one, metavar="ID", help="the run to resume")
     gen.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the key (default OPENAI_API_KEY)")

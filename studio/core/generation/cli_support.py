@@ -41,7 +41,56 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
         config.teacher.api_key_env = args.api_key_env
     if args.price:
         config.prices[config.teacher.model] = (args.price[0], args.price[1])
+    if getattr(args, "backend", None):
+        config.backend = args.backend
+    if getattr(args, "backend_option", None):
+        config.backend_options = {**config.backend_options, **parse_backend_options(config.backend, args.backend_option)}
     return config
+
+
+def parse_backend_options(backend: str, pairs: list[str]) -> dict:
+    """``KEY=VALUE`` pairs typed by the options the backend's entry declares (plain data: no plugin import)."""
+    from studio.core.registry import GENERATION_BACKENDS
+
+    declared = {o["key"]: o for o in GENERATION_BACKENDS.get(backend).meta.get("options", ())}
+    options: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key, text = key.strip(), text.strip()
+        known = ", ".join(declared) or "none"
+        if not sep:
+            raise StudioError(f"--backend-option {pair!r}: write KEY=VALUE (the {backend} backend's options: {known}).")
+        if key not in declared:
+            raise StudioError(f"--backend-option {pair!r}: the {backend} backend has no option {key!r} "
+                              f"(its options: {known}).")
+        options[key] = _typed(backend, declared[key], text)
+    return options
+
+
+def _typed(backend: str, option: dict, text: str):
+    kind, key = option.get("type", "str"), option["key"]
+    try:
+        if kind == "int":
+            value = int(text)
+        elif kind == "float":
+            value = float(text)
+        elif kind == "bool":
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            value = text.lower() in ("1", "true", "yes", "on")
+        else:
+            value = text
+    except ValueError:
+        what = {"int": "a whole number", "float": "a number", "bool": "true or false"}.get(kind, kind)
+        raise StudioError(f"--backend-option {key}={text}: the {backend} backend's {key} must be {what}.") from None
+    if kind == "choice" and value not in [c[0] for c in option.get("choices", ())]:
+        raise StudioError(f"--backend-option {key}={text}: choose one of "
+                          f"{', '.join(str(c[0]) for c in option.get('choices', ()))}.")
+    for bound, ok in (("min", lambda b: value >= b), ("max", lambda b: value <= b)):
+        if kind in ("int", "float") and option.get(bound) is not None and not ok(option[bound]):
+            raise StudioError(f"--backend-option {key}={text}: the {backend} backend's {key} must be "
+                              f"{'at least' if bound == 'min' else 'at most'} {option[bound]}.")
+    return value
 
 
 def run_generate(project: Project, args: argparse.Namespace) -> int:
@@ -54,6 +103,9 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(run["config"])
         if args.api_key_env:
             config.teacher.api_key_env = args.api_key_env
+        if getattr(args, "backend_option", None):  # e.g. a shorter poll_s while collecting a batch
+            options = {**config.backend_options, **parse_backend_options(config.backend, args.backend_option)}
+            store.update_config(run_id, {**run["config"], "backend_options": options})
         key = resolve_key(config.teacher)
     else:
         config = config_from_args(args)
@@ -68,6 +120,9 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         result = engine.run_blocking()
     bar.close()
     c = result.counters
+    if result.reason in ("stopped", "error") and not result.discarded and project.generation.has_open_backend_work(run_id):
+        print(f"run {run_id}: its requests are still at the provider ({config.backend}); they are not sent again: "
+              f"`distill-studio generate --resume --run {run_id}` collects the answers.", file=sys.stderr)
     if result.discarded:  # refused before any answer: no run was kept, so no run summary either
         print(f"error: {result.message or 'the teacher did not answer'} Nothing was stored.", file=sys.stderr)
         return EXIT_ERROR
@@ -88,6 +143,7 @@ class ProgressBar:
         self._quiet = quiet
         self._tty = stream.isatty()
         self._last = 0.0
+        self._backend_text = ""
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
@@ -95,6 +151,9 @@ class ProgressBar:
                        f" estimate {event.estimate}", force=True)
         elif isinstance(event, ev.Progress):
             self._progress(event.counters)
+        elif isinstance(event, ev.BackendStatus) and event.text != self._backend_text:
+            self._backend_text = event.text  # a batch's state: one line each time it changes
+            self._line(event.text)
 
     def _progress(self, c: ev.Counters) -> None:
         now = time.monotonic()

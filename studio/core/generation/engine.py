@@ -11,10 +11,13 @@ together, judging and committing them before resending cost a fifth of the throu
 (:meth:`pause`, :meth:`resume`, :meth:`stop`) is safe from any thread. The engine reaches the
 project only through :meth:`Project.worker` handles (one for the loop, one for the writer), so
 every commit it makes is published on the project's change feed (``samples``,
-``generation_runs``) like any other write. Teacher calls go through the shared
-:class:`~studio.core.llm.LLMClient` (retries, backoff, Retry-After, plain errors). Launch rules:
+``generation_runs``) like any other write. Requests are sent through the run's generation
+backend (:mod:`studio.core.generation.backends`): ``live`` calls the shared
+:class:`~studio.core.llm.LLMClient` (retries, backoff, Retry-After, plain errors) at once; a
+batch backend (a plugin) gathers the requests in flight into one provider job. Every price is
+the backend's (``price_factor``). Launch rules:
 
-* at most ``concurrency`` requests in flight;
+* at most ``concurrency`` requests in flight (a batch backend asks for its batch size);
 * no new request once kept + the expected yield of the work under way (requests in flight,
   answers being judged, later stages they will create; the mode says what a staged request
   should yield) reaches the target, so a run stops close to its target instead of
@@ -35,16 +38,25 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from studio.core.errors import StudioError
 from studio.core.evaluation.guard import EvalWall
 from studio.core.generation import events as ev
+from studio.core.generation.backends import (
+    REQUEST_KEY_HEADER,
+    Backend,
+    BackendContext,
+    Sender,
+    backend_options,
+    teacher_client,
+)
 from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, estimate_cost
 from studio.core.generation.filters import OVER_TARGET, CandidateFilter, IndexFactory, default_index_factory
 from studio.core.generation.modes import ModeContext, Outcome, make_mode
 from studio.core.generation.prompts import Example, SeedExample, build_prompt, default_template
 from studio.core.generation.repository import Completion, GenerationRepository, Rejected, RequestRow
 from studio.core.generation.writer import StoreWriter
-from studio.core.llm.client import LLMClient, RetryNotice, RetryPolicy
-from studio.core.llm.errors import BAD_REQUEST, MODEL, NETWORK, LLMError
+from studio.core.llm.client import LLMClient, RetryNotice
+from studio.core.llm.errors import BAD_REQUEST, MODEL, NETWORK, OTHER, LLMError
 from studio.core.llm.keys import resolve_key
 from studio.core.llm.models import check_connection
 
@@ -53,14 +65,35 @@ if TYPE_CHECKING:
 
 EventSink = Callable[[ev.Event], None]
 ClientFactory = Callable[[RunConfig, "str | None"], LLMClient]
-REQUEST_KEY_HEADER = "X-Distill-Request-Key"
+__all__ = ["GenerationEngine", "REQUEST_KEY_HEADER", "RunResult", "create_run", "load_backend", "prepare_run",
+           "run_estimate", "teacher_client"]
+BATCH_PRICES = "at batch prices"
 
 
-def teacher_client(config: RunConfig, api_key: str | None) -> LLMClient:
-    """The run's client: its retry settings and price table; the key resolved now if none is given."""
-    retry = RetryPolicy(max_attempts=config.max_attempts, backoff_base_s=config.backoff_base_s,
-                        backoff_max_s=config.backoff_max_s)
-    return LLMClient(config.teacher, api_key=api_key, retry=retry, prices=config.prices)
+def load_backend(config: RunConfig) -> Backend:
+    """The run's backend object (imports a plugin backend's code: call off the GUI thread)."""
+    from studio.core.registry import GENERATION_BACKENDS
+
+    with GENERATION_BACKENDS.guard(config.backend, "loading the generation backend"):
+        return GENERATION_BACKENDS.load(config.backend)
+
+
+def scaled_estimate(estimate: CostEstimate, price_factor: float) -> CostEstimate:
+    """The estimate at the backend's prices (the Batch API: half)."""
+    if price_factor == 1.0:
+        return estimate
+    from dataclasses import replace
+
+    return replace(estimate, usd=estimate.usd * price_factor)
+
+
+def describe_estimate(estimate: CostEstimate, price_factor: float) -> str:
+    """The estimate in words, saying when it is at a backend's (batch) prices rather than live ones."""
+    text = estimate.describe()
+    if price_factor == 1.0:
+        return text
+    live = estimate.usd / price_factor if price_factor else 0.0
+    return f"{text} {BATCH_PRICES} (${live - estimate.usd:.2f} less than live calls)"
 
 
 def create_run(store: GenerationRepository, config: RunConfig, name: str = "") -> int:
@@ -79,9 +112,14 @@ def sample_prompt_chars(config: RunConfig, seeds: Sequence[Example]) -> int:
     return len(build_prompt(template, list(seeds)[: config.k_examples], config.num_tasks))
 
 
-def run_estimate(config: RunConfig, seeds: Sequence[Example]) -> CostEstimate:
-    """The estimate the engine announces when a run starts; the panel shows this same one beforehand."""
-    return estimate_cost(config, sample_prompt_chars(config, seeds))
+def run_estimate(config: RunConfig, seeds: Sequence[Example], price_factor: float | None = None) -> CostEstimate:
+    """The estimate the engine announces when a run starts; the panel shows this same one beforehand.
+
+    At the backend's prices: ``price_factor`` if given, else the run's backend is loaded to read it
+    (a plugin backend's import: call off the GUI thread).
+    """
+    factor = load_backend(config).price_factor if price_factor is None else price_factor
+    return scaled_estimate(estimate_cost(config, sample_prompt_chars(config, seeds)), factor)
 
 
 def prepare_run(project: Project, config: RunConfig, *, api_key: str | None = None, check_teacher: bool = True,
@@ -165,6 +203,8 @@ class GenerationEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = threading.Event()
         self._paused = threading.Event()
+        self._detach = False  # stop(detach=True): the app is closing; work left at the provider is "detached"
+        self._cancel_work = False  # stop(cancel_work=True): cancel what the provider still holds
 
     # -- control (any thread) ------------------------------------------------------------------
     def pause(self) -> None:
@@ -175,7 +215,16 @@ class GenerationEngine:
         self._paused.clear()
         self._poke()
 
-    def stop(self) -> None:
+    def stop(self, detach: bool = False, cancel_work: bool = False) -> None:
+        """Stop sending; requests in flight stay pending (resumed later).
+
+        ``detach``: the app is closing: a run whose backend still holds work at a provider (a batch)
+        ends ``detached``, and the Generate panel picks it up when the project opens again.
+        ``cancel_work``: ask the backend to cancel that work (``Sender.cancel_open_work``); what it
+        already answered is collected on resume.
+        """
+        self._detach = self._detach or detach
+        self._cancel_work = self._cancel_work or cancel_work
         self._stop_requested.set()
         self._poke()
 
@@ -255,35 +304,85 @@ class GenerationEngine:
         self._mode = make_mode(ModeContext(self.run_id, config, seeds, candidate_filter, accepted_examples,
                                            generated_instructions))
 
+        try:
+            backend = load_backend(config)
+        except Exception as error:  # noqa: BLE001 - a plugin backend that cannot load fails the run, plainly
+            store.set_status(self.run_id, "failed")
+            return self._finish("error", str(error))
+        self._backend = backend
         key_source = self._key_source or resolve_key(config.teacher).describe()
         prompt_chars = sample_prompt_chars(config, seeds)
-        estimate = estimate_cost(config, prompt_chars)
-        self._worst_case = config.worst_case_cost(prompt_chars // 3)
+        factor = backend.price_factor
+        estimate = scaled_estimate(estimate_cost(config, prompt_chars), factor)
+        self._worst_case = config.worst_case_cost(prompt_chars // 3) * factor
         self._promised = c.kept  # kept samples committed or on their way to the writer
         store.set_status(self.run_id, "running")
-        self._emit(ev.RunStarted(self.run_id, resumed, key_source, estimate.describe()))
+        self._emit(ev.RunStarted(self.run_id, resumed, key_source, describe_estimate(estimate, factor)))
 
         self._fatal: ev.TeacherError | None = None
         self._started = time.monotonic()
         self._session_requests = 0
         self._writer = StoreWriter(self._project)
         reason: str | None = None  # stays None when the launch loop raises
+        open_work = False
+        live: list[LLMClient] = []
+
+        def live_client() -> LLMClient:
+            if not live:
+                live.append(self._client_factory(config, self._api_key))
+            return live[0]
+
         try:
-            self._client = self._client_factory(config, self._api_key)
             try:
-                reason = await self._launch_loop(backlog)
+                context = BackendContext(self._project, store.conn, self.run_id, config, self._api_key,
+                                         backend_options(config.backend, config.backend_options), self._report,
+                                         live_client)
+                try:
+                    with self._guard("opening the generation backend"):
+                        self._sender: Sender = backend.open(context)
+                except StudioError as error:  # a plugin backend that cannot start: the run fails, plainly
+                    reason = "error"
+                    self._fatal = ev.TeacherError(self.run_id, OTHER, str(error))
+                    self._emit(self._fatal)
+                    store.set_status(self.run_id, "failed")
+                    return self._finish(reason, str(error))
+                try:
+                    reason = await self._launch_loop(backlog)
+                    if self._cancel_work and reason == "stopped" and hasattr(self._sender, "cancel_open_work"):
+                        with self._guard("cancelling the work at the provider"):
+                            await self._sender.cancel_open_work()
+                    with self._guard("checking for work left at the provider"):
+                        open_work = self._sender.open_work()
+                finally:
+                    with self._guard("closing the generation backend"):
+                        await self._sender.aclose()
             finally:
-                await self._client.aclose()
+                if live:
+                    await live[0].aclose()
         finally:
             self._writer.close()  # every answer handed over is committed before the run's status is
             if reason is None:  # not left "running"; resuming picks up where it broke
                 store.set_status(self.run_id, "failed")
         message = self._fatal.message if self._fatal else ""
-        if reason == "error" and self._client.answers == 0 and self._discard_if_fresh(store, resumed):
+        if reason == "error" and self._sender.answers == 0 and not open_work \
+                and self._discard_if_fresh(store, resumed):
             return self._finish(reason, message, discarded=True)
         status = {"target": "done", "budget": "done", "max_requests": "done", "stopped": "stopped"}.get(reason, "failed")
+        if status == "stopped" and self._detach and open_work:
+            status = "detached"  # the app closed with a batch at the provider: picked up when it opens again
         store.set_status(self.run_id, status, finished=status == "done")
         return self._finish(reason, message)
+
+    def _guard(self, action: str):
+        """The registry boundary around a call into the run's backend (a plugin's bug names the plugin)."""
+        from studio.core.registry import GENERATION_BACKENDS
+
+        return GENERATION_BACKENDS.guard(self._config.backend, action)
+
+    def _report(self, status: ev.BackendStatus) -> None:
+        """A backend's state: stored on the run (shown for a run that is not running) and emitted."""
+        self._store.set_backend_status(self.run_id, status.text, status.state)
+        self._emit(status)
 
     def _discard_if_fresh(self, store: GenerationRepository, resumed: bool) -> bool:
         """A new run that failed before any answer (bad key, server down) leaves no row behind."""
@@ -307,7 +406,8 @@ class GenerationEngine:
         self._expected_by_key: dict[str, float] = {}
         self._expected_total = 0.0
         judge, record = asyncio.ensure_future(self._judge()), asyncio.ensure_future(self._record())
-        workers = asyncio.gather(*(self._worker() for _ in range(self._config.concurrency)))
+        width = getattr(self._sender, "max_in_flight", None) or self._backend.max_in_flight or self._config.concurrency
+        workers = asyncio.gather(*(self._worker() for _ in range(width)))
         halt = asyncio.ensure_future(self._halt.wait())
         await asyncio.wait([workers, halt, judge, record], return_when=asyncio.FIRST_COMPLETED)
         if not workers.done():  # Stop, a fatal teacher error or a failed commit: unfinished requests stay pending
@@ -461,7 +561,7 @@ class GenerationEngine:
             self._emit_progress()
 
     async def _send(self, request: RequestRow) -> _Answer | None:
-        """The teacher's answer, after the client's retries; None when the request failed or the run halted."""
+        """The teacher's answer, after the backend's retries; None when the request failed or the run halted."""
         config = self._config
 
         def on_retry(notice: RetryNotice) -> None:
@@ -469,30 +569,48 @@ class GenerationEngine:
             self._emit(ev.RetryScheduled(self.run_id, request.key, notice.attempt, notice.delay_s, notice.error.kind,
                                          notice.error.message))
 
+        params = {"temperature": config.temperature, "top_p": config.top_p,
+                  "max_tokens": self._mode.max_tokens(request.stage)}
         try:
-            done = await self._client.complete(
-                request.prompt, headers={REQUEST_KEY_HEADER: request.key}, timeout_s=config.request_timeout_s,
-                prior_attempts=request.attempts, on_retry=on_retry, temperature=config.temperature,
-                top_p=config.top_p, max_tokens=self._mode.max_tokens(request.stage))
+            done = await self._sender.send(request, prior_attempts=request.attempts, on_retry=on_retry,
+                                           timeout_s=config.request_timeout_s, params=params)
         except LLMError as error:
             # No retry fixes a bad key, an empty account or an unknown model; before any answer, a
             # refused connection is a wrong URL or a server that is down, and a rejected request a
             # setting the teacher cannot take (max_tokens too large...): stop the run and say so,
             # instead of failing every request of it one by one.
-            if error.fatal or (error.kind in (NETWORK, BAD_REQUEST) and self._client.answers == 0):
-                self._store.note_attempt(request.key, error.attempts, error.message)
-                if self._fatal is None:
-                    self._fatal = ev.TeacherError(self.run_id, error.kind, error.message)
-                    self._emit(self._fatal)
-                self._halt.set()
+            if error.fatal or (error.kind in (NETWORK, BAD_REQUEST) and self._sender.answers == 0):
+                self._halt_on(request, error)
                 return None
             self._store.mark_failed(request.key, error.attempts, error.message)
             self._counters.requests_failed += 1
             self._session_requests += 1
             self._emit(ev.RequestFailed(self.run_id, request.key, error.message))
             return None
+        except Exception as exc:  # noqa: BLE001 - the registry boundary: a plugin backend's bug stops the run, named
+            self._halt_on(request, self._backend_failure(exc))
+            return None
         return _Answer(request, done.attempts, done.text, done.finish_reason, done.usage.prompt_tokens,
                        done.usage.completion_tokens, done.cost)
+
+    def _halt_on(self, request: RequestRow, error: LLMError) -> None:
+        self._store.note_attempt(request.key, error.attempts, error.message)
+        if self._fatal is None:
+            self._fatal = ev.TeacherError(self.run_id, error.kind, error.message)
+            self._emit(self._fatal)
+        self._halt.set()
+
+    def _backend_failure(self, exc: Exception) -> LLMError:
+        """A plugin backend's exception as an error that names the plugin (recorded for Help > Plugins)."""
+        from studio.core.plugins.boundary import describe, record_failure
+        from studio.core.registry import GENERATION_BACKENDS
+
+        entry = GENERATION_BACKENDS.get(self._config.backend)
+        if entry.built_in:
+            raise exc  # ours: a bug must not pass for a teacher's error
+        message = describe(entry, exc, "sending a request")
+        record_failure(entry, message)
+        return LLMError(OTHER, message)
 
     def _count_spend(self, answer: _Answer) -> None:
         """Tokens and cost count the moment an answer lands: the budget rule must not wait for the judge."""

@@ -111,7 +111,7 @@ class GenerationRepository:
         """The newest run, when it stopped or failed before its end (what "Resume run" continues)."""
         run_id = self.latest_run_id()
         run = self.run(run_id) if run_id is not None else None
-        return run if run is not None and run["status"] in ("created", "running", "stopped", "failed") else None
+        return run if run is not None and run["status"] in ("created", "running", "stopped", "failed", "detached") else None
 
     def discard_run(self, run_id: int) -> bool:
         """Remove a run that produced nothing (a failed start); False, and nothing removed, if it has any result."""
@@ -133,6 +133,47 @@ class GenerationRepository:
                 "UPDATE generation_runs SET status = ?, updated_at = ?, finished_at = ? WHERE id = ?",
                 (status, now, now if finished else None, run_id),
             )
+        self._changes.publish(GENERATION_RUNS)
+
+    def set_backend_status(self, run_id: int, text: str, state: dict | None = None) -> None:
+        """A backend's state (a batch's status, counts, saving), kept so a run that is not running shows it."""
+        with transaction(self.conn):
+            self.conn.execute("UPDATE generation_runs SET backend_status = ? WHERE id = ?",
+                              (json.dumps({"text": text, "state": state or {}}), run_id))
+        self._changes.publish(GENERATION_RUNS)
+
+    def backend_status(self, run_id: int) -> dict | None:
+        """``{"text": ..., "state": {...}}`` as the backend last reported it; None for a live run."""
+        row = self.conn.execute("SELECT backend_status FROM generation_runs WHERE id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row is not None and row[0] else None
+
+    def runs_to_pick_up(self) -> list[int]:
+        """Runs whose work is still at a provider (a batch): detached at close, or left running by a killed app.
+
+        Newest first. A run counts when its backend is not ``live``, its status is ``detached`` or
+        ``running`` and it has a provider job that is not collected yet.
+        """
+        from studio.core.generation.backend_jobs import CLOSED_STATES
+
+        closed = ",".join("?" * len(CLOSED_STATES))
+        rows = self.conn.execute(
+            "SELECT r.id FROM generation_runs r WHERE r.status IN ('detached', 'running')"
+            " AND COALESCE(json_extract(r.config, '$.backend'), 'live') != 'live'"
+            f" AND EXISTS (SELECT 1 FROM backend_jobs j WHERE j.run_id = r.id AND j.status NOT IN ({closed}))"
+            " ORDER BY r.id DESC", tuple(CLOSED_STATES))
+        return [r[0] for r in rows]
+
+    def has_open_backend_work(self, run_id: int) -> bool:
+        """True while a provider still holds requests of this run (an uncollected batch)."""
+        from studio.core.generation.backend_jobs import BackendJobs
+
+        return BackendJobs(self.conn).has_open_jobs(run_id)
+
+    def update_config(self, run_id: int, config: dict) -> None:
+        """Replace a run's stored settings (a resumed run's backend options)."""
+        with transaction(self.conn):
+            self.conn.execute("UPDATE generation_runs SET config = ?, updated_at = ? WHERE id = ?",
+                              (json.dumps(config), time.time(), run_id))
         self._changes.publish(GENERATION_RUNS)
 
     # -- requests ------------------------------------------------------------------------------
