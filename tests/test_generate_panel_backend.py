@@ -6,18 +6,18 @@ whose module is written to a temporary folder), so the tests also see when its c
 """
 from __future__ import annotations
 
-import json
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox
 
 pytest.importorskip("pytestqt")
 sys.path.insert(0, str(Path(__file__).parent))
+from fake_teacher import FakeTeacher  # noqa: E402
 
 from studio.core.generation.config import RunConfig  # noqa: E402
 from studio.core.generation.engine import run_estimate  # noqa: E402
@@ -46,6 +46,8 @@ FAKE_SOURCE = textwrap.dedent('''
     import threading
     from dataclasses import dataclass, replace
 
+    from studio.core.generation.backend_jobs import BackendJobs
+    from studio.core.generation.backends import REQUEST_KEY_HEADER
     from studio.core.generation.events import BackendStatus
 
     IMPORTED_ON_GUI_THREAD = threading.current_thread() is threading.main_thread()
@@ -62,12 +64,18 @@ FAKE_SOURCE = textwrap.dedent('''
             self.total = 0
 
         async def send(self, request, *, prior_attempts, on_retry, timeout_s, params):
+            jobs = BackendJobs(self.context.conn)  # one "batch" per request, committed before it is held
+            holding = jobs.job_holding(request.key)
+            job = holding[0] if holding else jobs.create_job(self.context.run_id, "test-batch",
+                                                             f"r{self.context.run_id}-{request.key}", [request.key])
             self.held += 1
             self.total += 1
             self._report()
             while not RELEASE.is_set():
-                await asyncio.sleep(0.02)
-            done = await self.context.live_client().complete(request.prompt, timeout_s=timeout_s, **params)
+                await asyncio.sleep(0.02)  # a stop cancels this: the request stays held at "Testcloud"
+            done = await self.context.live_client().complete(request.prompt, timeout_s=timeout_s,
+                                                             headers={REQUEST_KEY_HEADER: request.key}, **params)
+            jobs.set_status(job.id, "collected")
             self.held -= 1
             self.answers += 1
             self._report()
@@ -84,6 +92,9 @@ FAKE_SOURCE = textwrap.dedent('''
 
         async def cancel_open_work(self):
             CANCELLED.append(self.context.run_id)
+            jobs = BackendJobs(self.context.conn)
+            for job in jobs.jobs(self.context.run_id, open_only=True):
+                jobs.set_status(job.id, "failed")
             self.held = 0
 
         async def aclose(self):
@@ -157,10 +168,10 @@ def test_backends_and_their_options_show_from_plain_data_without_importing_the_p
     index = panel.backend.findData("test-batch")
     assert panel.backend.itemText(index) == "Test batch (half price)"
     assert "Testcloud" in panel.backend.itemData(index, 3)  # Qt.ToolTipRole: the entry's help
-    assert panel.backend.currentData() == "live" and panel.backend_options.isHidden()  # live has no options
+    assert panel.backend.currentData() == "live" and panel.backend_options.keys() == []  # live has no options
     _choose(panel, "test-batch")
     form = panel.backend_options
-    assert not form.isHidden() and form.keys() == ["retry_failed", "batch_size", "poll_s", "notify"]
+    assert form.keys() == ["retry_failed", "batch_size", "poll_s", "notify"]
     retry, size, poll, notify = (form.widget(k) for k in form.keys())
     assert isinstance(retry, QComboBox) and [retry.itemData(i) for i in range(retry.count())] == ["batch", "live"]
     assert isinstance(size, QSpinBox) and (size.minimum(), size.maximum(), size.value()) == (1, 50000, 5000)
@@ -251,13 +262,12 @@ def test_a_past_runs_stored_backend_status_shows_in_the_box(qtbot, fake_backend:
                                            config=config.to_dict(), prompt_template="")
     state = {"open": True, "jobs": [{"status": "in_progress", "counts": {"total": 5000, "completed": 3200,
                                                                          "failed": 12}}]}
-    project.conn.execute("UPDATE generation_runs SET status = 'stopped', backend_status = ? WHERE id = ?",
-                         (json.dumps({"text": "Batch 1 of 2 at Testcloud: in_progress", "state": state}), run_id))
-    project.conn.commit()
+    project.generation.set_backend_status(run_id, "Batch 1 of 2 at Testcloud: in_progress", state)
+    project.generation.set_status(run_id, "stopped")
     panel = _panel(qtbot, context, settings)
     qtbot.waitUntil(lambda: not panel.backend_box.isHidden(), timeout=5_000)
     assert panel.backend_box.text.text() == "Batch 1 of 2 at Testcloud: in_progress"
-    assert "Testcloud" in panel.backend_box.title()
+    assert panel.backend_box.title() == "Test batch (half price)"
     assert (panel.backend_box.bar.value(), panel.backend_box.bar.maximum()) == (3212, 5000)
     assert not panel.backend_box.bar.isHidden()
 
@@ -298,15 +308,21 @@ def test_stop_asks_only_with_a_batch_in_flight(qtbot, context: ProjectContext, s
 
 
 def test_options_that_cannot_be_shown_say_so(qtbot) -> None:
+    from PySide6.QtWidgets import QFormLayout, QLabel, QWidget
+
     from studio.ui.backend_options import BackendOptionsForm
 
-    form = BackendOptionsForm()
-    qtbot.addWidget(form)
+    host = QWidget()
+    qtbot.addWidget(host)
+    layout = QFormLayout(host)
+    layout.addRow("Before", QLabel("fixed"))
+    form = BackendOptionsForm(layout, 1)
     form.set_options([{"key": "odd", "title": "Odd", "type": "colour"}, OPTIONS[1]], {"batch_size": 7})
     assert form.keys() == ["batch_size"] and form.values() == {"batch_size": 7}
-    from PySide6.QtWidgets import QLabel
-
-    assert any("cannot show option 'odd'" in label.text() for label in form.findChildren(QLabel))
+    assert any("cannot show option 'odd'" in label.text() for label in host.findChildren(QLabel))
+    assert layout.rowCount() == 3
+    form.set_options(OPTIONS)  # another backend: its rows replace these, the panel's own stay
+    assert layout.rowCount() == 1 + len(OPTIONS) and form.values()["batch_size"] == 5000
 
 
 def test_worker_stop_flags_stick(qtbot, project: Project) -> None:
@@ -317,11 +333,185 @@ def test_worker_stop_flags_stick(qtbot, project: Project) -> None:
     seen: list[dict] = []
 
     class Engine:
-        def stop(self, **flags: bool) -> None:
-            seen.append(flags)
+        def stop(self, detach: bool = False, cancel_work: bool = False) -> None:
+            seen.append((detach, cancel_work))
 
     worker = GenerationWorker(project, jobs=JobRunner(), run_id=1)
     worker._engine = Engine()  # type: ignore[assignment]
     worker.stop(detach=True)
     worker.stop()
-    assert seen == [{"detach": True}, {"detach": True}]
+    worker.stop(cancel_work=True)
+    assert seen == [(True, False), (True, False), (True, True)]
+
+
+# -- runs through the fake batch backend (the engine's backend hook) -----------------------------------
+@pytest.fixture
+def teacher() -> Iterator[FakeTeacher]:
+    with FakeTeacher(latency_s=0.01, max_lifetime_s=120) as fake:
+        yield fake
+
+
+def _point_at(panel: GeneratePanel, teacher: FakeTeacher) -> None:
+    panel.base_url.setText(teacher.base_url)
+    panel.model.setCurrentText("fake-teacher")
+    panel.api_key.setText(teacher.api_key)
+
+
+def _start_batch_run(qtbot, panel: GeneratePanel, teacher: FakeTeacher, target: int = 10) -> None:
+    _point_at(panel, teacher)
+    _choose(panel, "test-batch")
+    panel.target.setValue(target)
+    panel.concurrency.setValue(2)
+    qtbot.waitUntil(lambda: "at batch prices" in panel.estimate_label.text(), timeout=5_000)
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: not panel.backend_box.isHidden() and "held" in panel.backend_box.text.text(),
+                    timeout=15_000)
+
+
+def _fake() -> object:
+    return sys.modules[FAKE_MODULE]
+
+
+def test_a_batch_run_shows_its_status_and_completes(qtbot, fake_backend: str, context: ProjectContext,
+                                                    project: Project, settings: QSettings,
+                                                    teacher: FakeTeacher) -> None:
+    panel = _panel(qtbot, context, settings)
+    _point_at(panel, teacher)
+    _choose(panel, "test-batch")
+    panel.target.setValue(10)
+    panel.concurrency.setValue(2)
+    panel.backend_options.widget("batch_size").setValue(123)  # reaches the backend as its option
+    qtbot.waitUntil(lambda: "at batch prices" in panel.estimate_label.text(), timeout=5_000)
+    before = panel.estimate_label.text()
+    _start_batch_run(qtbot, panel, teacher)
+    assert panel.backend_box.title() == "Test batch (half price)"
+    assert panel.estimate_label.text() == before  # the run announced the estimate the panel showed
+    assert _fake().OPENED[-1]["batch_size"] == 123 and _fake().OPENED[-1]["retry_failed"] == "batch"
+    assert not panel.backend_box.bar.isHidden() and panel.backend_box.bar.value() == 0
+    _fake().RELEASE.set()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=30_000)
+    assert "target reached" in panel.eta.text() and project.samples.count() == 10
+    assert "0 held" in panel.backend_box.text.text()
+    assert panel.backend_box.bar.value() == panel.backend_box.bar.maximum() > 0
+    run = project.generation.run(project.generation.latest_run_id())
+    assert run["status"] == "done" and project.generation.backend_status(run["id"])["text"].startswith("Fake batch")
+
+
+def test_stop_keeps_the_batch_and_reopening_the_project_picks_it_up(qtbot, fake_backend: str,
+                                                                    context: ProjectContext, project: Project,
+                                                                    settings: QSettings, teacher: FakeTeacher,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    panel = _panel(qtbot, context, settings)
+    _start_batch_run(qtbot, panel, teacher)
+    asked: list[str] = []
+    panel.ask_how_to_stop = lambda provider: (asked.append(provider), "keep")[1]
+    with qtbot.waitActive(panel):
+        panel.show()
+        panel.activateWindow()
+    qtbot.keyClick(panel, Qt.Key.Key_Escape)  # the Stop shortcut
+    assert asked == ["Testcloud"]
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+    run_id = project.generation.latest_run_id()
+    assert project.generation.run(run_id)["status"] == "detached"
+    qtbot.waitUntil(lambda: "stays at Testcloud" in panel.eta.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: not panel.resume_button.isHidden(), timeout=5_000)
+    assert panel.resume_button.text().startswith(f"Collect run #{run_id}'s batch at Testcloud")
+    assert project.generation.runs_to_pick_up() == [run_id]
+    panel.set_context(None)  # the project closes ...
+
+    _fake().RELEASE.set()  # ... the provider finishes the batch meanwhile ...
+    monkeypatch.setenv("OPENAI_API_KEY", teacher.api_key)  # the key from the environment this time
+    reopened = _panel(qtbot, context, settings)  # ... and opening it again collects it, unasked
+    qtbot.waitUntil(lambda: reopened.is_running() or project.samples.count() == 10, timeout=10_000)
+    assert f"Picking up run {run_id}'s batch at Testcloud" in reopened.messages.message()
+    qtbot.waitUntil(lambda: not reopened.is_running(), timeout=30_000)
+    assert project.generation.run(run_id)["status"] == "done", reopened.messages.message()
+    assert project.samples.count() == 10
+    assert project.generation.latest_run_id() == run_id  # the same run, no new one
+
+
+def test_stop_can_cancel_the_batch(qtbot, fake_backend: str, context: ProjectContext, project: Project,
+                                   settings: QSettings, teacher: FakeTeacher) -> None:
+    panel = _panel(qtbot, context, settings)
+    _start_batch_run(qtbot, panel, teacher)
+    panel.ask_how_to_stop = lambda provider: "cancel"
+    panel.stop_button.click()
+    qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+    run_id = project.generation.latest_run_id()
+    assert _fake().CANCELLED == [run_id]
+    assert project.generation.run(run_id)["status"] == "stopped" and project.generation.runs_to_pick_up() == []
+
+
+def test_closing_the_window_leaves_the_batch_at_the_provider(qtbot, fake_backend: str, tmp_path: Path,
+                                                            teacher: FakeTeacher) -> None:
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(QSettings(str(tmp_path / "window.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    panel = window.show_panel("generate")
+    qtbot.waitUntil(lambda: "in this project" in panel.seed_count_label.text(), timeout=5_000)
+    _start_batch_run(qtbot, panel, teacher)
+    asked: list[str] = []
+    panel.ask_how_to_stop = lambda provider: asked.append(provider)  # closing must not ask
+    window.close()
+    assert not asked
+
+    def status() -> str:  # the engine winds down on its own thread after the window is gone
+        with Project.open(tmp_path / "p", exclusive=False) as project:
+            return project.generation.run(project.generation.latest_run_id())["status"]
+
+    qtbot.waitUntil(lambda: status() == "detached", timeout=20_000)
+    with Project.open(tmp_path / "p") as project:
+        assert project.generation.runs_to_pick_up() == [project.generation.latest_run_id()]
+
+
+# -- the real openai-batch plugin against the loopback Batch API ------------------------------------------
+def test_the_openai_batch_plugin_runs_detaches_and_is_picked_up_from_the_panel(
+        qtbot, context: ProjectContext, project: Project, settings: QSettings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_batch_api import FakeBatchAPI
+
+    from studio.core.plugins.discovery import load_plugins
+
+    load_plugins()
+    assert GENERATION_BACKENDS.get("openai-batch").source == "openai-batch"
+    with FakeBatchAPI(models=("gpt-4o-mini",)) as api:
+        panel = _panel(qtbot, context, settings)
+        panel.base_url.setText(api.base_url)
+        panel.model.setCurrentText("gpt-4o-mini")
+        panel.api_key.setText(api.api_key)
+        _choose(panel, "openai-batch")
+        form = panel.backend_options  # the manifest's options, drawn before the plugin is imported
+        assert form.keys() == ["retry_failed", "batch_size", "poll_s", "collect_s"]
+        form.widget("poll_s").setValue(0.02)
+        form.widget("collect_s").setValue(0.05)
+        panel.target.setValue(30)
+        qtbot.waitUntil(lambda: "at batch prices" in panel.estimate_label.text(), timeout=10_000)
+        assert "less than live calls" in panel.estimate_label.text()
+        api.hold.set()  # the batch stays in validating until released
+        panel.start_button.click()
+        qtbot.waitUntil(lambda: panel.backend_box.text.text().startswith("Batch 1 of 1 at OpenAI"), timeout=20_000)
+        assert panel.backend_box.title() == GENERATION_BACKENDS.get("openai-batch").label
+        assert not panel.backend_box.bar.isHidden()
+        asked: list[str] = []
+        panel.ask_how_to_stop = lambda provider: (asked.append(provider), "keep")[1]
+        panel.stop_button.click()
+        assert asked == ["OpenAI Batch API"]
+        qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+        run_id = project.generation.latest_run_id()
+        assert project.generation.run(run_id)["status"] == "detached" and api.cancels == 0
+        panel.set_context(None)
+
+        api.hold.clear()
+        monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
+        reopened = _panel(qtbot, context, settings)
+        qtbot.waitUntil(lambda: "Picking up run" in reopened.messages.message(), timeout=10_000)
+        assert reopened.messages.message() == f"Picking up run {run_id}'s batch at OpenAI Batch API."
+        qtbot.waitUntil(lambda: not reopened.is_running(), timeout=60_000)
+        assert project.generation.run(run_id)["status"] == "done" and project.samples.count() == 30
+        assert api.uploads == api.batches_created and all(n == 1 for n in api.batch_runs_by_key.values())
+        shown = reopened.backend_box.text.text()
+        assert shown.startswith("Batch 1 of 1 at OpenAI") and "0 failed" in shown and "saving $" in shown
+        bar = reopened.backend_box.bar
+        assert bar.value() == bar.maximum() > 1

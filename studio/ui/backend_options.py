@@ -3,37 +3,38 @@
 The meta is plain data from the plugin's manifest (``{"key", "title", "help", "type",
 "default", "choices", "min", "max"}``), so showing a backend's settings never imports its
 code: choice → combo box, int/float → spin box within min/max, bool → check box, each with
-its help as tooltip. A malformed option is shown as a read-only line naming it instead of
-breaking the panel.
+its help as tooltip. The rows go into the panel's own form (aligned with its other settings).
+A malformed option is shown as a line naming it instead of breaking the panel.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QSpinBox, QWidget
 
 INT_LIMIT = 2_147_483_647  # QSpinBox's range
 FLOAT_LIMIT = 1e12
 
 
-class BackendOptionsForm(QWidget):
-    """Rows for one backend's options; ``values()`` is what goes into ``RunConfig.backend_options``."""
+class BackendOptionsForm(QObject):
+    """Rows for one backend's options in ``form`` from row ``row`` on; ``values()`` is ``RunConfig.backend_options``."""
 
     changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, form: QFormLayout, row: int, parent: QObject | None = None):
         super().__init__(parent)
-        self._form = QFormLayout(self)
-        self._form.setContentsMargins(0, 0, 0, 0)
-        self._form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self._form = form
+        self._row = row
+        self._rows = 0  # rows of ours in the form now
         self._widgets: dict[str, tuple[str, QWidget]] = {}  # key -> (type, widget)
 
     def set_options(self, options: Sequence[Mapping[str, Any]], values: Mapping[str, Any] | None = None) -> None:
         """Replace the rows with ``options`` (an entry's meta), showing ``values`` over the defaults."""
-        while self._form.rowCount():
-            self._form.removeRow(0)
+        for _ in range(self._rows):
+            self._form.removeRow(self._row)
+        self._rows = 0
         self._widgets.clear()
         values = values or {}
         for option in options:
@@ -44,19 +45,22 @@ class BackendOptionsForm(QWidget):
             try:
                 widget = self._widget(kind, option, values.get(key, option.get("default")))
             except (TypeError, ValueError) as exc:
-                problem = QLabel(f"cannot show option {key!r}: {exc}", wordWrap=True)
-                self._form.addRow(title, problem)
+                self._add(title, QLabel(f"cannot show option {key!r}: {exc}", wordWrap=True))
                 continue
             widget.setToolTip(help_text)
             widget.setObjectName(f"backend-option-{key}")
             self._widgets[key] = (kind, widget)
-            if kind == "bool":
-                self._form.addRow(widget)
-            else:
-                label = QLabel(title, toolTip=help_text)
+            self._add(None if kind == "bool" else QLabel(title, toolTip=help_text), widget)
+
+    def _add(self, label: QLabel | str | None, widget: QWidget) -> None:
+        row = self._row + self._rows
+        if label is None:
+            self._form.insertRow(row, widget)
+        else:
+            if isinstance(label, QLabel):
                 label.setBuddy(widget)
-                self._form.addRow(label, widget)
-        self.setVisible(bool(options))
+            self._form.insertRow(row, label, widget)
+        self._rows += 1
 
     def _widget(self, kind: str, option: Mapping[str, Any], value: Any) -> QWidget:
         if kind == "choice":

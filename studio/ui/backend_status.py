@@ -14,8 +14,19 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGroupBox, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 
+def holds_work(state: Mapping[str, Any]) -> bool:
+    """Whether the provider still holds requests of the run: ``open`` (or ``open_jobs`` > 0) in the state."""
+    return bool(state.get("open", state.get("open_jobs")))
+
+
 def batch_counts(state: Mapping[str, Any]) -> tuple[int, int, int] | None:
-    """(total, completed, failed) over the state's jobs (or its own ``counts``); None when it has none."""
+    """(total, completed, failed) of the batch the state describes; None when it has no counts.
+
+    The state's own ``total``/``completed``/``failed`` (the openai-batch plugin: the current
+    batch), else its ``counts``, else the sum over a list of ``jobs`` with ``counts``.
+    """
+    if state.get("total"):
+        return int(state["total"]), int(state.get("completed") or 0), int(state.get("failed") or 0)
     jobs = state.get("jobs")
     sources = [job.get("counts") or {} for job in jobs if isinstance(job, Mapping)] if isinstance(jobs, list) else []
     if not sources and isinstance(state.get("counts"), Mapping):
@@ -34,7 +45,7 @@ class BackendStatusBox(QGroupBox):
         super().__init__("Batch", parent)
         self.text = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
         self.text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.bar = QProgressBar(format="%v of %m requests done")
+        self.bar = QProgressBar(format="%v of %m requests done")  # done: answered or failed, as the provider counts
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
         layout.addWidget(self.bar)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -29,8 +30,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.generation import events as ev
-from studio.core.generation.config import ConfigError, CostEstimate, RunConfig
-from studio.core.generation.engine import RunResult, run_estimate
+from studio.core.generation.config import ConfigError, RunConfig
+from studio.core.generation.engine import RunResult, describe_estimate, run_estimate
 from studio.core.generation.filters import default_index_factory, describe_reasons, reasons
 from studio.core.generation.prompts import SeedExample
 from studio.core.llm.endpoint import EndpointConfig, preset
@@ -40,7 +41,7 @@ from studio.core.paths import config_dir
 from studio.core.project import Project
 from studio.core.registry import ENDPOINT_KINDS, GENERATION_BACKENDS, GENERATION_MODES, RegistryError
 from studio.ui.backend_options import BackendOptionsForm
-from studio.ui.backend_status import BackendStatusBox
+from studio.ui.backend_status import BackendStatusBox, holds_work
 from studio.ui.generate_worker import GenerationWorker
 from studio.ui.hinted_view import HintedView
 from studio.ui.jobs import JobRunner
@@ -62,31 +63,24 @@ def read_seeds(project: Project) -> tuple[int, list[SeedExample]]:
 
 def read_resumable(project: Project) -> dict | None:
     """The newest run a user would continue: stopped, failed, or detached with its batch at the provider."""
-    store = project.generation
-    run = store.latest_unfinished_run()
-    if run is None:
-        latest = store.latest_run_id()
-        run = store.run(latest) if latest is not None else None
-        if run is None or run["status"] != "detached":
-            return None
-    return run
+    return project.generation.latest_unfinished_run()
 
 
 def read_backend_status(project: Project, run_id: int) -> tuple[str, dict, str] | None:
     """A run's stored backend status (text, state) and its backend key; None for a run without one."""
-    run = project.generation.run(run_id)
-    if run is None or not run.get("backend_status"):
+    stored = project.generation.backend_status(run_id)
+    run = project.generation.run(run_id) if stored else None
+    if not stored or run is None:
         return None
-    stored = json.loads(run["backend_status"])
     return str(stored.get("text", "")), dict(stored.get("state") or {}), str(run["config"].get("backend", "live"))
 
 
 def read_run_to_pick_up(project: Project) -> tuple[int, str] | None:
     """The newest run whose batch is still at the provider (the app closed or was killed), with its backend."""
-    runs = getattr(project.generation, "runs_to_pick_up", list)()
+    runs = project.generation.runs_to_pick_up()  # newest first
     if not runs:
         return None
-    run_id = max(runs)
+    run_id = runs[0]
     run = project.generation.run(run_id)
     return run_id, str((run or {}).get("config", {}).get("backend", "live"))
 
@@ -97,16 +91,6 @@ def read_price_factor(key: str) -> float:
         return float(GENERATION_BACKENDS.load(key).price_factor)
 
 
-def describe_estimate(estimate: CostEstimate, price_factor: float) -> str:
-    """The estimate in words; at a backend's prices (batch: half) with the saving against live calls."""
-    if price_factor == 1.0:
-        return estimate.describe()
-    usd = estimate.usd * price_factor
-    return (f"about {estimate.requests} requests, {estimate.prompt_tokens + estimate.completion_tokens:,} tokens, "
-            f"≈ ${usd:.2f} at batch prices (${estimate.usd - usd:.2f} less than live calls; assuming "
-            f"{estimate.assumed_keep_rate:.0%} of tasks are kept)")
-
-
 def _default_settings() -> QSettings:
     """The app's own ini file (as studio.ui.app.settings; DISTILL_STUDIO_HOME redirects it in tests)."""
     path = config_dir() / "settings.ini"
@@ -115,11 +99,12 @@ def _default_settings() -> QSettings:
 
 
 def provider_name(key: str) -> str:
-    """Who holds a backend's batches, for messages ("OpenAI"): the entry's ``provider`` meta, else its title."""
+    """Who holds a backend's batches, for messages ("OpenAI"): the entry's ``provider`` meta, else its title
+    without a trailing parenthesis ("OpenAI Batch API (half price, within 24 h)" → "OpenAI Batch API")."""
     if key not in GENERATION_BACKENDS:
         return key
     entry = GENERATION_BACKENDS.get(key)
-    return str(entry.meta.get("provider") or entry.label)
+    return str(entry.meta.get("provider") or re.sub(r"\s*\(.*\)$", "", entry.label))
 
 
 def read_rejected(project: Project, run_id: int, reason: str | None) -> list[dict]:
@@ -214,8 +199,6 @@ class GeneratePanel(Panel):
         for entry in GENERATION_BACKENDS.entries():
             self.backend.addItem(entry.label, entry.key)
             self.backend.setItemData(self.backend.count() - 1, entry.help or entry.label, Qt.ItemDataRole.ToolTipRole)
-        self.backend_options = BackendOptionsForm()
-        self.backend_options.hide()
         self.target = self._spin(1, 1_000_000, 1000, "target")
         self.concurrency = self._spin(1, 512, 8, "concurrency")
         self.num_tasks = self._spin(1, 50, 20, "num_tasks")
@@ -228,7 +211,7 @@ class GeneratePanel(Panel):
                                      " is built from your seed tasks, tokens are ~4 characters.")
         for label, widget in (("Mode", self.mode), ("Send re&quests", self.backend)):
             pform.addRow(label, widget)
-        pform.addRow(self.backend_options)
+        self.backend_options = BackendOptionsForm(pform, pform.rowCount(), self)  # its rows follow the combo
         for label, widget in (("Target samples", self.target), ("Concurrency", self.concurrency),
                               ("Tasks per request", self.num_tasks), ("Examples per prompt", self.k_examples),
                               ("Budget", self.budget), ("Temperature", self.temperature),
@@ -409,6 +392,8 @@ class GeneratePanel(Panel):
         self._counters = None
         self._backend_open = False
         self.backend_box.clear()
+        self.progress.setValue(0)  # nothing of the run shown before stays on screen
+        self.counters_label.setText("")
         self.feed.clear()
         self.feed_view.show_hint(True)
         self.eta.setText("Checking the teacher…" if config is not None else f"Resuming run #{run_id}…")
@@ -471,6 +456,10 @@ class GeneratePanel(Panel):
         if self._run_id is None and run is not None:
             self._run_id = run["id"]  # the tables show the run a user would resume
             self._refresh_visible_table()
+        if run is not None and run["status"] == "detached" and run["id"] == self._run_id and not self.is_running():
+            provider = provider_name(run["config"].get("backend", "live"))
+            self.eta.setText(f"Stopped: the batch stays at {provider}. Collect it with the button below; opening"
+                             " the project again also picks it up.")
         self._read_backend_status()
         self._set_running(self.is_running())
 
@@ -634,14 +623,13 @@ class GeneratePanel(Panel):
             self.estimate_label.setText("No seed tasks yet: add some on the Seeds page.")
             return
         config = self.run_config()
-        backend = config.backend
-        config.backend, config.backend_options = "live", {}  # live prices here; the factor is applied below
-        estimate = run_estimate(config, self._seeds)
-        factor = self._price_factors.get(backend)
+        factor = self._price_factors.get(config.backend)
         if factor is None:  # a plugin's backend being loaded (a job): its prices follow
-            self.estimate_label.setText(f"{estimate.describe()} — reading the backend's prices…")
-        else:
-            self.estimate_label.setText(describe_estimate(estimate, factor))
+            live = run_estimate(config, self._seeds, price_factor=1.0)
+            self.estimate_label.setText(f"{live.describe()} — reading the backend's prices…")
+        else:  # the very words the run will announce (RunStarted), never an import on this thread
+            self.estimate_label.setText(describe_estimate(run_estimate(config, self._seeds, price_factor=factor),
+                                                          factor))
 
     # -- the backend ("Send requests") ------------------------------------------------------------
     def _on_backend_changed(self) -> None:
@@ -713,7 +701,9 @@ class GeneratePanel(Panel):
         self._read_price_factor()
 
     def _show_backend_status(self, text: str, state: Mapping[str, Any]) -> None:
-        self.backend_box.show_status(text, state, title=f"Sent by: {provider_name(self._run_backend)}")
+        key = self._run_backend
+        title = GENERATION_BACKENDS.get(key).label if key in GENERATION_BACKENDS else key
+        self.backend_box.show_status(text, state, title=title)
 
     def _read_backend_status(self) -> None:
         """The shown run's stored backend status (a past run's batch; a live run has none)."""
@@ -769,9 +759,7 @@ class GeneratePanel(Panel):
                 self.messages.show_error(result.message or "The run failed before any answer.")
         else:
             text = {"target": "target reached", "budget": "budget reached", "max_requests": "request limit reached",
-                    "stopped": "stopped", "error": "stopped by an error",
-                    "detached": f"stopped; the batch stays at {provider_name(self._run_backend)}, collect it with"
-                                " the button below"}.get(result.reason, result.reason)
+                    "stopped": "stopped", "error": "stopped by an error"}.get(result.reason, result.reason)
             self.eta.setText(f"Finished: {text}." + (f" {result.message}" if result.message else ""))
         self._read_resumable()
         self._refresh_visible_table()
@@ -807,8 +795,11 @@ class GeneratePanel(Panel):
             elif isinstance(event, ev.TeacherError):
                 self.messages.show_error(event.message)
             elif isinstance(event, ev.BackendStatus):
-                self._backend_open = bool(event.state.get("open"))
+                self._backend_open = holds_work(event.state)
                 self._show_backend_status(event.text, event.state)
+                if self._counters is None and self.is_running():  # nothing answered yet: say what it waits for
+                    self.eta.setText(f"Waiting for the batch at {provider_name(self._run_backend)}: the answers"
+                                     " arrive when it completes.")
             elif isinstance(event, ev.RunStarted):
                 self.messages.clear()  # the teacher answered the pre-check: whatever went wrong before is over
                 # One estimate, in the Run box: the run's own, now that it has announced it.

@@ -91,11 +91,7 @@ class GenerationWorker(QObject):
             self._stop_engine(engine)
 
     def _stop_engine(self, engine: GenerationEngine) -> None:
-        flags = {name: True for name, on in (("detach", self._detach), ("cancel_work", self._cancel_work)) if on}
-        try:
-            engine.stop(**flags)
-        except TypeError:  # TEMPORARY until the engine's stop(detach, cancel_work) is merged
-            engine.stop()
+        engine.stop(detach=self._detach, cancel_work=self._cancel_work)
 
     def pause(self, paused: bool) -> None:
         with self._lock:
