@@ -509,9 +509,36 @@ def test_the_openai_batch_plugin_runs_detaches_and_is_picked_up_from_the_panel(
         qtbot.waitUntil(lambda: "Picking up run" in reopened.messages.message(), timeout=10_000)
         assert reopened.messages.message() == f"Picking up run {run_id}'s batch at OpenAI Batch API."
         qtbot.waitUntil(lambda: not reopened.is_running(), timeout=60_000)
+        assert "Picking up run" in reopened.messages.message()  # still said once the run had started
         assert project.generation.run(run_id)["status"] == "done" and project.samples.count() == 30
         assert api.uploads == api.batches_created and all(n == 1 for n in api.batch_runs_by_key.values())
         shown = reopened.backend_box.text.text()
         assert shown.startswith("Batch 1 of 1 at OpenAI") and "0 failed" in shown and "saving $" in shown
         bar = reopened.backend_box.bar
         assert bar.value() == bar.maximum() > 1
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (720, 480)])
+def test_no_label_is_clipped_with_the_batch_backends_options(qtbot, tmp_path: Path, size: tuple[int, int]) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    from studio.core.plugins.discovery import load_plugins
+    from studio.ui.main_window import MainWindow
+
+    load_plugins()
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    window.show()
+    panel = window.show_panel("generate")
+    _choose(panel, "openai-batch")
+    window.resize(*size)
+    qtbot.waitUntil(lambda: panel.width() > 0 and window.width() == size[0], timeout=5_000)
+    qtbot.wait(50)
+    settings = panel.settings_scroll.widget()
+    assert settings.width() <= panel.settings_scroll.viewport().width()  # never scrolls sideways
+    assert panel.backend_options.keys()
+    for label in settings.findChildren(QLabel):
+        if label.isVisible() and label.text() and not label.wordWrap():
+            assert label.width() >= label.sizeHint().width(), (size, label.text(), label.width())
+    window.close()

@@ -63,8 +63,9 @@ class BackendOptionsForm(QObject):
         self._rows += 1
 
     def _widget(self, kind: str, option: Mapping[str, Any], value: Any) -> QWidget:
-        if kind == "choice":
-            combo = QComboBox()
+        if kind == "choice":  # a long label elides instead of widening the settings column
+            combo = QComboBox(minimumContentsLength=14,
+                              sizeAdjustPolicy=QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             for pair in option.get("choices", ()):
                 choice, label = pair
                 combo.addItem(str(label), choice)

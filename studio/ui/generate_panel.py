@@ -136,6 +136,7 @@ class GeneratePanel(Panel):
         self._price_factors: dict[str, float] = {"live": 1.0}  # read once per backend, on a job
         self._backend_open = False  # the running backend's provider holds requests of the run (its last status)
         self._run_backend = "live"  # the backend of the run being shown
+        self._pick_up_note = ""  # "Picking up run N's batch…" while a run resumed on open runs
         self._restoring = False  # filling the widgets from remembered values: do not write them back
         self._worker: GenerationWorker | None = None
         self._run_id: int | None = None  # the run the tables show
@@ -388,6 +389,7 @@ class GeneratePanel(Panel):
     def _launch(self, *, config: RunConfig | None = None, run_id: int | None = None, backend: str = "live") -> None:
         assert self.project is not None
         self._run_backend = backend
+        self._pick_up_note = ""
         self._pending.clear()
         self._counters = None
         self._backend_open = False
@@ -732,7 +734,8 @@ class GeneratePanel(Panel):
             return
         run_id, backend = found
         self._launch(run_id=run_id, backend=backend)
-        self.messages.show_message(f"Picking up run {run_id}'s batch at {provider_name(backend)}.", "info")
+        self._pick_up_note = f"Picking up run {run_id}'s batch at {provider_name(backend)}."
+        self.messages.show_message(self._pick_up_note, "info")
 
     def _on_worker_event(self, event: ev.Event) -> None:
         self._pending.append(event)  # drawn by the timer
@@ -802,6 +805,8 @@ class GeneratePanel(Panel):
                                      " arrive when it completes.")
             elif isinstance(event, ev.RunStarted):
                 self.messages.clear()  # the teacher answered the pre-check: whatever went wrong before is over
+                if self._pick_up_note:  # ... but a run resumed unasked keeps saying why it runs
+                    self.messages.show_message(self._pick_up_note, "info")
                 # One estimate, in the Run box: the run's own, now that it has announced it.
                 self.connection_status.setText(f"{event.key_source}.")
                 self.estimate_label.setText(event.estimate)
