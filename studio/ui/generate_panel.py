@@ -5,29 +5,43 @@ and every read of the generation tables are ``self.jobs`` jobs; so is a run (a
 :class:`GenerationWorker`, shown in the status bar, stopped by its Cancel too). Engine events are only collected in the slot; a 10 Hz timer
 redraws, so a fast teacher never floods the GUI thread. Slots gather parameters and call core.
 Problems show in the window's one :class:`MessageArea` (``self.messages``), cleared when the next action succeeds.
+
+*Send requests* picks a generation backend (``GENERATION_BACKENDS``): its settings are drawn
+from the entry's plain-data ``options`` (no plugin import to show them); only choosing a
+plugin's backend loads it, on a job, for its price factor (the estimate at batch prices). A
+batch backend's state shows in a box of its own; a run whose batch is still at the provider
+is stopped ``detach``-ed when the window closes and picked up when the project opens again.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import fields
+from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
-    QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QTableWidget,
+    QMessageBox, QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QTableWidget,
     QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from studio.core.generation import events as ev
 from studio.core.generation.config import ConfigError, RunConfig
-from studio.core.generation.engine import RunResult, run_estimate
+from studio.core.generation.engine import RunResult, describe_estimate, run_estimate
 from studio.core.generation.filters import default_index_factory, describe_reasons, reasons
 from studio.core.generation.prompts import SeedExample
 from studio.core.llm.endpoint import EndpointConfig, preset
 from studio.core.llm.keys import DEFAULT_KEY_ENV, store_key
 from studio.core.llm.models import ConnectionReport, check_connection
+from studio.core.paths import config_dir
 from studio.core.project import Project
-from studio.core.registry import ENDPOINT_KINDS, GENERATION_MODES, RegistryError
+from studio.core.registry import ENDPOINT_KINDS, GENERATION_BACKENDS, GENERATION_MODES, RegistryError
+from studio.ui.backend_options import BackendOptionsForm
+from studio.ui.backend_status import BackendStatusBox, holds_work
 from studio.ui.generate_worker import GenerationWorker
 from studio.ui.hinted_view import HintedView
 from studio.ui.jobs import JobRunner
@@ -48,7 +62,49 @@ def read_seeds(project: Project) -> tuple[int, list[SeedExample]]:
 
 
 def read_resumable(project: Project) -> dict | None:
+    """The newest run a user would continue: stopped, failed, or detached with its batch at the provider."""
     return project.generation.latest_unfinished_run()
+
+
+def read_backend_status(project: Project, run_id: int) -> tuple[str, dict, str] | None:
+    """A run's stored backend status (text, state) and its backend key; None for a run without one."""
+    stored = project.generation.backend_status(run_id)
+    run = project.generation.run(run_id) if stored else None
+    if not stored or run is None:
+        return None
+    return str(stored.get("text", "")), dict(stored.get("state") or {}), str(run["config"].get("backend", "live"))
+
+
+def read_run_to_pick_up(project: Project) -> tuple[int, str] | None:
+    """The newest run whose batch is still at the provider (the app closed or was killed), with its backend."""
+    runs = project.generation.runs_to_pick_up()  # newest first
+    if not runs:
+        return None
+    run_id = runs[0]
+    run = project.generation.run(run_id)
+    return run_id, str((run or {}).get("config", {}).get("backend", "live"))
+
+
+def read_price_factor(key: str) -> float:
+    """The backend's price factor: loading a plugin's backend imports its code, so this runs on a job."""
+    with GENERATION_BACKENDS.guard(key, "reading its price factor"):
+        return float(GENERATION_BACKENDS.load(key).price_factor)
+
+
+def _default_settings() -> QSettings:
+    """The app's own ini file (as studio.ui.app.settings; DISTILL_STUDIO_HOME redirects it in tests)."""
+    path = config_dir() / "settings.ini"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return QSettings(str(path), QSettings.Format.IniFormat)
+
+
+def provider_name(key: str) -> str:
+    """Who holds a backend's batches, for messages ("OpenAI"): the entry's ``provider`` meta, else its title
+    without a trailing parenthesis ("OpenAI Batch API (half price, within 24 h)" → "OpenAI Batch API")."""
+    if key not in GENERATION_BACKENDS:
+        return key
+    entry = GENERATION_BACKENDS.get(key)
+    return str(entry.meta.get("provider") or re.sub(r"\s*\(.*\)$", "", entry.label))
 
 
 def read_rejected(project: Project, run_id: int, reason: str | None) -> list[dict]:
@@ -73,9 +129,15 @@ class GeneratePanel(Panel):
     icon = "generate.svg"
 
     def __init__(self, parent: QWidget | None = None, *, jobs: JobRunner | None = None,
-                 messages: MessageArea | None = None):
+                 messages: MessageArea | None = None, settings: QSettings | None = None):
         super().__init__(parent, jobs=jobs, messages=messages)
         self.index_factory = default_index_factory  # tests inject a stand-in
+        self.settings = settings if settings is not None else _default_settings()
+        self._price_factors: dict[str, float] = {"live": 1.0}  # read once per backend, on a job
+        self._backend_open = False  # the running backend's provider holds requests of the run (its last status)
+        self._run_backend = "live"  # the backend of the run being shown
+        self._pick_up_note = ""  # "Picking up run N's batch…" while a run resumed on open runs
+        self._restoring = False  # filling the widgets from remembered values: do not write them back
         self._worker: GenerationWorker | None = None
         self._run_id: int | None = None  # the run the tables show
         self._resumable: dict | None = None  # the newest stopped or failed run
@@ -132,6 +194,12 @@ class GeneratePanel(Panel):
         for key, label in GENERATION_MODES.choices():
             self.mode.addItem(label, key)
             self.mode.setItemData(self.mode.count() - 1, GENERATION_MODES.get(key).help, Qt.ItemDataRole.ToolTipRole)
+        # A long plugin title must not widen the settings column: the combo elides, its tooltip has it all.
+        self.backend = QComboBox(toolTip=HELP["backend"], minimumContentsLength=14,
+                                 sizeAdjustPolicy=QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        for entry in GENERATION_BACKENDS.entries():
+            self.backend.addItem(entry.label, entry.key)
+            self.backend.setItemData(self.backend.count() - 1, entry.help or entry.label, Qt.ItemDataRole.ToolTipRole)
         self.target = self._spin(1, 1_000_000, 1000, "target")
         self.concurrency = self._spin(1, 512, 8, "concurrency")
         self.num_tasks = self._spin(1, 50, 20, "num_tasks")
@@ -142,12 +210,18 @@ class GeneratePanel(Panel):
         self.seed_count_label = QLabel()
         self.estimate_label = QLabel(wordWrap=True, toolTip="The estimate the run itself will announce: the prompt"
                                      " is built from your seed tasks, tokens are ~4 characters.")
-        for label, widget in (("Mode", self.mode), ("Target samples", self.target), ("Concurrency", self.concurrency),
+        for label, widget in (("Mode", self.mode), ("Send re&quests", self.backend)):
+            pform.addRow(label, widget)
+        self.backend_options = BackendOptionsForm(pform, pform.rowCount(), self)  # its rows follow the combo
+        for label, widget in (("Target samples", self.target), ("Concurrency", self.concurrency),
                               ("Tasks per request", self.num_tasks), ("Examples per prompt", self.k_examples),
                               ("Budget", self.budget), ("Temperature", self.temperature),
                               ("Seed tasks", self.seed_count_label)):
             pform.addRow(label, widget)
         pform.addRow("Cost estimate", self.estimate_label)
+        self._show_backend_options()
+        self.backend.currentIndexChanged.connect(self._on_backend_changed)
+        self.backend_options.changed.connect(self._remember_backend)
         self._on_preset_changed()
         for spin in (self.target, self.num_tasks, self.k_examples, self.concurrency):
             spin.valueChanged.connect(self._update_estimate)
@@ -181,6 +255,7 @@ class GeneratePanel(Panel):
         self.settings_scroll.setMinimumWidth(settings.minimumSizeHint().width()
                                              + self.settings_scroll.verticalScrollBar().sizeHint().width())
 
+        self.backend_box = BackendStatusBox()
         self.progress = QProgressBar(format="No run yet: Start new run (Ctrl+Return)")
         self.eta = QLabel(wordWrap=True)
         self.counters_label = QLabel(wordWrap=True, textInteractionFlags=Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -220,7 +295,7 @@ class GeneratePanel(Panel):
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(4, 0, 0, 0)
-        for widget in (self.progress, self.eta, self.counters_label):
+        for widget in (self.progress, self.eta, self.counters_label, self.backend_box):
             rl.addWidget(widget)
         rl.addWidget(self.tabs, 1)
         self.splitter = QSplitter(childrenCollapsible=False)
@@ -248,9 +323,11 @@ class GeneratePanel(Panel):
         if self.context is not None:
             for signal, slot in self._subscriptions():
                 signal.disconnect(slot)
-        self._stop_worker()
+        self._stop_worker(detach=True)  # another project: a batch in flight stays at the provider, picked up later
         super().set_context(context)
         self._run_id = None
+        self._backend_open = False
+        self.backend_box.clear()
         self._resumable = None
         self._seeds = None
         self._counters = None
@@ -264,8 +341,10 @@ class GeneratePanel(Panel):
         if context is not None:
             for signal, slot in self._subscriptions():
                 signal.connect(slot)
+            self._restore_backend()
             self._read_seeds()
             self._read_resumable()
+            self._read_pick_up()
         self._update_estimate()
         self._set_running(False)
 
@@ -275,14 +354,17 @@ class GeneratePanel(Panel):
                 (self.context.generation_runs_changed, self._on_runs_changed)]
 
     def shutdown(self) -> None:
-        """Ask a run to stop and return at once: the engine commits what it has on its own thread."""
-        self._stop_worker()
+        """Ask a run to stop and return at once: the engine commits what it has on its own thread.
+
+        A batch at the provider is left there (``detach``): the next open of the project picks it up.
+        """
+        self._stop_worker(detach=True)
         self._redraw_timer.stop()
         self._table_timer.stop()
 
-    def _stop_worker(self) -> None:
+    def _stop_worker(self, *, detach: bool = False) -> None:
         if self._worker is not None:
-            self._worker.stop()
+            self._worker.stop(detach=detach)
             for signal in (self._worker.event, self._worker.finished, self._worker.crashed,
                            self._worker.start_failed, self._worker.created):
                 signal.disconnect()
@@ -300,12 +382,20 @@ class GeneratePanel(Panel):
                            k_examples=self.k_examples.value(), temperature=self.temperature.value(),
                            budget_usd=self.budget.value() or None)
         config.teacher = self.teacher_config()
+        config.backend = self.backend.currentData() or "live"
+        config.backend_options = self.backend_options.values()
         return config
 
-    def _launch(self, *, config: RunConfig | None = None, run_id: int | None = None) -> None:
+    def _launch(self, *, config: RunConfig | None = None, run_id: int | None = None, backend: str = "live") -> None:
         assert self.project is not None
+        self._run_backend = backend
+        self._pick_up_note = ""
         self._pending.clear()
         self._counters = None
+        self._backend_open = False
+        self.backend_box.clear()
+        self.progress.setValue(0)  # nothing of the run shown before stays on screen
+        self.counters_label.setText("")
         self.feed.clear()
         self.feed_view.show_hint(True)
         self.eta.setText("Checking the teacher…" if config is not None else f"Resuming run #{run_id}…")
@@ -333,7 +423,13 @@ class GeneratePanel(Panel):
         run = self._resumable
         # Only shown when there is something to pick up, and never during a run: one control per action.
         self.resume_button.setVisible(has_project and not running and run is not None)
-        if run is not None:
+        if run is not None and run["status"] == "detached":
+            provider = provider_name(run["config"].get("backend", "live"))
+            self.resume_button.setText(f"Collect run #{run['id']}'s batch at {provider} ({run['kept']} kept so far)")
+            self.resume_button.setToolTip(
+                f"Continue run #{run['id']}: wait for its batch at {provider} and take the answers; nothing in it"
+                " is sent or paid for again.")
+        elif run is not None:
             self.resume_button.setText(f"Resume run #{run['id']} ({run['status']}, {run['kept']} kept)")
             self.resume_button.setToolTip(
                 f"Continue run #{run['id']} where it ended, with its saved settings: unfinished requests first,"
@@ -362,6 +458,11 @@ class GeneratePanel(Panel):
         if self._run_id is None and run is not None:
             self._run_id = run["id"]  # the tables show the run a user would resume
             self._refresh_visible_table()
+        if run is not None and run["status"] == "detached" and run["id"] == self._run_id and not self.is_running():
+            provider = provider_name(run["config"].get("backend", "live"))
+            self.eta.setText(f"Stopped: the batch stays at {provider}. Collect it with the button below; opening"
+                             " the project again also picks it up.")
+        self._read_backend_status()
         self._set_running(self.is_running())
 
     def _on_runs_changed(self) -> None:
@@ -473,11 +574,11 @@ class GeneratePanel(Panel):
         except ConfigError as exc:
             self.messages.show_error(str(exc))
             return
-        self._launch(config=config)
+        self._launch(config=config, backend=config.backend)
 
     def _on_resume_clicked(self) -> None:
         if self.project is not None and self._resumable is not None and not self.is_running():
-            self._launch(run_id=self._resumable["id"])
+            self._launch(run_id=self._resumable["id"], backend=self._resumable["config"].get("backend", "live"))
 
     def _on_pause_toggled(self, paused: bool) -> None:
         if self._worker is not None:
@@ -486,8 +587,33 @@ class GeneratePanel(Panel):
         self.pause_button.setToolTip("Send requests again" if paused else "Send no new requests; those in flight finish")
 
     def _on_stop_clicked(self) -> None:
-        if self._worker is not None:
+        if self._worker is None:
+            return
+        if not self._backend_open:
             self._worker.stop()  # the worker thread winds down; finished arrives by signal
+            return
+        choice = self.ask_how_to_stop(provider_name(self._run_backend))
+        if choice == "keep":
+            self._worker.stop(detach=True)
+        elif choice == "cancel":
+            self._worker.stop(cancel_work=True)
+
+    def ask_how_to_stop(self, provider: str) -> str | None:
+        """Stop with a batch at the provider: "keep" it running (collect later), "cancel" it, or None (go on)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Stop the run",
+                          f"The run has a batch in flight at {provider}. Requests already in it are paid for when "
+                          "it finishes, whether or not the run is there to collect them.", parent=self)
+        keep = box.addButton(f"&Keep the batch running at {provider} (collect it later)",
+                             QMessageBox.ButtonRole.AcceptRole)
+        cancel = box.addButton("&Cancel the batch", QMessageBox.ButtonRole.DestructiveRole)
+        go_on = box.addButton("&Don't stop", QMessageBox.ButtonRole.RejectRole)
+        keep.setToolTip("The run ends here; Resume (or the next start of the app) collects the batch's answers.")
+        cancel.setToolTip(f"Ask {provider} to cancel the batch: the requests it has not run yet are not paid for.")
+        box.setDefaultButton(keep)
+        box.setEscapeButton(go_on)
+        box.exec()
+        clicked = box.clickedButton()
+        return "keep" if clicked is keep else "cancel" if clicked is cancel else None
 
     def _update_estimate(self) -> None:
         if self._seeds is None:
@@ -498,7 +624,118 @@ class GeneratePanel(Panel):
         if not self._seeds:
             self.estimate_label.setText("No seed tasks yet: add some on the Seeds page.")
             return
-        self.estimate_label.setText(run_estimate(self.run_config(), self._seeds).describe())
+        config = self.run_config()
+        factor = self._price_factors.get(config.backend)
+        if factor is None:  # a plugin's backend being loaded (a job): its prices follow
+            live = run_estimate(config, self._seeds, price_factor=1.0)
+            self.estimate_label.setText(f"{live.describe()} — reading the backend's prices…")
+        else:  # the very words the run will announce (RunStarted), never an import on this thread
+            self.estimate_label.setText(describe_estimate(run_estimate(config, self._seeds, price_factor=factor),
+                                                          factor))
+
+    # -- the backend ("Send requests") ------------------------------------------------------------
+    def _on_backend_changed(self) -> None:
+        self._show_backend_options()
+        self._remember_backend()
+        self._read_price_factor()
+        self._update_estimate()
+
+    def _show_backend_options(self, values: Mapping[str, Any] | None = None) -> None:
+        """The chosen backend's settings from its entry's plain-data ``options`` (no import)."""
+        key = self.backend.currentData() or "live"
+        entry = GENERATION_BACKENDS.get(key)
+        self.backend.setToolTip(f"{HELP['backend']}\n\n{entry.label}: {entry.help}" if entry.help else HELP["backend"])
+        options = entry.meta.get("options", ())
+        self._restoring = True
+        try:
+            self.backend_options.set_options(options, values if values is not None else self._remembered_options(key))
+        finally:
+            self._restoring = False
+
+    def _read_price_factor(self) -> None:
+        key = self.backend.currentData() or "live"
+        if key in self._price_factors:
+            return
+        self.jobs.submit(f"Loading the generation backend {key!r}", read_price_factor, key,
+                         key="generate-backend", quiet=True,
+                         on_done=lambda factor, key=key: self._on_price_factor(key, factor),
+                         on_error=lambda message, key=key: self._on_backend_failed(key, message))
+
+    def _on_price_factor(self, key: str, factor: float) -> None:
+        self._price_factors[key] = factor
+        self._update_estimate()
+
+    def _on_backend_failed(self, key: str, message: str) -> None:
+        self.messages.show_error(message)  # names the plugin; the run would be refused the same way
+        self.estimate_label.setText(f"The backend {key!r} could not be loaded: see the message above.")
+
+    def _settings_group(self) -> str:
+        """This project's group in the app's settings: the Generate panel's choices are per project."""
+        root = str(self.context.root) if self.context is not None else ""
+        return "generate-" + hashlib.sha1(root.encode()).hexdigest()[:16]
+
+    def _remembered_options(self, key: str) -> dict:
+        if self.context is None:
+            return {}
+        raw = self.settings.value(f"{self._settings_group()}/options-{key}", "")
+        try:
+            values = json.loads(raw) if raw else {}
+        except (TypeError, ValueError):
+            return {}
+        return values if isinstance(values, dict) else {}
+
+    def _remember_backend(self) -> None:
+        if self.context is None or self._restoring:
+            return
+        key = self.backend.currentData() or "live"
+        group = self._settings_group()
+        self.settings.setValue(f"{group}/backend", key)
+        self.settings.setValue(f"{group}/options-{key}", json.dumps(self.backend_options.values()))
+        self._update_estimate()
+
+    def _restore_backend(self) -> None:
+        """The backend (and its options) this project used last; a backend no longer installed falls back to live."""
+        key = self.settings.value(f"{self._settings_group()}/backend", "live")
+        self.backend.blockSignals(True)
+        self.backend.setCurrentIndex(max(0, self.backend.findData(key)))
+        self.backend.blockSignals(False)
+        self._show_backend_options()
+        self._read_price_factor()
+
+    def _show_backend_status(self, text: str, state: Mapping[str, Any]) -> None:
+        key = self._run_backend
+        title = GENERATION_BACKENDS.get(key).label if key in GENERATION_BACKENDS else key
+        self.backend_box.show_status(text, state, title=title)
+
+    def _read_backend_status(self) -> None:
+        """The shown run's stored backend status (a past run's batch; a live run has none)."""
+        if self.context is not None and self._run_id is not None and not self.is_running():
+            self.jobs.submit("Reading the run's backend status", read_backend_status, self._run_id,
+                             key="generate-backend-status", project=self.context, quiet=True,
+                             on_done=self._on_backend_status_read)
+
+    def _on_backend_status_read(self, stored: tuple[str, dict, str] | None) -> None:
+        if self.is_running():
+            return  # the run's own events draw the box now
+        if stored is None:
+            self.backend_box.clear()
+            return
+        text, state, self._run_backend = stored
+        self._show_backend_status(text, state)
+
+    def _read_pick_up(self) -> None:
+        if self.context is not None:
+            self.jobs.submit("Looking for batches to collect", read_run_to_pick_up, key="generate-pick-up",
+                             project=self.context, quiet=True, on_done=self._on_pick_up_read)
+
+    def _on_pick_up_read(self, found: tuple[int, str] | None) -> None:
+        """A run whose batch is still at the provider: resume it now (its answers are already paid for)."""
+        if found is None or self.project is None or self.is_running():
+            return
+        run_id, backend = found
+        self._launch(run_id=run_id, backend=backend)
+        self._pick_up_note = f"Picking up run {run_id}'s batch at {provider_name(backend)}."
+        self.messages.show_message(self._pick_up_note, "info")
 
     def _on_worker_event(self, event: ev.Event) -> None:
         self._pending.append(event)  # drawn by the timer
@@ -560,8 +797,16 @@ class GeneratePanel(Panel):
                 new_samples.append(event.instruction)
             elif isinstance(event, ev.TeacherError):
                 self.messages.show_error(event.message)
+            elif isinstance(event, ev.BackendStatus):
+                self._backend_open = holds_work(event.state)
+                self._show_backend_status(event.text, event.state)
+                if self._counters is None and self.is_running():  # nothing answered yet: say what it waits for
+                    self.eta.setText(f"Waiting for the batch at {provider_name(self._run_backend)}: the answers"
+                                     " arrive when it completes.")
             elif isinstance(event, ev.RunStarted):
                 self.messages.clear()  # the teacher answered the pre-check: whatever went wrong before is over
+                if self._pick_up_note:  # ... but a run resumed unasked keeps saying why it runs
+                    self.messages.show_message(self._pick_up_note, "info")
                 # One estimate, in the Run box: the run's own, now that it has announced it.
                 self.connection_status.setText(f"{event.key_source}.")
                 self.estimate_label.setText(event.estimate)

@@ -60,6 +60,8 @@ class GenerationWorker(QObject):
         self._lock = threading.Lock()
         self._engine: GenerationEngine | None = None
         self._stop = False
+        self._detach = False
+        self._cancel_work = False
         self._paused = False
         self.job: Job | None = None
 
@@ -73,13 +75,23 @@ class GenerationWorker(QObject):
         return self.job is not None and self.job.running
 
     # -- control (GUI thread); safe before the engine exists ---------------------------------------
-    def stop(self) -> None:
-        """Ask the run to stop; returns at once (finished work is committed, then ``finished`` comes)."""
+    def stop(self, *, detach: bool = False, cancel_work: bool = False) -> None:
+        """Ask the run to stop; returns at once (finished work is committed, then ``finished`` comes).
+
+        ``detach``: the app is closing, a batch at the provider stays there (the run is picked up
+        later); ``cancel_work``: ask the provider to cancel it. Both stick: a later plain stop (the
+        runner's shutdown cancelling the job) does not undo them.
+        """
         with self._lock:
             self._stop = True
+            self._detach = self._detach or detach
+            self._cancel_work = self._cancel_work or cancel_work
             engine = self._engine
         if engine is not None:
-            engine.stop()
+            self._stop_engine(engine)
+
+    def _stop_engine(self, engine: GenerationEngine) -> None:
+        engine.stop(detach=self._detach, cancel_work=self._cancel_work)
 
     def pause(self, paused: bool) -> None:
         with self._lock:
@@ -125,7 +137,7 @@ class GenerationWorker(QObject):
         with self._lock:
             self._engine = engine
             if self._stop:
-                engine.stop()
+                self._stop_engine(engine)
             if self._paused:
                 engine.pause()
         return engine.run_blocking()
