@@ -5,6 +5,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("DISTILL_STUDIO_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugin_failures() -> Iterator[None]:
+    """Plugin failures caught at the registry boundary are per session: one test's must not reach the
+    next (a window opening a project shows a notice for an installed plugin that failed in use)."""
+    from studio.core.plugins.boundary import clear_failures
+
+    yield
+    clear_failures()
 
 
 @pytest.fixture

@@ -200,6 +200,7 @@ def test_a_plugin_format_whose_reader_raises_fails_the_import_naming_the_plugin(
     window.import_seeds_from(data)
     qtbot.waitUntil(window.messages.is_shown, timeout=5000)
     assert "Importing seed tasks failed" in window.messages.message()
+    assert PLUGIN in window.messages.message() and "ZeroDivisionError" in window.messages.message()
     assert window.project.seeds.count() == before
     window.close()
 
@@ -258,4 +259,29 @@ def test_a_plugin_exporter_is_offered_by_the_snapshot_export_with_its_file_filte
     qtbot.waitUntil(lambda: dialog.message.text().startswith("Exported"), timeout=10_000)
     assert target.read_text().splitlines() == ["instruction,input,output", "Name a colour.,,Blue"]
     dialog.close()
+    window.close()
+
+
+# -- with the four test plugins really installed (tests/plugin_fixtures, H1's with_test_plugins) ----------
+def test_the_installed_csv_plugin_is_offered_by_file_import_and_imports_through_the_seeds_panel(
+        qtbot, tmp_path: Path, with_test_plugins, monkeypatch) -> None:
+    import sys
+
+    data = tmp_path / "tasks.csv"
+    data.write_text("instruction,input,output\nName a colour.,,Blue\nAdd the numbers.,2 and 3,5\n")
+    offered: list[str] = []
+
+    def get_open(_parent, _title, _start, filters):
+        offered.append(filters)
+        return str(data), ""
+
+    window = open_window(qtbot, tmp_path)
+    before = window.project.seeds.count()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", get_open)
+    window.import_seeds()
+    assert "CSV (*.csv)" in offered[0].split(";;")
+    qtbot.waitUntil(lambda: window.project.seeds.count() == before + 2, timeout=5000)
+    assert "distill_csv_format.csv_format" in sys.modules  # imported on first use, by the import
+    seeds = window.panel("seeds")
+    qtbot.waitUntil(lambda: seeds.model.rowCount() == before + 2, timeout=5000)  # the panel shows them
     window.close()

@@ -206,3 +206,58 @@ def test_restart_now_closes_the_window_then_relaunches_on_the_same_project(qtbot
     qtbot.mouseClick(dialog.restart_button, Qt.MouseButton.LeftButton)
     assert not window.isVisible() and window.project is None
     assert launched == [restart_argv(root)] and launched[0][1:] == ["-m", "studio", "--project", str(root)]
+
+
+# -- with the four test plugins really installed (tests/plugin_fixtures, H1's with_test_plugins) ----------
+def test_the_app_starts_with_the_test_plugins_installed_and_help_plugins_lists_them_all(
+        qtbot, tmp_path: Path, with_test_plugins) -> None:
+    import studio
+    from studio.core import formats
+    from studio.ui.app import create_window
+
+    window = create_window(tmp_path / "p")  # as `distill-studio` starts it: window first, then the project
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.project is not None, timeout=10_000)
+    assert window.messages.message().startswith("2 plugins could not be loaded: broken-manifest, newer-studio")
+    assert window.messages.message().endswith("— Help ▸ Plugins")
+    formats.registered_formats()  # uses every format: raises-on-import's tsv fails at the registry boundary
+    window.messages.action_button.click()
+    dialog = window.plugins_dialog
+    states = {dialog.table.item(row, NAME).text(): dialog.table.item(row, STATE).text()
+              for row in range(dialog.table.rowCount())}
+    assert states == {
+        "CSV files  (csv-format)": "Enabled",
+        "broken-manifest": "Error",
+        "Raises on import  (raises-on-import)": "Failed on use",
+        "Needs a newer studio  (newer-studio)": "Error",
+        "OpenAI Batch API  (openai-batch)": "Enabled",
+        "vLLM serving  (vllm-serve)": "Enabled",
+    }
+    dialog.select("broken-manifest")
+    assert "not plain data" in dialog.problem_view.toPlainText()
+    dialog.select("newer-studio")
+    assert ">=99" in dialog.problem_view.toPlainText() and studio.__version__ in dialog.problem_view.toPlainText()
+    dialog.select("raises-on-import")
+    assert "RuntimeError" in dialog.problem_view.toPlainText()
+    dialog.reject()
+    window.close()
+
+
+def test_a_plugin_disabled_in_the_dialog_is_not_imported_at_the_next_start(qtbot, with_test_plugins) -> None:
+    import sys
+
+    from studio.core import registry
+    from studio.core.plugins.discovery import load_plugins, loaded_plugins
+    from tests.plugin_support import forget_modules
+
+    dialog = open_dialog(qtbot, loaded_plugins())
+    dialog.select("csv-format")
+    qtbot.keyClick(dialog.table, Qt.Key.Key_Space)
+    assert "csv-format" in settings.disabled_plugins() and dialog.banner.isVisible()
+    forget_modules()
+    records = {r.name: r for r in load_plugins(reload=True)}  # what the next start finds
+    assert records["csv-format"].state == DISABLED and "csv" not in registry.DATASET_FORMATS
+    assert "distill_csv_format" not in sys.modules
+    again = open_dialog(qtbot, loaded_plugins())
+    assert not again.is_checked("csv-format") and not again.banner.isVisible()
+    assert again.table.item(next(i for i, r in enumerate(again.records) if r.name == "csv-format"), STATE).text() == "Disabled"

@@ -140,8 +140,8 @@ class PanelSpec:
             with registry.PANELS.guard(self.key, "building its panel"):
                 cls = registry.PANELS.load(self.key)
                 if not (isinstance(cls, type) and issubclass(cls, Panel)):
-                    raise StudioError(f"The plugin {self.source!r}: its panel {self.key!r} ({self.factory}) "
-                                      "is not a studio.ui.panels.Panel subclass")
+                    # a TypeError, not plain words: the plugin's bug, recorded by the guard for Help ▸ Plugins
+                    raise TypeError(f"{self.factory} is not a studio.ui.panels.Panel subclass")
                 return cls(jobs=jobs, messages=messages)
         except StudioError as exc:
             return PluginErrorPanel(self, str(exc), jobs=jobs, messages=messages)
