@@ -27,6 +27,9 @@ STAMP = VENV / ".distill-studio-stamp"
 TORCH_VERSION = "2.13.0"
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 EXTRAS = "train,serve,export-gguf,test"
+# First-party plugins ship with the app, installed editable in the same pip call (one resolution:
+# pip cannot pick a version of a shared dependency that one of them refuses).
+FIRST_PARTY_PLUGINS = ("plugins/openai-batch", "plugins/vllm-serve")
 
 
 def log(message: str) -> None:
@@ -72,7 +75,7 @@ def install_torch() -> None:
 
 def requirements_fingerprint() -> str:
     digest = hashlib.sha256()
-    for path in (ROOT / "pyproject.toml", Path(__file__)):
+    for path in (ROOT / "pyproject.toml", *(ROOT / p / "pyproject.toml" for p in FIRST_PARTY_PLUGINS), Path(__file__)):
         digest.update(path.read_bytes())
     digest.update(sys.version.encode())
     return digest.hexdigest()
@@ -86,8 +89,9 @@ def ensure_environment() -> None:
     if STAMP.exists() and STAMP.read_text() == fingerprint:
         return
     install_torch()
-    log("installing Distill Studio and its dependencies")
-    pip("install", "-q", "-e", f"{ROOT}[{EXTRAS}]")
+    log("installing Distill Studio, its dependencies and its first-party plugins")
+    plugins = [arg for p in FIRST_PARTY_PLUGINS for arg in ("-e", str(ROOT / p))]
+    pip("install", "-q", "-e", f"{ROOT}[{EXTRAS}]", *plugins)
     STAMP.write_text(fingerprint)
     log("environment ready")
 

@@ -490,11 +490,12 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from studio.core.llm import EndpointConfig, list_models, presets, resolve_key  # openai loads only here
+    from studio.core.llm import EndpointConfig, list_models, resolve_key  # openai loads only here
+    from studio.core.llm.endpoint import preset
 
     if not (args.base_url or args.preset):
         raise StudioError("models needs --base-url or --preset.")
-    base_url = args.base_url or presets()[args.preset].base_url
+    base_url = args.base_url or preset(args.preset).base_url  # a broken plugin's preset: an error naming it
     endpoint = EndpointConfig(base_url=base_url, api_key_env=args.api_key_env or "OPENAI_API_KEY")
     key = resolve_key(endpoint)
     _say(f"{base_url}: {key.describe()}")
@@ -622,12 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     seed_commands = seeds.add_subparsers(title="seed commands", metavar="ACTION", required=True)
     s_import = seed_commands.add_parser("import", help="add seed tasks from a file")
     s_import.add_argument("file", type=Path, metavar="FILE")
-    s_import.add_argument("--format", choices=(formats.SEED, *formats.SAMPLE_FORMATS), help="default: detected")
+    s_import.add_argument("--format", choices=_format_choices(), help="default: detected")
     _project_arg(s_import)
     s_import.set_defaults(handler=cmd_seeds_import)
     s_export = seed_commands.add_parser("export", help="write the seed tasks to a file")
     s_export.add_argument("file", type=Path, metavar="FILE")
-    s_export.add_argument("--format", choices=(formats.SEED, *formats.SAMPLE_FORMATS),
+    s_export.add_argument("--format", choices=_format_choices(),
                           help="default: seed for .jsonl, alpaca otherwise")
     _project_arg(s_export)
     s_export.set_defaults(handler=cmd_seeds_export)
@@ -811,6 +812,9 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
         description="Create a training run and run `python -m studio.train` on it. Ctrl-C stops it "
                     "with a checkpoint (a second Ctrl-C kills it).", epilog=epilog, formatter_class=raw)
     run_options(t_start, required=True)
+    t_start.add_argument("--trainer", choices=registry.TRAINERS.keys(), metavar="KEY",
+                         help="which trainer runs the job (the setting trainer; default peft-lora): "
+                              + ", ".join(registry.TRAINERS.keys()))
     t_start.add_argument("--json", action="store_true", help="print the raw event lines")
     _project_arg(t_start)
     t_start.set_defaults(handler=cmd_train_start)
@@ -1095,6 +1099,7 @@ def _plugin_parsers(commands: argparse._SubParsersAction) -> None:
         "install", help="install a plugin into the app's environment (refused when it conflicts with the app's pins)")
     p_install.add_argument("spec", metavar="SPEC", help="a plugin folder, a wheel, or a requirement (name, name==1.2)")
     p_install.add_argument("--dry-run", action="store_true", help="check the plugin's requirements, change nothing")
+    p_install.add_argument("--target", type=Path, metavar="DIR", help=argparse.SUPPRESS)  # tests: install elsewhere
     p_install.set_defaults(handler=_eval_handler("studio.core.plugins.install", "cmd_install"))
 
 

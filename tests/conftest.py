@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugin_support import test_plugins  # noqa: F401 - the installed test plugins (site folder)
+from tests.plugin_support import with_test_plugins  # noqa: F401 - ...discovered in this process
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

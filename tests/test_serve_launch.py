@@ -45,23 +45,38 @@ def test_serve_env() -> None:
 
 
 def test_vllm_command_names_every_adapter_and_rounds_the_rank_up(project: Project, tmp_path: Path) -> None:
+    from distill_vllm_serve.backend import VLLM_BACKEND, available, vllm_command
+
     base = base_folder(tmp_path)
     first = trained_run(project, base, name="first", r=8)
     second = trained_run(project, base, name="second", r=12)
     catalog = project_catalog(project)
-    assert launch.vllm_command(catalog, host="127.0.0.1", port=9000, tensor_parallel_size=2) == [
+    expected = [
         "vllm", "serve", str(base.resolve()), "--served-model-name", "tiny-base", "base", "--enable-lora",
         "--lora-modules", f"first={first.adapter_dir}", f"second={second.adapter_dir}",
         "--host", "127.0.0.1", "--port", "9000", "--tensor-parallel-size", "2", "--max-lora-rank", "16"]
+    assert vllm_command(catalog, host="127.0.0.1", port=9000, tensor_parallel_size=2) == expected
+    assert VLLM_BACKEND.command(catalog, "127.0.0.1", 9000, 2) == expected  # the protocol's call
     (second.adapter_dir / "adapter_config.json").write_text("{}", encoding="utf-8")
     with pytest.raises(ServeError, match=r"adapter_config.json: no readable LoRA rank"):
-        launch.vllm_command(catalog, host="127.0.0.1", port=9000, tensor_parallel_size=1)
+        vllm_command(catalog, host="127.0.0.1", port=9000, tensor_parallel_size=1)
     with pytest.raises(ServeError, match="tensor_parallel_size must be at least 1"):
-        launch.vllm_command(catalog, host="h", port=1, tensor_parallel_size=0)
-    assert launch.vllm_available() == (__import__("shutil").which("vllm") is not None)
+        vllm_command(catalog, host="h", port=1, tensor_parallel_size=0)
+    assert available() == (__import__("shutil").which("vllm") is not None)
+    assert (VLLM_BACKEND.unavailable_reason() == "") == available()
 
 
-# -- the training run beside it ---------------------------------------------------------------------
+def test_the_studio_backend_builds_the_studio_servers_command(project: Project, tmp_path: Path) -> None:
+    from studio.core.serving.backends import STUDIO_BACKEND, ServeOptions, serving_backend
+
+    assert serving_backend("studio") is STUDIO_BACKEND and STUDIO_BACKEND.writes_info
+    catalog = project_catalog(project, base_model=str(base_folder(tmp_path)))
+    options = ServeOptions(project=tmp_path, info_file=tmp_path / "i.json", runs=("first",), threads=2)
+    assert STUDIO_BACKEND.command(catalog, "127.0.0.1", 0, 1, options) == launch.serve_command(
+        project=tmp_path, runs=("first",), host="127.0.0.1", port=0, info_file=tmp_path / "i.json", threads=2)
+    assert STUDIO_BACKEND.env(options)["OMP_NUM_THREADS"] == "2"
+
+
 def test_training_gpu_conflict(project: Project, tmp_path: Path, monkeypatch) -> None:
     base = base_folder(tmp_path)
     run = trained_run(project, base, name="gpu-run")

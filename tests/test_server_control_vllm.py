@@ -1,8 +1,9 @@
-"""The server control's vLLM backend against a fake ``vllm`` executable first on PATH (tests/fake_vllm.py).
+"""The vllm-serve plugin's backend in the server control, against a fake ``vllm`` first on PATH (tests/fake_vllm.py).
 
-The widget starts it exactly as it would start vLLM (argv from launch.vllm_command, the
-runtime-LoRA variable set), waits for /v1/models, writes server.json itself and removes it on
-exit; a chat through studio.core.chat then reaches it like the studio's own server.
+The plugin is found by real discovery (it is installed editable; PYTHONPATH puts this checkout's
+copy first). The widget starts it exactly as it would start vLLM (argv from the plugin's
+vllm_command, the runtime-LoRA variable set), waits for /v1/models, writes server.json and
+removes it on exit; a chat through studio.core.chat then reaches it like the studio's own server.
 """
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 from studio.core.chat.conversations import ColumnSpec  # noqa: E402
 from studio.core.chat.session import stream_answer  # noqa: E402
 from studio.core.chat.sources import BASE, RUN, ModelSource, client_for  # noqa: E402
+from studio.core.plugins import settings as plugin_settings  # noqa: E402
+from studio.core.plugins.boundary import failures  # noqa: E402
+from studio.core.plugins.discovery import load_plugins  # noqa: E402
 from studio.core.project import Project  # noqa: E402
+from studio.core.registry import SERVING_BACKENDS  # noqa: E402
 from studio.core.serving import launch  # noqa: E402
 from studio.core.serving.server_info import info_path, read_info  # noqa: E402
 from studio.ui import server_control as sc  # noqa: E402
@@ -32,6 +37,8 @@ from tests import fake_vllm  # noqa: E402
 from tests.serve_support import base_folder, trained_run  # noqa: E402
 
 WAIT_MS = 20000
+VLLM = "vllm"        # the plugin's serving backend key (ServerInfo.backend of its servers)
+PLUGIN = "vllm-serve"
 NVIDIA_SMI = """#!/bin/sh
 case "$*" in
   -L) echo "GPU 0: NVIDIA H200 (UUID: GPU-0)"; echo "GPU 1: NVIDIA H200 (UUID: GPU-1)";;
@@ -39,6 +46,15 @@ case "$*" in
   *) exit 2;;
 esac
 """
+
+
+@pytest.fixture(autouse=True)
+def vllm_plugin():
+    """The first-party plugin, registered by discovery as the app does at start."""
+    load_plugins(reload=True)
+    assert SERVING_BACKENDS.get(VLLM).source == PLUGIN, "the vllm-serve plugin is not installed"
+    yield
+    load_plugins(reload=True)
 
 
 @pytest.fixture
@@ -92,7 +108,7 @@ def make_control(qtbot, served):
 
 
 def vllm_item(widget: ServerControl):
-    return widget.backend_combo.model().item(widget.backend_combo.findData(sc.VLLM))
+    return widget.backend_combo.model().item(widget.backend_combo.findData(VLLM))
 
 
 def wait_state(qtbot, widget: ServerControl, *states: str) -> None:
@@ -106,15 +122,15 @@ def test_the_vllm_item_is_enabled_only_with_vllm_on_path_and_remembered(make_con
     assert [widget.backend_combo.itemText(i) for i in range(2)] == ["Studio server", "vLLM"]
     assert not vllm_item(widget).isEnabled() and "vLLM is not installed" in vllm_item(widget).toolTip()
     assert "pip install vllm" in widget.backend_combo.toolTip()
-    widget.set_backend(sc.VLLM)
+    widget.set_backend(VLLM)
     assert widget.backend() == sc.STUDIO
     fake_vllm.install(bin_dir)
     widget.refresh_backends()
     assert vllm_item(widget).isEnabled() and "not installed" not in widget.backend_combo.toolTip()
-    widget.set_backend(sc.VLLM)
-    assert widget.backend() == sc.VLLM and widget.settings.value(sc.BACKEND_SETTING) == "vllm"
+    widget.set_backend(VLLM)
+    assert widget.backend() == VLLM and widget.settings.value(sc.BACKEND_SETTING) == "vllm"
     assert QSettings(widget.settings.fileName(), QSettings.Format.IniFormat).value(sc.BACKEND_SETTING) == "vllm"
-    assert make_control().backend() == sc.VLLM  # a new control (the next app start) starts where this one was
+    assert make_control().backend() == VLLM  # a new control (the next app start) starts where this one was
     (bin_dir / "vllm").unlink()
     third = make_control()
     assert third.backend() == sc.STUDIO and not vllm_item(third).isEnabled()  # remembered, but not there now
@@ -141,7 +157,7 @@ def test_vllm_starts_from_the_catalog_serves_a_chat_loads_a_run_and_stops(qtbot,
                                                                            served) -> None:
     project, base, first = served
     control = make_control()
-    control.set_backend(sc.VLLM)
+    control.set_backend(VLLM)
     announced: list = []
     control.state_changed.connect(announced.append)
     control.start()
@@ -203,7 +219,7 @@ def test_a_vllm_that_exits_at_once_shows_the_failed_state_with_its_stderr(qtbot,
                                                                           served, monkeypatch) -> None:
     monkeypatch.setenv("FAKE_VLLM_FAIL", "ValueError: No supported config format found in /models/x")
     control = make_control()
-    control.set_backend(sc.VLLM)
+    control.set_backend(VLLM)
     control.start()
     wait_state(qtbot, control, sc.FAILED)
     text = control.error_view.toPlainText()
@@ -220,7 +236,7 @@ def test_a_vllm_without_runtime_lora_loading_is_restarted_with_the_new_run(qtbot
     monkeypatch.setattr(QMessageBox, "question",
                         lambda _p, _t, text, *_a: asked.append(text) or QMessageBox.StandardButton.Yes)
     control = make_control()
-    control.set_backend(sc.VLLM)
+    control.set_backend(VLLM)
     control.start()
     wait_state(qtbot, control, sc.READY)
     old_pid = control.info().pid
@@ -244,7 +260,9 @@ def test_gpu_count_and_memory_without_torch(bin_dir: Path, monkeypatch) -> None:
     assert launch.gpu_count({"CUDA_VISIBLE_DEVICES": "0,3,5"}) == 3
     assert launch.gpu_count({"CUDA_VISIBLE_DEVICES": "GPU-abc"}) == 1
     assert launch.gpu_count({"CUDA_VISIBLE_DEVICES": ""}) == 2  # empty: not set, nvidia-smi counts
-    env = launch.vllm_env({"PATH": "/x"})
+    from distill_vllm_serve.backend import vllm_env
+
+    env = vllm_env({"PATH": "/x"})
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["HF_HUB_OFFLINE"] == "1" and env["PATH"] == "/x"
 
 
@@ -253,7 +271,7 @@ def test_a_vllm_that_never_answers_times_out_with_its_output_tail(qtbot, make_co
     monkeypatch.setenv("FAKE_VLLM_STARTUP_S", "60")
     monkeypatch.setattr(sc, "READY_TIMEOUT_S", 0.5)
     control = make_control()
-    control.set_backend(sc.VLLM)
+    control.set_backend(VLLM)
     control.start()
     wait_state(qtbot, control, sc.FAILED)
     qtbot.waitUntil(lambda: "INFO fake vLLM loading" in control.error_view.toPlainText(), timeout=WAIT_MS)
@@ -261,3 +279,80 @@ def test_a_vllm_that_never_answers_times_out_with_its_output_tail(qtbot, make_co
     assert "vLLM did not answer http://127.0.0.1:" in text and "/v1/models within 0.5 s" in text
     qtbot.waitUntil(lambda: not control.jobs.is_busy("serve"), timeout=WAIT_MS)  # given up on: terminated
     assert not info_path(served[0].root).exists()
+
+
+def test_the_backends_come_from_the_registry_and_a_disabled_plugin_has_no_item(make_control, bin_dir: Path,
+                                                                               monkeypatch) -> None:
+    import sys
+
+    fake_vllm.install(bin_dir)
+    widget = make_control()
+    assert [widget.backend_combo.itemData(i) for i in range(widget.backend_combo.count())][:2] == ["studio", VLLM]
+    assert "distill_vllm_serve" in sys.modules  # asked whether it can start: its code is loaded
+    plugin_settings.set_enabled(PLUGIN, False)
+    try:
+        load_plugins(reload=True)
+        assert VLLM not in SERVING_BACKENDS
+        second = make_control()
+        assert second.backend_combo.findData(VLLM) < 0 and second.backend() == sc.STUDIO
+        assert "or vLLM" not in second.backend_combo.toolTip()
+    finally:
+        plugin_settings.set_enabled(PLUGIN, True)
+
+
+def test_a_serving_backend_that_raises_is_greyed_with_the_plugins_name(make_control, monkeypatch) -> None:
+    from distill_vllm_serve import backend as plugin_backend
+
+    def broken() -> str:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(plugin_backend.VLLM_BACKEND, "unavailable_reason", broken)
+    widget = make_control()
+    tooltip = vllm_item(widget).toolTip()
+    assert not vllm_item(widget).isEnabled() and widget.backend() == sc.STUDIO
+    assert f"The plugin {PLUGIN!r} failed in its serving backend 'vllm'" in tooltip and "ZeroDivisionError" in tooltip
+    assert any("ZeroDivisionError" in message for message in failures(PLUGIN))  # shown in Help > Plugins
+
+
+def test_the_chat_panel_starts_vllm_from_a_run_column_and_streams_from_it(qtbot, fake_gpu_box, served) -> None:
+    from PySide6.QtCore import Qt
+
+    from studio.ui.chat_panel import ChatPanel
+
+    project, _base, first = served
+    context = ProjectContext(project)
+    panel = ChatPanel()
+    try:
+        panel.server_control.port = 0
+        panel.server_control.set_backend(VLLM)
+        panel.resize(1200, 700)
+        panel.show()
+        qtbot.waitExposed(panel)
+        panel.set_context(context)
+        qtbot.waitUntil(lambda: len(panel.sources) >= 2, timeout=WAIT_MS)
+        while len(panel.columns) < 2:
+            panel.add_column()
+        for column, model in zip(panel.columns, ("tiny-base", "first")):
+            column.picker.setCurrentIndex(next(n for n, s in enumerate(column._sources) if s.model == model))
+        run_column = panel.columns[1]
+        qtbot.waitUntil(lambda: not run_column.notice_box.isHidden(), timeout=WAIT_MS)
+        run_column.notice_button.click()  # "start the server": the remembered backend, vLLM
+        qtbot.waitUntil(lambda: panel.server_info is not None, timeout=WAIT_MS)
+        argv = json.loads(fake_gpu_box.read_text())["argv"]
+        assert panel.server_info.backend == VLLM and argv[:2] == ["serve", panel.server_info.catalog.base_model]
+        assert argv[argv.index("--tensor-parallel-size") + 1] == "2" and f"first={first.adapter_dir}" in argv
+        panel.prompt.text.setPlainText("Hi there")
+        panel.prompt.text.setFocus()
+        qtbot.keyClick(panel.prompt.text, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+        qtbot.waitUntil(lambda: not panel.is_streaming(), timeout=WAIT_MS)
+        texts = [column.answer_view(0).text for column in panel.columns]
+        assert texts[0].startswith("Hello from tiny-base") and texts[1].startswith("Hello from first"), texts
+        panel.server_control.stop()
+        qtbot.waitUntil(lambda: panel.server_info is None, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not info_path(project.root).exists(), timeout=WAIT_MS)
+    finally:
+        panel.shutdown()
+        qtbot.waitUntil(lambda: not panel.jobs.active_jobs(), timeout=WAIT_MS)
+        panel.close()
+        panel.deleteLater()
+        context.close()

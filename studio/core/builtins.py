@@ -62,8 +62,12 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "lm-studio", "target": "studio.core.llm.endpoint:LM_STUDIO", "title": "LM Studio"},
         {"key": "distill-studio", "target": "studio.core.llm.endpoint:DISTILL_STUDIO", "title": "Distill Studio server"},
     ],
-    # -- for the next issues -------------------------------------------------------------------------
-    "trainers": [],
+    # -- trainers: a function (config_path: Path) -> list[str], the argv of a child process that trains the
+    #    run its config.json describes and speaks the training events protocol (studio.core.training.events) --
+    "trainers": [
+        {"key": "peft-lora", "target": "studio.core.training.launch:peft_lora_command", "title": "LoRA (peft)",
+         "help": "The studio's own trainer: python -m studio.train CONFIG (transformers + peft, one GPU or the CPU)."},
+    ],
     # -- model exporters: a studio.core.exporting.ModelExporter (a child process writes the files) ------
     "model_exporters": [
         {"key": "adapter", "target": "studio.core.exporting:ADAPTER_EXPORTER", "title": "Adapter (peft)",
@@ -83,8 +87,12 @@ CONTRIBUTIONS: dict[str, list[dict]] = {
         {"key": "live", "target": "studio.core.generation.backends:LIVE_BACKEND", "title": "Live calls",
          "help": "Each request is sent at once and answered in seconds, at the endpoint's normal price."},
     ],
-    # -- serving backends: a studio.core.serving.backends.ServingBackend (filled by issue 12's vLLM move) --
-    "serving_backends": [],
+    # -- serving backends: a studio.core.serving.backends.ServingBackend (which server Start runs) --------
+    "serving_backends": [
+        {"key": "studio", "target": "studio.core.serving.backends:STUDIO_BACKEND", "title": "Studio server",
+         "help": "The studio's own server (python -m studio.serve): the base model and the runs' adapters, "
+                 "on the CPU or a GPU."},
+    ],
     # -- panels: a studio.ui.panels.Panel subclass (imported by the UI only, on first visit) ---------
     "panels": [
         {"key": "seeds", "target": "studio.ui.seeds_panel:SeedsPanel", "title": "Seeds", "icon": "seeds.svg"},

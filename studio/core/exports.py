@@ -209,4 +209,6 @@ def exporter_for_path(path: Path | str) -> str | None:
 def export(path: Path | str, records: Sequence[Record], fmt: str, *, val_fraction: float = 0.0, seed: int = 0) -> dict[str, Path]:
     """Write ``records`` with exporter ``fmt``; returns the path of each part written ({"train": ...})."""
     exporter = get_exporter(fmt)
-    return exporter.export(Path(path), split(records, val_fraction, seed))
+    parts = split(records, val_fraction, seed)
+    with registry.DATASET_EXPORTERS.guard(fmt, f"writing {path}"):  # a plugin's bug is reported as its own
+        return exporter.export(Path(path), parts)

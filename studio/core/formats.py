@@ -35,6 +35,7 @@ from studio.core import registry
 from studio.core.errors import FormatError, StudioError
 from studio.core.jobs import Progress, Steps, run_to_end
 from studio.core.paths import resource
+from studio.core.plugins.boundary import PluginError, record_failure
 from studio.core.registry import RegistryError
 from studio.core.seeds import Instance, SeedTask
 
@@ -533,10 +534,12 @@ def registered_formats() -> list[DatasetFormat]:
     """Every format that loads, in registration order. A broken plugin is left out here (so the
     rest keep working) and reported when it is asked for by name."""
     loaded = []
-    for key in registry.DATASET_FORMATS.keys():
+    for entry in registry.DATASET_FORMATS.entries():
         try:
-            loaded.append(get_format(key))
-        except RegistryError:
+            loaded.append(get_format(entry.key))
+        except RegistryError as exc:
+            if not entry.built_in:  # an import failure is recorded by the registry; a wrong object here
+                record_failure(entry, str(exc))
             continue
     return loaded
 
@@ -565,6 +568,11 @@ def __getattr__(name: str) -> tuple[str, ...]:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _guard(dataset_format: DatasetFormat, action: str):
+    """The registry boundary around a call into a format's code: a plugin's bug becomes a PluginError naming it."""
+    return registry.DATASET_FORMATS.guard(dataset_format.key, action)
+
+
 def _chosen(path: Path, key: str) -> DatasetFormat:
     try:
         return get_format(key)
@@ -577,8 +585,12 @@ def detect_format(path: Path | str, text: str) -> str:
     path = Path(path)
     candidates = registered_formats()
     for dataset_format in sorted(candidates, key=lambda f: f.generic):  # stable: registration order otherwise
-        if dataset_format.sniff(path, text):
-            return dataset_format.key
+        try:
+            with _guard(dataset_format, f"detecting the format of {path}"):
+                if dataset_format.sniff(path, text):
+                    return dataset_format.key
+        except PluginError:
+            continue  # a broken plugin's sniff is skipped (and recorded): the other formats still decide
     try:
         offset, _ = _first_record_at(text)
     except ValueError:
@@ -601,7 +613,9 @@ def read_samples(path: Path | str, fmt: str | None = None) -> list[Record]:
     """Every record of a file (``fmt``, or detected), validated; raises FormatError on the first problem."""
     path = Path(path)
     text = read_text(path)
-    return _chosen(path, fmt or detect_format(path, text)).read_samples(path, text)
+    dataset_format = _chosen(path, fmt or detect_format(path, text))
+    with _guard(dataset_format, f"reading {path}"):
+        return dataset_format.read_samples(path, text)
 
 
 def read_samples_steps(path: Path | str, fmt: str | None = None) -> Steps[list[Record]]:
@@ -610,9 +624,10 @@ def read_samples_steps(path: Path | str, fmt: str | None = None) -> Steps[list[R
     yield Progress(0, None, f"Reading {path.name}")
     text = read_text(path)
     dataset_format = _chosen(path, fmt or detect_format(path, text))
-    if dataset_format.read_samples_steps is None:
-        return dataset_format.read_samples(path, text)
-    return (yield from dataset_format.read_samples_steps(path, text))
+    with _guard(dataset_format, f"reading {path}"):
+        if dataset_format.read_samples_steps is None:
+            return dataset_format.read_samples(path, text)
+        return (yield from dataset_format.read_samples_steps(path, text))
 
 
 def write_samples(path: Path | str, records: Iterable[Record], fmt: str) -> int:
@@ -625,7 +640,8 @@ def write_samples(path: Path | str, records: Iterable[Record], fmt: str) -> int:
             f"{', '.join(sample_formats())}."
         )
     records = list(records)
-    dataset_format.write_samples(path, records)
+    with _guard(dataset_format, f"writing {path}"):
+        dataset_format.write_samples(path, records)
     return len(records)
 
 
@@ -634,12 +650,11 @@ def read_seeds(path: Path | str, fmt: str | None = None) -> list[SeedTask]:
     path = Path(path)
     text = read_text(path)
     dataset_format = _chosen(path, fmt or detect_format(path, text))
-    if dataset_format.read_seeds is not None:
-        return dataset_format.read_seeds(path, text)
-    return [
-        SeedTask(instruction=r.instruction, instances=[Instance(r.input, r.output)])
-        for r in dataset_format.read_samples(path, text)
-    ]
+    with _guard(dataset_format, f"reading {path}"):
+        if dataset_format.read_seeds is not None:
+            return dataset_format.read_seeds(path, text)
+        records = dataset_format.read_samples(path, text)
+    return [SeedTask(instruction=r.instruction, instances=[Instance(r.input, r.output)]) for r in records]
 
 
 def write_seeds(path: Path | str, seeds: Iterable[SeedTask], fmt: str = SEED) -> int:
@@ -648,7 +663,8 @@ def write_seeds(path: Path | str, seeds: Iterable[SeedTask], fmt: str = SEED) ->
     dataset_format = _chosen(path, fmt)
     seeds = list(seeds)
     if dataset_format.write_seeds is not None:
-        dataset_format.write_seeds(path, seeds)
+        with _guard(dataset_format, f"writing {path}"):
+            dataset_format.write_seeds(path, seeds)
         return len(seeds)
     return write_samples(path, (Record(s.instruction, i.input, i.output) for s in seeds for i in s.instances), fmt)
 

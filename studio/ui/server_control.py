@@ -6,10 +6,11 @@ the info file, ``/health`` every 2 s, loading an adapter) runs on a worker; this
 shows the answers. A server already running for the project (its info file names a live pid)
 is adopted rather than started twice.
 
-Where vLLM is installed (a GPU box) the backend combo can start ``vllm serve`` instead, with the
-same catalog as LoRA modules: vLLM writes no info file and has no ``/health`` of ours, so this
-widget waits for ``GET /v1/models``, writes ``server.json`` itself (backend ``vllm``) and removes
-it on exit; the Chat panel, ``distill-studio chat`` and Evaluate then find it unchanged.
+The backend combo lists the serving backends (``SERVING_BACKENDS``: the studio's own server and
+what plugins add, such as vLLM on a GPU box), one unavailable here greyed with its reason. Every
+call into a backend goes through :mod:`studio.core.serving.backends`; for one that writes no info
+file, its ``wait_ready`` writes ``server.json`` and this widget removes it on exit, so the Chat
+panel, ``distill-studio chat`` and Evaluate find every backend's server alike.
 """
 from __future__ import annotations
 
@@ -39,9 +40,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.errors import StudioError
 from studio.core.processes import pid_alive
 from studio.core.paths import config_dir
+from studio.core.registry import SERVING_BACKENDS
 from studio.core.serving import launch
+from studio.core.serving.backends import (
+    STUDIO,
+    ServeOptions,
+    ServingBackend,
+    backend_for,
+    guarded,
+    probe_health,
+    serving_backend,
+)
 from studio.core.serving.catalog import Catalog, project_catalog, run_model_id
 from studio.core.serving.server_info import (
     DEFAULT_HOST,
@@ -50,7 +62,6 @@ from studio.core.serving.server_info import (
     info_path,
     read_info,
     remove_info,
-    write_info,
 )
 from studio.ui import theme
 from studio.ui.elided_label import ElidedLabel
@@ -68,9 +79,7 @@ READY_TIMEOUT_S = 900.0      # a large base model on a slow disk can take minute
 STOP_TIMEOUT_S = 6.0         # the job runner terminates after half, kills after all of it
 QUIT_WAIT_MS = 3000          # at app exit: how long the server gets to remove its info file
 TAIL_CHARS = 2000
-STUDIO, VLLM = "studio", "vllm"   # the backends (ServerInfo.backend)
-BACKEND_LABELS = {STUDIO: "Studio server", VLLM: "vLLM"}
-BACKEND_SETTING = "server/backend"
+BACKEND_SETTING = "server/backend"  # the key of the serving backend a Start uses (remembered)
 
 
 def _while_alive(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -116,8 +125,9 @@ class ServerControl(QWidget):
         self._announced = False
         self._closed = False
         self._backend = STUDIO            # of the server this widget started (or adopted)
+        self._serving: ServingBackend | None = None  # that backend, when it is one this widget started
         self._child_pid: int | None = None
-        self._out_tail: deque[str] = deque(maxlen=20)  # vLLM logs to stdout: its last lines explain a failure
+        self._out_tail: deque[str] = deque(maxlen=20)  # a backend logging to stdout: its last lines explain a failure
         self._build()
         self._timer = QTimer(self, interval=HEALTH_INTERVAL_MS)
         self._timer.timeout.connect(self._on_timer)
@@ -142,8 +152,8 @@ class ServerControl(QWidget):
         self.backend_combo.setObjectName("ServerBackend")
         self.backend_combo.setAccessibleName("server backend")
         self.backend_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        for backend, label in BACKEND_LABELS.items():
-            self.backend_combo.addItem(label, backend)
+        for entry in SERVING_BACKENDS:  # plain data: nothing of a plugin is imported to list it
+            self.backend_combo.addItem(entry.label, entry.key)
         self.refresh_backends()
         saved = str(self.settings.value(BACKEND_SETTING, STUDIO))
         index = self.backend_combo.findData(saved)
@@ -227,29 +237,40 @@ class ServerControl(QWidget):
         return self._info if self.state == READY else None
 
     def backend(self) -> str:
-        """The backend a Start uses: ``"studio"`` or ``"vllm"`` (only when vLLM is on PATH)."""
+        """The key of the serving backend a Start uses: the combo's, when it is available here (else ``"studio"``)."""
         backend = str(self.backend_combo.currentData())
         return backend if self._backend_enabled(backend) else STUDIO
 
     def set_backend(self, backend: str) -> None:
-        """Pick the backend (as the combo does; remembered); vLLM only when it is available."""
+        """Pick the backend (as the combo does; remembered); only one that is available here."""
         index = self.backend_combo.findData(backend)
         if index < 0:
-            raise ValueError(f"unknown server backend {backend!r}; backends: {', '.join(BACKEND_LABELS)}")
+            known = ", ".join(str(self.backend_combo.itemData(i)) for i in range(self.backend_combo.count()))
+            raise ValueError(f"unknown server backend {backend!r}; backends: {known}")
         if self._backend_enabled(backend):
             self.backend_combo.setCurrentIndex(index)
 
     def refresh_backends(self) -> None:
-        """Enable the vLLM item only where ``vllm`` is on PATH; its tooltip says why not otherwise."""
-        reason = launch.vllm_unavailable_reason()
-        item = self.backend_combo.model().item(self.backend_combo.findData(VLLM))  # type: ignore[attr-defined]
-        item.setEnabled(not reason)
-        item.setToolTip(reason or "vllm serve with the project's adapters as LoRA modules (a GPU box)")
-        if reason and self.backend_combo.currentData() == VLLM:
-            self.backend_combo.setCurrentIndex(self.backend_combo.findData(STUDIO))
-        self.backend_combo.setToolTip(
-            "Which server to start: the studio's own (python -m studio.serve) or vLLM"
-            + (f". {reason}." if reason else " (installed here)"))
+        """Enable each backend's item only where it can start (a plugin's backend is asked, its code
+        imported); a disabled item's tooltip says why (its unavailable reason or its plugin's error)."""
+        reasons = []
+        for index in range(self.backend_combo.count()):
+            key = str(self.backend_combo.itemData(index))
+            reason = _unavailable_reason(key)
+            item = self.backend_combo.model().item(index)  # type: ignore[attr-defined]
+            item.setEnabled(not reason)
+            item.setToolTip(reason or SERVING_BACKENDS.get(key).help)
+            if reason:
+                reasons.append(f"{self.backend_combo.itemText(index)}: {reason}")
+                if self.backend_combo.currentIndex() == index:
+                    self.backend_combo.setCurrentIndex(self.backend_combo.findData(STUDIO))
+        others = [self.backend_combo.itemText(i) for i in range(self.backend_combo.count())
+                  if self.backend_combo.itemData(i) != STUDIO]
+        text = "Which server to start: the studio's own (python -m studio.serve)"
+        if others:
+            text += f" or {', '.join(others)}"
+        self.backend_combo.setToolTip(text + ("".join(f". {r}" for r in reasons) + "." if reasons
+                                              else " (installed here)" if others else ""))
 
     def set_context(self, context: ProjectContext | None) -> None:
         """The open project changed: stop the server this widget started for the old one, adopt the new one's."""
@@ -271,11 +292,19 @@ class ServerControl(QWidget):
         if self.context is None or self.state in (CHECKING, STARTING, READY, STOPPING):
             return
         self.refresh_backends()
-        backend = self.backend()
+        try:
+            backend = serving_backend(self.backend())
+        except StudioError as exc:  # a plugin whose code broke since the combo was filled
+            self._fail(str(exc))
+            return
         self._set_state(CHECKING, note="")
-        on_gpu = self.device != "cpu" or backend == VLLM
+        on_gpu = self.device != "cpu" or backend.on_gpu
+        options = ServeOptions(project=self.context.root, info_file=info_path(self.context.root),
+                               runs=tuple(runs or ()), base_model=base_model, threads=self.threads,
+                               device=self.device,
+                               program=tuple(self.command_prefix) if self.command_prefix is not None else None)
         self.jobs.submit("Checking before the model server starts", _prepare, list(runs) if runs else None,
-                         base_model, on_gpu, self.host, self.port, backend, project=self.context,
+                         base_model, on_gpu, self.host, self.port, backend, options, project=self.context,
                          key=self._key("serve-check"),
                          quiet=True, cancellable=False,
                          on_done=lambda result: self._on_prepared(result, runs, base_model),
@@ -331,39 +360,35 @@ class ServerControl(QWidget):
         if adopted is not None:  # someone (the CLI) started one meanwhile: use it
             self._adopt(adopted)
             return
-        if result.get("backend") == VLLM:
-            self._launch_vllm(result["catalog"], int(result["port"]), int(result["tensor_parallel_size"]))
-            return
-        self._launch(runs, base_model, int(result["port"]))
+        self._launch(result)
 
-    def _launch_vllm(self, catalog: Catalog, port: int, tensor_parallel_size: int) -> None:
-        """``vllm serve`` on the job runner; a worker waits for /v1/models and writes the info file."""
+    def _launch(self, prepared: dict) -> None:
+        """The backend's server on the job runner; a worker waits until it serves (the backend's wait_ready,
+        which writes the info file for a server that writes none)."""
         assert self.context is not None
         root = self.context.root
-        try:
-            argv = launch.vllm_command(catalog, host=self.host, port=port, tensor_parallel_size=tensor_parallel_size)
-        except launch.ServeError as exc:
-            self._fail(str(exc))
-            return
-        job = self._start_job("vLLM server", argv, root, launch.vllm_env(), VLLM)
+        backend: ServingBackend = prepared["backend"]
+        title = "Model server" if backend.key == STUDIO else f"{backend.title} server"
+        job = self._start_job(title, prepared["argv"], root, prepared["env"], backend)
         if job is None:
             return
         pid = int(job.process.processId())
-        if pid <= 0:
+        if pid <= 0:  # it could not start at all: the exit handler has already said why
             return
+        port, size = int(prepared["port"]), int(prepared["tensor_parallel_size"])
         cancel = self._ready_cancel
-        self.jobs.submit("Starting vLLM", _wait_vllm, info_path(root), catalog, self.host, port, pid,
-                         tensor_parallel_size, READY_TIMEOUT_S, cancel.is_set, key=self._key("serve-wait"), quiet=True,
-                         cancellable=False, on_done=lambda info, j=job: self._on_ready(info, j),
+        self.jobs.submit("Starting the model server", _wait_ready, backend, prepared["catalog"], self.host, port,
+                         pid, size, info_path(root), READY_TIMEOUT_S, cancel.is_set, key=self._key("serve-wait"),
+                         quiet=True, cancellable=False, on_done=lambda info, j=job: self._on_ready(info, j),
                          on_error=lambda message, j=job: self._on_wait_failed(message, j))
 
     def _start_job(self, title: str, argv: list[str], root: Path, env: dict[str, str],
-                   backend: str) -> ProcessJob | None:
+                   backend: ServingBackend) -> ProcessJob | None:
         """Start the server child; None when it did not start (the failure is shown)."""
         self._user_stop = False
         self._wait_error = ""
         self._ready_cancel = threading.Event()
-        self._backend = backend
+        self._backend, self._serving = backend.key, backend
         self._out_tail.clear()
         started: list[ProcessJob] = []
         try:
@@ -385,25 +410,6 @@ class ServerControl(QWidget):
         self._started_at = time.monotonic()
         self._set_state(STARTING)
         return job
-
-    def _launch(self, runs: Sequence[str] | None, base_model: str | None, port: int) -> None:
-        assert self.context is not None
-        root = self.context.root
-        info_file = info_path(root)
-        argv = launch.serve_command(project=root, runs=tuple(runs or ()), base_model=base_model, host=self.host,
-                                    port=port, info_file=info_file, threads=self.threads, device=self.device,
-                                    program=self.command_prefix)
-        job = self._start_job("Model server", argv, root, launch.serve_env(self.threads), STUDIO)
-        if job is None:
-            return
-        pid = int(job.process.processId())
-        if pid <= 0:  # it could not start at all: the exit handler has already said why
-            return
-        cancel = self._ready_cancel
-        self.jobs.submit("Starting the model server", launch.wait_ready, info_file, pid, READY_TIMEOUT_S,
-                         cancel.is_set, key=self._key("serve-wait"), quiet=True, cancellable=False,
-                         on_done=lambda info, j=job: self._on_ready(info, j),
-                         on_error=lambda message, j=job: self._on_wait_failed(message, j))
 
     @_while_alive
     def _on_server_line(self, line: str) -> None:
@@ -438,12 +444,13 @@ class ServerControl(QWidget):
         was_ready = self.state == READY
         self._process = None
         restart, self._restart = self._restart, None
-        if self._backend == VLLM and self.context is not None and started:
-            # vLLM never removes the info file this widget wrote for it
-            self.jobs.submit("Removing vLLM's info file", remove_info, info_path(self._root()), self._child_pid,
-                             key=self._key("serve-clean"), quiet=True)
+        serving = self._serving
+        if serving is not None and not serving.writes_info and self.context is not None and started:
+            # a server that writes no info file never removes the one this widget's wait wrote for it
+            self.jobs.submit("Removing the model server's info file", remove_info, info_path(self._root()),
+                             self._child_pid, key=self._key("serve-clean"), quiet=True)
         tail = result.stderr_tail.strip()[-TAIL_CHARS:]
-        if self._backend == VLLM and self._out_tail:  # vLLM logs to stdout as much as to stderr
+        if serving is not None and serving.logs_to_stdout and self._out_tail:  # its stdout explains as much
             tail = "\n".join([tail, *self._out_tail]).strip()[-TAIL_CHARS:]
         if self.state == FAILED and result.stopped:  # we gave up on it (not ready in time): already shown
             self._forget()
@@ -485,7 +492,7 @@ class ServerControl(QWidget):
         self._polling = False
 
     def _adopt(self, info: ServerInfo) -> None:
-        self._info, self._adopted, self._backend = info, True, info.backend
+        self._info, self._adopted, self._backend, self._serving = info, True, info.backend, None
         self._show_backend(info.backend)  # the combo names the running server's backend, not the remembered one
         self._set_state(READY, note="")
         self._announce(info)
@@ -505,8 +512,7 @@ class ServerControl(QWidget):
             return
         self._polling = True
         info = self._info
-        probe = launch.vllm_health if info.backend == VLLM else launch.fetch_health
-        self.jobs.submit("Model server health", probe, info.url, key=self._key("serve-health"), quiet=True,
+        self.jobs.submit("Model server health", probe_health, info, key=self._key("serve-health"), quiet=True,
                          on_done=lambda health, i=info: self._on_health(health, i),
                          on_error=lambda message, i=info: self._on_health_failed(message, i))
 
@@ -559,16 +565,17 @@ class ServerControl(QWidget):
                              key=self._key("serve-reread"), quiet=True, on_done=self._on_reread)
             self._poll_health()
             self.adapter_result.emit(run_id, "")
-        elif result["status"] == "load-failed":  # vLLM without runtime LoRA loading (or it refused): restart
-            text = (f"vLLM could not load {result['model']} while running ({result['error']}). Restart vLLM with "
-                    "every trained run? Chats with the current models stop.")
-            answer = QMessageBox.question(self, "Restart vLLM?", text,
+        elif result["status"] == "load-failed":  # e.g. vLLM without runtime LoRA loading (or it refused): restart
+            name = result["title"]
+            text = (f"{name} could not load {result['model']} while running ({result['error']}). Restart {name} "
+                    "with every trained run? Chats with the current models stop.")
+            answer = QMessageBox.question(self, f"Restart {name}?", text,
                                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                           QMessageBox.StandardButton.No)
             if answer == QMessageBox.StandardButton.Yes:
                 self._restart = (None, result["server_base"])
                 self._stop()
-                self.adapter_result.emit(run_id, "vLLM is restarting with that run")
+                self.adapter_result.emit(run_id, f"{name} is restarting with that run")
             else:
                 why = f"{result['model']} is not served: {result['error']}"
                 self._note(f"{why}.", error=True)
@@ -635,8 +642,8 @@ class ServerControl(QWidget):
             pid = int(job.process.processId())
             self._terminate_own()
             job.process.waitForFinished(QUIT_WAIT_MS)  # the loop has ended: nothing else waits on this thread
-            if self._backend == VLLM and self.context is not None:
-                remove_info(info_path(self._root()), pid)  # vLLM does not remove the file written for it
+            if self._serving is not None and not self._serving.writes_info and self.context is not None:
+                remove_info(info_path(self._root()), pid)  # such a server does not remove the file written for it
 
     # -- showing -----------------------------------------------------------------------------------
     def _announce(self, info: ServerInfo | None) -> None:
@@ -714,11 +721,11 @@ class ServerControl(QWidget):
         health = self._health or {}
         parts = [str(health.get("device") or info.device)]
         memory = health.get("memory") or {}
-        if info.backend == VLLM:
+        if info.backend != STUDIO:  # a plugin's server: GPU memory as nvidia-smi reports it (gpu_used_mib)
             used = memory.get("gpu_used_mib")
             parts.append(f"GPU {human_bytes(sum(used) * 1024 * 1024)} used" if used else "memory: see nvidia-smi")
-            if int(info.extra.get("tensor_parallel_size") or 1) > 1:
-                parts.append(f"{info.extra['tensor_parallel_size']} GPUs")
+        if int(info.extra.get("tensor_parallel_size") or 1) > 1:
+            parts.append(f"{info.extra['tensor_parallel_size']} GPUs")
         if memory.get("rss_bytes"):
             parts.append(f"RAM {human_bytes(memory['rss_bytes'])}")
         gpu = memory.get("gpu_reserved_bytes") or memory.get("gpu_allocated_bytes")
@@ -780,34 +787,40 @@ def _default_settings() -> QSettings:
     return QSettings(str(path), QSettings.Format.IniFormat)
 
 
-def _prepare(project: Any, runs: list[str] | None, base_model: str | None, on_gpu: bool, host: str,
-             port: int, backend: str = STUDIO) -> dict:
-    """Before a start: a server already running, the training-GPU conflict, the catalog, a free port.
+def _unavailable_reason(key: str) -> str:
+    """Why backend ``key`` cannot start here, or "": its own reason, or why its plugin's code did not load."""
+    try:
+        backend = serving_backend(key)
+        return guarded(backend, "checking whether it can start here", backend.unavailable_reason)
+    except StudioError as exc:
+        return str(exc)
 
-    For vLLM also the argv's inputs: the catalog (adapter ranks are read now) and the GPU count.
+
+def _prepare(project: Any, runs: list[str] | None, base_model: str | None, on_gpu: bool, host: str,
+             port: int, backend: ServingBackend, options: ServeOptions) -> dict:
+    """Before a start: a server already running, the training-GPU conflict, the catalog, a port, the argv.
+
+    The argv is built here, on the worker: a backend may read files for it (vLLM, the adapters' ranks).
     """
     running = read_info(info_path(project.root))
     if running is not None:
         return {"running": running}
     conflict = launch.training_gpu_conflict(project) if on_gpu else None
     catalog = project_catalog(project, base_model=base_model, only=runs)  # no model: say so before a process starts
-    if backend == VLLM:
-        tensor_parallel_size = launch.gpu_count()
-        launch.vllm_command(catalog, host=host, port=port or DEFAULT_PORT, tensor_parallel_size=tensor_parallel_size)
-        return {"conflict": conflict, "port": launch.free_port(host, port), "running": None, "backend": VLLM,
-                "catalog": catalog, "tensor_parallel_size": tensor_parallel_size}
-    return {"conflict": conflict, "port": launch.pick_port(host, port), "running": None}
+    action = "building the server's command"
+    size = int(guarded(backend, action, backend.tensor_parallel_size))
+    port = int(guarded(backend, action, backend.port, host, port))
+    argv = guarded(backend, action, backend.command, catalog, host, port, size, options)
+    env = guarded(backend, action, backend.env, options)
+    return {"conflict": conflict, "port": port, "running": None, "backend": backend, "catalog": catalog,
+            "tensor_parallel_size": size, "argv": list(argv), "env": dict(env)}
 
 
-def _wait_vllm(info_file: Path, catalog: Catalog, host: str, port: int, pid: int, tensor_parallel_size: int,
-               timeout_s: float, cancelled: Callable[[], bool]) -> ServerInfo:
-    """Wait until vLLM answers /v1/models, then write the info file it never writes itself."""
-    info = launch.vllm_info(catalog, host=host, port=port, pid=pid, tensor_parallel_size=tensor_parallel_size)
-    launch.wait_models(info.url, pid, timeout_s, cancelled)
-    if cancelled():
-        raise launch.ServeCancelled("stopped before the server was ready")
-    write_info(info_file, info)
-    return info
+def _wait_ready(backend: ServingBackend, catalog: Catalog, host: str, port: int, pid: int, tensor_parallel_size: int,
+                info_file: Path, timeout_s: float, cancelled: Callable[[], bool]) -> ServerInfo:
+    """Wait until the server serves: the backend's wait (a backend that writes no info file gets it written)."""
+    info = guarded(backend, "waiting for its server", backend.info, catalog, host, port, pid, tensor_parallel_size)
+    return guarded(backend, "waiting for its server", backend.wait_ready, info, info_file, timeout_s, cancelled)
 
 
 def _terminate_job(job: ProcessJob, *_args: object) -> None:
@@ -819,12 +832,12 @@ def _terminate_job(job: ProcessJob, *_args: object) -> None:
 def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:
     run = project.training.get(run_id)
     model = run_model_id(run)
+    backend = backend_for(info)
     result = {"run_id": run.id, "model": model, "label": run.label, "base": run.base_model,
-              "server_base": info.catalog.base_model}
-    probe = (lambda url: launch.vllm_health(url, gpu_memory=False)) if info.backend == VLLM else launch.fetch_health
+              "server_base": info.catalog.base_model, "title": backend.title if backend else info.backend}
     try:
-        served = probe(info.url).get("adapters")
-    except launch.ServeError:
+        served = probe_health(info, gpu_memory=False).get("adapters")
+    except StudioError:
         served = None
     if not isinstance(served, list):
         served = [m.id for m in info.catalog.adapters]
@@ -832,13 +845,15 @@ def _ensure_adapter(project: Any, run_id: int, info: ServerInfo) -> dict:
         return {**result, "status": "present"}
     if not launch.same_base(info.catalog, run):
         return {**result, "status": "other-base"}
-    if info.backend == VLLM:
-        try:
-            launch.load_vllm_adapter(info, run, info_path(project.root))
-        except launch.ServeError as exc:
-            return {**result, "status": "load-failed", "error": str(exc)}
-        return {**result, "status": "loaded"}
-    launch.load_adapter(info.url, run)
+    if backend is None:
+        serving_backend(info.backend)  # raises: says why this server's backend cannot be used here
+    assert backend is not None
+    try:
+        guarded(backend, f"loading {model} into its server", backend.load_adapter, info, run, info_path(project.root))
+    except launch.ServeError as exc:
+        if not backend.restart_to_load:
+            raise
+        return {**result, "status": "load-failed", "error": str(exc)}
     return {**result, "status": "loaded"}
 
 

@@ -255,7 +255,8 @@ class EvalEngine:
                 if prompt.hash in cached:
                     answers[(prompt.id, index)] = cached[prompt.hash]
         tasks: list[_Task] = []
-        own_server = studio_backend(self._handle)
+        running = running_backend(self._handle)
+        own_server = running == "studio"
         for prompt in prompts:  # prompt by prompt, so a stopped run has whole pairs to judge
             for index, system in enumerate(evaluation.systems):
                 if (prompt.id, index) not in answers:
@@ -264,7 +265,7 @@ class EvalEngine:
         self._counts["cached_answers"] = len(answers)
         clients: dict[int, tuple[LLMClient, str]] = {}
         for index in sorted({t.system for t in tasks}):  # a system with every answer cached needs no client
-            mismatch = _backend_mismatch(evaluation.systems[index], own_server)
+            mismatch = _backend_mismatch(evaluation.systems[index], running)
             if mismatch:
                 self._fatal = f"{_who(evaluation, index)}: {mismatch}"
                 return answers, ""
@@ -488,8 +489,8 @@ def prompt_messages(prompt: EvalPrompt, system_prompt: str, system: SystemSpec, 
 
     The system prompt is part of the answer cache key (``AnswerSettings.hash``), so it must be
     what was sent. The studio's own server takes the Alpaca input as its ``input`` extension
-    (rendered into the run's Input section, as in training); vLLM (``studio_backend=False``) and
-    endpoints get it in the text.
+    (rendered into the run's Input section, as in training); a plugin's server such as vLLM
+    (``studio_backend=False``) and endpoints get it in the text.
     """
     system_message = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
     if prompt.messages:
@@ -505,29 +506,42 @@ def prompt_messages(prompt: EvalPrompt, system_prompt: str, system: SystemSpec, 
     return messages
 
 
-def _backend_mismatch(system: SystemSpec, own_server: bool) -> str:
-    """Why a run/base system cannot be answered by the running kind of server, or "".
+def _backend_mismatch(system: SystemSpec, running: str) -> str:
+    """Why a run/base system cannot be answered by the running serving backend (its key), or "".
 
-    Its cache key says which kind it was resolved for (``:vllm``, see
-    :func:`studio.core.evaluation.systems.resolve_system`); the other kind is sent the input
+    Its cache key says which backend it was resolved for (``:KEY``, see
+    :func:`studio.core.evaluation.systems.resolve_system`); another is sent the input
     differently, so its answers must not be cached under that key.
     """
-    from studio.core.evaluation.systems import served_by_vllm
+    from studio.core.evaluation.systems import served_backend
+    from studio.core.serving.backends import STUDIO, backend_title
 
-    if system.kind not in (RUN, BASE) or served_by_vllm(system) != own_server:
+    wanted = served_backend(system)
+    if system.kind not in (RUN, BASE) or wanted == running:
         return ""
-    wanted, running = ("vLLM", "the studio's own") if own_server else ("the studio's own", "vLLM")
-    return (f"this evaluation was made for {wanted} server and the running server is {running}: answers of the "
-            f"two are not the same (the input is sent differently). Start {wanted} server, or create a new "
-            "evaluation for this one.")
+
+    def name(key: str) -> str:
+        return "the studio's own" if key == STUDIO else backend_title(key)
+
+    return (f"this evaluation was made for {name(wanted)} server and the running server is {name(running)}: "
+            f"answers of the two are not the same (the input is sent differently). Start {name(wanted)} server, "
+            "or create a new evaluation for this one.")
 
 
-def studio_backend(project: Project) -> bool:
-    """Whether the project's running server (if any) is the studio's own rather than vLLM."""
+def running_backend(project: Project) -> str:
+    """The serving backend of the project's running server: ``studio`` (also when none runs) or a plugin's key."""
+    from studio.core.serving.backends import STUDIO
     from studio.core.serving.server_info import info_path, read_info
 
     server = read_info(info_path(project.root))
-    return server is None or server.backend == "studio"
+    return STUDIO if server is None else server.backend
+
+
+def studio_backend(project: Project) -> bool:
+    """Whether the project's running server (if any) is the studio's own rather than a plugin's (vLLM)."""
+    from studio.core.serving.backends import STUDIO
+
+    return running_backend(project) == STUDIO
 
 
 def _tokens(messages: Iterable[dict]) -> int:

@@ -112,6 +112,54 @@ class Judge:
 
 
 PAIRWISE_JUDGE = Judge("pairwise", "LLM judge, pairwise", DEFAULT_TEMPLATE)
+VERDICTS = (FIRST, SECOND, TIE, UNREADABLE)
+
+
+class GuardedJudge:
+    """A plugin's judge with both calls through the registry boundary (the built-in one is used as it is).
+
+    A plugin judge's exception, or a verdict that is none of ``first``/``second``/``tie``/``unreadable``,
+    becomes a :class:`~studio.core.plugins.boundary.PluginError` naming the plugin.
+    """
+
+    def __init__(self, judge: Judge, key: str):
+        from studio.core.registry import JUDGES
+
+        self._judge, self._registry = judge, JUDGES
+        self.key = key
+        self.title = str(getattr(judge, "title", key))
+        self.default_template = str(getattr(judge, "default_template", DEFAULT_TEMPLATE))
+
+    def messages(self, spec: JudgeSpec, prompt: EvalPrompt, first: str, second: str) -> list[dict]:
+        with self._registry.guard(self.key, "writing the judge's prompt"):
+            return self._judge.messages(spec, prompt, first, second)
+
+    def verdict(self, spec: JudgeSpec, raw: str) -> str:
+        with self._registry.guard(self.key, "reading the judge's verdict"):
+            verdict = self._judge.verdict(spec, raw)
+            if verdict not in VERDICTS:
+                raise ValueError(f"the verdict {verdict!r} is none of {', '.join(VERDICTS)}")
+            return verdict
+
+
+def load_judge(key: str = PAIRWISE_JUDGE.key) -> Judge | GuardedJudge:
+    """The registered judge ``key`` (``registry.JUDGES``); a plugin's comes wrapped in :class:`GuardedJudge`.
+
+    An unknown key or a plugin judge that cannot be imported raises ``RegistryError`` naming it.
+    """
+    from studio.core.registry import JUDGES, RegistryError
+
+    judge = JUDGES.load(key)
+    entry = JUDGES.get(key)
+    if entry.built_in:
+        return judge
+    if not (callable(getattr(judge, "messages", None)) and callable(getattr(judge, "verdict", None))):
+        from studio.core.plugins.boundary import record_failure
+
+        message = f"{JUDGES.name} {key!r} from {entry.source} ({entry.target}) has no messages() and verdict()"
+        record_failure(entry, message)
+        raise RegistryError(message + ".")
+    return GuardedJudge(judge, key)
 
 
 def default_judge_spec(endpoint: EndpointConfig) -> JudgeSpec:

@@ -94,9 +94,10 @@ def resolve_system(project: Project, spec: SystemSpec, *, server: ServerInfo | N
     endpoint: key ``URL#MODEL``; run: found by id or name, key ``run:ID:FINGERPRINT`` (the
     adapter's files), ``run`` becomes the id and ``model`` the id it is served under; base: the
     running ``server``'s base, else the base of the newest run with an adapter, key ``base:FOLDER``.
-    A run or base served by vLLM (``server``, else the project's live server) gets ``:vllm``
-    after its key: vLLM is sent an Alpaca input in the text, the studio's server as its own
-    field, so their answers are two different things to cache.
+    A run or base served by a plugin's serving backend (``server``, else the project's live
+    server) gets ``:KEY`` after its key (``:vllm`` for vLLM): such a server is sent an Alpaca
+    input in the text, the studio's server as its own field, so their answers are two different
+    things to cache.
     """
     if spec.kind == ENDPOINT:
         if not spec.base_url or not spec.model:
@@ -116,19 +117,18 @@ def resolve_system(project: Project, spec: SystemSpec, *, server: ServerInfo | N
     raise EvaluationError(f"Unknown kind of system {spec.kind!r}; kinds: {ENDPOINT}, {RUN}, {BASE}.")
 
 
-VLLM_SUFFIX = ":vllm"  # after a run/base cache key whose answers came from a vLLM server
-
-
 def _backend_suffix(project: Project, server: ServerInfo | None) -> str:
-    """``:vllm`` when the server that will answer (``server``, else the project's live one) is vLLM."""
+    """``:KEY`` when the server that will answer (``server``, else the project's live one) is not the studio's."""
+    from studio.core.serving.backends import STUDIO, cache_suffix
+
     if server is None:
         server = live_server(info_path(project.root))
-    return VLLM_SUFFIX if server is not None and server.backend == "vllm" else ""
+    return cache_suffix(server.backend if server is not None else STUDIO)
 
 
 def run_id_of(spec: SystemSpec) -> int | None:
     """The run id of a run system: its ``run`` when numeric, else the id in its cache key
-    (``run:ID:FINGERPRINT`` with an optional ``:vllm``); None when neither says (a name not yet resolved).
+    (``run:ID:FINGERPRINT`` with an optional ``:BACKEND``); None when neither says (a name not yet resolved).
 
     The one parser of run keys: lost prompts, the CLI's warnings and the client factory all use it.
     """
@@ -140,9 +140,14 @@ def run_id_of(spec: SystemSpec) -> int | None:
     return int(parts[1]) if len(parts) >= 3 and parts[0] == RUN and parts[1].isdigit() else None
 
 
-def served_by_vllm(spec: SystemSpec) -> bool:
-    """Whether a resolved run/base system's answers are for (and from) a vLLM server."""
-    return spec.kind in (RUN, BASE) and spec.key.endswith(VLLM_SUFFIX)
+def served_backend(spec: SystemSpec) -> str:
+    """The serving backend a resolved run/base system's answers are for (and from): ``studio`` or the
+    key its cache key ends with (``run:ID:FINGERPRINT:KEY``, ``base:FOLDER:KEY``); "" for an endpoint."""
+    from studio.core.serving.backends import suffix_backend
+
+    if spec.kind not in (RUN, BASE):
+        return ""
+    return suffix_backend(spec.key, 3 if spec.kind == RUN else 2)
 
 
 def resolve_systems(project: Project, specs: Iterable[SystemSpec], *,
@@ -421,6 +426,7 @@ class StudioServerLease:
         """The live server, with every run spec's adapter loaded into it (it may predate the run)."""
         from studio.core.project import Project
         from studio.core.serving import launch
+        from studio.core.serving.backends import guarded, serving_backend
 
         missing = [spec for spec in self.specs if spec.kind == RUN and not _offers(info, spec)]
         if not missing:
@@ -435,10 +441,9 @@ class StudioServerLease:
                         "start one for the run.")
                 self._say(f"loading run:{run.id} into the studio server at {info.url}")
                 try:
-                    if info.backend == "vllm":
-                        info = launch.load_vllm_adapter(info, run, self.info_file)
-                    else:
-                        launch.load_adapter(info.url, run)
+                    backend = serving_backend(info.backend)
+                    info = guarded(backend, f"loading run:{run.id} into its server", backend.load_adapter, info,
+                                   run, self.info_file)
                 except StudioError as exc:
                     raise EvaluationError(f"Could not load run {run.label} into the studio server: {exc}.") from None
         return live_server(self.info_file) or info

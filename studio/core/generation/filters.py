@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from studio.core.blacklist import DEFAULT_BLACKLIST
+from studio.core.errors import StudioError
 from studio.core.generation.prompts import Candidate
 
 NEAR_DUPLICATE, BLACKLIST, TOO_SHORT, TOO_LONG = "near_duplicate", "blacklist", "too_short", "too_long"
@@ -234,21 +235,42 @@ class CandidateFilter:
 
         def build(key: str, wants_wall: bool) -> CandidateCheck:
             factory = SAMPLE_FILTERS.load(key)
-            return factory(settings, self.index, wall=wall) if wants_wall else factory(settings, self.index)
+            with SAMPLE_FILTERS.guard(key, "being set up for a run"):
+                return factory(settings, self.index, wall=wall) if wants_wall else factory(settings, self.index)
 
-        self.checks: list[tuple[str, CandidateCheck]] = [
-            (entry.key, build(entry.key, bool(entry.meta.get("wall")))) for entry in entries
-        ]
+        self.checks: list[tuple[str, CandidateCheck]] = []
+        self.skipped: list[str] = []  # plugin filters that could not be built: one message each (recorded)
+        for entry in entries:
+            try:
+                self.checks.append((entry.key, build(entry.key, bool(entry.meta.get("wall")))))
+            except StudioError as exc:  # RegistryError (import) or PluginError (constructor), both recorded
+                if entry.built_in:
+                    raise
+                from studio.core.plugins.boundary import record_failure
+
+                record_failure(entry, str(exc))
+                self.skipped.append(f"The sample filter {entry.key!r} of the plugin {entry.source!r} is skipped: {exc}")
         self._wall_keys = {entry.key for entry in entries if entry.meta.get("wall")}
+        # A plugin check that raises while judging fails the run with a PluginError naming the plugin:
+        # the candidate is neither kept nor rejected, so a resumed run (plugin fixed or disabled) judges it again.
+        self._guarded = {entry.key for entry in entries if not entry.built_in}
 
     def wall_check(self, c: Candidate) -> FilterVerdict | None:
         """Only the evaluation-wall checks (``wall=True``), for a task whose instruction passed the
         filter before its input existed (self-instruct's instance stage): None when it passes."""
         for name, check in self.checks:
-            if name in self._wall_keys and (verdict := check(c, key=None, need_output=False)) is not None \
+            if name in self._wall_keys and (verdict := self._run(name, check, c, None, False)) is not None \
                     and not verdict.kept:
                 return verdict
         return None
+
+    def _run(self, name: str, check: CandidateCheck, c: Candidate, key: Any, need_output: bool) -> FilterVerdict | None:
+        if name not in self._guarded:
+            return check(c, key=key, need_output=need_output)
+        from studio.core.registry import SAMPLE_FILTERS
+
+        with SAMPLE_FILTERS.guard(name, "judging a candidate"):
+            return check(c, key=key, need_output=need_output)
 
     def prime(self, instructions: Iterable[str]) -> None:
         """Seed instructions and kept ones from earlier (or resumed) runs."""
@@ -259,8 +281,8 @@ class CandidateFilter:
     def check(self, c: Candidate, key: Any = None, *, need_output: bool = True) -> FilterVerdict:
         """Decide on one candidate; a kept one joins the index at once, so later ones compare against it."""
         kept = FilterVerdict(None)
-        for _name, check in self.checks:
-            verdict = check(c, key=key, need_output=need_output)
+        for name, check in self.checks:
+            verdict = self._run(name, check, c, key, need_output)
             if verdict is None:
                 continue
             if not verdict.kept:

@@ -103,7 +103,44 @@ class AlpacaMode:
 
 
 def make_mode(ctx: ModeContext) -> Mode:
-    """The registered mode named by ``config.mode`` (``GENERATION_MODES``), built for this run."""
+    """The registered mode named by ``config.mode`` (``GENERATION_MODES``), built for this run.
+
+    A plugin's mode comes wrapped in :class:`GuardedMode`, so an exception in its code fails the
+    run with a :class:`~studio.core.plugins.boundary.PluginError` naming the plugin.
+    """
     from studio.core.registry import GENERATION_MODES
 
-    return GENERATION_MODES.load(ctx.config.mode)(ctx)
+    key = ctx.config.mode
+    factory = GENERATION_MODES.load(key)
+    with GENERATION_MODES.guard(key, "starting a run"):
+        mode = factory(ctx)
+        if GENERATION_MODES.get(key).built_in:
+            return mode
+        return GuardedMode(mode, key)
+
+
+class GuardedMode:
+    """A plugin's mode with every call through the registry boundary (built-in modes are used as they are)."""
+
+    def __init__(self, mode: Mode, key: str):
+        from studio.core.registry import GENERATION_MODES
+
+        self._mode, self._key, self._registry = mode, key, GENERATION_MODES
+        with self._registry.guard(key, "starting a run"):
+            self.root_stage = mode.root_stage
+
+    def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]:
+        with self._registry.guard(self._key, "building a prompt"):
+            return self._mode.new_prompt(rng, index)
+
+    def max_tokens(self, stage: str) -> int:
+        with self._registry.guard(self._key, "choosing max_tokens"):
+            return self._mode.max_tokens(stage)
+
+    def expected_kept(self, stage: str, payload: dict) -> float | None:
+        with self._registry.guard(self._key, "estimating a request's yield"):
+            return self._mode.expected_kept(stage, payload)
+
+    def handle(self, request: RequestRow, text: str, finish_reason: str | None) -> JudgeSteps:
+        with self._registry.guard(self._key, f"reading the answer to request {request.key}"):
+            return (yield from self._mode.handle(request, text, finish_reason))

@@ -69,13 +69,34 @@ def is_secret_header(name: str) -> bool:
 
 def preset(key: str) -> EndpointPreset:
     """One registered preset; a plugin's broken entry raises ``RegistryError`` naming it."""
-    from studio.core.registry import ENDPOINT_KINDS
+    from studio.core.registry import ENDPOINT_KINDS, RegistryError
 
-    return ENDPOINT_KINDS.load(key)
+    loaded = ENDPOINT_KINDS.load(key)
+    if not isinstance(loaded, EndpointPreset):
+        entry = ENDPOINT_KINDS.get(key)
+        message = (f"{ENDPOINT_KINDS.name} {key!r} from {entry.source} ({entry.target}) is a "
+                   f"{type(loaded).__name__}, not an EndpointPreset")
+        if not entry.built_in:
+            from studio.core.plugins.boundary import record_failure
+
+            record_failure(entry, message)
+        raise RegistryError(message + ".")
+    return loaded
 
 
 def presets() -> dict[str, EndpointPreset]:
-    """The registered presets by key, in registry order (built-ins first, then plugins')."""
-    from studio.core.registry import ENDPOINT_KINDS
+    """The registered presets by key, in registry order (built-ins first, then plugins').
 
-    return {entry.key: ENDPOINT_KINDS.load(entry.key) for entry in ENDPOINT_KINDS}
+    A plugin's preset that cannot be loaded is left out (and recorded for *Help > Plugins*), so
+    a broken plugin never takes the built-in presets with it; asking for it by name says why.
+    """
+    from studio.core.registry import ENDPOINT_KINDS, RegistryError
+
+    found: dict[str, EndpointPreset] = {}
+    for entry in ENDPOINT_KINDS:
+        try:
+            found[entry.key] = preset(entry.key)
+        except RegistryError:
+            if entry.built_in:
+                raise
+    return found

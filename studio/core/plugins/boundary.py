@@ -56,16 +56,19 @@ def describe(entry: Entry, exc: BaseException, action: str = "") -> str:
 
 @contextmanager
 def plugin_boundary(entry: Entry, action: str = "") -> Iterator[None]:
-    """Turn a plugin's exception into a recorded :class:`PluginError`; built-ins and StudioErrors pass."""
+    """Turn a plugin's exception into a recorded :class:`PluginError`; built-ins and StudioErrors pass.
+
+    ``GeneratorExit`` and ``KeyboardInterrupt`` (a cancelled job, Ctrl+C) are not exceptions of
+    the plugin's and pass unchanged.
+    """
     if entry.built_in:
         yield
         return
     try:
         yield
-    except PluginError:
-        raise
-    except StudioError as exc:  # already plain words (a bad file, a refused key): keep it, name the plugin
-        record_failure(entry, f"{entry.point} {entry.key!r}: {exc}")
+    except StudioError:
+        # A PluginError from a nested guard, or plain words the plugin chose (a bad line in the
+        # user's file, a provider refusing a key): the plugin worked, so nothing is recorded.
         raise
     except Exception as exc:  # noqa: BLE001 - the boundary: a plugin's bug must not take the app down
         message = describe(entry, exc, action)

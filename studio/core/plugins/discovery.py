@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import importlib.metadata
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -33,13 +34,35 @@ class ManifestError(ValueError):
 
 
 # -- finding source without importing ---------------------------------------------------------------
+def _find_spec(fullname: str, locations: list[str] | None, finders: list[Any]) -> Any:
+    """The first finder's spec for ``fullname`` (``locations``: the parent package's folders, None: top level)."""
+    for finder in finders:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = find(fullname, locations)
+        except Exception:  # noqa: BLE001 - an odd finder is no answer, not a crash
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
 def module_source(module: str, path: list[str] | None = None) -> Path | None:
-    """The file that ``import module`` would run, found without running it (or its parents)."""
-    search = list(sys.path) if path is None else path
+    """The file that ``import module`` would run, found without running it (or its parents).
+
+    Each level is looked up with the finders ``import`` uses (``sys.meta_path``: the path finder,
+    and e.g. setuptools' finder for ``pip install -e`` projects) asking for a spec only, so no
+    package's ``__init__`` runs. With ``path``, only those folders are searched.
+    """
+    finders: list[Any] = list(sys.meta_path) if path is None else [importlib.machinery.PathFinder]
+    search: list[str] | None = None if path is None else list(path)
     parts = module.split(".")
     location: Path | None = None
     for depth, part in enumerate(parts):
-        spec = importlib.machinery.PathFinder.find_spec(part, search)
+        fullname = ".".join(parts[:depth + 1])
+        spec = _find_spec(fullname, search, finders)
         if spec is None:
             return None
         last = depth == len(parts) - 1
@@ -52,7 +75,7 @@ def module_source(module: str, path: list[str] | None = None) -> Path | None:
             continue
         if not last:
             return None  # a plain module cannot have submodules
-        location = Path(spec.origin) if spec.origin else None
+        location = Path(spec.origin) if spec.origin and spec.has_location else None
     return location
 
 
@@ -86,10 +109,23 @@ def read_manifest(entry_value: str) -> tuple[dict[str, Any], Path]:
 
 
 # -- checking ------------------------------------------------------------------------------------------
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # keys appear on command lines and in saved configs
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_ATTR = _MODULE  # "CLASS" or "OBJECT.attr"
+RESERVED_META = ("source", "replace", "point")  # Registry.register's own arguments: a manifest cannot set them
+
+
+def _check_target(point: str, key: str, target: str) -> None:
+    module, sep, attr = target.partition(":")
+    if not (sep and _MODULE.match(module.strip()) and _ATTR.match(attr.strip())):
+        raise ManifestError(f"its {point} {key!r}: target {target!r} is not 'package.module:attribute'")
+
+
 def _contributions(manifest: Mapping[str, Any]) -> list[Contribution]:
     from studio.core.registry import ALL
 
     found: list[Contribution] = []
+    seen: set[tuple[str, str]] = set()
     for point, items in manifest["contributions"].items():
         if point not in ALL:
             raise ManifestError(f"it contributes to {point!r}, which is no extension point; known: {', '.join(ALL)}")
@@ -101,13 +137,19 @@ def _contributions(manifest: Mapping[str, Any]) -> list[Contribution]:
             for name in ("key", "target"):
                 if not isinstance(item.get(name), str) or not item[name].strip():
                     raise ManifestError(f"{point} entry {number} has no {name!r} string")
-            key, target = item["key"], item["target"]
-            module, sep, attr = target.partition(":")
-            if not (module and sep and attr):
-                raise ManifestError(f"{point} {key!r}: target {target!r} is not 'module:attribute'")
+            key, target = item["key"], item["target"].strip()
+            if not _KEY.match(key):
+                raise ManifestError(f"{point} entry {number}: key {key!r} must be letters, digits, '-', '_' or '.'")
+            if (point, key) in seen:
+                raise ManifestError(f"it contributes the {point} {key!r} twice")
+            seen.add((point, key))
+            _check_target(point, key, target)
             for name in ("title", "help"):
                 if name in item and not isinstance(item[name], str):
                     raise ManifestError(f"{point} {key!r}: {name!r} must be a string")
+            reserved = [name for name in RESERVED_META if name in item]
+            if reserved:
+                raise ManifestError(f"{point} {key!r}: {', '.join(map(repr, reserved))} cannot be set by a manifest")
             meta = {k: v for k, v in item.items() if k not in ITEM_FIELDS}
             found.append(Contribution(point, key, target, item.get("title", ""), item.get("help", ""), meta))
     return found
@@ -126,6 +168,8 @@ def _check_studio(spec_text: str) -> None:
 
     import studio
 
+    if not spec_text.strip():
+        raise ManifestError("its manifest's 'studio' is empty; say which versions it works with (e.g. '>=0.1,<0.2')")
     try:
         spec = SpecifierSet(spec_text)
     except InvalidSpecifier:
@@ -134,29 +178,39 @@ def _check_studio(spec_text: str) -> None:
         raise ManifestError(f"it needs Distill Studio {spec_text}; this is {studio.__version__}")
 
 
-def _record(entry: importlib.metadata.EntryPoint) -> PluginRecord:
+def _dist_fields(entry: importlib.metadata.EntryPoint) -> dict[str, Any]:
+    """The declaring distribution's name, version and requirements ("" where its metadata is odd)."""
     dist = getattr(entry, "dist", None)
-    record = PluginRecord(
-        name=entry.name, entry_point=entry.value,
-        distribution=(dist.metadata["Name"] or "") if dist is not None else "",
-        dist_version=(dist.version or "") if dist is not None else "",
-        requires=list(dist.requires or []) if dist is not None else [],
-    )
+    if dist is None:
+        return {}
     try:
+        return {"distribution": dist.metadata["Name"] or "", "dist_version": dist.version or "",
+                "requires": list(dist.requires or [])}
+    except Exception:  # noqa: BLE001 - unreadable METADATA: still a record, just without these
+        return {}
+
+
+def _record(entry: importlib.metadata.EntryPoint) -> PluginRecord:
+    record = PluginRecord(name=entry.name, entry_point=entry.value, **_dist_fields(entry))
+    try:
+        module = entry.value.partition(":")[0].strip()
+        found = module_source(module) if _MODULE.match(module) else None
+        record.location = str(found) if found is not None else ""  # where to look, even if it cannot be read
         manifest, source = read_manifest(entry.value)
         record.location = str(source)
         for name, kind in REQUIRED_FIELDS.items():
-            if not isinstance(manifest.get(name), kind):
-                raise ManifestError(f"its manifest has no {name!r} ({kind.__name__})")
+            if not isinstance(manifest.get(name), kind) or (kind is str and not manifest[name].strip()):
+                raise ManifestError(f"its manifest has no {name!r} ({kind.__name__}) in {source.name}")
         record.version = manifest["version"]
         record.title = str(manifest.get("title", ""))
         record.description = str(manifest.get("description", ""))
         record.studio_versions = manifest["studio"]
         if manifest["name"] != entry.name:
-            raise ManifestError(f"its manifest is named {manifest['name']!r}, its entry point {entry.name!r}")
+            raise ManifestError(f"its manifest is named {manifest['name']!r} but its entry point {entry.name!r}; "
+                                "they must be the same")
+        _check_studio(record.studio_versions)  # first: a newer plugin may use points this version lacks
         record.contributions = _contributions(manifest)
         _check_modules(record.contributions)
-        _check_studio(record.studio_versions)
     except ManifestError as exc:
         record.state, record.error = ERROR, str(exc)
     except Exception as exc:  # noqa: BLE001 - discovery never raises: an odd installation is a record's error
@@ -164,32 +218,77 @@ def _record(entry: importlib.metadata.EntryPoint) -> PluginRecord:
     return record
 
 
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _same_distribution(a: str, b: str) -> bool:
+    return _normal(a) == _normal(b)
+
+
+def _entry_points() -> tuple[list[importlib.metadata.EntryPoint], list[PluginRecord]]:
+    """Every ``distill_studio.plugins`` entry point, one distribution at a time (path order).
+
+    ``importlib.metadata.entry_points()`` fails as a whole when any installed distribution has a
+    malformed ``entry_points.txt``; here that distribution alone is skipped, or, if it declares
+    a plugin, becomes an ERROR record saying what to fix.
+    """
+    entries: list[importlib.metadata.EntryPoint] = []
+    broken: list[PluginRecord] = []
+    seen: set[str] = set()
+    try:
+        dists = list(importlib.metadata.distributions())
+    except Exception:  # noqa: BLE001 - an unreadable path entry must not stop the app
+        return entries, broken
+    for dist in dists:
+        try:
+            name = getattr(dist, "_normalized_name", None) or _normal(dist.metadata["Name"] or "")
+            if name in seen:
+                continue  # shadowed by the same distribution earlier on the path (what Python imports)
+            seen.add(name)
+            entries.extend(e for e in dist.entry_points if e.group == PLUGIN_GROUP)
+        except Exception as exc:  # noqa: BLE001 - one odd distribution, not the app's problem
+            try:
+                text = dist.read_text("entry_points.txt") or ""
+                where = str(getattr(dist, "_path", "")) or "an installed distribution"
+            except Exception:  # noqa: BLE001
+                continue
+            if PLUGIN_GROUP in text:
+                broken.append(PluginRecord(name=f"({where})", state=ERROR, location=where, error=(
+                    f"its entry_points.txt cannot be read ({type(exc).__name__}: {exc}); reinstall the plugin")))
+    return entries, broken
+
+
 def discover(*, disabled: set[str] | None = None) -> list[PluginRecord]:
-    """Every plugin installed, by name, checked; never imports plugin code, never raises."""
+    """Every plugin installed, by name, checked; never imports plugin code, never raises.
+
+    Entry points come in ``sys.path`` order, so when two distributions declare one plugin name
+    the first (the one Python would import from) is used and the other is an ERROR record.
+    """
     from studio.core.plugins.settings import disabled_plugins, safe_mode
 
-    off = disabled_plugins() if disabled is None else disabled
     try:
-        entries = list(importlib.metadata.entry_points(group=PLUGIN_GROUP))
-    except Exception:  # noqa: BLE001 - a broken dist-info somewhere must not stop the app
-        entries = []
-    records: list[PluginRecord] = []
+        off = disabled_plugins() if disabled is None else disabled
+    except Exception:  # noqa: BLE001 - unreadable settings: every plugin on, as settings.py says
+        off = set()
+    entries, records = _entry_points()
     seen: dict[str, PluginRecord] = {}
-    for entry in sorted(entries, key=lambda e: e.name):
-        if entry.name in seen:
-            first = seen[entry.name]
-            if entry.value == first.entry_point:  # one distribution found twice on the path
-                continue
-            dist = getattr(entry, "dist", None)
-            twin = PluginRecord(name=entry.name, entry_point=entry.value, state=ERROR,
-                                distribution=dist.metadata["Name"] if dist is not None else "",
-                                error=f"another plugin is already named {entry.name!r} ({first.distribution})")
-            records.append(twin)
-            continue
-        record = _record(entry)
-        seen[entry.name] = record
-        if record.state == ENABLED and (entry.name in off or safe_mode()):
-            record.state = DISABLED
+    for entry in sorted(entries, key=lambda e: e.name):  # stable: path order within one name
+        try:
+            if entry.name in seen:
+                first = seen[entry.name]
+                fields = _dist_fields(entry)
+                if _same_distribution(fields.get("distribution", ""), first.distribution):
+                    continue  # one distribution found twice on the path
+                record = PluginRecord(name=entry.name, entry_point=entry.value, state=ERROR, **fields, error=(
+                    f"{first.distribution or 'another distribution'} already provides a plugin named {entry.name!r} "
+                    f"(that one is used); uninstall one of {fields.get('distribution') or '?'} and {first.distribution}"))
+            else:
+                record = seen[entry.name] = _record(entry)
+        except Exception as exc:  # noqa: BLE001 - discovery never raises
+            record = PluginRecord(name=str(getattr(entry, "name", "?")), state=ERROR, error=f"{type(exc).__name__}: {exc}")
+        if record.name in off or safe_mode():  # the user's choice wins: a disabled broken plugin stays quiet
+            record.state = DISABLED  # (its error, if any, is kept for the details)
         records.append(record)
     return records
 
@@ -197,22 +296,23 @@ def discover(*, disabled: set[str] | None = None) -> list[PluginRecord]:
 # -- registering ----------------------------------------------------------------------------------------
 def _register(record: PluginRecord) -> None:
     """All of a plugin's entries, or none (a key already taken makes the record an ERROR)."""
-    from studio.core.registry import ALL, RegistryError
+    from studio.core.registry import ALL
 
     for c in record.contributions:
         registry = ALL[c.point]
         if c.key in registry:
-            holder = registry.get(c.key).source
+            holder = registry.get(c.key)
+            by = "Distill Studio itself" if holder.built_in else f"the plugin {holder.source!r}"
             record.state = ERROR
-            record.error = f"its {registry.name} {c.key!r} is already registered by {holder}"
+            record.error = f"its {registry.name} {c.key!r} is already registered by {by}; nothing of it was loaded"
             return
     try:
         for c in record.contributions:
             ALL[c.point].register(c.key, c.target, title=c.title, help=c.help, source=record.name, **c.meta)
-    except (RegistryError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - all or nothing, and never a crash
         for registry in ALL.values():
             registry.unregister_source(record.name)
-        record.state, record.error = ERROR, str(exc)
+        record.state, record.error = ERROR, f"it could not be registered: {exc}"
 
 
 def _unregister_all(records: list[PluginRecord]) -> None:

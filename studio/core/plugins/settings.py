@@ -7,10 +7,12 @@ the app's own panels). ``DISTILL_STUDIO_NO_PLUGINS=1`` turns every plugin off fo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
+from studio.core.errors import StudioError
 from studio.core.paths import config_dir
 
 SETTINGS_FILE = "plugins.json"
@@ -31,7 +33,7 @@ def disabled_plugins() -> set[str]:
     except (OSError, ValueError):
         return set()
     names = data.get("disabled", []) if isinstance(data, dict) else []
-    return {name for name in names if isinstance(name, str)}
+    return {name for name in names if isinstance(name, str)} if isinstance(names, list) else set()
 
 
 def set_enabled(name: str, enabled: bool) -> None:
@@ -39,7 +41,13 @@ def set_enabled(name: str, enabled: bool) -> None:
     disabled = disabled_plugins()
     (disabled.discard if enabled else disabled.add)(name)
     path = settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"disabled": sorted(disabled)}, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"disabled": sorted(disabled)}, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StudioError(f"cannot save the plugin settings to {path}: {exc.strerror or exc}; "
+                          "check that the folder is writable") from None

@@ -4,8 +4,8 @@ The Chat panel's server control, the CLI and tests build the command and environ
 every launcher starts the same process. The server is found through its info file
 (``<project>/serve/server.json``, written once it listens, removed at exit) and watched through
 ``GET /health``; everything here is plain Python (urllib, no Qt, no torch) and blocking, so the
-GUI calls it from a worker thread. ``vllm_command`` is the scale-out path on a GPU box: the same
-OpenAI API from ``vllm serve`` with the project's adapters.
+GUI calls it from a worker thread. Other servers (a plugin's serving backend, see
+:mod:`studio.core.serving.backends`) share the helpers at the end: GPUs, ports, ``/v1/models``.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from studio.core.errors import StudioError
 from studio.core.processes import pid_alive, python_child_env
 from studio.core.serving.catalog import (
     ADAPTER,
-    BASE_ALIAS,
     Catalog,
     ServedModel,
     local_base_folder,
@@ -51,8 +50,6 @@ if TYPE_CHECKING:
 SERVE_MODULE = "studio.serve"
 STDERR_LOG = "stderr.log"          # <project>/serve/stderr.log: the server's stderr when a launcher keeps it
 READY_POLL_S = 0.1
-# The LoRA ranks vLLM accepts for --max-lora-rank (its `MaxLoRARanks`); an adapter's r is rounded up to one.
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class ServeError(StudioError):
@@ -269,7 +266,7 @@ def stop_server(info: ServerInfo, wait_s: float = 5.0, *, info_file: Path | None
 
 
 def load_adapter(url: str, run: TrainingRun) -> None:
-    """Load a run's adapter into the running server (``POST /v1/load_lora_adapter``, vLLM's shape)."""
+    """Load a run's adapter into the running studio server (``POST /v1/load_lora_adapter``)."""
     if not run.has_adapter:
         raise ServeError(f"training run {run.label} has no adapter yet ({run.adapter_dir}); train it first")
     body = {"lora_name": run_model_id(run), "lora_path": str(run.adapter_dir),
@@ -326,23 +323,11 @@ def _reason(reason: Any) -> str:
     return str(reason)
 
 
-# -- vLLM: the scale-out path --------------------------------------------------------------------------
-def vllm_available() -> bool:
-    """``vllm`` is on PATH (the scale-out path is offered only then)."""
-    return shutil.which("vllm") is not None
-
-
-def vllm_unavailable_reason() -> str:
-    """Why the vLLM backend cannot be picked here, or "" when it can (for a tooltip)."""
-    if vllm_available():
-        return ""
-    return "vLLM is not installed here: `pip install vllm` on a machine with an NVIDIA GPU puts `vllm` on PATH"
-
-
+# -- servers started by a plugin's backend: GPUs, ports and the OpenAI model list ------------------------
 def gpu_count(env: Mapping[str, str] | None = None) -> int:
     """How many GPUs a child would see: CUDA_VISIBLE_DEVICES when set, else the lines of ``nvidia-smi -L``.
 
-    At least 1 (vLLM's tensor parallel size); no torch, so the GUI process can ask.
+    At least 1 (a tensor parallel size); no torch, so the GUI process can ask.
     """
     env = os.environ if env is None else env
     visible = env.get("CUDA_VISIBLE_DEVICES")
@@ -377,18 +362,9 @@ def _nvidia_smi(args: list[str], timeout_s: float = 5.0) -> list[str]:
     return [line for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
 
 
-def vllm_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The ``vllm serve`` child's environment: runtime LoRA loading allowed, unbuffered, never a download."""
-    env = dict(os.environ if base is None else base)
-    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # else POST /v1/load_lora_adapter is not routed
-    env["PYTHONUNBUFFERED"] = "1"
-    env["HF_HUB_OFFLINE"] = "1"  # the base model is a local folder; vLLM must not fetch it again
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    return env
-
-
 def free_port(host: str = DEFAULT_HOST, preferred: int = DEFAULT_PORT) -> int:
-    """``preferred`` when free, else a port the OS picks now (vLLM, unlike our server, cannot report one it picked)."""
+    """``preferred`` when free, else a port the OS picks now (for a server that, unlike ours, cannot report
+    one it picked)."""
     if preferred and port_free(host, preferred):
         return preferred
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -406,35 +382,30 @@ def fetch_models(url: str, timeout_s: float = 2.0) -> list[dict]:
     return [m for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
 
-def vllm_health(url: str, timeout_s: float = 2.0, *, gpu_memory: bool = True) -> dict:
-    """A /health-shaped summary of a vLLM server (which has no /health of ours) from ``GET /v1/models``.
+def models_health(url: str, timeout_s: float = 2.0) -> dict:
+    """A /health-shaped summary of an OpenAI server without our /health, from ``GET /v1/models``.
 
-    ``adapters`` are the models naming a parent; memory is the GPUs' as nvidia-smi reports it
-    (``gpu_used_mib``, a list), since vLLM reserves most of the GPU up front anyway.
+    ``adapters`` are the models naming a parent (a LoRA module); the memory is unknown here.
     """
     models = fetch_models(url, timeout_s)
     base = next((m["id"] for m in models if not m.get("parent")), "")
-    health: dict[str, Any] = {
-        "status": "ready", "device": "cuda", "base_id": base, "models": [m["id"] for m in models],
-        "adapters": [m["id"] for m in models if m.get("parent")], "memory": {}}
-    if gpu_memory:
-        used = gpu_memory_used_mib()
-        if used is not None:
-            health["memory"]["gpu_used_mib"] = used
-    return health
+    return {"status": "ready", "device": "cuda", "base_id": base, "models": [m["id"] for m in models],
+            "adapters": [m["id"] for m in models if m.get("parent")], "memory": {}}
 
 
-def wait_models(url: str, pid: int, timeout_s: float, cancelled: Callable[[], bool] | None = None) -> list[dict]:
-    """Block until the server ``pid`` answers ``GET /v1/models`` (vLLM writes no info file); for a worker.
+def wait_models(url: str, pid: int, timeout_s: float, cancelled: Callable[[], bool] | None = None, *,
+                name: str = "The server") -> list[dict]:
+    """Block until the server ``pid`` answers ``GET /v1/models`` (for one that writes no info file); for a worker.
 
-    ServeError when the process exits first or ``timeout_s`` passes, ServeCancelled on ``cancelled()``.
+    ServeError when the process exits first or ``timeout_s`` passes, ServeCancelled on ``cancelled()``;
+    ``name`` is what the messages call the server (its backend's title).
     """
     deadline = time.monotonic() + timeout_s
     while True:
         if cancelled is not None and cancelled():
             raise ServeCancelled("stopped before the server was ready")
         if not pid_alive(pid):
-            raise ServeError("vLLM exited before it was ready (its error output says why)")
+            raise ServeError(f"{name} exited before it was ready (its error output says why)")
         try:
             models = fetch_models(url, timeout_s=2.0)
             if models:
@@ -442,28 +413,18 @@ def wait_models(url: str, pid: int, timeout_s: float, cancelled: Callable[[], bo
         except ServeError:
             pass
         if time.monotonic() >= deadline:
-            raise ServeError(f"vLLM did not answer {server_root(url)}/v1/models within {timeout_s:g} s; "
+            raise ServeError(f"{name} did not answer {server_root(url)}/v1/models within {timeout_s:g} s; "
                              "a large base model may need longer")
         time.sleep(READY_POLL_S)
 
 
-def vllm_info(catalog: Catalog, *, host: str, port: int, pid: int, tensor_parallel_size: int = 1) -> ServerInfo:
-    """The info file a vLLM server gets from its launcher (vLLM writes none), so every client finds it alike."""
-    return ServerInfo(pid=pid, host=host, port=int(port), catalog=catalog, device="cuda", started_at=time.time(),
-                      backend="vllm", extra={"tensor_parallel_size": int(tensor_parallel_size)})
+def add_adapter_to_info(info: ServerInfo, run: TrainingRun, info_file: Path) -> ServerInfo:
+    """``info`` with a run's adapter added to its catalog, written to ``info_file`` (when still this server's).
 
-
-def load_vllm_adapter(info: ServerInfo, run: TrainingRun, info_file: Path) -> ServerInfo:
-    """Load a run's adapter into a running vLLM (its own ``/v1/load_lora_adapter``) and add it to the info file.
-
-    vLLM takes only the name and path; the prompt format and run id go into the info file here,
-    which vLLM never rewrites.
+    For a server that writes no info file (its launcher wrote it): the prompt format and the run
+    id of a model loaded at run time are known only here.
     """
-    if not run.has_adapter:
-        raise ServeError(f"training run {run.label} has no adapter yet ({run.adapter_dir}); train it first")
     model_id = run_model_id(run)
-    post_json(info.url, "/v1/load_lora_adapter", {"lora_name": model_id, "lora_path": str(run.adapter_dir)},
-              timeout_s=120.0)
     model = ServedModel(id=model_id, kind=ADAPTER, parent=info.catalog.base.id,
                         prompt_format=run.settings.prompt_format, adapter_path=str(run.adapter_dir), run_id=run.id)
     others = tuple(m for m in info.catalog.models if m.id != model_id)
@@ -474,61 +435,26 @@ def load_vllm_adapter(info: ServerInfo, run: TrainingRun, info_file: Path) -> Se
     return updated
 
 
-def vllm_command(catalog: Catalog, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 tensor_parallel_size: int = 1) -> list[str]:
-    """``vllm serve BASE`` with every adapter of the catalog as a LoRA module (argv only).
-
-    The base is served under the catalog's base id and ``base`` (the first name is the one
-    vLLM lists), so clients ask for the same names as of our own server; ``--max-lora-rank`` is the largest adapter ``r`` rounded up to a rank vLLM accepts.
-    """
-    if tensor_parallel_size < 1:
-        raise ServeError(f"tensor_parallel_size must be at least 1, not {tensor_parallel_size}")
-    command = ["vllm", "serve", catalog.base_model, "--served-model-name", catalog.base.id, BASE_ALIAS,
-               "--enable-lora"]
-    if catalog.adapters:
-        command += ["--lora-modules", *[f"{model.id}={model.adapter_path}" for model in catalog.adapters]]
-    command += ["--host", host, "--port", str(int(port)), "--tensor-parallel-size", str(int(tensor_parallel_size))]
-    if catalog.adapters:
-        rank = max(adapter_rank(Path(model.adapter_path or "")) for model in catalog.adapters)
-        command += ["--max-lora-rank", str(next((r for r in VLLM_LORA_RANKS if r >= rank), rank))]
-    return command
-
-
-def adapter_rank(adapter_dir: Path) -> int:
-    """The LoRA rank ``r`` an adapter was trained with (its adapter_config.json)."""
-    path = Path(adapter_dir) / "adapter_config.json"
-    try:
-        rank = json.loads(path.read_text(encoding="utf-8"))["r"]
-        return int(rank)
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ServeError(f"{path}: no readable LoRA rank 'r'; is this a peft LoRA adapter folder?") from None
-
-
 __all__ = [
     "SERVE_MODULE",
     "ServeCancelled",
     "ServeError",
-    "adapter_rank",
+    "add_adapter_to_info",
     "fetch_health",
     "fetch_models",
     "free_port",
     "gpu_count",
     "gpu_memory_used_mib",
     "load_adapter",
-    "load_vllm_adapter",
+    "models_health",
     "pick_port",
+    "post_json",
     "same_base",
     "serve_command",
     "serve_env",
     "server_root",
     "stop_server",
     "training_gpu_conflict",
-    "vllm_available",
-    "vllm_command",
-    "vllm_env",
-    "vllm_health",
-    "vllm_info",
-    "vllm_unavailable_reason",
     "wait_models",
     "wait_ready",
 ]

@@ -30,7 +30,7 @@ class ServerInfo:
     catalog: Catalog
     device: str = "cpu"                 # "cpu", "cuda:0", ...
     started_at: float = 0.0
-    backend: str = "studio"             # "studio" or "vllm" (the scale-out path)
+    backend: str = "studio"             # a serving_backends key: "studio" (our own server) or a plugin's
     extra: dict = field(default_factory=dict)
 
     @property

@@ -72,6 +72,8 @@ def settings_from_args(args: argparse.Namespace, base: TrainSettings | None = No
         overrides["prompt_format"] = args.format
     if getattr(args, "max_steps", None) is not None:
         overrides["max_steps"] = args.max_steps
+    if getattr(args, "trainer", None):
+        overrides["trainer"] = args.trainer
     overrides.update(parse_assignments(getattr(args, "set", None) or []))
     return settings.with_overrides(overrides) if overrides else settings
 

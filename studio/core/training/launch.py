@@ -51,9 +51,49 @@ EXPORT_REQUIREMENTS = ("torch>=2.3", "transformers>=5.0", "peft>=0.15", "acceler
 
 
 # -- the child's command line and environment ------------------------------------------------
+DEFAULT_TRAINER = "peft-lora"  # a run's settings without ``trainer`` (made before trainers were entries)
+
+
 def child_command(config_path: Path, *, module: str = TRAIN_MODULE) -> list[str]:
-    """``[python, -m, studio.train, CONFIG]`` with this interpreter (the app's own environment)."""
+    """The training job's argv: the run's trainer's command (``TRAINERS``), for the job module.
+
+    Other modules (pre-flight, hardest) are ``[python, -m, MODULE, CONFIG]`` with this interpreter.
+    """
+    if module == TRAIN_MODULE:
+        return trainer_command(config_path)
     return [sys.executable, "-m", module, str(config_path)]
+
+
+def peft_lora_command(config_path: Path) -> list[str]:
+    """The built-in trainer ``peft-lora``: ``[python, -m, studio.train, CONFIG]`` (the app's own environment)."""
+    return [sys.executable, "-m", TRAIN_MODULE, str(config_path)]
+
+
+def trainer_command(config_path: Path, trainer: str | None = None) -> list[str]:
+    """The argv of ``trainer`` (default: the one the config's settings name) for the run at ``config_path``.
+
+    A plugin trainer's code is imported here, on first use, and called at the registry boundary:
+    its exception, or an answer that is not a list of strings, is an error naming the plugin.
+    """
+    from studio.core.registry import TRAINERS
+
+    key = trainer or configured_trainer(config_path)
+    build = TRAINERS.load(key)
+    with TRAINERS.guard(key, f"building the command for {config_path}"):
+        argv = build(Path(config_path))
+        if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, (str, Path)) for a in argv):
+            raise TypeError(f"its command must be a non-empty list of strings, not {argv!r}")
+    return [str(part) for part in argv]
+
+
+def configured_trainer(config_path: Path) -> str:
+    """The trainer a config's settings name; ``peft-lora`` for one without (or a file not yet written)."""
+    try:
+        settings = json.loads(Path(config_path).read_text(encoding="utf-8")).get("settings") or {}
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_TRAINER
+    trainer = settings.get("trainer") if isinstance(settings, dict) else None
+    return trainer if isinstance(trainer, str) and trainer else DEFAULT_TRAINER
 
 
 def preflight_command(config_path: Path) -> list[str]:
@@ -210,6 +250,9 @@ def export_job(run: TrainingRun, target: Path, *, gpus: int = 1, include_model: 
     """
     if gpus < 1:
         raise StudioError(f"--gpus must be at least 1, not {gpus}")
+    if run.settings.trainer != DEFAULT_TRAINER:  # the folder carries the studio's own job code, not a plugin's
+        raise StudioError(f"training run {run.label} uses the trainer {run.settings.trainer!r}; an exported job "
+                          f"runs only {DEFAULT_TRAINER!r} (install that trainer's plugin on the other machine instead)")
     target = Path(target).expanduser().absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise StudioError(f"{target}: the folder exists and is not empty; name a new folder")
@@ -438,6 +481,9 @@ and the run shows in the Train panel like a local one.
 
 __all__ = [
     "child_command",
+    "configured_trainer",
+    "peft_lora_command",
+    "trainer_command",
     "child_env",
     "export_job",
     "hardest_command",

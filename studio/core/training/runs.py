@@ -94,6 +94,9 @@ class TrainingRunRepository:
         """
         snap = SnapshotRepository(self.conn, self.root).get(snapshot)
         settings.validate()
+        from studio.core.registry import TRAINERS
+
+        TRAINERS.get(settings.trainer)  # an unknown trainer (a plugin not installed) is refused before a run exists
         base_model = _resolve_base_model(base_model)
         name = name.strip()
         data_path = (self.root / snap.path).resolve()

@@ -124,6 +124,9 @@ class TrainSettings:
     trust_remote_code: bool = _setting(
         False, "Run Python code shipped with the base model (some architectures need it). Only "
         "for models you trust.", group="Hardware")
+    trainer: str = _setting(
+        "peft-lora", "Which trainer runs the job: 'peft-lora' (the studio's own, python -m studio.train) "
+        "or a plugin's (distill-studio plugins list shows them).", group="Hardware")
 
     def validate(self) -> None:
         """Raise :class:`SettingsError` naming the first bad setting."""
@@ -141,6 +144,8 @@ class TrainSettings:
             raise SettingsError("set num_train_epochs above 0 or max_steps to a positive number")
         if not self.target_modules:
             raise SettingsError("target_modules is empty: use 'all-linear' or name the layers")
+        if not self.trainer.strip():
+            raise SettingsError("trainer is empty: use 'peft-lora' or a plugin's trainer")
 
     def lora_targets(self) -> list[str] | str:
         """``target_modules`` as peft takes it: ``"all-linear"`` or a list of names."""

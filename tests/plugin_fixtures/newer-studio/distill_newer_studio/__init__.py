@@ -1,0 +1,1 @@
+"""Test fixture: a plugin that needs a newer Distill Studio."""

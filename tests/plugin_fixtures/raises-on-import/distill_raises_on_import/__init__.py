@@ -1,0 +1,1 @@
+"""Test fixture: a plugin whose code raises at import (the manifest is fine)."""
