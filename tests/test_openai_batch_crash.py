@@ -120,3 +120,29 @@ def test_a_kill_before_an_ids_commit_finds_the_job_at_the_provider(root: Path, a
     assert api.uploads == 1 and api.batches_created == (step == "create")
     resumed = _resume(root, api)
     _assert_collected_once(root, api, resumed)  # found by its file name or its metadata: no second upload
+
+
+def test_ctrl_c_leaves_the_batch_at_the_provider_and_says_how_to_collect_it(root: Path, api: FakeBatchAPI,
+                                                                             default_sigint) -> None:
+    api.hold.set()
+    child = subprocess.Popen(_generate(root, api), cwd=REPO, env=_env(api), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    reader = sqlite3.connect(root / "project.sqlite", timeout=10)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and child.poll() is None:
+            if _one(reader, "SELECT job_id FROM backend_jobs WHERE job_id IS NOT NULL"):
+                break
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        reader.close()
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "still at the provider (openai-batch)" in err
+    assert "generate --resume --run 1" in err and api.cancels == 0
+    assert "Batch 1 of 1 at OpenAI: validating" in err  # the batch's state, as the progress shows it
+    api.hold.clear()
+    _assert_collected_once(root, api, _resume(root, api))

@@ -150,10 +150,12 @@ class BatchSender:
                 raise error
             on_retry(RetryNotice(attempts, 0.0, error))
             if self.retry_failed == "live":
-                client = self.context.live_client()
-                return await client.complete(request.prompt, headers={REQUEST_KEY_HEADER: request.key},
+                client = self.context.live_client()  # its own retries, at the live price
+                done = await client.complete(request.prompt, headers={REQUEST_KEY_HEADER: request.key},
                                              timeout_s=timeout_s, prior_attempts=attempts, on_retry=on_retry,
                                              **params)
+                self.answers += 1
+                return done
             line = await self._submit(request, params)  # a follow-up batch
 
     def open_work(self) -> bool:

@@ -7,6 +7,8 @@
     repository.py   the repository of runs, requests, rejected candidates; a request's outcome commits in one transaction
     writer.py       the thread that commits judged answers
     engine.py       asyncio worker pool: budget, target, pause/stop, events; the start's pre-check (prepare_run)
+    backends.py     how requests are sent (GENERATION_BACKENDS): live calls; a plugin's batch API (openai-batch)
+    backend_jobs.py a backend's provider jobs and the requests each holds, committed before anything is uploaded
     events.py       the dataclasses the engine reports through (no Qt)
     cli_support.py  `distill-studio generate` and its text progress bar
 """

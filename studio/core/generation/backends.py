@@ -12,7 +12,8 @@ CONTRACT (issue 12):
 * A backend is registered as an instance with ``key``, ``price_factor`` (multiplies every
   price: estimates, worst-case budget reservations, the cost the sender reports; OpenAI's
   Batch API is 0.5), ``max_in_flight`` (None: the run's ``concurrency``; a batch backend asks
-  for its batch size) and ``open(context) -> Sender``.
+  for its batch size) and ``open(context) -> Sender``. A sender may carry its own
+  ``max_in_flight``, which wins: a batch size is a per-run option, known only once opened.
 * ``Sender.send(request, ...)`` returns a :class:`~studio.core.llm.client.Completion` whose
   ``cost`` is already at the backend's prices, or raises :class:`~studio.core.llm.LLMError`
   (``fatal`` stops the run, otherwise the request is marked failed). It is called on the
@@ -27,6 +28,8 @@ CONTRACT (issue 12):
 * ``Sender.open_work()`` -> True while the provider still holds requests of this run (a batch
   in flight): a run stopped for the app's close with open work is ``detached``, and the
   Generate panel resumes such runs when the project opens again.
+* ``async Sender.cancel_open_work()`` (optional): cancel what the provider still holds
+  (``engine.stop(cancel_work=True)``); what it answered before is collected on resume.
 """
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ class BackendContext:
 
 class Sender(Protocol):
     answers: int  # successful answers so far (the engine's "no answer yet" checks read it)
+    # Optional: ``max_in_flight: int`` (wins over the backend's) and ``async cancel_open_work()``.
 
     async def send(self, request: RequestRow, *, prior_attempts: int, on_retry: RetryCallback,
                    timeout_s: float, params: Mapping[str, Any]) -> Completion: ...
