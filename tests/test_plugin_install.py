@@ -158,3 +158,34 @@ def test_the_constraint_file_pins_every_installed_distribution_but_the_plugin() 
     assert f"openai=={importlib.metadata.version('openai')}" in lines
     assert not any(line.startswith("packaging==") for line in lines)
     assert f"packaging=={PACKAGING}" in plugin_install.pins()
+
+
+def test_bootstrap_installs_the_first_party_plugins_with_the_app_and_reinstalls_when_their_pyproject_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bootstrap_under_test", REPO / "installer" / "bootstrap.py")
+    bootstrap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bootstrap)  # type: ignore[union-attr]
+    root = tmp_path / "checkout"
+    for folder in ("", *bootstrap.FIRST_PARTY_PLUGINS):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "pyproject.toml").write_text(f"# {folder or 'app'}\n")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(bootstrap, "ROOT", root)
+    monkeypatch.setattr(bootstrap, "VENV", venv)
+    monkeypatch.setattr(bootstrap, "STAMP", venv / ".distill-studio-stamp")
+    monkeypatch.setattr(bootstrap, "venv_python", lambda: venv / "bin" / "python")
+    monkeypatch.setattr(bootstrap, "install_torch", lambda: None)
+    monkeypatch.setattr(bootstrap, "pip", lambda *args, check=True: calls.append(args) or 0)
+    bootstrap.ensure_environment()
+    assert calls == [("install", "-q", "-e", f"{root}[{bootstrap.EXTRAS}]",
+                      "-e", str(root / "plugins" / "openai-batch"), "-e", str(root / "plugins" / "vllm-serve"))]
+    bootstrap.ensure_environment()
+    assert len(calls) == 1  # the fingerprint matches: nothing to do
+    (root / "plugins" / "vllm-serve" / "pyproject.toml").write_text("# vllm-serve, a new dependency\n")
+    bootstrap.ensure_environment()
+    assert len(calls) == 2  # a plugin's requirements changed: installed again
