@@ -55,3 +55,135 @@ def test_generate_with_a_broken_plugin_preset_says_one_line(in_process, tmp_path
     assert code == 1 and len(err) == 1
     assert err[0].startswith("error: endpoint kind 'gone' from test-preset could not be loaded")
     assert "Traceback" not in err[0]
+
+
+# -- 3. a plugin judge is a choice: eval run --judge-kind ------------------------------------------------------
+class FirstMarkerJudge:
+    """Asks as the pairwise judge does but reads the FIRST marker of the reply (the fake judges put a decoy
+    marker before their verdict, so this judge calls every marker-judged pair a tie)."""
+
+    key, title = "first-marker", "First marker wins"
+
+    @property
+    def default_template(self) -> str:
+        from studio.core.evaluation.judge import DEFAULT_TEMPLATE
+
+        return DEFAULT_TEMPLATE
+
+    def messages(self, spec, prompt, first: str, second: str) -> list[dict]:
+        from studio.core.evaluation.judge import PAIRWISE_JUDGE
+
+        return PAIRWISE_JUDGE.messages(spec, prompt, first, second)
+
+    def verdict(self, spec, raw: str) -> str:
+        found = sorted((raw.find(m), v) for m, v in (("[[A]]", "first"), ("[[B]]", "second"), ("[[C]]", "tie"))
+                       if m in raw)
+        return found[0][1] if found else "unreadable"
+
+
+class RaisingVerdictJudge(FirstMarkerJudge):
+    key = "raising"
+
+    def verdict(self, spec, raw: str) -> str:
+        raise ZeroDivisionError("no verdict today")
+
+
+FIRST_MARKER_JUDGE = FirstMarkerJudge()
+RAISING_JUDGE = RaisingVerdictJudge()
+
+
+@pytest.fixture
+def eval_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from studio.core.evaluation.model import EvalPrompt
+    from studio.core.project import Project
+    from tests.fake_eval_endpoints import API_KEY
+
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    with Project.create(tmp_path / "project") as project:
+        project.prompt_sets.create("bench", [EvalPrompt(f"Task {n}: do it well.") for n in range(3)], source="test")
+    return tmp_path / "project"
+
+
+@pytest.fixture
+def eval_fake():
+    from tests.fake_eval_endpoints import MARKER, FakeEvalServer
+
+    marked = lambda prompt: f"A careful answer {MARKER} to: {prompt[:30]}"  # noqa: E731
+    plain = lambda prompt: f"An answer to: {prompt[:30]}"  # noqa: E731
+    with FakeEvalServer(answerers={"good": marked, "plain": plain}, judges={"judge": "marker"}) as server:
+        yield server
+
+
+def _eval_run(capsys, root: Path, fake, *extra: str) -> tuple[int, dict | None, str]:
+    import json
+
+    from studio.cli import main
+
+    code = main(["eval", "run", "--project", str(root), "--prompts", "bench", "--a", fake.spec("good"),
+                 "--b", fake.spec("plain"), "--judge", fake.spec("judge"), "--json", *extra])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else None), err
+
+
+def test_a_plugin_judge_is_chosen_with_judge_kind_and_cached_apart(in_process, eval_root, eval_fake, capsys) -> None:
+    from studio.core.project import Project
+
+    in_process(registry.JUDGES, "first-marker", "FIRST_MARKER_JUDGE", "test-judge", title="First marker wins")
+    code, pairwise, err = _eval_run(capsys, eval_root, eval_fake)
+    assert code == 0, err
+    assert (pairwise["wins_a"], pairwise["ties"]) == (3, 0) and eval_fake.requests_by_model["judge"] == 6
+
+    code, plugin, err = _eval_run(capsys, eval_root, eval_fake, "--judge-kind", "first-marker")
+    assert code == 0, err
+    assert (plugin["wins_a"], plugin["ties"]) == (0, 3)  # the plugin's reading of the same replies
+    assert eval_fake.requests_by_model["judge"] == 12  # not the pairwise judge's cached verdicts
+
+    code, again, err = _eval_run(capsys, eval_root, eval_fake, "--judge-kind", "first-marker")
+    assert code == 0 and again["ties"] == 3 and eval_fake.requests_by_model["judge"] == 12  # its own cache
+    with Project.open(eval_root) as project:
+        kinds = [project.evaluations.get(i).judge.kind for i in (1, 2, 3)]
+        keys = {project.evaluations.get(i).judge.key() for i in (1, 2, 3)}
+    assert kinds == ["pairwise", "first-marker", "first-marker"] and len(keys) == 2
+
+
+def test_the_pairwise_cache_key_is_unchanged_by_the_kind_field() -> None:
+    from studio.core.evaluation.model import JudgeSpec
+
+    import hashlib
+    import json
+
+    stored = {"endpoint": {"base_url": "http://127.0.0.1:9/v1", "model": "j"}, "template": "t"}  # before kinds
+    old = JudgeSpec.from_dict(stored)
+    before = {"endpoint": stored["endpoint"], "template": "t", "marker_a": "[[A]]", "marker_b": "[[B]]",
+              "marker_tie": "[[C]]", "temperature": 0.0, "max_tokens": 1024}  # the hash as it was computed
+    assert old.kind == "pairwise"
+    assert old.key() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert JudgeSpec.from_dict({**stored, "kind": "pairwise"}).key() == old.key()
+    assert JudgeSpec.from_dict({**stored, "kind": "other"}).key() != old.key()
+
+
+def test_a_raising_plugin_judge_fails_the_run_with_one_message(in_process, eval_root, eval_fake, capsys) -> None:
+    from studio.core.evaluation.model import FAILED
+    from studio.core.project import Project
+
+    in_process(registry.JUDGES, "raising", "RAISING_JUDGE", "test-judge", title="Raises")
+    code, _, err = _eval_run(capsys, eval_root, eval_fake, "--judge-kind", "raising")
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    assert "The plugin 'test-judge' failed in its judge 'raising' while reading the judge's verdict" in lines[0]
+    with Project.open(eval_root) as project:
+        evaluation = project.evaluations.get(1)
+    assert evaluation.status == FAILED and "test-judge" in evaluation.error
+    assert failures("test-judge")
+
+
+def test_judge_kind_is_hidden_with_one_judge_and_listed_with_more(in_process, capsys) -> None:
+    from studio.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["eval", "run", "--help"])
+    assert "--judge-kind" not in capsys.readouterr().out
+    in_process(registry.JUDGES, "first-marker", "FIRST_MARKER_JUDGE", "test-judge", title="First marker wins")
+    with pytest.raises(SystemExit):
+        main(["eval", "run", "--help"])
+    assert "first-marker (First marker wins)" in " ".join(capsys.readouterr().out.split())
