@@ -187,3 +187,26 @@ def test_judge_kind_is_hidden_with_one_judge_and_listed_with_more(in_process, ca
     with pytest.raises(SystemExit):
         main(["eval", "run", "--help"])
     assert "first-marker (First marker wins)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_new_evaluation_page_offers_judge_kinds_only_when_a_plugin_adds_one(qtbot, in_process) -> None:
+    from studio.ui.eval_setup import JudgeBox
+
+    alone = JudgeBox()
+    qtbot.addWidget(alone)
+    assert alone.kind_row.isHidden() and alone.kind.count() == 1
+    in_process(registry.JUDGES, "first-marker", "FIRST_MARKER_JUDGE", "test-judge", title="First marker wins",
+               help="Reads the first verdict marker")
+    box = JudgeBox()
+    qtbot.addWidget(box)
+    assert not box.kind_row.isHidden()
+    assert [box.kind.itemData(i) for i in range(box.kind.count())] == ["pairwise", "first-marker"]
+    assert box.kind.itemData(1, 3) == "Reads the first verdict marker"  # Qt.ToolTipRole
+    box.choose_other("http://127.0.0.1:9/v1", "judge")
+    assert box.spec().kind == "pairwise"
+    box.choose_kind("first-marker")
+    box.template.setPlainText("no placeholders: this judge reads its own way")
+    spec = box.spec()
+    assert (spec.kind, spec.template) == ("first-marker", "no placeholders: this judge reads its own way")
+    alone.choose_kind("gone-judge")  # a duplicated evaluation whose judge's plugin is gone
+    assert not alone.kind_row.isHidden() and alone.kind.currentText() == "gone-judge (not installed)"
