@@ -210,3 +210,40 @@ def test_the_new_evaluation_page_offers_judge_kinds_only_when_a_plugin_adds_one(
     assert (spec.kind, spec.template) == ("first-marker", "no placeholders: this judge reads its own way")
     alone.choose_kind("gone-judge")  # a duplicated evaluation whose judge's plugin is gone
     assert not alone.kind_row.isHidden() and alone.kind.currentText() == "gone-judge (not installed)"
+
+
+# -- 4. the Train panel's trainer setting is a combo of the registered trainers --------------------------------
+def tiny_trainer_command(config_path):  # never called here: the form only lists the entry
+    raise AssertionError("the settings form must not load a trainer")
+
+
+def test_the_trainer_setting_is_a_combo_of_registered_trainers(qtbot, in_process) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QComboBox
+
+    from studio.core.training.settings import TrainSettings
+    from studio.ui.train_settings_form import SettingsForm
+
+    alone = SettingsForm()
+    qtbot.addWidget(alone)
+    combo = alone.editors["trainer"]
+    assert isinstance(combo, QComboBox) and combo.count() == 1 and not combo.isEnabled()
+    assert alone.settings().trainer == "peft-lora"
+
+    in_process(registry.TRAINERS, "tiny", "tiny_trainer_command", "test-trainer", title="Tiny trainer",
+               help="Trains nothing, quickly")
+    form = SettingsForm()
+    qtbot.addWidget(form)
+    combo = form.editors["trainer"]
+    assert combo.isEnabled() and [combo.itemData(i) for i in range(combo.count())] == ["peft-lora", "tiny"]
+    assert combo.itemText(1) == "Tiny trainer" and combo.itemData(1, Qt.ItemDataRole.ToolTipRole) == \
+        "Trains nothing, quickly"
+    combo.setCurrentIndex(1)
+    assert form.settings().trainer == "tiny"
+    form.set_settings(TrainSettings(trainer="tiny"))
+    assert combo.currentText() == "Tiny trainer" and form.settings() == TrainSettings(trainer="tiny")
+
+    form.set_settings(TrainSettings(trainer="gone"))  # a run made with a trainer whose plugin is gone
+    assert combo.currentText() == "gone (not installed)" and form.settings().trainer == "gone"  # refused at start
+    form.set_settings(TrainSettings())
+    assert combo.count() == 2 and form.settings().trainer == "peft-lora"
