@@ -247,3 +247,66 @@ def test_the_trainer_setting_is_a_combo_of_registered_trainers(qtbot, in_process
     assert combo.currentText() == "gone (not installed)" and form.settings().trainer == "gone"  # refused at start
     form.set_settings(TrainSettings())
     assert combo.count() == 2 and form.settings().trainer == "peft-lora"
+
+
+# -- 5. a plugin sample filter that cannot be built is skipped with one warning --------------------------------
+def BrokenFilter(settings, index):  # noqa: N802 - a factory standing in for a class
+    raise RuntimeError("cannot set up today")
+
+
+SKIPPED = "The sample filter 'broken_filter' of the plugin 'test-filter' is skipped"
+
+
+@pytest.fixture
+def seeded_root(tmp_path: Path) -> Path:
+    from studio.core.project import Project
+    from studio.core.seeds import Instance, SeedTask
+
+    with Project.create(tmp_path / "project") as project:
+        project.seeds.add_many([SeedTask(f"Give an example of seed topic number {i} for a student.",
+                                         [Instance("", f"Example {i}.")]) for i in range(5)])
+    return tmp_path / "project"
+
+
+def test_generate_warns_once_of_a_skipped_plugin_filter(in_process, seeded_root: Path, capsys, monkeypatch) -> None:
+    from fake_teacher import FakeTeacher
+
+    from studio.cli import main
+
+    in_process(registry.SAMPLE_FILTERS, "broken_filter", "BrokenFilter", "test-filter", reason="broken")
+    with FakeTeacher(max_lifetime_s=60) as teacher:
+        monkeypatch.setenv("TEACHER_KEY", teacher.api_key)
+        code = main(["generate", "--project", str(seeded_root), "--base-url", teacher.base_url, "--model",
+                     "fake-teacher", "--target", "3", "--api-key-env", "TEACHER_KEY", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and SKIPPED in warnings[0] and "RuntimeError: cannot set up today" in warnings[0]
+    assert failures("test-filter")
+
+
+def test_the_generate_panel_shows_the_skipped_plugin_filter(qtbot, in_process, seeded_root: Path) -> None:
+    from fake_teacher import FakeTeacher
+
+    from studio.core.project import Project
+    from studio.ui.generate_panel import GeneratePanel
+    from studio.ui.project_context import ProjectContext
+
+    in_process(registry.SAMPLE_FILTERS, "broken_filter", "BrokenFilter", "test-filter", reason="broken")
+    context = ProjectContext(Project.open(seeded_root))
+    panel = GeneratePanel()
+    qtbot.addWidget(panel)
+    panel.set_context(context)
+    try:
+        qtbot.waitUntil(lambda: "5 in this project" in panel.seed_count_label.text(), timeout=5_000)
+        with FakeTeacher(max_lifetime_s=60) as teacher:
+            panel.base_url.setText(teacher.base_url)
+            panel.model.setCurrentText("fake-teacher")
+            panel.api_key.setText(teacher.api_key)
+            panel.target.setValue(3)
+            panel.start_button.click()
+            qtbot.waitUntil(lambda: not panel.is_running() and panel.start_button.isEnabled(), timeout=30_000)
+        assert panel.messages.level == "warning" and SKIPPED in panel.messages.message()
+    finally:
+        panel.shutdown()
+        context.close()

@@ -151,6 +151,8 @@ class ProgressBar:
                        f" estimate {event.estimate}", force=True)
         elif isinstance(event, ev.Progress):
             self._progress(event.counters)
+        elif isinstance(event, ev.Notice):
+            self._line(f"warning: {event.text}", force=True)
         elif isinstance(event, ev.BackendStatus) and event.text != self._backend_text:
             self._backend_text = event.text  # a batch's state: one line each time it changes
             self._line(event.text)
