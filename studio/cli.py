@@ -1021,6 +1021,13 @@ def _eval_parsers(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--judge", metavar="SPEC", help="the judge, URL#MODEL (default: no judge, answers only)")
     run.add_argument("--template", type=Path, metavar="FILE",
                      help="a pairwise judge template ({instruction} {input} {answer_a} {answer_b})")
+    from studio.core.registry import JUDGES  # data only: no plugin code
+
+    judges = JUDGES.choices()
+    run.add_argument("--judge-kind", choices=[key for key, _ in judges], metavar="KEY",
+                     help=("how the judge decides (default pairwise): "
+                           + "; ".join(f"{key} ({label})" for key, label in judges)) if len(judges) > 1
+                     else argparse.SUPPRESS)  # one kind only: nothing to choose
     run.add_argument("--max-tokens", type=_at_least_one, default=512, metavar="N", help="most tokens per answer")
     run.add_argument("--temperature", type=float, default=0.0, metavar="T", help="sampling temperature of answers")
     run.add_argument("--concurrency", type=_at_least_one, default=32, metavar="N", help="requests in flight")

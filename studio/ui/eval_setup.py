@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 from studio.core.chat.sources import BASE, ENDPOINT, RUN, ModelSource, endpoint_label
 from studio.core.evaluation.judge import (
     DEFAULT_TEMPLATE,
+    PAIRWISE_JUDGE,
     check_template,
     default_judge_spec,
 )
@@ -54,6 +55,7 @@ from studio.core.evaluation.model import (
 from studio.core.evaluation.systems import from_source, to_source
 from studio.core.llm.endpoint import EndpointConfig
 from studio.core.llm.keys import DEFAULT_KEY_ENV
+from studio.core.registry import JUDGES  # data only: a plugin judge's code is imported when it judges
 from studio.core.wording import count_noun
 from studio.ui import eval_work as work
 from studio.ui.eval_widgets import heading, key_text, make_action, muted
@@ -215,6 +217,17 @@ class JudgeBox(QGroupBox):
         self.combo.currentIndexChanged.connect(self._on_choice)
         self.other = EndpointFields()
         self.other.changed.connect(self.changed)
+        self.kind = QComboBox(toolTip="How the judge decides: the built-in pairwise judge or one a plugin adds")
+        for entry in JUDGES:
+            self.kind.addItem(entry.label, entry.key)
+            self.kind.setItemData(self.kind.count() - 1, entry.help or entry.label, Qt.ItemDataRole.ToolTipRole)
+        self.kind.currentIndexChanged.connect(self.changed)
+        self.kind_row = QWidget()
+        kind_layout = QHBoxLayout(self.kind_row)
+        kind_layout.setContentsMargins(0, 0, 0, 0)
+        kind_layout.addWidget(QLabel("Kind"))
+        kind_layout.addWidget(self.kind, 1)
+        self.kind_row.setVisible(self.kind.count() > 1)  # only the built-in judge: nothing to choose
         self.template = QPlainTextEdit()
         self.template.setTabChangesFocus(True)
         self.template.setToolTip("The pairwise prompt: {instruction}, {input}, {answer_a} and {answer_b} are filled "
@@ -243,6 +256,7 @@ class JudgeBox(QGroupBox):
         dl = QVBoxLayout(self.details)
         dl.setContentsMargins(0, 0, 0, 0)
         dl.addWidget(self.other)
+        dl.addWidget(self.kind_row)
         dl.addWidget(self.template, 1)
         dl.addLayout(markers)
         dl.addWidget(muted("Every pair is judged in both orders; a verdict counts only when both agree "
@@ -287,6 +301,16 @@ class JudgeBox(QGroupBox):
     def choose_none(self) -> None:
         self.combo.setCurrentIndex(0)
 
+    def choose_kind(self, key: str) -> None:
+        """Select judge kind ``key``; one no longer registered (its plugin gone) is shown as it is, and
+        starting with it says which plugin is missing."""
+        index = self.kind.findData(key)
+        if index < 0:
+            self.kind.addItem(f"{key} (not installed)", key)
+            index = self.kind.count() - 1
+            self.kind_row.setVisible(True)
+        self.kind.setCurrentIndex(index)
+
     def reset_template(self) -> None:
         self.template.setPlainText(DEFAULT_TEMPLATE)
         for edit, marker in ((self.marker_a, "[[A]]"), (self.marker_b, "[[B]]"), (self.marker_tie, "[[C]]")):
@@ -306,14 +330,16 @@ class JudgeBox(QGroupBox):
                                       "or choose No judge.")
             endpoint = EndpointConfig(base_url=url, model=model, api_key_env=key_env or DEFAULT_KEY_ENV)
         template = self.template.toPlainText()
-        check_template(template)
+        kind = self.kind.currentData() or PAIRWISE_JUDGE.key
+        if kind == PAIRWISE_JUDGE.key:  # a plugin judge reads the template its own way
+            check_template(template)
         markers = [m.text().strip() for m in (self.marker_a, self.marker_b, self.marker_tie)]
         if not all(markers) or len(set(markers)) < 3:
             raise EvaluationError("Judge: the three verdict markers must be different and not empty "
                                   "(the defaults are [[A]], [[B]], [[C]]).")
         return replace(default_judge_spec(endpoint), endpoint=endpoint.to_dict(), template=template,
                        marker_a=markers[0], marker_b=markers[1], marker_tie=markers[2],
-                       label=endpoint_label(endpoint.base_url, endpoint.model))
+                       label=endpoint_label(endpoint.base_url, endpoint.model), kind=kind)
 
     def _on_choice(self) -> None:
         data = self.combo.currentData()
@@ -642,6 +668,7 @@ class NewEvaluationPage(QWidget):
             self.judge.choose_other(str(endpoint.get("base_url", "")), str(endpoint.get("model", "")),
                                     str(endpoint.get("api_key_env") or DEFAULT_KEY_ENV))
             self.judge.template.setPlainText(judge.template)
+            self.judge.choose_kind(judge.kind)
             for edit, marker in ((self.judge.marker_a, judge.marker_a), (self.judge.marker_b, judge.marker_b),
                                  (self.judge.marker_tie, judge.marker_tie)):
                 edit.setText(marker)

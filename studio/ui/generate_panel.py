@@ -797,6 +797,8 @@ class GeneratePanel(Panel):
                 new_samples.append(event.instruction)
             elif isinstance(event, ev.TeacherError):
                 self.messages.show_error(event.message)
+            elif isinstance(event, ev.Notice):
+                self.messages.show_message(event.text, "warning")
             elif isinstance(event, ev.BackendStatus):
                 self._backend_open = holds_work(event.state)
                 self._show_backend_status(event.text, event.state)

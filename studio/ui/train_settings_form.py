@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLineEdit, QSpinBox, QVBoxLayout, QWidget,
 )
@@ -96,9 +96,12 @@ class SettingsForm(QWidget):
     def _editor(self, name: str) -> QWidget:
         meta = setting_meta(name)
         default = meta["default"]
+        if name == "trainer":
+            return self._trainer_combo()
         if meta.get("choices"):
             combo = QComboBox()
-            combo.addItems(list(meta["choices"]))
+            for choice in meta["choices"]:
+                combo.addItem(choice, choice)
             combo.currentIndexChanged.connect(self._on_edit)
             return combo
         if isinstance(default, bool):
@@ -125,6 +128,19 @@ class SettingsForm(QWidget):
         line.textEdited.connect(self._on_edit)
         return line
 
+    def _trainer_combo(self) -> QComboBox:
+        """The registered trainers (``registry.TRAINERS``: plain data, no plugin imported), by title."""
+        from studio.core.registry import TRAINERS
+
+        combo = QComboBox()
+        for entry in TRAINERS:
+            combo.addItem(entry.label, entry.key)
+            combo.setItemData(combo.count() - 1, entry.help or entry.key, Qt.ItemDataRole.ToolTipRole)
+        self._trainers = combo.count()
+        combo.setEnabled(combo.count() > 1)  # the built-in trainer only: nothing to choose until a plugin adds one
+        combo.currentIndexChanged.connect(self._on_edit)
+        return combo
+
     def _on_edit(self, *_args: Any) -> None:
         if not self._loading:
             self.changed.emit()
@@ -135,7 +151,8 @@ class SettingsForm(QWidget):
         values: dict[str, Any] = {}
         for name, editor in self.editors.items():
             if isinstance(editor, QComboBox):
-                values[name] = editor.currentText()
+                data = editor.currentData()
+                values[name] = editor.currentText() if data is None else data
             elif isinstance(editor, QCheckBox):
                 values[name] = editor.isChecked()
             elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
@@ -158,7 +175,16 @@ class SettingsForm(QWidget):
             for name, value in settings.to_dict().items():
                 editor = self.editors[name]
                 if isinstance(editor, QComboBox):
-                    editor.setCurrentIndex(max(0, editor.findText(str(value))))
+                    if name == "trainer":
+                        while editor.count() > self._trainers:  # the last stored run's unknown trainer
+                            editor.removeItem(editor.count() - 1)
+                        editor.setEnabled(self._trainers > 1)
+                    index = editor.findData(str(value))
+                    if index < 0 and name == "trainer":  # a stored trainer no plugin provides now: shown, and
+                        editor.addItem(f"{value} (not installed)", str(value))  # refused when the run starts
+                        editor.setEnabled(True)
+                        index = editor.count() - 1
+                    editor.setCurrentIndex(max(0, index))
                 elif isinstance(editor, QCheckBox):
                     editor.setChecked(bool(value))
                 elif isinstance(editor, QSpinBox):

@@ -88,7 +88,11 @@ def run_evaluation(project: Project, args: argparse.Namespace, *, out: IO[str] |
         raise EvaluationError("--template is the judge's prompt: give --judge URL#MODEL too (or leave --template out).")
     key_env = getattr(args, "api_key_env", None)
     specs = [_with_key_env(SystemSpec.parse(text), key_env) for text in (args.a, args.b)]
-    judge = _judge_spec(args.judge, getattr(args, "template", None), key_env) if getattr(args, "judge", None) else None
+    kind = getattr(args, "judge_kind", None)
+    if kind and not getattr(args, "judge", None):
+        raise EvaluationError("--judge-kind chooses how the judge decides: give --judge URL#MODEL too.")
+    judge = (_judge_spec(args.judge, getattr(args, "template", None), key_env, kind or "pairwise")
+             if getattr(args, "judge", None) else None)
     settings = EvalSettings(answers=AnswerSettings(max_tokens=int(args.max_tokens), temperature=temperature),
                             concurrency=int(getattr(args, "concurrency", 32) or 32),
                             budget_usd=getattr(args, "budget", None))
@@ -197,9 +201,9 @@ def _with_key_env(spec: SystemSpec, key_env: str | None) -> SystemSpec:
     return replace(spec, api_key_env=key_env) if key_env and spec.kind == ENDPOINT else spec
 
 
-def _judge_spec(text: str, template_path: Path | None, key_env: str | None) -> JudgeSpec:
+def _judge_spec(text: str, template_path: Path | None, key_env: str | None, kind: str = "pairwise") -> JudgeSpec:
     from studio.core.chat.sources import endpoint_label
-    from studio.core.evaluation.judge import check_template, default_judge_spec
+    from studio.core.evaluation.judge import PAIRWISE_JUDGE, check_template, default_judge_spec, load_judge
 
     spec = SystemSpec.parse(text)
     if spec.kind != ENDPOINT:
@@ -208,14 +212,18 @@ def _judge_spec(text: str, template_path: Path | None, key_env: str | None) -> J
     check_url_has_no_secret(spec.base_url, "the judge")
     spec = _with_key_env(spec, key_env)
     judge = default_judge_spec(spec.endpoint())
-    judge = replace(judge, label=endpoint_label(spec.base_url, spec.model))
+    judge = replace(judge, label=endpoint_label(spec.base_url, spec.model), kind=kind)
+    pairwise = kind == PAIRWISE_JUDGE.key
+    if not pairwise:  # the chosen judge is loaded now: a broken plugin says so before anything is stored
+        judge = replace(judge, template=load_judge(kind).default_template)
     if template_path is not None:
         try:
             template = Path(template_path).read_text(encoding="utf-8")
         except OSError as exc:
             raise EvaluationError(f"--template {template_path}: cannot read it ({exc.strerror or exc}).") from None
         try:
-            check_template(template)
+            if pairwise:  # a plugin judge's template has its own placeholders
+                check_template(template)
         except EvaluationError as exc:
             raise EvaluationError(f"--template {template_path}: {exc}") from None
         judge = replace(judge, template=template)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.core.errors import StudioError
-from studio.core.evaluation.judge import JUDGE_ROLE, PAIRWISE_JUDGE, check_template, judge_instruction
+from studio.core.evaluation.judge import JUDGE_ROLE, PAIRWISE_JUDGE, check_template, judge_instruction, load_judge
 from studio.core.evaluation.model import (
     ANSWERING,
     BASE,
@@ -213,7 +213,9 @@ class EvalEngine:
             return FAILED, "The evaluation's prompts are gone (was its prompt set deleted?)."
         if evaluation.judge is not None:
             try:
-                check_template(evaluation.judge.template)
+                load_judge(evaluation.judge.kind)  # an unknown or broken plugin judge fails before any answer
+                if evaluation.judge.kind == PAIRWISE_JUDGE.key:  # a plugin judge reads its own template
+                    check_template(evaluation.judge.template)
             except StudioError as exc:
                 return FAILED, str(exc)
         self._store.set_status(self.evaluation_id, ANSWERING)
@@ -323,6 +325,7 @@ class EvalEngine:
     async def _judge_phase(self, evaluation: Evaluation, spec: JudgeSpec, prompts: list[EvalPrompt],
                            answers: dict[tuple[int, int], StoredAnswer]) -> None:
         judge_key = spec.key()
+        judge = load_judge(spec.kind)  # checked in _phases; a plugin's comes wrapped in the registry boundary
         cached = self._store.judgments_for(judge_key, (a.id for a in answers.values()), readable=True)
         tasks: list[_Task] = []
         total = 0
@@ -336,7 +339,11 @@ class EvalEngine:
                     if (x.id, y.id) in cached:
                         self._counts["cached_judgments"] += 1
                         continue
-                    messages = PAIRWISE_JUDGE.messages(spec, prompt, x.text, y.text)
+                    try:
+                        messages = judge.messages(spec, prompt, x.text, y.text)
+                    except StudioError as exc:  # a plugin judge's bug: one message naming the plugin
+                        self._fatal = str(exc)
+                        return
                     tasks.append(_Task(prompt, messages, 0.0, first, second, x, y))
         client = None
         if tasks:
@@ -368,7 +375,11 @@ class EvalEngine:
                     self._note_error(f"The judge: {error.message}")
                 return
             cost = _cost(prices, model, done)
-            verdict = PAIRWISE_JUDGE.verdict(spec, done.text)
+            try:
+                verdict = judge.verdict(spec, done.text)
+            except StudioError as exc:
+                self._fail(str(exc))
+                return
             self._store.store_judgment(judge_key, task.first_answer.id, task.second_answer.id, verdict, done.text,
                                        usage=done.usage, cost=cost, latency_s=done.latency_s)
             self._paid(cost)

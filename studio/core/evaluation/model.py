@@ -190,13 +190,17 @@ class JudgeSpec:
     temperature: float = 0.0
     max_tokens: int = 1024
     label: str = ""
+    kind: str = "pairwise"  # a registry.JUDGES key; evaluations stored before judges were a choice read as pairwise
 
     def endpoint_config(self) -> EndpointConfig:
         return EndpointConfig.from_dict(self.endpoint)
 
     def key(self) -> str:
-        """The judgment cache identity: same endpoint, model, template and markers = same judge."""
-        data = {k: v for k, v in asdict(self).items() if k != "label"}
+        """The judgment cache identity: same kind, endpoint, model, template and markers = same judge.
+
+        The pairwise kind stays out of the hash, so the verdicts cached before judges were a choice still count.
+        """
+        data = {k: v for k, v in asdict(self).items() if k != "label" and not (k == "kind" and v == "pairwise")}
         data["endpoint"] = {k: self.endpoint.get(k) for k in ("base_url", "model")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig
 from studio.core.generation.engine import GenerationEngine, prepare_run
 from studio.core.generation.filters import describe_reasons
-from studio.core.llm.endpoint import presets
+from studio.core.llm.endpoint import preset as endpoint_preset
 from studio.core.llm.keys import resolve_key
 from studio.core.project import Project
 
@@ -24,7 +24,7 @@ EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
     config = base or RunConfig()
     if getattr(args, "preset", None):
-        preset = presets()[args.preset]
+        preset = endpoint_preset(args.preset)  # a plugin's broken preset: a RegistryError naming it
         config.teacher.base_url, config.teacher.model = preset.base_url, preset.model
     if args.mode:
         config.mode = args.mode
@@ -151,6 +151,8 @@ class ProgressBar:
                        f" estimate {event.estimate}", force=True)
         elif isinstance(event, ev.Progress):
             self._progress(event.counters)
+        elif isinstance(event, ev.Notice):
+            self._line(f"warning: {event.text}", force=True)
         elif isinstance(event, ev.BackendStatus) and event.text != self._backend_text:
             self._backend_text = event.text  # a batch's state: one line each time it changes
             self._line(event.text)

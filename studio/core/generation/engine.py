@@ -319,6 +319,8 @@ class GenerationEngine:
         self._promised = c.kept  # kept samples committed or on their way to the writer
         store.set_status(self.run_id, "running")
         self._emit(ev.RunStarted(self.run_id, resumed, key_source, describe_estimate(estimate, factor)))
+        if candidate_filter.skipped:  # after RunStarted, which clears the panel's messages
+            self._emit(ev.Notice(self.run_id, " ".join(candidate_filter.skipped)))
 
         self._fatal: ev.TeacherError | None = None
         self._started = time.monotonic()

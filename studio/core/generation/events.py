@@ -96,6 +96,14 @@ class TeacherError(Event):
 
 
 @dataclass(frozen=True)
+class Notice(Event):
+    """A warning the run goes on despite (a plugin's sample filter that could not be built is skipped):
+    the CLI prints it, the Generate panel shows it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Progress(Event):
     counters: Counters
 
