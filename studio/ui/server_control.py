@@ -735,9 +735,9 @@ class ServerControl(QWidget):
         health = self._health or {}
         parts = [str(health.get("device") or info.device)]
         memory = health.get("memory") or {}
-        if info.backend != STUDIO:  # a plugin's server: GPU memory as nvidia-smi reports it (gpu_used_mib)
-            used = memory.get("gpu_used_mib")
-            parts.append(f"GPU {human_bytes(sum(used) * 1024 * 1024)} used" if used else "memory: see nvidia-smi")
+        used = memory.get("gpu_used_mib")  # a plugin's server: the GPUs' memory as nvidia-smi reports it
+        if isinstance(used, list) and used:
+            parts.append(f"GPU {human_bytes(sum(used) * 1024 * 1024)} used")
         if int(info.extra.get("tensor_parallel_size") or 1) > 1:
             parts.append(f"{info.extra['tensor_parallel_size']} GPUs")
         if memory.get("rss_bytes"):
