@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QLabel, QVBoxLayout
 
 from studio.core import exports, formats, registry
@@ -21,6 +21,7 @@ from studio.core.plugins.boundary import clear_failures, failures
 from studio.core.samples import Sample, Status
 from studio.ui.main_window import MainWindow
 from studio.ui.panels import Panel, PluginErrorPanel
+from tests.window_support import open_window
 
 PLUGIN = "panel-plugin"
 BUILT_IN_PANELS = ["seeds", "generate", "curate", "train", "chat", "evaluate"]
@@ -88,14 +89,6 @@ def plugin_entries() -> Iterator[None]:
 
 def add_panel(key: str, cls_name: str, title: str) -> None:
     registry.PANELS.register(key, f"{__name__}:{cls_name}", title=title, source=PLUGIN, icon="app.svg")
-
-
-def open_window(qtbot, tmp_path: Path) -> MainWindow:
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.open_project(tmp_path / "p", create_if_missing=True)
-    window.show()
-    return window
 
 
 def nav_titles(window: MainWindow) -> list[str]:
