@@ -141,16 +141,16 @@ def test_what_a_system_is_sent() -> None:
 def test_a_run_served_by_vllm_gets_the_input_in_its_text(project) -> None:
     import os
 
-    from studio.core.evaluation.engine import studio_backend
+    from studio.core.evaluation.engine import running_backend
     from studio.core.serving.catalog import Catalog, ServedModel
     from studio.core.serving.server_info import ServerInfo, info_path, write_info
 
     prompt = EvalPrompt(instruction="Translate.", input="Bonjour")
-    assert studio_backend(project)  # no server yet: run/base will go to the studio's own
+    assert running_backend(project) == "studio"  # no server yet: run/base will go to the studio's own
     base = ServedModel("tiny", "base", None, "alpaca")
     write_info(info_path(project.root), ServerInfo(os.getpid(), "127.0.0.1", 8000, Catalog("/m", (base,)),
                                                    backend="vllm"))
-    assert not studio_backend(project)  # vLLM knows no "input" extension
+    assert running_backend(project) == "vllm"  # vLLM knows no "input" extension
     sent = prompt_messages(prompt, "", SystemSpec.parse("run:3"), studio_backend=False)
     assert "input" not in sent[0] and "Bonjour" in sent[0]["content"]
 

@@ -4,20 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from studio.core.project import Project
 from studio.core.samples import Sample, Status
 from studio.ui.main_window import MainWindow
-
-
-def open_window(qtbot, tmp_path: Path) -> MainWindow:
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.open_project(tmp_path / "p", create_if_missing=True)
-    window.show()
-    return window
+from tests.window_support import open_window
 
 
 def test_import_samples_updates_the_status_bar_counts(qtbot, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QLabel, QVBoxLayout
 
 from studio.core import exports, formats, registry
@@ -21,6 +21,7 @@ from studio.core.plugins.boundary import clear_failures, failures
 from studio.core.samples import Sample, Status
 from studio.ui.main_window import MainWindow
 from studio.ui.panels import Panel, PluginErrorPanel
+from tests.window_support import open_window
 
 PLUGIN = "panel-plugin"
 BUILT_IN_PANELS = ["seeds", "generate", "curate", "train", "chat", "evaluate"]
@@ -90,14 +91,6 @@ def add_panel(key: str, cls_name: str, title: str) -> None:
     registry.PANELS.register(key, f"{__name__}:{cls_name}", title=title, source=PLUGIN, icon="app.svg")
 
 
-def open_window(qtbot, tmp_path: Path) -> MainWindow:
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.open_project(tmp_path / "p", create_if_missing=True)
-    window.show()
-    return window
-
-
 def nav_titles(window: MainWindow) -> list[str]:
     return [window.nav.item(row).text() for row in range(window.nav.count())]
 
@@ -154,9 +147,9 @@ def test_a_plugin_panel_that_raises_in_a_hook_is_named_in_the_message_area(qtbot
 
 
 # -- formats in the file dialogs ---------------------------------------------------------------------------
-def test_a_plugin_format_is_offered_by_import_and_export_and_the_import_reads_it(qtbot, tmp_path: Path,
-                                                                              plugin_entries, monkeypatch) -> None:
-    registry.DATASET_FORMATS.register("csv", f"{__name__}:CSV_FORMAT", title="CSV", source=PLUGIN)
+def import_csv_seeds(qtbot, tmp_path: Path, monkeypatch) -> tuple[MainWindow, Path, list[str], int]:
+    """File ▸ Import Seed Tasks… of a two-task tasks.csv, as the menu runs it: the window, the file, the
+    file dialog filters offered, and the seed count before."""
     data = tmp_path / "tasks.csv"
     data.write_text("instruction,input,output\nName a colour.,,Blue\nAdd the numbers.,2 and 3,5\n")
     offered: list[str] = []
@@ -168,7 +161,14 @@ def test_a_plugin_format_is_offered_by_import_and_export_and_the_import_reads_it
     window = open_window(qtbot, tmp_path)
     before = window.project.seeds.count()
     monkeypatch.setattr(QFileDialog, "getOpenFileName", get_open)
-    window.import_seeds()  # File ▸ Import Seed Tasks…, as the menu runs it
+    window.import_seeds()
+    return window, data, offered, before
+
+
+def test_a_plugin_format_is_offered_by_import_and_export_and_the_import_reads_it(qtbot, tmp_path: Path,
+                                                                              plugin_entries, monkeypatch) -> None:
+    registry.DATASET_FORMATS.register("csv", f"{__name__}:CSV_FORMAT", title="CSV", source=PLUGIN)
+    window, data, offered, before = import_csv_seeds(qtbot, tmp_path, monkeypatch)
     assert "CSV (*.csv)" in offered[0] and "*.csv" in offered[0].split(";;")[0]  # in "All supported files" too
     qtbot.waitUntil(lambda: window.project.seeds.count() == before + 2, timeout=5000)
     assert {s.instruction for s in window.project.seeds.list()} >= {"Name a colour.", "Add the numbers."}
@@ -267,18 +267,7 @@ def test_the_installed_csv_plugin_is_offered_by_file_import_and_imports_through_
         qtbot, tmp_path: Path, with_test_plugins, monkeypatch) -> None:
     import sys
 
-    data = tmp_path / "tasks.csv"
-    data.write_text("instruction,input,output\nName a colour.,,Blue\nAdd the numbers.,2 and 3,5\n")
-    offered: list[str] = []
-
-    def get_open(_parent, _title, _start, filters):
-        offered.append(filters)
-        return str(data), ""
-
-    window = open_window(qtbot, tmp_path)
-    before = window.project.seeds.count()
-    monkeypatch.setattr(QFileDialog, "getOpenFileName", get_open)
-    window.import_seeds()
+    window, data, offered, before = import_csv_seeds(qtbot, tmp_path, monkeypatch)
     assert "CSV (*.csv)" in offered[0].split(";;")
     qtbot.waitUntil(lambda: window.project.seeds.count() == before + 2, timeout=5000)
     assert "distill_csv_format.csv_format" in sys.modules  # imported on first use, by the import

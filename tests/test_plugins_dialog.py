@@ -5,16 +5,16 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 
 from studio.core.plugins import discovery, settings
 from studio.core.plugins.model import DISABLED, ENABLED, ERROR, Contribution, PluginRecord
 from studio.core.project import Project
-from studio.ui.main_window import MainWindow
 from studio.ui.plugins_dialog import (
     EMPTY_TEXT, ENABLED_COLUMN, NAME, RESTART_BANNER, STATE, PluginsDialog, problem_notice, restart_argv,
 )
+from tests.window_support import open_window
 
 BROKEN_ERROR = "MANIFEST in manifest.py (line 3) is not plain data (dicts, lists, strings, numbers only: it is read, never run)"
 
@@ -155,14 +155,6 @@ def fake_records(monkeypatch) -> list[PluginRecord]:
     recs = records()
     monkeypatch.setattr(discovery, "loaded_plugins", lambda: recs)
     return recs
-
-
-def open_window(qtbot, tmp_path: Path) -> MainWindow:
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.open_project(tmp_path / "p", create_if_missing=True)
-    window.show()
-    return window
 
 
 def test_help_plugins_opens_the_dialog_with_the_records(qtbot, tmp_path: Path, fake_records) -> None:

@@ -77,6 +77,45 @@ def test_the_studio_backend_builds_the_studio_servers_command(project: Project, 
     assert STUDIO_BACKEND.env(options)["OMP_NUM_THREADS"] == "2"
 
 
+class _ModelsOnly(BaseHTTPRequestHandler):
+    """An OpenAI server without our /health: a base and one LoRA module on /v1/models."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = json.dumps({"object": "list", "data": [{"id": "tiny-base"}, {"id": "first", "parent": "tiny-base"}]})
+        data = body.encode("utf-8") if self.path == "/v1/models" else b"{}"
+        self.send_response(200 if self.path == "/v1/models" else 404)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_server_without_health_claims_no_device_and_only_vllm_says_cuda(monkeypatch) -> None:
+    from distill_vllm_serve.backend import VLLM_BACKEND
+
+    from studio.core.serving.backends import probe_health
+    from studio.core.serving.catalog import BASE, Catalog, ServedModel
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelsOnly)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        base = ServedModel(id="tiny-base", kind=BASE, parent=None, prompt_format="chat")
+        info = ServerInfo(pid=os.getpid(), host="127.0.0.1", port=server.server_address[1],
+                          catalog=Catalog("tiny-base", (base,)), device="cpu", backend="a-plugin-not-here")
+        health = probe_health(info)  # its backend is not loadable: /v1/models, which every server answers
+        assert health["adapters"] == ["first"] and health["base_id"] == "tiny-base"
+        assert health["device"] == ""  # unknown: the info file's "cpu" is shown, not a GPU it may not have
+        monkeypatch.setattr(launch, "gpu_memory_used_mib", lambda: [1024])
+        assert VLLM_BACKEND.health(url)["device"] == "cuda" and VLLM_BACKEND.health(url)["memory"] == {
+            "gpu_used_mib": [1024]}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_training_gpu_conflict(project: Project, tmp_path: Path, monkeypatch) -> None:
     base = base_folder(tmp_path)
     run = trained_run(project, base, name="gpu-run")

@@ -97,6 +97,7 @@ def make_control(qtbot, served):
         widget.port = 0
         qtbot.addWidget(widget)
         made.append((widget, jobs, context))
+        qtbot.waitUntil(lambda: widget.backend_checks > 0, timeout=WAIT_MS)  # a worker asked the backends
         return widget
 
     yield make
@@ -107,6 +108,13 @@ def make_control(qtbot, served):
         context.close()
 
 
+def recheck(qtbot, widget: ServerControl) -> None:
+    """``refresh_backends`` and wait for its answer (the backends are asked on a worker)."""
+    done = widget.backend_checks
+    widget.refresh_backends()
+    qtbot.waitUntil(lambda: widget.backend_checks > done, timeout=WAIT_MS)
+
+
 def vllm_item(widget: ServerControl):
     return widget.backend_combo.model().item(widget.backend_combo.findData(VLLM))
 
@@ -115,7 +123,7 @@ def wait_state(qtbot, widget: ServerControl, *states: str) -> None:
     qtbot.waitUntil(lambda: widget.state in states, timeout=WAIT_MS)
 
 
-def test_the_vllm_item_is_enabled_only_with_vllm_on_path_and_remembered(make_control, bin_dir: Path,
+def test_the_vllm_item_is_enabled_only_with_vllm_on_path_and_remembered(qtbot, make_control, bin_dir: Path,
                                                                         monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(bin_dir))  # nothing but the empty folder: no vllm
     widget = make_control()
@@ -125,7 +133,7 @@ def test_the_vllm_item_is_enabled_only_with_vllm_on_path_and_remembered(make_con
     widget.set_backend(VLLM)
     assert widget.backend() == sc.STUDIO
     fake_vllm.install(bin_dir)
-    widget.refresh_backends()
+    recheck(qtbot, widget)
     assert vllm_item(widget).isEnabled() and "not installed" not in widget.backend_combo.toolTip()
     widget.set_backend(VLLM)
     assert widget.backend() == VLLM and widget.settings.value(sc.BACKEND_SETTING) == "vllm"
@@ -181,7 +189,6 @@ def test_vllm_starts_from_the_catalog_serves_a_chat_loads_a_run_and_stops(qtbot,
     assert not control.backend_combo.isEnabled()  # a running server keeps its backend
     control.settings.setValue(sc.BACKEND_SETTING, "studio")  # the other window's user prefers the studio server
     other = make_control()  # another window on the project adopts it: /v1/models, not /health, says it is up
-    assert other.backend() == sc.STUDIO
     wait_state(qtbot, other, sc.READY)
     assert other.backend_combo.currentText() == "vLLM"  # shows what runs, without remembering it
     assert other.settings.value(sc.BACKEND_SETTING) == "studio"
@@ -356,3 +363,32 @@ def test_the_chat_panel_starts_vllm_from_a_run_column_and_streams_from_it(qtbot,
         panel.close()
         panel.deleteLater()
         context.close()
+
+
+def test_the_plugins_backend_is_loaded_and_asked_on_a_worker_never_on_the_gui_thread(
+        qtbot, make_control, fake_gpu_box, monkeypatch) -> None:
+    import threading
+
+    from distill_vllm_serve import backend as plugin_backend
+
+    asked_on: list[bool] = []  # True: on the GUI thread
+    loaded_on: list[bool] = []
+    real_reason, real_load = plugin_backend.VLLM_BACKEND.unavailable_reason, sc.serving_backend
+
+    def reason() -> str:
+        asked_on.append(threading.current_thread() is threading.main_thread())
+        return real_reason()
+
+    def load(key: str):
+        loaded_on.append(threading.current_thread() is threading.main_thread())
+        return real_load(key)
+
+    monkeypatch.setattr(plugin_backend.VLLM_BACKEND, "unavailable_reason", reason)
+    monkeypatch.setattr(sc, "serving_backend", load)
+    control = make_control()
+    assert asked_on and loaded_on and not any(asked_on + loaded_on)
+    assert vllm_item(control).isEnabled()
+    control.set_backend(VLLM)
+    control.start()
+    wait_state(qtbot, control, sc.READY)
+    assert not any(asked_on + loaded_on) and read_info(info_path(control.context.root)).backend == VLLM

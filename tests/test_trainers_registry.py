@@ -151,3 +151,51 @@ def test_a_trainer_that_raises_or_answers_no_argv_names_its_plugin(trainers, tmp
     assert any("ZeroDivisionError" in message for message in failures(SOURCE))
     config.write_text(json.dumps({"settings": {"trainer": "tiny"}}), encoding="utf-8")
     assert launch.child_command(config) == [sys.executable, str(trainers), str(config), "--from-tiny-trainer"]
+
+
+# -- the Train panel: a plugin's trainer is imported and called on a worker --------------------------------
+@pytest.fixture
+def panel_on_project(qtbot, project: Project, tmp_path: Path):
+    pytest.importorskip("pytestqt")
+    from studio.ui.project_context import ProjectContext
+    from studio.ui.train_panel import TrainPanel
+
+    for i in range(6):
+        project.samples.add(Sample(f"Instruction {i}.", "", f"Out {i}.", status=Status.ACCEPTED))
+    project.snapshots.create("v1")
+    base = tmp_path / "tiny-base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
+    context = ProjectContext(project)
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_context(context)
+    qtbot.waitUntil(lambda: panel.snapshot.count() == 1, timeout=5_000)
+    panel.base_model.setCurrentText(str(base))
+    yield panel
+    panel.shutdown()
+    context.close()
+
+
+@pytest.mark.parametrize("key", ["tiny", "broken"])
+def test_the_train_panel_builds_a_plugin_trainers_command_on_a_worker(qtbot, trainers, panel_on_project,
+                                                                      key: str) -> None:
+    import threading
+
+    panel = panel_on_project
+    on_gui_thread: list[bool] = []
+
+    def command(config_path: Path) -> list[str]:
+        on_gui_thread.append(threading.current_thread() is threading.main_thread())
+        return launch.trainer_command(config_path, key)
+
+    panel.child_command = command
+    panel.start_run()
+    qtbot.waitUntil(lambda: bool(on_gui_thread), timeout=20_000)
+    assert on_gui_thread == [False]
+    if key == "tiny":
+        qtbot.waitUntil(lambda: panel.live is not None and panel.live.status == "done", timeout=20_000)
+    else:  # the plugin's exception is the start's failure, naming the plugin; the panel can start again
+        qtbot.waitUntil(lambda: "did not start" in panel.messages.message(), timeout=20_000)
+        assert "The plugin 'test-trainer' failed in its trainer 'broken'" in panel.messages.message()
+        qtbot.waitUntil(lambda: panel._launching is None and not panel.jobs.is_busy("train-create"), timeout=5_000)

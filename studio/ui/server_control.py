@@ -127,6 +127,10 @@ class ServerControl(QWidget):
         self._backend = STUDIO            # of the server this widget started (or adopted)
         self._serving: ServingBackend | None = None  # that backend, when it is one this widget started
         self._child_pid: int | None = None
+        # Why each backend cannot start here ("" = it can), once a worker has asked (a plugin's code is
+        # imported to ask, never on this thread); a key not yet asked counts as available.
+        self._reasons: dict[str, str] = {}
+        self.backend_checks = 0  # how many of those answers the combo has shown (for whoever waits on one)
         self._out_tail: deque[str] = deque(maxlen=20)  # a backend logging to stdout: its last lines explain a failure
         self._build()
         self._timer = QTimer(self, interval=HEALTH_INTERVAL_MS)
@@ -154,10 +158,10 @@ class ServerControl(QWidget):
         self.backend_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         for entry in SERVING_BACKENDS:  # plain data: nothing of a plugin is imported to list it
             self.backend_combo.addItem(entry.label, entry.key)
-        self.refresh_backends()
+            self.backend_combo.setItemData(self.backend_combo.count() - 1, entry.help, Qt.ItemDataRole.ToolTipRole)
         saved = str(self.settings.value(BACKEND_SETTING, STUDIO))
         index = self.backend_combo.findData(saved)
-        if index >= 0 and self._backend_enabled(saved):
+        if index >= 0:  # greyed (and left) once the check below finds it cannot start here
             self.backend_combo.setCurrentIndex(index)
         self.backend_combo.currentIndexChanged.connect(self._on_backend_changed)
         self.toggle_button = QPushButton("Start")
@@ -225,6 +229,7 @@ class ServerControl(QWidget):
         self.shortcut = QShortcut(QKeySequence(SHORTCUT), self, activated=self._on_toggle)
         self.shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
         self._show()
+        self.refresh_backends()
 
     def _key(self, name: str) -> str:
         """A job key of this control: the Chat and Evaluate panels each embed one, and with a shared key
@@ -251,26 +256,40 @@ class ServerControl(QWidget):
             self.backend_combo.setCurrentIndex(index)
 
     def refresh_backends(self) -> None:
-        """Enable each backend's item only where it can start (a plugin's backend is asked, its code
-        imported); a disabled item's tooltip says why (its unavailable reason or its plugin's error)."""
-        reasons = []
+        """Ask, on a worker, which backends can start here (a plugin's backend is asked, so its code is
+        imported: never on the GUI thread); the answer greys the others, their tooltips saying why."""
+        keys = [str(self.backend_combo.itemData(i)) for i in range(self.backend_combo.count())]
+        self.jobs.submit("Checking the model server backends", _backend_reasons, keys,
+                         key=self._key("serve-backends"), quiet=True, cancellable=False,
+                         on_done=self._on_backend_reasons)
+
+    @_while_alive
+    def _on_backend_reasons(self, reasons: dict[str, str]) -> None:
+        """Enable each backend's item only where it can start; a disabled item's tooltip says why (its
+        unavailable reason or its plugin's error). The remembered choice stays for when it can again."""
+        self._reasons = dict(reasons)
+        unavailable = []
         for index in range(self.backend_combo.count()):
             key = str(self.backend_combo.itemData(index))
-            reason = _unavailable_reason(key)
+            reason = self._reasons.get(key, "")
             item = self.backend_combo.model().item(index)  # type: ignore[attr-defined]
             item.setEnabled(not reason)
             item.setToolTip(reason or SERVING_BACKENDS.get(key).help)
             if reason:
-                reasons.append(f"{self.backend_combo.itemText(index)}: {reason}")
-                if self.backend_combo.currentIndex() == index:
-                    self.backend_combo.setCurrentIndex(self.backend_combo.findData(STUDIO))
+                unavailable.append(f"{self.backend_combo.itemText(index)}: {reason}")
+                if self.backend_combo.currentIndex() == index and self.state in (STOPPED, FAILED):
+                    self._show_backend(STUDIO)
+        saved = str(self.settings.value(BACKEND_SETTING, STUDIO))
+        if self.state in (STOPPED, FAILED) and self._backend_enabled(saved):
+            self._show_backend(saved)  # installed again since it was greyed: the user's choice again
         others = [self.backend_combo.itemText(i) for i in range(self.backend_combo.count())
                   if self.backend_combo.itemData(i) != STUDIO]
         text = "Which server to start: the studio's own (python -m studio.serve)"
         if others:
             text += f" or {', '.join(others)}"
-        self.backend_combo.setToolTip(text + ("".join(f". {r}" for r in reasons) + "." if reasons
+        self.backend_combo.setToolTip(text + ("".join(f". {r}" for r in unavailable) + "." if unavailable
                                               else " (installed here)" if others else ""))
+        self.backend_checks += 1
 
     def set_context(self, context: ProjectContext | None) -> None:
         """The open project changed: stop the server this widget started for the old one, adopt the new one's."""
@@ -291,24 +310,19 @@ class ServerControl(QWidget):
         """Start the server with ``runs`` (None: every run with an adapter) on ``base_model`` (None: the newest run's)."""
         if self.context is None or self.state in (CHECKING, STARTING, READY, STOPPING):
             return
-        self.refresh_backends()
-        try:
-            backend = serving_backend(self.backend())
-        except StudioError as exc:  # a plugin whose code broke since the combo was filled
-            self._fail(str(exc))
-            return
+        key = self.backend()
         self._set_state(CHECKING, note="")
-        on_gpu = self.device != "cpu" or backend.on_gpu
         options = ServeOptions(project=self.context.root, info_file=info_path(self.context.root),
                                runs=tuple(runs or ()), base_model=base_model, threads=self.threads,
                                device=self.device,
                                program=tuple(self.command_prefix) if self.command_prefix is not None else None)
         self.jobs.submit("Checking before the model server starts", _prepare, list(runs) if runs else None,
-                         base_model, on_gpu, self.host, self.port, backend, options, project=self.context,
+                         base_model, self.device != "cpu", self.host, self.port, key, options, project=self.context,
                          key=self._key("serve-check"),
                          quiet=True, cancellable=False,
                          on_done=lambda result: self._on_prepared(result, runs, base_model),
                          on_error=lambda message: self._fail(message))
+        self.refresh_backends()  # vLLM installed (or removed) since: the combo follows
 
     def stop(self) -> None:
         """Stop the server (ours or adopted): SIGTERM, then kill; the widget shows Stopped once it is gone."""
@@ -721,9 +735,9 @@ class ServerControl(QWidget):
         health = self._health or {}
         parts = [str(health.get("device") or info.device)]
         memory = health.get("memory") or {}
-        if info.backend != STUDIO:  # a plugin's server: GPU memory as nvidia-smi reports it (gpu_used_mib)
-            used = memory.get("gpu_used_mib")
-            parts.append(f"GPU {human_bytes(sum(used) * 1024 * 1024)} used" if used else "memory: see nvidia-smi")
+        used = memory.get("gpu_used_mib")  # a plugin's server: the GPUs' memory as nvidia-smi reports it
+        if isinstance(used, list) and used:
+            parts.append(f"GPU {human_bytes(sum(used) * 1024 * 1024)} used")
         if int(info.extra.get("tensor_parallel_size") or 1) > 1:
             parts.append(f"{info.extra['tensor_parallel_size']} GPUs")
         if memory.get("rss_bytes"):
@@ -761,9 +775,8 @@ class ServerControl(QWidget):
         super().changeEvent(event)
 
     def _backend_enabled(self, backend: str) -> bool:
-        index = self.backend_combo.findData(backend)
-        item = self.backend_combo.model().item(index) if index >= 0 else None  # type: ignore[attr-defined]
-        return item is not None and item.isEnabled()
+        """A backend in the combo that the last check did not find unable to start (a Start checks again)."""
+        return self.backend_combo.findData(backend) >= 0 and not self._reasons.get(backend)
 
     def _on_backend_changed(self, _index: int) -> None:
         self.settings.setValue(BACKEND_SETTING, str(self.backend_combo.currentData()))
@@ -796,15 +809,26 @@ def _unavailable_reason(key: str) -> str:
         return str(exc)
 
 
+def _backend_reasons(keys: list[str]) -> dict[str, str]:
+    """Why each of ``keys`` cannot start here ("" when it can); on a worker: it imports plugins' code."""
+    return {key: _unavailable_reason(key) for key in keys}
+
+
 def _prepare(project: Any, runs: list[str] | None, base_model: str | None, on_gpu: bool, host: str,
-             port: int, backend: ServingBackend, options: ServeOptions) -> dict:
-    """Before a start: a server already running, the training-GPU conflict, the catalog, a port, the argv.
+             port: int, key: str, options: ServeOptions) -> dict:
+    """Before a start: the backend (its code loaded here, off the GUI thread) and whether it can start,
+    a server already running, the training-GPU conflict, the catalog, a port, the argv.
 
     The argv is built here, on the worker: a backend may read files for it (vLLM, the adapters' ranks).
     """
+    backend = serving_backend(key)  # a plugin whose code broke: its PluginError is the start's failure
+    reason = _unavailable_reason(key)
+    if reason:
+        raise launch.ServeError(f"{backend.title} cannot start here: {reason}")
     running = read_info(info_path(project.root))
     if running is not None:
         return {"running": running}
+    on_gpu = on_gpu or backend.on_gpu
     conflict = launch.training_gpu_conflict(project) if on_gpu else None
     catalog = project_catalog(project, base_model=base_model, only=runs)  # no model: say so before a process starts
     action = "building the server's command"

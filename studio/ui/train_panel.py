@@ -617,8 +617,20 @@ class TrainPanel(Panel):
         self._update_buttons()
 
     def _launch(self, run: TrainingRun, resume: bool = False) -> None:
+        """Build the job's command on a worker (its trainer may be a plugin's: its code is imported and
+        called there, never on the GUI thread), then start it."""
+        self._launching = run.id  # no second Start or Resume while the command is built
+        self.jobs.submit("Building the training command", self.child_command, run.config_path, key="train-create",
+                         quiet=True, on_done=lambda argv, r=run: self._start_job(r, argv, resume),
+                         on_error=self._on_command_failed)
+
+    def _on_command_failed(self, message: str) -> None:
+        self._launching = None
+        self._on_start_failed(message)
+
+    def _start_job(self, run: TrainingRun, argv: list[str], resume: bool) -> None:
         """Start the job detached (it outlives this window), then follow its events file."""
-        argv = self.child_command(run.config_path)
+        self._launching = None
         process = QProcess()
         process.setProgram(argv[0])
         process.setArguments(argv[1:])

@@ -123,7 +123,7 @@ class VllmBackend(ServingBackend):
     def health(self, url: str, timeout_s: float = 2.0, *, gpu_memory: bool = True) -> dict[str, Any]:
         """``/v1/models`` as a /health; memory is the GPUs' as nvidia-smi reports it (``gpu_used_mib``),
         since vLLM reserves most of the GPU up front anyway."""
-        health = launch.models_health(url, timeout_s)
+        health = {**launch.models_health(url, timeout_s), "device": "cuda"}  # vLLM serves on GPUs only
         if gpu_memory:
             used = launch.gpu_memory_used_mib()
             if used is not None:

@@ -168,7 +168,7 @@ def is_studio_endpoint(url: str, *, timeout_s: float = STUDIO_PROBE_TIMEOUT_S) -
 def is_studio_server(source: ModelSource, server: ServerInfo | None, *, probe: bool = False) -> bool:
     """Whether the column's requests go to the studio's own server (which takes the ``input`` extension).
 
-    Base and runs do unless the project's server is vLLM (the scale-out backend, which knows no
+    Base and runs do unless the project's server is a plugin's (vLLM: a serving backend that knows no
     ``input``); an endpoint does when its URL is the running studio server's, or, with ``probe``
     (off the GUI thread only), when :func:`is_studio_endpoint` finds a studio server there.
     """

@@ -548,13 +548,6 @@ def running_backend(project: Project) -> str:
     return STUDIO if server is None else server.backend
 
 
-def studio_backend(project: Project) -> bool:
-    """Whether the project's running server (if any) is the studio's own rather than a plugin's (vLLM)."""
-    from studio.core.serving.backends import STUDIO
-
-    return running_backend(project) == STUDIO
-
-
 def _tokens(messages: Iterable[dict]) -> int:
     return math.ceil(sum(len(str(m.get("content", ""))) + len(str(m.get("input", ""))) for m in messages)
                      / CHARS_PER_TOKEN)

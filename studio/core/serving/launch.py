@@ -385,11 +385,12 @@ def fetch_models(url: str, timeout_s: float = 2.0) -> list[dict]:
 def models_health(url: str, timeout_s: float = 2.0) -> dict:
     """A /health-shaped summary of an OpenAI server without our /health, from ``GET /v1/models``.
 
-    ``adapters`` are the models naming a parent (a LoRA module); the memory is unknown here.
+    ``adapters`` are the models naming a parent (a LoRA module); the device and memory are unknown
+    here ("" and {}: a caller shows the info file's device), a backend that knows them adds them.
     """
     models = fetch_models(url, timeout_s)
     base = next((m["id"] for m in models if not m.get("parent")), "")
-    return {"status": "ready", "device": "cuda", "base_id": base, "models": [m["id"] for m in models],
+    return {"status": "ready", "device": "", "base_id": base, "models": [m["id"] for m in models],
             "adapters": [m["id"] for m in models if m.get("parent")], "memory": {}}
 
 
