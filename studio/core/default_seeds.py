@@ -1,7 +1,7 @@
 """The seed tasks a new project starts with (written for Distill Studio, shipped in resources/)."""
 from __future__ import annotations
 
-from studio.core.formats import read_seeds
+from studio.core.formats import SEED, read_seeds
 from studio.core.paths import resource
 from studio.core.seeds import SeedTask
 
@@ -11,4 +11,6 @@ def default_seeds_path():
 
 
 def load_default_seeds() -> list[SeedTask]:
-    return read_seeds(default_seeds_path())
+    # Our own file in our own format: no sniffing, which would import every plugin's formats (plugin
+    # code on the GUI thread at File ▸ New Project, and a broken one "failed on use" that nobody used).
+    return read_seeds(default_seeds_path(), SEED)
