@@ -21,3 +21,25 @@ def test_a_new_project_imports_no_plugin_format_and_blames_none(qtbot, tmp_path:
     assert "distill_csv_format.csv_format" not in sys.modules
     assert failures("raises-on-import") == []
     window.close()
+
+
+def test_tab_leaves_the_plugin_list_so_the_buttons_are_reachable_by_keyboard(qtbot, with_test_plugins) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QPushButton
+
+    from studio.core.plugins.discovery import loaded_plugins
+    from studio.ui.plugins_dialog import PluginsDialog
+
+    dialog = PluginsDialog(loaded_plugins(), restart=lambda: None)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.activateWindow()
+    dialog.table.setFocus()
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is dialog.table)
+    seen = []
+    for _ in range(6):
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Tab)
+        widget = QApplication.focusWidget()
+        seen.append(widget.text() if isinstance(widget, QPushButton) else type(widget).__name__)
+    assert "Close" in seen and "Copy" in seen
