@@ -43,3 +43,50 @@ def test_tab_leaves_the_plugin_list_so_the_buttons_are_reachable_by_keyboard(qtb
         widget = QApplication.focusWidget()
         seen.append(widget.text() if isinstance(widget, QPushButton) else type(widget).__name__)
     assert "Close" in seen and "Copy" in seen
+
+
+def _batch_window(qtbot, tmp_path: Path, size: tuple[int, int]):
+    from studio.core.plugins.discovery import load_plugins
+
+    load_plugins()
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    window.show()
+    panel = window.show_panel("generate")
+    panel.backend.setCurrentIndex(panel.backend.findData("openai-batch"))
+    window.resize(*size)
+    qtbot.waitUntil(lambda: window.width() == size[0], timeout=5_000)
+    qtbot.wait(50)
+    return window, panel
+
+
+def test_start_and_stop_stay_in_view_with_the_batch_options_at_1280x800(qtbot, tmp_path: Path) -> None:
+    # The batch backend adds four option rows: the run buttons must not scroll below the fold.
+    window, panel = _batch_window(qtbot, tmp_path, (1280, 770))
+    for button in (panel.start_button, panel.pause_button, panel.stop_button):
+        assert not button.visibleRegion().isEmpty(), button.text()
+    window.close()
+
+
+def test_a_batch_run_waiting_for_its_first_answers_does_not_say_no_run_yet(qtbot, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    from fake_batch_api import FakeBatchAPI
+
+    with FakeBatchAPI(models=("gpt-4o-mini",)) as api:
+        monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
+        window, panel = _batch_window(qtbot, tmp_path, (1280, 770))
+        panel.base_url.setText(api.base_url)
+        panel.model.setCurrentText("gpt-4o-mini")
+        panel.backend_options.widget("poll_s").setValue(0.02)
+        panel.backend_options.widget("collect_s").setValue(0.05)
+        panel.target.setValue(30)
+        api.hold.set()  # the batch stays in validating: no answer, no progress yet
+        panel.start_button.click()
+        qtbot.waitUntil(lambda: "validating" in panel.backend_box.text.text(), timeout=20_000)
+        assert "No run yet" not in panel.progress.text()
+        assert panel.progress.text() == "0 / 30 kept"
+        panel.ask_how_to_stop = lambda provider: "cancel"
+        panel.stop_button.click()
+        qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+        window.close()

@@ -244,7 +244,6 @@ class GeneratePanel(Panel):
         llayout.setContentsMargins(0, 0, 4, 0)
         for widget in (teacher, params):
             llayout.addWidget(widget)
-        llayout.addLayout(buttons)
         llayout.addWidget(self.resume_button, 0, Qt.AlignmentFlag.AlignLeft)
         llayout.addStretch(1)
         # The settings scroll (never sideways) instead of squeezing: at the window's minimum size
@@ -298,8 +297,15 @@ class GeneratePanel(Panel):
         for widget in (self.progress, self.eta, self.counters_label, self.backend_box):
             rl.addWidget(widget)
         rl.addWidget(self.tabs, 1)
+        # Start / Pause / Stop under the scrolled settings, never scrolled away (a backend's options
+        # add rows: at 1280x800 they pushed the buttons below the fold).
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.settings_scroll, 1)
+        left_layout.addLayout(buttons)
         self.splitter = QSplitter(childrenCollapsible=False)
-        self.splitter.addWidget(self.settings_scroll)
+        self.splitter.addWidget(left)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
@@ -395,6 +401,10 @@ class GeneratePanel(Panel):
         self._backend_open = False
         self.backend_box.clear()
         self.progress.setValue(0)  # nothing of the run shown before stays on screen
+        # Not "No run yet" while a batch waits hours for its first answers: the run's own target (a resumed
+        # run's comes with its first progress).
+        self.progress.setMaximum(max(1, config.target) if config is not None else 1)
+        self.progress.setFormat("%v / %m kept" if config is not None else f"Resuming run #{run_id}…")
         self.counters_label.setText("")
         self.feed.clear()
         self.feed_view.show_hint(True)
