@@ -86,7 +86,10 @@ def test_a_batch_run_waiting_for_its_first_answers_does_not_say_no_run_yet(qtbot
         qtbot.waitUntil(lambda: "validating" in panel.backend_box.text.text(), timeout=20_000)
         assert "No run yet" not in panel.progress.text()
         assert panel.progress.text() == "0 / 30 kept"
-        panel.ask_how_to_stop = lambda provider: "cancel"
+        panel.ask_how_to_stop = lambda provider: "keep"
         panel.stop_button.click()
         qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+        qtbot.waitUntil(lambda: panel.resume_button.text().startswith("Collect run"), timeout=5_000)
+        assert "button below" in panel.eta.text()
+        assert not panel.resume_button.visibleRegion().isEmpty()  # the button below is in view
         window.close()

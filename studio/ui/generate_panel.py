@@ -244,7 +244,6 @@ class GeneratePanel(Panel):
         llayout.setContentsMargins(0, 0, 4, 0)
         for widget in (teacher, params):
             llayout.addWidget(widget)
-        llayout.addWidget(self.resume_button, 0, Qt.AlignmentFlag.AlignLeft)
         llayout.addStretch(1)
         # The settings scroll (never sideways) instead of squeezing: at the window's minimum size
         # no label is cut, whatever the font.
@@ -304,6 +303,9 @@ class GeneratePanel(Panel):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.settings_scroll, 1)
         left_layout.addLayout(buttons)
+        left_layout.addWidget(self.resume_button)  # "Collect it with the button below" must be in view
+        # Its text names the run and provider: shrink with the pane (the tooltip says it all) rather than widen it.
+        self.resume_button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.splitter = QSplitter(childrenCollapsible=False)
         self.splitter.addWidget(left)
         self.splitter.addWidget(right)
