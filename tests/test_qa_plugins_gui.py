@@ -93,3 +93,23 @@ def test_a_batch_run_waiting_for_its_first_answers_does_not_say_no_run_yet(qtbot
         assert "button below" in panel.eta.text()
         assert not panel.resume_button.visibleRegion().isEmpty()  # the button below is in view
         window.close()
+
+
+def test_a_file_of_a_broken_plugins_format_fails_naming_the_plugin_and_the_app_goes_on(
+        qtbot, tmp_path: Path, with_test_plugins) -> None:
+    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.open_project(tmp_path / "p", create_if_missing=True)
+    window.show()
+    before = window.project.seeds.count()
+    tsv = tmp_path / "tasks.tsv"
+    tsv.write_text("instruction\tinput\toutput\nName a colour.\t\tBlue\n")
+    window.import_seeds_from(tsv)
+    qtbot.waitUntil(lambda: "Importing seed tasks failed" in window.messages.message(), timeout=10_000)
+    shown = window.messages.message()
+    assert "raises-on-import" in shown and "tsv" in shown, shown  # not only "invalid JSON"
+    data = tmp_path / "tasks.csv"
+    data.write_text("instruction,input,output\nName a colour.,,Blue\n")
+    window.import_seeds_from(data)  # the rest still works
+    qtbot.waitUntil(lambda: window.project.seeds.count() == before + 1, timeout=10_000)
+    window.close()
