@@ -113,3 +113,28 @@ def test_a_file_of_a_broken_plugins_format_fails_naming_the_plugin_and_the_app_g
     window.import_seeds_from(data)  # the rest still works
     qtbot.waitUntil(lambda: window.project.seeds.count() == before + 1, timeout=10_000)
     window.close()
+
+
+def test_an_unchecked_box_is_visible_in_the_dark_look(qtbot) -> None:
+    # Help ▸ Plugins' Enabled column in the dark theme: a disabled plugin's box must not vanish.
+    from PySide6.QtGui import QColor
+    from PySide6.QtWidgets import QApplication, QCheckBox, QStyle, QStyleOptionButton
+
+    from studio.ui import theme
+
+    app = QApplication.instance()
+    theme.apply_theme(app, "dark")
+    try:
+        box = QCheckBox("off")
+        qtbot.addWidget(box)
+        box.show()
+        qtbot.waitExposed(box)
+        option = QStyleOptionButton()
+        box.initStyleOption(option)
+        rect = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+        image = box.grab().toImage()
+        base = QColor(theme.colors("dark")["window"]).lightness()
+        edge = [QColor(image.pixel(x, rect.top())).lightness() for x in range(rect.left() + 2, rect.right() - 1)]
+        assert max(edge) >= base + 30, (edge, base)
+    finally:
+        theme.apply_theme(app, "light")
