@@ -138,3 +138,16 @@ def test_an_unchecked_box_is_visible_in_the_dark_look(qtbot) -> None:
         assert max(edge) >= base + 30, (edge, base)
     finally:
         theme.apply_theme(app, "light")
+
+
+def test_a_small_runs_estimate_and_saving_are_not_zero_dollars() -> None:
+    # gpt-4o-mini at batch prices: a 30-sample run costs a fraction of a cent, "$0.00 less" said nothing.
+    from studio.core.generation.config import CostEstimate
+    from studio.core.generation.engine import describe_estimate
+
+    estimate = CostEstimate(requests=3, prompt_tokens=2000, completion_tokens=4000, usd=0.0012, assumed_keep_rate=0.5)
+    text = describe_estimate(estimate, 0.5)
+    assert "$0.0012 (assuming" in text and "($0.0012 less than live calls)" in text, text
+    assert "$0.00 " not in text
+    big = CostEstimate(requests=100, prompt_tokens=1, completion_tokens=1, usd=0.05, assumed_keep_rate=0.5)
+    assert "$0.05 (assuming" in describe_estimate(big, 0.5) and "($0.05 less than live calls)" in describe_estimate(big, 0.5)
