@@ -89,7 +89,8 @@ class _Style(QProxyStyle):
     colour itself: an unchecked box (Help ▸ Plugins' Enabled column, "Classification task") vanished.
     """
 
-    def drawPrimitive(self, element, option: QStyleOption, painter: QPainter, widget: QWidget | None = None) -> None:  # noqa: N802 - Qt's name
+    def drawPrimitive(self, element: QStyle.PrimitiveElement, option: QStyleOption, painter: QPainter,  # noqa: N802
+                      widget: QWidget | None = None) -> None:
         super().drawPrimitive(element, option, painter, widget)
         if element in _CHECKS and option.palette.color(QPalette.ColorRole.Window).lightness() < 128:
             painter.save()
