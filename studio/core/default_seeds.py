@@ -11,6 +11,5 @@ def default_seeds_path():
 
 
 def load_default_seeds() -> list[SeedTask]:
-    # Our own file in our own format: no sniffing, which would import every plugin's formats (plugin
-    # code on the GUI thread at File ▸ New Project, and a broken one "failed on use" that nobody used).
-    return read_seeds(default_seeds_path(), SEED)
+    # The format is known: detecting it would load every dataset format, plugins' included, on each new project.
+    return read_seeds(default_seeds_path(), fmt=SEED)
