@@ -776,6 +776,10 @@ class GeneratePanel(Panel):
             text = {"target": "target reached", "budget": "budget reached", "max_requests": "request limit reached",
                     "stopped": "stopped", "error": "stopped by an error"}.get(result.reason, result.reason)
             self.eta.setText(f"Finished: {text}." + (f" {result.message}" if result.message else ""))
+            if self._pick_up_note and self.messages.message() == self._pick_up_note:  # not "Picking up" once done
+                self.messages.show_message(f"{self._pick_up_note.replace('Picking up', 'Picked up', 1)[:-1]}: {text}.",
+                                           "info")
+        self._pick_up_note = ""
         self._read_resumable()
         self._refresh_visible_table()
 
