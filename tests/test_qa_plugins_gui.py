@@ -151,3 +151,31 @@ def test_a_small_runs_estimate_and_saving_are_not_zero_dollars() -> None:
     assert "$0.00 " not in text
     big = CostEstimate(requests=100, prompt_tokens=1, completion_tokens=1, usd=0.05, assumed_keep_rate=0.5)
     assert "$0.05 (assuming" in describe_estimate(big, 0.5) and "($0.05 less than live calls)" in describe_estimate(big, 0.5)
+
+
+def test_after_a_picked_up_batch_the_estimate_is_the_forms_again(qtbot, tmp_path: Path, monkeypatch) -> None:
+    from fake_batch_api import FakeBatchAPI
+
+    with FakeBatchAPI(models=("gpt-4o-mini",)) as api:
+        monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
+        window, panel = _batch_window(qtbot, tmp_path, (1280, 770))
+        panel.base_url.setText(api.base_url)
+        panel.model.setCurrentText("gpt-4o-mini")
+        panel.backend_options.widget("poll_s").setValue(0.02)
+        panel.backend_options.widget("collect_s").setValue(0.05)
+        panel.target.setValue(30)
+        api.hold.set()
+        panel.start_button.click()
+        qtbot.waitUntil(lambda: "validating" in panel.backend_box.text.text(), timeout=20_000)
+        panel.ask_how_to_stop = lambda provider: "keep"
+        panel.stop_button.click()
+        qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
+        window.close()
+        api.hold.clear()
+        window, panel = _batch_window(qtbot, tmp_path, (1280, 770))  # the project again: the batch is picked up
+        qtbot.waitUntil(lambda: "Picked up run" in window.messages.message(), timeout=30_000)
+        assert panel.target.value() != 30  # the form is not the picked-up run's
+        shown = panel.estimate_label.text()
+        panel._update_estimate()
+        assert panel.estimate_label.text() == shown  # what the form's settings would cost, not the old run's
+        window.close()

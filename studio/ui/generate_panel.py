@@ -793,6 +793,7 @@ class GeneratePanel(Panel):
         self._redraw_timer.stop()
         self._worker = None
         self._set_running(False)
+        self._update_estimate()  # the form's again: a resumed or picked-up run's own estimate is stale now
 
     def _on_restore_clicked(self) -> None:
         row = self.rejected_table.currentRow()
