@@ -533,15 +533,20 @@ def get_format(key: str) -> DatasetFormat:
 def registered_formats() -> list[DatasetFormat]:
     """Every format that loads, in registration order. A broken plugin is left out here (so the
     rest keep working) and reported when it is asked for by name."""
-    loaded = []
+    return _load_formats()[0]
+
+
+def _load_formats() -> tuple[list[DatasetFormat], list[str]]:
+    """The formats that load, and for each plugin format that does not, its error (naming the plugin)."""
+    loaded, broken = [], []
     for entry in registry.DATASET_FORMATS.entries():
         try:
             loaded.append(get_format(entry.key))
         except RegistryError as exc:
             if not entry.built_in:  # an import failure is recorded by the registry; a wrong object here
                 record_failure(entry, str(exc))
-            continue
-    return loaded
+            broken.append(str(exc))
+    return loaded, broken
 
 
 def format_keys(kind: str, *, writing: bool = False) -> tuple[str, ...]:
@@ -583,7 +588,19 @@ def _chosen(path: Path, key: str) -> DatasetFormat:
 def detect_format(path: Path | str, text: str) -> str:
     """The key of the first format whose sniff accepts the file: specific shapes first, generic last."""
     path = Path(path)
-    candidates = registered_formats()
+    candidates, broken = _load_formats()
+    try:
+        return _detect(path, text, candidates)
+    except FormatError as exc:
+        if not broken:
+            raise
+        # The file may well be in a broken plugin's format (a .tsv for a TSV plugin that fails at import):
+        # say so, naming the plugin, rather than only "invalid JSON".
+        raise FormatError(path, f"{exc.problem}. Not tried: {'; '.join(b.rstrip('.') for b in broken)}",
+                          line=exc.line, record=exc.record) from None
+
+
+def _detect(path: Path, text: str, candidates: list[DatasetFormat]) -> str:
     for dataset_format in sorted(candidates, key=lambda f: f.generic):  # stable: registration order otherwise
         try:
             with _guard(dataset_format, f"detecting the format of {path}"):

@@ -244,8 +244,6 @@ class GeneratePanel(Panel):
         llayout.setContentsMargins(0, 0, 4, 0)
         for widget in (teacher, params):
             llayout.addWidget(widget)
-        llayout.addLayout(buttons)
-        llayout.addWidget(self.resume_button, 0, Qt.AlignmentFlag.AlignLeft)
         llayout.addStretch(1)
         # The settings scroll (never sideways) instead of squeezing: at the window's minimum size
         # no label is cut, whatever the font.
@@ -298,8 +296,18 @@ class GeneratePanel(Panel):
         for widget in (self.progress, self.eta, self.counters_label, self.backend_box):
             rl.addWidget(widget)
         rl.addWidget(self.tabs, 1)
+        # Start / Pause / Stop under the scrolled settings, never scrolled away (a backend's options
+        # add rows: at 1280x800 they pushed the buttons below the fold).
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.settings_scroll, 1)
+        left_layout.addLayout(buttons)
+        left_layout.addWidget(self.resume_button)  # "Collect it with the button below" must be in view
+        # Its text names the run and provider: shrink with the pane (the tooltip says it all) rather than widen it.
+        self.resume_button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.splitter = QSplitter(childrenCollapsible=False)
-        self.splitter.addWidget(self.settings_scroll)
+        self.splitter.addWidget(left)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
@@ -395,6 +403,10 @@ class GeneratePanel(Panel):
         self._backend_open = False
         self.backend_box.clear()
         self.progress.setValue(0)  # nothing of the run shown before stays on screen
+        # Not "No run yet" while a batch waits hours for its first answers: the run's own target (a resumed
+        # run's comes with its first progress).
+        self.progress.setMaximum(max(1, config.target) if config is not None else 1)
+        self.progress.setFormat("%v / %m kept" if config is not None else f"Resuming run #{run_id}…")
         self.counters_label.setText("")
         self.feed.clear()
         self.feed_view.show_hint(True)
@@ -764,6 +776,10 @@ class GeneratePanel(Panel):
             text = {"target": "target reached", "budget": "budget reached", "max_requests": "request limit reached",
                     "stopped": "stopped", "error": "stopped by an error"}.get(result.reason, result.reason)
             self.eta.setText(f"Finished: {text}." + (f" {result.message}" if result.message else ""))
+            if self._pick_up_note and self.messages.message() == self._pick_up_note:  # not "Picking up" once done
+                self.messages.show_message(f"{self._pick_up_note.replace('Picking up', 'Picked up', 1)[:-1]}: {text}.",
+                                           "info")
+        self._pick_up_note = ""
         self._read_resumable()
         self._refresh_visible_table()
 
@@ -777,6 +793,7 @@ class GeneratePanel(Panel):
         self._redraw_timer.stop()
         self._worker = None
         self._set_running(False)
+        self._update_estimate()  # the form's again: a resumed or picked-up run's own estimate is stale now
 
     def _on_restore_clicked(self) -> None:
         row = self.rejected_table.currentRow()

@@ -176,6 +176,7 @@ class PluginsDialog(QDialog):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setWordWrap(False)
+        self.table.setTabKeyNavigation(False)  # Tab leaves the list for Copy / Restart now / Close; arrows move in it
         self.table.setItemDelegateForColumn(STATE, BadgeDelegate(self.table))
         header = self.table.horizontalHeader()
         for column in (NAME, VERSION, STATE, ENABLED_COLUMN):

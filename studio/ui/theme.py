@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette
+from PySide6.QtWidgets import QApplication, QProxyStyle, QStyle, QStyleOption, QWidget
 
 from studio.core.paths import resource
 
@@ -79,9 +79,32 @@ def _style_sheet(c: dict[str, str]) -> str:
     """
 
 
+_CHECKS = (QStyle.PrimitiveElement.PE_IndicatorCheckBox, QStyle.PrimitiveElement.PE_IndicatorItemViewItemCheck)
+
+
+class _Style(QProxyStyle):
+    """Fusion, with check boxes outlined in the border colour on a dark window.
+
+    Fusion draws a box's frame a shade darker than the window, which on the dark look is the base
+    colour itself: an unchecked box (Help ▸ Plugins' Enabled column, "Classification task") vanished.
+    """
+
+    def drawPrimitive(self, element: QStyle.PrimitiveElement, option: QStyleOption, painter: QPainter,  # noqa: N802
+                      widget: QWidget | None = None) -> None:
+        super().drawPrimitive(element, option, painter, widget)
+        if element in _CHECKS and option.palette.color(QPalette.ColorRole.Window).lightness() < 128:
+            painter.save()
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+            painter.setPen(option.palette.color(QPalette.ColorRole.Mid).lighter(150))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(option.rect.adjusted(0, 0, -1, -1))
+            painter.restore()
+
+
 def apply_theme(app: QApplication, mode: str) -> None:
     c = colors(mode)
-    app.setStyle("Fusion")
+    if not isinstance(app.style(), _Style):
+        app.setStyle(_Style("Fusion"))
     app.setPalette(_palette(c))
     app.setStyleSheet(_style_sheet(c))
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from studio.core.generation.backend_jobs import ANSWERED, COLLECTED, FAILED, LINE_FAILED, SENT, BackendJobs, Job
 from studio.core.generation.backends import REQUEST_KEY_HEADER, BackendContext
+from studio.core.generation.config import usd
 from studio.core.generation.events import BackendStatus
 from studio.core.llm.client import Completion, RetryCallback, RetryNotice
 from studio.core.llm.errors import AUTH, BAD_REQUEST, OTHER, QUOTA, RATE, SERVER, TIMEOUT, LLMError
@@ -400,7 +401,7 @@ class BatchSender:
         status = batch.status if batch is not None else job.status
         total, completed, failed = counts.get("total", 0), counts.get("completed", 0), counts.get("failed", 0)
         text = (f"Batch {number} of {len(jobs)} at OpenAI: {status} — {completed:,} of {total:,} done, "
-                f"{failed:,} failed · saving ${saving:.2f}")
+                f"{failed:,} failed · saving {usd(saving)}")
         state = {"job": job.local_key, "batch_id": job.job_id, "status": status, "total": total,
                  "completed": completed, "failed": failed, "saving_usd": round(saving, 6), "number": number,
                  "jobs": len(jobs), "open_jobs": sum(1 for j in jobs if j.open)}

@@ -105,6 +105,11 @@ class RunConfig:
         return request_cost(self.prices, self.teacher.model, prompt_tokens, self.max_tokens)
 
 
+def usd(value: float) -> str:
+    """Dollars as the run's words say them: cents, or four decimals below a cent (never "$0.00" for a cost)."""
+    return f"${value:,.2f}" if value == 0 or abs(value) >= 0.01 else f"${value:.4f}"
+
+
 @dataclass(frozen=True)
 class CostEstimate:
     requests: int
@@ -115,7 +120,7 @@ class CostEstimate:
 
     def describe(self) -> str:
         return (f"about {self.requests} requests, {self.prompt_tokens + self.completion_tokens:,} tokens, "
-                f"${self.usd:.2f} (assuming {self.assumed_keep_rate:.0%} of tasks are kept)")
+                f"{usd(self.usd)} (assuming {self.assumed_keep_rate:.0%} of tasks are kept)")
 
 
 def estimate_cost(config: RunConfig, prompt_chars: int, *, keep_rate: float = 0.5,

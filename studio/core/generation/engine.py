@@ -50,7 +50,7 @@ from studio.core.generation.backends import (
     backend_options,
     teacher_client,
 )
-from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, estimate_cost
+from studio.core.generation.config import ConfigError, CostEstimate, RunConfig, estimate_cost, usd
 from studio.core.generation.filters import OVER_TARGET, CandidateFilter, IndexFactory, default_index_factory
 from studio.core.generation.modes import ModeContext, Outcome, make_mode
 from studio.core.generation.prompts import Example, SeedExample, build_prompt, default_template
@@ -94,7 +94,7 @@ def describe_estimate(estimate: CostEstimate, price_factor: float) -> str:
     if price_factor == 1.0:
         return text
     live = estimate.usd / price_factor if price_factor else 0.0
-    return f"{text} {BATCH_PRICES} (${live - estimate.usd:.2f} less than live calls)"
+    return f"{text} {BATCH_PRICES} ({usd(live - estimate.usd)} less than live calls)"
 
 
 def create_run(store: GenerationRepository, config: RunConfig, name: str = "") -> int:
