@@ -220,3 +220,13 @@ def test_live_runs_send_through_the_live_backend_unchanged(seeded: Project) -> N
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     assert "batch" not in started.estimate
     assert seeded.generation.backend_status(run_id) is None and seeded.generation.runs_to_pick_up() == []
+
+
+def test_the_estimate_at_batch_prices_reads_as_the_panel_and_cli_show_it() -> None:
+    from studio.core.generation.config import CostEstimate
+    from studio.core.generation.engine import describe_estimate
+
+    estimate = CostEstimate(40, 1000, 2000, 0.25, 0.5)
+    assert describe_estimate(estimate, 1.0) == estimate.describe()
+    assert describe_estimate(estimate, 0.5) == ("about 40 requests, 3,000 tokens, ≈ $0.25 at batch prices "
+                                                "($0.25 less than live calls), assuming 50% of tasks are kept")

@@ -205,6 +205,30 @@ def test_the_budget_reserves_at_batch_prices(seeded: Project, api: FakeBatchAPI)
     assert len(first["_content"].decode().splitlines()) == 6
 
 
+def test_live_retries_reserve_the_live_worst_case_within_the_budget(seeded: Project, api: FakeBatchAPI) -> None:
+    from studio.core.generation.engine import sample_prompt_chars
+
+    config = batch_config(api, target=10**6, max_tokens=500, options={"retry_failed": "live"})
+    worst_live = config.worst_case_cost(sample_prompt_chars(config, seeded.generation.seed_examples()) // 3)
+    config.budget_usd = worst_live * 3.2  # 6 lines in flight at batch prices: no room left for a live worst case
+    api.line_faults = {f"r1-generate-{i:06d}": LineFault(500, "server_error") for i in range(6)}
+    result = run(seeded, api, config)
+    assert result.reason == "budget" and result.counters.cost <= config.budget_usd
+    # The whole first batch failed: a live retry of any line could cost twice what it reserved, so every
+    # line goes into the follow-up batch, at the price reserved for it.
+    assert api.live_calls == 0
+    second = BackendJobs(seeded.conn).jobs(result.run_id)[1]
+    assert set(BackendJobs(seeded.conn).request_keys(second.id)) == set(api.line_faults)
+
+
+def test_the_manifest_names_the_provider_the_panel_shows() -> None:
+    from studio.core.registry import GENERATION_BACKENDS
+    from studio.ui.generate_panel import provider_name
+
+    assert GENERATION_BACKENDS.get("openai-batch").meta["provider"] == "OpenAI"
+    assert provider_name("openai-batch") == "OpenAI"
+
+
 def _start_held(project: Project, api: FakeBatchAPI, config: RunConfig):
     import threading
     import time

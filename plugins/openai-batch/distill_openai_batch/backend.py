@@ -149,7 +149,8 @@ class BatchSender:
             if not error.retryable or attempts >= config.max_attempts:
                 raise error
             on_retry(RetryNotice(attempts, 0.0, error))
-            if self.retry_failed == "live":
+            # Live only if the budget can hold the live worst case; else the follow-up batch it reserved.
+            if self.retry_failed == "live" and self.context.reserve(request.key, 1.0):
                 client = self.context.live_client()  # its own retries, at the live price
                 done = await client.complete(request.prompt, headers={REQUEST_KEY_HEADER: request.key},
                                              timeout_s=timeout_s, prior_attempts=attempts, on_retry=on_retry,

@@ -28,6 +28,9 @@ CONTRACT (issue 12):
 * ``Sender.open_work()`` -> True while the provider still holds requests of this run (a batch
   in flight): a run stopped for the app's close with open work is ``detached``, and the
   Generate panel resumes such runs when the project opens again.
+* A request sent at other prices than ``price_factor`` (a batch line retried as a live call)
+  first asks ``context.reserve(key, price_factor)``: the budget cap stays hard only if its
+  worst case is reserved at the price it will pay.
 * ``async Sender.cancel_open_work()`` (optional): cancel what the provider still holds
   (``engine.stop(cancel_work=True)``); what it answered before is collected on resume.
 """
@@ -62,6 +65,10 @@ class BackendContext:
     report: Callable[[BackendStatus], None]
     live_client: Callable[[], LLMClient] = field(repr=False, default=None)  # type: ignore[assignment]
     # ``live_client()``: the run's live LLMClient (retries, prices) for a backend that retries lines live.
+    reserve: Callable[[str, float], bool] = field(repr=False, default=lambda key, price_factor: True)
+    # ``reserve(request_key, price_factor)``: before a request in flight is sent at other prices than
+    # the backend's (a batch line retried live), raise its worst-case budget reservation to those
+    # prices. False: the run's budget has no room for it, so send it at the prices already reserved.
 
 
 class Sender(Protocol):

@@ -89,12 +89,16 @@ def scaled_estimate(estimate: CostEstimate, price_factor: float) -> CostEstimate
 
 
 def describe_estimate(estimate: CostEstimate, price_factor: float) -> str:
-    """The estimate in words, saying when it is at a backend's (batch) prices rather than live ones."""
-    text = estimate.describe()
+    """The estimate in words; at a backend's (batch) prices it says so and what live calls would cost more.
+
+    The panel shows these very words before a run and the run announces them (``RunStarted``).
+    """
     if price_factor == 1.0:
-        return text
+        return estimate.describe()
     live = estimate.usd / price_factor if price_factor else 0.0
-    return f"{text} {BATCH_PRICES} (${live - estimate.usd:.2f} less than live calls)"
+    return (f"about {estimate.requests} requests, {estimate.prompt_tokens + estimate.completion_tokens:,} tokens, "
+            f"≈ ${estimate.usd:.2f} {BATCH_PRICES} (${live - estimate.usd:.2f} less than live calls), "
+            f"assuming {estimate.assumed_keep_rate:.0%} of tasks are kept")
 
 
 def create_run(store: GenerationRepository, config: RunConfig, name: str = "") -> int:
@@ -315,7 +319,8 @@ class GenerationEngine:
         prompt_chars = sample_prompt_chars(config, seeds)
         factor = backend.price_factor
         estimate = scaled_estimate(estimate_cost(config, prompt_chars), factor)
-        self._worst_case = config.worst_case_cost(prompt_chars // 3) * factor
+        self._worst_live = config.worst_case_cost(prompt_chars // 3)  # one request's full answer at live prices
+        self._worst_case = self._worst_live * factor
         self._promised = c.kept  # kept samples committed or on their way to the writer
         store.set_status(self.run_id, "running")
         self._emit(ev.RunStarted(self.run_id, resumed, key_source, describe_estimate(estimate, factor)))
@@ -337,7 +342,7 @@ class GenerationEngine:
             try:
                 context = BackendContext(self._project, store.conn, self.run_id, config, self._api_key,
                                          backend_options(config.backend, config.backend_options), self._report,
-                                         live_client)
+                                         live_client, self._reserve)
                 try:
                     with self._guard("opening the generation backend"):
                         self._sender: Sender = backend.open(context)
@@ -384,6 +389,22 @@ class GenerationEngine:
         """A backend's state: stored on the run (shown for a run that is not running) and emitted."""
         self._store.set_backend_status(self.run_id, status.text, status.state)
         self._emit(status)
+
+    def _reserve(self, key: str, price_factor: float) -> bool:
+        """Raise request ``key``'s worst-case reservation to ``price_factor``'s prices, if the budget has room.
+
+        A batch line retried live pays the live price; reserved at the batch price, a wave of such
+        retries could spend past the hard budget cap.
+        """
+        held = self._reserved.get(key, 0.0)
+        worst = self._worst_live * price_factor
+        if worst <= held:
+            return True
+        budget = self._config.budget_usd
+        if budget is not None and self._counters.cost + sum(self._reserved.values()) - held + worst > budget:
+            return False
+        self._reserved[key] = worst
+        return True
 
     def _discard_if_fresh(self, store: GenerationRepository, resumed: bool) -> bool:
         """A new run that failed before any answer (bad key, server down) leaves no row behind."""
