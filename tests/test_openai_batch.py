@@ -221,6 +221,20 @@ def test_live_retries_reserve_the_live_worst_case_within_the_budget(seeded: Proj
     assert set(BackendJobs(seeded.conn).request_keys(second.id)) == set(api.line_faults)
 
 
+@pytest.mark.parametrize("kind", ["upload", "create", "retrieve"])
+def test_a_provider_blip_neither_fails_the_batch_nor_pays_twice(seeded: Project, api: FakeBatchAPI, kind: str) -> None:
+    # More blips than the openai client's own retries: the batch waits hours, a blip must not end it.
+    api.flaky[kind] = 4
+    events: list = []
+    result = run(seeded, api, batch_config(api), events)
+    assert result.reason == "target" and result.counters.kept == 60 and api.flaky[kind] < 4
+    assert not [e for e in events if isinstance(e, ev.RequestFailed)]
+    jobs = BackendJobs(seeded.conn).jobs(result.run_id)
+    # A create or upload whose answer was lost is found at the provider, never made again.
+    assert api.uploads == api.batches_created == len(jobs)
+    assert all(count == 1 for count in api.batch_runs_by_key.values()) and api.live_calls == 0
+
+
 def test_the_manifest_names_the_provider_the_panel_shows() -> None:
     from studio.core.registry import GENERATION_BACKENDS
     from studio.ui.generate_panel import provider_name

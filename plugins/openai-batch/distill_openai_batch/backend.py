@@ -26,7 +26,7 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,18 +265,26 @@ class BatchSender:
                 self.jobs.set_status(job.id, FAILED, detail={**job.detail, "why": "never uploaded"})
                 return {key: _Line(resubmit=True) for key in self.jobs.request_keys(job.id)}
             if file_id is None:
-                uploaded = await self._call(client.files.create(file=(f"{job.local_key}.jsonl", content),
-                                                                purpose="batch"))
-                file_id = uploaded.id
+                name = f"{job.local_key}.jsonl"
+                uploaded = await self._patiently(
+                    lambda: client.with_options(max_retries=0).files.create(file=(name, content), purpose="batch"),
+                    lambda: self._find_file(job.local_key))
+                file_id = uploaded if isinstance(uploaded, str) else uploaded.id
                 _crash_point("upload")
             self.jobs.set_file_id(job.id, file_id)
             job = self.jobs.job(job.id) or job
         if job.job_id is None:
             batch_id = None if content is not None else await self._find_batch(job.local_key)
             if batch_id is None:
-                batch = await self._call(client.batches.create(
-                    input_file_id=job.file_id, endpoint=ENDPOINT, completion_window="24h",
-                    metadata={"distill_job": job.local_key, "run": str(self.context.run_id)}))
+                file_id = job.file_id
+
+                async def made_already() -> Any:
+                    found = await self._find_batch(job.local_key)
+                    return None if found is None else await client.batches.retrieve(found)
+
+                batch = await self._patiently(lambda: client.with_options(max_retries=0).batches.create(
+                    input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h",
+                    metadata={"distill_job": job.local_key, "run": str(self.context.run_id)}), made_already)
                 batch_id = batch.id
                 _crash_point("create")
                 self.jobs.set_job_id(job.id, batch_id, batch.status)
@@ -287,7 +295,8 @@ class BatchSender:
                 job = self.jobs.job(job.id) or job
             await asyncio.sleep(self.poll_s)
         while True:
-            batch = await self._call(client.batches.retrieve(job.job_id))
+            batch_id = job.job_id
+            batch = await self._patiently(lambda: client.batches.retrieve(batch_id))
             counts = _counts(batch)
             self.jobs.set_status(job.id, batch.status, counts=counts, output_file_id=batch.output_file_id,
                                  error_file_id=batch.error_file_id)
@@ -321,7 +330,7 @@ class BatchSender:
         for file_id in (job.output_file_id, job.error_file_id):
             if not file_id:
                 continue
-            content = await self._call(self._openai().files.content(file_id))
+            content = await self._patiently(lambda: self._openai().files.content(file_id))
             for text in content.text.splitlines():
                 if text.strip():
                     line = json.loads(text)
@@ -378,6 +387,30 @@ class BatchSender:
         except openai.OpenAIError as exc:
             teacher = self.context.config.teacher
             raise from_openai(exc, base_url=teacher.base_url, model=teacher.model, role="the Batch API") from exc
+
+    async def _patiently(self, call: Callable[[], Awaitable[Any]],
+                         made_already: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """``call()`` until the provider answers: a transient failure waits ``poll_s`` and tries again.
+
+        A batch waits hours at the provider; a network or server blip meanwhile must not fail its
+        requests (the run would send new ones and pay for both). A create that failed may still have
+        reached the provider (the answer lost): ``made_already()`` looks for what it made (by the
+        job's ``local_key``) before creating again, and such calls go without the openai client's
+        own retries, which would simply create again.
+        """
+        failed = False
+        while True:
+            try:
+                if failed and made_already is not None:
+                    found = await self._call(made_already())
+                    if found is not None:
+                        return found
+                return await self._call(call())
+            except LLMError as error:
+                if not error.retryable:
+                    raise
+                failed = True
+                await asyncio.sleep(max(self.poll_s, error.retry_after or 0.0))
 
     async def _find_file(self, local_key: str) -> str | None:
         name = f"{local_key}.jsonl"
