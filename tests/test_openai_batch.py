@@ -235,6 +235,18 @@ def test_a_provider_blip_neither_fails_the_batch_nor_pays_twice(seeded: Project,
     assert all(count == 1 for count in api.batch_runs_by_key.values()) and api.live_calls == 0
 
 
+def test_a_wave_too_large_for_one_file_goes_into_several_batches(seeded: Project, api: FakeBatchAPI,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from distill_openai_batch import backend
+
+    monkeypatch.setattr(backend, "MAX_FILE_BYTES", 4000, raising=False)  # stands for OpenAI's 200 MB: a line or two a file
+    result = run(seeded, api, batch_config(api))
+    assert result.reason == "target" and result.counters.kept == 60
+    uploads = [f["_content"] for f in api.files.values() if f["purpose"] == "batch"]
+    assert len(uploads) >= 2 and all(len(content) <= 4000 for content in uploads)
+    assert api.uploads == api.batches_created and all(count == 1 for count in api.batch_runs_by_key.values())
+
+
 def test_the_manifest_names_the_provider_the_panel_shows() -> None:
     from studio.core.registry import GENERATION_BACKENDS
     from studio.ui.generate_panel import provider_name

@@ -41,6 +41,8 @@ KEY = "openai-batch"
 ENDPOINT = "/v1/chat/completions"
 PRICE_FACTOR = 0.5
 FINISHED = ("completed", "expired", "cancelled")
+MAX_REQUESTS = 50_000  # OpenAI's limits on one batch input file: requests, and bytes (200 MB)
+MAX_FILE_BYTES = 200 * 1000 * 1000
 # Test hook (a real crash, not a simulated one): kill this process right after the named step.
 CRASH_ENV = "DISTILL_OPENAI_BATCH_CRASH_AFTER"  # "upload" (before the file id's commit) or "create"
 
@@ -113,7 +115,7 @@ class BatchSender:
         self.context = context
         options = context.options
         self.retry_failed = str(options.get("retry_failed") or "batch")
-        self.batch_size = max(1, int(options.get("batch_size") or 5000))
+        self.batch_size = min(MAX_REQUESTS, max(1, int(options.get("batch_size") or 5000)))
         self.poll_s = float(options.get("poll_s") or 30.0)
         self.collect_s = float(options.get("collect_s") if options.get("collect_s") is not None else 2.0)
         self.max_in_flight = self.batch_size  # the engine sends this many at once: one batch's worth
@@ -205,8 +207,19 @@ class BatchSender:
         self._timer = None
         items = [item for item in self._pending if not item[2].done()]  # a stopped worker's request stays pending
         self._pending = []
-        if items:
-            self._spawn(self._start_job(items))
+        chunk: list[tuple[tuple[Any, Mapping[str, Any], asyncio.Future], bytes]] = []
+        size = 0
+        for item in items:  # one job per file the provider accepts: long prompts fill 200 MB before 50,000 lines
+            request, params, _ = item
+            line = (json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT,
+                                "body": self._body(request, params)}) + "\n").encode()
+            if chunk and size + len(line) > MAX_FILE_BYTES:
+                self._spawn(self._start_job(chunk))
+                chunk, size = [], 0
+            chunk.append((item, line))
+            size += len(line)
+        if chunk:
+            self._spawn(self._start_job(chunk))
 
     def _spawn(self, coroutine: Any) -> asyncio.Task:
         task = asyncio.ensure_future(coroutine)
@@ -214,19 +227,18 @@ class BatchSender:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _start_job(self, items: list[tuple[Any, Mapping[str, Any], asyncio.Future]]) -> None:
+    async def _start_job(self, items: list[tuple[tuple[Any, Mapping[str, Any], asyncio.Future], bytes]]) -> None:
+        """One job for ``items`` (each with its JSONL line): committed with its request keys, then uploaded."""
         context = self.context
         local_key = f"run{context.run_id}-{uuid.uuid4().hex[:12]}"
-        job = self.jobs.create_job(context.run_id, KEY, local_key, [r.key for r, _, _ in items],
+        job = self.jobs.create_job(context.run_id, KEY, local_key, [r.key for (r, _, _), _ in items],
                                    {"model": context.config.teacher.model})
         watch = _Watch(job.id)
         self._watches[job.id] = watch
-        for request, _, future in items:
+        for (request, _, future), _ in items:
             watch.futures[request.key] = future
-        lines = "".join(json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT,
-                                    "body": self._body(request, params)}) + "\n" for request, params, _ in items)
         watch.task = asyncio.current_task()
-        await self._follow(job, watch, lines.encode())
+        await self._follow(job, watch, b"".join(line for _, line in items))
 
     def _body(self, request: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.context.config.teacher.model,
