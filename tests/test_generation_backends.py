@@ -230,3 +230,12 @@ def test_the_estimate_at_batch_prices_reads_as_the_panel_and_cli_show_it() -> No
     assert describe_estimate(estimate, 1.0) == estimate.describe()
     assert describe_estimate(estimate, 0.5) == ("about 40 requests, 3,000 tokens, ≈ $0.25 at batch prices "
                                                 "($0.25 less than live calls), assuming 50% of tasks are kept")
+
+
+def test_a_backend_context_never_shows_the_api_key(project: Project) -> None:
+    from studio.core.generation.backends import BackendContext
+
+    config = RunConfig()
+    config.teacher.api_key = "sk-secret-123"
+    context = BackendContext(project, project.conn, 1, config, "sk-secret-123", {}, lambda status: None)
+    assert "sk-secret" not in repr(context) and "sk-secret" not in str(context)

@@ -60,7 +60,7 @@ class BackendContext:
     conn: sqlite3.Connection         # the engine loop's connection: the backend's own rows, same thread as send()
     run_id: int
     config: RunConfig
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # never in a repr (a log line, a traceback's locals)
     options: Mapping[str, Any]       # config.backend_options, defaults filled from the entry's "options" meta
     report: Callable[[BackendStatus], None]
     live_client: Callable[[], LLMClient] = field(repr=False, default=None)  # type: ignore[assignment]
