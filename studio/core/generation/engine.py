@@ -331,6 +331,7 @@ class GenerationEngine:
         self._writer = StoreWriter(self._project)
         reason: str | None = None  # stays None when the launch loop raises
         open_work = False
+        note = ""  # a backend's failure after the run's end (cancel, close): said with the result
         live: list[LLMClient] = []
 
         def live_client() -> LLMClient:
@@ -355,13 +356,22 @@ class GenerationEngine:
                 try:
                     reason = await self._launch_loop(backlog)
                     if self._cancel_work and reason == "stopped" and hasattr(self._sender, "cancel_open_work"):
-                        with self._guard("cancelling the work at the provider"):
-                            await self._sender.cancel_open_work()
-                    with self._guard("checking for work left at the provider"):
-                        open_work = self._sender.open_work()
+                        try:
+                            with self._guard("cancelling the work at the provider"):
+                                await self._sender.cancel_open_work()
+                        except StudioError as error:  # the run stopped all the same: say the work is still there
+                            note = f"The work at the provider was not cancelled (resume the run to collect it): {error}"
+                    try:
+                        with self._guard("checking for work left at the provider"):
+                            open_work = self._sender.open_work()
+                    except StudioError as error:  # unknown: assume the provider still holds some (picked up later)
+                        open_work, note = True, str(error)
                 finally:
-                    with self._guard("closing the generation backend"):
-                        await self._sender.aclose()
+                    try:
+                        with self._guard("closing the generation backend"):
+                            await self._sender.aclose()
+                    except StudioError as error:  # the run's outcome stands; the plugin's failure is recorded
+                        note = note or str(error)
             finally:
                 if live:
                     await live[0].aclose()
@@ -369,7 +379,7 @@ class GenerationEngine:
             self._writer.close()  # every answer handed over is committed before the run's status is
             if reason is None:  # not left "running"; resuming picks up where it broke
                 store.set_status(self.run_id, "failed")
-        message = self._fatal.message if self._fatal else ""
+        message = self._fatal.message if self._fatal else note
         if reason == "error" and self._sender.answers == 0 and not open_work \
                 and self._discard_if_fresh(store, resumed):
             return self._finish(reason, message, discarded=True)
