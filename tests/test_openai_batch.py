@@ -290,6 +290,28 @@ def test_closing_the_app_detaches_the_run_and_a_resume_collects_the_same_batch(
     assert not seeded.generation.runs_to_pick_up()
 
 
+def test_a_resume_collects_every_request_a_batch_holds_even_past_the_target(
+        seeded: Project, api: FakeBatchAPI) -> None:
+    engine, thread, results = _start_held(seeded, api, batch_config(api))
+    engine.stop(detach=True)
+    thread.join(30)
+    jobs = BackendJobs(seeded.conn)
+    held = [key for job in jobs.jobs(engine.run_id) for key in jobs.request_keys(job.id)]
+    assert len(held) >= 2
+    run = seeded.generation.run(engine.run_id)
+    seeded.generation.update_config(engine.run_id, {**run["config"], "target": 1})  # one answer reaches it
+    api.hold.clear()
+    again = GenerationEngine(seeded, engine.run_id, api_key=api.api_key).run_blocking()
+    assert again.reason == "target" and again.counters.kept == 1
+    # Every line the provider ran is paid for: its answer is stored (past the target: restorable rejects).
+    rows = {r["request_key"]: r for r in requests_of(seeded, engine.run_id)}
+    assert all(rows[key]["status"] == "done" for key in held)
+    assert not jobs.has_open_jobs(engine.run_id)
+    over = seeded.conn.execute("SELECT COUNT(*) FROM rejected_candidates WHERE run_id = ? AND reason = 'over_target'",
+                               (engine.run_id,)).fetchone()[0]
+    assert over > 0
+
+
 def test_stop_with_cancel_work_cancels_the_batch_and_a_resume_sends_its_unrun_lines_again(
         seeded: Project, api: FakeBatchAPI) -> None:
     engine, thread, results = _start_held(seeded, api, batch_config(api))

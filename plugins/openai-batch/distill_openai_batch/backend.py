@@ -132,9 +132,9 @@ class BatchSender:
                    params: Mapping[str, Any]) -> Completion:
         config = self.context.config
         attempts = prior_attempts
-        held = self.jobs.job_holding(request.key)
-        if held is not None and held[1] in (SENT, ANSWERED) and held[0].status != FAILED:
-            line = await self._watch(held[0]).future(request.key)  # in a job already: wait for it, never resend
+        held = self._job_holding(request.key)
+        if held is not None:
+            line = await self._watch(held).future(request.key)  # in a job already: wait for it, never resend
         else:
             line = await self._submit(request, params)
         while True:
@@ -160,6 +160,16 @@ class BatchSender:
                 self.answers += 1
                 return done
             line = await self._submit(request, params)  # a follow-up batch
+
+    def holds(self, request_key: str) -> bool:
+        """True when a job at the provider holds the request (ran or will run: paid): the engine sends it anyway."""
+        return self._job_holding(request_key) is not None
+
+    def _job_holding(self, request_key: str) -> Job | None:
+        held = self.jobs.job_holding(request_key)
+        if held is not None and held[1] in (SENT, ANSWERED) and held[0].status != FAILED:
+            return held[0]
+        return None
 
     def open_work(self) -> bool:
         return self.jobs.has_open_jobs(self.context.run_id)

@@ -31,6 +31,9 @@ CONTRACT (issue 12):
 * A request sent at other prices than ``price_factor`` (a batch line retried as a live call)
   first asks ``context.reserve(key, price_factor)``: the budget cap stays hard only if its
   worst case is reserved at the price it will pay.
+* ``Sender.holds(request_key) -> bool`` (optional): True when a provider job already holds the
+  request (it ran or will run: paid). A resumed run sends such requests before anything else
+  and whatever its target, budget or max_requests say, so no paid answer is left uncollected.
 * ``async Sender.cancel_open_work()`` (optional): cancel what the provider still holds
   (``engine.stop(cancel_work=True)``); what it answered before is collected on resume.
 """
@@ -73,7 +76,7 @@ class BackendContext:
 
 class Sender(Protocol):
     answers: int  # successful answers so far (the engine's "no answer yet" checks read it)
-    # Optional: ``max_in_flight: int`` (wins over the backend's) and ``async cancel_open_work()``.
+    # Optional: ``max_in_flight: int`` (wins over the backend's), ``holds(key)``, ``async cancel_open_work()``.
 
     async def send(self, request: RequestRow, *, prior_attempts: int, on_retry: RetryCallback,
                    timeout_s: float, params: Mapping[str, Any]) -> Completion: ...

@@ -427,7 +427,9 @@ class GenerationEngine:
 
     async def _launch_loop(self, backlog: list[RequestRow]) -> str:
         """``concurrency`` workers, each sending one request at a time; returns why the run ended."""
-        self._backlog = backlog
+        self._paid = self._held_by_provider(backlog)  # sent first and whatever the rules say: already paid
+        paid = {r.key for r in self._paid}
+        self._backlog = [r for r in backlog if r.key not in paid]
         self._reserved: dict[str, float] = {}
         self._end_reason = ""
         self._answers: asyncio.Queue[_Answer | None] = asyncio.Queue()
@@ -463,11 +465,25 @@ class GenerationEngine:
             return "stopped"
         return self._end_reason or "stopped"
 
+    def _held_by_provider(self, backlog: list[RequestRow]) -> list[RequestRow]:
+        """The stored requests a provider job holds (``Sender.holds``): paid, so never left uncollected."""
+        holds = getattr(self._sender, "holds", None)
+        if holds is None:
+            return []
+        try:
+            with self._guard("asking which requests the provider holds"):
+                return [r for r in backlog if holds(r.key)]
+        except StudioError:  # recorded; they stay in the backlog, and send() still waits for their job
+            return []
+
     async def _worker(self) -> None:
         while True:
             step = self._next_step()
             if step == "go":
-                request = self._backlog.pop(0) if self._backlog else self._new_request()
+                if self._paid:
+                    request = self._paid.pop(0)
+                else:
+                    request = self._backlog.pop(0) if self._backlog else self._new_request()
                 self._expect(request.key, self._expected_kept(request.stage, request.payload))
                 self._reserved[request.key] = self._worst_case
                 self._counters.in_flight += 1
@@ -501,6 +517,8 @@ class GenerationEngine:
             return self._end_reason
         if self._halt.is_set():  # Stop or a fatal teacher error: send nothing more, even before the cancel lands
             return "halted"
+        if self._paid:  # a provider holds them (a batch): paid already, so collected whatever the rules below say
+            return "go"
         if c.kept >= config.target:
             return "target"
         in_flight = c.in_flight + self._judging  # both may still add kept samples and requests
