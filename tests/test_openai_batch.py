@@ -229,6 +229,8 @@ def test_a_provider_blip_neither_fails_the_batch_nor_pays_twice(seeded: Project,
     result = run(seeded, api, batch_config(api), events)
     assert result.reason == "target" and result.counters.kept == 60 and api.flaky[kind] < 4
     assert not [e for e in events if isinstance(e, ev.RequestFailed)]
+    waiting = [e for e in events if isinstance(e, ev.BackendStatus) and e.state["problem"]]
+    assert waiting and "Trying again in" in waiting[0].text and "500" in waiting[0].state["problem"]
     jobs = BackendJobs(seeded.conn).jobs(result.run_id)
     # A create or upload whose answer was lost is found at the provider, never made again.
     assert api.uploads == api.batches_created == len(jobs)
@@ -239,7 +241,7 @@ def test_a_wave_too_large_for_one_file_goes_into_several_batches(seeded: Project
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from distill_openai_batch import backend
 
-    monkeypatch.setattr(backend, "MAX_FILE_BYTES", 4000, raising=False)  # stands for OpenAI's 200 MB: a line or two a file
+    monkeypatch.setattr(backend, "MAX_FILE_BYTES", 4000, raising=False)  # for 200 MB: a line or two a file
     result = run(seeded, api, batch_config(api))
     assert result.reason == "target" and result.counters.kept == 60
     uploads = [f["_content"] for f in api.files.values() if f["purpose"] == "batch"]

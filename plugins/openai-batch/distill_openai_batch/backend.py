@@ -289,7 +289,7 @@ class BatchSender:
             if file_id is None:
                 name = f"{job.local_key}.jsonl"
                 uploaded = await self._patiently(
-                    lambda: client.with_options(max_retries=0).files.create(file=(name, content), purpose="batch"),
+                    job, lambda: client.with_options(max_retries=0).files.create(file=(name, content), purpose="batch"),
                     lambda: self._find_file(job.local_key))
                 file_id = uploaded if isinstance(uploaded, str) else uploaded.id
                 _crash_point("upload")
@@ -304,7 +304,7 @@ class BatchSender:
                     found = await self._find_batch(job.local_key)
                     return None if found is None else await client.batches.retrieve(found)
 
-                batch = await self._patiently(lambda: client.with_options(max_retries=0).batches.create(
+                batch = await self._patiently(job, lambda: client.with_options(max_retries=0).batches.create(
                     input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h",
                     metadata={"distill_job": job.local_key, "run": str(self.context.run_id)}), made_already)
                 batch_id = batch.id
@@ -318,7 +318,7 @@ class BatchSender:
             await asyncio.sleep(self.poll_s)
         while True:
             batch_id = job.job_id
-            batch = await self._patiently(lambda: client.batches.retrieve(batch_id))
+            batch = await self._patiently(job, lambda: client.batches.retrieve(batch_id))
             counts = _counts(batch)
             self.jobs.set_status(job.id, batch.status, counts=counts, output_file_id=batch.output_file_id,
                                  error_file_id=batch.error_file_id)
@@ -352,7 +352,7 @@ class BatchSender:
         for file_id in (job.output_file_id, job.error_file_id):
             if not file_id:
                 continue
-            content = await self._patiently(lambda: self._openai().files.content(file_id))
+            content = await self._patiently(job, lambda: self._openai().files.content(file_id))
             for text in content.text.splitlines():
                 if text.strip():
                     line = json.loads(text)
@@ -410,7 +410,7 @@ class BatchSender:
             teacher = self.context.config.teacher
             raise from_openai(exc, base_url=teacher.base_url, model=teacher.model, role="the Batch API") from exc
 
-    async def _patiently(self, call: Callable[[], Awaitable[Any]],
+    async def _patiently(self, job: Job, call: Callable[[], Awaitable[Any]],
                          made_already: Callable[[], Awaitable[Any]] | None = None) -> Any:
         """``call()`` until the provider answers: a transient failure waits ``poll_s`` and tries again.
 
@@ -432,7 +432,9 @@ class BatchSender:
                 if not error.retryable:
                     raise
                 failed = True
-                await asyncio.sleep(max(self.poll_s, error.retry_after or 0.0))
+                wait_s = max(self.poll_s, error.retry_after or 0.0)
+                self._report(self.jobs.job(job.id) or job, None, f"{error.message} Trying again in {wait_s:g} s.")
+                await asyncio.sleep(wait_s)
 
     async def _find_file(self, local_key: str) -> str | None:
         name = f"{local_key}.jsonl"
@@ -448,7 +450,8 @@ class BatchSender:
         return None
 
     # -- what the panel and the CLI show ------------------------------------------------------------------------
-    def _report(self, job: Job, batch: Any | None) -> None:
+    def _report(self, job: Job, batch: Any | None, problem: str = "") -> None:
+        """The run's batch status line (and its state for the panel); ``problem``: why it is waiting now."""
         jobs = self.jobs.jobs(self.context.run_id)
         number = next((n for n, j in enumerate(jobs, start=1) if j.id == job.id), len(jobs))
         counts = _counts(batch) if batch is not None else job.counts
@@ -456,10 +459,10 @@ class BatchSender:
         status = batch.status if batch is not None else job.status
         total, completed, failed = counts.get("total", 0), counts.get("completed", 0), counts.get("failed", 0)
         text = (f"Batch {number} of {len(jobs)} at OpenAI: {status} — {completed:,} of {total:,} done, "
-                f"{failed:,} failed · saving ${saving:.2f}")
+                f"{failed:,} failed · saving ${saving:.2f}") + (f" · {problem}" if problem else "")
         state = {"job": job.local_key, "batch_id": job.job_id, "status": status, "total": total,
                  "completed": completed, "failed": failed, "saving_usd": round(saving, 6), "number": number,
-                 "jobs": len(jobs), "open_jobs": sum(1 for j in jobs if j.open)}
+                 "jobs": len(jobs), "open_jobs": sum(1 for j in jobs if j.open), "problem": problem}
         self.context.report(BackendStatus(self.context.run_id, text, state))
 
 
