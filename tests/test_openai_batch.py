@@ -249,6 +249,26 @@ def test_a_wave_too_large_for_one_file_goes_into_several_batches(seeded: Project
     assert api.uploads == api.batches_created and all(count == 1 for count in api.batch_runs_by_key.values())
 
 
+def test_a_job_that_cannot_be_stored_fails_the_run_instead_of_hanging_it(
+        seeded: Project, api: FakeBatchAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    import threading
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(BackendJobs, "create_job", locked)
+    run_id = create_run(seeded.generation, batch_config(api))
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(
+        GenerationEngine(seeded, run_id, api_key=api.api_key).run_blocking()), daemon=True)
+    thread.start()
+    thread.join(30)
+    (result,) = results
+    assert result.reason == "error" and "openai-batch" in result.message and "database is locked" in result.message
+    assert api.uploads == 0
+
+
 def test_the_manifest_names_the_provider_the_panel_shows() -> None:
     from studio.core.registry import GENERATION_BACKENDS
     from studio.ui.generate_panel import provider_name

@@ -241,8 +241,14 @@ class BatchSender:
         """One job for ``items`` (each with its JSONL line): committed with its request keys, then uploaded."""
         context = self.context
         local_key = f"run{context.run_id}-{uuid.uuid4().hex[:12]}"
-        job = self.jobs.create_job(context.run_id, KEY, local_key, [r.key for (r, _, _), _ in items],
-                                   {"model": context.config.teacher.model})
+        try:
+            job = self.jobs.create_job(context.run_id, KEY, local_key, [r.key for (r, _, _), _ in items],
+                                       {"model": context.config.teacher.model})
+        except Exception as error:  # noqa: BLE001 - nothing was sent; the waiting requests must hear it, not hang
+            for (_, _, future), _ in items:
+                if not future.done():
+                    future.set_exception(error)
+            return
         watch = _Watch(job.id)
         self._watches[job.id] = watch
         for (request, _, future), _ in items:
