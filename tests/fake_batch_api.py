@@ -52,6 +52,9 @@ class FakeBatchAPI(LoopbackServer):
     expire: dict[int, int] = field(default_factory=dict)
     fail_batches: set[int] = field(default_factory=set)
     max_lifetime_s: float = 180.0
+    # Calls answered 500 (a provider's or network's blip), by kind, counted down: "retrieve" fails
+    # before the batch is looked at; "upload" and "create" do their work, then the answer is lost.
+    flaky: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.words = FakeTeacher()  # its deterministic answer generator only (never started)
@@ -221,6 +224,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _flaky(self, kind: str) -> bool:
+        """Answer 500 instead, if the test asked for ``kind`` calls to fail."""
+        with self.api._lock:
+            if self.api.flaky[kind] <= 0:
+                return False
+            self.api.flaky[kind] -= 1
+        self._send(500, {"error": {"message": f"fake {kind} blip", "type": "server_error"}})
+        return True
+
     def _not_found(self) -> None:
         self._send(404, {"error": {"message": f"No such path {self.path}", "type": "invalid_request_error"}})
 
@@ -254,6 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif parts == ["batches"]:
                 self._send(200, _page(list(reversed(api.batches.values())), query, api))
             elif len(parts) == 2 and parts[0] == "batches" and parts[1] in api.batches:
+                if self._flaky("retrieve"):
+                    return
                 batch = api.batches[parts[1]]
                 if api.auto_advance and not api.hold.is_set():
                     api._step(batch)
@@ -276,13 +290,17 @@ class _Handler(BaseHTTPRequestHandler):
             filename, content = fields["file"]
             with api._lock:
                 api.uploads += 1
-                self._send(200, api.public(api.add_file(filename or "upload", fields["purpose"][1].decode(), content)))
+                added = api.public(api.add_file(filename or "upload", fields["purpose"][1].decode(), content))
+            if not self._flaky("upload"):
+                self._send(200, added)
         elif parts == ["batches"]:
             body = json.loads(data)
             if body.get("input_file_id") not in api.files:
                 self._send(400, {"error": {"message": "No such file", "type": "invalid_request_error"}})
                 return
-            self._send(200, api.public(api.create_batch(body)))
+            created = api.public(api.create_batch(body))
+            if not self._flaky("create"):
+                self._send(200, created)
         elif len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel" and parts[1] in api.batches:
             with api._lock:
                 api.cancels += 1

@@ -212,6 +212,8 @@ def test_the_estimate_is_at_batch_prices_with_the_saving(qtbot, fake_backend: st
     half = live.usd * 0.5
     assert f"${half:.2f}" in text and f"${live.usd - half:.2f} less than live calls" in text
     assert f"{live.requests} requests" in text
+    assert text.endswith(f"≈ ${half:.2f} at batch prices (${live.usd - half:.2f} less than live calls), "
+                         f"assuming {live.assumed_keep_rate:.0%} of tasks are kept")
     panel.target.setValue(4000)  # the factor is remembered: no second load, the estimate follows at once
     assert "at batch prices" in panel.estimate_label.text() and panel.estimate_label.text() != text
     _choose(panel, "live")
@@ -497,7 +499,7 @@ def test_the_openai_batch_plugin_runs_detaches_and_is_picked_up_from_the_panel(
         asked: list[str] = []
         panel.ask_how_to_stop = lambda provider: (asked.append(provider), "keep")[1]
         panel.stop_button.click()
-        assert asked == ["OpenAI Batch API"]
+        assert asked == ["OpenAI"]  # the manifest's "provider"
         qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
         run_id = project.generation.latest_run_id()
         assert project.generation.run(run_id)["status"] == "detached" and api.cancels == 0
@@ -507,7 +509,7 @@ def test_the_openai_batch_plugin_runs_detaches_and_is_picked_up_from_the_panel(
         monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
         reopened = _panel(qtbot, context, settings)
         qtbot.waitUntil(lambda: "Picking up run" in reopened.messages.message(), timeout=10_000)
-        assert reopened.messages.message() == f"Picking up run {run_id}'s batch at OpenAI Batch API."
+        assert reopened.messages.message() == f"Picking up run {run_id}'s batch at OpenAI."
         qtbot.waitUntil(lambda: not reopened.is_running(), timeout=60_000)
         # said while it ran, and once done it says it was picked up and how it ended
         assert reopened.messages.message() == f"Picked up run {run_id}'s batch at OpenAI Batch API: target reached."

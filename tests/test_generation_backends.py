@@ -63,6 +63,8 @@ class HeldSender:
         return self.held > 0 or self.backend.keep_open
 
     async def cancel_open_work(self) -> None:
+        if self.backend.cancel_fails:
+            raise ZeroDivisionError("the plugin could not cancel")
         self.cancelled = True
         self.backend.cancelled = True
 
@@ -81,6 +83,7 @@ class HeldBackend:
         self.explode = False
         self.keep_open = False
         self.cancelled = False
+        self.cancel_fails = False
         self.peak = 0
 
     def open(self, context: BackendContext) -> HeldSender:
@@ -220,3 +223,38 @@ def test_live_runs_send_through_the_live_backend_unchanged(seeded: Project) -> N
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     assert "batch" not in started.estimate
     assert seeded.generation.backend_status(run_id) is None and seeded.generation.runs_to_pick_up() == []
+
+
+def test_the_estimate_at_batch_prices_reads_as_the_panel_and_cli_show_it() -> None:
+    from studio.core.generation.config import CostEstimate
+    from studio.core.generation.engine import describe_estimate
+
+    estimate = CostEstimate(40, 1000, 2000, 0.25, 0.5)
+    assert describe_estimate(estimate, 1.0) == estimate.describe()
+    assert describe_estimate(estimate, 0.5) == ("about 40 requests, 3,000 tokens, ≈ $0.25 at batch prices "
+                                                "($0.25 less than live calls), assuming 50% of tasks are kept")
+
+
+def test_a_backend_context_never_shows_the_api_key(project: Project) -> None:
+    from studio.core.generation.backends import BackendContext
+
+    config = RunConfig()
+    config.teacher.api_key = "sk-secret-123"
+    context = BackendContext(project, project.conn, 1, config, "sk-secret-123", {}, lambda status: None)
+    assert "sk-secret" not in repr(context) and "sk-secret" not in str(context)
+
+
+def test_a_backend_that_fails_to_cancel_still_ends_the_run_stopped_and_named(seeded: Project,
+                                                                              held: HeldBackend) -> None:
+    from studio.core.plugins.boundary import failures
+
+    held.cancel_fails = held.keep_open = True
+    events: list = []
+    engine, thread, results = _start(seeded, _config(), events)
+    _wait_for(lambda: held.peak >= 1)
+    engine.stop(cancel_work=True)
+    thread.join(30)
+    (result,) = results  # a result, not an exception out of the run's thread
+    assert result.reason == "stopped" and "test-plugin" in result.message and "not cancelled" in result.message
+    assert seeded.generation.run(result.run_id)["status"] == "stopped"
+    assert any("could not cancel" in m for m in failures("test-plugin"))

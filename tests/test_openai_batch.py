@@ -205,6 +205,78 @@ def test_the_budget_reserves_at_batch_prices(seeded: Project, api: FakeBatchAPI)
     assert len(first["_content"].decode().splitlines()) == 6
 
 
+def test_live_retries_reserve_the_live_worst_case_within_the_budget(seeded: Project, api: FakeBatchAPI) -> None:
+    from studio.core.generation.engine import sample_prompt_chars
+
+    config = batch_config(api, target=10**6, max_tokens=500, options={"retry_failed": "live"})
+    worst_live = config.worst_case_cost(sample_prompt_chars(config, seeded.generation.seed_examples()) // 3)
+    config.budget_usd = worst_live * 3.2  # 6 lines in flight at batch prices: no room left for a live worst case
+    api.line_faults = {f"r1-generate-{i:06d}": LineFault(500, "server_error") for i in range(6)}
+    result = run(seeded, api, config)
+    assert result.reason == "budget" and result.counters.cost <= config.budget_usd
+    # The whole first batch failed: a live retry of any line could cost twice what it reserved, so every
+    # line goes into the follow-up batch, at the price reserved for it.
+    assert api.live_calls == 0
+    second = BackendJobs(seeded.conn).jobs(result.run_id)[1]
+    assert set(BackendJobs(seeded.conn).request_keys(second.id)) == set(api.line_faults)
+
+
+@pytest.mark.parametrize("kind", ["upload", "create", "retrieve"])
+def test_a_provider_blip_neither_fails_the_batch_nor_pays_twice(seeded: Project, api: FakeBatchAPI, kind: str) -> None:
+    # More blips than the openai client's own retries: the batch waits hours, a blip must not end it.
+    api.flaky[kind] = 4
+    events: list = []
+    result = run(seeded, api, batch_config(api), events)
+    assert result.reason == "target" and result.counters.kept == 60 and api.flaky[kind] < 4
+    assert not [e for e in events if isinstance(e, ev.RequestFailed)]
+    waiting = [e for e in events if isinstance(e, ev.BackendStatus) and e.state["problem"]]
+    assert waiting and "Trying again in" in waiting[0].text and "500" in waiting[0].state["problem"]
+    jobs = BackendJobs(seeded.conn).jobs(result.run_id)
+    # A create or upload whose answer was lost is found at the provider, never made again.
+    assert api.uploads == api.batches_created == len(jobs)
+    assert all(count == 1 for count in api.batch_runs_by_key.values()) and api.live_calls == 0
+
+
+def test_a_wave_too_large_for_one_file_goes_into_several_batches(seeded: Project, api: FakeBatchAPI,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from distill_openai_batch import backend
+
+    monkeypatch.setattr(backend, "MAX_FILE_BYTES", 4000, raising=False)  # for 200 MB: a line or two a file
+    result = run(seeded, api, batch_config(api))
+    assert result.reason == "target" and result.counters.kept == 60
+    uploads = [f["_content"] for f in api.files.values() if f["purpose"] == "batch"]
+    assert len(uploads) >= 2 and all(len(content) <= 4000 for content in uploads)
+    assert api.uploads == api.batches_created and all(count == 1 for count in api.batch_runs_by_key.values())
+
+
+def test_a_job_that_cannot_be_stored_fails_the_run_instead_of_hanging_it(
+        seeded: Project, api: FakeBatchAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+    import threading
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(BackendJobs, "create_job", locked)
+    run_id = create_run(seeded.generation, batch_config(api))
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(
+        GenerationEngine(seeded, run_id, api_key=api.api_key).run_blocking()), daemon=True)
+    thread.start()
+    thread.join(30)
+    (result,) = results
+    assert result.reason == "error" and "openai-batch" in result.message and "database is locked" in result.message
+    assert api.uploads == 0
+
+
+def test_the_manifest_names_the_provider_the_panel_shows() -> None:
+    from studio.core.registry import GENERATION_BACKENDS
+    from studio.ui.generate_panel import provider_name
+
+    assert GENERATION_BACKENDS.get("openai-batch").meta["provider"] == "OpenAI"
+    assert provider_name("openai-batch") == "OpenAI"
+
+
 def _start_held(project: Project, api: FakeBatchAPI, config: RunConfig):
     import threading
     import time
@@ -238,6 +310,28 @@ def test_closing_the_app_detaches_the_run_and_a_resume_collects_the_same_batch(
     assert api.batches[first.job_id]["status"] == "completed" and first.status == "collected"
     assert all(count == 1 for count in api.batch_runs_by_key.values()) and api.uploads == api.batches_created
     assert not seeded.generation.runs_to_pick_up()
+
+
+def test_a_resume_collects_every_request_a_batch_holds_even_past_the_target(
+        seeded: Project, api: FakeBatchAPI) -> None:
+    engine, thread, results = _start_held(seeded, api, batch_config(api))
+    engine.stop(detach=True)
+    thread.join(30)
+    jobs = BackendJobs(seeded.conn)
+    held = [key for job in jobs.jobs(engine.run_id) for key in jobs.request_keys(job.id)]
+    assert len(held) >= 2
+    run = seeded.generation.run(engine.run_id)
+    seeded.generation.update_config(engine.run_id, {**run["config"], "target": 1})  # one answer reaches it
+    api.hold.clear()
+    again = GenerationEngine(seeded, engine.run_id, api_key=api.api_key).run_blocking()
+    assert again.reason == "target" and again.counters.kept == 1
+    # Every line the provider ran is paid for: its answer is stored (past the target: restorable rejects).
+    rows = {r["request_key"]: r for r in requests_of(seeded, engine.run_id)}
+    assert all(rows[key]["status"] == "done" for key in held)
+    assert not jobs.has_open_jobs(engine.run_id)
+    over = seeded.conn.execute("SELECT COUNT(*) FROM rejected_candidates WHERE run_id = ? AND reason = 'over_target'",
+                               (engine.run_id,)).fetchone()[0]
+    assert over > 0
 
 
 def test_stop_with_cancel_work_cancels_the_batch_and_a_resume_sends_its_unrun_lines_again(

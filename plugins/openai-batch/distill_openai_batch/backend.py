@@ -26,7 +26,7 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,8 @@ KEY = "openai-batch"
 ENDPOINT = "/v1/chat/completions"
 PRICE_FACTOR = 0.5
 FINISHED = ("completed", "expired", "cancelled")
+MAX_REQUESTS = 50_000  # OpenAI's limits on one batch input file: requests, and bytes (200 MB)
+MAX_FILE_BYTES = 200 * 1000 * 1000
 # Test hook (a real crash, not a simulated one): kill this process right after the named step.
 CRASH_ENV = "DISTILL_OPENAI_BATCH_CRASH_AFTER"  # "upload" (before the file id's commit) or "create"
 
@@ -114,7 +116,7 @@ class BatchSender:
         self.context = context
         options = context.options
         self.retry_failed = str(options.get("retry_failed") or "batch")
-        self.batch_size = max(1, int(options.get("batch_size") or 5000))
+        self.batch_size = min(MAX_REQUESTS, max(1, int(options.get("batch_size") or 5000)))
         self.poll_s = float(options.get("poll_s") or 30.0)
         self.collect_s = float(options.get("collect_s") if options.get("collect_s") is not None else 2.0)
         self.max_in_flight = self.batch_size  # the engine sends this many at once: one batch's worth
@@ -131,9 +133,9 @@ class BatchSender:
                    params: Mapping[str, Any]) -> Completion:
         config = self.context.config
         attempts = prior_attempts
-        held = self.jobs.job_holding(request.key)
-        if held is not None and held[1] in (SENT, ANSWERED) and held[0].status != FAILED:
-            line = await self._watch(held[0]).future(request.key)  # in a job already: wait for it, never resend
+        held = self._job_holding(request.key)
+        if held is not None:
+            line = await self._watch(held).future(request.key)  # in a job already: wait for it, never resend
         else:
             line = await self._submit(request, params)
         while True:
@@ -150,7 +152,8 @@ class BatchSender:
             if not error.retryable or attempts >= config.max_attempts:
                 raise error
             on_retry(RetryNotice(attempts, 0.0, error))
-            if self.retry_failed == "live":
+            # Live only if the budget can hold the live worst case; else the follow-up batch it reserved.
+            if self.retry_failed == "live" and self.context.reserve(request.key, 1.0):
                 client = self.context.live_client()  # its own retries, at the live price
                 done = await client.complete(request.prompt, headers={REQUEST_KEY_HEADER: request.key},
                                              timeout_s=timeout_s, prior_attempts=attempts, on_retry=on_retry,
@@ -158,6 +161,16 @@ class BatchSender:
                 self.answers += 1
                 return done
             line = await self._submit(request, params)  # a follow-up batch
+
+    def holds(self, request_key: str) -> bool:
+        """True when a job at the provider holds the request (ran or will run: paid): the engine sends it anyway."""
+        return self._job_holding(request_key) is not None
+
+    def _job_holding(self, request_key: str) -> Job | None:
+        held = self.jobs.job_holding(request_key)
+        if held is not None and held[1] in (SENT, ANSWERED) and held[0].status != FAILED:
+            return held[0]
+        return None
 
     def open_work(self) -> bool:
         return self.jobs.has_open_jobs(self.context.run_id)
@@ -205,8 +218,19 @@ class BatchSender:
         self._timer = None
         items = [item for item in self._pending if not item[2].done()]  # a stopped worker's request stays pending
         self._pending = []
-        if items:
-            self._spawn(self._start_job(items))
+        chunk: list[tuple[tuple[Any, Mapping[str, Any], asyncio.Future], bytes]] = []
+        size = 0
+        for item in items:  # one job per file the provider accepts: long prompts fill 200 MB before 50,000 lines
+            request, params, _ = item
+            line = (json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT,
+                                "body": self._body(request, params)}) + "\n").encode()
+            if chunk and size + len(line) > MAX_FILE_BYTES:
+                self._spawn(self._start_job(chunk))
+                chunk, size = [], 0
+            chunk.append((item, line))
+            size += len(line)
+        if chunk:
+            self._spawn(self._start_job(chunk))
 
     def _spawn(self, coroutine: Any) -> asyncio.Task:
         task = asyncio.ensure_future(coroutine)
@@ -214,19 +238,24 @@ class BatchSender:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _start_job(self, items: list[tuple[Any, Mapping[str, Any], asyncio.Future]]) -> None:
+    async def _start_job(self, items: list[tuple[tuple[Any, Mapping[str, Any], asyncio.Future], bytes]]) -> None:
+        """One job for ``items`` (each with its JSONL line): committed with its request keys, then uploaded."""
         context = self.context
         local_key = f"run{context.run_id}-{uuid.uuid4().hex[:12]}"
-        job = self.jobs.create_job(context.run_id, KEY, local_key, [r.key for r, _, _ in items],
-                                   {"model": context.config.teacher.model})
+        try:
+            job = self.jobs.create_job(context.run_id, KEY, local_key, [r.key for (r, _, _), _ in items],
+                                       {"model": context.config.teacher.model})
+        except Exception as error:  # noqa: BLE001 - nothing was sent; the waiting requests must hear it, not hang
+            for (_, _, future), _ in items:
+                if not future.done():
+                    future.set_exception(error)
+            return
         watch = _Watch(job.id)
         self._watches[job.id] = watch
-        for request, _, future in items:
+        for (request, _, future), _ in items:
             watch.futures[request.key] = future
-        lines = "".join(json.dumps({"custom_id": request.key, "method": "POST", "url": ENDPOINT,
-                                    "body": self._body(request, params)}) + "\n" for request, params, _ in items)
         watch.task = asyncio.current_task()
-        await self._follow(job, watch, lines.encode())
+        await self._follow(job, watch, b"".join(line for _, line in items))
 
     def _body(self, request: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.context.config.teacher.model,
@@ -265,18 +294,26 @@ class BatchSender:
                 self.jobs.set_status(job.id, FAILED, detail={**job.detail, "why": "never uploaded"})
                 return {key: _Line(resubmit=True) for key in self.jobs.request_keys(job.id)}
             if file_id is None:
-                uploaded = await self._call(client.files.create(file=(f"{job.local_key}.jsonl", content),
-                                                                purpose="batch"))
-                file_id = uploaded.id
+                name = f"{job.local_key}.jsonl"
+                uploaded = await self._patiently(
+                    job, lambda: client.with_options(max_retries=0).files.create(file=(name, content), purpose="batch"),
+                    lambda: self._find_file(job.local_key))
+                file_id = uploaded if isinstance(uploaded, str) else uploaded.id
                 _crash_point("upload")
             self.jobs.set_file_id(job.id, file_id)
             job = self.jobs.job(job.id) or job
         if job.job_id is None:
             batch_id = None if content is not None else await self._find_batch(job.local_key)
             if batch_id is None:
-                batch = await self._call(client.batches.create(
-                    input_file_id=job.file_id, endpoint=ENDPOINT, completion_window="24h",
-                    metadata={"distill_job": job.local_key, "run": str(self.context.run_id)}))
+                file_id = job.file_id
+
+                async def made_already() -> Any:
+                    found = await self._find_batch(job.local_key)
+                    return None if found is None else await client.batches.retrieve(found)
+
+                batch = await self._patiently(job, lambda: client.with_options(max_retries=0).batches.create(
+                    input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h",
+                    metadata={"distill_job": job.local_key, "run": str(self.context.run_id)}), made_already)
                 batch_id = batch.id
                 _crash_point("create")
                 self.jobs.set_job_id(job.id, batch_id, batch.status)
@@ -287,7 +324,8 @@ class BatchSender:
                 job = self.jobs.job(job.id) or job
             await asyncio.sleep(self.poll_s)
         while True:
-            batch = await self._call(client.batches.retrieve(job.job_id))
+            batch_id = job.job_id
+            batch = await self._patiently(job, lambda: client.batches.retrieve(batch_id))
             counts = _counts(batch)
             self.jobs.set_status(job.id, batch.status, counts=counts, output_file_id=batch.output_file_id,
                                  error_file_id=batch.error_file_id)
@@ -321,7 +359,7 @@ class BatchSender:
         for file_id in (job.output_file_id, job.error_file_id):
             if not file_id:
                 continue
-            content = await self._call(self._openai().files.content(file_id))
+            content = await self._patiently(job, lambda: self._openai().files.content(file_id))
             for text in content.text.splitlines():
                 if text.strip():
                     line = json.loads(text)
@@ -379,6 +417,32 @@ class BatchSender:
             teacher = self.context.config.teacher
             raise from_openai(exc, base_url=teacher.base_url, model=teacher.model, role="the Batch API") from exc
 
+    async def _patiently(self, job: Job, call: Callable[[], Awaitable[Any]],
+                         made_already: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """``call()`` until the provider answers: a transient failure waits ``poll_s`` and tries again.
+
+        A batch waits hours at the provider; a network or server blip meanwhile must not fail its
+        requests (the run would send new ones and pay for both). A create that failed may still have
+        reached the provider (the answer lost): ``made_already()`` looks for what it made (by the
+        job's ``local_key``) before creating again, and such calls go without the openai client's
+        own retries, which would simply create again.
+        """
+        failed = False
+        while True:
+            try:
+                if failed and made_already is not None:
+                    found = await self._call(made_already())
+                    if found is not None:
+                        return found
+                return await self._call(call())
+            except LLMError as error:
+                if not error.retryable:
+                    raise
+                failed = True
+                wait_s = max(self.poll_s, error.retry_after or 0.0)
+                self._report(self.jobs.job(job.id) or job, None, f"{error.message} Trying again in {wait_s:g} s.")
+                await asyncio.sleep(wait_s)
+
     async def _find_file(self, local_key: str) -> str | None:
         name = f"{local_key}.jsonl"
         async for item in self._openai().files.list(purpose="batch"):
@@ -393,7 +457,8 @@ class BatchSender:
         return None
 
     # -- what the panel and the CLI show ------------------------------------------------------------------------
-    def _report(self, job: Job, batch: Any | None) -> None:
+    def _report(self, job: Job, batch: Any | None, problem: str = "") -> None:
+        """The run's batch status line (and its state for the panel); ``problem``: why it is waiting now."""
         jobs = self.jobs.jobs(self.context.run_id)
         number = next((n for n, j in enumerate(jobs, start=1) if j.id == job.id), len(jobs))
         counts = _counts(batch) if batch is not None else job.counts
@@ -401,10 +466,10 @@ class BatchSender:
         status = batch.status if batch is not None else job.status
         total, completed, failed = counts.get("total", 0), counts.get("completed", 0), counts.get("failed", 0)
         text = (f"Batch {number} of {len(jobs)} at OpenAI: {status} — {completed:,} of {total:,} done, "
-                f"{failed:,} failed · saving {usd(saving)}")
+                f"{failed:,} failed · saving {usd(saving)}") + (f" · {problem}" if problem else "")
         state = {"job": job.local_key, "batch_id": job.job_id, "status": status, "total": total,
                  "completed": completed, "failed": failed, "saving_usd": round(saving, 6), "number": number,
-                 "jobs": len(jobs), "open_jobs": sum(1 for j in jobs if j.open)}
+                 "jobs": len(jobs), "open_jobs": sum(1 for j in jobs if j.open), "problem": problem}
         self.context.report(BackendStatus(self.context.run_id, text, state))
 
 

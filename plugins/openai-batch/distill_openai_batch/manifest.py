@@ -9,7 +9,7 @@ MANIFEST = {
     "contributions": {
         "generation_backends": [
             {"key": "openai-batch", "target": "distill_openai_batch.backend:BATCH_BACKEND",
-             "title": "OpenAI Batch API (half price, within 24 h)",
+             "title": "OpenAI Batch API (half price, within 24 h)", "provider": "OpenAI",
              "help": "The run's requests go into one batch job at a time; answers arrive within 24 hours at 50% of "
                      "the live price. Closing the app or a crash never pays twice: the run picks the batch up again.",
              "options": [

@@ -28,6 +28,12 @@ CONTRACT (issue 12):
 * ``Sender.open_work()`` -> True while the provider still holds requests of this run (a batch
   in flight): a run stopped for the app's close with open work is ``detached``, and the
   Generate panel resumes such runs when the project opens again.
+* A request sent at other prices than ``price_factor`` (a batch line retried as a live call)
+  first asks ``context.reserve(key, price_factor)``: the budget cap stays hard only if its
+  worst case is reserved at the price it will pay.
+* ``Sender.holds(request_key) -> bool`` (optional): True when a provider job already holds the
+  request (it ran or will run: paid). A resumed run sends such requests before anything else
+  and whatever its target, budget or max_requests say, so no paid answer is left uncollected.
 * ``async Sender.cancel_open_work()`` (optional): cancel what the provider still holds
   (``engine.stop(cancel_work=True)``); what it answered before is collected on resume.
 """
@@ -57,16 +63,20 @@ class BackendContext:
     conn: sqlite3.Connection         # the engine loop's connection: the backend's own rows, same thread as send()
     run_id: int
     config: RunConfig
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # never in a repr (a log line, a traceback's locals)
     options: Mapping[str, Any]       # config.backend_options, defaults filled from the entry's "options" meta
     report: Callable[[BackendStatus], None]
     live_client: Callable[[], LLMClient] = field(repr=False, default=None)  # type: ignore[assignment]
     # ``live_client()``: the run's live LLMClient (retries, prices) for a backend that retries lines live.
+    reserve: Callable[[str, float], bool] = field(repr=False, default=lambda key, price_factor: True)
+    # ``reserve(request_key, price_factor)``: before a request in flight is sent at other prices than
+    # the backend's (a batch line retried live), raise its worst-case budget reservation to those
+    # prices. False: the run's budget has no room for it, so send it at the prices already reserved.
 
 
 class Sender(Protocol):
     answers: int  # successful answers so far (the engine's "no answer yet" checks read it)
-    # Optional: ``max_in_flight: int`` (wins over the backend's) and ``async cancel_open_work()``.
+    # Optional: ``max_in_flight: int`` (wins over the backend's), ``holds(key)``, ``async cancel_open_work()``.
 
     async def send(self, request: RequestRow, *, prior_attempts: int, on_retry: RetryCallback,
                    timeout_s: float, params: Mapping[str, Any]) -> Completion: ...

@@ -89,12 +89,16 @@ def scaled_estimate(estimate: CostEstimate, price_factor: float) -> CostEstimate
 
 
 def describe_estimate(estimate: CostEstimate, price_factor: float) -> str:
-    """The estimate in words, saying when it is at a backend's (batch) prices rather than live ones."""
-    text = estimate.describe()
+    """The estimate in words; at a backend's (batch) prices it says so and what live calls would cost more.
+
+    The panel shows these very words before a run and the run announces them (``RunStarted``).
+    """
     if price_factor == 1.0:
-        return text
+        return estimate.describe()
     live = estimate.usd / price_factor if price_factor else 0.0
-    return f"{text} {BATCH_PRICES} ({usd(live - estimate.usd)} less than live calls)"
+    return (f"about {estimate.requests} requests, {estimate.prompt_tokens + estimate.completion_tokens:,} tokens, "
+            f"≈ {usd(estimate.usd)} {BATCH_PRICES} ({usd(live - estimate.usd)} less than live calls), "
+            f"assuming {estimate.assumed_keep_rate:.0%} of tasks are kept")
 
 
 def create_run(store: GenerationRepository, config: RunConfig, name: str = "") -> int:
@@ -315,7 +319,8 @@ class GenerationEngine:
         prompt_chars = sample_prompt_chars(config, seeds)
         factor = backend.price_factor
         estimate = scaled_estimate(estimate_cost(config, prompt_chars), factor)
-        self._worst_case = config.worst_case_cost(prompt_chars // 3) * factor
+        self._worst_live = config.worst_case_cost(prompt_chars // 3)  # one request's full answer at live prices
+        self._worst_case = self._worst_live * factor
         self._promised = c.kept  # kept samples committed or on their way to the writer
         store.set_status(self.run_id, "running")
         self._emit(ev.RunStarted(self.run_id, resumed, key_source, describe_estimate(estimate, factor)))
@@ -328,6 +333,7 @@ class GenerationEngine:
         self._writer = StoreWriter(self._project)
         reason: str | None = None  # stays None when the launch loop raises
         open_work = False
+        note = ""  # a backend's failure after the run's end (cancel, close): said with the result
         live: list[LLMClient] = []
 
         def live_client() -> LLMClient:
@@ -339,7 +345,7 @@ class GenerationEngine:
             try:
                 context = BackendContext(self._project, store.conn, self.run_id, config, self._api_key,
                                          backend_options(config.backend, config.backend_options), self._report,
-                                         live_client)
+                                         live_client, self._reserve)
                 try:
                     with self._guard("opening the generation backend"):
                         self._sender: Sender = backend.open(context)
@@ -352,13 +358,22 @@ class GenerationEngine:
                 try:
                     reason = await self._launch_loop(backlog)
                     if self._cancel_work and reason == "stopped" and hasattr(self._sender, "cancel_open_work"):
-                        with self._guard("cancelling the work at the provider"):
-                            await self._sender.cancel_open_work()
-                    with self._guard("checking for work left at the provider"):
-                        open_work = self._sender.open_work()
+                        try:
+                            with self._guard("cancelling the work at the provider"):
+                                await self._sender.cancel_open_work()
+                        except StudioError as error:  # the run stopped all the same: say the work is still there
+                            note = f"The work at the provider was not cancelled (resume the run to collect it): {error}"
+                    try:
+                        with self._guard("checking for work left at the provider"):
+                            open_work = self._sender.open_work()
+                    except StudioError as error:  # unknown: assume the provider still holds some (picked up later)
+                        open_work, note = True, str(error)
                 finally:
-                    with self._guard("closing the generation backend"):
-                        await self._sender.aclose()
+                    try:
+                        with self._guard("closing the generation backend"):
+                            await self._sender.aclose()
+                    except StudioError as error:  # the run's outcome stands; the plugin's failure is recorded
+                        note = note or str(error)
             finally:
                 if live:
                     await live[0].aclose()
@@ -366,7 +381,7 @@ class GenerationEngine:
             self._writer.close()  # every answer handed over is committed before the run's status is
             if reason is None:  # not left "running"; resuming picks up where it broke
                 store.set_status(self.run_id, "failed")
-        message = self._fatal.message if self._fatal else ""
+        message = self._fatal.message if self._fatal else note
         if reason == "error" and self._sender.answers == 0 and not open_work \
                 and self._discard_if_fresh(store, resumed):
             return self._finish(reason, message, discarded=True)
@@ -387,6 +402,22 @@ class GenerationEngine:
         self._store.set_backend_status(self.run_id, status.text, status.state)
         self._emit(status)
 
+    def _reserve(self, key: str, price_factor: float) -> bool:
+        """Raise request ``key``'s worst-case reservation to ``price_factor``'s prices, if the budget has room.
+
+        A batch line retried live pays the live price; reserved at the batch price, a wave of such
+        retries could spend past the hard budget cap.
+        """
+        held = self._reserved.get(key, 0.0)
+        worst = self._worst_live * price_factor
+        if worst <= held:
+            return True
+        budget = self._config.budget_usd
+        if budget is not None and self._counters.cost + sum(self._reserved.values()) - held + worst > budget:
+            return False
+        self._reserved[key] = worst
+        return True
+
     def _discard_if_fresh(self, store: GenerationRepository, resumed: bool) -> bool:
         """A new run that failed before any answer (bad key, server down) leaves no row behind."""
         return not resumed and store.discard_run(self.run_id)
@@ -398,7 +429,9 @@ class GenerationEngine:
 
     async def _launch_loop(self, backlog: list[RequestRow]) -> str:
         """``concurrency`` workers, each sending one request at a time; returns why the run ended."""
-        self._backlog = backlog
+        self._paid = self._held_by_provider(backlog)  # sent first and whatever the rules say: already paid
+        paid = {r.key for r in self._paid}
+        self._backlog = [r for r in backlog if r.key not in paid]
         self._reserved: dict[str, float] = {}
         self._end_reason = ""
         self._answers: asyncio.Queue[_Answer | None] = asyncio.Queue()
@@ -434,11 +467,25 @@ class GenerationEngine:
             return "stopped"
         return self._end_reason or "stopped"
 
+    def _held_by_provider(self, backlog: list[RequestRow]) -> list[RequestRow]:
+        """The stored requests a provider job holds (``Sender.holds``): paid, so never left uncollected."""
+        holds = getattr(self._sender, "holds", None)
+        if holds is None:
+            return []
+        try:
+            with self._guard("asking which requests the provider holds"):
+                return [r for r in backlog if holds(r.key)]
+        except StudioError:  # recorded; they stay in the backlog, and send() still waits for their job
+            return []
+
     async def _worker(self) -> None:
         while True:
             step = self._next_step()
             if step == "go":
-                request = self._backlog.pop(0) if self._backlog else self._new_request()
+                if self._paid:
+                    request = self._paid.pop(0)
+                else:
+                    request = self._backlog.pop(0) if self._backlog else self._new_request()
                 self._expect(request.key, self._expected_kept(request.stage, request.payload))
                 self._reserved[request.key] = self._worst_case
                 self._counters.in_flight += 1
@@ -472,6 +519,8 @@ class GenerationEngine:
             return self._end_reason
         if self._halt.is_set():  # Stop or a fatal teacher error: send nothing more, even before the cancel lands
             return "halted"
+        if self._paid:  # a provider holds them (a batch): paid already, so collected whatever the rules below say
+            return "go"
         if c.kept >= config.target:
             return "target"
         in_flight = c.in_flight + self._judging  # both may still add kept samples and requests
