@@ -17,6 +17,7 @@ from studio.core.generation.filters import describe_reasons
 from studio.core.llm.endpoint import presets
 from studio.core.llm.keys import resolve_key
 from studio.core.project import Project
+from studio.core.registry import GENERATION_BACKENDS
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
 
@@ -42,6 +43,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     if args.price:
         config.prices[config.teacher.model] = (args.price[0], args.price[1])
     if getattr(args, "backend", None):
+        GENERATION_BACKENDS.get(args.backend)  # a disabled plugin's key passes argparse; this says why it is off
         config.backend = args.backend
     if getattr(args, "backend_option", None):
         config.backend_options = {**config.backend_options, **parse_backend_options(config.backend, args.backend_option)}
@@ -101,6 +103,7 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         if run is None:
             raise StudioError("There is no generation run to resume in this project.")
         config = RunConfig.from_dict(run["config"])
+        GENERATION_BACKENDS.get(config.backend)  # a disabled backend plugin: say so, before the run is touched
         if args.api_key_env:
             config.teacher.api_key_env = args.api_key_env
         if getattr(args, "backend_option", None):  # e.g. a shorter poll_s while collecting a batch
