@@ -76,3 +76,33 @@ def test_an_unknown_key_is_still_argparses_invalid_choice_and_help_lists_a_choic
     assert done.returncode == 2 and "invalid choice: 'openai-bach'" in done.stderr
     helped = cli(home, "generate", "--help")
     assert helped.returncode == 0 and "retry_failed (batch|live, default batch)" in " ".join(helped.stdout.split())
+
+
+def test_the_template_csv_plugin_exports_samples_and_snapshots_with_data_export(test_plugins: Path,
+                                                                                tmp_path: Path) -> None:
+    """The README's plugin contributes a dataset format only (no exporter); File > Export samples offers
+    it, so ``data export`` (by --format or by the .csv extension) and ``snapshot export`` write it too."""
+    from tests.plugin_support import plugin_env
+
+    env = {**plugin_env(test_plugins), "DISTILL_STUDIO_HOME": str(tmp_path / "home")}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "studio", *argv, "--project", str(tmp_path / "p")], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    Project.create(tmp_path / "p").close()
+    source = tmp_path / "in.csv"
+    source.write_text('instruction,input,output\nSay hi,,Hi\n"Add, please","2,2",4\n', encoding="utf-8")
+    assert run("data", "import", str(source), "--format", "csv", "--status", "accepted").returncode == 0
+    by_extension = run("data", "export", str(tmp_path / "out.csv"))
+    assert by_extension.returncode == 0 and by_extension.stdout.endswith("(csv).\n"), by_extension.stderr
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8") == source.read_text(encoding="utf-8")
+    split = run("data", "export", str(tmp_path / "split.txt"), "--format", "csv", "--val-fraction", "0.5")
+    assert split.returncode == 0, split.stderr
+    assert (tmp_path / "split-train.txt").read_text().startswith("instruction,input,output\n")
+    assert run("snapshot", "create", "v1").returncode == 0
+    snap = run("snapshot", "export", "v1", str(tmp_path / "snap.csv"))
+    assert snap.returncode == 0 and (tmp_path / "snap.csv").read_text().count("\n") == 3, snap.stderr
+    seeds_only = run("data", "export", str(tmp_path / "x.jsonl"), "--format", "seed")
+    assert seeds_only.returncode == 1 and len(seeds_only.stderr.strip().splitlines()) == 1
+    assert "writes seed tasks only" in seeds_only.stderr and not (tmp_path / "x.jsonl").exists()
