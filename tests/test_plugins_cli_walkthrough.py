@@ -106,3 +106,18 @@ def test_the_template_csv_plugin_exports_samples_and_snapshots_with_data_export(
     seeds_only = run("data", "export", str(tmp_path / "x.jsonl"), "--format", "seed")
     assert seeds_only.returncode == 1 and len(seeds_only.stderr.strip().splitlines()) == 1
     assert "writes seed tasks only" in seeds_only.stderr and not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize("typo", ["./csv-formt", "plugins/csv-format/pyproject.toml"])
+def test_plugins_install_of_a_mistyped_path_says_what_to_give_in_one_line_and_changes_nothing(
+        tmp_path: Path, typo: str) -> None:
+    (tmp_path / "plugins" / "csv-format").mkdir(parents=True)
+    (tmp_path / "plugins" / "csv-format" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    env = {**os.environ, "DISTILL_STUDIO_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "studio", "plugins", "install", typo, "--target",
+                           str(tmp_path / "site")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ")
+    assert typo in lines[0] and "pip" not in lines[0] and "Hint" not in lines[0]
+    assert ("is a file, not a plugin folder" if typo.endswith(".toml") else "there is no folder or wheel") in lines[0]
+    assert not (tmp_path / "site").exists()

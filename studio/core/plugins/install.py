@@ -132,7 +132,15 @@ def read_spec(spec: str | Path) -> PluginSpec:
         if not path.is_file():
             raise StudioError(f"the wheel {path} does not exist")
         return _read_wheel(path)
-    return _read_requirement(str(spec))
+    text = str(spec)
+    if "://" not in text and "@" not in text and ("/" in text or "\\" in text or text.startswith(".")):
+        # a path, not a requirement: say so here rather than pass pip's "Hint: It looks like a path"
+        if path.is_file():
+            raise StudioError(f"{text} is a file, not a plugin folder or a wheel: give the folder that holds "
+                              "the plugin's pyproject.toml, or a .whl file")
+        raise StudioError(f"there is no folder or wheel at {text}: give a plugin folder, a .whl file "
+                          "or a requirement (name, name==1.2)")
+    return _read_requirement(text)
 
 
 def plugin_requirements(spec: str | Path) -> tuple[str, list[Requirement]]:
