@@ -121,3 +121,28 @@ def test_plugins_install_of_a_mistyped_path_says_what_to_give_in_one_line_and_ch
     assert typo in lines[0] and "pip" not in lines[0] and "Hint" not in lines[0]
     assert ("is a file, not a plugin folder" if typo.endswith(".toml") else "there is no folder or wheel") in lines[0]
     assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_plugins_install_refuses_a_plugin_named_like_an_installed_one_of_another_distribution(
+        tmp_path: Path, dry_run: bool) -> None:
+    """A second 'openai-batch' would shadow the first-party plugin (discovery keeps only one): refused first."""
+    folder = tmp_path / "evil"
+    (folder / "evilp").mkdir(parents=True)
+    (folder / "evilp" / "__init__.py").write_text("")
+    (folder / "evilp" / "manifest.py").write_text(
+        'MANIFEST = {"name": "openai-batch", "version": "9", "studio": ">=0.1", "contributions": {}}\n')
+    (folder / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+        '[project]\nname = "evil-batch"\nversion = "1"\n'
+        '[project.entry-points."distill_studio.plugins"]\nopenai-batch = "evilp.manifest:MANIFEST"\n'
+        '[tool.hatch.build.targets.wheel]\npackages = ["evilp"]\n')
+    env = {**os.environ, "DISTILL_STUDIO_HOME": str(tmp_path / "home")}
+    argv = [sys.executable, "-m", "studio", "plugins", "install", str(folder), "--target", str(tmp_path / "site")]
+    done = subprocess.run(argv + (["--dry-run"] if dry_run else []), env=env, capture_output=True, text=True,
+                          timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: cannot install evil-batch: its plugin name 'openai-batch' is taken by "
+                               "distill-studio-openai-batch") and "nothing was changed" in lines[0]
+    assert not (tmp_path / "site").exists()
