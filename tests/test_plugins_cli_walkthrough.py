@@ -146,3 +146,15 @@ def test_plugins_install_refuses_a_plugin_named_like_an_installed_one_of_another
     assert lines[0].startswith("error: cannot install evil-batch: its plugin name 'openai-batch' is taken by "
                                "distill-studio-openai-batch") and "nothing was changed" in lines[0]
     assert not (tmp_path / "site").exists()
+
+
+def test_resume_refuses_a_new_runs_settings_rather_than_ignore_them(tmp_path: Path) -> None:
+    home, root = tmp_path / "home", tmp_path / "proj"
+    with Project.create(root) as project:
+        create_run(project.generation, RunConfig(teacher=EndpointConfig(base_url="http://127.0.0.1:9/v1", model="m"),
+                                                 target=5, backend="openai-batch"))
+    before = runs(root)
+    done = cli(home, "--project", str(root), "generate", "--resume", "--backend", "live", "--base-url", "http://x/v1")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert "--base-url, --backend cannot be given with it" in lines[0] and runs(root) == before

@@ -95,9 +95,18 @@ def _typed(backend: str, option: dict, text: str):
     return value
 
 
+# A new run's settings: saved with the run, so ``--resume`` refuses them rather than ignore them.
+RUN_SETTINGS = ("preset", "base_url", "model", "target", "concurrency", "budget", "max_requests", "timeout",
+                "num_tasks", "price", "backend")
+
+
 def run_generate(project: Project, args: argparse.Namespace) -> int:
     store = project.generation
     if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in RUN_SETTINGS if getattr(args, name, None) not in (None, [])]
+        if given:  # silently ignoring them would let a user think the resumed run changed backend or teacher
+            raise StudioError(f"--resume continues the run with its own settings, so {', '.join(given)} cannot be "
+                              "given with it (only --run, --api-key-env and --backend-option can).")
         run_id = args.run or store.latest_run_id()
         run = store.run(run_id) if run_id else None
         if run is None:
