@@ -1078,10 +1078,7 @@ def _format_choices() -> list[str]:
 
 def _exporter_choices() -> list[str]:
     """The exporters, then the dataset formats that are not one (a format's writer is checked when used)."""
-    keys = dict.fromkeys([*registry.DATASET_EXPORTERS.keys(), *registry.DATASET_FORMATS.keys()])
-    accepts = registry.DATASET_EXPORTERS.accepts()
-    accepts[:] = list(keys)
-    return accepts
+    return registry.DATASET_EXPORTERS.accepts(registry.DATASET_FORMATS)
 
 
 def _check_export(fmt: str) -> None:

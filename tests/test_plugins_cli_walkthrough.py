@@ -158,3 +158,22 @@ def test_resume_refuses_a_new_runs_settings_rather_than_ignore_them(tmp_path: Pa
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
     assert "--base-url, --backend cannot be given with it" in lines[0] and runs(root) == before
+
+
+def test_data_export_with_the_csv_plugin_disabled_names_it_in_one_line(test_plugins: Path, tmp_path: Path) -> None:
+    from tests.plugin_support import plugin_env
+
+    env = {**plugin_env(test_plugins), "DISTILL_STUDIO_HOME": str(tmp_path / "home")}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "studio", *argv], env=env, capture_output=True, text=True,
+                              timeout=120)
+
+    Project.create(tmp_path / "p").close()
+    assert run("plugins", "disable", "csv-format").returncode == 0
+    for command in (["data", "export", str(tmp_path / "out.csv")], ["snapshot", "export", "v1", str(tmp_path / "s.csv")]):
+        done = run(*command, "--format", "csv", "--project", str(tmp_path / "p"))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1, done.stderr
+        assert "plugin 'csv-format', which is disabled" in lines[0] and "plugins enable csv-format" in lines[0]
+    assert not list(tmp_path.glob("*.csv"))

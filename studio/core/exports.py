@@ -190,6 +190,9 @@ def __getattr__(name: str) -> tuple[str, ...]:
 def get_exporter(key: str) -> Exporter:
     """The registered exporter ``key``; a StudioError naming the known ones if there is none."""
     if key not in registry.DATASET_EXPORTERS:
+        why = registry.DATASET_EXPORTERS.unavailable(key) or registry.DATASET_FORMATS.unavailable(key)
+        if why:  # a disabled plugin's format or exporter
+            raise StudioError(f"The export format {key!r} is not available: {why}.")
         raise StudioError(f"Unknown export format {key!r}; use one of {', '.join(export_formats())}.")
     return registry.DATASET_EXPORTERS.load_instance(key, Exporter)
 

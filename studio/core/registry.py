@@ -10,7 +10,7 @@ where it came from, so the rest of the app keeps working.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -109,10 +109,10 @@ class Registry:
             return f"it comes from the plugin {record.name!r}, which could not be loaded: {record.error}"
         return ""
 
-    def accepts(self) -> _Choices:
-        """The keys for an argparse ``choices=``: ``--help`` lists the registered ones, and a key of a
-        disabled plugin gets past argparse so that :meth:`get` can say why it is not there."""
-        return _Choices(self, self._entries)
+    def accepts(self, *more: Registry) -> _Choices:
+        """The keys for an argparse ``choices=``: ``--help`` lists the registered ones (also ``more``'s), and
+        a key of a disabled plugin gets past argparse so that :meth:`get` can say why it is not there."""
+        return _Choices(self, dict.fromkeys([*self._entries, *(k for r in more for k in r.keys())]), *more)
 
     def load(self, key: str) -> Any:
         """The entry's object (class, function, instance), imported on first use."""
@@ -181,12 +181,13 @@ class Registry:
 class _Choices(list):
     """Registered keys (what argparse shows); membership also admits keys installed plugins declare."""
 
-    def __init__(self, registry: Registry, keys: Mapping[str, Any]):
+    def __init__(self, registry: Registry, keys: Iterable[str], *more: Registry):
         super().__init__(keys)
-        self._registry = registry
+        self._registries = (registry, *more)
 
     def __contains__(self, key: object) -> bool:
-        return list.__contains__(self, key) or (isinstance(key, str) and bool(self._registry.unavailable(key)))
+        return list.__contains__(self, key) or (
+            isinstance(key, str) and any(r.unavailable(key) for r in self._registries))
 
 
 # The extension points. Their keys appear in saved configs, so a key never changes meaning.
