@@ -230,8 +230,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
 
 def cmd_data_export(args: argparse.Namespace) -> int:
-    fmt = args.format or exports.exporter_for_path(args.file) or formats.JSONL
-    exports.get_exporter(fmt)  # an unusable exporter fails before the samples are read
+    fmt = args.format or _export_format(args.file) or formats.JSONL
+    _check_export(fmt)  # an unusable exporter fails before the samples are read
     statuses = args.status or None
     with _open(args, exclusive=False) as project:
         records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter(statuses)]
@@ -451,8 +451,8 @@ def cmd_snapshot_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot_export(args: argparse.Namespace) -> int:
-    fmt = args.format or exports.exporter_for_path(args.path) or formats.ALPACA
-    exports.get_exporter(fmt)  # an unusable exporter fails before the snapshot is read
+    fmt = args.format or _export_format(args.path) or formats.ALPACA
+    _check_export(fmt)  # an unusable exporter fails before the snapshot is read
     with _open(args, exclusive=False) as project:
         records = project.snapshots.records(args.snapshot)
     written = exports.export(args.path, records, fmt, val_fraction=args.val_fraction, seed=args.seed)
@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     modes = GENERATION_MODES.choices()
     kinds = ENDPOINT_KINDS.choices()
     backends = GENERATION_BACKENDS.choices()
-    backend_options = "; ".join(f"{e.key}: " + ", ".join(f"{o['key']} ({o.get('type', 'str')}, default {o.get('default')})"
+    backend_options = "; ".join(f"{e.key}: " + ", ".join(f"{o['key']} ({_option_kind(o)}, default {o.get('default')})"
                                                           for o in e.meta.get("options", ()))
                                 for e in GENERATION_BACKENDS if e.meta.get("options"))
     gen = commands.add_parser(
@@ -677,12 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
                + ". presets: " + "; ".join(f"{key} ({label})" for key, label in kinds)
                + ". backends: " + "; ".join(f"{key} ({label})" for key, label in backends)
                + (f". backend options: {backend_options}" if backend_options else "") + ".")
-    gen.add_argument("--preset", choices=[key for key, _ in kinds],
+    gen.add_argument("--preset", choices=ENDPOINT_KINDS.accepts(),
                      help="fill --base-url and --model from a known kind of endpoint")
     gen.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     gen.add_argument("--model", help="teacher model name")
     gen.add_argument("--target", type=_at_least_one, help="stop once this many samples are kept")
-    gen.add_argument("--mode", choices=[key for key, _ in modes], default="alpaca")
+    gen.add_argument("--mode", choices=GENERATION_MODES.accepts(), default="alpaca")
     gen.add_argument("--concurrency", type=_at_least_one, help="requests in flight at once (default 8)")
     gen.add_argument("--budget", type=_positive_float, metavar="USD", help="hard spending cap in US dollars")
     gen.add_argument("--max-requests", type=_at_least_one, help="stop after this many finished requests")
@@ -690,7 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--num-tasks", type=_at_least_one, help="tasks asked for per request (default 20)")
     gen.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
                      help="USD per 1M input and output tokens for this model (overrides the table)")
-    gen.add_argument("--backend", choices=[key for key, _ in backends],
+    gen.add_argument("--backend", choices=GENERATION_BACKENDS.accepts(),
                      help="how requests are sent (default live; openai-batch: the Batch API at half the price)")
     gen.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
                      help="a setting of the backend (repeatable; see the backend options below)")
@@ -812,7 +812,7 @@ def _train_parsers(commands: argparse._SubParsersAction) -> None:
         description="Create a training run and run `python -m studio.train` on it. Ctrl-C stops it "
                     "with a checkpoint (a second Ctrl-C kills it).", epilog=epilog, formatter_class=raw)
     run_options(t_start, required=True)
-    t_start.add_argument("--trainer", choices=registry.TRAINERS.keys(), metavar="KEY",
+    t_start.add_argument("--trainer", choices=registry.TRAINERS.accepts(), metavar="KEY",
                          help="which trainer runs the job (the setting trainer; default peft-lora): "
                               + ", ".join(registry.TRAINERS.keys()))
     t_start.add_argument("--json", action="store_true", help="print the raw event lines")
@@ -1071,13 +1071,35 @@ def _eval_parsers(commands: argparse._SubParsersAction) -> None:
     lost.set_defaults(handler=_eval_handler("studio.core.evaluation.lost_cli", "cmd_eval_lost"))
 
 
+def _option_kind(option: dict) -> str:
+    """A backend option's type for ``--help``: a choice lists its values (``batch|live``)."""
+    if option.get("type") == "choice":
+        return "|".join(str(c[0]) for c in option.get("choices", ()))
+    return str(option.get("type", "str"))
+
+
 def _format_choices() -> list[str]:
     """Every registered dataset format (each reads samples and seed tasks); listing imports none."""
-    return registry.DATASET_FORMATS.keys()
+    return registry.DATASET_FORMATS.accepts()
 
 
 def _exporter_choices() -> list[str]:
-    return registry.DATASET_EXPORTERS.keys()
+    """The exporters, then the dataset formats that are not one (a format's writer is checked when used)."""
+    return registry.DATASET_EXPORTERS.accepts(registry.DATASET_FORMATS)
+
+
+def _check_export(fmt: str) -> None:
+    """Refuse an export format that cannot write samples before anything is read."""
+    if fmt in registry.DATASET_EXPORTERS or fmt not in registry.DATASET_FORMATS:
+        exports.get_exporter(fmt)
+    elif formats.SAMPLES not in formats.get_format(fmt).writes:
+        raise StudioError(f"The {fmt} format writes seed tasks only; export samples as one of "
+                          f"{', '.join(dict.fromkeys(exports.export_formats() + formats.sample_formats()))}.")
+
+
+def _export_format(path: Path) -> str | None:
+    """The exporter for ``path``'s extension, else a sample-writing format's (``.csv`` with a CSV plugin)."""
+    return exports.exporter_for_path(path) or formats.format_for_path(path, formats.SAMPLES)
 
 
 def _titles(points: registry.Registry) -> str:

@@ -161,7 +161,9 @@ def test_a_registered_format_and_exporter_are_in_help_and_work(tmp_path: Path, c
 
     from studio.core import registry
 
-    registry.DATASET_EXPORTERS.unregister(csv_plugin)
+    registry.DATASET_EXPORTERS.unregister(csv_plugin)  # the format alone still writes samples, as File > Export does
+    assert run(capsys, "data", "export", tmp_path / "f.csv", "--format", "csv", "--project", root)[0] == 0
+    registry.DATASET_FORMATS.unregister(csv_plugin)
     with pytest.raises(SystemExit) as exited:
         main(["data", "export", str(tmp_path / "x.csv"), "--format", "csv", "--project", str(root)])
     assert exited.value.code == 2 and "invalid choice: 'csv'" in capsys.readouterr().err

@@ -190,6 +190,9 @@ def __getattr__(name: str) -> tuple[str, ...]:
 def get_exporter(key: str) -> Exporter:
     """The registered exporter ``key``; a StudioError naming the known ones if there is none."""
     if key not in registry.DATASET_EXPORTERS:
+        why = registry.DATASET_EXPORTERS.unavailable(key) or registry.DATASET_FORMATS.unavailable(key)
+        if why:  # a disabled plugin's format or exporter
+            raise StudioError(f"The export format {key!r} is not available: {why}.")
         raise StudioError(f"Unknown export format {key!r}; use one of {', '.join(export_formats())}.")
     return registry.DATASET_EXPORTERS.load_instance(key, Exporter)
 
@@ -207,8 +210,15 @@ def exporter_for_path(path: Path | str) -> str | None:
 
 
 def export(path: Path | str, records: Sequence[Record], fmt: str, *, val_fraction: float = 0.0, seed: int = 0) -> dict[str, Path]:
-    """Write ``records`` with exporter ``fmt``; returns the path of each part written ({"train": ...})."""
-    exporter = get_exporter(fmt)
+    """Write ``records`` with exporter ``fmt``; returns the path of each part written ({"train": ...}).
+
+    ``fmt`` may also be a dataset format that writes samples and is no exporter (a plugin's CSV):
+    File > Export samples offers those, so ``data export --format`` does too.
+    """
     parts = split(records, val_fraction, seed)
+    if fmt not in registry.DATASET_EXPORTERS and fmt in registry.DATASET_FORMATS:
+        entry = registry.DATASET_FORMATS.get(fmt)
+        return format_exporter(fmt, entry.label).export(Path(path), parts)  # write_samples guards the plugin
+    exporter = get_exporter(fmt)
     with registry.DATASET_EXPORTERS.guard(fmt, f"writing {path}"):  # a plugin's bug is reported as its own
         return exporter.export(Path(path), parts)

@@ -10,7 +10,7 @@ where it came from, so the rest of the app keeps working.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -86,7 +86,33 @@ class Registry:
             return self._entries[key]
         except KeyError:
             known = ", ".join(self._entries) or "none"
+            why = self.unavailable(key)
+            if why:
+                raise RegistryError(f"The {self.name} {key!r} is not available: {why}.") from None
             raise RegistryError(f"Unknown {self.name} {key!r}; known: {known}.") from None
+
+    def unavailable(self, key: str) -> str:
+        """Why an installed plugin's ``key`` is not registered (disabled, or in error); "" if none offers it.
+
+        Reads the records discovery already made (plain data, nothing imported), so "unknown" is
+        only said of a key no installed plugin declares.
+        """
+        from studio.core.plugins import discovery  # late: discovery imports this module
+
+        for record in discovery._records or ():
+            if record.state == "enabled" or not any(
+                    ALL.get(c.point) is self and c.key == key for c in record.contributions):
+                continue
+            if record.state == "disabled":
+                return (f"it comes from the plugin {record.name!r}, which is disabled "
+                        f"(`distill-studio plugins enable {record.name}` turns it on from the next start)")
+            return f"it comes from the plugin {record.name!r}, which could not be loaded: {record.error}"
+        return ""
+
+    def accepts(self, *more: Registry) -> _Choices:
+        """The keys for an argparse ``choices=``: ``--help`` lists the registered ones (also ``more``'s), and
+        a key of a disabled plugin gets past argparse so that :meth:`get` can say why it is not there."""
+        return _Choices(self, dict.fromkeys([*self._entries, *(k for r in more for k in r.keys())]), *more)
 
     def load(self, key: str) -> Any:
         """The entry's object (class, function, instance), imported on first use."""
@@ -150,6 +176,18 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class _Choices(list):
+    """Registered keys (what argparse shows); membership also admits keys installed plugins declare."""
+
+    def __init__(self, registry: Registry, keys: Iterable[str], *more: Registry):
+        super().__init__(keys)
+        self._registries = (registry, *more)
+
+    def __contains__(self, key: object) -> bool:
+        return list.__contains__(self, key) or (
+            isinstance(key, str) and any(r.unavailable(key) for r in self._registries))
 
 
 # The extension points. Their keys appear in saved configs, so a key never changes meaning.

@@ -17,6 +17,7 @@ from studio.core.generation.filters import describe_reasons
 from studio.core.llm.endpoint import preset as endpoint_preset
 from studio.core.llm.keys import resolve_key
 from studio.core.project import Project
+from studio.core.registry import GENERATION_BACKENDS
 
 EXIT_OK, EXIT_ERROR, EXIT_STOPPED = 0, 1, 130
 
@@ -42,6 +43,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     if args.price:
         config.prices[config.teacher.model] = (args.price[0], args.price[1])
     if getattr(args, "backend", None):
+        GENERATION_BACKENDS.get(args.backend)  # a disabled plugin's key passes argparse; this says why it is off
         config.backend = args.backend
     if getattr(args, "backend_option", None):
         config.backend_options = {**config.backend_options, **parse_backend_options(config.backend, args.backend_option)}
@@ -93,14 +95,24 @@ def _typed(backend: str, option: dict, text: str):
     return value
 
 
+# A new run's settings: saved with the run, so ``--resume`` refuses them rather than ignore them.
+RUN_SETTINGS = ("preset", "base_url", "model", "target", "concurrency", "budget", "max_requests", "timeout",
+                "num_tasks", "price", "backend")
+
+
 def run_generate(project: Project, args: argparse.Namespace) -> int:
     store = project.generation
     if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in RUN_SETTINGS if getattr(args, name, None) not in (None, [])]
+        if given:  # silently ignoring them would let a user think the resumed run changed backend or teacher
+            raise StudioError(f"--resume continues the run with its own settings, so {', '.join(given)} cannot be "
+                              "given with it (only --run, --api-key-env and --backend-option can).")
         run_id = args.run or store.latest_run_id()
         run = store.run(run_id) if run_id else None
         if run is None:
             raise StudioError("There is no generation run to resume in this project.")
         config = RunConfig.from_dict(run["config"])
+        GENERATION_BACKENDS.get(config.backend)  # a disabled backend plugin: say so, before the run is touched
         if args.api_key_env:
             config.teacher.api_key_env = args.api_key_env
         if getattr(args, "backend_option", None):  # e.g. a shorter poll_s while collecting a batch

@@ -132,7 +132,15 @@ def read_spec(spec: str | Path) -> PluginSpec:
         if not path.is_file():
             raise StudioError(f"the wheel {path} does not exist")
         return _read_wheel(path)
-    return _read_requirement(str(spec))
+    text = str(spec)
+    if "://" not in text and "@" not in text and ("/" in text or "\\" in text or text.startswith(".")):
+        # a path, not a requirement: say so here rather than pass pip's "Hint: It looks like a path"
+        if path.is_file():
+            raise StudioError(f"{text} is a file, not a plugin folder or a wheel: give the folder that holds "
+                              "the plugin's pyproject.toml, or a .whl file")
+        raise StudioError(f"there is no folder or wheel at {text}: give a plugin folder, a .whl file "
+                          "or a requirement (name, name==1.2)")
+    return _read_requirement(text)
 
 
 def plugin_requirements(spec: str | Path) -> tuple[str, list[Requirement]]:
@@ -295,6 +303,20 @@ def _records_of(distribution: str, target: Path | None) -> list[PluginRecord]:
     return [r for r in records if canonicalize_name(r.distribution or "") == canonicalize_name(distribution)]
 
 
+def _names_taken(found: PluginSpec) -> list[tuple[str, str]]:
+    """(plugin name, "distribution version") for each of ``found``'s names another installed distribution declares.
+
+    Two distributions with one plugin name leave only one usable (discovery reports the other),
+    so a new plugin must not shadow an installed one; reinstalling the same distribution is fine.
+    """
+    from studio.core.plugins.discovery import discover
+
+    names = set(found.entry_points or ())
+    mine = canonicalize_name(found.name)
+    return [(r.name, f"{r.distribution} {r.dist_version}".strip()) for r in discover(disabled=set())
+            if r.name in names and r.distribution and canonicalize_name(r.distribution) != mine]
+
+
 def install(spec: str | Path, *, dry_run: bool = False, target: Path | None = None) -> list[PluginRecord]:
     """Check, then ``pip install`` a plugin with the app's packages pinned; its records after (none on a dry run).
 
@@ -309,6 +331,11 @@ def install_spec(found: PluginSpec, *, dry_run: bool = False, target: Path | Non
     if found.entry_points == []:
         raise StudioError(f"{found.name} declares no [project.entry-points.\"{PLUGIN_GROUP}\"]: it is not a "
                           "Distill Studio plugin (see plugins/README.md)")
+    taken = _names_taken(found)
+    if taken:
+        name, holder = taken[0]
+        raise StudioError(f"cannot install {found.name}: its plugin name {name!r} is taken by {holder} (nothing was "
+                          f"changed); uninstall {holder.split()[0]} first, or give the plugin's entry point another name")
     clashes = conflicts(found.requirements, plugin=found.name)
     if clashes:
         raise StudioError(f"cannot install {found.name}: it conflicts with the app's packages (nothing was "
