@@ -512,7 +512,7 @@ def test_the_openai_batch_plugin_runs_detaches_and_is_picked_up_from_the_panel(
         assert reopened.messages.message() == f"Picking up run {run_id}'s batch at OpenAI."
         qtbot.waitUntil(lambda: not reopened.is_running(), timeout=60_000)
         # said while it ran, and once done it says it was picked up and how it ended
-        assert reopened.messages.message() == f"Picked up run {run_id}'s batch at OpenAI Batch API: target reached."
+        assert reopened.messages.message() == f"Picked up run {run_id}'s batch at OpenAI: target reached."
         assert project.generation.run(run_id)["status"] == "done" and project.samples.count() == 30
         assert api.uploads == api.batches_created and all(n == 1 for n in api.batch_runs_by_key.values())
         shown = reopened.backend_box.text.text()
