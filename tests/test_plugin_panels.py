@@ -190,6 +190,32 @@ def test_a_plugin_format_is_offered_by_import_and_export_and_the_import_reads_it
     window.close()
 
 
+def test_the_file_dialogs_offer_an_installed_plugins_format_without_importing_it(qtbot, tmp_path: Path,
+                                                                              with_test_plugins, monkeypatch) -> None:
+    # good-csv declares "extensions" in its manifest: the filters come from that data, on the GUI thread.
+    import sys
+
+    offered: list[str] = []
+
+    def cancelled(_parent, _title, _start, filters):
+        offered.append(filters)
+        return "", ""
+
+    window = open_window(qtbot, tmp_path)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", cancelled)
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", cancelled)
+    window.import_seeds()
+    window.import_samples()
+    window.export_seeds()
+    window.export_samples()
+    assert len(offered) == 4 and all("CSV (*.csv)" in f for f in offered)
+    assert "*.csv" in offered[0].split(";;")[0]  # in "All supported files" too
+    assert formats.format_for_filter("CSV (*.csv)") == "csv"
+    assert formats.format_for_path("out.csv", formats.SAMPLES) == "csv"
+    assert "distill_csv_format" not in sys.modules and "distill_csv_format.csv_format" not in sys.modules
+    window.close()
+
+
 def test_a_plugin_format_whose_reader_raises_fails_the_import_naming_the_plugin(qtbot, tmp_path: Path,
                                                                              plugin_entries) -> None:
     registry.DATASET_FORMATS.register("csv", f"{__name__}:BROKEN_CSV_FORMAT", title="CSV", source=PLUGIN)

@@ -687,8 +687,39 @@ def write_seeds(path: Path | str, seeds: Iterable[SeedTask], fmt: str = SEED) ->
 
 
 # -- what a file dialog offers ----------------------------------------------------------------
-def _dialog_label(dataset_format: DatasetFormat) -> str:
-    return f"{dataset_format.title} ({' '.join('*' + e for e in dataset_format.extensions)})"
+@dataclass(frozen=True)
+class _Choice:
+    """What a file dialog shows of one format: read from a plugin's manifest when it declares its
+    ``extensions``, so opening the dialog (on the GUI thread) imports no plugin code."""
+
+    key: str
+    title: str
+    extensions: tuple[str, ...]
+    reads: frozenset[str]
+    writes: frozenset[str]
+
+
+def _choices() -> list[_Choice]:
+    choices = []
+    for entry in registry.DATASET_FORMATS.entries():
+        declared = entry.meta.get("extensions")
+        if not entry.built_in and isinstance(declared, (list, tuple)) and declared:
+            # A declared plugin format is offered for both kinds; what it cannot write is said by the export job.
+            both = frozenset((SEEDS, SAMPLES))
+            choices.append(_Choice(entry.key, entry.label, tuple(str(e).lower() for e in declared), both, both))
+            continue
+        try:
+            f = get_format(entry.key)
+        except RegistryError as exc:
+            if not entry.built_in:
+                record_failure(entry, str(exc))
+            continue
+        choices.append(_Choice(f.key, f.title, f.extensions, f.reads, f.writes))
+    return choices
+
+
+def _dialog_label(choice: _Choice) -> str:
+    return f"{choice.title} ({' '.join('*' + e for e in choice.extensions)})"
 
 
 def file_dialog_filter(kind: str, *, writing: bool = False) -> str:
@@ -697,7 +728,7 @@ def file_dialog_filter(kind: str, *, writing: bool = False) -> str:
     Open dialogs start with every known extension at once; :func:`format_for_filter` maps the
     chosen entry of a save dialog back to a format key.
     """
-    chosen = [f for f in registered_formats() if kind in (f.writes if writing else f.reads)]
+    chosen = [f for f in _choices() if kind in (f.writes if writing else f.reads)]
     items = [_dialog_label(f) for f in chosen]
     if not writing:
         patterns = dict.fromkeys("*" + e for f in chosen for e in f.extensions)
@@ -708,18 +739,18 @@ def file_dialog_filter(kind: str, *, writing: bool = False) -> str:
 
 def format_for_filter(selected_filter: str) -> str | None:
     """The key behind an entry of :func:`file_dialog_filter` (None for the catch-all entries)."""
-    for dataset_format in registered_formats():
-        if _dialog_label(dataset_format) == selected_filter:
-            return dataset_format.key
+    for choice in _choices():
+        if _dialog_label(choice) == selected_filter:
+            return choice.key
     return None
 
 
 def format_for_path(path: Path | str, kind: str) -> str | None:
     """The first format writing ``kind`` whose extensions include the file's (None if none does)."""
     suffix = Path(path).suffix.lower()
-    for dataset_format in registered_formats():
-        if kind in dataset_format.writes and suffix in dataset_format.extensions:
-            return dataset_format.key
+    for choice in _choices():
+        if kind in choice.writes and suffix in choice.extensions:
+            return choice.key
     return None
 
 

@@ -13,6 +13,7 @@ MANIFEST = {
                 "target": "distill_csv_format.csv_format:CSV_FORMAT",  # imported on first use
                 "title": "CSV",
                 "help": "A header row instruction,input,output, then one record per row.",
+                "extensions": [".csv"],  # what the file dialogs offer, read without importing the plugin
             },
         ],
     },
