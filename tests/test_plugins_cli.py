@@ -116,6 +116,23 @@ def test_a_disabled_plugin_is_not_registered_and_its_module_never_imported(cli, 
     assert _records(cli)["csv-format"]["state"] == "enabled"
 
 
+def test_importing_a_csv_with_the_csv_plugin_disabled_says_to_enable_it(cli, tmp_path: Path) -> None:
+    Project.create(tmp_path / "p").close()
+    assert cli("plugins", "disable", "csv-format").returncode == 0
+    tasks = tmp_path / "tasks.csv"
+    tasks.write_text("instruction,input,output\nSay hi,,Hi\n", encoding="utf-8")
+    for command in (("seeds", "import"), ("data", "import")):
+        failed = cli(*command, str(tasks), "--project", str(tmp_path / "p"))
+        assert failed.returncode == 1, failed.stdout
+        assert failed.stderr.strip() == (
+            f"error: {tasks}: no enabled format reads .csv files; the plugin 'csv-format' (disabled) has one: "
+            "distill-studio plugins enable csv-format"), failed.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json", encoding="utf-8")  # a built-in format's extension: the JSON error stands
+    failed = cli("seeds", "import", str(broken), "--project", str(tmp_path / "p"))
+    assert "csv-format" not in failed.stderr and "JSON" in failed.stderr, failed.stderr
+
+
 def test_enable_or_disable_of_an_unknown_plugin_names_the_installed_ones(cli) -> None:
     done = cli("plugins", "disable", "no-such-plugin")
     assert done.returncode == 1

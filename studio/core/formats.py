@@ -36,6 +36,7 @@ from studio.core.errors import FormatError, StudioError
 from studio.core.jobs import Progress, Steps, run_to_end
 from studio.core.paths import resource
 from studio.core.plugins.boundary import PluginError, record_failure
+from studio.core.plugins.model import DISABLED
 from studio.core.registry import RegistryError
 from studio.core.seeds import Instance, SeedTask
 
@@ -592,12 +593,38 @@ def detect_format(path: Path | str, text: str) -> str:
     try:
         return _detect(path, text, candidates)
     except FormatError as exc:
+        disabled = _disabled_format_hint(path, candidates)
+        if disabled:
+            raise FormatError(path, disabled) from None  # not "invalid JSON": the file is in that plugin's format
         if not broken:
             raise
         # The file may well be in a broken plugin's format (a .tsv for a TSV plugin that fails at import):
         # say so, naming the plugin, rather than only "invalid JSON".
         raise FormatError(path, f"{exc.problem}. Not tried: {'; '.join(b.rstrip('.') for b in broken)}",
                           line=exc.line, record=exc.record) from None
+
+
+def _disabled_format_hint(path: Path, candidates: list[DatasetFormat]) -> str:
+    """"The plugin X (disabled) has one" for a file no enabled format claims by extension, from the
+    records discovery made (plain data: no plugin code is imported); "" when none fits."""
+    from studio.core.plugins import discovery  # late: discovery imports the registry
+
+    suffix = path.suffix.lower()
+    if not suffix or any(suffix in f.extensions for f in candidates):
+        return ""
+    names = []
+    for record in discovery._records or ():
+        for contribution in record.contributions:
+            declared = contribution.meta.get("extensions")
+            declared = [str(e).lower() for e in declared] if isinstance(declared, (list, tuple)) else None
+            if (record.state == DISABLED and contribution.point == "dataset_formats"
+                    and (declared is None or suffix in declared) and record.name not in names):
+                names.append(record.name)
+    if not names:
+        return ""
+    plugins = ", ".join(f"the plugin {n!r} (disabled)" for n in names)
+    return (f"no enabled format reads {suffix} files; {plugins} has one: "
+            f"{'; '.join(f'distill-studio plugins enable {n}' for n in names)}")
 
 
 def _detect(path: Path, text: str, candidates: list[DatasetFormat]) -> str:
