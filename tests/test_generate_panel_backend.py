@@ -545,3 +545,23 @@ def test_no_label_is_clipped_with_the_batch_backends_options(qtbot, tmp_path: Pa
         if label.isVisible() and label.text() and not label.wordWrap():
             assert label.width() >= label.sizeHint().width(), (size, label.text(), label.width())
     window.close()
+
+
+@pytest.mark.parametrize("state", [
+    {"total": "many", "completed": 3},
+    {"total": 10, "completed": "some"},
+    {"counts": {"total": 10, "completed": [1], "failed": 0}},
+    {"jobs": [{"counts": {"total": {"n": 4}}}]},
+    {"total": 10**12, "completed": 1},
+    {"total": 10, "completed": -5},
+])
+def test_a_plugins_counts_that_are_no_numbers_show_no_bar_and_never_raise(qtbot, state: dict) -> None:
+    from studio.ui.backend_status import BackendStatusBox, batch_counts
+
+    assert batch_counts(state) is None
+    box = BackendStatusBox()
+    qtbot.addWidget(box)
+    box.show_status("Batch at Somecloud: in_progress", state)  # a GUI slot: must not raise
+    assert box.text.text() == "Batch at Somecloud: in_progress" and box.bar.isHidden()
+    box.show_status("Batch at Somecloud: in_progress", {"total": "10", "completed": 4, "failed": 1})
+    assert not box.bar.isHidden() and (box.bar.value(), box.bar.maximum()) == (5, 10)

@@ -23,8 +23,19 @@ def batch_counts(state: Mapping[str, Any]) -> tuple[int, int, int] | None:
     """(total, completed, failed) of the batch the state describes; None when it has no counts.
 
     The state's own ``total``/``completed``/``failed`` (the openai-batch plugin: the current
-    batch), else its ``counts``, else the sum over a list of ``jobs`` with ``counts``.
+    batch), else its ``counts``, else the sum over a list of ``jobs`` with ``counts``. A plugin's
+    counts that are no numbers ("many", a list) are unknown: None, never an exception in a GUI slot.
     """
+    try:
+        counts = _counts(state)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if counts is not None and not all(0 <= n < 2**31 for n in counts):  # what a QProgressBar can show
+        return None
+    return counts
+
+
+def _counts(state: Mapping[str, Any]) -> tuple[int, int, int] | None:
     if state.get("total"):
         return int(state["total"]), int(state.get("completed") or 0), int(state.get("failed") or 0)
     jobs = state.get("jobs")
