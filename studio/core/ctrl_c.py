@@ -11,13 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 STOPPING = "stopping: finishing the requests in flight (Ctrl+C again to quit at once)"
+# A batch backend's run stops at once: what the provider holds stays there (``--resume`` collects it).
+STOPPING_BATCH = "stopping: leaving the batch at the provider (Ctrl+C again to quit at once)"
 
 
 class CtrlCStops:
     """``with CtrlCStops(engine.stop, line.note):`` — SIGINT handled on the main thread only, restored after."""
 
-    def __init__(self, stop: Callable[[], None], note: Callable[[str], None]):
-        self._stop, self._note = stop, note
+    def __init__(self, stop: Callable[[], None], note: Callable[[str], None], text: str = STOPPING):
+        self._stop, self._note, self._text = stop, note, text
         self._previous: Any = None
         self.pressed = False
 
@@ -25,7 +27,7 @@ class CtrlCStops:
         if self.pressed:
             raise KeyboardInterrupt
         self.pressed = True
-        self._note(STOPPING)
+        self._note(self._text)
         self._stop()
 
     def __enter__(self) -> CtrlCStops:

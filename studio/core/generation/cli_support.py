@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from studio.core.ctrl_c import CtrlCStops
+from studio.core.ctrl_c import STOPPING, STOPPING_BATCH, CtrlCStops
 from studio.core.errors import StudioError
 from studio.core.generation import events as ev
 from studio.core.generation.config import RunConfig
@@ -128,7 +128,9 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
         run_id = prepare_run(project, config, api_key=key.value)
     bar = ProgressBar(sys.stderr, quiet=args.quiet)
     engine = GenerationEngine(project, run_id, on_event=bar, api_key=key.value, key_source=key.describe())
-    with CtrlCStops(engine.stop, bar.note):
+    # A batch backend does not wait for its requests: they stay at the provider, and the run stops at once.
+    stopping = STOPPING if config.backend == "live" else STOPPING_BATCH
+    with CtrlCStops(engine.stop, bar.note, stopping):
         result = engine.run_blocking()
     bar.close()
     c = result.counters
@@ -144,6 +146,8 @@ def run_generate(project: Project, args: argparse.Namespace) -> int:
     if result.reason == "error":
         print(f"error: {result.message}", file=sys.stderr)
         return EXIT_ERROR
+    if result.message:  # e.g. a backend that could not cancel or close: the run stands, the user should know
+        print(f"warning: {result.message}", file=sys.stderr)
     return EXIT_STOPPED if result.reason == "stopped" else EXIT_OK
 
 
@@ -156,6 +160,7 @@ class ProgressBar:
         self._tty = stream.isatty()
         self._last = 0.0
         self._backend_text = ""
+        self._shown = ""  # the last progress line drawn ("": none yet)
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.RunStarted):
@@ -163,15 +168,17 @@ class ProgressBar:
                        f" estimate {event.estimate}", force=True)
         elif isinstance(event, ev.Progress):
             self._progress(event.counters)
+        elif isinstance(event, ev.RunFinished) and self._shown:
+            self._progress(event.counters, force=True)  # the last line shows the final numbers, not stale ones
         elif isinstance(event, ev.Notice):
             self._line(f"warning: {event.text}", force=True)
         elif isinstance(event, ev.BackendStatus) and event.text != self._backend_text:
             self._backend_text = event.text  # a batch's state: one line each time it changes
             self._line(event.text)
 
-    def _progress(self, c: ev.Counters) -> None:
+    def _progress(self, c: ev.Counters, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last < (0.2 if self._tty else 2.0):
+        if not force and now - self._last < (0.2 if self._tty else 2.0):
             return
         self._last = now
         done = min(1.0, c.kept / c.target) if c.target else 0.0
@@ -179,8 +186,9 @@ class ProgressBar:
         eta = f" eta {c.eta_s:.0f}s" if c.eta_s is not None else ""
         text = (f"[{bar}] {c.kept}/{c.target} kept, {c.rejected} rejected, {c.requests_done} req,"
                 f" {c.in_flight} in flight, ${c.cost:.4f}{eta}")
-        if self._quiet:
+        if self._quiet or (force and text == self._shown):
             return
+        self._shown = text
         if self._tty:
             self._stream.write("\r" + text.ljust(100))
             self._stream.flush()
