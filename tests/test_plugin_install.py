@@ -47,7 +47,7 @@ def offline_pip(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_pip(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
-    monkeypatch.setattr(plugin_install, "_pip", lambda args: calls.append(args) or 1)
+    monkeypatch.setattr(plugin_install, "_pip", lambda args, **_: calls.append(args) or 1)
     return calls
 
 
@@ -120,6 +120,23 @@ def test_dry_run_checks_with_pip_and_changes_nothing(tmp_path: Path, capsys: pyt
     captured = capsys.readouterr().out
     assert "dry-run-plugin needs packaging>=20: no conflict" in captured and "nothing was changed" in captured
     assert not site.exists()
+
+
+def test_a_dry_run_prints_only_its_verdict_and_shows_pips_output_when_pip_fails(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    folder = write_plugin(tmp_path / "good", "quiet-dry-run-plugin", ["packaging>=20"])
+    args = argparse.Namespace(spec=str(folder), dry_run=True, target=None)  # into the environment: pip resolves
+    assert plugin_install.cmd_install(args) == 0
+    out, err = capfd.readouterr()
+    assert out.splitlines() == [
+        "quiet-dry-run-plugin needs packaging>=20: no conflict with the app's packages. Dry run: nothing was changed."]
+    assert "Requirement already satisfied" not in out + err
+
+    folder = write_plugin(tmp_path / "bad", "unresolvable-plugin", ["distill-no-such-package>=1"])
+    with pytest.raises(StudioError, match="pip could not install unresolvable-plugin"):
+        plugin_install.install(folder, dry_run=True)
+    out, err = capfd.readouterr()
+    assert "distill-no-such-package" in out + err  # pip's own reason, shown because it failed
 
 
 def test_a_wheel_and_a_requirement_name_are_read_like_the_folder(

@@ -272,9 +272,19 @@ def pins(*, leave_out: str = "") -> list[str]:
 
 
 # -- installing ----------------------------------------------------------------------------------------------
-def _pip(args: list[str]) -> int:
-    """pip in the app's interpreter; its output goes to the user's terminal (a download can take a while)."""
-    return subprocess.call([sys.executable, "-m", "pip", "--disable-pip-version-check", *args])
+def _pip(args: list[str], *, quiet: bool = False) -> int:
+    """pip in the app's interpreter; its output goes to the user's terminal (a download can take a while).
+
+    ``quiet`` (a dry run, whose answer is one line): pip runs with -q and its output is shown only if it fails.
+    """
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    if not quiet:
+        return subprocess.call(command)
+    done = subprocess.run([*command, "--quiet"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stdout.write(done.stdout)
+        sys.stderr.write(done.stderr)
+    return done.returncode
 
 
 def _satisfied(requirement: Requirement) -> bool:
@@ -354,7 +364,7 @@ def install_spec(found: PluginSpec, *, dry_run: bool = False, target: Path | Non
     with tempfile.TemporaryDirectory(prefix="distill-studio-pins-") as tmp:
         constraints = Path(tmp) / "app-pins.txt"
         constraints.write_text("\n".join(pins(leave_out=found.name)) + "\n", encoding="utf-8")
-        code = _pip([*args, "--constraint", str(constraints), found.argument])
+        code = _pip([*args, "--constraint", str(constraints), found.argument], quiet=dry_run)
     if code != 0:
         raise StudioError(f"pip could not install {found.name} (exit {code}); see its message above — "
                           "the app's packages are pinned, so a plugin that needs them moved cannot be installed")
