@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_batch_api import FakeBatchAPI, LineFault  # noqa: E402
+from fake_batch_api import FakeBatchAPI, LineFault, add_seed_tasks  # noqa: E402
 
 from studio.core.generation import events as ev  # noqa: E402
 from studio.core.generation.backend_jobs import BackendJobs  # noqa: E402
@@ -43,8 +43,7 @@ def api():
 
 @pytest.fixture
 def seeded(project: Project) -> Project:
-    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
-                                     [Instance("", f"Example {i}.")]) for i in range(6)])
+    add_seed_tasks(project)
     return project
 
 
