@@ -193,6 +193,14 @@ class FakeBatchAPI(LoopbackServer):
         return {k: v for k, v in item.items() if not k.startswith("_")}
 
 
+def add_seed_tasks(project, count: int = 6) -> None:
+    """The seed tasks the batch tests generate from: distinct enough that no filter drops one."""
+    from studio.core.seeds import Instance, SeedTask
+
+    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
+                                     [Instance("", f"Example {i}.")]) for i in range(count)])
+
+
 def _jsonl(items: list[dict]) -> bytes:
     return "".join(json.dumps(item) + "\n" for item in items).encode()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_batch_api import FakeBatchAPI, LineFault  # noqa: E402
+from fake_batch_api import FakeBatchAPI, LineFault, add_seed_tasks  # noqa: E402
 
 from studio.core.generation import events as ev  # noqa: E402
 from studio.core.generation.backend_jobs import BackendJobs  # noqa: E402
@@ -43,8 +43,7 @@ def api():
 
 @pytest.fixture
 def seeded(project: Project) -> Project:
-    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
-                                     [Instance("", f"Example {i}.")]) for i in range(6)])
+    add_seed_tasks(project)
     return project
 
 
@@ -99,6 +98,10 @@ def test_a_batch_run_completes_at_half_the_live_price(seeded: Project, api: Fake
     assert {"validating", "in_progress", "finalizing", "completed"} <= {e.state["status"] for e in statuses}
     assert statuses[-1].text.startswith(f"Batch {len(jobs)} of {len(jobs)} at OpenAI")
     assert statuses[-1].state["saving_usd"] == pytest.approx(result.counters.cost)  # half price: saved as much
+    # Before its answers are back, a batch says what it should save (not "$0.00"); once collected, what it did.
+    waiting = [e for e in statuses if e.state["status"] in ("validating", "in_progress")]
+    assert waiting and all("expected saving ≈ $" in e.text and e.state["expected_saving_usd"] > 0 for e in waiting)
+    assert "expected" not in statuses[-1].text and "· saving $" in statuses[-1].text
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     assert "at batch prices" in started.estimate
     stored = seeded.generation.backend_status(result.run_id)

@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_batch_api import FakeBatchAPI  # noqa: E402
+from fake_batch_api import FakeBatchAPI, add_seed_tasks  # noqa: E402
 
 from studio.core.project import Project  # noqa: E402
-from studio.core.seeds import Instance, SeedTask  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,8 +33,7 @@ def api():
 
 @pytest.fixture
 def root(project: Project) -> Path:
-    project.seeds.add_many([SeedTask(f"Give a short example of seed topic number {i} for a curious student.",
-                                     [Instance("", f"Example {i}.")]) for i in range(6)])
+    add_seed_tasks(project)
     project.close()  # the child takes the project lock
     return project.root
 

@@ -147,10 +147,10 @@ def test_a_small_runs_estimate_and_saving_are_not_zero_dollars() -> None:
 
     estimate = CostEstimate(requests=3, prompt_tokens=2000, completion_tokens=4000, usd=0.0012, assumed_keep_rate=0.5)
     text = describe_estimate(estimate, 0.5)
-    assert "$0.0012 (assuming" in text and "($0.0012 less than live calls)" in text, text
+    assert "≈ $0.0012 at batch prices" in text and "($0.0012 less than live calls)" in text, text
     assert "$0.00 " not in text
     big = CostEstimate(requests=100, prompt_tokens=1, completion_tokens=1, usd=0.05, assumed_keep_rate=0.5)
-    assert "$0.05 (assuming" in describe_estimate(big, 0.5) and "($0.05 less than live calls)" in describe_estimate(big, 0.5)
+    assert "≈ $0.05 at batch prices" in describe_estimate(big, 0.5) and "($0.05 less than live calls)" in describe_estimate(big, 0.5)
 
 
 def test_after_a_picked_up_batch_the_estimate_is_the_forms_again(qtbot, tmp_path: Path, monkeypatch) -> None:

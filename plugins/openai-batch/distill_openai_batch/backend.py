@@ -36,7 +36,7 @@ from studio.core.generation.config import usd
 from studio.core.generation.events import BackendStatus
 from studio.core.llm.client import Completion, RetryCallback, RetryNotice
 from studio.core.llm.errors import AUTH, BAD_REQUEST, OTHER, QUOTA, RATE, SERVER, TIMEOUT, LLMError
-from studio.core.llm.pricing import Usage, usage_cost
+from studio.core.llm.pricing import Usage, request_cost, usage_cost
 
 KEY = "openai-batch"
 ENDPOINT = "/v1/chat/completions"
@@ -244,7 +244,8 @@ class BatchSender:
         local_key = f"run{context.run_id}-{uuid.uuid4().hex[:12]}"
         try:
             job = self.jobs.create_job(context.run_id, KEY, local_key, [r.key for (r, _, _), _ in items],
-                                       {"model": context.config.teacher.model})
+                                       {"model": context.config.teacher.model,
+                                        "expected_saving": self._expected_saving(items)})
         except Exception as error:  # noqa: BLE001 - nothing was sent; the waiting requests must hear it, not hang
             for (_, _, future), _ in items:
                 if not future.done():
@@ -256,6 +257,16 @@ class BatchSender:
             watch.futures[request.key] = future
         watch.task = asyncio.current_task()
         await self._follow(job, watch, b"".join(line for _, line in items))
+
+    def _expected_saving(self, items: list[tuple[tuple[Any, Mapping[str, Any], asyncio.Future], bytes]]) -> float:
+        """What these lines should save against live calls before any answer is back (the estimate's rule:
+        ~4 characters a prompt token, the answer ``max_tokens`` or ~80 tokens a task, whichever is less)."""
+        config = self.context.config
+        live = 0.0
+        for (request, params, _), _ in items:
+            answer_tokens = min(int(params.get("max_tokens") or config.max_tokens), config.num_tasks * 80)
+            live += request_cost(config.prices, config.teacher.model, len(request.prompt) // 4, answer_tokens)
+        return live * (1 - PRICE_FACTOR)
 
     def _body(self, request: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.context.config.teacher.model,
@@ -463,12 +474,16 @@ class BatchSender:
         number = next((n for n, j in enumerate(jobs, start=1) if j.id == job.id), len(jobs))
         counts = _counts(batch) if batch is not None else job.counts
         saving = sum(float(j.detail.get("saving") or 0.0) for j in jobs)
+        # A job not collected yet counts what it should save (its answers' usage is not known before then).
+        expected = saving + sum(float(j.detail.get("expected_saving") or 0.0) for j in jobs if "saving" not in j.detail)
         status = batch.status if batch is not None else job.status
         total, completed, failed = counts.get("total", 0), counts.get("completed", 0), counts.get("failed", 0)
+        said = f"saving {usd(saving)}" if expected == saving else f"expected saving ≈ {usd(expected)}"
         text = (f"Batch {number} of {len(jobs)} at OpenAI: {status} — {completed:,} of {total:,} done, "
-                f"{failed:,} failed · saving {usd(saving)}") + (f" · {problem}" if problem else "")
+                f"{failed:,} failed · {said}") + (f" · {problem}" if problem else "")
         state = {"job": job.local_key, "batch_id": job.job_id, "status": status, "total": total,
-                 "completed": completed, "failed": failed, "saving_usd": round(saving, 6), "number": number,
+                 "completed": completed, "failed": failed, "saving_usd": round(saving, 6),
+                 "expected_saving_usd": round(expected, 6), "number": number,
                  "jobs": len(jobs), "open_jobs": sum(1 for j in jobs if j.open), "problem": problem}
         self.context.report(BackendStatus(self.context.run_id, text, state))
 
