@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from loopback_server import LoopbackServer
+
 WORDS = (
     "apple river budget castle dolphin engine forest garden harbor island jacket kettle ladder meadow "
     "needle orchard pepper quartz rocket saddle tunnel umbrella valley wagon yarn zebra anchor basket "
@@ -47,7 +49,7 @@ class Faults:
 
 
 @dataclass
-class FakeTeacher:
+class FakeTeacher(LoopbackServer):
     latency_s: float = 0.0
     faults: Faults = field(default_factory=Faults)
     api_key: str = "sk-fake-teacher"
@@ -69,40 +71,12 @@ class FakeTeacher:
         self.bodies: list[dict] = []  # every chat request's JSON body, in arrival order
         self.client_gone = threading.Event()  # set when a client closed a stream before its end
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
 
-    # -- lifecycle --------------------------------------------------------------------------------
+    # -- lifecycle (stop, with, base_url: LoopbackServer) ------------------------------------------
     def start(self) -> FakeTeacher:
         handler = type("Handler", (_Handler,), {"teacher": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self._timer = threading.Timer(self.max_lifetime_s, self.stop)  # bounded lifetime, even if a test forgets
-        self._timer.daemon = True
-        self._timer.start()
+        self._serve(_Server(("127.0.0.1", 0), handler))
         return self
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeTeacher:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     # -- content ----------------------------------------------------------------------------------
     def batch(self, key: str, count: int) -> list[tuple[str, str, str]]:
