@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher, Faults  # noqa: E402
+from plugin_filters import NoIndex  # noqa: E402
 
 from studio.core import db, schema  # noqa: E402
 from studio.core.generation import events as ev  # noqa: E402
@@ -663,7 +664,7 @@ def test_a_registered_sample_filter_runs_in_order_with_its_reason_code() -> None
     SAMPLE_FILTERS.register("no_questions", "plugin_filters:NoQuestions", reason="question", source="test-plugin")
     try:
         assert "question" in reasons()
-        candidate_filter = CandidateFilter(FilterSettings(), index_factory=lambda t: _NoIndex())
+        candidate_filter = CandidateFilter(FilterSettings(), index_factory=lambda t: NoIndex())
         assert [name for name, _ in candidate_filter.checks][-2:] == ["no_questions", "near_duplicate"]  # index last
         verdict = candidate_filter.check(Candidate("Is the sky blue on a clear day?", "", "Yes."))
         assert verdict.reason == "question" and verdict.detail == "ends with ?"
@@ -672,19 +673,6 @@ def test_a_registered_sample_filter_runs_in_order_with_its_reason_code() -> None
     finally:
         SAMPLE_FILTERS.unregister("no_questions")
     assert "question" not in reasons()
-
-
-class _NoIndex:
-    def add(self, text, key=None) -> None:
-        pass
-
-    def check_and_add(self, text, key=None):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(is_duplicate=False, text=None, score=None)
-
-    def __len__(self) -> int:
-        return 0
 
 
 def test_a_project_without_seed_tasks_cannot_start(project: Project, teacher: FakeTeacher) -> None:

@@ -20,6 +20,7 @@ from studio.core.registry import RegistryError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher  # noqa: E402
+from plugin_filters import NoIndex  # noqa: E402
 
 PLUGIN = "some-plugin"
 HERE = "tests.test_plugin_boundary"
@@ -164,7 +165,7 @@ def test_a_plugin_filter_that_cannot_be_built_is_skipped_and_recorded(plugin_ent
 
     plugin_entries(registry.SAMPLE_FILTERS, "broken_init", "BrokenFilterInit", reason="x")
     plugin_entries(registry.SAMPLE_FILTERS, "not_there", "NoSuchFilter", reason="y")
-    candidate_filter = CandidateFilter(FilterSettings(), index_factory=lambda t: _NoIndex())
+    candidate_filter = CandidateFilter(FilterSettings(), index_factory=lambda t: NoIndex())
     names = [name for name, _ in candidate_filter.checks]
     assert names and not {"broken_init", "not_there"} & set(names)
     assert len(candidate_filter.skipped) == 2
@@ -198,19 +199,6 @@ def test_a_plugin_filter_that_raises_fails_the_run_naming_the_plugin(plugin_entr
     assert conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0  # nothing kept...
     assert conn.execute("SELECT COUNT(*) FROM rejected_candidates").fetchone()[0] == 0  # ...and nothing rejected
     assert conn.execute("SELECT status FROM generation_runs WHERE id=?", (run_id,)).fetchone()[0] == "failed"
-
-
-class _NoIndex:
-    def add(self, text, key=None) -> None:
-        pass
-
-    def check_and_add(self, text, key=None):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(is_duplicate=False, text=None, score=None)
-
-    def __len__(self) -> int:
-        return 0
 
 
 # -- generation modes -------------------------------------------------------------------------------------------
