@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox
 pytest.importorskip("pytestqt")
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher  # noqa: E402
+from generate_support import five_seed_context  # noqa: E402
 
 from studio.core.generation.config import RunConfig  # noqa: E402
 from studio.core.generation.engine import run_estimate  # noqa: E402
@@ -135,13 +136,7 @@ def fake_backend(tmp_path: Path) -> Iterator[str]:
     sys.modules.pop(FAKE_MODULE, None)
 
 
-@pytest.fixture
-def context(project: Project) -> Iterator[ProjectContext]:
-    project.seeds.add_many([SeedTask(f"Give an example of seed topic number {i} for a student.",
-                                     [Instance("", f"Example {i}.")]) for i in range(5)])
-    ctx = ProjectContext(project)
-    yield ctx
-    ctx.close()
+context = pytest.fixture(five_seed_context, name="context")
 
 
 @pytest.fixture
