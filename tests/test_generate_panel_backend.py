@@ -520,19 +520,9 @@ def test_the_openai_batch_plugin_runs_detaches_and_is_picked_up_from_the_panel(
 def test_no_label_is_clipped_with_the_batch_backends_options(qtbot, tmp_path: Path, size: tuple[int, int]) -> None:
     from PySide6.QtWidgets import QLabel
 
-    from studio.core.plugins.discovery import load_plugins
-    from studio.ui.main_window import MainWindow
+    from tests.window_support import open_batch_panel
 
-    load_plugins()
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.open_project(tmp_path / "p", create_if_missing=True)
-    window.show()
-    panel = window.show_panel("generate")
-    _choose(panel, "openai-batch")
-    window.resize(*size)
-    qtbot.waitUntil(lambda: panel.width() > 0 and window.width() == size[0], timeout=5_000)
-    qtbot.wait(50)
+    window, panel = open_batch_panel(qtbot, tmp_path, size)
     settings = panel.settings_scroll.widget()
     assert settings.width() <= panel.settings_scroll.viewport().width()  # never scrolls sideways
     assert panel.backend_options.keys()
