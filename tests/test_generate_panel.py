@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QLabel
 pytest.importorskip("pytestqt")
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher  # noqa: E402
+from generate_support import five_seed_context  # noqa: E402
 
 from studio.core.generation.engine import run_estimate  # noqa: E402
 from studio.core.project import Project  # noqa: E402
@@ -28,13 +29,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def context(project: Project) -> ProjectContext:
-    project.seeds.add_many([SeedTask(f"Give an example of seed topic number {i} for a student.",
-                                     [Instance("", f"Example {i}.")]) for i in range(5)])
-    ctx = ProjectContext(project)
-    yield ctx
-    ctx.close()
+context = pytest.fixture(five_seed_context, name="context")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QSpinBox
 pytest.importorskip("pytestqt")
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher  # noqa: E402
+from generate_support import five_seed_context  # noqa: E402
 
 from studio.core.generation.config import RunConfig  # noqa: E402
 from studio.core.generation.engine import run_estimate  # noqa: E402
@@ -135,13 +136,7 @@ def fake_backend(tmp_path: Path) -> Iterator[str]:
     sys.modules.pop(FAKE_MODULE, None)
 
 
-@pytest.fixture
-def context(project: Project) -> Iterator[ProjectContext]:
-    project.seeds.add_many([SeedTask(f"Give an example of seed topic number {i} for a student.",
-                                     [Instance("", f"Example {i}.")]) for i in range(5)])
-    ctx = ProjectContext(project)
-    yield ctx
-    ctx.close()
+context = pytest.fixture(five_seed_context, name="context")
 
 
 @pytest.fixture
@@ -525,19 +520,9 @@ def test_the_openai_batch_plugin_runs_detaches_and_is_picked_up_from_the_panel(
 def test_no_label_is_clipped_with_the_batch_backends_options(qtbot, tmp_path: Path, size: tuple[int, int]) -> None:
     from PySide6.QtWidgets import QLabel
 
-    from studio.core.plugins.discovery import load_plugins
-    from studio.ui.main_window import MainWindow
+    from tests.window_support import open_batch_panel
 
-    load_plugins()
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.open_project(tmp_path / "p", create_if_missing=True)
-    window.show()
-    panel = window.show_panel("generate")
-    _choose(panel, "openai-batch")
-    window.resize(*size)
-    qtbot.waitUntil(lambda: panel.width() > 0 and window.width() == size[0], timeout=5_000)
-    qtbot.wait(50)
+    window, panel = open_batch_panel(qtbot, tmp_path, size)
     settings = panel.settings_scroll.widget()
     assert settings.width() <= panel.settings_scroll.viewport().width()  # never scrolls sideways
     assert panel.backend_options.keys()

@@ -8,6 +8,7 @@ from PySide6.QtCore import QSettings
 
 from studio.core.plugins.boundary import failures
 from studio.ui.main_window import MainWindow
+from tests.window_support import open_batch_panel
 
 
 def test_a_new_project_imports_no_plugin_format_and_blames_none(qtbot, tmp_path: Path, with_test_plugins) -> None:
@@ -45,25 +46,9 @@ def test_tab_leaves_the_plugin_list_so_the_buttons_are_reachable_by_keyboard(qtb
     assert "Close" in seen and "Copy" in seen
 
 
-def _batch_window(qtbot, tmp_path: Path, size: tuple[int, int]):
-    from studio.core.plugins.discovery import load_plugins
-
-    load_plugins()
-    window = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.open_project(tmp_path / "p", create_if_missing=True)
-    window.show()
-    panel = window.show_panel("generate")
-    panel.backend.setCurrentIndex(panel.backend.findData("openai-batch"))
-    window.resize(*size)
-    qtbot.waitUntil(lambda: window.width() == size[0], timeout=5_000)
-    qtbot.wait(50)
-    return window, panel
-
-
 def test_start_and_stop_stay_in_view_with_the_batch_options_at_1280x800(qtbot, tmp_path: Path) -> None:
     # The batch backend adds four option rows: the run buttons must not scroll below the fold.
-    window, panel = _batch_window(qtbot, tmp_path, (1280, 770))
+    window, panel = open_batch_panel(qtbot, tmp_path, (1280, 770))
     for button in (panel.start_button, panel.pause_button, panel.stop_button):
         assert not button.visibleRegion().isEmpty(), button.text()
     window.close()
@@ -75,7 +60,7 @@ def test_a_batch_run_waiting_for_its_first_answers_does_not_say_no_run_yet(qtbot
 
     with FakeBatchAPI(models=("gpt-4o-mini",)) as api:
         monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
-        window, panel = _batch_window(qtbot, tmp_path, (1280, 770))
+        window, panel = open_batch_panel(qtbot, tmp_path, (1280, 770))
         panel.base_url.setText(api.base_url)
         panel.model.setCurrentText("gpt-4o-mini")
         panel.backend_options.widget("poll_s").setValue(0.02)
@@ -158,7 +143,7 @@ def test_after_a_picked_up_batch_the_estimate_is_the_forms_again(qtbot, tmp_path
 
     with FakeBatchAPI(models=("gpt-4o-mini",)) as api:
         monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
-        window, panel = _batch_window(qtbot, tmp_path, (1280, 770))
+        window, panel = open_batch_panel(qtbot, tmp_path, (1280, 770))
         panel.base_url.setText(api.base_url)
         panel.model.setCurrentText("gpt-4o-mini")
         panel.backend_options.widget("poll_s").setValue(0.02)
@@ -172,7 +157,7 @@ def test_after_a_picked_up_batch_the_estimate_is_the_forms_again(qtbot, tmp_path
         qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
         window.close()
         api.hold.clear()
-        window, panel = _batch_window(qtbot, tmp_path, (1280, 770))  # the project again: the batch is picked up
+        window, panel = open_batch_panel(qtbot, tmp_path, (1280, 770))  # the project again: the batch is picked up
         qtbot.waitUntil(lambda: "Picked up run" in window.messages.message(), timeout=30_000)
         assert panel.target.value() != 30  # the form is not the picked-up run's
         shown = panel.estimate_label.text()

@@ -137,10 +137,7 @@ class BackendJobs:
             "SELECT request_key, status, error FROM backend_job_requests WHERE job = ?", (job,))}
 
     def has_open_jobs(self, run_id: int) -> bool:
-        closed = ",".join("?" * len(CLOSED_STATES))
-        return self.conn.execute(
-            f"SELECT 1 FROM backend_jobs WHERE run_id = ? AND status NOT IN ({closed}) LIMIT 1",
-            (run_id, *CLOSED_STATES)).fetchone() is not None
+        return bool(self.jobs(run_id, open_only=True))  # a run has a handful of jobs
 
 
 def _job(row: sqlite3.Row) -> Job:

@@ -52,8 +52,6 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
 
 def parse_backend_options(backend: str, pairs: list[str]) -> dict:
     """``KEY=VALUE`` pairs typed by the options the backend's entry declares (plain data: no plugin import)."""
-    from studio.core.registry import GENERATION_BACKENDS
-
     declared = {o["key"]: o for o in GENERATION_BACKENDS.get(backend).meta.get("options", ())}
     options: dict = {}
     for pair in pairs:
