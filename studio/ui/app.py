@@ -5,21 +5,14 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from studio.core.paths import config_dir
 from studio.ui import theme
+from studio.ui.app_settings import settings
 from studio.ui.main_window import MainWindow, startup_probe
 
 STARTUP_PROBE_ENV = "DISTILL_STUDIO_STARTUP_PROBE"
-
-
-def settings() -> QSettings:
-    """Our own ini file in the user config folder (DISTILL_STUDIO_HOME redirects it in tests)."""
-    path = config_dir() / "settings.ini"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return QSettings(str(path), QSettings.Format.IniFormat)
 
 
 def create_window(project_dir: Path | None = None) -> MainWindow:

@@ -37,9 +37,9 @@ from studio.core.generation.prompts import SeedExample
 from studio.core.llm.endpoint import EndpointConfig, preset
 from studio.core.llm.keys import DEFAULT_KEY_ENV, store_key
 from studio.core.llm.models import ConnectionReport, check_connection
-from studio.core.paths import config_dir
 from studio.core.project import Project
 from studio.core.registry import ENDPOINT_KINDS, GENERATION_BACKENDS, GENERATION_MODES, RegistryError
+from studio.ui.app_settings import settings as app_settings
 from studio.ui.backend_options import BackendOptionsForm
 from studio.ui.backend_status import BackendStatusBox, holds_work
 from studio.ui.generate_worker import GenerationWorker
@@ -91,13 +91,6 @@ def read_price_factor(key: str) -> float:
         return float(GENERATION_BACKENDS.load(key).price_factor)
 
 
-def _default_settings() -> QSettings:
-    """The app's own ini file (as studio.ui.app.settings; DISTILL_STUDIO_HOME redirects it in tests)."""
-    path = config_dir() / "settings.ini"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return QSettings(str(path), QSettings.Format.IniFormat)
-
-
 def provider_name(key: str) -> str:
     """Who holds a backend's batches, for messages ("OpenAI"): the entry's ``provider`` meta, else its title
     without a trailing parenthesis ("OpenAI Batch API (half price, within 24 h)" → "OpenAI Batch API")."""
@@ -132,7 +125,7 @@ class GeneratePanel(Panel):
                  messages: MessageArea | None = None, settings: QSettings | None = None):
         super().__init__(parent, jobs=jobs, messages=messages)
         self.index_factory = default_index_factory  # tests inject a stand-in
-        self.settings = settings if settings is not None else _default_settings()
+        self.settings = settings if settings is not None else app_settings()
         self._price_factors: dict[str, float] = {"live": 1.0}  # read once per backend, on a job
         self._backend_open = False  # the running backend's provider holds requests of the run (its last status)
         self._run_backend = "live"  # the backend of the run being shown

@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
 
 from studio.core.errors import StudioError
 from studio.core.processes import pid_alive
-from studio.core.paths import config_dir
 from studio.core.registry import SERVING_BACKENDS
 from studio.core.serving import launch
 from studio.core.serving.backends import (
@@ -64,6 +63,7 @@ from studio.core.serving.server_info import (
     remove_info,
 )
 from studio.ui import theme
+from studio.ui.app_settings import settings as app_settings
 from studio.ui.elided_label import ElidedLabel
 from studio.ui.jobs import JobRunner, ProcessJob, ProcessResult
 from studio.ui.project_context import ProjectContext
@@ -104,7 +104,7 @@ class ServerControl(QWidget):
                  horizontal: bool = False, settings: QSettings | None = None):
         super().__init__(parent)
         self.horizontal = horizontal
-        self.settings = settings if settings is not None else _default_settings()
+        self.settings = settings if settings is not None else app_settings()
         self.setObjectName("ServerControl")
         self.jobs = jobs
         self.context: ProjectContext | None = None
@@ -793,13 +793,6 @@ class ServerControl(QWidget):
 
 
 # -- worker functions (no Qt) ----------------------------------------------------------------------
-def _default_settings() -> QSettings:
-    """The app's own ini file (as studio.ui.app.settings; DISTILL_STUDIO_HOME redirects it in tests)."""
-    path = config_dir() / "settings.ini"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return QSettings(str(path), QSettings.Format.IniFormat)
-
-
 def _unavailable_reason(key: str) -> str:
     """Why backend ``key`` cannot start here, or "": its own reason, or why its plugin's code did not load."""
     try:
