@@ -54,21 +54,27 @@ def test_start_and_stop_stay_in_view_with_the_batch_options_at_1280x800(qtbot, t
     window.close()
 
 
+def _start_a_held_batch(qtbot, tmp_path: Path, api):
+    """The Generate panel started on a 30-sample batch run that the fake holds in ``validating``."""
+    window, panel = open_batch_panel(qtbot, tmp_path, (1280, 770))
+    panel.base_url.setText(api.base_url)
+    panel.model.setCurrentText("gpt-4o-mini")
+    panel.backend_options.widget("poll_s").setValue(0.02)
+    panel.backend_options.widget("collect_s").setValue(0.05)
+    panel.target.setValue(30)
+    api.hold.set()
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: "validating" in panel.backend_box.text.text(), timeout=20_000)
+    return window, panel
+
+
 def test_a_batch_run_waiting_for_its_first_answers_does_not_say_no_run_yet(qtbot, tmp_path: Path,
                                                                            monkeypatch) -> None:
     from fake_batch_api import FakeBatchAPI
 
     with FakeBatchAPI(models=("gpt-4o-mini",)) as api:
         monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
-        window, panel = open_batch_panel(qtbot, tmp_path, (1280, 770))
-        panel.base_url.setText(api.base_url)
-        panel.model.setCurrentText("gpt-4o-mini")
-        panel.backend_options.widget("poll_s").setValue(0.02)
-        panel.backend_options.widget("collect_s").setValue(0.05)
-        panel.target.setValue(30)
-        api.hold.set()  # the batch stays in validating: no answer, no progress yet
-        panel.start_button.click()
-        qtbot.waitUntil(lambda: "validating" in panel.backend_box.text.text(), timeout=20_000)
+        window, panel = _start_a_held_batch(qtbot, tmp_path, api)  # validating: no answer, no progress yet
         assert "No run yet" not in panel.progress.text()
         assert panel.progress.text() == "0 / 30 kept"
         panel.ask_how_to_stop = lambda provider: "keep"
@@ -143,15 +149,7 @@ def test_after_a_picked_up_batch_the_estimate_is_the_forms_again(qtbot, tmp_path
 
     with FakeBatchAPI(models=("gpt-4o-mini",)) as api:
         monkeypatch.setenv("OPENAI_API_KEY", api.api_key)
-        window, panel = open_batch_panel(qtbot, tmp_path, (1280, 770))
-        panel.base_url.setText(api.base_url)
-        panel.model.setCurrentText("gpt-4o-mini")
-        panel.backend_options.widget("poll_s").setValue(0.02)
-        panel.backend_options.widget("collect_s").setValue(0.05)
-        panel.target.setValue(30)
-        api.hold.set()
-        panel.start_button.click()
-        qtbot.waitUntil(lambda: "validating" in panel.backend_box.text.text(), timeout=20_000)
+        window, panel = _start_a_held_batch(qtbot, tmp_path, api)
         panel.ask_how_to_stop = lambda provider: "keep"
         panel.stop_button.click()
         qtbot.waitUntil(lambda: not panel.is_running(), timeout=20_000)
