@@ -129,10 +129,7 @@ class Registry:
                 f"{self.name} {key!r} from {entry.source} could not be loaded ({entry.target}): "
                 f"{type(exc).__name__}: {exc}"
             )
-            if not entry.built_in:
-                from studio.core.plugins.boundary import record_failure
-
-                record_failure(entry, str(error))
+            _record(entry, error)
             raise error from exc
         self._loaded[key] = obj
         return obj
@@ -149,13 +146,16 @@ class Registry:
         return plugin_boundary(self.get(key), action)
 
     def load_instance(self, key: str, cls: type) -> Any:
-        """:meth:`load`, checked: an instance of ``cls`` whose ``key`` is the entry's (a plugin's typo says so)."""
+        """:meth:`load`, checked: an instance of ``cls`` whose ``key`` is the entry's (a plugin's typo says so,
+        recorded for *Help > Plugins* like an import failure)."""
         loaded = self.load(key)
         if not isinstance(loaded, cls) or getattr(loaded, "key", key) != key:
             entry = self.get(key)
-            raise RegistryError(
+            error = RegistryError(
                 f"{self.name} {key!r} from {entry.source} ({entry.target}) is not a {cls.__name__} with key {key!r}."
             )
+            _record(entry, error)
+            raise error
         return loaded
 
     def keys(self) -> list[str]:
@@ -176,6 +176,14 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _record(entry: Entry, error: RegistryError) -> None:
+    """A plugin's entry that cannot be used is recorded for *Help > Plugins*; a built-in's error is ours."""
+    if not entry.built_in:
+        from studio.core.plugins.boundary import record_failure
+
+        record_failure(entry, str(error))
 
 
 class _Choices(list):
