@@ -98,12 +98,13 @@ class Registry:
         only said of a key no installed plugin declares.
         """
         from studio.core.plugins import discovery  # late: discovery imports this module
+        from studio.core.plugins.model import DISABLED, ENABLED
 
         for record in discovery._records or ():
-            if record.state == "enabled" or not any(
+            if record.state == ENABLED or not any(
                     ALL.get(c.point) is self and c.key == key for c in record.contributions):
                 continue
-            if record.state == "disabled":
+            if record.state == DISABLED:
                 return (f"it comes from the plugin {record.name!r}, which is disabled "
                         f"(`distill-studio plugins enable {record.name}` turns it on from the next start)")
             return f"it comes from the plugin {record.name!r}, which could not be loaded: {record.error}"
