@@ -231,7 +231,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
 def cmd_data_export(args: argparse.Namespace) -> int:
     fmt = args.format or _export_format(args.file) or formats.JSONL
-    _check_export(fmt)  # an unusable exporter fails before the samples are read
+    exports.get_exporter(fmt)  # an unusable exporter fails before the samples are read
     statuses = args.status or None
     with _open(args, exclusive=False) as project:
         records = [formats.Record(s.instruction, s.input, s.output) for s in project.samples.iter(statuses)]
@@ -452,7 +452,7 @@ def cmd_snapshot_diff(args: argparse.Namespace) -> int:
 
 def cmd_snapshot_export(args: argparse.Namespace) -> int:
     fmt = args.format or _export_format(args.path) or formats.ALPACA
-    _check_export(fmt)  # an unusable exporter fails before the snapshot is read
+    exports.get_exporter(fmt)  # an unusable exporter fails before the snapshot is read
     with _open(args, exclusive=False) as project:
         records = project.snapshots.records(args.snapshot)
     written = exports.export(args.path, records, fmt, val_fraction=args.val_fraction, seed=args.seed)
@@ -1086,15 +1086,6 @@ def _format_choices() -> list[str]:
 def _exporter_choices() -> list[str]:
     """The exporters, then the dataset formats that are not one (a format's writer is checked when used)."""
     return registry.DATASET_EXPORTERS.accepts(registry.DATASET_FORMATS)
-
-
-def _check_export(fmt: str) -> None:
-    """Refuse an export format that cannot write samples before anything is read."""
-    if fmt in registry.DATASET_EXPORTERS or fmt not in registry.DATASET_FORMATS:
-        exports.get_exporter(fmt)
-    elif formats.SAMPLES not in formats.get_format(fmt).writes:
-        raise StudioError(f"The {fmt} format writes seed tasks only; export samples as one of "
-                          f"{', '.join(dict.fromkeys(exports.export_formats() + formats.sample_formats()))}.")
 
 
 def _export_format(path: Path) -> str | None:

@@ -7,11 +7,12 @@ would; ``plugin_env`` gives a subprocess (the CLI) the same view.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,4 +78,27 @@ def with_test_plugins(test_plugins: Path, isolated_home: Path) -> Iterator[list]
         importlib.invalidate_caches()
         forget_modules()
         load_plugins(reload=True)
+        clear_failures()
+
+
+@contextlib.contextmanager
+def registered_as_plugins() -> Iterator[Callable[..., None]]:
+    """``add(point, key, target, source, **meta)``: an entry registered in-process as the plugin ``source``
+    would add it; every such entry, and the failures recorded meanwhile, is gone on leaving."""
+    from studio.core import registry
+    from studio.core.plugins.boundary import clear_failures
+
+    sources: set[str] = set()
+
+    def add(point: registry.Registry, key: str, target: str, source: str, **meta) -> None:
+        sources.add(source)
+        point.register(key, target, source=source, **meta)
+
+    clear_failures()
+    try:
+        yield add
+    finally:
+        for point in registry.ALL.values():
+            for source in sources:
+                point.unregister_source(source)
         clear_failures()

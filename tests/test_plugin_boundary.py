@@ -15,8 +15,9 @@ import pytest
 from studio.core import exports, formats, registry
 from studio.core.errors import FormatError, StudioError
 from studio.core.jobs import Progress, run_to_end
-from studio.core.plugins.boundary import PluginError, clear_failures, failures, plugin_boundary
+from studio.core.plugins.boundary import PluginError, failures, plugin_boundary
 from studio.core.registry import RegistryError
+from tests.plugin_support import registered_as_plugins
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_teacher import FakeTeacher  # noqa: E402
@@ -56,16 +57,9 @@ NOT_A_FORMAT = {"key": "wrong"}
 
 @pytest.fixture
 def plugin_entries() -> Iterator[callable]:
-    """Register entries as the plugin ``some-plugin`` would; all removed (and failures forgotten) after."""
-    clear_failures()
-
-    def add(point: registry.Registry, key: str, attr: str, **meta) -> None:
-        point.register(key, f"{HERE}:{attr}", source=PLUGIN, **meta)
-
-    yield add
-    for point in registry.ALL.values():
-        point.unregister_source(PLUGIN)
-    clear_failures()
+    """Register entries (this module's attributes) as the plugin ``some-plugin`` would; all removed after."""
+    with registered_as_plugins() as add:
+        yield lambda point, key, attr, **meta: add(point, key, f"{HERE}:{attr}", PLUGIN, **meta)
 
 
 def _alpaca_file(tmp_path: Path) -> Path:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from studio.core import registry
-from studio.core.plugins.boundary import clear_failures, failures
-from tests.plugin_support import PACKAGES, PLUGIN_NAMES
+from studio.core.plugins.boundary import failures
+from tests.plugin_support import PACKAGES, PLUGIN_NAMES, registered_as_plugins
 
 HERE = __name__
 
@@ -18,18 +18,8 @@ HERE = __name__
 @pytest.fixture
 def in_process() -> Iterator[callable]:
     """Register entries pointing at this module as a named in-process plugin; all removed after."""
-    sources: set[str] = set()
-
-    def add(point: registry.Registry, key: str, attr: str, source: str, **meta) -> None:
-        sources.add(source)
-        point.register(key, f"{HERE}:{attr}", source=source, **meta)
-
-    clear_failures()
-    yield add
-    for point in registry.ALL.values():
-        for source in sources:
-            point.unregister_source(source)
-    clear_failures()
+    with registered_as_plugins() as add:
+        yield lambda point, key, attr, source, **meta: add(point, key, f"{HERE}:{attr}", source, **meta)
 
 
 # -- 1. a new project's default seeds load no plugin's format --------------------------------------------------

@@ -188,7 +188,17 @@ def __getattr__(name: str) -> tuple[str, ...]:
 
 
 def get_exporter(key: str) -> Exporter:
-    """The registered exporter ``key``; a StudioError naming the known ones if there is none."""
+    """The registered exporter ``key``; a StudioError naming the known ones if there is none.
+
+    ``key`` may also be a dataset format that writes samples and is no exporter (a plugin's CSV):
+    File > Export samples offers those, so ``data export --format`` does too.
+    """
+    if key not in registry.DATASET_EXPORTERS and key in registry.DATASET_FORMATS:
+        dataset_format = formats.get_format(key)
+        if formats.SAMPLES not in dataset_format.writes:
+            known = dict.fromkeys(export_formats() + formats.sample_formats())
+            raise StudioError(f"The {key} format writes seed tasks only; export samples as one of {', '.join(known)}.")
+        return format_exporter(key, dataset_format.title, dataset_format.extensions)
     if key not in registry.DATASET_EXPORTERS:
         why = registry.DATASET_EXPORTERS.unavailable(key) or registry.DATASET_FORMATS.unavailable(key)
         if why:  # a disabled plugin's format or exporter
@@ -210,15 +220,11 @@ def exporter_for_path(path: Path | str) -> str | None:
 
 
 def export(path: Path | str, records: Sequence[Record], fmt: str, *, val_fraction: float = 0.0, seed: int = 0) -> dict[str, Path]:
-    """Write ``records`` with exporter ``fmt``; returns the path of each part written ({"train": ...}).
-
-    ``fmt`` may also be a dataset format that writes samples and is no exporter (a plugin's CSV):
-    File > Export samples offers those, so ``data export --format`` does too.
-    """
-    parts = split(records, val_fraction, seed)
-    if fmt not in registry.DATASET_EXPORTERS and fmt in registry.DATASET_FORMATS:
-        entry = registry.DATASET_FORMATS.get(fmt)
-        return format_exporter(fmt, entry.label).export(Path(path), parts)  # write_samples guards the plugin
+    """Write ``records`` with exporter ``fmt`` (see :func:`get_exporter`); returns the path of each part
+    written ({"train": ...})."""
     exporter = get_exporter(fmt)
+    parts = split(records, val_fraction, seed)
+    if fmt not in registry.DATASET_EXPORTERS:  # a format's writer: write_samples guards the plugin
+        return exporter.export(Path(path), parts)
     with registry.DATASET_EXPORTERS.guard(fmt, f"writing {path}"):  # a plugin's bug is reported as its own
         return exporter.export(Path(path), parts)

@@ -35,7 +35,7 @@ from studio.core import registry
 from studio.core.errors import FormatError, StudioError
 from studio.core.jobs import Progress, Steps, run_to_end
 from studio.core.paths import resource
-from studio.core.plugins.boundary import PluginError, record_failure
+from studio.core.plugins.boundary import PluginError
 from studio.core.plugins.model import DISABLED
 from studio.core.registry import RegistryError
 from studio.core.seeds import Instance, SeedTask
@@ -543,9 +543,7 @@ def _load_formats() -> tuple[list[DatasetFormat], list[str]]:
     for entry in registry.DATASET_FORMATS.entries():
         try:
             loaded.append(get_format(entry.key))
-        except RegistryError as exc:
-            if not entry.built_in:  # an import failure is recorded by the registry; a wrong object here
-                record_failure(entry, str(exc))
+        except RegistryError as exc:  # recorded for Help > Plugins by the registry
             broken.append(str(exc))
     return loaded, broken
 
@@ -737,9 +735,7 @@ def _choices() -> list[_Choice]:
             continue
         try:
             f = get_format(entry.key)
-        except RegistryError as exc:
-            if not entry.built_in:
-                record_failure(entry, str(exc))
+        except RegistryError:  # recorded for Help > Plugins by the registry
             continue
         choices.append(_Choice(f.key, f.title, f.extensions, f.reads, f.writes))
     return choices

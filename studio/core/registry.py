@@ -98,12 +98,13 @@ class Registry:
         only said of a key no installed plugin declares.
         """
         from studio.core.plugins import discovery  # late: discovery imports this module
+        from studio.core.plugins.model import DISABLED, ENABLED
 
         for record in discovery._records or ():
-            if record.state == "enabled" or not any(
+            if record.state == ENABLED or not any(
                     ALL.get(c.point) is self and c.key == key for c in record.contributions):
                 continue
-            if record.state == "disabled":
+            if record.state == DISABLED:
                 return (f"it comes from the plugin {record.name!r}, which is disabled "
                         f"(`distill-studio plugins enable {record.name}` turns it on from the next start)")
             return f"it comes from the plugin {record.name!r}, which could not be loaded: {record.error}"
@@ -129,10 +130,7 @@ class Registry:
                 f"{self.name} {key!r} from {entry.source} could not be loaded ({entry.target}): "
                 f"{type(exc).__name__}: {exc}"
             )
-            if not entry.built_in:
-                from studio.core.plugins.boundary import record_failure
-
-                record_failure(entry, str(error))
+            _record(entry, error)
             raise error from exc
         self._loaded[key] = obj
         return obj
@@ -149,13 +147,16 @@ class Registry:
         return plugin_boundary(self.get(key), action)
 
     def load_instance(self, key: str, cls: type) -> Any:
-        """:meth:`load`, checked: an instance of ``cls`` whose ``key`` is the entry's (a plugin's typo says so)."""
+        """:meth:`load`, checked: an instance of ``cls`` whose ``key`` is the entry's (a plugin's typo says so,
+        recorded for *Help > Plugins* like an import failure)."""
         loaded = self.load(key)
         if not isinstance(loaded, cls) or getattr(loaded, "key", key) != key:
             entry = self.get(key)
-            raise RegistryError(
+            error = RegistryError(
                 f"{self.name} {key!r} from {entry.source} ({entry.target}) is not a {cls.__name__} with key {key!r}."
             )
+            _record(entry, error)
+            raise error
         return loaded
 
     def keys(self) -> list[str]:
@@ -176,6 +177,14 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _record(entry: Entry, error: RegistryError) -> None:
+    """A plugin's entry that cannot be used is recorded for *Help > Plugins*; a built-in's error is ours."""
+    if not entry.built_in:
+        from studio.core.plugins.boundary import record_failure
+
+        record_failure(entry, str(error))
 
 
 class _Choices(list):

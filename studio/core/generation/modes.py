@@ -112,22 +112,23 @@ def make_mode(ctx: ModeContext) -> Mode:
 
     key = ctx.config.mode
     factory = GENERATION_MODES.load(key)
+    if GENERATION_MODES.get(key).built_in:
+        return factory(ctx)
     with GENERATION_MODES.guard(key, "starting a run"):
-        mode = factory(ctx)
-        if GENERATION_MODES.get(key).built_in:
-            return mode
-        return GuardedMode(mode, key)
+        return GuardedMode(factory(ctx), key)
 
 
 class GuardedMode:
-    """A plugin's mode with every call through the registry boundary (built-in modes are used as they are)."""
+    """A plugin's mode with every call through the registry boundary (built-in modes are used as they are).
+
+    Built by :func:`make_mode` inside its guard, which also covers reading ``root_stage`` here.
+    """
 
     def __init__(self, mode: Mode, key: str):
         from studio.core.registry import GENERATION_MODES
 
         self._mode, self._key, self._registry = mode, key, GENERATION_MODES
-        with self._registry.guard(key, "starting a run"):
-            self.root_stage = mode.root_stage
+        self.root_stage = mode.root_stage
 
     def new_prompt(self, rng: random.Random, index: int) -> tuple[str, list[int], dict]:
         with self._registry.guard(self._key, "building a prompt"):

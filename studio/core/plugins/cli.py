@@ -17,12 +17,12 @@ from studio.core.plugins.model import DISABLED, ENABLED, PluginRecord
 RESTART_NOTE = "this takes effect the next time Distill Studio starts"
 
 
-def contributes(record: PluginRecord) -> str:
-    """``dataset_formats: csv, tsv; sample_filters: short`` (``-`` when nothing could be read)."""
+def contributes(record: PluginRecord, empty: str = "-") -> str:
+    """``dataset_formats: csv, tsv; sample_filters: short`` (``empty`` when nothing could be read)."""
     points: dict[str, list[str]] = {}
     for c in record.contributions:
         points.setdefault(c.point, []).append(c.key)
-    return "; ".join(f"{point}: {', '.join(keys)}" for point, keys in points.items()) or "-"
+    return "; ".join(f"{point}: {', '.join(keys)}" for point, keys in points.items()) or empty
 
 
 def state_label(record: PluginRecord) -> str:

@@ -377,14 +377,9 @@ def install_spec(found: PluginSpec, *, dry_run: bool = False, target: Path | Non
     return records
 
 
-def _summary(record: PluginRecord) -> str:
-    points: dict[str, list[str]] = {}
-    for c in record.contributions:
-        points.setdefault(c.point, []).append(c.key)
-    return "; ".join(f"{point}: {', '.join(keys)}" for point, keys in points.items()) or "nothing"
-
-
 def cmd_install(args: argparse.Namespace) -> int:
+    from studio.core.plugins.cli import contributes
+
     target = getattr(args, "target", None)
     found = read_spec(args.spec)
     records = install_spec(found, dry_run=args.dry_run, target=target)
@@ -394,7 +389,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         return 0
     for record in records:
         print(f"installed plugin {record.name} {record.version} ({record.distribution} {record.dist_version}): "
-              f"{record.state}; contributes {_summary(record)}")
+              f"{record.state}; contributes {contributes(record, 'nothing')}")
         if record.error:
             print(f"  error: {record.error}")
     print("It takes effect the next time Distill Studio starts.")
