@@ -49,6 +49,20 @@ def project(tmp_path: Path):
         yield opened
 
 
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A closed project folder with eight accepted samples in the snapshot ``s1`` (ready to train)."""
+    from studio.core.project import Project
+    from studio.core.samples import Sample, Status
+
+    root = tmp_path / "project"
+    with Project.create(root) as project:
+        for i in range(8):
+            project.samples.add(Sample(f"Say the word number {i}.", "", f"Word {i}.", status=Status.ACCEPTED))
+        project.snapshots.create("s1")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pre-trained tiny Llama (tests/tiny_model.py) folder, built once per test run on one thread."""

@@ -47,6 +47,25 @@ def trained_run(project: Project, base: Path, *, name: str = "", r: int = 8,
     return run
 
 
+def peft_student(project: Project, base: Path, *, name: str = "student") -> TrainingRun:
+    """A run on ``base`` whose adapter is a real peft LoRA with non-zero ``lora_B``, so the real server's
+    student answers unlike the base (for tests of the real server; imports torch, so call it lazily)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    run = trained_run(project, base, name=name, r=4)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for weight_name, weight in model.named_parameters():
+            if "lora_B" in weight_name:
+                weight.normal_(0, 0.5)
+    model.save_pretrained(run.adapter_dir)
+    return run
+
+
 def live_training(run: TrainingRun, device: str | None) -> subprocess.Popen:
     """Make ``run`` look like a live training job: a sleeping child (its command line names studio)
     in job.pid and, unless ``device`` is None, a config event naming the device."""

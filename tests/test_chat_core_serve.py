@@ -20,38 +20,16 @@ from studio.core.chat.conversations import ALPACA, Answer, ColumnSpec, Conversat
 from studio.core.chat.session import CANCELLED, messages_for, stream_answer
 from studio.core.chat.sources import BASE, RUN, ModelSource, client_for, list_sources
 from studio.core.project import Project
-from studio.core.samples import Sample, Status
 from studio.core.serving.server_info import ServerInfo, info_path, read_info
-from studio.core.training.settings import preset_settings
+from tests.serve_support import peft_student
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_student(project: Project, base: Path):
-    """A run whose adapter is peft's, with non-zero lora_B so the student answers differently from the base."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    project.samples.add(Sample("Say hi.", "", "Hi.", status=Status.ACCEPTED))
-    project.snapshots.create("v1")
-    run = project.training.create(snapshot="v1", base_model=str(base), name="student",
-                                  settings=preset_settings("alpaca").with_overrides({"max_steps": 1}))
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0, 0.5)
-    model.save_pretrained(run.adapter_dir)
-    return run
 
 
 @pytest.fixture
 def served(tmp_path: Path, tiny_base: Path):
     with Project.create(tmp_path / "project") as project:
-        run = make_student(project, tiny_base)
+        run = peft_student(project, tiny_base)
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         process = subprocess.Popen([sys.executable, "-m", "studio.serve", "--project", str(project.root),
                                     "--port", "0", "--threads", "1", "--device", "cpu"],

@@ -20,6 +20,7 @@ from studio.core.evaluation.stats import wilson_interval
 from studio.core.project import Project
 from studio.core.serving.server_info import info_path, read_info
 from tests.fake_eval_endpoints import API_KEY, MARKER, FakeEvalServer
+from tests.serve_support import peft_student
 
 CATEGORIES = ("email", "email", "email", "math", "math", "poetry")
 PROMPTS = [EvalPrompt(f"Task number {n}: do the thing well.", input="Some context." if n % 2 else "",
@@ -284,26 +285,6 @@ def test_progress_is_one_redrawn_line_on_a_terminal_and_few_lines_in_a_file(root
 
 
 # -- the real studio server ----------------------------------------------------------------------------------
-def real_student(project: Project, base: Path):
-    """A run whose adapter is a real peft LoRA on the tiny base (non-zero B: it answers unlike the base)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from tests.serve_support import trained_run
-
-    run = trained_run(project, base, name="student", r=4)
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(0, 0.5)
-    model.save_pretrained(run.adapter_dir)
-    return run
-
-
 def test_run_against_base_through_the_real_studio_server(tmp_path: Path, tiny_base: Path, capsys,
                                                          monkeypatch) -> None:
     pytest.importorskip("studio.serve", reason="the model server is not in this tree")
@@ -311,7 +292,7 @@ def test_run_against_base_through_the_real_studio_server(tmp_path: Path, tiny_ba
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     root = tmp_path / "project"
     with Project.create(root) as project:
-        real_student(project, tiny_base)
+        peft_student(project, tiny_base)
         project.prompt_sets.create("tiny", [EvalPrompt("Name a color."), EvalPrompt("Add the two numbers.", "2 and 3")])
     with FakeEvalServer(judges={"judge": "longer"}) as judge:
         code, out, err = run_cli(capsys, "eval", "run", "--project", root, "--prompts", "tiny", "--a", "run:student",

@@ -399,25 +399,32 @@ def test_a_run_made_for_one_kind_of_server_is_not_answered_by_the_other(project,
         result.message and asked == []
 
 
-def test_stop_keeps_everything_stored_and_the_next_run_goes_on(project, tmp_path) -> None:
+def stop_after(project, fake: FakeEvalServer, done: int, concurrency: int):
+    """Run 20 prompts on the systems "good" and "plain" of ``fake``, press Stop once ``done`` answers are in;
+    the evaluation, the stopped result, the stored row and its answers (None where none was stored)."""
+    evaluation = create_evaluation(project, fake, ["good", "plain"], judge=None, count=20, concurrency=concurrency)
+    reached = threading.Event()
+
+    def on_progress(progress: EvalProgress) -> None:
+        if progress.done >= done:
+            reached.set()
+
+    engine = EvalEngine(project.root, evaluation.id, clients=client_factory(), on_progress=on_progress)
+    stopper = threading.Thread(target=lambda: (reached.wait(30), engine.stop()))
+    stopper.start()
+    stopped = engine.run_blocking()
+    stopper.join()
+    stored = project.evaluations.get(evaluation.id)
+    kept = [answer_for(project, stored, p, i) for p in evaluation_prompts(project, stored) for i in (0, 1)]
+    return evaluation, stopped, stored, kept
+
+
+def test_stop_keeps_everything_stored_and_the_next_run_goes_on(project) -> None:
     fake = FakeEvalServer(latency_s=0.05, answerers={"good": marked, "plain": echo_answer})
     with fake:
-        evaluation = create_evaluation(project, fake, ["good", "plain"], judge=None, count=20, concurrency=2)
-        three = threading.Event()
-
-        def on_progress(progress: EvalProgress) -> None:
-            if progress.done >= 3:
-                three.set()
-
-        engine = EvalEngine(project.root, evaluation.id, clients=client_factory(), on_progress=on_progress)
-        stopper = threading.Thread(target=lambda: (three.wait(30), engine.stop()))
-        stopper.start()
-        stopped = engine.run_blocking()
-        stopper.join()
+        evaluation, stopped, stored, kept = stop_after(project, fake, done=3, concurrency=2)
         assert stopped.status == STOPPED and "Stopped" in stopped.message
         assert 3 <= stopped.answers < 40
-        stored = project.evaluations.get(evaluation.id)
-        kept = [answer_for(project, stored, p, i) for p in evaluation_prompts(project, stored) for i in (0, 1)]
         assert sum(a is not None for a in kept) == stopped.answers and stored.status == STOPPED
         rest = EvalEngine(project, evaluation.id, clients=client_factory()).run_blocking()
     assert rest.status == DONE and rest.cached_answers == stopped.answers and rest.answers == 40 - stopped.answers
@@ -426,20 +433,7 @@ def test_stop_keeps_everything_stored_and_the_next_run_goes_on(project, tmp_path
 def test_a_stop_lets_the_requests_in_flight_land_so_nothing_paid_is_dropped(project) -> None:
     fake = FakeEvalServer(latency_s=0.3, answerers={"good": marked, "plain": echo_answer})
     with fake:
-        evaluation = create_evaluation(project, fake, ["good", "plain"], judge=None, count=20, concurrency=6)
-        first = threading.Event()
-
-        def on_progress(progress: EvalProgress) -> None:
-            if progress.done >= 1:
-                first.set()
-
-        engine = EvalEngine(project.root, evaluation.id, clients=client_factory(), on_progress=on_progress)
-        stopper = threading.Thread(target=lambda: (first.wait(30), engine.stop()))
-        stopper.start()
-        stopped = engine.run_blocking()
-        stopper.join()
-        stored = project.evaluations.get(evaluation.id)
-        kept = [answer_for(project, stored, p, i) for p in evaluation_prompts(project, stored) for i in (0, 1)]
+        _, stopped, _, kept = stop_after(project, fake, done=1, concurrency=6)
     assert stopped.status == STOPPED and stopped.answers < 40
     # Every request the servers saw (and would bill) has its answer stored: Continue pays for none twice.
     assert fake.total_requests == stopped.answers == sum(a is not None for a in kept)

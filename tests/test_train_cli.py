@@ -18,7 +18,6 @@ import pytest
 from studio.cli import main
 from studio.core.curation import SampleQuery
 from studio.core.project import Project
-from studio.core.samples import Sample, Status
 from studio.core.training import launch
 from studio.core.training.events import read_all
 from studio.core.training.settings import TrainSettings, setting_names
@@ -27,16 +26,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "torch_threads=1", "--set", "per_device_train_batch_size=2", "--set",
         "gradient_accumulation_steps=1", "--set", "validation_fraction=0.2", "--set", "sample_prompts=1",
         "--set", "sample_max_new_tokens=8"]
-
-
-@pytest.fixture
-def project_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    with Project.create(root) as project:
-        for i in range(8):
-            project.samples.add(Sample(f"Say the word number {i}.", "", f"Word {i}.", status=Status.ACCEPTED))
-        project.snapshots.create("s1")
-    return root
 
 
 def cli(project_dir: Path, *args: str) -> int:

@@ -79,16 +79,6 @@ def trainers(tmp_path: Path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def project_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    with Project.create(root) as project:
-        for i in range(6):
-            project.samples.add(Sample(f"Say the word number {i}.", "", f"Word {i}.", status=Status.ACCEPTED))
-        project.snapshots.create("s1")
-    return root
-
-
-@pytest.fixture
 def model(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     folder.mkdir()

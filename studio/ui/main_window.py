@@ -171,9 +171,6 @@ class MainWindow(QMainWindow):
         panel.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
         return panel
 
-    def live_panels(self) -> list[Panel]:
-        return [panel for panel in self.panels if panel is not None]
-
     def _call(self, spec: PanelSpec, panel: Panel, hook: str, *args, default=None):
         """A panel hook; a plugin panel's exception is caught at the boundary and shown, naming the plugin."""
         return spec.call(panel, hook, *args, default=default, on_error=self.messages.show_error)

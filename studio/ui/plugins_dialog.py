@@ -100,10 +100,6 @@ def _point_name(point: str) -> str:
     return known.name if known is not None else point
 
 
-def _look(widget: QWidget) -> str:
-    return "dark" if widget.palette().window().color().lightness() < 128 else "light"
-
-
 def badge_colors(state: str, look: str) -> tuple[str, str]:
     """(text, background) of a state's badge in the light or dark look."""
     c = theme.colors(look)
@@ -126,7 +122,7 @@ class BadgeDelegate(QStyledItemDelegate):
             option.text = ""
             style.drawControl(QStyle.ControlElement.CE_ItemViewItem, option, painter, widget)
         text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
-        fg, bg = badge_colors(state, _look(widget) if widget is not None else "light")
+        fg, bg = badge_colors(state, theme.palette_look(widget.palette()) if widget is not None else "light")
         metrics = option.fontMetrics
         width = metrics.horizontalAdvance(text) + 16
         height = metrics.height() + 4

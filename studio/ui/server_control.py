@@ -699,7 +699,7 @@ class ServerControl(QWidget):
         self._show()
 
     def _show(self) -> None:
-        c = theme.colors("dark" if self.palette().window().color().lightness() < 128 else "light")
+        c = theme.colors(theme.palette_look(self.palette()))
         role = STATE_COLOR[self.state]
         color = c.get("success", c["highlight"]) if self.state == READY else c[role]  # a theme's green, when it has one
         self.dot.setStyleSheet(f"color: {color};")

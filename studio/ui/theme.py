@@ -35,6 +35,11 @@ def colors(mode: str) -> dict[str, str]:
     return _DARK if resolve(mode) == "dark" else _LIGHT
 
 
+def palette_look(palette: QPalette) -> str:
+    """"dark" or "light": the look a widget's palette is in (for colours drawn outside the style sheet)."""
+    return "dark" if palette.color(QPalette.ColorRole.Window).lightness() < 128 else "light"
+
+
 def _palette(c: dict[str, str]) -> QPalette:
     palette = QPalette()
     roles = {
@@ -92,7 +97,7 @@ class _Style(QProxyStyle):
     def drawPrimitive(self, element: QStyle.PrimitiveElement, option: QStyleOption, painter: QPainter,  # noqa: N802
                       widget: QWidget | None = None) -> None:
         super().drawPrimitive(element, option, painter, widget)
-        if element in _CHECKS and option.palette.color(QPalette.ColorRole.Window).lightness() < 128:
+        if element in _CHECKS and palette_look(option.palette) == "dark":
             painter.save()
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
             painter.setPen(option.palette.color(QPalette.ColorRole.Mid).lighter(150))

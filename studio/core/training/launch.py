@@ -34,7 +34,7 @@ from studio.core.training.run_config import (
     RunFolder,
 )
 from studio.core.training.runs import RUNS_DIR, TrainingRun
-from studio.core.training.settings import TrainSettings
+from studio.core.training.settings import DEFAULT_TRAINER, TrainSettings
 
 if TYPE_CHECKING:
     from studio.core.project import Project
@@ -51,9 +51,6 @@ EXPORT_REQUIREMENTS = ("torch>=2.3", "transformers>=5.0", "peft>=0.15", "acceler
 
 
 # -- the child's command line and environment ------------------------------------------------
-DEFAULT_TRAINER = "peft-lora"  # a run's settings without ``trainer`` (made before trainers were entries)
-
-
 def child_command(config_path: Path, *, module: str = TRAIN_MODULE) -> list[str]:
     """The training job's argv: the run's trainer's command (``TRAINERS``), for the job module.
 

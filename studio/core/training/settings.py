@@ -18,6 +18,7 @@ PROMPT_FORMATS = ("alpaca", "alpaca-lora", "chat")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SCHEDULES = ("cosine", "linear", "constant", "constant_with_warmup")
 ALL_LINEAR = "all-linear"
+DEFAULT_TRAINER = "peft-lora"  # the built-in trainer (python -m studio.train); also a run made before trainers
 
 
 class SettingsError(StudioError):
@@ -125,7 +126,7 @@ class TrainSettings:
         False, "Run Python code shipped with the base model (some architectures need it). Only "
         "for models you trust.", group="Hardware")
     trainer: str = _setting(
-        "peft-lora", "Which trainer runs the job: 'peft-lora' (the studio's own, python -m studio.train) "
+        DEFAULT_TRAINER, "Which trainer runs the job: 'peft-lora' (the studio's own, python -m studio.train) "
         "or a plugin's (distill-studio plugins list shows them).", group="Hardware")
 
     def validate(self) -> None:
