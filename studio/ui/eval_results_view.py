@@ -26,7 +26,7 @@ from studio.core.evaluation.stats import (
     strength_interval_text,
 )
 from studio.ui.data_shape_widget import _ThemedPlot, _use_app_palette
-from studio.ui.theme import colors
+from studio.ui.theme import colors, palette_look
 
 JUDGE_COLOUR, LC_COLOUR, HUMAN_COLOUR = "#4c78a8", "#f58518", "#54a24b"
 MAX_CATEGORIES = 15  # a plot of 70 bars (Self-Instruct's apps) reads as noise: the largest ones
@@ -471,7 +471,7 @@ class EvalResultsView(QWidget):
 
     # -- theme -----------------------------------------------------------------------------------------
     def _style_warning(self) -> None:
-        c = colors("dark" if self.palette().window().color().lightness() < 128 else "light")
+        c = colors(palette_look(self.palette()))
         self.warning.setStyleSheet(f"QLabel#LengthBiasWarning {{ background: {c['warning_bg']}; color: {c['text']}; "
                                    f"border: 1px solid {c['warning']}; border-radius: 4px; padding: 6px; "
                                    "font-weight: 600; }")
